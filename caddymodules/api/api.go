@@ -1,0 +1,133 @@
+// Package api is the `wisehosting_api` HTTP handler: health checks and the
+// REST endpoints that workers and proxies call (worker registration and
+// token refresh, routing provider documents). Paths it does not serve fall
+// through to the next handler.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/caddymodules/core"
+)
+
+func init() {
+	caddy.RegisterModule(new(Handler))
+	httpcaddyfile.RegisterHandlerDirective("wisehosting_api", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("wisehosting_api", httpcaddyfile.Before, "reverse_proxy")
+}
+
+// Version is reported by /health; set at build time with -ldflags.
+var Version = "dev"
+
+// Handler serves the control plane's REST API.
+type Handler struct {
+	wh     *core.App
+	mux    *http.ServeMux
+	logger *zap.Logger
+	start  time.Time
+}
+
+// CaddyModule returns the Caddy module information.
+func (*Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.wisehosting_api",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision wires the routes.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	wh, err := core.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	h.wh = wh
+	h.logger = ctx.Logger()
+	h.start = time.Now()
+	h.mux = http.NewServeMux()
+	h.mux.HandleFunc("GET /health", h.health)
+	h.mux.HandleFunc("GET /healthz", h.health)
+	for _, r := range extraRoutes {
+		r(h.mux, wh, h.logger)
+	}
+	return nil
+}
+
+// RouteRegistrar adds endpoints to the API handler's mux. Feature files in
+// this package register one with addRoutes in their init.
+type RouteRegistrar func(mux *http.ServeMux, wh *core.App, logger *zap.Logger)
+
+var extraRoutes []RouteRegistrar
+
+func addRoutes(r RouteRegistrar) { extraRoutes = append(extraRoutes, r) }
+
+// ServeHTTP serves the API's paths and passes others to next.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if _, pattern := h.mux.Handler(r); pattern == "" {
+		return next.ServeHTTP(w, r)
+	}
+	h.mux.ServeHTTP(w, r)
+	return nil
+}
+
+type healthBody struct {
+	Status   string `json:"status"`
+	Database string `json:"database"`
+	Version  string `json:"version"`
+	Uptime   string `json:"uptime"`
+}
+
+func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	body := healthBody{Status: "ok", Database: "ok", Version: Version, Uptime: time.Since(h.start).Round(time.Second).String()}
+	code := http.StatusOK
+	if err := h.wh.Pool().Ping(ctx); err != nil {
+		body.Status, body.Database, code = "degraded", "unreachable", http.StatusServiceUnavailable
+		h.logger.Warn("health: database unreachable", zap.Error(err))
+	}
+	WriteJSON(w, code, body)
+}
+
+// WriteJSON writes v as a JSON response with status code.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// WriteError writes {"error": msg}.
+func WriteError(w http.ResponseWriter, code int, msg string) {
+	WriteJSON(w, code, map[string]string{"error": msg})
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	return parseHandler(h.Dispenser)
+}
+
+func parseHandler(d *caddyfile.Dispenser) (*Handler, error) {
+	d.Next()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	if d.NextBlock(0) {
+		return nil, d.Errf("wisehosting_api takes no options (configure the wisehosting global option)")
+	}
+	return new(Handler), nil
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,287 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/internal/credentials"
+	"github.com/wisehosting/wisehosting/internal/events"
+	"github.com/wisehosting/wisehosting/internal/secrets"
+	"github.com/wisehosting/wisehosting/internal/store"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+}
+
+// AppName is the module ID of the core app.
+const AppName = "wisehosting"
+
+// App is the `wisehosting` app: configuration and shared resources of the
+// control plane.
+type App struct {
+	// PostgreSQL connection URL, e.g.
+	// `postgres://wisehosting@127.0.0.1:5432/wisehosting?sslmode=disable`.
+	// Credential `database_url` overrides it.
+	DatabaseURL string `json:"database_url,omitempty"`
+
+	// Database password, replacing the one in DatabaseURL. Prefer the
+	// systemd credential `database_password`, which overrides it.
+	DatabasePassword string `json:"database_password,omitempty"`
+
+	// Maximum connections in the pool. Default: max(4, CPUs).
+	MaxConns int32 `json:"max_conns,omitempty"`
+
+	// Master secret (at least 32 bytes) from which per-purpose encryption
+	// and signing keys are derived. Credential `api_server_secret`
+	// overrides it. Changing it without listing the old one in
+	// PreviousSecrets makes stored secrets unreadable.
+	Secret string `json:"secret,omitempty"`
+
+	// Earlier master secrets that still decrypt (but never encrypt) during
+	// a rotation. Credential `api_server_previous_secrets` (one per line)
+	// overrides it.
+	PreviousSecrets []string `json:"previous_secrets,omitempty"`
+
+	// Bearer token that proxies (Traefik's HTTP provider or the Caddy
+	// proxy mode) present to read routing configuration. Credential
+	// `proxy_token` overrides it.
+	ProxyToken string `json:"proxy_token,omitempty"`
+
+	// Bearer token of the loopback internal API; when empty that API is
+	// off. Credential `internal_token` overrides it.
+	InternalToken string `json:"internal_token,omitempty"`
+
+	// Apps are served at <slug>.<subdomain_base>, e.g. `apps.example.com`.
+	SubdomainBase string `json:"subdomain_base,omitempty"`
+
+	// The URL users and workers reach the control plane at, e.g.
+	// `https://cp.example.com`. Used in links, OAuth callbacks and webhook
+	// URLs.
+	PublicURL string `json:"public_url,omitempty"`
+
+	// E-mail of the first admin account, created with a one-time password
+	// (printed to the log once) when the database has no users. Default:
+	// `admin@localhost`. Set to `off` to disable.
+	AdminEmail string `json:"admin_email,omitempty"`
+
+	pool    *pgxpool.Pool
+	poolKey string
+	keyring *secrets.Keyring
+	bus     *events.Bus
+	logger  *zap.Logger
+	ctx     caddy.Context
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  AppName,
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// pools shares database pools across config reloads: a reload that keeps the
+// same DSN reuses the open pool, and migrations run only when a pool is
+// first created.
+var pools = caddy.NewUsagePool()
+
+type sharedPool struct{ *pgxpool.Pool }
+
+func (p sharedPool) Destruct() error {
+	p.Close()
+	return nil
+}
+
+// bus is process-wide, like the pool: subscribers survive a reload of the
+// modules that publish.
+var bus = new(events.Bus)
+
+// Resolve applies placeholders ({env.X}, {file.X}) and systemd credentials
+// to the configuration. It is exported for operator commands that read the
+// same config outside a running server.
+func (a *App) Resolve() error {
+	repl := caddy.NewReplacer()
+	for _, s := range []*string{&a.DatabaseURL, &a.DatabasePassword, &a.Secret, &a.ProxyToken,
+		&a.InternalToken, &a.SubdomainBase, &a.PublicURL, &a.AdminEmail} {
+		*s = repl.ReplaceKnown(*s, "")
+	}
+	for i, s := range a.PreviousSecrets {
+		a.PreviousSecrets[i] = repl.ReplaceKnown(s, "")
+	}
+	for name, dst := range map[string]*string{
+		credentials.DatabaseURL:      &a.DatabaseURL,
+		credentials.DatabasePassword: &a.DatabasePassword,
+		credentials.APIServerSecret:  &a.Secret,
+		credentials.ProxyToken:       &a.ProxyToken,
+		credentials.InternalToken:    &a.InternalToken,
+	} {
+		if err := credentials.Apply(name, dst); err != nil {
+			return err
+		}
+	}
+	prev, ok, err := credentials.Lookup(credentials.PreviousSecrets)
+	if err != nil {
+		return err
+	}
+	if ok {
+		a.PreviousSecrets = strings.Fields(prev)
+	}
+	a.SubdomainBase = strings.ToLower(strings.Trim(a.SubdomainBase, "."))
+	if a.AdminEmail == "" {
+		a.AdminEmail = "admin@localhost"
+	}
+	return nil
+}
+
+// Validate checks the resolved configuration.
+func (a *App) Validate() error {
+	var errs []error
+	if a.DatabaseURL == "" {
+		errs = append(errs, errors.New("database_url is required"))
+	}
+	if len(a.Secret) < secrets.MinSecretLen {
+		errs = append(errs, fmt.Errorf("secret must be at least %d characters (generate one with `openssl rand -hex 32`)", secrets.MinSecretLen))
+	}
+	if a.ProxyToken != "" && len(a.ProxyToken) < 16 {
+		errs = append(errs, errors.New("proxy_token must be at least 16 characters"))
+	}
+	if a.InternalToken != "" && len(a.InternalToken) < 16 {
+		errs = append(errs, errors.New("internal_token must be at least 16 characters"))
+	}
+	if a.PublicURL != "" {
+		u, err := url.Parse(a.PublicURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("public_url %q must be an absolute http(s) URL", a.PublicURL))
+		}
+	}
+	if a.SubdomainBase != "" && (strings.ContainsAny(a.SubdomainBase, "/: ") || !strings.Contains(a.SubdomainBase, ".") && a.SubdomainBase != "localhost") {
+		errs = append(errs, fmt.Errorf("subdomain_base %q must be a domain name such as apps.example.com", a.SubdomainBase))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("wisehosting: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Provision resolves secrets, builds the keyring and opens (or reuses) the
+// database pool, migrating a newly opened database.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+	a.bus = bus
+	if err := a.Resolve(); err != nil {
+		return err
+	}
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	kr, err := secrets.NewKeyring(a.Secret, a.PreviousSecrets...)
+	if err != nil {
+		return err
+	}
+	a.keyring = kr
+
+	a.poolKey = a.DatabaseURL + "\x00" + a.DatabasePassword
+	val, loaded, err := pools.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
+		octx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		p, err := store.Open(octx, a.DatabaseURL, store.Options{MaxConns: a.MaxConns, Password: a.DatabasePassword})
+		if err != nil {
+			return nil, err
+		}
+		if err := migrate(p, a.logger); err != nil {
+			p.Close()
+			return nil, err
+		}
+		return sharedPool{p}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("wisehosting: %w", err)
+	}
+	a.pool = val.(sharedPool).Pool
+	if loaded {
+		a.logger.Debug("reusing database pool")
+	}
+	return nil
+}
+
+func migrate(p *pgxpool.Pool, logger *zap.Logger) error {
+	mg, err := store.NewMigrator(p)
+	if err != nil {
+		return err
+	}
+	defer mg.Close()
+	before, err := mg.Status()
+	if err != nil {
+		return err
+	}
+	if err := mg.Up(); err != nil {
+		return err
+	}
+	after, err := mg.Status()
+	if err != nil {
+		return err
+	}
+	if after.Version != before.Version {
+		logger.Info("database migrated", zap.Uint("from", before.Version), zap.Uint("to", after.Version))
+	} else {
+		logger.Info("database schema up to date", zap.Uint("version", after.Version))
+	}
+	return nil
+}
+
+// Start creates the first admin account if the database has no users.
+func (a *App) Start() error {
+	ctx, cancel := context.WithTimeout(a.ctx, 15*time.Second)
+	defer cancel()
+	return a.bootstrapAdmin(ctx)
+}
+
+// Stop is a no-op: the pool lives until Cleanup so other apps can still
+// use it while they stop.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases this config's use of the shared pool.
+func (a *App) Cleanup() error {
+	if a.poolKey == "" {
+		return nil
+	}
+	_, err := pools.Delete(a.poolKey)
+	return err
+}
+
+// Pool is the shared database pool.
+func (a *App) Pool() *pgxpool.Pool { return a.pool }
+
+// Keyring encrypts and decrypts secrets at rest.
+func (a *App) Keyring() *secrets.Keyring { return a.keyring }
+
+// Events is the process-wide event bus.
+func (a *App) Events() *events.Bus { return a.bus }
+
+// FromContext returns the core app of the running config, loading it if
+// needed. Modules call it in Provision.
+func FromContext(ctx caddy.Context) (*App, error) {
+	v, err := ctx.App(AppName)
+	if err != nil {
+		return nil, fmt.Errorf("loading the %s app (add a `%s { … }` global option block): %w", AppName, AppName, err)
+	}
+	return v.(*App), nil
+}
+
+// Interface guards.
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

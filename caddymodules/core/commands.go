@@ -1,0 +1,161 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/wisehosting/wisehosting/internal/secrets"
+	"github.com/wisehosting/wisehosting/internal/store"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "migrate",
+		Usage: "status|up|down [N]|force <version> [--config <path>]",
+		Short: "Shows or changes the database schema version",
+		Long: `
+Shows or changes the control plane's schema version. The running server
+applies pending migrations on start by itself; these commands are for
+operators: "status" prints the version, "up" applies pending migrations,
+"down N" reverts N migrations, and "force V" marks version V as clean after
+a failed migration was repaired by hand.
+
+The database is read from the wisehosting app of --config (a Caddyfile or
+JSON config), else from $WISEHOSTING_DATABASE_URL or $DATABASE_URL.`,
+		CobraFunc: func(cmd *cobra.Command) {
+			addConfigFlags(cmd)
+			cmd.Args = cobra.RangeArgs(1, 2)
+			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdMigrate)
+		},
+	})
+}
+
+func addConfigFlags(cmd *cobra.Command) {
+	cmd.Flags().StringP("config", "c", "", "Caddyfile or JSON config holding the wisehosting app")
+	cmd.Flags().StringP("adapter", "a", "", "Name of config adapter (default: caddyfile for files named *Caddyfile*)")
+}
+
+// LoadConfig reads the wisehosting app's configuration for an operator
+// command: from the config file given with --config, else from the
+// environment. Placeholders and systemd credentials are applied.
+func LoadConfig(fl caddycmd.Flags) (*App, error) {
+	a := new(App)
+	if path := fl.String("config"); path != "" {
+		cfgJSON, _, _, err := caddycmd.LoadConfig(path, fl.String("adapter"))
+		if err != nil {
+			return nil, err
+		}
+		var cfg struct {
+			Apps map[string]json.RawMessage `json:"apps"`
+		}
+		if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
+			return nil, fmt.Errorf("decoding %s: %w", path, err)
+		}
+		raw, ok := cfg.Apps[AppName]
+		if !ok {
+			return nil, fmt.Errorf("%s has no wisehosting app (global option block)", path)
+		}
+		if err := json.Unmarshal(raw, a); err != nil {
+			return nil, fmt.Errorf("decoding the wisehosting app: %w", err)
+		}
+	}
+	if a.DatabaseURL == "" {
+		a.DatabaseURL = os.Getenv("WISEHOSTING_DATABASE_URL")
+	}
+	if a.DatabaseURL == "" {
+		a.DatabaseURL = os.Getenv("DATABASE_URL")
+	}
+	if a.Secret == "" {
+		a.Secret = os.Getenv("WISEHOSTING_SECRET")
+	}
+	if err := a.Resolve(); err != nil {
+		return nil, err
+	}
+	if a.DatabaseURL == "" {
+		return nil, errors.New("no database: pass --config or set WISEHOSTING_DATABASE_URL")
+	}
+	return a, nil
+}
+
+// OpenPool connects to the configured database without migrating it.
+func (a *App) OpenPool(ctx context.Context) (*pgxpool.Pool, error) {
+	return store.Open(ctx, a.DatabaseURL, store.Options{MaxConns: 4, Password: a.DatabasePassword, AppName: "wisehosting-cli"})
+}
+
+// OpenKeyring builds the keyring from the configured secrets.
+func (a *App) OpenKeyring() (*secrets.Keyring, error) {
+	return secrets.NewKeyring(a.Secret, a.PreviousSecrets...)
+}
+
+// CommandContext is a context for operator commands, cancelled on timeout.
+func CommandContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 2*time.Minute)
+}
+
+func cmdMigrate(fl caddycmd.Flags) (int, error) {
+	a, err := LoadConfig(fl)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	ctx, cancel := CommandContext()
+	defer cancel()
+	pool, err := a.OpenPool(ctx)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	defer pool.Close()
+	mg, err := store.NewMigrator(pool)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	defer mg.Close()
+
+	args := fl.Args()
+	switch args[0] {
+	case "status":
+	case "up":
+		err = mg.Up()
+	case "down":
+		n := 1
+		if len(args) == 2 {
+			if n, err = strconv.Atoi(args[1]); err != nil || n < 1 {
+				return caddy.ExitCodeFailedStartup, fmt.Errorf("down: %q is not a positive number of steps", args[1])
+			}
+		}
+		err = mg.Down(n)
+	case "force":
+		if len(args) != 2 {
+			return caddy.ExitCodeFailedStartup, errors.New("force needs a version")
+		}
+		v, perr := strconv.Atoi(args[1])
+		if perr != nil || v < -1 {
+			return caddy.ExitCodeFailedStartup, fmt.Errorf("force: %q is not a version", args[1])
+		}
+		err = mg.Force(v)
+	default:
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("unknown migrate action %q (status, up, down, force)", args[0])
+	}
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	st, err := mg.Status()
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	state := "clean"
+	if st.Dirty {
+		state = "DIRTY"
+	}
+	fmt.Printf("schema version %d (%s), latest %d\n", st.Version, state, st.Latest)
+	return 0, nil
+}

@@ -1,0 +1,9 @@
+// Package caddymodules blank-imports every WiseHosting Caddy module, the way
+// Caddy's modules/standard does for its own. Import it for its side effects
+// to build a binary (or an xcaddy build) that has them all.
+package caddymodules
+
+import (
+	_ "github.com/wisehosting/wisehosting/caddymodules/api"
+	_ "github.com/wisehosting/wisehosting/caddymodules/core"
+)

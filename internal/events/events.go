@@ -1,0 +1,78 @@
+// Package events is the control plane's in-process event bus. Producers
+// publish typed events (a domain verified, a route changed, a deployment
+// finished); consumers such as the routing cache, alerts and outbound
+// webhooks subscribe. Delivery is synchronous and in publish order, so a
+// subscriber must return quickly and hand long work to its own goroutine.
+package events
+
+import (
+	"sync"
+	"time"
+)
+
+// Kinds of events.
+const (
+	DomainAdded        = "domain.added"
+	DomainVerified     = "domain.verified"
+	DomainRemoved      = "domain.removed"
+	CertProvisioned    = "cert.provisioned"
+	CertExpiring       = "cert.expiring"
+	RouteChanged       = "route.changed"
+	AppStatusChanged   = "app.status_changed"
+	DeploymentStarted  = "deployment.started"
+	DeploymentFinished = "deployment.finished"
+	DeploymentFailed   = "deployment.failed"
+	WorkerOnline       = "worker.online"
+	WorkerOffline      = "worker.offline"
+	AlertFired         = "alert.fired"
+	AlertResolved      = "alert.resolved"
+)
+
+// Event is one occurrence. Data is JSON-marshalable.
+type Event struct {
+	Kind   string         `json:"type"`
+	TeamID int64          `json:"team_id,omitempty"`
+	AppID  int64          `json:"app_id,omitempty"`
+	Time   time.Time      `json:"timestamp"`
+	Data   map[string]any `json:"data,omitempty"`
+}
+
+// Bus fans events out to subscribers. The zero value is ready to use.
+type Bus struct {
+	mu   sync.RWMutex
+	next int
+	subs map[int]func(Event)
+}
+
+// Subscribe registers fn and returns a function that removes it.
+func (b *Bus) Subscribe(fn func(Event)) (cancel func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.subs == nil {
+		b.subs = make(map[int]func(Event))
+	}
+	id := b.next
+	b.next++
+	b.subs[id] = fn
+	return func() {
+		b.mu.Lock()
+		delete(b.subs, id)
+		b.mu.Unlock()
+	}
+}
+
+// Publish delivers e to every subscriber.
+func (b *Bus) Publish(e Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	b.mu.RLock()
+	fns := make([]func(Event), 0, len(b.subs))
+	for _, fn := range b.subs {
+		fns = append(fns, fn)
+	}
+	b.mu.RUnlock()
+	for _, fn := range fns {
+		fn(e)
+	}
+}

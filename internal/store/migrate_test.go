@@ -1,0 +1,129 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/wisehosting/wisehosting/internal/pgtest"
+	"github.com/wisehosting/wisehosting/internal/store"
+)
+
+func tables(t *testing.T, db *pgtest.DB) map[string]bool {
+	t.Helper()
+	rows, err := db.Pool.Query(context.Background(),
+		"SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var n string
+		rows.Scan(&n)
+		out[n] = true
+	}
+	return out
+}
+
+var schemaTables = []string{
+	"users", "teams", "memberships", "sessions", "api_tokens", "workers", "apps", "deployments",
+	"env_vars", "jobs", "domains", "routes", "certificates", "webhooks", "webhook_deliveries",
+	"alert_rules", "alerts", "usage_samples", "runtime_logs", "audit_events",
+}
+
+func TestMigrateUpDown(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewEmpty(t, false)
+	mg, err := store.NewMigrator(db.Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mg.Close()
+
+	if err := mg.Up(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := mg.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Dirty || st.Version != store.LatestVersion() || st.Version == 0 {
+		t.Fatalf("after up: %+v (latest %d)", st, store.LatestVersion())
+	}
+	have := tables(t, db)
+	for _, tb := range schemaTables {
+		if !have[tb] {
+			t.Errorf("table %s missing after up", tb)
+		}
+	}
+	// Up again is a no-op.
+	if err := mg.Up(); err != nil {
+		t.Fatalf("second up: %v", err)
+	}
+	if err := mg.Down(0); err != nil {
+		t.Fatal(err)
+	}
+	have = tables(t, db)
+	for _, tb := range schemaTables {
+		if have[tb] {
+			t.Errorf("table %s still there after down", tb)
+		}
+	}
+	// And up again from nothing: down migrations leave no debris behind.
+	if err := mg.Up(); err != nil {
+		t.Fatalf("up after down: %v", err)
+	}
+}
+
+func TestDirtySchemaRefused(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewEmpty(t, false)
+	mg, err := store.NewMigrator(db.Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mg.Close()
+	if err := mg.Up(); err != nil {
+		t.Fatal(err)
+	}
+	// Simulate a migration that died half-way.
+	if _, err := db.Pool.Exec(context.Background(), "UPDATE schema_migrations SET dirty = true"); err != nil {
+		t.Fatal(err)
+	}
+	err = mg.Up()
+	var de *store.DirtyError
+	if !errors.As(err, &de) {
+		t.Fatalf("want DirtyError, got %v", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"dirty", "version 1", "wisehosting migrate force"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("dirty message %q lacks %q", msg, want)
+		}
+	}
+	// The operator's way out.
+	if err := mg.Force(int(de.Version)); err != nil {
+		t.Fatal(err)
+	}
+	if err := mg.Up(); err != nil {
+		t.Fatalf("after force: %v", err)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	if _, err := db.Pool.Exec(context.Background(), "UPDATE schema_migrations SET version = 9999"); err != nil {
+		t.Fatal(err)
+	}
+	mg, err := store.NewMigrator(db.Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mg.Close()
+	if err := mg.Up(); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("want refusal of a newer schema, got %v", err)
+	}
+}

@@ -1,0 +1,61 @@
+// Package store opens the control plane's Postgres pool and owns its schema
+// migrations. Feature packages keep their SQL next to their logic but get
+// their pool from here.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Options tune the pool.
+type Options struct {
+	// MaxConns caps the pool; 0 means pgx's default (max(4, NumCPU)).
+	MaxConns int32
+	// Password, when set, replaces the DSN's password (systemd credential).
+	Password string
+	// AppName is reported to Postgres as application_name.
+	AppName string
+}
+
+// Open parses dsn, connects, and pings once so a bad DSN fails at start
+// with a clear message rather than on the first request.
+func Open(ctx context.Context, dsn string, opt Options) (*pgxpool.Pool, error) {
+	if dsn == "" {
+		return nil, errors.New("no database URL configured")
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parsing database URL: %w", err)
+	}
+	if opt.Password != "" {
+		cfg.ConnConfig.Password = opt.Password
+	}
+	if opt.MaxConns > 0 {
+		cfg.MaxConns = opt.MaxConns
+	}
+	if opt.AppName == "" {
+		opt.AppName = "wisehosting"
+	}
+	if cfg.ConnConfig.RuntimeParams == nil {
+		cfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = opt.AppName
+	cfg.HealthCheckPeriod = 15 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating database pool: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to database %s@%s:%d/%s: %w",
+			cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+	}
+	return pool, nil
+}
