@@ -16,6 +16,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/secrets"
 	"github.com/wisehosting/wisehosting/internal/store"
+	"github.com/wisehosting/wisehosting/internal/workerbus"
 )
 
 func init() {
@@ -101,9 +102,12 @@ func (p sharedPool) Destruct() error {
 	return nil
 }
 
-// bus is process-wide, like the pool: subscribers survive a reload of the
-// modules that publish.
-var bus = new(events.Bus)
+// bus and workers are process-wide, like the pool: subscribers survive a
+// reload of the modules that publish.
+var (
+	bus     = new(events.Bus)
+	workers = new(workerbus.Bus)
+)
 
 // Resolve applies placeholders ({env.X}, {file.X}) and systemd credentials
 // to the configuration. It is exported for operator commands that read the
@@ -267,6 +271,9 @@ func (a *App) Keyring() *secrets.Keyring { return a.keyring }
 
 // Events is the process-wide event bus.
 func (a *App) Events() *events.Bus { return a.bus }
+
+// Workers routes messages to and from connected worker agents.
+func (a *App) Workers() *workerbus.Bus { return workers }
 
 // FromContext returns the core app of the running config, loading it if
 // needed. Modules call it in Provision.

@@ -1,0 +1,33 @@
+# WiseHosting — see README.md. `make run` starts a development control plane,
+# `make test` runs every test against a real Postgres.
+GO        ?= go
+GOTAGS    ?= remote containers_image_openpgp
+GOFLAGS_B := -trimpath -tags '$(GOTAGS)'
+LDFLAGS   := -s -w
+BIN       := bin
+
+.PHONY: all build run test test-short bench lint fuzz xcaddy clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_B) -ldflags '$(LDFLAGS)' -o $(BIN)/wisehosting ./cmd/wisehosting
+
+run: build
+	bash scripts/dev-run.sh
+
+test:
+	bash scripts/test.sh
+
+bench:
+	bash scripts/bench.sh
+
+lint:
+	@fmt=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$fmt" ]; then echo "gofmt needed:"; echo "$$fmt"; exit 1; fi
+	$(GO) vet -tags '$(GOTAGS)' ./...
+
+xcaddy:
+	bash xcaddy/build.sh
+
+clean:
+	rm -rf $(BIN)

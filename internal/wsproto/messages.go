@@ -1,0 +1,141 @@
+package wsproto
+
+import "encoding/json"
+
+// Message types carried in an envelope's t field.
+const (
+	TypePing         = "ping"
+	TypePong         = "pong"
+	TypeJobAssign    = "job.assign"    // CP → worker
+	TypeJobAck       = "job.ack"       // worker → CP
+	TypeJobProgress  = "job.progress"  // worker → CP
+	TypeJobResult    = "job.result"    // worker → CP
+	TypeJobCancel    = "job.cancel"    // CP → worker
+	TypeStats        = "stats"         // worker → CP
+	TypeLogs         = "logs"          // worker → CP
+	TypeAppState     = "app.state"     // worker → CP
+	TypeDesiredState = "desired.state" // CP → worker
+	TypeHello        = "hello"         // worker → CP, first message after connecting
+)
+
+// Job kinds.
+const (
+	JobDeploy   = "deploy"
+	JobRollback = "rollback"
+	JobStop     = "stop"
+	JobRestart  = "restart"
+	JobDelete   = "delete"
+)
+
+// JobAssign hands a job to a worker. JobID is the idempotency key: a worker
+// that sees the same JobID twice acknowledges again but runs it once.
+type JobAssign struct {
+	JobID        int64           `json:"job_id"`
+	Kind         string          `json:"kind"`
+	AppID        int64           `json:"app_id,omitempty"`
+	DeploymentID int64           `json:"deployment_id,omitempty"`
+	Attempt      int             `json:"attempt"`
+	TimeoutS     int             `json:"timeout_s"`
+	Payload      json.RawMessage `json:"payload,omitempty"`
+}
+
+// JobAck confirms a worker took a job.
+type JobAck struct {
+	JobID int64 `json:"job_id"`
+}
+
+// JobProgress reports a stage of a running job (shown to users live).
+type JobProgress struct {
+	JobID   int64  `json:"job_id"`
+	Stage   string `json:"stage"` // clone, build, start, health, switch, done
+	Message string `json:"message,omitempty"`
+	Percent int    `json:"percent,omitempty"`
+}
+
+// JobResult ends a job.
+type JobResult struct {
+	JobID  int64           `json:"job_id"`
+	OK     bool            `json:"ok"`
+	Error  string          `json:"error,omitempty"`
+	Output json.RawMessage `json:"output,omitempty"`
+}
+
+// JobCancel asks a worker to stop a running job.
+type JobCancel struct {
+	JobID int64 `json:"job_id"`
+}
+
+// Hello is the worker's first message: what it is and what it can do.
+type Hello struct {
+	Version    string  `json:"version"`
+	WGIP       string  `json:"wg_ip,omitempty"`
+	Zone       string  `json:"zone,omitempty"`
+	CPUMillis  int     `json:"cpu_millis"`
+	MemoryMB   int     `json:"memory_mb"`
+	DiskMB     int     `json:"disk_mb"`
+	DiskQuota  string  `json:"disk_quota"` // xfs-prjquota, btrfs, none
+	MaxJobs    int     `json:"max_jobs"`
+	RunningIDs []int64 `json:"running_job_ids,omitempty"`
+}
+
+// AppStats is one app's resource use at a point in time.
+type AppStats struct {
+	AppID      int64   `json:"app_id"`
+	CPUPercent float64 `json:"cpu_pct"`
+	MemBytes   int64   `json:"mem_bytes"`
+	MemLimit   int64   `json:"mem_limit,omitempty"`
+	NetRxBytes int64   `json:"net_rx"`
+	NetTxBytes int64   `json:"net_tx"`
+	DiskBytes  int64   `json:"disk_bytes"`
+}
+
+// Stats is a periodic report of every app on a worker.
+type Stats struct {
+	TS   int64      `json:"ts"` // unix seconds
+	Apps []AppStats `json:"apps"`
+}
+
+// LogLine is one line of an app's output or of a build.
+type LogLine struct {
+	AppID        int64  `json:"app_id"`
+	DeploymentID int64  `json:"deployment_id,omitempty"` // set for build logs
+	TS           int64  `json:"ts"`                      // unix nanoseconds
+	Stream       string `json:"stream"`                  // stdout, stderr, build
+	Line         string `json:"line"`
+}
+
+// Logs carries a batch of lines.
+type Logs struct {
+	Lines []LogLine `json:"lines"`
+}
+
+// AppState reports what a worker observes about an app's container.
+type AppState struct {
+	AppID        int64  `json:"app_id"`
+	DeploymentID int64  `json:"deployment_id,omitempty"`
+	State        string `json:"state"` // running, stopped, crashed, crashloop
+	HostPort     int    `json:"host_port,omitempty"`
+	Restarts     int    `json:"restarts,omitempty"`
+	Message      string `json:"message,omitempty"`
+}
+
+// DesiredApp is one app the CP wants running on a worker.
+type DesiredApp struct {
+	AppID        int64  `json:"app_id"`
+	Slug         string `json:"slug"`
+	DeploymentID int64  `json:"deployment_id"`
+	Image        string `json:"image"`
+	Port         int    `json:"port"`
+	HostPort     int    `json:"host_port,omitempty"`
+	CPUMillis    int    `json:"cpu_millis"`
+	MemoryMB     int    `json:"memory_mb"`
+	// Env holds decrypted variables; the channel is authenticated and
+	// encrypted (WSS), and the worker never writes them to disk.
+	Env map[string]string `json:"env,omitempty"`
+}
+
+// DesiredState is the full set of apps a worker should run. Workers
+// reconcile to it after every (re)connect: level-triggered, not replayed.
+type DesiredState struct {
+	Apps []DesiredApp `json:"apps"`
+}

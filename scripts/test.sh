@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test against real services. Used by `make test` and CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+ensure_postgres_for_tests
+tags='remote containers_image_openpgp'
+# Each package gets its own databases (internal/pgtest), so packages run in parallel.
+go test -tags "$tags" -count=1 -timeout 20m "$@" ./...
+# Short fuzzing budget on the parsers of untrusted bytes.
+bash scripts/fuzz.sh "${FUZZTIME:-5s}"
