@@ -22,7 +22,7 @@ import (
 func init() {
 	caddy.RegisterModule(new(Handler))
 	httpcaddyfile.RegisterHandlerDirective("wisehosting_api", parseCaddyfile)
-	httpcaddyfile.RegisterDirectiveOrder("wisehosting_api", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterDirectiveOrder("wisehosting_api", httpcaddyfile.Before, "respond")
 }
 
 // Version is reported by /health; set at build time with -ldflags.

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian 12 machine.
+# Idempotent: fast when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+need_apt=()
+command -v pg_isready >/dev/null || need_apt+=(postgresql postgresql-client)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+ensure_postgres_for_tests
+go mod download
