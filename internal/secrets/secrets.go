@@ -34,6 +34,7 @@ const (
 	PurposeTOTP        = "totp"
 	PurposeOAuthTokens = "oauth-tokens"
 	PurposeDNS         = "dns-credentials"
+	PurposeGitHooks    = "git-webhooks"
 )
 
 const prefix = "whs1."

@@ -1,0 +1,167 @@
+// Package deploys turns causes (a push, a pull request, a click, a
+// rollback) into deployments: a deployments row and the job that performs
+// it, written in one transaction so neither exists without the other.
+package deploys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
+)
+
+// App is the part of an apps row a deployment needs.
+type App struct {
+	ID            int64
+	TeamID        int64
+	Slug          string
+	Name          string
+	GitRepo       string
+	GitBranch     string
+	GitProvider   string
+	Framework     string
+	Port          int
+	CPUMillis     int
+	MemoryMB      int
+	DiskMB        int
+	BandwidthKbit int
+	HealthPath    string
+	PreviewOf     int64
+	PRNumber      int
+	Status        string
+}
+
+const appColumns = `id, team_id, slug, name, git_repo, git_branch, git_provider, framework, port, cpu_millis,
+	memory_mb, disk_mb, bandwidth_kbit, health_path, COALESCE(preview_of, 0), COALESCE(pr_number, 0), status`
+
+func scanApp(row pgx.Row) (App, error) {
+	var a App
+	err := row.Scan(&a.ID, &a.TeamID, &a.Slug, &a.Name, &a.GitRepo, &a.GitBranch, &a.GitProvider, &a.Framework,
+		&a.Port, &a.CPUMillis, &a.MemoryMB, &a.DiskMB, &a.BandwidthKbit, &a.HealthPath, &a.PreviewOf, &a.PRNumber, &a.Status)
+	return a, err
+}
+
+// ErrNotFound means no such app (or not in the caller's team).
+var ErrNotFound = errors.New("app not found")
+
+// LoadApp reads an app by id. Callers acting for a user must check the
+// team themselves or use LoadTeamApp.
+func LoadApp(ctx context.Context, q jobs.Querier, id int64) (App, error) {
+	a, err := scanApp(q.QueryRow(ctx, "SELECT "+appColumns+" FROM apps WHERE id = $1", id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return a, ErrNotFound
+	}
+	return a, err
+}
+
+// LoadTeamApp reads an app only if it belongs to teamID.
+func LoadTeamApp(ctx context.Context, q jobs.Querier, teamID, id int64) (App, error) {
+	a, err := scanApp(q.QueryRow(ctx, "SELECT "+appColumns+" FROM apps WHERE id = $1 AND team_id = $2", id, teamID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return a, ErrNotFound
+	}
+	return a, err
+}
+
+// Spec describes one deployment to create.
+type Spec struct {
+	Commit  string
+	Message string
+	Trigger string // push, pull_request, manual, rollback, api
+	UserID  int64  // 0 for automatic triggers
+	// RollbackOf reuses that deployment's image without building.
+	RollbackOf int64
+}
+
+// Created reports the rows a Trigger wrote.
+type Created struct {
+	DeploymentID int64
+	JobID        int64
+}
+
+func nullable(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+// Trigger creates a queued deployment of app and enqueues its job, in tx.
+func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
+	var c Created
+	payload := wsproto.DeployPayload{
+		Slug: app.Slug, GitURL: app.GitRepo, Branch: app.GitBranch, Commit: s.Commit, Framework: app.Framework,
+		Port: app.Port, CPUMillis: app.CPUMillis, MemoryMB: app.MemoryMB, DiskMB: app.DiskMB,
+		BandwidthKbit: app.BandwidthKbit, HealthPath: app.HealthPath,
+	}
+	kind := wsproto.JobDeploy
+	if s.RollbackOf != 0 {
+		var image, commit, status string
+		err := tx.QueryRow(ctx, "SELECT image, commit_sha, status FROM deployments WHERE id = $1 AND app_id = $2",
+			s.RollbackOf, app.ID).Scan(&image, &commit, &status)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return c, fmt.Errorf("deployment %d of app %s not found", s.RollbackOf, app.Slug)
+		}
+		if err != nil {
+			return c, err
+		}
+		if status != "succeeded" || image == "" {
+			return c, fmt.Errorf("deployment %d did not succeed, so there is no image to roll back to", s.RollbackOf)
+		}
+		kind, payload.Image, s.Commit = wsproto.JobRollback, image, commit
+		payload.Commit = commit
+	}
+	if s.Trigger == "" {
+		s.Trigger = "manual"
+	}
+	err := tx.QueryRow(ctx, `INSERT INTO deployments (app_id, commit_sha, commit_message, trigger, rollback_of, created_by, image)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+		app.ID, s.Commit, truncate(s.Message, 500), s.Trigger, nullable(s.RollbackOf), nullable(s.UserID), payload.Image).Scan(&c.DeploymentID)
+	if err != nil {
+		return c, fmt.Errorf("creating deployment: %w", err)
+	}
+	c.JobID, err = jobs.Enqueue(ctx, tx, jobs.New{
+		Kind: kind, AppID: app.ID, DeploymentID: c.DeploymentID, Payload: payload,
+		CPUMillis: app.CPUMillis, MemoryMB: app.MemoryMB,
+	})
+	if err != nil {
+		return c, err
+	}
+	_, err = tx.Exec(ctx, "UPDATE apps SET status = CASE WHEN status IN ('created', 'failed', 'stopped') THEN 'building' ELSE status END, updated_at = now() WHERE id = $1", app.ID)
+	return c, err
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	if len(r) > n {
+		r = r[:n]
+	}
+	return string(r)
+}
+
+var slugRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// PreviewSlug is the slug of the preview app of pull request n:
+// `<slug>-pr-<n>`, shortened so the label stays within 63 characters.
+func PreviewSlug(slug string, n int) string {
+	suffix := "-pr-" + strconv.Itoa(n)
+	if len(slug)+len(suffix) > 63 {
+		slug = slug[:63-len(suffix)]
+	}
+	for len(slug) > 0 && slug[len(slug)-1] == '-' {
+		slug = slug[:len(slug)-1]
+	}
+	return slug + suffix
+}
+
+// ValidSlug reports whether s can be a DNS label and an app slug.
+func ValidSlug(s string) bool { return slugRe.MatchString(s) }
