@@ -5,16 +5,16 @@ package wsproto
 // GitToken (decrypted) only when it delivers the job over the
 // authenticated channel, and the worker never writes them to disk.
 type DeployPayload struct {
-	Slug       string `json:"slug"`
-	GitURL     string `json:"git_url,omitempty"`
-	Branch     string `json:"branch,omitempty"`
-	Commit     string `json:"commit,omitempty"`
-	GitToken   string `json:"git_token,omitempty"`
-	Framework  string `json:"framework,omitempty"` // auto, node, nextjs, vite, go, python, static, dockerfile
-	Port       int    `json:"port"`
-	CPUMillis  int    `json:"cpu_millis"`
-	MemoryMB   int    `json:"memory_mb"`
-	DiskMB     int    `json:"disk_mb,omitempty"`
+	Slug      string `json:"slug"`
+	GitURL    string `json:"git_url,omitempty"`
+	Branch    string `json:"branch,omitempty"`
+	Commit    string `json:"commit,omitempty"`
+	GitToken  string `json:"git_token,omitempty"`
+	Framework string `json:"framework,omitempty"` // auto, node, nextjs, vite, go, python, static, dockerfile
+	Port      int    `json:"port"`
+	CPUMillis int    `json:"cpu_millis"`
+	MemoryMB  int    `json:"memory_mb"`
+	DiskMB    int    `json:"disk_mb,omitempty"`
 	// BandwidthKbit limits the container's egress (0: unlimited).
 	BandwidthKbit int               `json:"bandwidth_kbit,omitempty"`
 	HealthPath    string            `json:"health_path,omitempty"`
