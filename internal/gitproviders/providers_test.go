@@ -1,0 +1,234 @@
+package gitproviders
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// jsonRequester is the thinnest Requester: what internal/httpx's client
+// does, without retries, so these tests exercise only the adapters.
+type jsonRequester struct {
+	base, token, provider string
+}
+
+func (j *jsonRequester) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, j.base+path, body)
+	if err != nil {
+		return err
+	}
+	k, v := AuthHeader(j.provider, j.token)
+	req.Header.Set(k, v)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return &APIError{Status: resp.StatusCode, Body: string(b)}
+	}
+	if out != nil && len(b) > 0 {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+// fakeProvider answers with each provider's real JSON shapes and records
+// the webhooks created on it.
+type fakeProvider struct {
+	provider string
+	token    string
+	mu       sync.Mutex
+	hooks    map[string]map[string]any
+	srv      *httptest.Server
+}
+
+func newFake(t *testing.T, provider string) *fakeProvider {
+	f := &fakeProvider{provider: provider, token: "tok-" + provider, hooks: map[string]map[string]any{}}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeProvider) serve(w http.ResponseWriter, r *http.Request) {
+	_, want := AuthHeader(f.provider, f.token)
+	if r.Header.Get("Authorization") != want {
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"message":"Bad credentials"}`)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	p, q := r.URL.EscapedPath(), r.URL.Query()
+	switch {
+	// Repository listings, two pages where the API paginates.
+	case f.provider == GitHub && p == "/user/repos":
+		if q.Get("page") == "1" {
+			repos := make([]map[string]any, 100)
+			for i := range repos {
+				repos[i] = map[string]any{"id": i, "full_name": fmt.Sprintf("octo/r%d", i), "private": i%2 == 0,
+					"clone_url": fmt.Sprintf("https://github.com/octo/r%d.git", i), "default_branch": "main"}
+			}
+			json.NewEncoder(w).Encode(repos)
+			return
+		}
+		io.WriteString(w, `[{"id":1296269,"full_name":"octocat/Hello-World","private":false,"clone_url":"https://github.com/octocat/Hello-World.git","default_branch":"master"}]`)
+	case f.provider == GitHub && p == "/user/orgs":
+		io.WriteString(w, `[{"login":"github","id":1,"url":"https://api.github.com/orgs/github"}]`)
+	case f.provider == GitHub && p == "/repos/octocat/Hello-World/branches":
+		io.WriteString(w, `[{"name":"master","commit":{"sha":"c5b97d5ae6c19d5c5df71a34c7fbeeda2479ccbc","url":"x"},"protected":true}]`)
+	case f.provider == GitLab && p == "/projects":
+		io.WriteString(w, `[{"id":4,"path_with_namespace":"diaspora/diaspora-client","http_url_to_repo":"https://gitlab.example.com/diaspora/diaspora-client.git","default_branch":"main","visibility":"private"}]`)
+	case f.provider == GitLab && p == "/projects/diaspora%2Fdiaspora-client/repository/branches":
+		io.WriteString(w, `[{"name":"main","merged":false,"protected":true,"commit":{"id":"7b5c3cc8be40ee161ae89a06bba6229da1032a0c","short_id":"7b5c3cc"}}]`)
+	case f.provider == Bitbucket && p == "/repositories":
+		next := ""
+		if q.Get("page") == "" {
+			next = `,"next":"` + "https://api.bitbucket.org/2.0/repositories?role=member&pagelen=100&page=2" + `"`
+		}
+		fmt.Fprintf(w, `{"pagelen":100,"values":[{"full_name":"team/repo%s","is_private":true,"mainbranch":{"name":"main","type":"branch"},"links":{"clone":[{"name":"https","href":"https://bitbucket.org/team/repo.git"},{"name":"ssh","href":"git@bitbucket.org:team/repo.git"}]}}]%s}`, q.Get("page"), next)
+	case f.provider == Bitbucket && p == "/repositories/team/repo/refs/branches":
+		io.WriteString(w, `{"values":[{"name":"main","type":"branch","target":{"hash":"709d658dc5b6d6afcd46049c2f332ee3f515a67d","type":"commit"}}],"pagelen":100}`)
+	case f.provider == Codeberg && p == "/user/repos":
+		io.WriteString(w, `[{"id":140,"full_name":"forgejo/website","private":false,"clone_url":"https://codeberg.org/forgejo/website.git","default_branch":"main"}]`)
+	case f.provider == Codeberg && p == "/repos/forgejo/website/branches":
+		io.WriteString(w, `[{"name":"main","commit":{"id":"bffeb74224043ba2feb48d137756c8a9331c449a","message":"x"}}]`)
+
+	// Webhooks.
+	case r.Method == http.MethodPost && strings.HasSuffix(p, "/hooks"):
+		var in map[string]any
+		json.NewDecoder(r.Body).Decode(&in)
+		f.mu.Lock()
+		id := fmt.Sprint(len(f.hooks) + 7)
+		if f.provider == Bitbucket {
+			id = "{0e8e2a49-" + id + "}"
+		}
+		f.hooks[id] = in
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		if f.provider == Bitbucket {
+			json.NewEncoder(w).Encode(map[string]any{"uuid": id, "url": in["url"], "active": true})
+		} else {
+			var n int
+			fmt.Sscan(id, &n)
+			json.NewEncoder(w).Encode(map[string]any{"id": n, "active": true})
+		}
+	case r.Method == http.MethodDelete && strings.Contains(p, "/hooks/"):
+		id := p[strings.LastIndex(p, "/")+1:]
+		if f.provider == Bitbucket {
+			id = strings.NewReplacer("%7B", "{", "%7D", "}").Replace(id)
+		}
+		f.mu.Lock()
+		_, ok := f.hooks[id]
+		delete(f.hooks, id)
+		f.mu.Unlock()
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"message":"Not Found"}`)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `{"message":"Not Found"}`)
+	}
+}
+
+func TestProviderAdapters(t *testing.T) {
+	cases := []struct {
+		provider, repo, firstRepo, branch, commit string
+		repos                                     int
+	}{
+		{GitHub, "octocat/Hello-World", "octo/r0", "master", "c5b97d5ae6c19d5c5df71a34c7fbeeda2479ccbc", 101},
+		{GitLab, "diaspora/diaspora-client", "diaspora/diaspora-client", "main", "7b5c3cc8be40ee161ae89a06bba6229da1032a0c", 1},
+		{Bitbucket, "team/repo", "team/repo", "main", "709d658dc5b6d6afcd46049c2f332ee3f515a67d", 2},
+		{Codeberg, "forgejo/website", "forgejo/website", "main", "bffeb74224043ba2feb48d137756c8a9331c449a", 1},
+	}
+	for _, c := range cases {
+		t.Run(c.provider, func(t *testing.T) {
+			f := newFake(t, c.provider)
+			cl, err := New(c.provider, &jsonRequester{base: f.srv.URL, token: f.token, provider: c.provider})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			repos, err := cl.Repos(ctx, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(repos) != c.repos || repos[0].FullName != c.firstRepo || repos[0].CloneURL == "" {
+				t.Fatalf("repos: %d %+v", len(repos), repos[0])
+			}
+			branches, err := cl.Branches(ctx, c.repo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(branches) != 1 || branches[0].Name != c.branch || branches[0].Commit != c.commit {
+				t.Fatalf("branches: %+v", branches)
+			}
+			hook, err := cl.CreateHook(ctx, c.repo, HookSpec{URL: "https://cp.example.com/v1/hooks/" + c.provider + "/1", Secret: "hook-secret"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.mu.Lock()
+			created := f.hooks[hook.ID]
+			f.mu.Unlock()
+			if created == nil {
+				t.Fatalf("hook %q not created on the provider", hook.ID)
+			}
+			// The secret reaches the provider in its own field.
+			raw, _ := json.Marshal(created)
+			if !strings.Contains(string(raw), "hook-secret") || !strings.Contains(string(raw), "/v1/hooks/"+c.provider+"/1") {
+				t.Fatalf("hook body %s", raw)
+			}
+			if err := cl.DeleteHook(ctx, c.repo, hook); err != nil {
+				t.Fatal(err)
+			}
+			var apiErr *APIError
+			if err := cl.DeleteHook(ctx, c.repo, hook); !errors.As(err, &apiErr) || apiErr.Status != 404 {
+				t.Fatalf("deleting twice: %v", err)
+			}
+			// A bad token is an error, not an empty list.
+			bad, _ := New(c.provider, &jsonRequester{base: f.srv.URL, token: "nope", provider: c.provider})
+			if _, err := bad.Repos(ctx, ""); err == nil {
+				t.Fatal("bad token listed repos")
+			}
+		})
+	}
+}
+
+func TestRepoNamesAreValidated(t *testing.T) {
+	f := newFake(t, GitHub)
+	cl, _ := New(GitHub, &jsonRequester{base: f.srv.URL, token: f.token, provider: GitHub})
+	for _, repo := range []string{"", "noslash", "../../admin", "/abs/path", "a/b?x=1", "a/b#f", "a/%2e%2e"} {
+		if _, err := cl.Branches(context.Background(), repo); err == nil || strings.Contains(err.Error(), "provider answered") {
+			t.Errorf("%q reached the provider: %v", repo, err)
+		}
+	}
+	if _, err := cl.Repos(context.Background(), "evil/../org"); err == nil {
+		t.Error("org with a slash accepted")
+	}
+}
+
+func TestGitHubOrgs(t *testing.T) {
+	f := newFake(t, GitHub)
+	cl, _ := New(GitHub, &jsonRequester{base: f.srv.URL, token: f.token, provider: GitHub})
+	orgs, err := cl.Orgs(context.Background())
+	if err != nil || len(orgs) != 1 || orgs[0] != "github" {
+		t.Fatalf("%v %v", orgs, err)
+	}
+}
