@@ -217,3 +217,14 @@ func (k *Keyring) Rotate(purpose, ciphertext string, ad []byte) (string, error) 
 	}
 	return k.Encrypt(purpose, pt, ad)
 }
+
+// DeriveKey returns an n-byte key for purpose derived from the current
+// master secret (for MACs and token signing, not for Encrypt). Keys change
+// when the master secret is rotated.
+func (k *Keyring) DeriveKey(purpose string, n int) []byte {
+	b, err := hkdf.Key(sha256.New, k.masters[k.current], nil, "wisehosting/derive/"+purpose, n)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

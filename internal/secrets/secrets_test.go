@@ -144,3 +144,17 @@ func BenchmarkEncrypt(b *testing.B) {
 		}
 	}
 }
+
+func TestDeriveKeySeparatesPurposes(t *testing.T) {
+	k := mustKeyring(t, secretA)
+	a, b := k.DeriveKey("jwt", 32), k.DeriveKey("csrf", 32)
+	if len(a) != 32 || string(a) == string(b) {
+		t.Fatal("derived keys not separated by purpose")
+	}
+	if string(a) != string(mustKeyring(t, secretA).DeriveKey("jwt", 32)) {
+		t.Fatal("derivation not deterministic")
+	}
+	if string(a) == string(mustKeyring(t, secretB).DeriveKey("jwt", 32)) {
+		t.Fatal("derivation ignores the master secret")
+	}
+}
