@@ -6,4 +6,5 @@ package caddymodules
 import (
 	_ "github.com/wisehosting/wisehosting/caddymodules/api"
 	_ "github.com/wisehosting/wisehosting/caddymodules/core"
+	_ "github.com/wisehosting/wisehosting/caddymodules/hub"
 )

@@ -74,6 +74,10 @@ type App struct {
 	// `admin@localhost`. Set to `off` to disable.
 	AdminEmail string `json:"admin_email,omitempty"`
 
+	// Lifetime of the JWTs workers get when they register; they refresh 2
+	// minutes before expiry. Default: 15m.
+	WorkerTokenTTL caddy.Duration `json:"worker_token_ttl,omitempty"`
+
 	pool    *pgxpool.Pool
 	poolKey string
 	keyring *secrets.Keyring
@@ -140,6 +144,9 @@ func (a *App) Resolve() error {
 		a.PreviousSecrets = strings.Fields(prev)
 	}
 	a.SubdomainBase = strings.ToLower(strings.Trim(a.SubdomainBase, "."))
+	if a.WorkerTokenTTL <= 0 {
+		a.WorkerTokenTTL = caddy.Duration(15 * time.Minute)
+	}
 	if a.AdminEmail == "" {
 		a.AdminEmail = "admin@localhost"
 	}

@@ -2,7 +2,9 @@ package core
 
 import (
 	"strconv"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -25,6 +27,7 @@ func init() {
 //		subdomain_base    <domain>
 //		public_url        <url>
 //		admin_email       <email>|off
+//		worker_token_ttl  <duration>
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
@@ -71,6 +74,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			app.PublicURL = val
 		case "admin_email":
 			app.AdminEmail = val
+		case "worker_token_ttl":
+			ttl, err := caddy.ParseDuration(val)
+			if err != nil || ttl < 3*time.Minute {
+				return nil, d.Errf("worker_token_ttl: %q must be a duration of at least 3m", val)
+			}
+			app.WorkerTokenTTL = caddy.Duration(ttl)
 		default:
 			return nil, d.Errf("unrecognized wisehosting option %q", key)
 		}

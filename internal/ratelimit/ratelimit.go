@@ -37,7 +37,13 @@ func (l *Limiter) SetClock(now func() time.Time) { l.now = now }
 // Allow records an event for key and reports whether it is within the
 // limit. A refused event is not counted, so a client that keeps retrying
 // gets through as soon as its window allows.
-func (l *Limiter) Allow(key string) bool {
+func (l *Limiter) Allow(key string) bool { return l.take(key, true) }
+
+// Exhausted reports whether key has used up its budget, without counting
+// an event. Use it with Allow on failures only ("5 failed logins a minute").
+func (l *Limiter) Exhausted(key string) bool { return !l.take(key, false) }
+
+func (l *Limiter) take(key string, count bool) bool {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -64,6 +70,8 @@ func (l *Limiter) Allow(key string) bool {
 	if float64(c.prev)*frac+float64(c.cur) >= float64(l.limit) {
 		return false
 	}
-	c.cur++
+	if count {
+		c.cur++
+	}
 	return true
 }

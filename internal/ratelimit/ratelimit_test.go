@@ -37,3 +37,17 @@ func TestLimiter(t *testing.T) {
 		t.Fatal("limit did not reset")
 	}
 }
+
+func TestExhaustedDoesNotCount(t *testing.T) {
+	l := New(2, time.Minute)
+	for i := 0; i < 10; i++ {
+		if l.Exhausted("k") {
+			t.Fatal("peeking used the budget")
+		}
+	}
+	l.Allow("k")
+	l.Allow("k")
+	if !l.Exhausted("k") {
+		t.Fatal("budget not exhausted after 2 events")
+	}
+}

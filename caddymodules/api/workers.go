@@ -1,0 +1,115 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/ratelimit"
+	"github.com/wisehosting/wisehosting/internal/workers"
+)
+
+// registerFailures limits failed worker registrations: 10 a minute per IP.
+var registerFailures = ratelimit.New(10, time.Minute)
+
+func init() {
+	addRoutes(func(mux *http.ServeMux, wh *core.App, logger *zap.Logger) {
+		w := &workerEndpoints{wh: wh, logger: logger}
+		mux.HandleFunc("POST /v1/workers/register", w.register)
+		mux.HandleFunc("POST /v1/workers/refresh-token", w.refresh)
+	})
+}
+
+type workerEndpoints struct {
+	wh     *core.App
+	logger *zap.Logger
+}
+
+// TokenResponse is the answer to register and refresh-token.
+type TokenResponse struct {
+	WorkerID  int64     `json:"worker_id"`
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// BearerToken returns the token of an "Authorization: Bearer" header.
+func BearerToken(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func (e *workerEndpoints) issue(w http.ResponseWriter, id int64) {
+	key := e.wh.Keyring().DeriveKey(workers.TokenKeyPurpose, 32)
+	tok, exp, err := workers.IssueToken(key, id, time.Duration(e.wh.WorkerTokenTTL), time.Now())
+	if err != nil {
+		WriteError(w, http.StatusInternalServerError, "issuing token")
+		return
+	}
+	WriteJSON(w, http.StatusOK, TokenResponse{WorkerID: id, Token: tok, ExpiresAt: exp.UTC()})
+}
+
+// register exchanges a worker's raw API key for a JWT. Body
+// {"api_key": "whk_…"} or "Authorization: Bearer whk_…".
+func (e *workerEndpoints) register(w http.ResponseWriter, r *http.Request) {
+	ip := ClientIP(r)
+	if registerFailures.Exhausted(ip) {
+		w.Header().Set("Retry-After", "60")
+		WriteError(w, http.StatusTooManyRequests, "too many failed registrations from this address")
+		return
+	}
+	raw := BearerToken(r)
+	if raw == "" {
+		var body struct {
+			APIKey string `json:"api_key"`
+		}
+		if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&body); err != nil {
+			WriteError(w, http.StatusBadRequest, "expected {\"api_key\": \"…\"}")
+			return
+		}
+		raw = body.APIKey
+	}
+	wk, err := workers.Authenticate(r.Context(), e.wh.Pool(), raw)
+	switch {
+	case errors.Is(err, workers.ErrNotFound):
+		registerFailures.Allow(ip)
+		e.logger.Warn("worker registration refused", zap.String("reason", "unknown key"), zap.String("ip", ip))
+		WriteError(w, http.StatusUnauthorized, "unknown worker key")
+		return
+	case err != nil:
+		e.logger.Error("worker registration", zap.Error(err))
+		WriteError(w, http.StatusInternalServerError, "database error")
+		return
+	case wk.Revoked():
+		registerFailures.Allow(ip)
+		e.logger.Warn("worker registration refused", zap.String("reason", "revoked"), zap.Int64("worker", wk.ID), zap.String("ip", ip))
+		WriteError(w, http.StatusForbidden, "worker key revoked")
+		return
+	}
+	e.logger.Info("worker registered", zap.Int64("worker", wk.ID), zap.String("name", wk.Name), zap.String("ip", ip))
+	e.issue(w, wk.ID)
+}
+
+// refresh exchanges a still-valid worker JWT for a new one.
+func (e *workerEndpoints) refresh(w http.ResponseWriter, r *http.Request) {
+	key := e.wh.Keyring().DeriveKey(workers.TokenKeyPurpose, 32)
+	id, _, err := workers.ParseToken(key, BearerToken(r), time.Now())
+	if err != nil {
+		WriteError(w, http.StatusUnauthorized, err.Error())
+		return
+	}
+	wk, err := workers.Get(r.Context(), e.wh.Pool(), id)
+	if err != nil || wk.Revoked() {
+		WriteError(w, http.StatusForbidden, "worker revoked or deleted")
+		return
+	}
+	e.issue(w, id)
+}

@@ -1,0 +1,91 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/workers"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "worker",
+		Usage: "add <name> [--zone <zone>] [--wg-ip <ip>] | list | revoke <name>  [--config <path>]",
+		Short: "Adds, lists or revokes worker hosts",
+		Long: `
+"worker add NAME" creates a worker and prints its API key once: give it to
+the agent (systemd credential worker_api_key). Only a hash of the key is
+stored. "worker list" shows every worker and when it was last seen.
+"worker revoke NAME" refuses the key from now on; a connected agent is
+disconnected within one ping interval.`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.Flags().StringP("config", "c", "", "Caddyfile or JSON config holding the wisehosting app")
+			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter")
+			cmd.Flags().String("zone", "", "DNS zone the worker serves (e.g. de.example.com)")
+			cmd.Flags().String("wg-ip", "", "the worker's mesh (WireGuard) IP")
+			cmd.Args = cobra.RangeArgs(1, 2)
+			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdWorker)
+		},
+	})
+}
+
+func cmdWorker(fl caddycmd.Flags) (int, error) {
+	a, err := core.LoadConfig(fl)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	ctx, cancel := core.CommandContext()
+	defer cancel()
+	pool, err := a.OpenPool(ctx)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	defer pool.Close()
+	args := fl.Args()
+	switch args[0] {
+	case "add":
+		if len(args) != 2 {
+			return caddy.ExitCodeFailedStartup, errors.New("usage: worker add <name>")
+		}
+		w, key, err := workers.Add(ctx, pool, args[1], fl.String("zone"), fl.String("wg-ip"))
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		fmt.Printf("worker %d (%s) added.\nAPI key (shown once, store it now):\n\n  %s\n\n", w.ID, w.Name, key)
+		fmt.Println("On the worker: put it in /etc/wisehosting/worker_api_key and load it with LoadCredential=worker_api_key:…")
+	case "list":
+		ws, err := workers.List(ctx, pool)
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tMESH IP\tZONE\tCPU\tMEMORY\tLAST SEEN")
+		for _, w := range ws {
+			seen := "never"
+			if w.LastSeen != nil {
+				seen = w.LastSeen.Local().Format("2006-01-02 15:04:05")
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%dm\t%dMB\t%s\n", w.ID, w.Name, w.Status, w.WGIP, w.Zone, w.CPUMillis, w.MemoryMB, seen)
+		}
+		tw.Flush()
+	case "revoke":
+		if len(args) != 2 {
+			return caddy.ExitCodeFailedStartup, errors.New("usage: worker revoke <name>")
+		}
+		w, err := workers.Revoke(ctx, pool, args[1])
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, fmt.Errorf("revoking %s: %w", args[1], err)
+		}
+		fmt.Printf("worker %d (%s) revoked\n", w.ID, w.Name)
+	default:
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("unknown worker action %q (add, list, revoke)", args[0])
+	}
+	return 0, nil
+}

@@ -1,0 +1,196 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/internal/workers"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
+)
+
+// conn is one worker's connection.
+type conn struct {
+	h        *Handler
+	id       int64
+	name     string
+	key      wsproto.Key
+	ws       *websocket.Conn
+	tokenExp time.Time
+
+	send  chan []byte
+	seq   atomic.Uint64 // outbound sequence
+	in    wsproto.Window
+	dedup *wsproto.Dedup
+
+	closeOnce sync.Once
+	done      chan struct{}
+	reason    atomic.Value // string
+
+	lastSeen time.Time // read pump only
+}
+
+var errSlowConsumer = errors.New("worker is not reading: send queue full, disconnected")
+
+func (c *conn) enqueue(msgType string, payload []byte) error {
+	env, err := wsproto.Seal(c.key, msgType, c.seq.Add(1), time.Now(), json.RawMessage(payload))
+	if err != nil {
+		return err
+	}
+	frame, _ := json.Marshal(env)
+	select {
+	case <-c.done:
+		return errNotConnected
+	default:
+	}
+	select {
+	case c.send <- frame:
+		return nil
+	default:
+		c.close("slow consumer: send queue full")
+		return errSlowConsumer
+	}
+}
+
+func (c *conn) close(reason string) {
+	c.closeOnce.Do(func() {
+		c.reason.Store(reason)
+		close(c.done)
+		msg := websocket.FormatCloseMessage(websocket.ClosePolicyViolation, truncate(reason, 100))
+		c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		c.ws.Close()
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func (c *conn) readPump() {
+	defer func() {
+		c.close("read pump ended")
+		reg.remove(c)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		workers.Seen(ctx, c.h.wh.Pool(), c.id)
+		cancel()
+		reason, _ := c.reason.Load().(string)
+		c.h.logger.Info("hub: worker disconnected", zap.Int64("worker", c.id), zap.String("name", c.name), zap.String("reason", reason))
+	}()
+	ping := time.Duration(c.h.PingInterval)
+	c.ws.SetReadLimit(c.h.MaxFrameBytes)
+	c.ws.SetReadDeadline(time.Now().Add(2 * ping))
+	c.ws.SetPongHandler(func(string) error {
+		c.ws.SetReadDeadline(time.Now().Add(2 * ping))
+		return nil
+	})
+	for {
+		kind, frame, err := c.ws.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				c.h.logger.Warn("hub: frame too large, closing", zap.Int64("worker", c.id), zap.Int64("limit", c.h.MaxFrameBytes))
+				c.close("frame too large")
+			} else if _, ok := c.reason.Load().(string); !ok {
+				c.reason.Store(err.Error())
+			}
+			return
+		}
+		c.ws.SetReadDeadline(time.Now().Add(2 * ping))
+		if kind != websocket.TextMessage {
+			c.reject("binary frames are not part of the protocol")
+			return
+		}
+		env, err := wsproto.Open(c.key, &c.in, frame, time.Now())
+		if err != nil {
+			c.reject(err.Error())
+			return
+		}
+		if !c.dedup.First(env.I) {
+			continue // redelivered
+		}
+		c.handle(env)
+	}
+}
+
+// reject closes the connection over a bad frame, with a logged reason.
+func (c *conn) reject(reason string) {
+	c.h.logger.Warn("hub: rejected frame, closing connection", zap.Int64("worker", c.id), zap.String("name", c.name), zap.String("reason", reason))
+	c.close("rejected frame: " + reason)
+}
+
+func (c *conn) handle(env *wsproto.Envelope) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if time.Since(c.lastSeen) > 10*time.Second {
+		c.lastSeen = time.Now()
+		if err := workers.Seen(ctx, c.h.wh.Pool(), c.id); err != nil {
+			c.h.logger.Warn("hub: recording heartbeat", zap.Int64("worker", c.id), zap.Error(err))
+		}
+	}
+	switch env.T {
+	case wsproto.TypePing:
+		c.enqueue(wsproto.TypePong, env.P)
+		return
+	case wsproto.TypePong:
+		return
+	case wsproto.TypeHello:
+		var hello wsproto.Hello
+		if err := json.Unmarshal(env.P, &hello); err != nil {
+			c.reject("hello: " + err.Error())
+			return
+		}
+		if err := workers.Connected(ctx, c.h.wh.Pool(), c.id, &hello); err != nil {
+			c.h.logger.Error("hub: recording hello", zap.Int64("worker", c.id), zap.Error(err))
+		}
+	}
+	handled, err := c.h.wh.Workers().Dispatch(ctx, c.id, env.T, env.P)
+	if err != nil {
+		c.h.logger.Warn("hub: handling message", zap.Int64("worker", c.id), zap.String("type", env.T), zap.Error(err))
+	}
+	if !handled && env.T != wsproto.TypeHello {
+		if ce := c.h.logger.Check(zap.DebugLevel, "hub: no handler for message"); ce != nil {
+			ce.Write(zap.Int64("worker", c.id), zap.String("type", env.T))
+		}
+	}
+}
+
+func (c *conn) writePump() {
+	ping := time.NewTicker(time.Duration(c.h.PingInterval))
+	defer ping.Stop()
+	wt := time.Duration(c.h.WriteTimeout)
+	for {
+		select {
+		case <-c.done:
+			return
+		case frame := <-c.send:
+			c.ws.SetWriteDeadline(time.Now().Add(wt))
+			if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+				c.close("write failed: " + err.Error())
+				return
+			}
+		case <-ping.C:
+			c.ws.SetWriteDeadline(time.Now().Add(wt))
+			if err := c.ws.WriteMessage(websocket.PingMessage, nil); err != nil {
+				c.close("ping failed: " + err.Error())
+				return
+			}
+			// Revocation takes effect within one ping interval.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			wk, err := workers.Get(ctx, c.h.wh.Pool(), c.id)
+			cancel()
+			if errors.Is(err, workers.ErrNotFound) || (err == nil && wk.Revoked()) {
+				c.h.logger.Warn("hub: worker revoked, closing connection", zap.Int64("worker", c.id))
+				c.close("worker revoked")
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,323 @@
+// Package hub is the `wisehosting_hub` HTTP handler: the WebSocket endpoint
+// (/v1/workers/ws) that worker agents dial out to. Each connection has one
+// read pump and one write pump; frames are wsproto envelopes, verified
+// (MAC, clock skew, replay window) before they reach the control plane's
+// features through the worker bus (core.App.Workers()).
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/workerbus"
+	"github.com/wisehosting/wisehosting/internal/workers"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
+)
+
+func init() {
+	caddy.RegisterModule(new(Handler))
+	httpcaddyfile.RegisterHandlerDirective("wisehosting_hub", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("wisehosting_hub", httpcaddyfile.Before, "respond")
+}
+
+// Path is where agents connect.
+const Path = "/v1/workers/ws"
+
+// Handler accepts worker connections.
+type Handler struct {
+	// Interval between pings to each worker. A worker that answers no ping
+	// for two intervals is disconnected. Default: 20s.
+	PingInterval caddy.Duration `json:"ping_interval,omitempty"`
+
+	// Deadline of one write to a worker. Default: 10s.
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+
+	// Messages queued for one worker before it counts as a slow consumer
+	// and is disconnected. Default: 256.
+	SendQueue int `json:"send_queue,omitempty"`
+
+	// Largest accepted frame in bytes. Default: 1 MiB.
+	MaxFrameBytes int64 `json:"max_frame_bytes,omitempty"`
+
+	wh       *core.App
+	logger   *zap.Logger
+	upgrader websocket.Upgrader
+}
+
+// CaddyModule returns the Caddy module information.
+func (*Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.wisehosting_hub",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision applies defaults and installs the registry as the worker bus's
+// sender.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	wh, err := core.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	h.wh, h.logger = wh, ctx.Logger()
+	if h.PingInterval <= 0 {
+		h.PingInterval = caddy.Duration(20 * time.Second)
+	}
+	if h.WriteTimeout <= 0 {
+		h.WriteTimeout = caddy.Duration(10 * time.Second)
+	}
+	if h.SendQueue <= 0 {
+		h.SendQueue = 256
+	}
+	if h.MaxFrameBytes <= 0 {
+		h.MaxFrameBytes = wsproto.MaxFrameBytes
+	}
+	h.upgrader = websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		// Agents send no Origin; a browser always does. Refusing any Origin
+		// closes cross-site WebSocket hijacking for good.
+		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
+	}
+	reg.mu.Lock()
+	reg.bus = wh.Workers()
+	reg.mu.Unlock()
+	wh.Workers().SetSender(reg)
+	return nil
+}
+
+// Validate checks the configuration.
+func (h *Handler) Validate() error {
+	if h.MaxFrameBytes < 1024 {
+		return errors.New("max_frame_bytes must be at least 1024")
+	}
+	return nil
+}
+
+// ServeHTTP upgrades requests to Path and passes others on.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.URL.Path != Path {
+		return next.ServeHTTP(w, r)
+	}
+	h.serveWS(w, r)
+	return nil
+}
+
+func hijackable(w http.ResponseWriter) http.ResponseWriter {
+	for {
+		if _, ok := w.(http.Hijacker); ok {
+			return w
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return w
+		}
+		w = u.Unwrap()
+	}
+}
+
+func bearer(r *http.Request) string {
+	a := r.Header.Get("Authorization")
+	if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	return ""
+}
+
+func (h *Handler) serveWS(w http.ResponseWriter, r *http.Request) {
+	key := h.wh.Keyring().DeriveKey(workers.TokenKeyPurpose, 32)
+	id, exp, err := workers.ParseToken(key, bearer(r), time.Now())
+	if err != nil {
+		h.logger.Warn("hub: connection refused", zap.String("reason", err.Error()), zap.String("remote", r.RemoteAddr))
+		http.Error(w, "invalid worker token", http.StatusUnauthorized)
+		return
+	}
+	wk, err := workers.Get(r.Context(), h.wh.Pool(), id)
+	if err != nil || wk.Revoked() {
+		h.logger.Warn("hub: connection refused", zap.String("reason", "worker revoked or deleted"), zap.Int64("worker", id))
+		http.Error(w, "worker revoked", http.StatusForbidden)
+		return
+	}
+	mk, err := wsproto.KeyFromHash(wk.KeyHash)
+	if err != nil {
+		http.Error(w, "worker key unusable", http.StatusInternalServerError)
+		return
+	}
+	ws, err := h.upgrader.Upgrade(hijackable(w), r, nil)
+	if err != nil {
+		h.logger.Warn("hub: upgrade failed", zap.Int64("worker", id), zap.Error(err))
+		return
+	}
+	c := &conn{
+		h: h, id: id, name: wk.Name, key: mk, ws: ws, tokenExp: exp,
+		send: make(chan []byte, h.SendQueue), done: make(chan struct{}),
+		dedup: wsproto.NewDedup(1024), lastSeen: time.Now(),
+	}
+	via := "WSS"
+	if r.TLS == nil {
+		via = "WS (plaintext)"
+	}
+	h.logger.Info(fmt.Sprintf("hub: worker %d (%s) connected via %s", id, wk.Name, via), zap.String("remote", r.RemoteAddr))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := workers.Connected(ctx, h.wh.Pool(), id, nil); err != nil {
+		h.logger.Error("hub: recording connection", zap.Int64("worker", id), zap.Error(err))
+	}
+	cancel()
+	reg.add(c)
+	go c.writePump()
+	c.readPump()
+}
+
+// Registry holds the live connections of this process. It outlives config
+// reloads: a reload must not disconnect every worker.
+type Registry struct {
+	mu    sync.RWMutex
+	conns map[int64]*conn
+	bus   interface {
+		NotifyConnection(int64, bool)
+	}
+}
+
+var reg = &Registry{conns: make(map[int64]*conn)}
+
+// Default is the process's registry.
+func Default() *Registry { return reg }
+
+func (g *Registry) add(c *conn) {
+	g.mu.Lock()
+	old := g.conns[c.id]
+	g.conns[c.id] = c
+	bus := g.bus
+	g.mu.Unlock()
+	if old != nil {
+		old.close("replaced by a new connection of the same worker")
+	}
+	if bus != nil {
+		bus.NotifyConnection(c.id, true)
+	}
+}
+
+func (g *Registry) remove(c *conn) {
+	g.mu.Lock()
+	removed := g.conns[c.id] == c
+	if removed {
+		delete(g.conns, c.id)
+	}
+	bus := g.bus
+	g.mu.Unlock()
+	if removed && bus != nil {
+		bus.NotifyConnection(c.id, false)
+	}
+}
+
+// Send queues a message for a connected worker; it never blocks. A worker
+// whose queue is full is disconnected (it reconnects and resynchronises).
+func (g *Registry) Send(workerID int64, msgType string, payload json.RawMessage) error {
+	g.mu.RLock()
+	c := g.conns[workerID]
+	g.mu.RUnlock()
+	if c == nil {
+		return fmt.Errorf("worker %d: %w", workerID, errNotConnected)
+	}
+	return c.enqueue(msgType, payload)
+}
+
+// Connected reports whether the worker has a connection to this process.
+func (g *Registry) Connected(workerID int64) bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.conns[workerID] != nil
+}
+
+// Count is the number of connected workers.
+func (g *Registry) Count() int {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return len(g.conns)
+}
+
+// Disconnect closes a worker's connection (operators; revocation).
+func (g *Registry) Disconnect(workerID int64, reason string) bool {
+	g.mu.RLock()
+	c := g.conns[workerID]
+	g.mu.RUnlock()
+	if c != nil {
+		c.close(reason)
+	}
+	return c != nil
+}
+
+var errNotConnected = workerbus.ErrNotConnected
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	return parseHandler(h.Dispenser)
+}
+
+// parseHandler reads:
+//
+//	wisehosting_hub {
+//		ping_interval   <duration>
+//		write_timeout   <duration>
+//		send_queue      <n>
+//		max_frame_bytes <n>
+//	}
+func parseHandler(d *caddyfile.Dispenser) (*Handler, error) {
+	h := new(Handler)
+	d.Next()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		key := d.Val()
+		var val string
+		if !d.AllArgs(&val) {
+			return nil, d.ArgErr()
+		}
+		switch key {
+		case "ping_interval", "write_timeout":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("%s: invalid duration %q", key, val)
+			}
+			if key == "ping_interval" {
+				h.PingInterval = caddy.Duration(dur)
+			} else {
+				h.WriteTimeout = caddy.Duration(dur)
+			}
+		case "send_queue", "max_frame_bytes":
+			var n int64
+			if _, err := fmt.Sscan(val, &n); err != nil || n <= 0 {
+				return nil, d.Errf("%s: invalid number %q", key, val)
+			}
+			if key == "send_queue" {
+				h.SendQueue = int(n)
+			} else {
+				h.MaxFrameBytes = n
+			}
+		default:
+			return nil, d.Errf("unrecognized wisehosting_hub option %q", key)
+		}
+	}
+	return h, nil
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
