@@ -27,21 +27,21 @@ const KeyPrefix = "whk_"
 
 // Worker is a row of the workers table.
 type Worker struct {
-	ID         int64      `json:"id"`
-	Name       string     `json:"name"`
-	KeyHash    []byte     `json:"-"`
-	WGIP       string     `json:"wg_ip,omitempty"`
-	Zone       string     `json:"zone,omitempty"`
-	Status     string     `json:"status"`
-	CPUMillis  int        `json:"cpu_millis"`
-	MemoryMB   int        `json:"memory_mb"`
-	DiskMB     int        `json:"disk_mb"`
-	MaxJobs    int        `json:"max_jobs"`
-	DiskQuota  string     `json:"disk_quota"`
-	Version    string     `json:"agent_version,omitempty"`
-	LastSeen   *time.Time `json:"last_seen,omitempty"`
-	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
-	CreatedAt  time.Time  `json:"created_at"`
+	ID        int64      `json:"id"`
+	Name      string     `json:"name"`
+	KeyHash   []byte     `json:"-"`
+	WGIP      string     `json:"wg_ip,omitempty"`
+	Zone      string     `json:"zone,omitempty"`
+	Status    string     `json:"status"`
+	CPUMillis int        `json:"cpu_millis"`
+	MemoryMB  int        `json:"memory_mb"`
+	DiskMB    int        `json:"disk_mb"`
+	MaxJobs   int        `json:"max_jobs"`
+	DiskQuota string     `json:"disk_quota"`
+	Version   string     `json:"agent_version,omitempty"`
+	LastSeen  *time.Time `json:"last_seen,omitempty"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
 }
 
 // Revoked reports whether the worker may no longer connect.

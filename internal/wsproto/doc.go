@@ -5,15 +5,15 @@
 //
 // Every frame is one JSON envelope:
 //
-//	{"t": "stats", "i": "4f1c…", "s": 42, "ts": 1767225600123, "p": {…}, "h": "9a0b…"}
+//		{"t": "stats", "i": "4f1c…", "s": 42, "ts": 1767225600123, "p": {…}, "h": "9a0b…"}
 //
-//   - t: message type (TypeStats, TypeJobAssign, …; payload structs in messages.go)
-//   - i: message id, unique per message; receivers drop a message id they
-//     have already processed (redelivery after a reconnect)
-//   - s: sequence number, strictly per sender and direction
-//   - ts: sender's clock, Unix milliseconds
-//   - p: the payload, raw JSON
-//   - h: hex HMAC-SHA256 over "t|i|s|ts|p" with key sha256(raw worker API key)
+//	  - t: message type (TypeStats, TypeJobAssign, …; payload structs in messages.go)
+//	  - i: message id, unique per message; receivers drop a message id they
+//	    have already processed (redelivery after a reconnect)
+//	  - s: sequence number, strictly per sender and direction
+//	  - ts: sender's clock, Unix milliseconds
+//	  - p: the payload, raw JSON
+//	  - h: hex HMAC-SHA256 over "t|i|s|ts|p" with key sha256(raw worker API key)
 //
 // The control plane stores only sha256(raw key) (workers.api_key_hash), which
 // is exactly the MAC key, so it can verify and sign without ever holding the
