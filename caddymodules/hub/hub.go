@@ -47,7 +47,7 @@ type Handler struct {
 	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
 
 	// Messages queued for one worker before it counts as a slow consumer
-	// and is disconnected. Default: 256.
+	// and is disconnected. Default: 64.
 	SendQueue int `json:"send_queue,omitempty"`
 
 	// Largest accepted frame in bytes. Default: 1 MiB.
@@ -81,14 +81,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.WriteTimeout = caddy.Duration(10 * time.Second)
 	}
 	if h.SendQueue <= 0 {
-		h.SendQueue = 256
+		h.SendQueue = 64
 	}
 	if h.MaxFrameBytes <= 0 {
 		h.MaxFrameBytes = wsproto.MaxFrameBytes
 	}
 	h.upgrader = websocket.Upgrader{
-		ReadBufferSize:  4096,
+		// Small read buffers and pooled write buffers keep an idle
+		// connection cheap: thousands of workers idle most of the time.
+		ReadBufferSize:  1024,
 		WriteBufferSize: 4096,
+		WriteBufferPool: writeBuffers,
 		// Agents send no Origin; a browser always does. Refusing any Origin
 		// closes cross-site WebSocket hijacking for good.
 		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
@@ -165,7 +168,7 @@ func (h *Handler) serveWS(w http.ResponseWriter, r *http.Request) {
 	c := &conn{
 		h: h, id: id, name: wk.Name, key: mk, ws: ws, tokenExp: exp,
 		send: make(chan []byte, h.SendQueue), done: make(chan struct{}),
-		dedup: wsproto.NewDedup(1024), lastSeen: time.Now(),
+		dedup: wsproto.NewDedup(128), lastSeen: time.Now(),
 	}
 	via := "WSS"
 	if r.TLS == nil {
@@ -178,8 +181,11 @@ func (h *Handler) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	cancel()
 	reg.add(c)
+	// Both pumps get goroutines of their own and ServeHTTP returns: the
+	// HTTP server then drops its per-request state (buffers, context,
+	// logger), which would otherwise stay alive for the connection's life.
 	go c.writePump()
-	c.readPump()
+	go c.readPump()
 }
 
 // Registry holds the live connections of this process. It outlives config
@@ -262,6 +268,10 @@ func (g *Registry) Disconnect(workerID int64, reason string) bool {
 }
 
 var errNotConnected = workerbus.ErrNotConnected
+
+// writeBuffers is shared by every connection: a buffer is held only while a
+// message is being written.
+var writeBuffers = new(sync.Pool)
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	return parseHandler(h.Dispenser)

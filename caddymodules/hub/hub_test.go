@@ -24,13 +24,21 @@ import (
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
+func cpActiveCore() (*core.App, error) {
+	a, err := caddy.ActiveContext().App(core.AppName)
+	if err != nil {
+		return nil, err
+	}
+	return a.(*core.App), nil
+}
+
 func coreApp(t *testing.T) *core.App {
 	t.Helper()
-	a, err := caddy.ActiveContext().App(core.AppName)
+	a, err := cpActiveCore()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a.(*core.App)
+	return a
 }
 
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {

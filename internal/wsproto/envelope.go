@@ -196,11 +196,13 @@ type Dedup struct {
 	seen map[string]struct{}
 	ring []string
 	next int
+	max  int
 }
 
-// NewDedup remembers up to n ids.
+// NewDedup remembers up to n ids. Memory grows with use, not with n, so
+// an idle connection's Dedup costs almost nothing.
 func NewDedup(n int) *Dedup {
-	return &Dedup{seen: make(map[string]struct{}, n), ring: make([]string, n)}
+	return &Dedup{seen: make(map[string]struct{}), ring: make([]string, 0, 0), max: n}
 }
 
 // First reports whether id is new, and remembers it.
@@ -210,11 +212,13 @@ func (d *Dedup) First(id string) bool {
 	if _, ok := d.seen[id]; ok {
 		return false
 	}
-	if old := d.ring[d.next]; old != "" {
-		delete(d.seen, old)
+	if len(d.ring) < d.max {
+		d.ring = append(d.ring, id)
+	} else {
+		delete(d.seen, d.ring[d.next])
+		d.ring[d.next] = id
+		d.next = (d.next + 1) % d.max
 	}
-	d.ring[d.next] = id
-	d.next = (d.next + 1) % len(d.ring)
 	d.seen[id] = struct{}{}
 	return true
 }
