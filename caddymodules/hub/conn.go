@@ -90,6 +90,7 @@ func (c *conn) readPump() {
 	c.ws.SetReadDeadline(time.Now().Add(2 * ping))
 	c.ws.SetPongHandler(func(string) error {
 		c.ws.SetReadDeadline(time.Now().Add(2 * ping))
+		c.heartbeat() // an idle worker's pongs are its heartbeat
 		return nil
 	})
 	for {
@@ -126,15 +127,24 @@ func (c *conn) reject(reason string) {
 	c.close("rejected frame: " + reason)
 }
 
+// heartbeat records that the worker is alive, at most every 10 seconds
+// (read pump only).
+func (c *conn) heartbeat() {
+	if time.Since(c.lastSeen) < 10*time.Second {
+		return
+	}
+	c.lastSeen = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := workers.Seen(ctx, c.h.wh.Pool(), c.id); err != nil {
+		c.h.logger.Warn("hub: recording heartbeat", zap.Int64("worker", c.id), zap.Error(err))
+	}
+}
+
 func (c *conn) handle(env *wsproto.Envelope) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if time.Since(c.lastSeen) > 10*time.Second {
-		c.lastSeen = time.Now()
-		if err := workers.Seen(ctx, c.h.wh.Pool(), c.id); err != nil {
-			c.h.logger.Warn("hub: recording heartbeat", zap.Int64("worker", c.id), zap.Error(err))
-		}
-	}
+	c.heartbeat()
 	switch env.T {
 	case wsproto.TypePing:
 		c.enqueue(wsproto.TypePong, env.P)

@@ -1,0 +1,194 @@
+// Package scheduler is the `wisehosting_scheduler` Caddy app: it runs the
+// Postgres-backed job scheduler (internal/jobs) for the life of the config.
+// Pending jobs are claimed with SELECT … FOR UPDATE SKIP LOCKED and placed on
+// the least-utilised online worker with room; every replica delivers the
+// jobs of the workers connected to it (woken by LISTEN/NOTIFY, with a poll
+// fallback) and one replica at a time (advisory lock) recovers stuck jobs
+// and marks silent workers offline. See internal/jobs for the design.
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/deploys"
+	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+	httpcaddyfile.RegisterGlobalOption("wisehosting_scheduler", parseGlobalOption)
+}
+
+// App runs the scheduler.
+type App struct {
+	// Fallback polling interval when no notification arrives. Default: 2s.
+	PollInterval caddy.Duration `json:"poll_interval,omitempty"`
+	// A worker silent for this long is marked offline and its jobs are
+	// recovered. Default: 1m.
+	HeartbeatTimeout caddy.Duration `json:"heartbeat_timeout,omitempty"`
+	// An assigned job not acknowledged within this time goes back to the
+	// queue (or fails after its last attempt). Default: 30s.
+	AckTimeout caddy.Duration `json:"ack_timeout,omitempty"`
+	// Unacknowledged jobs are sent again after this long. Default: 5s.
+	ResendInterval caddy.Duration `json:"resend_interval,omitempty"`
+	// How often recovery and worker health checks run. Default: 5s.
+	RecoverInterval caddy.Duration `json:"recover_interval,omitempty"`
+	// Jobs claimed per placement transaction. Default: 200.
+	Batch int `json:"batch,omitempty"`
+
+	wh     *core.App
+	logger *zap.Logger
+	sched  *jobs.Scheduler
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "wisehosting_scheduler", New: func() caddy.Module { return new(App) }}
+}
+
+// Provision builds the scheduler.
+func (a *App) Provision(ctx caddy.Context) error {
+	wh, err := core.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	a.wh, a.logger = wh, ctx.Logger()
+	a.sched = jobs.NewScheduler(jobs.Config{
+		Pool: wh.Pool(), Workers: wh.Workers(), Events: wh.Events(), Logger: a.logger,
+		PollInterval: time.Duration(a.PollInterval), Heartbeat: time.Duration(a.HeartbeatTimeout),
+		AckTimeout: time.Duration(a.AckTimeout), Resend: time.Duration(a.ResendInterval),
+		RecoverInterval: time.Duration(a.RecoverInterval), Batch: a.Batch,
+		Prepare: a.prepare,
+	})
+	return nil
+}
+
+// Validate checks the configuration.
+func (a *App) Validate() error {
+	if a.Batch < 0 {
+		return fmt.Errorf("batch must be positive")
+	}
+	if a.HeartbeatTimeout != 0 && time.Duration(a.HeartbeatTimeout) < 5*time.Second {
+		return fmt.Errorf("heartbeat_timeout must be at least 5s")
+	}
+	return nil
+}
+
+// prepare adds what the jobs table never stores (env vars, the git token)
+// to a deploy job's payload just before it is sent over the authenticated
+// channel.
+func (a *App) prepare(ctx context.Context, j jobs.Job) (json.RawMessage, error) {
+	if j.Kind != wsproto.JobDeploy && j.Kind != wsproto.JobRollback || j.AppID == 0 {
+		return j.Payload, nil
+	}
+	var p wsproto.DeployPayload
+	if err := json.Unmarshal(j.Payload, &p); err != nil {
+		return nil, fmt.Errorf("decoding payload: %w", err)
+	}
+	env, err := deploys.LoadEnv(ctx, a.wh.Pool(), a.wh.Keyring(), j.AppID)
+	if err != nil {
+		return nil, err
+	}
+	p.Env = env
+	if p.Image == "" {
+		if p.GitToken, err = deploys.GitToken(ctx, a.wh.Pool(), a.wh.Keyring(), j.AppID); err != nil {
+			return nil, err
+		}
+	}
+	return json.Marshal(p)
+}
+
+// Start runs the scheduler's loops until Stop.
+func (a *App) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.sched.Run(ctx)
+	}()
+	a.logger.Info("scheduler started")
+	return nil
+}
+
+// Stop ends the loops and waits for them.
+func (a *App) Stop() error {
+	if a.cancel != nil {
+		a.cancel()
+		a.wg.Wait()
+	}
+	return nil
+}
+
+// parseGlobalOption reads:
+//
+//	wisehosting_scheduler {
+//		poll_interval     <duration>
+//		heartbeat_timeout <duration>
+//		ack_timeout       <duration>
+//		resend_interval   <duration>
+//		recover_interval  <duration>
+//		batch             <n>
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	a := new(App)
+	d.Next()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		key := d.Val()
+		var val string
+		if !d.AllArgs(&val) {
+			return nil, d.ArgErr()
+		}
+		if key == "batch" {
+			var n int
+			if _, err := fmt.Sscan(val, &n); err != nil || n <= 0 {
+				return nil, d.Errf("batch: invalid number %q", val)
+			}
+			a.Batch = n
+			continue
+		}
+		dur, err := caddy.ParseDuration(val)
+		if err != nil || dur <= 0 {
+			return nil, d.Errf("%s: invalid duration %q", key, val)
+		}
+		switch key {
+		case "poll_interval":
+			a.PollInterval = caddy.Duration(dur)
+		case "heartbeat_timeout":
+			a.HeartbeatTimeout = caddy.Duration(dur)
+		case "ack_timeout":
+			a.AckTimeout = caddy.Duration(dur)
+		case "resend_interval":
+			a.ResendInterval = caddy.Duration(dur)
+		case "recover_interval":
+			a.RecoverInterval = caddy.Duration(dur)
+		default:
+			return nil, d.Errf("unrecognized wisehosting_scheduler option %q", key)
+		}
+	}
+	return httpcaddyfile.App{Name: "wisehosting_scheduler", Value: caddyconfig.JSON(a, nil)}, nil
+}
+
+// Interface guards.
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
+)

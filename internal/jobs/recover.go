@@ -1,0 +1,99 @@
+package jobs
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Recovered is a job that recovery requeued or failed.
+type Recovered struct {
+	JobID, DeploymentID, AppID, WorkerID int64
+	State, Reason                        string
+}
+
+// MarkOfflineWorkers marks online workers silent for longer than heartbeat
+// as offline and returns their ids.
+func MarkOfflineWorkers(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) ([]int64, error) {
+	rows, err := tx.Query(ctx, `UPDATE workers SET status = 'offline'
+		WHERE status = 'online' AND (last_seen IS NULL OR last_seen < now() - $1::interval) RETURNING id`, heartbeat.String())
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
+}
+
+// RecoverJobs handles jobs that can no longer finish where they are:
+//   - jobs on offline or revoked workers, and assigned jobs never
+//     acknowledged by their deadline, go back to pending while attempts
+//     remain (the worker never ran them, or is gone: deploys are
+//     idempotent), else fail;
+//   - running jobs past their deadline fail, visibly: the worker is alive
+//     but the job hangs, and running it again would hide the problem.
+//
+// Deployments of failed jobs are marked failed in the same transaction.
+func RecoverJobs(ctx context.Context, tx pgx.Tx) ([]Recovered, error) {
+	rows, err := tx.Query(ctx, `WITH stuck AS (
+			SELECT j.id,
+				CASE
+					WHEN w.status IN ('offline', 'revoked') OR w.id IS NULL THEN 'worker ' || COALESCE(w.name, '?') || ' went offline'
+					WHEN j.state = 'assigned' THEN 'not acknowledged by worker ' || w.name || ' in time'
+					ELSE 'timed out after ' || j.timeout_s || 's on worker ' || w.name
+				END AS reason,
+				(j.state = 'running' AND w.status NOT IN ('offline', 'revoked')) OR j.attempt >= j.max_attempts AS give_up
+			FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id
+			WHERE j.state IN ('assigned', 'running')
+				AND (w.id IS NULL OR w.status IN ('offline', 'revoked') OR j.deadline_at < now())
+			FOR UPDATE OF j SKIP LOCKED
+		)
+		UPDATE jobs j SET
+			state = CASE WHEN s.give_up THEN 'failed' ELSE 'pending' END,
+			error = CASE WHEN s.give_up THEN s.reason ELSE s.reason || '; requeued' END,
+			worker_id = CASE WHEN s.give_up THEN j.worker_id ELSE NULL END,
+			finished_at = CASE WHEN s.give_up THEN now() END,
+			assigned_at = NULL, acked_at = NULL, sent_at = NULL, deadline_at = NULL
+		FROM stuck s WHERE j.id = s.id
+		RETURNING j.id, COALESCE(j.deployment_id, 0), COALESCE(j.app_id, 0), COALESCE(j.worker_id, 0), j.state, j.error`)
+	if err != nil {
+		return nil, err
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Recovered, error) {
+		var rc Recovered
+		err := r.Scan(&rc.JobID, &rc.DeploymentID, &rc.AppID, &rc.WorkerID, &rc.State, &rc.Reason)
+		return rc, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, rc := range out {
+		if rc.DeploymentID == 0 {
+			continue
+		}
+		if rc.State == "failed" {
+			if err := FailDeployment(ctx, tx, rc.DeploymentID, rc.AppID, rc.Reason); err != nil {
+				return nil, err
+			}
+		} else if _, err := tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', $2)`,
+			rc.DeploymentID, rc.Reason); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// FailDeployment marks a deployment failed. The app is marked failed only
+// if no earlier deployment still serves it.
+func FailDeployment(ctx context.Context, tx pgx.Tx, deploymentID, appID int64, reason string) error {
+	if _, err := tx.Exec(ctx, `UPDATE deployments SET status = 'failed', error = $2, finished_at = now()
+		WHERE id = $1 AND status NOT IN ('succeeded', 'failed', 'cancelled')`, deploymentID, truncate(reason, 2000)); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', $2)`,
+		deploymentID, "deployment failed: "+reason); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `UPDATE apps SET status = CASE WHEN status = 'running' THEN 'running' ELSE 'failed' END, updated_at = now()
+		WHERE id = $1`, appID)
+	return err
+}

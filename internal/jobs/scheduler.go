@@ -1,0 +1,450 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/internal/events"
+	"github.com/wisehosting/wisehosting/internal/workerbus"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
+)
+
+// Config configures a Scheduler.
+type Config struct {
+	Pool    *pgxpool.Pool
+	Workers *workerbus.Bus
+	Events  *events.Bus
+	Logger  *zap.Logger
+
+	// PollInterval is the fallback when no notification arrives.
+	PollInterval time.Duration
+	// Heartbeat: a worker silent this long is offline.
+	Heartbeat time.Duration
+	// AckTimeout: an assigned job not acknowledged this long is recovered.
+	AckTimeout time.Duration
+	// Resend: an unacknowledged job is sent again after this long.
+	Resend time.Duration
+	// RecoverInterval is how often recovery and worker health run.
+	RecoverInterval time.Duration
+	// Batch is how many jobs one placement transaction claims.
+	Batch int
+	// Prepare builds the payload sent to the worker from the stored one,
+	// adding secrets (env vars, git token) that are never stored in jobs.
+	Prepare func(ctx context.Context, j Job) (json.RawMessage, error)
+}
+
+func (c *Config) defaults() {
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Events == nil {
+		c.Events = new(events.Bus)
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 2 * time.Second
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = time.Minute
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = 30 * time.Second
+	}
+	if c.Resend <= 0 {
+		c.Resend = 5 * time.Second
+	}
+	if c.RecoverInterval <= 0 {
+		c.RecoverInterval = 5 * time.Second
+	}
+	if c.Batch <= 0 {
+		c.Batch = 200
+	}
+}
+
+// Scheduler places pending jobs on workers, delivers them to the workers
+// connected to this replica, records their progress and results, and
+// recovers stuck jobs. Several replicas may run one each on one database.
+type Scheduler struct {
+	cfg   Config
+	place chan struct{}
+	wake  chan struct{} // deliver now
+}
+
+// NewScheduler returns a scheduler; Run starts it.
+func NewScheduler(cfg Config) *Scheduler {
+	cfg.defaults()
+	return &Scheduler{cfg: cfg, place: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Run works until ctx ends.
+func (s *Scheduler) Run(ctx context.Context) error {
+	bus := s.cfg.Workers
+	var cancels []func()
+	cancels = append(cancels,
+		bus.Handle(wsproto.TypeJobAck, s.onAck),
+		bus.Handle(wsproto.TypeJobProgress, s.onProgress),
+		bus.Handle(wsproto.TypeJobResult, s.onResult),
+		bus.OnConnect(func(id int64, connected bool) {
+			if connected {
+				signal(s.wake)
+			}
+		}),
+	)
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	var wg sync.WaitGroup
+	for _, loop := range []func(context.Context){s.listen, s.placeLoop, s.deliverLoop, s.recoverLoop} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			loop(ctx)
+		}()
+	}
+	signal(s.place)
+	wg.Wait()
+	return ctx.Err()
+}
+
+// listen turns NOTIFYs into wake-ups; polling covers the gaps while it
+// reconnects.
+func (s *Scheduler) listen(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.cfg.Logger.Warn("scheduler: listen connection lost, polling until it is back", zap.Error(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *Scheduler) listenOnce(ctx context.Context) error {
+	conn, err := s.cfg.Pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	for _, ch := range []string{NotifyChannel, AssignChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		// The connection goes back to the pool: stop listening first.
+		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn.Exec(c, "UNLISTEN *")
+		cancel()
+	}()
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		switch n.Channel {
+		case NotifyChannel:
+			signal(s.place)
+		case AssignChannel:
+			id, _ := strconv.ParseInt(n.Payload, 10, 64)
+			if s.cfg.Workers.Connected(id) {
+				signal(s.wake)
+			}
+		}
+	}
+}
+
+func (s *Scheduler) placeLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.place:
+		case <-t.C:
+		}
+		for ctx.Err() == nil {
+			placed, err := AssignBatch(ctx, s.cfg.Pool, s.cfg.Batch, s.cfg.Heartbeat, s.cfg.AckTimeout)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.cfg.Logger.Error("scheduler: placing jobs", zap.Error(err))
+				}
+				break
+			}
+			for _, p := range placed {
+				if ce := s.cfg.Logger.Check(zap.InfoLevel, "scheduler: assigned job "+strconv.FormatInt(p.JobID, 10)); ce != nil {
+					ce.Write(zap.Int64("job", p.JobID), zap.Int64("worker", p.WorkerID))
+				}
+			}
+			if len(placed) > 0 {
+				signal(s.wake)
+			}
+			if len(placed) < s.cfg.Batch {
+				break
+			}
+		}
+	}
+}
+
+func (s *Scheduler) deliverLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Resend)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-t.C:
+		}
+		// Workers with assigned jobs, found in the database rather than
+		// only from connect events: after a config reload this scheduler is
+		// new but the connections are not.
+		ids, err := workersWithAssigned(ctx, s.cfg.Pool)
+		if err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Warn("scheduler: listing workers to deliver to", zap.Error(err))
+		}
+		for _, id := range ids {
+			if err := s.deliver(ctx, id); err != nil && ctx.Err() == nil {
+				s.cfg.Logger.Warn("scheduler: delivering jobs", zap.Int64("worker", id), zap.Error(err))
+			}
+		}
+	}
+}
+
+func workersWithAssigned(ctx context.Context, pool *pgxpool.Pool) ([]int64, error) {
+	rows, err := pool.Query(ctx, "SELECT DISTINCT worker_id FROM jobs WHERE state = 'assigned' AND worker_id IS NOT NULL")
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
+}
+
+// deliver sends a worker's unacknowledged jobs (at least once: the worker
+// deduplicates by job id).
+func (s *Scheduler) deliver(ctx context.Context, workerID int64) error {
+	if !s.cfg.Workers.Connected(workerID) {
+		return nil
+	}
+	jobs, err := Undelivered(ctx, s.cfg.Pool, workerID, s.cfg.Resend)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		payload := j.Payload
+		if s.cfg.Prepare != nil {
+			if payload, err = s.cfg.Prepare(ctx, j); err != nil {
+				s.failJob(ctx, j, "preparing the job: "+err.Error())
+				continue
+			}
+		}
+		msg := wsproto.JobAssign{JobID: j.ID, Kind: j.Kind, AppID: j.AppID, DeploymentID: j.DeploymentID,
+			Attempt: j.Attempt, TimeoutS: j.TimeoutS, Payload: payload}
+		if err := s.cfg.Workers.Send(workerID, wsproto.TypeJobAssign, msg); err != nil {
+			if errors.Is(err, workerbus.ErrNotConnected) {
+				return nil // resent when it reconnects
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Scheduler) failJob(ctx context.Context, j Job, reason string) {
+	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
+		if _, _, err := Finish(ctx, tx, j.WorkerID, j.ID, false, reason); err != nil {
+			return err
+		}
+		if j.DeploymentID != 0 {
+			return FailDeployment(ctx, tx, j.DeploymentID, j.AppID, reason)
+		}
+		return nil
+	})
+	if err != nil {
+		s.cfg.Logger.Error("scheduler: failing job", zap.Int64("job", j.ID), zap.Error(err))
+	}
+	s.cfg.Events.Publish(events.Event{Kind: events.DeploymentFailed, AppID: j.AppID,
+		Data: map[string]any{"job_id": j.ID, "deployment_id": j.DeploymentID, "error": reason}})
+}
+
+func (s *Scheduler) recoverLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.RecoverInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := s.RecoverOnce(ctx); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Error("scheduler: recovery", zap.Error(err))
+		}
+	}
+}
+
+// RecoverOnce marks silent workers offline and recovers stuck jobs. Only
+// one replica does it at a time (transaction-scoped advisory lock).
+func (s *Scheduler) RecoverOnce(ctx context.Context) error {
+	var offline []int64
+	var recovered []Recovered
+	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
+		var got bool
+		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext('wisehosting.scheduler.recover'))").Scan(&got); err != nil || !got {
+			return err
+		}
+		var err error
+		if offline, err = MarkOfflineWorkers(ctx, tx, s.cfg.Heartbeat); err != nil {
+			return err
+		}
+		recovered, err = RecoverJobs(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range offline {
+		s.cfg.Logger.Warn("scheduler: worker missed heartbeats, marked offline", zap.Int64("worker", id))
+		s.cfg.Events.Publish(events.Event{Kind: events.WorkerOffline, Data: map[string]any{"worker_id": id}})
+	}
+	requeued := false
+	for _, rc := range recovered {
+		s.cfg.Logger.Warn("scheduler: recovered job", zap.Int64("job", rc.JobID), zap.String("state", rc.State), zap.String("reason", rc.Reason))
+		if rc.State == "failed" {
+			s.cfg.Events.Publish(events.Event{Kind: events.DeploymentFailed, AppID: rc.AppID,
+				Data: map[string]any{"job_id": rc.JobID, "deployment_id": rc.DeploymentID, "error": rc.Reason}})
+		} else {
+			requeued = true
+		}
+	}
+	if requeued {
+		signal(s.place)
+	}
+	return nil
+}
+
+func (s *Scheduler) onAck(ctx context.Context, workerID int64, p json.RawMessage) error {
+	var a wsproto.JobAck
+	if err := json.Unmarshal(p, &a); err != nil {
+		return fmt.Errorf("decoding ack: %w", err)
+	}
+	_, err := Ack(ctx, s.cfg.Pool, workerID, a.JobID)
+	return err
+}
+
+func (s *Scheduler) onProgress(ctx context.Context, workerID int64, p json.RawMessage) error {
+	var pr wsproto.JobProgress
+	if err := json.Unmarshal(p, &pr); err != nil {
+		return fmt.Errorf("decoding progress: %w", err)
+	}
+	line := "[" + pr.Stage + "] " + pr.Message
+	var depID, appID int64
+	err := s.cfg.Pool.QueryRow(ctx, `WITH j AS (SELECT deployment_id, app_id FROM jobs WHERE id = $1 AND worker_id = $2 AND state IN ('assigned', 'running')),
+			d AS (UPDATE deployments SET status = CASE WHEN $3 IN ('clone', 'build') THEN 'building' ELSE 'deploying' END,
+				started_at = COALESCE(started_at, now()), worker_id = $2
+				WHERE id = (SELECT deployment_id FROM j) AND status IN ('queued', 'building', 'deploying') RETURNING id),
+			l AS (INSERT INTO deployment_logs (deployment_id, stream, line) SELECT deployment_id, 'build', $4 FROM j WHERE deployment_id IS NOT NULL)
+		SELECT COALESCE(deployment_id, 0), COALESCE(app_id, 0) FROM j`, pr.JobID, workerID, pr.Stage, truncate(line, 8000)).Scan(&depID, &appID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // not this worker's active job
+	}
+	if err == nil && depID != 0 {
+		s.cfg.Events.Publish(events.Event{Kind: events.DeploymentStarted, AppID: appID,
+			Data: map[string]any{"deployment_id": depID, "stage": pr.Stage, "message": pr.Message}})
+	}
+	return err
+}
+
+// DeployOutput is what a worker reports when a deploy or rollback job
+// succeeds.
+type DeployOutput struct {
+	Image    string `json:"image"`
+	HostPort int    `json:"host_port"`
+}
+
+func (s *Scheduler) onResult(ctx context.Context, workerID int64, p json.RawMessage) error {
+	var r wsproto.JobResult
+	if err := json.Unmarshal(p, &r); err != nil {
+		return fmt.Errorf("decoding result: %w", err)
+	}
+	var j Job
+	var ok bool
+	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
+		var err error
+		if j, ok, err = Finish(ctx, tx, workerID, r.JobID, r.OK, r.Error); err != nil || !ok {
+			return err
+		}
+		return applyResult(ctx, tx, j, workerID, r)
+	})
+	if err != nil || !ok {
+		return err
+	}
+	if r.OK {
+		s.cfg.Logger.Info("scheduler: job succeeded", zap.Int64("job", j.ID), zap.String("kind", j.Kind), zap.Int64("worker", workerID))
+		if j.DeploymentID != 0 {
+			s.cfg.Events.Publish(events.Event{Kind: events.DeploymentFinished, AppID: j.AppID,
+				Data: map[string]any{"deployment_id": j.DeploymentID, "job_id": j.ID}})
+		}
+		s.cfg.Events.Publish(events.Event{Kind: events.AppStatusChanged, AppID: j.AppID})
+	} else {
+		s.cfg.Logger.Warn("scheduler: job failed", zap.Int64("job", j.ID), zap.String("kind", j.Kind), zap.String("error", r.Error))
+		s.cfg.Events.Publish(events.Event{Kind: events.DeploymentFailed, AppID: j.AppID,
+			Data: map[string]any{"deployment_id": j.DeploymentID, "job_id": j.ID, "error": r.Error}})
+	}
+	return nil
+}
+
+func applyResult(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsproto.JobResult) error {
+	if !r.OK {
+		if j.DeploymentID != 0 {
+			return FailDeployment(ctx, tx, j.DeploymentID, j.AppID, r.Error)
+		}
+		return nil
+	}
+	switch j.Kind {
+	case wsproto.JobDeploy, wsproto.JobRollback:
+		var out DeployOutput
+		if len(r.Output) > 0 {
+			json.Unmarshal(r.Output, &out)
+		}
+		if j.DeploymentID != 0 {
+			if _, err := tx.Exec(ctx, `UPDATE deployments SET status = 'succeeded', finished_at = now(), worker_id = $2,
+				image = CASE WHEN $3 = '' THEN image ELSE $3 END WHERE id = $1`, j.DeploymentID, workerID, out.Image); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', 'deployment succeeded')`, j.DeploymentID); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, `UPDATE apps SET status = 'running', worker_id = $2,
+			host_port = CASE WHEN $3 > 0 THEN $3 ELSE host_port END, updated_at = now() WHERE id = $1`, j.AppID, workerID, out.HostPort)
+		return err
+	case wsproto.JobStop:
+		_, err := tx.Exec(ctx, "UPDATE apps SET status = 'stopped', updated_at = now() WHERE id = $1", j.AppID)
+		return err
+	case wsproto.JobDelete:
+		// Preview apps are removed once their containers are gone; other
+		// apps were deleted by the user already.
+		_, err := tx.Exec(ctx, "DELETE FROM apps WHERE id = $1 AND preview_of IS NOT NULL", j.AppID)
+		return err
+	}
+	return nil
+}

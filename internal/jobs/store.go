@@ -1,0 +1,299 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// AssignChannel is the NOTIFY channel telling replicas that jobs were
+// assigned; the payload is the worker id, so only the replica holding that
+// worker's connection does anything.
+const AssignChannel = "wisehosting_assign"
+
+// Job is a row of the jobs table.
+type Job struct {
+	ID           int64
+	Kind         string
+	AppID        int64
+	DeploymentID int64
+	WorkerID     int64
+	State        string
+	Payload      json.RawMessage
+	Attempt      int
+	MaxAttempts  int
+	TimeoutS     int
+	CPUMillis    int
+	MemoryMB     int
+	Error        string
+	CreatedAt    time.Time
+	AssignedAt   *time.Time
+}
+
+const jobColumns = `id, kind, COALESCE(app_id, 0), COALESCE(deployment_id, 0), COALESCE(worker_id, 0), state, payload,
+	attempt, max_attempts, timeout_s, cpu_millis, memory_mb, error, created_at, assigned_at`
+
+func scanJob(row pgx.Row) (Job, error) {
+	var j Job
+	err := row.Scan(&j.ID, &j.Kind, &j.AppID, &j.DeploymentID, &j.WorkerID, &j.State, &j.Payload, &j.Attempt,
+		&j.MaxAttempts, &j.TimeoutS, &j.CPUMillis, &j.MemoryMB, &j.Error, &j.CreatedAt, &j.AssignedAt)
+	return j, err
+}
+
+// Get reads one job.
+func Get(ctx context.Context, q Querier, id int64) (Job, error) {
+	return scanJob(q.QueryRow(ctx, "SELECT "+jobColumns+" FROM jobs WHERE id = $1", id))
+}
+
+// workerLoad is a worker's capacity and what its assigned work reserves.
+type workerLoad struct {
+	id                int64
+	cpu, mem, maxJobs int
+	usedCPU, usedMem  int
+	running           int
+}
+
+// utilisation is the larger of CPU and memory use, as a fraction; workers
+// that report no capacity count as full-ish but usable for zero-size jobs.
+func (w *workerLoad) utilisation() float64 {
+	u := 0.0
+	if w.cpu > 0 {
+		u = float64(w.usedCPU) / float64(w.cpu)
+	}
+	if w.mem > 0 {
+		u = max(u, float64(w.usedMem)/float64(w.mem))
+	}
+	return u
+}
+
+func (w *workerLoad) fits(j *Job) bool {
+	if w.running >= w.maxJobs {
+		return false
+	}
+	if w.cpu > 0 && w.usedCPU+j.CPUMillis > w.cpu {
+		return false
+	}
+	if w.mem > 0 && w.usedMem+j.MemoryMB > w.mem {
+		return false
+	}
+	return true
+}
+
+// loadWorkers locks the online workers' rows (so concurrent schedulers on
+// other replicas place one batch at a time against a consistent view of
+// capacity) and reads their reservations: running apps plus active jobs.
+func loadWorkers(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) (map[int64]*workerLoad, error) {
+	rows, err := tx.Query(ctx, `SELECT w.id, w.cpu_millis, w.memory_mb, w.max_jobs FROM workers w
+		WHERE w.status = 'online' AND w.last_seen > now() - $1::interval
+		ORDER BY w.id FOR UPDATE`, heartbeat.String())
+	if err != nil {
+		return nil, err
+	}
+	out := map[int64]*workerLoad{}
+	for rows.Next() {
+		w := &workerLoad{}
+		if err := rows.Scan(&w.id, &w.cpu, &w.mem, &w.maxJobs); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out[w.id] = w
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(out) == 0 {
+		return out, err
+	}
+	rows, err = tx.Query(ctx, `SELECT worker_id, sum(cpu_millis), sum(memory_mb), 0 FROM apps
+			WHERE worker_id IS NOT NULL AND status IN ('running', 'deploying', 'crashed') GROUP BY worker_id
+		UNION ALL
+		SELECT worker_id, sum(cpu_millis), sum(memory_mb), count(*) FROM jobs
+			WHERE state IN ('assigned', 'running') AND worker_id IS NOT NULL GROUP BY worker_id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, cpu, mem, n int64
+		if err := rows.Scan(&id, &cpu, &mem, &n); err != nil {
+			return nil, err
+		}
+		if w := out[id]; w != nil {
+			w.usedCPU += int(cpu)
+			w.usedMem += int(mem)
+			w.running += int(n)
+		}
+	}
+	return out, rows.Err()
+}
+
+// Placement records where one job goes.
+type Placement struct {
+	JobID, WorkerID int64
+}
+
+// AssignBatch claims up to limit pending jobs (FOR UPDATE SKIP LOCKED, so
+// concurrent schedulers never claim the same job) and places each on the
+// online worker with the lowest utilisation that has room, preferring the
+// worker that already runs the job's app (cut-over is local). Jobs that fit
+// nowhere stay pending. It returns the placements made.
+func AssignBatch(ctx context.Context, pool *pgxpool.Pool, limit int, heartbeat, ackTimeout time.Duration) ([]Placement, error) {
+	var placed []Placement
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		placed = placed[:0]
+		rows, err := tx.Query(ctx, `SELECT j.id, j.kind, COALESCE(j.app_id, 0), j.cpu_millis, j.memory_mb, COALESCE(a.worker_id, 0)
+			FROM jobs j LEFT JOIN apps a ON a.id = j.app_id
+			WHERE j.state = 'pending' AND j.run_after <= now()
+			ORDER BY j.priority DESC, j.id LIMIT $1 FOR UPDATE OF j SKIP LOCKED`, limit)
+		if err != nil {
+			return err
+		}
+		type pending struct {
+			Job
+			appWorker int64
+		}
+		var batch []pending
+		for rows.Next() {
+			var p pending
+			if err := rows.Scan(&p.ID, &p.Kind, &p.AppID, &p.CPUMillis, &p.MemoryMB, &p.appWorker); err != nil {
+				rows.Close()
+				return err
+			}
+			batch = append(batch, p)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(batch) == 0 {
+			return err
+		}
+		load, err := loadWorkers(ctx, tx, heartbeat)
+		if err != nil {
+			return err
+		}
+		var jobIDs, workerIDs []int64
+		var noWorker []int64
+		for i := range batch {
+			j := &batch[i]
+			// Stop and delete jobs belong to the worker that runs the app;
+			// with no such worker there is nothing to do.
+			if j.Kind == "stop" || j.Kind == "delete" {
+				if j.appWorker == 0 {
+					noWorker = append(noWorker, j.ID)
+					continue
+				}
+				if w := load[j.appWorker]; w != nil {
+					w.running++
+					jobIDs, workerIDs = append(jobIDs, j.ID), append(workerIDs, w.id)
+				}
+				continue
+			}
+			var best *workerLoad
+			if w := load[j.appWorker]; w != nil && w.fits(&j.Job) {
+				best = w
+			} else {
+				for _, w := range load {
+					if !w.fits(&j.Job) {
+						continue
+					}
+					// Lowest utilisation, then fewest running jobs, then
+					// lowest id: deterministic ties.
+					if best == nil || w.utilisation() < best.utilisation() ||
+						(w.utilisation() == best.utilisation() && (w.running < best.running ||
+							(w.running == best.running && w.id < best.id))) {
+						best = w
+					}
+				}
+			}
+			if best == nil {
+				continue
+			}
+			best.usedCPU += j.CPUMillis
+			best.usedMem += j.MemoryMB
+			best.running++
+			jobIDs, workerIDs = append(jobIDs, j.ID), append(workerIDs, best.id)
+		}
+		if len(noWorker) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE jobs SET state = 'succeeded', finished_at = now(), error = 'no worker runs this app'
+				WHERE id = ANY($1)`, noWorker); err != nil {
+				return err
+			}
+		}
+		if len(jobIDs) == 0 {
+			return nil
+		}
+		_, err = tx.Exec(ctx, `UPDATE jobs j SET state = 'assigned', worker_id = p.worker_id, attempt = j.attempt + 1,
+				assigned_at = now(), acked_at = NULL, sent_at = NULL, deadline_at = now() + $3::interval
+			FROM unnest($1::bigint[], $2::bigint[]) AS p(job_id, worker_id) WHERE j.id = p.job_id`,
+			jobIDs, workerIDs, ackTimeout.String())
+		if err != nil {
+			return fmt.Errorf("recording assignments: %w", err)
+		}
+		notified := map[int64]bool{}
+		for i, id := range jobIDs {
+			placed = append(placed, Placement{JobID: id, WorkerID: workerIDs[i]})
+			if !notified[workerIDs[i]] {
+				notified[workerIDs[i]] = true
+				if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", AssignChannel, fmt.Sprint(workerIDs[i])); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return placed, err
+}
+
+// Undelivered returns a worker's assigned jobs that were never sent or
+// were sent more than resend ago without an acknowledgement, and marks
+// them sent.
+func Undelivered(ctx context.Context, pool *pgxpool.Pool, workerID int64, resend time.Duration) ([]Job, error) {
+	rows, err := pool.Query(ctx, `UPDATE jobs SET sent_at = now()
+		WHERE id IN (SELECT id FROM jobs WHERE state = 'assigned' AND worker_id = $1
+			AND (sent_at IS NULL OR sent_at < now() - $2::interval) ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED)
+		RETURNING `+jobColumns, workerID, resend.String())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
+// Ack records that workerID took the job. Acks of jobs not assigned to that
+// worker are ignored (a worker cannot claim another's job).
+func Ack(ctx context.Context, q Querier, workerID, jobID int64) (bool, error) {
+	tag, err := q.Exec(ctx, `UPDATE jobs SET state = 'running', acked_at = now(), deadline_at = now() + make_interval(secs => timeout_s)
+		WHERE id = $1 AND worker_id = $2 AND state = 'assigned'`, jobID, workerID)
+	return tag.RowsAffected() == 1, err
+}
+
+// Finish records a job's result. It reports false when the job is not an
+// active job of workerID (late or foreign results are ignored).
+func Finish(ctx context.Context, tx pgx.Tx, workerID, jobID int64, ok bool, errMsg string) (Job, bool, error) {
+	state := "failed"
+	if ok {
+		state = "succeeded"
+	}
+	j, err := scanJob(tx.QueryRow(ctx, `UPDATE jobs SET state = $3, error = $4, finished_at = now()
+		WHERE id = $1 AND worker_id = $2 AND state IN ('assigned', 'running') RETURNING `+jobColumns,
+		jobID, workerID, state, truncate(errMsg, 2000)))
+	if err == pgx.ErrNoRows {
+		return j, false, nil
+	}
+	return j, err == nil, err
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

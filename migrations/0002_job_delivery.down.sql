@@ -1,0 +1,2 @@
+DROP INDEX IF EXISTS jobs_undelivered_idx;
+ALTER TABLE jobs DROP COLUMN IF EXISTS sent_at;
