@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wisehosting/wisehosting/internal/pgtest"
+	"github.com/wisehosting/wisehosting/internal/store"
 )
 
 // binPath is the binary under test, built once by TestMain.
@@ -163,7 +164,7 @@ func TestBinaryRefusesDirtySchema(t *testing.T) {
 	if err == nil {
 		t.Fatalf("binary exited 0 on a dirty schema:\n%s", out)
 	}
-	for _, want := range []string{"dirty", "version 1", "migrate force"} {
+	for _, want := range []string{"dirty", fmt.Sprintf("version %d", store.LatestVersion()), "migrate force"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

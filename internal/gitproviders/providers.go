@@ -2,12 +2,13 @@ package gitproviders
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/wisehosting/wisehosting/internal/httpx"
 )
 
 // Repo is a repository the user can deploy.
@@ -48,23 +49,29 @@ type Client interface {
 
 // Requester performs one JSON API call: it sends in (if non-nil) as JSON
 // and decodes the response into out (if non-nil). A non-2xx answer is an
-// *APIError. internal/httpx's APIClient satisfies it.
+// *httpx.APIError. internal/httpx's APIClient is the implementation.
 type Requester interface {
 	Do(ctx context.Context, method, path string, in, out any) error
 }
 
-// APIError is a non-2xx response from a provider.
-type APIError struct {
-	Status int
-	Body   string
+// NewClient returns provider's Client for one user's OAuth token, calling
+// baseURL ("" for the provider's public API) through the shared retrying
+// client.
+func NewClient(provider, baseURL, token string, opts ...httpx.Option) (Client, error) {
+	if baseURL == "" {
+		baseURL = DefaultBaseURL[provider]
+	}
+	k, v := AuthHeader(provider, token)
+	auth := httpx.WithAuth(func(r *http.Request) error {
+		r.Header.Set(k, v)
+		if provider == GitHub {
+			r.Header.Set("Accept", "application/vnd.github+json")
+			r.Header.Set("X-GitHub-Api-Version", "2022-11-28")
+		}
+		return nil
+	})
+	return New(provider, httpx.New(append([]httpx.Option{httpx.WithPrefix(baseURL), auth}, opts...)...))
 }
-
-func (e *APIError) Error() string {
-	return fmt.Sprintf("provider answered %d: %s", e.Status, e.Body)
-}
-
-// ErrNotFound wraps 404 answers (a deleted hook, a repo the token cannot see).
-var ErrNotFound = errors.New("not found on the provider")
 
 // DefaultBaseURL is each provider's public API root.
 var DefaultBaseURL = map[string]string{

@@ -1,10 +1,8 @@
 package gitproviders
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,41 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/wisehosting/wisehosting/internal/httpx"
 )
-
-// jsonRequester is the thinnest Requester: what internal/httpx's client
-// does, without retries, so these tests exercise only the adapters.
-type jsonRequester struct {
-	base, token, provider string
-}
-
-func (j *jsonRequester) Do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, _ := json.Marshal(in)
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, j.base+path, body)
-	if err != nil {
-		return err
-	}
-	k, v := AuthHeader(j.provider, j.token)
-	req.Header.Set(k, v)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return &APIError{Status: resp.StatusCode, Body: string(b)}
-	}
-	if out != nil && len(b) > 0 {
-		return json.Unmarshal(b, out)
-	}
-	return nil
-}
 
 // fakeProvider answers with each provider's real JSON shapes and records
 // the webhooks created on it.
@@ -57,6 +23,8 @@ type fakeProvider struct {
 	hooks    map[string]map[string]any
 	srv      *httptest.Server
 }
+
+var noRetry = httpx.WithRetry(httpx.RetryConfig{MaxAttempts: 1})
 
 func newFake(t *testing.T, provider string) *fakeProvider {
 	f := &fakeProvider{provider: provider, token: "tok-" + provider, hooks: map[string]map[string]any{}}
@@ -161,7 +129,7 @@ func TestProviderAdapters(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.provider, func(t *testing.T) {
 			f := newFake(t, c.provider)
-			cl, err := New(c.provider, &jsonRequester{base: f.srv.URL, token: f.token, provider: c.provider})
+			cl, err := NewClient(c.provider, f.srv.URL, f.token, noRetry)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -198,12 +166,11 @@ func TestProviderAdapters(t *testing.T) {
 			if err := cl.DeleteHook(ctx, c.repo, hook); err != nil {
 				t.Fatal(err)
 			}
-			var apiErr *APIError
-			if err := cl.DeleteHook(ctx, c.repo, hook); !errors.As(err, &apiErr) || apiErr.Status != 404 {
+			if err := cl.DeleteHook(ctx, c.repo, hook); httpx.StatusOf(err) != 404 {
 				t.Fatalf("deleting twice: %v", err)
 			}
 			// A bad token is an error, not an empty list.
-			bad, _ := New(c.provider, &jsonRequester{base: f.srv.URL, token: "nope", provider: c.provider})
+			bad, _ := NewClient(c.provider, f.srv.URL, "nope", noRetry)
 			if _, err := bad.Repos(ctx, ""); err == nil {
 				t.Fatal("bad token listed repos")
 			}
@@ -213,9 +180,9 @@ func TestProviderAdapters(t *testing.T) {
 
 func TestRepoNamesAreValidated(t *testing.T) {
 	f := newFake(t, GitHub)
-	cl, _ := New(GitHub, &jsonRequester{base: f.srv.URL, token: f.token, provider: GitHub})
+	cl, _ := NewClient(GitHub, f.srv.URL, f.token, noRetry)
 	for _, repo := range []string{"", "noslash", "../../admin", "/abs/path", "a/b?x=1", "a/b#f", "a/%2e%2e"} {
-		if _, err := cl.Branches(context.Background(), repo); err == nil || strings.Contains(err.Error(), "provider answered") {
+		if _, err := cl.Branches(context.Background(), repo); err == nil || httpx.StatusOf(err) != 0 {
 			t.Errorf("%q reached the provider: %v", repo, err)
 		}
 	}
@@ -226,7 +193,7 @@ func TestRepoNamesAreValidated(t *testing.T) {
 
 func TestGitHubOrgs(t *testing.T) {
 	f := newFake(t, GitHub)
-	cl, _ := New(GitHub, &jsonRequester{base: f.srv.URL, token: f.token, provider: GitHub})
+	cl, _ := NewClient(GitHub, f.srv.URL, f.token, noRetry)
 	orgs, err := cl.Orgs(context.Background())
 	if err != nil || len(orgs) != 1 || orgs[0] != "github" {
 		t.Fatalf("%v %v", orgs, err)
