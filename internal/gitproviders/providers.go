@@ -553,3 +553,22 @@ func (g *gitea) DeleteHook(ctx context.Context, repo string, h Hook) error {
 	}
 	return g.r.Do(ctx, http.MethodDelete, "/repos/"+repo+"/hooks/"+h.ID, nil, nil)
 }
+
+// RevokeGitHubGrant revokes the OAuth grant behind token (the user
+// disconnects GitHub): DELETE /applications/{client_id}/grant, authenticated
+// as the OAuth app. baseURL "" means api.github.com.
+func RevokeGitHubGrant(ctx context.Context, baseURL, clientID, clientSecret, token string, opts ...httpx.Option) error {
+	if baseURL == "" {
+		baseURL = DefaultBaseURL[GitHub]
+	}
+	if err := validSegment(clientID); err != nil {
+		return err
+	}
+	auth := httpx.WithAuth(func(r *http.Request) error {
+		r.SetBasicAuth(clientID, clientSecret)
+		r.Header.Set("Accept", "application/vnd.github+json")
+		return nil
+	})
+	c := httpx.New(append([]httpx.Option{httpx.WithPrefix(baseURL), auth}, opts...)...)
+	return c.Do(ctx, http.MethodDelete, "/applications/"+url.PathEscape(clientID)+"/grant", map[string]string{"access_token": token}, nil)
+}

@@ -199,3 +199,30 @@ func TestGitHubOrgs(t *testing.T) {
 		t.Fatalf("%v %v", orgs, err)
 	}
 }
+
+func TestRevokeGitHubGrant(t *testing.T) {
+	var got struct {
+		user, pass, token string
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodDelete || r.URL.Path != "/applications/Iv1.abc/grant" {
+			w.WriteHeader(404)
+			return
+		}
+		got.user, got.pass, _ = r.BasicAuth()
+		var body map[string]string
+		json.NewDecoder(r.Body).Decode(&body)
+		got.token = body["access_token"]
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	if err := RevokeGitHubGrant(context.Background(), srv.URL, "Iv1.abc", "app-secret", "gho_user", noRetry); err != nil {
+		t.Fatal(err)
+	}
+	if got.user != "Iv1.abc" || got.pass != "app-secret" || got.token != "gho_user" {
+		t.Fatalf("%+v", got)
+	}
+	if err := RevokeGitHubGrant(context.Background(), srv.URL, "../x", "s", "t", noRetry); err == nil {
+		t.Fatal("client id with a path accepted")
+	}
+}
