@@ -7,5 +7,6 @@ import (
 	_ "github.com/wisehosting/wisehosting/caddymodules/api"
 	_ "github.com/wisehosting/wisehosting/caddymodules/core"
 	_ "github.com/wisehosting/wisehosting/caddymodules/hub"
+	_ "github.com/wisehosting/wisehosting/caddymodules/infra"
 	_ "github.com/wisehosting/wisehosting/caddymodules/scheduler"
 )

@@ -1,0 +1,140 @@
+// Package infra registers the `wisehosting infra` operator commands: a
+// parallel health check of every host of the installation and the shared
+// setup steps, driven by infra.yaml (internal/infra).
+package infra
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/infra"
+	"github.com/wisehosting/wisehosting/internal/workers"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "infra",
+		Usage: "status|setup [--infra infra.yaml] [--config Caddyfile] [--json] [--dry-run] [--step dns]",
+		Short: "Checks or sets up the hosts described in infra.yaml",
+		Long: `
+"infra status" checks every host of infra.yaml in parallel: control planes
+answer /health with a reachable database, workers are connected (read from
+the control plane's database, given with --config), proxies serve HTTPS, the
+wildcard DNS record of the app zone points at the proxies, and certificates
+are not about to expire. It exits 1 when a check fails.
+
+"infra setup --step dns" ensures the wildcard A records *.<subdomain_base>
+of the proxies at the DNS provider; --dry-run prints what it would change.
+With a hetzner: section, servers are discovered from the Hetzner Cloud API.`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.Flags().String("infra", "infra.yaml", "the installation's description")
+			cmd.Flags().StringP("config", "c", "", "control plane Caddyfile or JSON config (for worker checks)")
+			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter")
+			cmd.Flags().Bool("json", false, "print results as JSON")
+			cmd.Flags().Bool("dry-run", false, "setup: only print the planned changes")
+			cmd.Flags().String("step", "", "setup: run only this step (dns)")
+			cmd.Args = cobra.ExactArgs(1)
+			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdInfra)
+		},
+	})
+}
+
+func cmdInfra(fl caddycmd.Flags) (int, error) {
+	cfg, err := infra.Load(fl.String("infra"))
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	ctx, cancel := core.CommandContext()
+	defer cancel()
+	if cfg.Hetzner != nil {
+		found, err := infra.DiscoverHetzner(ctx, cfg.Hetzner)
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		cfg.Merge(found)
+		if err := cfg.Validate(); err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+	}
+	switch fl.Arg(0) {
+	case "status":
+		return status(ctx, fl, cfg)
+	case "setup":
+		s := &infra.Setup{Config: cfg}
+		acts, err := s.Plan(ctx, fl.String("step"))
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		for _, a := range acts {
+			fmt.Printf("[%s] %s\n", a.Step, a.Description)
+		}
+		if fl.Bool("dry-run") {
+			fmt.Println("dry run: nothing changed")
+			return 0, nil
+		}
+		if err := infra.Apply(ctx, acts); err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		fmt.Println("done")
+		return 0, nil
+	}
+	return caddy.ExitCodeFailedStartup, errors.New("usage: infra status|setup")
+}
+
+// WorkerSource reads the workers' state from the control plane's database.
+func WorkerSource(pool *pgxpool.Pool) func(ctx context.Context) (map[string]infra.WorkerState, error) {
+	return func(ctx context.Context) (map[string]infra.WorkerState, error) {
+		ws, err := workers.List(ctx, pool)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]infra.WorkerState{}
+		for _, w := range ws {
+			st := infra.WorkerState{Status: w.Status}
+			if w.LastSeen != nil {
+				st.LastSeen = *w.LastSeen
+			}
+			out[w.Name] = st
+		}
+		return out, nil
+	}
+}
+
+func status(ctx context.Context, fl caddycmd.Flags, cfg *infra.Config) (int, error) {
+	ch := &infra.Checker{Config: cfg}
+	if fl.String("config") != "" {
+		a, err := core.LoadConfig(fl)
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		pool, err := a.OpenPool(ctx)
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		defer pool.Close()
+		ch.Workers = WorkerSource(pool)
+	}
+	results := ch.Run(ctx)
+	ok := true
+	if fl.Bool("json") {
+		for _, r := range results {
+			ok = ok && r.OK
+		}
+		json.NewEncoder(os.Stdout).Encode(results)
+	} else {
+		ok = infra.Print(os.Stdout, results)
+	}
+	if !ok {
+		return 1, nil
+	}
+	return 0, nil
+}

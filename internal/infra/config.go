@@ -1,0 +1,178 @@
+// Package infra reads the operator's description of the installation
+// (infra.yaml: hosts and their roles, DNS, the WireGuard mesh), checks every
+// host in parallel (`wisehosting infra status`) and plans or applies the
+// shared setup steps (`wisehosting infra setup`).
+package infra
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Roles a host can have.
+const (
+	RoleControlPlane = "control-plane"
+	RoleWorker       = "worker"
+	RoleProxy        = "proxy"
+)
+
+// Config is infra.yaml.
+type Config struct {
+	// SubdomainBase is the apps zone: apps are <slug>.<subdomain_base>.
+	SubdomainBase string `yaml:"subdomain_base"`
+	// ControlPlaneURL is where users and workers reach the control plane.
+	ControlPlaneURL string   `yaml:"control_plane_url"`
+	DNS             DNS      `yaml:"dns"`
+	Mesh            Mesh     `yaml:"mesh"`
+	Hosts           []Host   `yaml:"hosts"`
+	Hetzner         *Hetzner `yaml:"hetzner,omitempty"`
+}
+
+// DNS describes the DNS provider of the zone.
+type DNS struct {
+	Provider string `yaml:"provider"` // cloudflare
+	Zone     string `yaml:"zone"`     // example.com
+	// APITokenFile holds the provider token (never inline in the file).
+	APITokenFile string `yaml:"api_token_file"`
+	// Resolver (host:port) answers the record checks; default: the system's.
+	Resolver string `yaml:"resolver,omitempty"`
+	// APIURL overrides the provider's API root (tests, proxies).
+	APIURL string `yaml:"api_url,omitempty"`
+}
+
+// Mesh is the WireGuard network between hosts.
+type Mesh struct {
+	CIDR string `yaml:"cidr"` // 10.50.0.0/24
+	Port int    `yaml:"port"` // 51820
+}
+
+// Host is one machine.
+type Host struct {
+	Name     string `yaml:"name"`
+	Role     string `yaml:"role"`
+	PublicIP string `yaml:"public_ip,omitempty"`
+	MeshIP   string `yaml:"mesh_ip,omitempty"`
+	// URL is checked for proxies and control planes (default
+	// https://<public_ip>).
+	URL string `yaml:"url,omitempty"`
+	// Zone is a worker's DNS zone (e.g. de.example.com).
+	Zone string `yaml:"zone,omitempty"`
+}
+
+// Hetzner enables server discovery.
+type Hetzner struct {
+	TokenFile     string `yaml:"token_file"`
+	LabelSelector string `yaml:"label_selector"` // e.g. wisehosting
+	APIURL        string `yaml:"api_url,omitempty"`
+}
+
+// Load reads and validates path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(b)
+}
+
+// Parse decodes and validates infra.yaml content. Unknown keys are errors,
+// so a typo does not silently disable a check.
+func Parse(b []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("reading infra.yaml: %w", err)
+	}
+	if c.Mesh.Port == 0 {
+		c.Mesh.Port = 51820
+	}
+	return &c, c.Validate()
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.ControlPlaneURL != "" {
+		if u, err := url.Parse(c.ControlPlaneURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("control_plane_url %q is not an http(s) URL", c.ControlPlaneURL))
+		}
+	}
+	var mesh netip.Prefix
+	if c.Mesh.CIDR != "" {
+		var err error
+		if mesh, err = netip.ParsePrefix(c.Mesh.CIDR); err != nil {
+			errs = append(errs, fmt.Errorf("mesh.cidr: %v", err))
+		}
+	}
+	if c.DNS.Provider != "" && c.DNS.Provider != "cloudflare" {
+		errs = append(errs, fmt.Errorf("dns.provider %q is not supported (cloudflare)", c.DNS.Provider))
+	}
+	names, meshIPs := map[string]bool{}, map[string]bool{}
+	for i, h := range c.Hosts {
+		where := fmt.Sprintf("hosts[%d] (%s)", i, h.Name)
+		if h.Name == "" {
+			errs = append(errs, fmt.Errorf("hosts[%d]: name is required", i))
+		}
+		if names[h.Name] {
+			errs = append(errs, fmt.Errorf("%s: duplicate name", where))
+		}
+		names[h.Name] = true
+		switch h.Role {
+		case RoleControlPlane, RoleWorker, RoleProxy:
+		default:
+			errs = append(errs, fmt.Errorf("%s: role %q (want control-plane, worker or proxy)", where, h.Role))
+		}
+		if h.PublicIP != "" {
+			if _, err := netip.ParseAddr(h.PublicIP); err != nil {
+				errs = append(errs, fmt.Errorf("%s: public_ip: %v", where, err))
+			}
+		}
+		if h.MeshIP != "" {
+			ip, err := netip.ParseAddr(h.MeshIP)
+			switch {
+			case err != nil:
+				errs = append(errs, fmt.Errorf("%s: mesh_ip: %v", where, err))
+			case mesh.IsValid() && !mesh.Contains(ip):
+				errs = append(errs, fmt.Errorf("%s: mesh_ip %s is outside mesh.cidr %s", where, ip, mesh))
+			case meshIPs[h.MeshIP]:
+				errs = append(errs, fmt.Errorf("%s: mesh_ip %s used twice", where, ip))
+			}
+			meshIPs[h.MeshIP] = true
+		}
+		if h.Role == RoleProxy && h.PublicIP == "" && h.URL == "" {
+			errs = append(errs, fmt.Errorf("%s: a proxy needs public_ip or url", where))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ByRole returns the hosts with role.
+func (c *Config) ByRole(role string) []Host {
+	var out []Host
+	for _, h := range c.Hosts {
+		if h.Role == role {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// checkURL is where a host's HTTP(S) checks go.
+func (h Host) checkURL(fallback string) string {
+	switch {
+	case h.URL != "":
+		return h.URL
+	case fallback != "":
+		return fallback
+	case h.PublicIP != "":
+		return "https://" + h.PublicIP
+	}
+	return ""
+}

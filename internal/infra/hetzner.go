@@ -1,0 +1,86 @@
+package infra
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/wisehosting/wisehosting/internal/httpx"
+)
+
+// HetznerServer is a server found through the Hetzner Cloud API.
+type HetznerServer struct {
+	Name     string
+	PublicIP string
+	Role     string // from the server's "role" label
+}
+
+// DiscoverHetzner lists the Cloud servers matching the label selector,
+// with their role label, so infra.yaml need not repeat them.
+func DiscoverHetzner(ctx context.Context, h *Hetzner, opts ...httpx.Option) ([]HetznerServer, error) {
+	tok, err := os.ReadFile(h.TokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading hetzner token: %w", err)
+	}
+	base := h.APIURL
+	if base == "" {
+		base = "https://api.hetzner.cloud/v1"
+	}
+	c := httpx.New(append([]httpx.Option{httpx.WithPrefix(base), httpx.WithBearer(strings.TrimSpace(string(tok)))}, opts...)...)
+	var out []HetznerServer
+	for page := 1; page <= 50; page++ {
+		var resp struct {
+			Servers []struct {
+				Name      string `json:"name"`
+				PublicNet struct {
+					IPv4 struct {
+						IP string `json:"ip"`
+					} `json:"ipv4"`
+				} `json:"public_net"`
+				Labels map[string]string `json:"labels"`
+			} `json:"servers"`
+			Meta struct {
+				Pagination struct {
+					NextPage *int `json:"next_page"`
+				} `json:"pagination"`
+			} `json:"meta"`
+		}
+		q := url.Values{"page": {fmt.Sprint(page)}, "per_page": {"50"}}
+		if h.LabelSelector != "" {
+			q.Set("label_selector", h.LabelSelector)
+		}
+		if err := c.Do(ctx, "GET", "/servers?"+q.Encode(), nil, &resp); err != nil {
+			return nil, fmt.Errorf("listing hetzner servers: %w", err)
+		}
+		for _, s := range resp.Servers {
+			out = append(out, HetznerServer{Name: s.Name, PublicIP: s.PublicNet.IPv4.IP, Role: s.Labels["role"]})
+		}
+		if resp.Meta.Pagination.NextPage == nil {
+			break
+		}
+	}
+	return out, nil
+}
+
+// Merge adds discovered servers that infra.yaml does not list and fills in
+// missing public IPs of those it does.
+func (c *Config) Merge(found []HetznerServer) {
+	idx := map[string]int{}
+	for i, h := range c.Hosts {
+		idx[h.Name] = i
+	}
+	for _, s := range found {
+		if i, ok := idx[s.Name]; ok {
+			if c.Hosts[i].PublicIP == "" {
+				c.Hosts[i].PublicIP = s.PublicIP
+			}
+			continue
+		}
+		switch s.Role {
+		case RoleControlPlane, RoleWorker, RoleProxy:
+			c.Hosts = append(c.Hosts, Host{Name: s.Name, Role: s.Role, PublicIP: s.PublicIP})
+		}
+	}
+}

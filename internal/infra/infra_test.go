@@ -1,0 +1,176 @@
+package infra
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/wisehosting/wisehosting/internal/httpx"
+)
+
+func TestParseAndValidate(t *testing.T) {
+	good := `
+subdomain_base: apps.example.com
+control_plane_url: https://cp.example.com
+dns: {provider: cloudflare, zone: example.com, api_token_file: /etc/wisehosting/cf}
+mesh: {cidr: 10.50.0.0/24}
+hosts:
+  - {name: cp1, role: control-plane, public_ip: 203.0.113.10, mesh_ip: 10.50.0.1}
+  - {name: px1, role: proxy, public_ip: 203.0.113.20, mesh_ip: 10.50.0.2}
+  - {name: w1, role: worker, mesh_ip: 10.50.0.11, zone: de.example.com}
+`
+	c, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Mesh.Port != 51820 || len(c.ByRole(RoleWorker)) != 1 {
+		t.Fatalf("%+v", c)
+	}
+	for name, bad := range map[string]string{
+		"unknown key":    good + "colour: blue\n",
+		"bad role":       strings.Replace(good, "role: worker", "role: database", 1),
+		"outside mesh":   strings.Replace(good, "10.50.0.11", "10.60.0.11", 1),
+		"duplicate mesh": strings.Replace(good, "10.50.0.11", "10.50.0.2", 1),
+		"duplicate name": strings.Replace(good, "name: w1", "name: cp1", 1),
+		"bad ip":         strings.Replace(good, "203.0.113.20", "203.0.113", 1),
+		"bad provider":   strings.Replace(good, "cloudflare", "route53", 1),
+		"bad url":        strings.Replace(good, "https://cp.example.com", "cp.example.com", 1),
+	} {
+		if _, err := Parse([]byte(bad)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func tokenFile(t *testing.T, tok string) string {
+	p := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(p, []byte(tok+"\n"), 0o600)
+	return p
+}
+
+// A fake Hetzner Cloud API answering GET /servers with its real JSON shape,
+// over two pages.
+func TestDiscoverHetzner(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer hcloud-token" || r.URL.Path != "/servers" {
+			w.WriteHeader(401)
+			w.Write([]byte(`{"error":{"code":"unauthorized","message":"unable to authenticate"}}`))
+			return
+		}
+		if r.URL.Query().Get("label_selector") != "wisehosting" {
+			w.WriteHeader(400)
+			return
+		}
+		if r.URL.Query().Get("page") == "1" {
+			w.Write([]byte(`{"servers":[{"id":42,"name":"px1","status":"running","public_net":{"ipv4":{"ip":"203.0.113.20","blocked":false},"ipv6":{"ip":"2001:db8::/64"}},"labels":{"role":"proxy"}}],"meta":{"pagination":{"page":1,"per_page":1,"previous_page":null,"next_page":2,"last_page":2,"total_entries":2}}}`))
+			return
+		}
+		w.Write([]byte(`{"servers":[{"id":43,"name":"w9","status":"running","public_net":{"ipv4":{"ip":"198.51.100.9"}},"labels":{"role":"worker"}}],"meta":{"pagination":{"page":2,"per_page":1,"previous_page":1,"next_page":null,"last_page":2,"total_entries":2}}}`))
+	}))
+	defer srv.Close()
+	h := &Hetzner{TokenFile: tokenFile(t, "hcloud-token"), LabelSelector: "wisehosting", APIURL: srv.URL}
+	found, err := DiscoverHetzner(context.Background(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 2 || found[0].Name != "px1" || found[0].PublicIP != "203.0.113.20" || found[1].Role != "worker" {
+		t.Fatalf("%+v", found)
+	}
+	c := &Config{Hosts: []Host{{Name: "px1", Role: RoleProxy}}}
+	c.Merge(found)
+	if len(c.Hosts) != 2 || c.Hosts[0].PublicIP != "203.0.113.20" || c.Hosts[1].Name != "w9" {
+		t.Fatalf("merged %+v", c.Hosts)
+	}
+	h.TokenFile = tokenFile(t, "wrong")
+	if _, err := DiscoverHetzner(context.Background(), h, httpx.WithRetry(httpx.RetryConfig{MaxAttempts: 1})); httpx.StatusOf(err) != 401 {
+		t.Fatalf("bad token: %v", err)
+	}
+}
+
+// fakeCloudflare speaks the Cloudflare v4 zones and dns_records API.
+type fakeCloudflare struct {
+	mu      sync.Mutex
+	records []map[string]any
+	writes  int
+}
+
+func (f *fakeCloudflare) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if r.Header.Get("Authorization") != "Bearer cf-token" {
+		w.WriteHeader(403)
+		w.Write([]byte(`{"success":false,"errors":[{"code":10000,"message":"Authentication error"}],"messages":[],"result":null}`))
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case r.Method == "GET" && r.URL.Path == "/zones":
+		w.Write([]byte(`{"success":true,"errors":[],"messages":[],"result":[{"id":"023e105f4ecef8ad9ca31a8372d0c353","name":"example.com","status":"active"}],"result_info":{"page":1,"per_page":20,"count":1,"total_count":1}}`))
+	case r.Method == "GET" && r.URL.Path == "/zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records":
+		var out []map[string]any
+		for _, rec := range f.records {
+			if rec["name"] == r.URL.Query().Get("name") && rec["type"] == r.URL.Query().Get("type") {
+				out = append(out, rec)
+			}
+		}
+		json.NewEncoder(w).Encode(map[string]any{"success": true, "errors": []any{}, "result": out})
+	case r.Method == "POST" && r.URL.Path == "/zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records":
+		var rec map[string]any
+		json.NewDecoder(r.Body).Decode(&rec)
+		rec["id"] = "rec" + string(rune('a'+len(f.records)))
+		f.records = append(f.records, rec)
+		f.writes++
+		json.NewEncoder(w).Encode(map[string]any{"success": true, "errors": []any{}, "result": rec})
+	default:
+		w.WriteHeader(404)
+	}
+}
+
+func TestSetupDNSIsIdempotent(t *testing.T) {
+	cf := &fakeCloudflare{}
+	srv := httptest.NewServer(cf)
+	defer srv.Close()
+	c, err := Parse([]byte(`
+subdomain_base: apps.example.com
+dns: {provider: cloudflare, zone: example.com, api_token_file: ` + tokenFile(t, "cf-token") + `, api_url: ` + srv.URL + `}
+hosts:
+  - {name: px1, role: proxy, public_ip: 203.0.113.20}
+  - {name: px2, role: proxy, public_ip: 203.0.113.21}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Setup{Config: c}
+	ctx := context.Background()
+	acts, err := s.Plan(ctx, "dns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(acts) != 2 || !strings.Contains(acts[0].Description, "create A *.apps.example.com → 203.0.113.20") {
+		t.Fatalf("plan %+v", acts)
+	}
+	if cf.writes != 0 {
+		t.Fatal("planning (dry run) wrote records")
+	}
+	if err := Apply(ctx, acts); err != nil {
+		t.Fatal(err)
+	}
+	if cf.writes != 2 {
+		t.Fatalf("%d records written", cf.writes)
+	}
+	// Second run: nothing to do.
+	acts, _ = s.Plan(ctx, "dns")
+	Apply(ctx, acts)
+	if cf.writes != 2 || !strings.Contains(acts[0].Description, "exists") {
+		t.Fatalf("not idempotent: %d writes, %+v", cf.writes, acts)
+	}
+	if _, err := s.Plan(ctx, "teleport"); err == nil {
+		t.Fatal("unknown step accepted")
+	}
+}
