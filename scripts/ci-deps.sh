@@ -7,9 +7,11 @@ source scripts/lib.sh
 
 need_apt=()
 command -v pg_isready >/dev/null || need_apt+=(postgresql postgresql-client)
+command -v shellcheck >/dev/null || need_apt+=(shellcheck)
+command -v wg >/dev/null || need_apt+=(wireguard-tools)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   apt-get update -qq
-  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 ensure_postgres_for_tests
 go mod download

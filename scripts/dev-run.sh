@@ -16,7 +16,10 @@ if [ ! -f .data/dev.env ]; then
     echo "WISEHOSTING_PROXY_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   } > .data/dev.env
 fi
-set -a; source .data/dev.env; set +a
+set -a
+# shellcheck source=/dev/null
+source .data/dev.env
+set +a
 
 db_url="${DATABASE_URL:-}"
 if [ -z "$db_url" ]; then

@@ -1,0 +1,85 @@
+// Tests of the shell scripts: shellcheck-clean, and the mesh setup is
+// idempotent.
+package scripts_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestShellcheck(t *testing.T) {
+	files, _ := filepath.Glob("*.sh")
+	for i, f := range files {
+		files[i] = "scripts/" + f
+	}
+	files = append(files, "xcaddy/build.sh", ".ci/run")
+	// From the repository root, as the scripts source each other.
+	cmd := exec.Command("shellcheck", append([]string{"-x"}, files...)...)
+	cmd.Dir = ".."
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("shellcheck (apt-get install shellcheck): %v\n%s", err, out)
+	}
+}
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command("bash", append([]string{"./wireguard-setup.sh"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func TestWireguardSetupIdempotent(t *testing.T) {
+	root := t.TempDir()
+	peers := filepath.Join(root, "peers")
+	os.WriteFile(peers, []byte(`# name pubkey endpoint mesh-ip
+cp1 xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg= 203.0.113.10:51820 10.50.0.1
+w1  HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw= 203.0.113.11:51820 10.50.0.11
+`), 0o600)
+	out, err := run(t, "worker", "--mesh-ip", "10.50.0.11", "--peers", peers, "--root", root)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	conf, err := os.ReadFile(filepath.Join(root, "etc/wireguard/wh0.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := string(conf)
+	for _, want := range []string{"Address = 10.50.0.11/24", "ListenPort = 51820", "Endpoint = 203.0.113.10:51820", "AllowedIPs = 10.50.0.1/32"} {
+		if !strings.Contains(c, want) {
+			t.Errorf("config lacks %q:\n%s", want, c)
+		}
+	}
+	if strings.Contains(c, "10.50.0.11/32") {
+		t.Error("the host is its own peer")
+	}
+	key1, _ := os.ReadFile(filepath.Join(root, "etc/wireguard/wh0.key"))
+	if st, _ := os.Stat(filepath.Join(root, "etc/wireguard/wh0.key")); st == nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("private key mode %v", st)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/systemd/system/wisehosting-agent.service")); err != nil {
+		t.Fatal("worker unit not installed")
+	}
+
+	out, err = run(t, "worker", "--mesh-ip", "10.50.0.11", "--peers", peers, "--root", root)
+	if err != nil || !strings.Contains(out, "unchanged") || strings.Contains(out, "installed") {
+		t.Fatalf("second run changed something: %v\n%s", err, out)
+	}
+	key2, _ := os.ReadFile(filepath.Join(root, "etc/wireguard/wh0.key"))
+	if string(key1) != string(key2) || len(key1) == 0 {
+		t.Fatal("private key regenerated")
+	}
+
+	for _, bad := range [][]string{
+		{"database", "--mesh-ip", "10.50.0.2"},
+		{"proxy", "--mesh-ip", "10.50.0.300"},
+		{"proxy", "--mesh-ip", "10.50.0.2; rm -rf /"},
+		{"proxy", "--mesh-ip", "10.50.0.2", "--port", "99999"},
+	} {
+		if out, err := run(t, append(bad, "--root", t.TempDir())...); err == nil {
+			t.Errorf("%v accepted:\n%s", bad, out)
+		}
+	}
+}
