@@ -3,47 +3,19 @@ package api_test
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
-
-	_ "github.com/caddyserver/caddy/v2/modules/standard"
-	_ "github.com/wisehosting/wisehosting/caddymodules/api"
+	"github.com/wisehosting/wisehosting/caddymodules/cptest"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
 )
 
-const testSecret = "0123456789abcdef0123456789abcdef"
+const testSecret = cptest.Secret
 
-// startCP runs a real control plane (the caddy config a Caddyfile with
-// `wisehosting_api` adapts to) on loopback for db, and returns its URL.
-// caddy.Load is process-wide, so tests using it do not run in parallel.
+// startCP runs a real control plane on loopback for db.
 func startCP(t *testing.T, db *pgtest.DB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	cfg := map[string]any{
-		"admin":   map[string]any{"disabled": true},
-		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
-		"apps": map[string]any{
-			"wisehosting": map[string]any{"database_url": db.URL, "secret": testSecret, "admin_email": "off"},
-			"http": map[string]any{"servers": map[string]any{"cp": map[string]any{
-				"listen": []string{addr},
-				"routes": []any{map[string]any{"handle": []any{map[string]any{"handler": "wisehosting_api"}}}},
-			}}},
-		},
-	}
-	b, _ := json.Marshal(cfg)
-	if err := caddy.Load(b, true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { caddy.Stop() })
-	return "http://" + addr
+	return cptest.Start(t, db, cptest.Options{}).URL
 }
 
 func TestHealth(t *testing.T) {

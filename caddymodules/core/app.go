@@ -279,6 +279,9 @@ func (a *App) Keyring() *secrets.Keyring { return a.keyring }
 // Events is the process-wide event bus.
 func (a *App) Events() *events.Bus { return a.bus }
 
+// Context is the config's context: done when this config is unloaded.
+func (a *App) Context() caddy.Context { return a.ctx }
+
 // Workers routes messages to and from connected worker agents.
 func (a *App) Workers() *workerbus.Bus { return workers }
 

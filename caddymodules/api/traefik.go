@@ -1,0 +1,158 @@
+package api
+
+import (
+	"crypto/subtle"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/events"
+	"github.com/wisehosting/wisehosting/internal/network"
+)
+
+// routing serves the proxies' configuration documents.
+type routing struct {
+	wh       *core.App
+	logger   *zap.Logger
+	provider *network.Provider
+	proxy    network.Traefik
+	worker   network.Traefik
+}
+
+// CertResolver is the Traefik certificate resolver named in proxy routers.
+const CertResolver = "letsencrypt"
+
+func init() {
+	addRoutes(func(mux *http.ServeMux, wh *core.App, logger *zap.Logger) {
+		rt := &routing{wh: wh, logger: logger,
+			provider: network.NewProvider(wh.Pool(), wh.SubdomainBase, 30*time.Second, logger),
+			proxy:    network.Traefik{EntryPoints: []string{"websecure"}, CertResolver: CertResolver},
+			worker:   network.Traefik{EntryPoints: []string{"web"}},
+		}
+		rt.start()
+		mux.HandleFunc("GET /v1/traefik/config", rt.workerConfig)
+		mux.HandleFunc("GET /v1/traefik/proxy-config", rt.proxyConfig)
+		mux.HandleFunc("GET /v1/proxy/routes", rt.proxyTable)
+	})
+}
+
+// start keeps the cache fresh: in-process events from this replica,
+// NOTIFY from the others. Both stop with the config (its context).
+func (rt *routing) start() {
+	ctx := rt.wh.Context()
+	cancel := rt.wh.Events().Subscribe(func(e events.Event) {
+		switch e.Kind {
+		case events.RouteChanged, events.DomainVerified, events.DomainRemoved, events.AppStatusChanged,
+			events.DeploymentFinished, events.WorkerOffline, events.WorkerOnline:
+			rt.provider.Invalidate()
+		}
+	})
+	go func() {
+		<-ctx.Done()
+		cancel()
+	}()
+	go rt.provider.Listen(ctx)
+}
+
+// authorized checks the proxy token in constant time.
+func (rt *routing) authorized(w http.ResponseWriter, r *http.Request) bool {
+	want := rt.wh.ProxyToken
+	if want == "" {
+		WriteError(w, http.StatusServiceUnavailable, "proxy_token is not configured on the control plane")
+		return false
+	}
+	got := BearerToken(r)
+	if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		WriteError(w, http.StatusUnauthorized, "invalid proxy token")
+		return false
+	}
+	return true
+}
+
+// serveDoc answers 304 only to a client that sent If-None-Match (Traefik's
+// HTTP provider never does, and treats anything but 200 as an error).
+func serveDoc(w http.ResponseWriter, r *http.Request, d *network.Doc) {
+	w.Header().Set("ETag", d.ETag)
+	w.Header().Set("Cache-Control", "no-cache")
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		for _, t := range strings.Split(inm, ",") {
+			if strings.TrimPrefix(strings.TrimSpace(t), "W/") == d.ETag {
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(d.Body)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(d.Body)
+}
+
+func (rt *routing) proxyConfig(w http.ResponseWriter, r *http.Request) {
+	if !rt.authorized(w, r) {
+		return
+	}
+	d, err := rt.provider.Get(r.Context(), "traefik-proxy", rt.proxy, nil)
+	if err != nil {
+		rt.logger.Error("routing: building proxy config", zap.Error(err))
+		WriteError(w, http.StatusInternalServerError, "building routing config")
+		return
+	}
+	serveDoc(w, r, d)
+}
+
+func (rt *routing) workerConfig(w http.ResponseWriter, r *http.Request) {
+	if !rt.authorized(w, r) {
+		return
+	}
+	id, err := strconv.ParseInt(r.URL.Query().Get("worker_id"), 10, 64)
+	if err != nil || id <= 0 {
+		WriteError(w, http.StatusBadRequest, "worker_id must be a positive integer")
+		return
+	}
+	d, err := rt.provider.Get(r.Context(), "traefik-worker-"+strconv.FormatInt(id, 10), rt.worker,
+		func(s *network.Snapshot) *network.Snapshot { return s.ForWorker(id) })
+	if err != nil {
+		rt.logger.Error("routing: building worker config", zap.Int64("worker", id), zap.Error(err))
+		WriteError(w, http.StatusInternalServerError, "building routing config")
+		return
+	}
+	serveDoc(w, r, d)
+}
+
+// proxyTable serves the Caddy proxy mode's table. With ?wait=1 and an
+// If-None-Match naming the current table it long-polls: the answer comes
+// as soon as routing changes, or 304 after 25 seconds.
+func (rt *routing) proxyTable(w http.ResponseWriter, r *http.Request) {
+	if !rt.authorized(w, r) {
+		return
+	}
+	deadline := time.After(25 * time.Second)
+	for {
+		changed := rt.provider.Changed()
+		d, err := rt.provider.Get(r.Context(), "caddy-proxy", network.CaddyProxy{}, nil)
+		if err != nil {
+			rt.logger.Error("routing: building proxy table", zap.Error(err))
+			WriteError(w, http.StatusInternalServerError, "building routing table")
+			return
+		}
+		inm := r.Header.Get("If-None-Match")
+		if r.URL.Query().Get("wait") == "" || inm == "" || inm != d.ETag {
+			serveDoc(w, r, d)
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			serveDoc(w, r, d)
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+

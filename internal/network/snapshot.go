@@ -1,0 +1,173 @@
+package network
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// NotifyChannel carries "routing changed" between replicas.
+const NotifyChannel = "wisehosting_routes"
+
+// Execer is satisfied by pgx.Tx and *pgxpool.Pool.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// NotifyChanged tells every replica (on commit, when q is a transaction)
+// that routing changed.
+func NotifyChanged(ctx context.Context, q Execer) error {
+	_, err := q.Exec(ctx, "SELECT pg_notify($1, '')", NotifyChannel)
+	return err
+}
+
+// Route is one path of an app: traffic for PathPrefix goes to Port on the
+// app's worker; routes of the same prefix split traffic by Weight.
+type Route struct {
+	PathPrefix  string
+	Port        int
+	Protocol    string
+	Weight      int
+	StripPrefix bool
+}
+
+// App is a routable app.
+type App struct {
+	ID       int64
+	Slug     string
+	WorkerID int64
+	Zone     string // the worker's zone ("" when none)
+	Upstream string // host:port on the worker's mesh address
+	Domains  []string
+	Routes   []Route
+}
+
+// Snapshot is every routable app, sorted by slug: the input of every
+// document, so equal state gives byte-identical output.
+type Snapshot struct {
+	SubdomainBase string
+	Apps          []App
+}
+
+// Querier is satisfied by pgx.Tx and *pgxpool.Pool.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// Load reads the routable apps (running, with a port and a worker with a
+// mesh address) with their routes and verified domains: three queries,
+// however many apps there are.
+func Load(ctx context.Context, q Querier, subdomainBase string) (*Snapshot, error) {
+	rows, err := q.Query(ctx, `SELECT a.id, a.slug, a.worker_id, w.zone, host(w.wg_ip),
+			CASE WHEN a.host_port > 0 THEN a.host_port ELSE a.port END
+		FROM apps a JOIN workers w ON w.id = a.worker_id
+		WHERE a.status = 'running' AND a.port > 0 AND w.wg_ip IS NOT NULL
+		ORDER BY a.slug`)
+	if err != nil {
+		return nil, fmt.Errorf("loading routable apps: %w", err)
+	}
+	s := &Snapshot{SubdomainBase: subdomainBase}
+	idx := map[int64]int{}
+	for rows.Next() {
+		var a App
+		var ip string
+		var port int
+		if err := rows.Scan(&a.ID, &a.Slug, &a.WorkerID, &a.Zone, &ip, &port); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		a.Upstream = hostPort(ip, port)
+		idx[a.ID] = len(s.Apps)
+		s.Apps = append(s.Apps, a)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(s.Apps) == 0 {
+		return s, err
+	}
+	rows, err = q.Query(ctx, `SELECT d.app_id, lower(d.hostname) FROM domains d JOIN apps a ON a.id = d.app_id
+		WHERE d.verified_at IS NOT NULL AND a.status = 'running' ORDER BY 2`)
+	if err != nil {
+		return nil, fmt.Errorf("loading domains: %w", err)
+	}
+	for rows.Next() {
+		var id int64
+		var host string
+		if err := rows.Scan(&id, &host); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if i, ok := idx[id]; ok {
+			s.Apps[i].Domains = append(s.Apps[i].Domains, host)
+		}
+	}
+	rows.Close()
+	rows, err = q.Query(ctx, `SELECT r.app_id, r.path_prefix, r.port, r.protocol, r.weight, r.strip_prefix
+		FROM routes r JOIN apps a ON a.id = r.app_id WHERE a.status = 'running' ORDER BY r.app_id, r.path_prefix, r.id`)
+	if err != nil {
+		return nil, fmt.Errorf("loading routes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var r Route
+		if err := rows.Scan(&id, &r.PathPrefix, &r.Port, &r.Protocol, &r.Weight, &r.StripPrefix); err != nil {
+			return nil, err
+		}
+		if i, ok := idx[id]; ok {
+			s.Apps[i].Routes = append(s.Apps[i].Routes, r)
+		}
+	}
+	return s, rows.Err()
+}
+
+func hostPort(ip string, port int) string {
+	if len(ip) > 0 && ip[0] != '[' && containsColon(ip) {
+		return "[" + ip + "]:" + strconv.Itoa(port)
+	}
+	return ip + ":" + strconv.Itoa(port)
+}
+
+func containsColon(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ':' {
+			return true
+		}
+	}
+	return false
+}
+
+// Hosts returns the host names an app answers on: <slug>.<subdomain_base>,
+// <slug>.<worker zone> and its verified domains, sorted and unique.
+func (s *Snapshot) Hosts(a *App) []string {
+	set := map[string]bool{}
+	if s.SubdomainBase != "" {
+		set[a.Slug+"."+s.SubdomainBase] = true
+	}
+	if a.Zone != "" {
+		set[a.Slug+"."+a.Zone] = true
+	}
+	for _, d := range a.Domains {
+		set[d] = true
+	}
+	out := make([]string, 0, len(set))
+	for h := range set {
+		out = append(out, h)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ForWorker keeps only the apps of one worker.
+func (s *Snapshot) ForWorker(id int64) *Snapshot {
+	out := &Snapshot{SubdomainBase: s.SubdomainBase}
+	for _, a := range s.Apps {
+		if a.WorkerID == id {
+			out.Apps = append(out.Apps, a)
+		}
+	}
+	return out
+}

@@ -1,0 +1,177 @@
+package network
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Router renders a Snapshot as one proxy's configuration document.
+type Router interface {
+	Render(s *Snapshot) ([]byte, error)
+}
+
+// Traefik renders Traefik dynamic configuration (the HTTP provider's JSON).
+type Traefik struct {
+	// EntryPoints the routers attach to (e.g. websecure; web on workers).
+	EntryPoints []string
+	// CertResolver, when set, asks Traefik for certificates of each
+	// router's hosts (ACME).
+	CertResolver string
+}
+
+type tfConfig struct {
+	HTTP tfHTTP `json:"http"`
+}
+
+type tfHTTP struct {
+	Routers     map[string]tfRouter     `json:"routers"`
+	Services    map[string]tfService    `json:"services"`
+	Middlewares map[string]tfMiddleware `json:"middlewares,omitempty"`
+}
+
+type tfRouter struct {
+	Rule        string   `json:"rule"`
+	Service     string   `json:"service"`
+	EntryPoints []string `json:"entryPoints,omitempty"`
+	Middlewares []string `json:"middlewares,omitempty"`
+	Priority    int      `json:"priority,omitempty"`
+	TLS         *tfTLS   `json:"tls,omitempty"`
+}
+
+type tfTLS struct {
+	CertResolver string `json:"certResolver,omitempty"`
+}
+
+type tfService struct {
+	LoadBalancer *tfLB       `json:"loadBalancer,omitempty"`
+	Weighted     *tfWeighted `json:"weighted,omitempty"`
+}
+
+type tfLB struct {
+	Servers []tfServer `json:"servers"`
+}
+
+type tfServer struct {
+	URL string `json:"url"`
+}
+
+type tfWeighted struct {
+	Services []tfWeightedRef `json:"services"`
+}
+
+type tfWeightedRef struct {
+	Name   string `json:"name"`
+	Weight int    `json:"weight"`
+}
+
+type tfMiddleware struct {
+	StripPrefix *tfStrip `json:"stripPrefix,omitempty"`
+}
+
+type tfStrip struct {
+	Prefixes []string `json:"prefixes"`
+}
+
+func hostRule(hosts []string) string {
+	parts := make([]string, len(hosts))
+	for i, h := range hosts {
+		parts[i] = "Host(`" + h + "`)"
+	}
+	return strings.Join(parts, " || ")
+}
+
+func scheme(protocol string) string {
+	switch protocol {
+	case "https":
+		return "https"
+	case "h2c":
+		return "h2c"
+	}
+	return "http"
+}
+
+// prefixGroup is the routes of one app sharing a path prefix.
+type prefixGroup struct {
+	prefix string
+	routes []Route
+}
+
+func groups(a *App) []prefixGroup {
+	var out []prefixGroup
+	for _, r := range a.Routes {
+		if r.Protocol == "tcp" {
+			continue // TCP routes are not HTTP routers
+		}
+		if n := len(out); n > 0 && out[n-1].prefix == r.PathPrefix {
+			out[n-1].routes = append(out[n-1].routes, r)
+			continue
+		}
+		out = append(out, prefixGroup{prefix: r.PathPrefix, routes: []Route{r}})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].prefix < out[j].prefix })
+	return out
+}
+
+// upstreamHost is the mesh address of the app's worker.
+func upstreamHost(a *App) string {
+	i := strings.LastIndex(a.Upstream, ":")
+	return a.Upstream[:i]
+}
+
+// Render implements Router. Map keys are sorted by encoding/json, so equal
+// snapshots give equal bytes.
+func (t Traefik) Render(s *Snapshot) ([]byte, error) {
+	cfg := tfConfig{HTTP: tfHTTP{Routers: map[string]tfRouter{}, Services: map[string]tfService{}, Middlewares: map[string]tfMiddleware{}}}
+	var tls *tfTLS
+	if t.CertResolver != "" {
+		tls = &tfTLS{CertResolver: t.CertResolver}
+	}
+	for i := range s.Apps {
+		a := &s.Apps[i]
+		hosts := s.Hosts(a)
+		if len(hosts) == 0 {
+			continue
+		}
+		name := "app-" + a.Slug
+		gs := groups(a)
+		if len(gs) == 0 {
+			cfg.HTTP.Routers[name] = tfRouter{Rule: hostRule(hosts), Service: name, EntryPoints: t.EntryPoints, TLS: tls}
+			cfg.HTTP.Services[name] = tfService{LoadBalancer: &tfLB{Servers: []tfServer{{URL: "http://" + a.Upstream}}}}
+			continue
+		}
+		for gi, g := range gs {
+			rname := fmt.Sprintf("%s-p%d", name, gi)
+			rule := hostRule(hosts)
+			if g.prefix != "/" {
+				rule = "(" + rule + ") && PathPrefix(`" + g.prefix + "`)"
+			}
+			r := tfRouter{Rule: rule, Service: rname, EntryPoints: t.EntryPoints, TLS: tls, Priority: 100 + len(g.prefix)}
+			if g.routes[0].StripPrefix && g.prefix != "/" {
+				mw := rname + "-strip"
+				cfg.HTTP.Middlewares[mw] = tfMiddleware{StripPrefix: &tfStrip{Prefixes: []string{g.prefix}}}
+				r.Middlewares = []string{mw}
+			}
+			cfg.HTTP.Routers[rname] = r
+			if len(g.routes) == 1 {
+				rt := g.routes[0]
+				cfg.HTTP.Services[rname] = tfService{LoadBalancer: &tfLB{Servers: []tfServer{{URL: scheme(rt.Protocol) + "://" + hostPort(upstreamHost(a), rt.Port)}}}}
+				continue
+			}
+			// Traffic splitting: a weighted service over one service per
+			// route (e.g. two deployments of the app).
+			var refs []tfWeightedRef
+			for ri, rt := range g.routes {
+				child := fmt.Sprintf("%s-w%d", rname, ri)
+				cfg.HTTP.Services[child] = tfService{LoadBalancer: &tfLB{Servers: []tfServer{{URL: scheme(rt.Protocol) + "://" + hostPort(upstreamHost(a), rt.Port)}}}}
+				refs = append(refs, tfWeightedRef{Name: child, Weight: rt.Weight})
+			}
+			cfg.HTTP.Services[rname] = tfService{Weighted: &tfWeighted{Services: refs}}
+		}
+	}
+	if len(cfg.HTTP.Middlewares) == 0 {
+		cfg.HTTP.Middlewares = nil
+	}
+	return json.Marshal(cfg)
+}
