@@ -155,4 +155,3 @@ func (rt *routing) proxyTable(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
-
