@@ -6,7 +6,13 @@ source scripts/lib.sh
 
 ensure_postgres_for_tests
 tags='remote containers_image_openpgp'
+out="$(mktemp)"
+trap 'rm -f "$out"' EXIT
 # Each package gets its own databases (internal/pgtest), so packages run in parallel.
-go test -tags "$tags" -count=1 -timeout 20m "$@" ./...
+status=0
 # Short fuzzing budget on the parsers of untrusted bytes.
-bash scripts/fuzz.sh "${FUZZTIME:-5s}"
+bash scripts/fuzz.sh "${FUZZTIME:-5s}" || status=1
+go test -tags "$tags" -count=1 -timeout 20m -json "$@" ./... > "$out" || status=$?
+# Human-readable output, then the totals.
+go run ./scripts/testsummary < "$out" || status=1
+exit "$status"
