@@ -77,6 +77,12 @@ http://:%[5]s {
 	}
 }
 `, dir, cpURL, cptest.ProxyToken, addr, addr[strings.LastIndex(addr, ":")+1:])
+	return runProxy(t, dir, cfg, addr)
+}
+
+// runProxy starts the binary with Caddyfile cfg and waits for addr.
+func runProxy(t testing.TB, dir, cfg, addr string) (string, func()) {
+	t.Helper()
 	path := filepath.Join(dir, "proxy.Caddyfile")
 	os.WriteFile(path, []byte(cfg), 0o600)
 	cmd := exec.Command(binPath, "run", "--config", path, "--adapter", "caddyfile")
@@ -103,6 +109,7 @@ http://:%[5]s {
 	}
 	return "http://" + addr, stop
 }
+
 
 func hit(t testing.TB, proxy, host, path string) (int, string) {
 	req, _ := http.NewRequest("GET", proxy+path, nil)

@@ -1,0 +1,158 @@
+package proxy_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wisehosting/wisehosting/caddymodules/cptest"
+	"github.com/wisehosting/wisehosting/internal/network"
+)
+
+const pebbleVersion = "v2.10.1"
+
+// pebble starts the ACME test CA on loopback and returns its directory URL
+// and the root of the certificates it issues.
+func pebble(t *testing.T) (dir string, issuedRoots *x509.CertPool, caFile string) {
+	t.Helper()
+	bin := os.Getenv("WH_PEBBLE_BIN")
+	if bin == "" {
+		out, err := exec.Command("bash", "../../scripts/ci-pebble.sh").Output()
+		if err != nil {
+			t.Fatalf("installing pebble (scripts/ci-pebble.sh): %v", err)
+		}
+		bin = strings.TrimSpace(string(out))
+	}
+	modcache, _ := exec.Command("go", "env", "GOMODCACHE").Output()
+	certs := filepath.Join(strings.TrimSpace(string(modcache)), "github.com/letsencrypt/pebble/v2@"+pebbleVersion, "test/certs")
+	addr, mgmt := cptest.FreeAddr(t), cptest.FreeAddr(t)
+	cfg := map[string]any{"pebble": map[string]any{
+		"listenAddress": addr, "managementListenAddress": mgmt,
+		"certificate": filepath.Join(certs, "localhost/cert.pem"), "privateKey": filepath.Join(certs, "localhost/key.pem"),
+		"httpPort": 5002, "tlsPort": 5001, "ocspResponderURL": "", "externalAccountBindingRequired": false,
+	}}
+	b, _ := json.Marshal(cfg)
+	cfgPath := filepath.Join(t.TempDir(), "pebble.json")
+	os.WriteFile(cfgPath, b, 0o600)
+	cmd := exec.Command(bin, "-config", cfgPath, "-dnsserver", "127.0.0.1:1")
+	cmd.Env = append(os.Environ(), "PEBBLE_VA_ALWAYS_VALID=1", "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
+	logf, _ := os.Create(filepath.Join(t.TempDir(), "pebble.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	caFile = filepath.Join(certs, "pebble.minica.pem")
+	minica := x509.NewCertPool()
+	pem, _ := os.ReadFile(caFile)
+	minica.AppendCertsFromPEM(pem)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: minica}}}
+	var root []byte
+	waitFor(t, "pebble", 15*time.Second, func() bool {
+		resp, err := client.Get("https://" + mgmt + "/roots/0")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		root, _ = io.ReadAll(resp.Body)
+		return resp.StatusCode == 200
+	})
+	issuedRoots = x509.NewCertPool()
+	issuedRoots.AppendCertsFromPEM(root)
+	return "https://" + addr + "/dir", issuedRoots, caFile
+}
+
+// Pebble issues the proxy mode a certificate on demand for a verified
+// custom domain; an unverified domain gets none (permission refused).
+func TestOnDemandCertificateFromPebble(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	site := backend(t, "site", nil)
+	app := f.addApp(t, "site", port(site))
+	f.db.Pool.Exec(ctx, "INSERT INTO domains (app_id, hostname, token, verified_at) VALUES ($1, 'www.customer.test', 't1', now())", app)
+	f.db.Pool.Exec(ctx, "INSERT INTO domains (app_id, hostname, token) VALUES ($1, 'pending.customer.test', 't2')", app)
+	network.NotifyChanged(ctx, f.db.Pool)
+
+	acmeDir, roots, caFile := pebble(t)
+	dir := t.TempDir()
+	addr := cptest.FreeAddr(t)
+	p := addr[strings.LastIndex(addr, ":")+1:]
+	cfg := fmt.Sprintf(`{
+	admin off
+	storage file_system %[1]s/data
+	email ops@customer.test
+	on_demand_tls {
+		permission wisehosting
+	}
+	wisehosting_proxy {
+		control_plane %[2]s
+		token %[3]s
+		cache_file %[1]s/routes.json
+	}
+}
+https://:%[4]s {
+	bind 127.0.0.1
+	tls {
+		on_demand
+		issuer acme {
+			dir %[5]s
+			trusted_roots %[6]s
+			disable_http_challenge
+			alt_tlsalpn_port %[4]s
+		}
+	}
+	wisehosting_route
+	reverse_proxy {
+		dynamic wisehosting
+	}
+}
+`, dir, f.cpURL, cptest.ProxyToken, p, acmeDir, caFile)
+	runProxy(t, dir, cfg, addr)
+
+	get := func(host string) (string, error) {
+		tr := &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: host},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			},
+		}
+		c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+		resp, err := c.Get("https://" + host + "/hello")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b), nil
+	}
+	// The proxy needs the table first.
+	waitFor(t, "routing table", 10*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(dir, "routes.json"))
+		return err == nil
+	})
+	body, err := get("www.customer.test")
+	if err != nil {
+		b, _ := os.ReadFile(filepath.Join(dir, "proxy.log"))
+		t.Fatalf("verified domain: %v\n%s", err, b)
+	}
+	if body != "site /hello" {
+		t.Fatalf("body %q", body)
+	}
+	if _, err := get("pending.customer.test"); err == nil {
+		t.Fatal("an unverified domain got a certificate")
+	}
+	if _, err := get("random.example.org"); err == nil {
+		t.Fatal("a stranger's name got a certificate")
+	}
+}
