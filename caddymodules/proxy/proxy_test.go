@@ -110,7 +110,6 @@ func runProxy(t testing.TB, dir, cfg, addr string) (string, func()) {
 	return "http://" + addr, stop
 }
 
-
 func hit(t testing.TB, proxy, host, path string) (int, string) {
 	req, _ := http.NewRequest("GET", proxy+path, nil)
 	req.Host = host
