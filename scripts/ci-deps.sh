@@ -9,9 +9,14 @@ need_apt=()
 command -v pg_isready >/dev/null || need_apt+=(postgresql postgresql-client)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 command -v wg >/dev/null || need_apt+=(wireguard-tools)
+command -v wrk >/dev/null || need_apt+=(wrk)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 ensure_postgres_for_tests
 go mod download
+# Real peers of the interop tests, built once into caches outside the
+# repository (the tests find them through the same scripts).
+bash scripts/ci-pebble.sh
+bash scripts/ci-traefik.sh
