@@ -74,6 +74,9 @@ http://:%[5]s {
 	reverse_proxy {
 		dynamic wisehosting
 		lb_policy first
+		transport http {
+			keepalive_idle_conns_per_host 256
+		}
 	}
 }
 `, dir, cpURL, cptest.ProxyToken, addr, addr[strings.LastIndex(addr, ":")+1:])
