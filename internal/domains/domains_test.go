@@ -1,0 +1,252 @@
+package domains
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/wisehosting/wisehosting/internal/events"
+	"github.com/wisehosting/wisehosting/internal/pgtest"
+)
+
+func TestNormalize(t *testing.T) {
+	for in, want := range map[string]string{
+		"www.Example.com":   "www.example.com",
+		"example.com.":      "example.com",
+		"bücher.example":    "xn--bcher-kva.example",
+		"  shop.acme.io  ":  "shop.acme.io",
+		"a-b.c-d.example":   "a-b.c-d.example",
+		"xn--bcher-kva.com": "xn--bcher-kva.com",
+	} {
+		got, err := Normalize(in, "apps.example.net")
+		if err != nil || got != want {
+			t.Errorf("%q: %q %v, want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{
+		"", "localhost", "10.0.0.1", "[::1]", "::1", "https://example.com", "example.com/path", "example.com:443",
+		"user@example.com", "-bad.example.com", "bad-.example.com", "a..example.com", "*.example.com",
+		"apps.example.net", "myapp.apps.example.net", "example.123", "ex ample.com", "exa_mple.com",
+		strings.Repeat("a", 64) + ".com", strings.Repeat("abcdefghi.", 26) + "com",
+	} {
+		if got, err := Normalize(bad, "apps.example.net"); err == nil {
+			t.Errorf("%q accepted as %q", bad, got)
+		} else if _, ok := err.(*UserError); !ok {
+			t.Errorf("%q: error %T is not a UserError", bad, err)
+		}
+	}
+}
+
+func FuzzNormalize(f *testing.F) {
+	for _, s := range []string{"www.example.com", "bücher.example", "10.0.0.1", "a..b", "xn--zz.com"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out, err := Normalize(s, "apps.example.net")
+		if err != nil {
+			return
+		}
+		if out != strings.ToLower(out) || strings.HasSuffix(out, ".apps.example.net") || strings.ContainsAny(out, " /:@*") || len(out) > 253 {
+			t.Fatalf("%q normalized to invalid %q", s, out)
+		}
+		if again, err := Normalize(out, "apps.example.net"); err != nil || again != out {
+			t.Fatalf("not idempotent: %q → %q → %q %v", s, out, again, err)
+		}
+	})
+}
+
+// zone is a tiny authoritative DNS server on loopback.
+type zone struct {
+	mu   sync.Mutex
+	txt  map[string][]string
+	a    map[string]string
+	addr string
+}
+
+func newZone(t *testing.T) *zone {
+	z := &zone{txt: map[string][]string{}, a: map[string]string{}}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		q := r.Question[0]
+		name := strings.TrimSuffix(strings.ToLower(q.Name), ".")
+		z.mu.Lock()
+		defer z.mu.Unlock()
+		switch {
+		case q.Qtype == dns.TypeTXT && z.txt[name] != nil:
+			for _, v := range z.txt[name] { // one record per value
+				m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: []string{v}})
+			}
+		case q.Qtype == dns.TypeA && z.a[name] != "":
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.ParseIP(z.a[name])})
+		case z.txt[name] == nil && z.a[name] == "":
+			m.Rcode = dns.RcodeNameError
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	z.addr = pc.LocalAddr().String()
+	return z
+}
+
+// silent is a "DNS server" that never answers.
+func silent(t *testing.T) string {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+type fixture struct {
+	db           *pgtest.DB
+	svc          *Service
+	teamA, teamB int64
+	appA, appB   int64
+	events       []string
+}
+
+func setup(t *testing.T, resolvers ...string) *fixture {
+	db := pgtest.New(t)
+	f := &fixture{db: db}
+	bus := new(events.Bus)
+	bus.Subscribe(func(e events.Event) { f.events = append(f.events, e.Kind) })
+	f.svc = &Service{Pool: db.Pool, Events: bus, SubdomainBase: "apps.example.net", Verifier: &Verifier{Resolvers: resolvers, Timeout: time.Second}}
+	ctx := context.Background()
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('a', 'a') RETURNING id").Scan(&f.teamA)
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('b', 'b') RETURNING id").Scan(&f.teamB)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name) VALUES ($1, 'a1', 'a1') RETURNING id", f.teamA).Scan(&f.appA)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name) VALUES ($1, 'b1', 'b1') RETURNING id", f.teamB).Scan(&f.appB)
+	return f
+}
+
+func TestAddVerifyRemove(t *testing.T) {
+	t.Parallel()
+	z := newZone(t)
+	f := setup(t, z.addr)
+	ctx := context.Background()
+	d, err := f.svc.Add(ctx, f.teamA, f.appA, "WWW.Customer.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Hostname != "www.customer.com" || len(d.Token) != 64 || d.VerifiedAt != nil {
+		t.Fatalf("%+v", d)
+	}
+	if !strings.Contains(d.Instructions(), "_wisehosting.www.customer.com") {
+		t.Fatal(d.Instructions())
+	}
+	// Taken by anyone else, in any team.
+	if _, err := f.svc.Add(ctx, f.teamB, f.appB, "www.customer.com"); err == nil || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("duplicate: %v", err)
+	}
+	// No record yet.
+	_, err = f.svc.Verify(ctx, f.teamA, d.ID)
+	if !errors.Is(err, ErrNoRecord) {
+		t.Fatalf("no record: %v", err)
+	}
+	var lastErr string
+	f.db.Pool.QueryRow(ctx, "SELECT last_error FROM domains WHERE id = $1", d.ID).Scan(&lastErr)
+	if !strings.Contains(lastErr, "no TXT record") {
+		t.Fatalf("last_error %q", lastErr)
+	}
+	// Wrong value.
+	z.mu.Lock()
+	z.txt["_wisehosting.www.customer.com"] = []string{"someone-elses-token"}
+	z.mu.Unlock()
+	if _, err := f.svc.Verify(ctx, f.teamA, d.ID); !errors.Is(err, ErrWrongValue) {
+		t.Fatalf("wrong value: %v", err)
+	}
+	// Right value.
+	z.mu.Lock()
+	z.txt["_wisehosting.www.customer.com"] = []string{"v=other", d.Token}
+	z.mu.Unlock()
+	d, err = f.svc.Verify(ctx, f.teamA, d.ID)
+	if err != nil || d.VerifiedAt == nil {
+		t.Fatalf("verify: %+v %v", d, err)
+	}
+	list, _ := f.svc.List(ctx, f.teamA, f.appA)
+	if len(list) != 1 || list[0].VerifiedAt == nil {
+		t.Fatalf("list %+v", list)
+	}
+	if err := f.svc.Remove(ctx, f.teamA, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{events.DomainAdded, events.DomainVerified, events.DomainRemoved}; strings.Join(f.events, ",") != strings.Join(want, ",") {
+		t.Fatalf("events %v", f.events)
+	}
+}
+
+func TestVerifyTimeoutAndCloudflare(t *testing.T) {
+	t.Parallel()
+	f := setup(t, silent(t))
+	ctx := context.Background()
+	d, _ := f.svc.Add(ctx, f.teamA, f.appA, "slow.example.org")
+	start := time.Now()
+	if _, err := f.svc.Verify(ctx, f.teamA, d.ID); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("timeout: %v", err)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Fatal("lookup not bounded by the timeout")
+	}
+
+	z := newZone(t)
+	f2 := setup(t, z.addr)
+	z.a["orange.example.org"] = "104.21.32.1" // Cloudflare anycast
+	d2, _ := f2.svc.Add(ctx, f2.teamA, f2.appA, "orange.example.org")
+	_, err := f2.svc.Verify(ctx, f2.teamA, d2.ID)
+	if !errors.Is(err, ErrNoRecord) || !strings.Contains(err.Error(), "orange cloud") {
+		t.Fatalf("cloudflare hint missing: %v", err)
+	}
+}
+
+// Team B can neither see, verify, remove nor attach to team A's things.
+func TestDomainsAreTeamScoped(t *testing.T) {
+	t.Parallel()
+	z := newZone(t)
+	f := setup(t, z.addr)
+	ctx := context.Background()
+	d, err := f.svc.Add(ctx, f.teamA, f.appA, "private.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	z.txt["_wisehosting.private.example.com"] = []string{d.Token}
+	if _, err := f.svc.Get(ctx, f.teamB, d.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("get: %v", err)
+	}
+	if _, err := f.svc.Verify(ctx, f.teamB, d.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("verify: %v", err)
+	}
+	if err := f.svc.Remove(ctx, f.teamB, d.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("remove: %v", err)
+	}
+	if list, _ := f.svc.List(ctx, f.teamB, f.appA); len(list) != 0 {
+		t.Errorf("list leaked %v", list)
+	}
+	if _, err := f.svc.Add(ctx, f.teamB, f.appA, "evil.example.com"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("add to another team's app: %v", err)
+	}
+	// Still intact for its owner.
+	if got, err := f.svc.Get(ctx, f.teamA, d.ID); err != nil || got.VerifiedAt != nil {
+		t.Fatalf("owner view %+v %v", got, err)
+	}
+}
