@@ -2,15 +2,14 @@ package infra
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/wisehosting/wisehosting/internal/dnsprov/cftest"
 	"github.com/wisehosting/wisehosting/internal/httpx"
 )
 
@@ -93,52 +92,11 @@ func TestDiscoverHetzner(t *testing.T) {
 	}
 }
 
-// fakeCloudflare speaks the Cloudflare v4 zones and dns_records API.
-type fakeCloudflare struct {
-	mu      sync.Mutex
-	records []map[string]any
-	writes  int
-}
-
-func (f *fakeCloudflare) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	if r.Header.Get("Authorization") != "Bearer cf-token" {
-		w.WriteHeader(403)
-		w.Write([]byte(`{"success":false,"errors":[{"code":10000,"message":"Authentication error"}],"messages":[],"result":null}`))
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	switch {
-	case r.Method == "GET" && r.URL.Path == "/zones":
-		w.Write([]byte(`{"success":true,"errors":[],"messages":[],"result":[{"id":"023e105f4ecef8ad9ca31a8372d0c353","name":"example.com","status":"active"}],"result_info":{"page":1,"per_page":20,"count":1,"total_count":1}}`))
-	case r.Method == "GET" && r.URL.Path == "/zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records":
-		var out []map[string]any
-		for _, rec := range f.records {
-			if rec["name"] == r.URL.Query().Get("name") && rec["type"] == r.URL.Query().Get("type") {
-				out = append(out, rec)
-			}
-		}
-		json.NewEncoder(w).Encode(map[string]any{"success": true, "errors": []any{}, "result": out})
-	case r.Method == "POST" && r.URL.Path == "/zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records":
-		var rec map[string]any
-		json.NewDecoder(r.Body).Decode(&rec)
-		rec["id"] = "rec" + string(rune('a'+len(f.records)))
-		f.records = append(f.records, rec)
-		f.writes++
-		json.NewEncoder(w).Encode(map[string]any{"success": true, "errors": []any{}, "result": rec})
-	default:
-		w.WriteHeader(404)
-	}
-}
-
 func TestSetupDNSIsIdempotent(t *testing.T) {
-	cf := &fakeCloudflare{}
-	srv := httptest.NewServer(cf)
-	defer srv.Close()
+	cf := cftest.Start(t, "example.com", "cf-token")
 	c, err := Parse([]byte(`
 subdomain_base: apps.example.com
-dns: {provider: cloudflare, zone: example.com, api_token_file: ` + tokenFile(t, "cf-token") + `, api_url: ` + srv.URL + `}
+dns: {provider: cloudflare, zone: example.com, api_token_file: ` + tokenFile(t, "cf-token") + `, api_url: ` + cf.URL + `}
 hosts:
   - {name: px1, role: proxy, public_ip: 203.0.113.20}
   - {name: px2, role: proxy, public_ip: 203.0.113.21}
@@ -155,20 +113,20 @@ hosts:
 	if len(acts) != 2 || !strings.Contains(acts[0].Description, "create A *.apps.example.com → 203.0.113.20") {
 		t.Fatalf("plan %+v", acts)
 	}
-	if cf.writes != 0 {
+	if cf.Writes != 0 {
 		t.Fatal("planning (dry run) wrote records")
 	}
 	if err := Apply(ctx, acts); err != nil {
 		t.Fatal(err)
 	}
-	if cf.writes != 2 {
-		t.Fatalf("%d records written", cf.writes)
+	if cf.Writes != 2 {
+		t.Fatalf("%d records written", cf.Writes)
 	}
 	// Second run: nothing to do.
 	acts, _ = s.Plan(ctx, "dns")
 	Apply(ctx, acts)
-	if cf.writes != 2 || !strings.Contains(acts[0].Description, "exists") {
-		t.Fatalf("not idempotent: %d writes, %+v", cf.writes, acts)
+	if cf.Writes != 2 || !strings.Contains(acts[0].Description, "exists") {
+		t.Fatalf("not idempotent: %d writes, %+v", cf.Writes, acts)
 	}
 	if _, err := s.Plan(ctx, "teleport"); err == nil {
 		t.Fatal("unknown step accepted")

@@ -3,11 +3,14 @@ package infra
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/libdns/libdns"
+
+	"github.com/wisehosting/wisehosting/internal/dnsprov"
 	"github.com/wisehosting/wisehosting/internal/httpx"
 )
 
@@ -49,35 +52,6 @@ func Apply(ctx context.Context, acts []Action) error {
 	return nil
 }
 
-type cfResult[T any] struct {
-	Success bool `json:"success"`
-	Errors  []struct {
-		Message string `json:"message"`
-	} `json:"errors"`
-	Result T `json:"result"`
-}
-
-type cfRecord struct {
-	ID      string `json:"id,omitempty"`
-	Type    string `json:"type"`
-	Name    string `json:"name"`
-	Content string `json:"content"`
-	TTL     int    `json:"ttl"`
-	Proxied bool   `json:"proxied"`
-}
-
-func (s *Setup) cloudflare() (*httpx.APIClient, error) {
-	tok, err := os.ReadFile(s.Config.DNS.APITokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading dns.api_token_file: %w", err)
-	}
-	base := s.Config.DNS.APIURL
-	if base == "" {
-		base = "https://api.cloudflare.com/client/v4"
-	}
-	return httpx.New(append([]httpx.Option{httpx.WithPrefix(base), httpx.WithBearer(strings.TrimSpace(string(tok)))}, s.HTTPOptions...)...), nil
-}
-
 // planDNS ensures one A record of *.<subdomain_base> per proxy address
 // (idempotent: existing records are left alone).
 func (s *Setup) planDNS(ctx context.Context) ([]Action, error) {
@@ -94,26 +68,26 @@ func (s *Setup) planDNS(ctx context.Context) ([]Action, error) {
 	if len(want) == 0 {
 		return nil, fmt.Errorf("dns: no proxy with a public_ip to point *.%s at", c.SubdomainBase)
 	}
-	api, err := s.cloudflare()
+	tok, err := os.ReadFile(c.DNS.APITokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading dns.api_token_file: %w", err)
+	}
+	prov, err := dnsprov.New(c.DNS.Provider, strings.TrimSpace(string(tok)), c.DNS.APIURL, s.HTTPOptions...)
 	if err != nil {
 		return nil, err
 	}
-	var zones cfResult[[]struct{ ID string }]
-	if err := api.Do(ctx, "GET", "/zones?name="+url.QueryEscape(c.DNS.Zone), nil, &zones); err != nil {
-		return nil, fmt.Errorf("finding zone %s: %w", c.DNS.Zone, err)
-	}
-	if len(zones.Result) == 0 {
-		return nil, fmt.Errorf("zone %s not found in the Cloudflare account", c.DNS.Zone)
-	}
-	zone := zones.Result[0].ID
+	zone := c.DNS.Zone
 	name := "*." + c.SubdomainBase
-	var recs cfResult[[]cfRecord]
-	if err := api.Do(ctx, "GET", "/zones/"+url.PathEscape(zone)+"/dns_records?type=A&name="+url.QueryEscape(name), nil, &recs); err != nil {
-		return nil, fmt.Errorf("listing records of %s: %w", name, err)
+	rel := libdns.RelativeName(name+".", strings.TrimSuffix(zone, ".")+".")
+	recs, err := prov.GetRecords(ctx, zone)
+	if err != nil {
+		return nil, fmt.Errorf("listing records of %s: %w", zone, err)
 	}
 	have := map[string]bool{}
-	for _, r := range recs.Result {
-		have[r.Content] = true
+	for _, r := range recs {
+		if rr := r.RR(); rr.Type == "A" && strings.EqualFold(rr.Name, rel) {
+			have[rr.Data] = true
+		}
 	}
 	var acts []Action
 	for _, ip := range want {
@@ -121,11 +95,15 @@ func (s *Setup) planDNS(ctx context.Context) ([]Action, error) {
 			acts = append(acts, Action{Step: "dns", Description: fmt.Sprintf("A %s → %s exists", name, ip)})
 			continue
 		}
-		rec := cfRecord{Type: "A", Name: name, Content: ip, TTL: 300}
+		rec := libdns.RR{Name: rel, Type: "A", Data: ip, TTL: 5 * time.Minute}
 		acts = append(acts, Action{Step: "dns", Description: fmt.Sprintf("create A %s → %s", name, ip),
 			apply: func(ctx context.Context) error {
-				var res cfResult[cfRecord]
-				return api.Do(ctx, "POST", "/zones/"+url.PathEscape(zone)+"/dns_records", rec, &res)
+				parsed, err := rec.Parse()
+				if err != nil {
+					return err
+				}
+				_, err = prov.AppendRecords(ctx, zone, []libdns.Record{parsed})
+				return err
 			}})
 	}
 	return acts, nil

@@ -1,0 +1,166 @@
+// Package cftest is a stand-in for Cloudflare in tests: an HTTP server
+// speaking the v4 zones and dns_records API (the real JSON envelope), and
+// an authoritative DNS server on loopback answering from the same records,
+// so ACME DNS-01 validation against it is real DNS.
+package cftest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// Record is a stored DNS record.
+type Record struct {
+	ID      string `json:"id"`
+	Type    string `json:"type"`
+	Name    string `json:"name"`
+	Content string `json:"content"`
+	TTL     int    `json:"ttl"`
+	Proxied bool   `json:"proxied"`
+}
+
+// Server is the fake API plus its DNS server.
+type Server struct {
+	Zone, ZoneID, Token string
+	URL                 string // API base
+	DNSAddr             string // host:port of the DNS server (UDP)
+
+	mu      sync.Mutex
+	records []Record
+	next    int
+	Writes  int
+}
+
+// Start runs both servers until the test ends.
+func Start(t testing.TB, zone, token string) *Server {
+	s := &Server{Zone: zone, ZoneID: "023e105f4ecef8ad9ca31a8372d0c353", Token: token}
+	api := httptest.NewServer(s)
+	t.Cleanup(api.Close)
+	s.URL = api.URL
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serveDNS)}
+	go d.ActivateAndServe()
+	t.Cleanup(func() { d.Shutdown() })
+	s.DNSAddr = pc.LocalAddr().String()
+	return s
+}
+
+// Records returns a copy of the stored records.
+func (s *Server) Records() []Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Record(nil), s.records...)
+}
+
+func (s *Server) reply(w http.ResponseWriter, code int, result any, errs ...string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	e := []map[string]any{}
+	for _, m := range errs {
+		e = append(e, map[string]any{"code": 1000 + code, "message": m})
+	}
+	json.NewEncoder(w).Encode(map[string]any{"success": len(errs) == 0, "errors": e, "messages": []any{}, "result": result})
+}
+
+// ServeHTTP implements the subset of the API the platform uses.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") != "Bearer "+s.Token {
+		s.reply(w, 403, nil, "Authentication error")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	base := "/zones/" + s.ZoneID + "/dns_records"
+	q := r.URL.Query()
+	switch {
+	case r.Method == "GET" && r.URL.Path == "/zones":
+		res := []any{}
+		if q.Get("name") == s.Zone {
+			res = append(res, map[string]any{"id": s.ZoneID, "name": s.Zone, "status": "active"})
+		}
+		s.reply(w, 200, res)
+	case r.Method == "GET" && r.URL.Path == base:
+		res := []Record{}
+		for _, rec := range s.records {
+			if (q.Get("name") == "" || strings.EqualFold(rec.Name, q.Get("name"))) && (q.Get("type") == "" || rec.Type == q.Get("type")) {
+				res = append(res, rec)
+			}
+		}
+		s.reply(w, 200, res)
+	case r.Method == "POST" && r.URL.Path == base:
+		var rec Record
+		if err := json.NewDecoder(r.Body).Decode(&rec); err != nil || rec.Type == "" || rec.Name == "" {
+			s.reply(w, 400, nil, "Invalid request")
+			return
+		}
+		s.next++
+		rec.ID = fmt.Sprintf("rec%04d", s.next)
+		rec.Name = strings.ToLower(strings.TrimSuffix(rec.Name, "."))
+		s.records = append(s.records, rec)
+		s.Writes++
+		s.reply(w, 200, rec)
+	case (r.Method == "PUT" || r.Method == "DELETE") && strings.HasPrefix(r.URL.Path, base+"/"):
+		id := strings.TrimPrefix(r.URL.Path, base+"/")
+		for i, rec := range s.records {
+			if rec.ID != id {
+				continue
+			}
+			s.Writes++
+			if r.Method == "DELETE" {
+				s.records = append(s.records[:i], s.records[i+1:]...)
+				s.reply(w, 200, map[string]string{"id": id})
+				return
+			}
+			var upd Record
+			json.NewDecoder(r.Body).Decode(&upd)
+			upd.ID, upd.Name = id, strings.ToLower(strings.TrimSuffix(upd.Name, "."))
+			s.records[i] = upd
+			s.reply(w, 200, upd)
+			return
+		}
+		s.reply(w, 404, nil, "Record does not exist")
+	default:
+		s.reply(w, 404, nil, "Route not found")
+	}
+}
+
+func (s *Server) serveDNS(w dns.ResponseWriter, r *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	q := r.Question[0]
+	name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
+	s.mu.Lock()
+	found := false
+	for _, rec := range s.records {
+		if rec.Name != name && !(strings.HasPrefix(rec.Name, "*.") && strings.HasSuffix(name, rec.Name[1:])) {
+			continue
+		}
+		found = true
+		hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: 1}
+		switch {
+		case rec.Type == "TXT" && q.Qtype == dns.TypeTXT:
+			hdr.Rrtype = dns.TypeTXT
+			m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr, Txt: []string{strings.Trim(rec.Content, `"`)}})
+		case rec.Type == "A" && q.Qtype == dns.TypeA:
+			hdr.Rrtype = dns.TypeA
+			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.ParseIP(rec.Content)})
+		}
+	}
+	s.mu.Unlock()
+	if !found {
+		m.Rcode = dns.RcodeNameError
+	}
+	w.WriteMsg(m)
+}
