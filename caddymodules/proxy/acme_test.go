@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wisehosting/wisehosting/caddymodules/cptest"
+	"github.com/wisehosting/wisehosting/internal/dnsprov/cftest"
 	"github.com/wisehosting/wisehosting/internal/network"
 )
 
@@ -24,7 +25,7 @@ const pebbleVersion = "v2.10.1"
 
 // pebble starts the ACME test CA on loopback and returns its directory URL
 // and the root of the certificates it issues.
-func pebble(t *testing.T) (dir string, issuedRoots *x509.CertPool, caFile string) {
+func pebble(t *testing.T, dnsServer string) (dir string, issuedRoots *x509.CertPool, caFile string) {
 	t.Helper()
 	bin := os.Getenv("WH_PEBBLE_BIN")
 	if bin == "" {
@@ -45,8 +46,15 @@ func pebble(t *testing.T) (dir string, issuedRoots *x509.CertPool, caFile string
 	b, _ := json.Marshal(cfg)
 	cfgPath := filepath.Join(t.TempDir(), "pebble.json")
 	os.WriteFile(cfgPath, b, 0o600)
-	cmd := exec.Command(bin, "-config", cfgPath, "-dnsserver", "127.0.0.1:1")
-	cmd.Env = append(os.Environ(), "PEBBLE_VA_ALWAYS_VALID=1", "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
+	// Without a DNS server, validation is skipped (always valid); with one,
+	// Pebble really resolves the DNS-01 challenge records there.
+	env := []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"}
+	if dnsServer == "" {
+		dnsServer = "127.0.0.1:1"
+		env = append(env, "PEBBLE_VA_ALWAYS_VALID=1")
+	}
+	cmd := exec.Command(bin, "-config", cfgPath, "-dnsserver", dnsServer)
+	cmd.Env = append(os.Environ(), env...)
 	logf, _ := os.Create(filepath.Join(t.TempDir(), "pebble.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -84,7 +92,7 @@ func TestOnDemandCertificateFromPebble(t *testing.T) {
 	f.db.Pool.Exec(ctx, "INSERT INTO domains (app_id, hostname, token) VALUES ($1, 'pending.customer.test', 't2')", app)
 	network.NotifyChanged(ctx, f.db.Pool)
 
-	acmeDir, roots, caFile := pebble(t)
+	acmeDir, roots, caFile := pebble(t, "")
 	dir := t.TempDir()
 	addr := cptest.FreeAddr(t)
 	p := addr[strings.LastIndex(addr, ":")+1:]
@@ -154,5 +162,70 @@ https://:%[4]s {
 	}
 	if _, err := get("random.example.org"); err == nil {
 		t.Fatal("a stranger's name got a certificate")
+	}
+}
+
+// DNS-01 end to end: the wildcard certificate of the app zone, with the
+// challenge record written through the Cloudflare API (a stand-in speaking
+// its JSON) and validated by Pebble over real DNS.
+func TestWildcardCertificateByDNS01(t *testing.T) {
+	cf := cftest.Start(t, "apps.test", "cf-token")
+	acmeDir, roots, caFile := pebble(t, cf.DNSAddr)
+	dir := t.TempDir()
+	addr := cptest.FreeAddr(t)
+	p := addr[strings.LastIndex(addr, ":")+1:]
+	cfg := fmt.Sprintf(`{
+	admin off
+	storage file_system %[1]s/data
+	email ops@apps.test
+}
+https://*.apps.test:%[2]s {
+	bind 127.0.0.1
+	tls {
+		ca %[3]s
+		ca_root %[4]s
+		dns wisehosting cloudflare {
+			api_token cf-token
+			api_url %[5]s
+		}
+		resolvers %[6]s
+		propagation_delay 0
+	}
+	respond "wildcard {host}"
+}
+`, dir, p, acmeDir, caFile, cf.URL, cf.DNSAddr)
+	runProxy(t, dir, cfg, addr)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "proxy.log"))
+			t.Logf("proxy log:\n%s", b)
+		}
+	})
+
+	var state tls.ConnectionState
+	waitFor(t, "wildcard certificate", 40*time.Second, func() bool {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, &tls.Config{RootCAs: roots, ServerName: "myapp.apps.test"})
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		state = conn.ConnectionState()
+		return true
+	})
+	leaf := state.PeerCertificates[0]
+	if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "*.apps.test" {
+		t.Fatalf("certificate names %v", leaf.DNSNames)
+	}
+	// The challenge record was cleaned up afterwards.
+	waitFor(t, "challenge record removed", 10*time.Second, func() bool {
+		for _, r := range cf.Records() {
+			if strings.HasPrefix(r.Name, "_acme-challenge") {
+				return false
+			}
+		}
+		return true
+	})
+	if cf.Writes < 2 {
+		t.Fatalf("the challenge never went through the API (%d writes)", cf.Writes)
 	}
 }

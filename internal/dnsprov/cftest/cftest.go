@@ -53,6 +53,14 @@ func Start(t testing.TB, zone, token string) *Server {
 	go d.ActivateAndServe()
 	t.Cleanup(func() { d.Shutdown() })
 	s.DNSAddr = pc.LocalAddr().String()
+	// The same port over TCP: some resolvers (Pebble's) ask over TCP.
+	l, err := net.Listen("tcp", s.DNSAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt := &dns.Server{Listener: l, Handler: dns.HandlerFunc(s.serveDNS)}
+	go dt.ActivateAndServe()
+	t.Cleanup(func() { dt.Shutdown() })
 	return s
 }
 
@@ -159,8 +167,21 @@ func (s *Server) serveDNS(w dns.ResponseWriter, r *dns.Msg) {
 		}
 	}
 	s.mu.Unlock()
-	if !found {
+	// The zone's SOA: at the apex as an answer, elsewhere as the authority
+	// of negative answers (ACME clients find the zone this way).
+	soa := &dns.SOA{Hdr: dns.RR_Header{Name: dns.Fqdn(s.Zone), Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 1},
+		Ns: "ns1." + dns.Fqdn(s.Zone), Mbox: "hostmaster." + dns.Fqdn(s.Zone), Serial: 1, Refresh: 60, Retry: 60, Expire: 600, Minttl: 1}
+	inZone := name == s.Zone || strings.HasSuffix(name, "."+s.Zone)
+	switch {
+	case q.Qtype == dns.TypeSOA && name == s.Zone:
+		m.Answer = append(m.Answer, soa)
+	case !inZone:
+		m.Rcode = dns.RcodeRefused
+	case !found && name != s.Zone:
 		m.Rcode = dns.RcodeNameError
+		m.Ns = append(m.Ns, soa)
+	case len(m.Answer) == 0:
+		m.Ns = append(m.Ns, soa)
 	}
 	w.WriteMsg(m)
 }
