@@ -5,6 +5,7 @@ package caddymodules
 
 import (
 	_ "github.com/wisehosting/wisehosting/caddymodules/api"
+	_ "github.com/wisehosting/wisehosting/caddymodules/certs"
 	_ "github.com/wisehosting/wisehosting/caddymodules/core"
 	_ "github.com/wisehosting/wisehosting/caddymodules/hub"
 	_ "github.com/wisehosting/wisehosting/caddymodules/infra"

@@ -1,0 +1,155 @@
+// Package certs is the `wisehosting_certs` Caddy app of the control plane:
+// it watches the certificates that proxies keep in the shared Postgres
+// storage, records them in the certificates table (expiry shown to users)
+// and emits CertProvisioned and CertExpiring events (alerts, webhooks).
+// Renewal itself happens on the proxies: certmagic renews each certificate
+// with a third of its lifetime left, so CertExpiring means renewal has been
+// failing for weeks.
+package certs
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/certs"
+	"github.com/wisehosting/wisehosting/internal/events"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+	httpcaddyfile.RegisterGlobalOption("wisehosting_certs", parseGlobalOption)
+}
+
+// App watches certificates.
+type App struct {
+	// How often certificates are checked. Default: 10m.
+	Interval caddy.Duration `json:"interval,omitempty"`
+	// A certificate expiring sooner is reported as expiring. Default: 14d
+	// (certmagic renews 90-day certificates 30 days before expiry).
+	Warn caddy.Duration `json:"warn,omitempty"`
+
+	wh     *core.App
+	logger *zap.Logger
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "wisehosting_certs", New: func() caddy.Module { return new(App) }}
+}
+
+// Provision applies defaults.
+func (a *App) Provision(ctx caddy.Context) error {
+	wh, err := core.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	a.wh, a.logger = wh, ctx.Logger()
+	if a.Interval <= 0 {
+		a.Interval = caddy.Duration(10 * time.Minute)
+	}
+	if a.Warn <= 0 {
+		a.Warn = caddy.Duration(14 * 24 * time.Hour)
+	}
+	return nil
+}
+
+// Start runs the watcher.
+func (a *App) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		t := time.NewTicker(time.Duration(a.Interval))
+		defer t.Stop()
+		for {
+			if err := a.RunOnce(ctx); err != nil && ctx.Err() == nil {
+				a.logger.Error("certs: checking certificates", zap.Error(err))
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return nil
+}
+
+// Stop ends the watcher.
+func (a *App) Stop() error {
+	if a.cancel != nil {
+		a.cancel()
+		a.wg.Wait()
+	}
+	return nil
+}
+
+// RunOnce syncs once, on one replica at a time.
+func (a *App) RunOnce(ctx context.Context) error {
+	conn, err := a.wh.Pool().Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	var got bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext('wisehosting.certs'))").Scan(&got); err != nil || !got {
+		return err
+	}
+	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock(hashtext('wisehosting.certs'))")
+	ch, err := certs.Sync(ctx, a.wh.Pool(), time.Now(), time.Duration(a.Warn))
+	if err != nil {
+		return err
+	}
+	for _, c := range ch.Provisioned {
+		a.logger.Info("certs: certificate provisioned", zap.String("host", c.Hostname), zap.Time("expires", c.NotAfter))
+		a.wh.Events().Publish(events.Event{Kind: events.CertProvisioned, Data: map[string]any{"hostname": c.Hostname, "not_after": c.NotAfter}})
+	}
+	for _, c := range ch.Expiring {
+		a.logger.Warn("certs: certificate expiring and not renewed", zap.String("host", c.Hostname), zap.Time("expires", c.NotAfter))
+		a.wh.Events().Publish(events.Event{Kind: events.CertExpiring, Data: map[string]any{"hostname": c.Hostname, "not_after": c.NotAfter}})
+	}
+	return nil
+}
+
+// parseGlobalOption reads `wisehosting_certs { interval <d>; warn <d> }`.
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	a := new(App)
+	d.Next()
+	for d.NextBlock(0) {
+		key := d.Val()
+		var val string
+		if !d.AllArgs(&val) {
+			return nil, d.ArgErr()
+		}
+		dur, err := caddy.ParseDuration(val)
+		if err != nil || dur <= 0 {
+			return nil, d.Errf("%s: invalid duration %q", key, val)
+		}
+		switch key {
+		case "interval":
+			a.Interval = caddy.Duration(dur)
+		case "warn":
+			a.Warn = caddy.Duration(dur)
+		default:
+			return nil, d.Errf("unrecognized wisehosting_certs option %q", key)
+		}
+	}
+	return httpcaddyfile.App{Name: "wisehosting_certs", Value: caddyconfig.JSON(a, nil)}, nil
+}
+
+// Interface guards.
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+)

@@ -1,0 +1,105 @@
+// Package certs keeps the certificates table in step with the certificates
+// the proxies hold in the shared certmagic storage (certmagic_data), and
+// reports what changed: a certificate issued or renewed
+// (events.CertProvisioned) and one close to expiry (events.CertExpiring),
+// which means its proxy failed to renew it in time (certmagic renews with a
+// third of the lifetime left).
+package certs
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Cert is a row of the certificates table.
+type Cert struct {
+	Hostname  string
+	Issuer    string
+	NotBefore time.Time
+	NotAfter  time.Time
+}
+
+// Changes is the outcome of a Sync.
+type Changes struct {
+	Provisioned []Cert // new, or renewed (later expiry than recorded)
+	Expiring    []Cert // newly inside the warning window
+}
+
+// Sync reads every certificate in certmagic storage and updates the
+// certificates table. warn is the expiry warning window.
+func Sync(ctx context.Context, pool *pgxpool.Pool, now time.Time, warn time.Duration) (Changes, error) {
+	var ch Changes
+	rows, err := pool.Query(ctx, "SELECT key, value FROM certmagic_data WHERE key LIKE 'certificates/%.crt'")
+	if err != nil {
+		return ch, err
+	}
+	var found []Cert
+	for rows.Next() {
+		var key string
+		var val []byte
+		if err := rows.Scan(&key, &val); err != nil {
+			rows.Close()
+			return ch, err
+		}
+		block, _ := pem.Decode(val)
+		if block == nil {
+			continue
+		}
+		leaf, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			continue
+		}
+		// certificates/<issuer>/<name>/<name>.crt; wildcards are stored as
+		// "wildcard_.example.com".
+		name := strings.TrimSuffix(path.Base(key), ".crt")
+		name = strings.Replace(name, "wildcard_", "*", 1)
+		issuer := leaf.Issuer.CommonName
+		if issuer == "" && len(leaf.Issuer.Organization) > 0 {
+			issuer = leaf.Issuer.Organization[0]
+		}
+		found = append(found, Cert{Hostname: strings.ToLower(name), Issuer: issuer, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return ch, err
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		ch = Changes{}
+		for _, c := range found {
+			var prevAfter *time.Time
+			var prevStatus string
+			err := tx.QueryRow(ctx, "SELECT not_after, status FROM certificates WHERE hostname = $1 FOR UPDATE", c.Hostname).Scan(&prevAfter, &prevStatus)
+			if err != nil && err != pgx.ErrNoRows {
+				return err
+			}
+			status := "valid"
+			switch {
+			case !c.NotAfter.After(now):
+				status = "expired"
+			case c.NotAfter.Sub(now) < warn:
+				status = "expiring"
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO certificates (hostname, issuer, not_before, not_after, status, updated_at)
+				VALUES ($1, $2, $3, $4, $5, now())
+				ON CONFLICT (hostname) DO UPDATE SET issuer = $2, not_before = $3, not_after = $4, status = $5, updated_at = now()`,
+				c.Hostname, c.Issuer, c.NotBefore, c.NotAfter, status); err != nil {
+				return err
+			}
+			if prevAfter == nil || c.NotAfter.After(*prevAfter) {
+				ch.Provisioned = append(ch.Provisioned, c)
+			}
+			if status != "valid" && prevStatus == "valid" || status != "valid" && prevAfter == nil {
+				ch.Expiring = append(ch.Expiring, c)
+			}
+		}
+		return nil
+	})
+	return ch, err
+}
