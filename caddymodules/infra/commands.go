@@ -23,7 +23,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "infra",
-		Usage: "status|setup [--infra infra.yaml] [--config Caddyfile] [--json] [--dry-run] [--step dns]",
+		Usage: "status|setup [--infra infra.yaml] [--config Caddyfile] [--json] [--dry-run] [--step dns|proxy] [--proxy-dir DIR]",
 		Short: "Checks or sets up the hosts described in infra.yaml",
 		Long: `
 "infra status" checks every host of infra.yaml in parallel: control planes
@@ -32,8 +32,10 @@ the control plane's database, given with --config), proxies serve HTTPS, the
 wildcard DNS record of the app zone points at the proxies, and certificates
 are not about to expire. It exits 1 when a check fails.
 
-"infra setup --step dns" ensures the wildcard A records *.<subdomain_base>
-of the proxies at the DNS provider; --dry-run prints what it would change.
+"infra setup" ensures the wildcard A records *.<subdomain_base> of the
+proxies at the DNS provider (step dns) and writes each proxy host's
+Caddyfile for the proxy mode (step proxy); --dry-run prints what it would
+change.
 With a hetzner: section, servers are discovered from the Hetzner Cloud API.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("infra", "infra.yaml", "the installation's description")
@@ -41,7 +43,8 @@ With a hetzner: section, servers are discovered from the Hetzner Cloud API.`,
 			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter")
 			cmd.Flags().Bool("json", false, "print results as JSON")
 			cmd.Flags().Bool("dry-run", false, "setup: only print the planned changes")
-			cmd.Flags().String("step", "", "setup: run only this step (dns)")
+			cmd.Flags().String("step", "", "setup: run only this step (dns, proxy)")
+			cmd.Flags().String("proxy-dir", ".", "setup: where the proxy hosts' Caddyfiles are written")
 			cmd.Args = cobra.ExactArgs(1)
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdInfra)
 		},
@@ -69,7 +72,7 @@ func cmdInfra(fl caddycmd.Flags) (int, error) {
 	case "status":
 		return status(ctx, fl, cfg)
 	case "setup":
-		s := &infra.Setup{Config: cfg}
+		s := &infra.Setup{Config: cfg, ProxyDir: fl.String("proxy-dir")}
 		acts, err := s.Plan(ctx, fl.String("step"))
 		if err != nil {
 			return caddy.ExitCodeFailedStartup, err

@@ -37,6 +37,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"go.uber.org/zap"
 
+	"github.com/wisehosting/wisehosting/internal/credentials"
 	"github.com/wisehosting/wisehosting/internal/network"
 )
 
@@ -53,7 +54,8 @@ type App struct {
 	// Base URL of the control plane, e.g. https://cp.example.com (over the
 	// mesh: http://10.50.0.1:8080).
 	ControlPlane string `json:"control_plane,omitempty"`
-	// Bearer token for the control plane (its proxy_token).
+	// Bearer token for the control plane (its proxy_token). The systemd
+	// credential proxy_token overrides it.
 	Token string `json:"token,omitempty"`
 	// Where the last good table is kept, so a restart while the control
 	// plane is down still serves. Default: $XDG_DATA_HOME/caddy/wisehosting-routes.json
@@ -87,6 +89,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	repl := caddy.NewReplacer()
 	a.ControlPlane = strings.TrimRight(repl.ReplaceKnown(a.ControlPlane, ""), "/")
 	a.Token = strings.TrimSpace(repl.ReplaceKnown(a.Token, ""))
+	if err := credentials.Apply(credentials.ProxyToken, &a.Token); err != nil {
+		return err
+	}
 	if a.CacheFile == "" {
 		a.CacheFile = filepath.Join(caddy.AppDataDir(), "wisehosting-routes.json")
 	}

@@ -235,9 +235,12 @@ func (s *Storage) Unlock(ctx context.Context, name string) error {
 	return err
 }
 
-// UnmarshalCaddyfile reads `storage wisehosting { database_url …; database_password … }`.
+// UnmarshalCaddyfile reads `storage wisehosting [{ database_url …; database_password … }]`.
 func (s *Storage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
 	for d.NextBlock(0) {
 		key := d.Val()
 		var val string

@@ -65,11 +65,17 @@ type Host struct {
 	Zone string `yaml:"zone,omitempty"`
 }
 
-// Hetzner enables server discovery.
+// Hetzner enables server discovery: Cloud servers by label (their "role"
+// label adds them as hosts), Robot (dedicated) servers by name (they fill
+// in the public IP of hosts listed by name).
 type Hetzner struct {
-	TokenFile     string `yaml:"token_file"`
-	LabelSelector string `yaml:"label_selector"` // e.g. wisehosting
+	TokenFile     string `yaml:"token_file,omitempty"`
+	LabelSelector string `yaml:"label_selector,omitempty"` // e.g. wisehosting
 	APIURL        string `yaml:"api_url,omitempty"`
+	// Robot web service credentials (files), for dedicated servers.
+	RobotUserFile     string `yaml:"robot_user_file,omitempty"`
+	RobotPasswordFile string `yaml:"robot_password_file,omitempty"`
+	RobotAPIURL       string `yaml:"robot_api_url,omitempty"`
 }
 
 // Load reads and validates path.

@@ -3,6 +3,7 @@ package infra
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -20,6 +21,61 @@ type HetznerServer struct {
 // DiscoverHetzner lists the Cloud servers matching the label selector,
 // with their role label, so infra.yaml need not repeat them.
 func DiscoverHetzner(ctx context.Context, h *Hetzner, opts ...httpx.Option) ([]HetznerServer, error) {
+	var out []HetznerServer
+	if h.TokenFile != "" {
+		cloud, err := discoverCloud(ctx, h, opts...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cloud...)
+	}
+	if h.RobotUserFile != "" {
+		robot, err := discoverRobot(ctx, h, opts...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, robot...)
+	}
+	return out, nil
+}
+
+// discoverRobot lists dedicated servers (GET /server of the Robot web
+// service, HTTP basic auth).
+func discoverRobot(ctx context.Context, h *Hetzner, opts ...httpx.Option) ([]HetznerServer, error) {
+	user, err := os.ReadFile(h.RobotUserFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading hetzner robot user: %w", err)
+	}
+	pass, err := os.ReadFile(h.RobotPasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading hetzner robot password: %w", err)
+	}
+	base := h.RobotAPIURL
+	if base == "" {
+		base = "https://robot-ws.your-server.de"
+	}
+	u, p := strings.TrimSpace(string(user)), strings.TrimSpace(string(pass))
+	c := httpx.New(append([]httpx.Option{httpx.WithPrefix(base), httpx.WithAuth(func(r *http.Request) error {
+		r.SetBasicAuth(u, p)
+		return nil
+	})}, opts...)...)
+	var resp []struct {
+		Server struct {
+			ServerIP   string `json:"server_ip"`
+			ServerName string `json:"server_name"`
+		} `json:"server"`
+	}
+	if err := c.Do(ctx, "GET", "/server", nil, &resp); err != nil {
+		return nil, fmt.Errorf("listing hetzner robot servers: %w", err)
+	}
+	var out []HetznerServer
+	for _, s := range resp {
+		out = append(out, HetznerServer{Name: s.Server.ServerName, PublicIP: s.Server.ServerIP})
+	}
+	return out, nil
+}
+
+func discoverCloud(ctx context.Context, h *Hetzner, opts ...httpx.Option) ([]HetznerServer, error) {
 	tok, err := os.ReadFile(h.TokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading hetzner token: %w", err)

@@ -132,3 +132,57 @@ hosts:
 		t.Fatal("unknown step accepted")
 	}
 }
+
+// A fake Robot web service (GET /server, basic auth) fills in the public IP
+// of dedicated servers listed by name.
+func TestDiscoverHetznerRobot(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		if !ok || u != "#ws+user" || p != "secret" || r.URL.Path != "/server" {
+			w.WriteHeader(401)
+			w.Write([]byte(`{"error":{"status":401,"code":"UNAUTHORIZED","message":"Unauthorized"}}`))
+			return
+		}
+		w.Write([]byte(`[{"server":{"server_ip":"123.123.123.123","server_ipv6_net":"2a01:f48:111:4221::","server_number":321,"server_name":"w-dedicated","product":"EX 44","dc":"FSN1-DC1","status":"ready","cancelled":false}}]`))
+	}))
+	defer srv.Close()
+	h := &Hetzner{RobotUserFile: tokenFile(t, "#ws+user"), RobotPasswordFile: tokenFile(t, "secret"), RobotAPIURL: srv.URL}
+	found, err := DiscoverHetzner(context.Background(), h)
+	if err != nil || len(found) != 1 || found[0].PublicIP != "123.123.123.123" {
+		t.Fatalf("%+v %v", found, err)
+	}
+	c := &Config{Hosts: []Host{{Name: "w-dedicated", Role: RoleWorker}}}
+	c.Merge(found)
+	if len(c.Hosts) != 1 || c.Hosts[0].PublicIP != "123.123.123.123" {
+		t.Fatalf("merged %+v", c.Hosts)
+	}
+}
+
+func TestSetupProxyStep(t *testing.T) {
+	c, err := Parse([]byte(`
+control_plane_url: https://cp.example.com
+mesh: {cidr: 10.50.0.0/24}
+hosts:
+  - {name: cp1, role: control-plane, mesh_ip: 10.50.0.1}
+  - {name: px1, role: proxy, public_ip: 203.0.113.20, mesh_ip: 10.50.0.2}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Setup{Config: c, ProxyDir: t.TempDir()}
+	acts, err := s.Plan(context.Background(), "proxy")
+	if err != nil || len(acts) != 1 || !strings.Contains(acts[0].Description, "px1.Caddyfile") {
+		t.Fatalf("%+v %v", acts, err)
+	}
+	if err := Apply(context.Background(), acts); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(s.ProxyDir, "px1.Caddyfile"))
+	if !strings.Contains(string(b), "control_plane http://10.50.0.1:8080") || !strings.Contains(string(b), "permission wisehosting") {
+		t.Fatalf("%s", b)
+	}
+	acts, _ = s.Plan(context.Background(), "proxy")
+	if !strings.Contains(acts[0].Description, "up to date") {
+		t.Fatalf("not idempotent: %+v", acts)
+	}
+}
