@@ -2,9 +2,11 @@
 // it watches the certificates that proxies keep in the shared Postgres
 // storage, records them in the certificates table (expiry shown to users)
 // and emits CertProvisioned and CertExpiring events (alerts, webhooks).
-// Renewal itself happens on the proxies: certmagic renews each certificate
-// with a third of its lifetime left, so CertExpiring means renewal has been
-// failing for weeks.
+// The proxies renew their certificates themselves (certmagic, a third of
+// the lifetime before expiry); a certificate still inside the warning
+// window has been failing to renew for weeks, so it is reported
+// (CertExpiring) and, with `renew` configured, renewed by the control plane
+// through the same shared storage.
 package certs
 
 import (
@@ -16,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
@@ -35,11 +38,15 @@ type App struct {
 	// A certificate expiring sooner is reported as expiring. Default: 14d
 	// (certmagic renews 90-day certificates 30 days before expiry).
 	Warn caddy.Duration `json:"warn,omitempty"`
+	// Renew, when set, renews expiring certificates from the control plane.
+	Renew *RenewConfig `json:"renew,omitempty"`
 
-	wh     *core.App
-	logger *zap.Logger
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	renewer    *certmagic.Config
+	renewCache *certmagic.Cache
+	wh         *core.App
+	logger     *zap.Logger
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 }
 
 // CaddyModule returns the Caddy module information.
@@ -60,7 +67,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.Warn <= 0 {
 		a.Warn = caddy.Duration(14 * 24 * time.Hour)
 	}
-	return nil
+	return a.provisionRenewal(ctx)
 }
 
 // Start runs the watcher.
@@ -92,6 +99,9 @@ func (a *App) Stop() error {
 		a.cancel()
 		a.wg.Wait()
 	}
+	if a.renewCache != nil {
+		a.renewCache.Stop()
+	}
 	return nil
 }
 
@@ -118,16 +128,36 @@ func (a *App) RunOnce(ctx context.Context) error {
 	for _, c := range ch.Expiring {
 		a.logger.Warn("certs: certificate expiring and not renewed", zap.String("host", c.Hostname), zap.Time("expires", c.NotAfter))
 		a.wh.Events().Publish(events.Event{Kind: events.CertExpiring, Data: map[string]any{"hostname": c.Hostname, "not_after": c.NotAfter}})
+		a.renew(ctx, c.Hostname)
 	}
 	return nil
 }
 
-// parseGlobalOption reads `wisehosting_certs { interval <d>; warn <d> }`.
+// parseGlobalOption reads:
+//
+//	wisehosting_certs {
+//		interval <duration>
+//		warn     <duration>
+//		renew {
+//			ca            <acme directory>
+//			email         <email>
+//			trusted_roots <pem file>...
+//			dns           <provider> [args]
+//		}
+//	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	a := new(App)
 	d.Next()
 	for d.NextBlock(0) {
 		key := d.Val()
+		if key == "renew" {
+			r, err := parseRenew(d)
+			if err != nil {
+				return nil, err
+			}
+			a.Renew = r
+			continue
+		}
 		var val string
 		if !d.AllArgs(&val) {
 			return nil, d.ArgErr()
@@ -153,3 +183,37 @@ var (
 	_ caddy.App         = (*App)(nil)
 	_ caddy.Provisioner = (*App)(nil)
 )
+
+func parseRenew(d *caddyfile.Dispenser) (*RenewConfig, error) {
+	r := new(RenewConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "ca":
+			if !d.AllArgs(&r.CA) {
+				return nil, d.ArgErr()
+			}
+		case "email":
+			if !d.AllArgs(&r.Email) {
+				return nil, d.ArgErr()
+			}
+		case "trusted_roots":
+			r.TrustedRootsPEMFiles = append(r.TrustedRootsPEMFiles, d.RemainingArgs()...)
+		case "dns":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			name := d.Val()
+			mod, err := caddyfile.UnmarshalModule(d, "dns.providers."+name)
+			if err != nil {
+				return nil, err
+			}
+			r.DNSRaw = caddyconfig.JSONModuleObject(mod, "name", name, nil)
+		default:
+			return nil, d.Errf("unrecognized renew option %q", d.Val())
+		}
+	}
+	if r.CA == "" {
+		return nil, d.Err("renew: ca is required")
+	}
+	return r, nil
+}

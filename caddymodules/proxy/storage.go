@@ -42,6 +42,11 @@ type Storage struct {
 	locks map[string]context.CancelFunc // refreshers of held locks
 }
 
+// NewStorage is a Storage on an open pool (the control plane's own).
+func NewStorage(pool *pgxpool.Pool) *Storage {
+	return &Storage{pool: pool, locks: map[string]context.CancelFunc{}}
+}
+
 // CaddyModule returns the Caddy module information.
 func (*Storage) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "caddy.storage.wisehosting", New: func() caddy.Module { return new(Storage) }}
