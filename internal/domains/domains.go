@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -54,8 +55,15 @@ func Normalize(host, subdomainBase string) (string, error) {
 	if strings.HasPrefix(h, "*.") {
 		return "", userErr("wildcard domains are not supported; add each name")
 	}
+	if !utf8.ValidString(h) {
+		return "", userErr("%q is not valid text", host)
+	}
 	ascii, err := profile.ToASCII(h)
 	if err != nil {
+		return "", userErr("%q is not a valid domain name: %v", host, err)
+	}
+	// Punycode labels (xn--…) must decode to a valid name too.
+	if _, err := profile.ToASCII(ascii); err != nil {
 		return "", userErr("%q is not a valid domain name: %v", host, err)
 	}
 	ascii = strings.ToLower(ascii)
