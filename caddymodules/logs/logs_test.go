@@ -1,0 +1,71 @@
+package logs_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/wisehosting/wisehosting/agent/transport"
+	"github.com/wisehosting/wisehosting/caddymodules/cptest"
+	"github.com/wisehosting/wisehosting/caddymodules/logs"
+	"github.com/wisehosting/wisehosting/internal/pgtest"
+	"github.com/wisehosting/wisehosting/internal/workers"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
+)
+
+// A worker's log lines reach the app's live ring and runtime_logs; lines
+// for an app the worker does not run are refused; build lines land in the
+// deployment's log while its job runs on that worker.
+func TestWorkerLogsReachTheBus(t *testing.T) {
+	db := pgtest.New(t)
+	cp := cptest.Start(t, db, cptest.Options{Apps: map[string]any{"wisehosting_logs": map[string]any{}}})
+	ctx := context.Background()
+	w, key, _ := workers.Add(ctx, db.Pool, "w1", "", "")
+	var team, mine, other, dep int64
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name, worker_id) VALUES ($1, 'mine', 'mine', $2) RETURNING id", team, w.ID).Scan(&mine)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name) VALUES ($1, 'other', 'other') RETURNING id", team).Scan(&other)
+	db.Pool.QueryRow(ctx, "INSERT INTO deployments (app_id) VALUES ($1) RETURNING id", mine).Scan(&dep)
+	db.Pool.Exec(ctx, "INSERT INTO jobs (kind, app_id, deployment_id, worker_id, state) VALUES ('deploy', $1, $2, $3, 'running')", mine, dep, w.ID)
+
+	agent, _ := transport.New(transport.Config{URL: cp.URL, APIKey: key})
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go agent.Run(actx)
+	deadline := time.Now().Add(10 * time.Second)
+	for agent.Connects() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	now := time.Now().UnixNano()
+	err := agent.Send(ctx, wsproto.TypeLogs, wsproto.Logs{Lines: []wsproto.LogLine{
+		{AppID: mine, TS: now, Stream: "stdout", Line: "listening on :8080"},
+		{AppID: other, TS: now, Stream: "stdout", Line: "forged line"},
+		{AppID: mine, DeploymentID: dep, TS: now, Stream: "build", Line: "STEP 1/3: FROM scratch"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := caddy.ActiveContext().App("wisehosting_logs")
+	bus := a.(*logs.App).Bus()
+	for time.Now().Before(deadline) && len(bus.Recent(mine, 10)) == 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := bus.Recent(mine, 10); len(r) != 1 || r[0].Text != "listening on :8080" {
+		t.Fatalf("ring %+v", r)
+	}
+	if r := bus.Recent(other, 10); len(r) != 0 {
+		t.Fatalf("a worker wrote into another app's log: %+v", r)
+	}
+	var stored, build int
+	for time.Now().Before(deadline) {
+		db.Pool.QueryRow(ctx, "SELECT count(*) FROM runtime_logs WHERE app_id = $1", mine).Scan(&stored)
+		db.Pool.QueryRow(ctx, "SELECT count(*) FROM deployment_logs WHERE deployment_id = $1 AND line = 'STEP 1/3: FROM scratch'", dep).Scan(&build)
+		if stored == 1 && build == 1 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("stored %d runtime lines, %d build lines", stored, build)
+}

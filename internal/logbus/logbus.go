@@ -1,0 +1,309 @@
+// Package logbus carries apps' runtime and build log lines from workers to
+// the people watching them: each app has an in-memory ring of recent lines
+// that live subscribers (WebSocket streams) follow, and every line is also
+// written to Postgres (runtime_logs) in batches, so history survives a
+// control-plane restart and can be searched. Old lines are swept by age.
+package logbus
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+)
+
+// Line is one log line of an app.
+type Line struct {
+	AppID  int64     `json:"app_id"`
+	TS     time.Time `json:"ts"`
+	Stream string    `json:"stream"` // stdout, stderr
+	Text   string    `json:"line"`
+}
+
+// MaxLineBytes bounds one stored line.
+const MaxLineBytes = 8 << 10
+
+// Config tunes a Bus.
+type Config struct {
+	Pool   *pgxpool.Pool
+	Logger *zap.Logger
+	// RingSize is the lines kept in memory per app. Default 1000.
+	RingSize int
+	// FlushInterval and FlushLines bound how long and how many lines wait
+	// before a batch insert. Defaults 200ms and 5000.
+	FlushInterval time.Duration
+	FlushLines    int
+	// Retention: lines older than this are deleted by Sweep. Default 7 days.
+	Retention time.Duration
+}
+
+// Bus is the log bus. Publish never blocks on the database.
+type Bus struct {
+	cfg Config
+
+	mu    sync.RWMutex
+	rings map[int64]*ring
+
+	pmu     sync.Mutex
+	pending []Line
+	kick    chan struct{}
+	dropped int64
+}
+
+type ring struct {
+	mu    sync.Mutex
+	lines []Line
+	next  int
+	full  bool
+	subs  map[chan Line]struct{}
+}
+
+// New returns a bus; Run starts its writer.
+func New(cfg Config) *Bus {
+	if cfg.RingSize <= 0 {
+		cfg.RingSize = 1000
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = 200 * time.Millisecond
+	}
+	if cfg.FlushLines <= 0 {
+		cfg.FlushLines = 5000
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 7 * 24 * time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	return &Bus{cfg: cfg, rings: map[int64]*ring{}, kick: make(chan struct{}, 1)}
+}
+
+func (b *Bus) ring(app int64) *ring {
+	b.mu.RLock()
+	r := b.rings[app]
+	b.mu.RUnlock()
+	if r != nil {
+		return r
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r = b.rings[app]; r == nil {
+		r = &ring{lines: make([]Line, b.cfg.RingSize), subs: map[chan Line]struct{}{}}
+		b.rings[app] = r
+	}
+	return r
+}
+
+// maxPending bounds memory while the database is slow or down; beyond it
+// the oldest unwritten lines are dropped (and counted).
+const maxPending = 200_000
+
+// Publish adds lines: to each app's ring and subscribers at once, to the
+// database with the next batch. Subscribers that do not keep up miss
+// lines rather than slowing the bus.
+func (b *Bus) Publish(lines ...Line) {
+	for i := range lines {
+		l := &lines[i]
+		if len(l.Text) > MaxLineBytes {
+			l.Text = l.Text[:MaxLineBytes]
+		}
+		if l.TS.IsZero() {
+			l.TS = time.Now()
+		}
+		r := b.ring(l.AppID)
+		r.mu.Lock()
+		r.lines[r.next] = *l
+		r.next = (r.next + 1) % len(r.lines)
+		if r.next == 0 {
+			r.full = true
+		}
+		for ch := range r.subs {
+			select {
+			case ch <- *l:
+			default:
+			}
+		}
+		r.mu.Unlock()
+	}
+	b.pmu.Lock()
+	b.pending = append(b.pending, lines...)
+	if over := len(b.pending) - maxPending; over > 0 {
+		b.pending = b.pending[over:]
+		b.dropped += int64(over)
+	}
+	n := len(b.pending)
+	b.pmu.Unlock()
+	if n >= b.cfg.FlushLines {
+		select {
+		case b.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Recent returns up to n of the app's latest lines, oldest first.
+func (b *Bus) Recent(app int64, n int) []Line {
+	r := b.ring(app)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	size := r.next
+	if r.full {
+		size = len(r.lines)
+	}
+	n = min(n, size)
+	out := make([]Line, 0, n)
+	for i := size - n; i < size; i++ {
+		idx := i
+		if r.full {
+			idx = (r.next + i) % len(r.lines)
+		}
+		out = append(out, r.lines[idx])
+	}
+	return out
+}
+
+// Subscribe follows an app's new lines until cancel is called. The channel
+// has room for buffer lines; a subscriber that falls behind misses lines.
+func (b *Bus) Subscribe(app int64, buffer int) (<-chan Line, func()) {
+	ch := make(chan Line, buffer)
+	r := b.ring(app)
+	r.mu.Lock()
+	r.subs[ch] = struct{}{}
+	r.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			r.mu.Lock()
+			delete(r.subs, ch)
+			r.mu.Unlock()
+		})
+	}
+}
+
+// Run writes batches until ctx ends, then flushes what is left.
+func (b *Bus) Run(ctx context.Context) {
+	t := time.NewTicker(b.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := b.Flush(fctx); err != nil {
+				b.cfg.Logger.Error("logbus: lines lost at shutdown", zap.Error(err))
+			}
+			cancel()
+			return
+		case <-t.C:
+		case <-b.kick:
+		}
+		if err := b.Flush(ctx); err != nil && ctx.Err() == nil {
+			b.cfg.Logger.Warn("logbus: writing lines; will retry", zap.Error(err))
+		}
+	}
+}
+
+// Flush writes pending lines with COPY. On failure they are kept for the
+// next attempt.
+func (b *Bus) Flush(ctx context.Context) error {
+	b.pmu.Lock()
+	batch := b.pending
+	b.pending = nil
+	b.pmu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	err := b.copy(ctx, batch)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23503" {
+		// Lines of an app deleted meanwhile would fail every retry of the
+		// batch: drop them, keep the rest.
+		if batch, err = b.withoutDeletedApps(ctx, batch); err == nil {
+			err = b.copy(ctx, batch)
+		}
+	}
+	if err != nil {
+		b.pmu.Lock()
+		b.pending = append(batch, b.pending...)
+		b.pmu.Unlock()
+	}
+	return err
+}
+
+func (b *Bus) copy(ctx context.Context, batch []Line) error {
+	_, err := b.cfg.Pool.CopyFrom(ctx, pgx.Identifier{"runtime_logs"}, []string{"app_id", "ts", "stream", "line"},
+		pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) {
+			l := batch[i]
+			return []any{l.AppID, l.TS, l.Stream, l.Text}, nil
+		}))
+	return err
+}
+
+func (b *Bus) withoutDeletedApps(ctx context.Context, batch []Line) ([]Line, error) {
+	ids := map[int64]bool{}
+	var list []int64
+	for _, l := range batch {
+		if !ids[l.AppID] {
+			ids[l.AppID] = true
+			list = append(list, l.AppID)
+		}
+	}
+	rows, err := b.cfg.Pool.Query(ctx, "SELECT id FROM apps WHERE id = ANY($1)", list)
+	if err != nil {
+		return batch, err
+	}
+	live, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return batch, err
+	}
+	keep := map[int64]bool{}
+	for _, id := range live {
+		keep[id] = true
+	}
+	out := batch[:0:0]
+	for _, l := range batch {
+		if keep[l.AppID] {
+			out = append(out, l)
+		}
+	}
+	b.pmu.Lock()
+	b.dropped += int64(len(batch) - len(out))
+	b.pmu.Unlock()
+	return out, nil
+}
+
+// Dropped counts lines never stored (backlog overflow, deleted apps).
+func (b *Bus) Dropped() int64 {
+	b.pmu.Lock()
+	defer b.pmu.Unlock()
+	return b.dropped
+}
+
+// History returns an app's stored lines of team (newest first), optionally
+// only those containing query, before the line id before (0: latest).
+func History(ctx context.Context, pool *pgxpool.Pool, teamID, appID int64, query string, before int64, limit int) ([]Line, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 200
+	}
+	rows, err := pool.Query(ctx, `SELECT l.app_id, l.ts, l.stream, l.line FROM runtime_logs l JOIN apps a ON a.id = l.app_id
+		WHERE a.team_id = $1 AND l.app_id = $2 AND ($3 = '' OR strpos(l.line, $3) > 0) AND ($4 = 0 OR l.id < $4)
+		ORDER BY l.id DESC LIMIT $5`, teamID, appID, query, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Line, error) {
+		var l Line
+		err := r.Scan(&l.AppID, &l.TS, &l.Stream, &l.Text)
+		return l, err
+	})
+}
+
+// Sweep deletes lines older than the retention and returns how many.
+func (b *Bus) Sweep(ctx context.Context) (int64, error) {
+	tag, err := b.cfg.Pool.Exec(ctx, "DELETE FROM runtime_logs WHERE ts < now() - $1::interval", b.cfg.Retention.String())
+	return tag.RowsAffected(), err
+}
