@@ -12,4 +12,5 @@ import (
 	_ "github.com/wisehosting/wisehosting/caddymodules/logs"
 	_ "github.com/wisehosting/wisehosting/caddymodules/proxy"
 	_ "github.com/wisehosting/wisehosting/caddymodules/scheduler"
+	_ "github.com/wisehosting/wisehosting/caddymodules/webhooks"
 )

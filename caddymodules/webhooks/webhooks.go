@@ -1,0 +1,180 @@
+// Package webhooks is the `wisehosting_webhooks` Caddy app: it turns the
+// control plane's events into outbox rows for the teams' webhooks and runs
+// the dispatcher that delivers them (internal/webhooks). On shutdown it
+// stops claiming and drains the deliveries under way.
+package webhooks
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/events"
+	"github.com/wisehosting/wisehosting/internal/httpx"
+	"github.com/wisehosting/wisehosting/internal/webhooks"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+	httpcaddyfile.RegisterGlobalOption("wisehosting_webhooks", parseGlobalOption)
+}
+
+// App delivers webhooks.
+type App struct {
+	// Attempts before a delivery fails for good. Default: 8.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// Timeout of one delivery. Default: 15s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// Networks that webhook URLs may reach although they are internal
+	// (e.g. a private notification server). Empty by default: loopback,
+	// private, link-local and metadata addresses are refused.
+	AllowNetworks []string `json:"allow_networks,omitempty"`
+
+	wh     *core.App
+	logger *zap.Logger
+	disp   *webhooks.Dispatcher
+	unsub  func()
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "wisehosting_webhooks", New: func() caddy.Module { return new(App) }}
+}
+
+// Provision builds the dispatcher with the SSRF-guarded client.
+func (a *App) Provision(ctx caddy.Context) error {
+	wh, err := core.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	a.wh, a.logger = wh, ctx.Logger()
+	guard := httpx.GuardOptions{Timeout: time.Duration(a.Timeout)}
+	for _, n := range a.AllowNetworks {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return fmt.Errorf("wisehosting_webhooks: allow_networks: %w", err)
+		}
+		guard.Allow = append(guard.Allow, p)
+	}
+	a.disp = &webhooks.Dispatcher{Pool: wh.Pool(), Keyring: wh.Keyring(), Client: httpx.NewWebhookClient(guard),
+		Logger: a.logger, MaxAttempts: a.MaxAttempts}
+	return nil
+}
+
+// Dispatcher is the running dispatcher (test deliveries).
+func (a *App) Dispatcher() *webhooks.Dispatcher { return a.disp }
+
+// Start subscribes to events and delivers.
+func (a *App) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.unsub = a.wh.Events().Subscribe(func(e events.Event) {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.enqueue(e)
+		}()
+	})
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.disp.Run(ctx)
+	}()
+	return nil
+}
+
+// enqueue writes the event's deliveries (team from the event, or its app).
+func (a *App) enqueue(e events.Event) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	team := e.TeamID
+	if team == 0 && e.AppID != 0 {
+		a.wh.Pool().QueryRow(ctx, "SELECT team_id FROM apps WHERE id = $1", e.AppID).Scan(&team)
+	}
+	if team == 0 {
+		return // platform events (workers, certificates) have no team
+	}
+	data := map[string]any{}
+	for k, v := range e.Data {
+		data[k] = v
+	}
+	if e.AppID != 0 {
+		data["app_id"] = e.AppID
+	}
+	n, err := webhooks.Enqueue(ctx, a.wh.Pool(), team, e.AppID, webhooks.Event{Type: e.Kind, Timestamp: e.Time, Data: data})
+	if err != nil {
+		a.logger.Error("webhook: queuing deliveries", zap.String("event", e.Kind), zap.Error(err))
+		return
+	}
+	if n > 0 {
+		a.disp.Wake()
+	}
+}
+
+// Stop stops claiming and waits for deliveries in flight.
+func (a *App) Stop() error {
+	if a.unsub != nil {
+		a.unsub()
+	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.wg.Wait()
+	return nil
+}
+
+// parseGlobalOption reads:
+//
+//	wisehosting_webhooks {
+//		max_attempts   <n>
+//		timeout        <duration>
+//		allow_networks <cidr>...
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	a := new(App)
+	d.Next()
+	for d.NextBlock(0) {
+		switch key := d.Val(); key {
+		case "allow_networks":
+			a.AllowNetworks = append(a.AllowNetworks, d.RemainingArgs()...)
+		case "max_attempts":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.ArgErr()
+			}
+			if _, err := fmt.Sscan(v, &a.MaxAttempts); err != nil || a.MaxAttempts <= 0 {
+				return nil, d.Errf("max_attempts: invalid number %q", v)
+			}
+		case "timeout":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("timeout: invalid duration %q", v)
+			}
+			a.Timeout = caddy.Duration(dur)
+		default:
+			return nil, d.Errf("unrecognized wisehosting_webhooks option %q", key)
+		}
+	}
+	return httpcaddyfile.App{Name: "wisehosting_webhooks", Value: caddyconfig.JSON(a, nil)}, nil
+}
+
+// Interface guards.
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+)

@@ -1,0 +1,206 @@
+// Package webhooks delivers the platform's events to users' HTTPS
+// endpoints. Deliveries are rows of an outbox (webhook_deliveries) written
+// before anything is sent, so nothing is lost on restart; a dispatcher
+// claims due rows (FOR UPDATE SKIP LOCKED, so replicas never send one
+// twice), signs them the Standard Webhooks way and retries failures with
+// backoff. Every URL goes through the SSRF-guarded client; redirects are
+// failures.
+package webhooks
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/secrets"
+)
+
+// SecretPrefix starts every signing secret (Standard Webhooks).
+const SecretPrefix = "whsec_"
+
+// Webhook is a user's endpoint (secrets never leave the service in List).
+type Webhook struct {
+	ID        int64     `json:"id"`
+	TeamID    int64     `json:"team_id"`
+	AppID     int64     `json:"app_id,omitempty"`
+	URL       string    `json:"url"`
+	Events    []string  `json:"events"`
+	Enabled   bool      `json:"enabled"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// UserError is shown to the user as is.
+type UserError struct{ Msg string }
+
+func (e *UserError) Error() string { return e.Msg }
+
+// ErrNotFound means no such webhook in the caller's team.
+var ErrNotFound = errors.New("webhook not found")
+
+// Service manages webhooks, team-scoped.
+type Service struct {
+	Pool    *pgxpool.Pool
+	Keyring *secrets.Keyring
+}
+
+func hookAD(teamID int64) []byte { return []byte("team:" + strconv.FormatInt(teamID, 10)) }
+
+// NewSecret returns a fresh signing secret.
+func NewSecret() string {
+	var b [24]byte
+	rand.Read(b[:])
+	return SecretPrefix + base64.StdEncoding.EncodeToString(b[:])
+}
+
+func validURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil {
+		return &UserError{"the webhook URL must be an http(s) URL without credentials"}
+	}
+	return nil
+}
+
+// Create adds a webhook and returns it with its secret (shown once).
+func (s *Service) Create(ctx context.Context, teamID, appID int64, rawURL string, events []string) (Webhook, string, error) {
+	if err := validURL(rawURL); err != nil {
+		return Webhook{}, "", err
+	}
+	if len(events) == 0 {
+		events = []string{"*"}
+	}
+	secret := NewSecret()
+	urlEnc, err := s.Keyring.EncryptString(secrets.PurposeWebhooks, rawURL, hookAD(teamID))
+	if err != nil {
+		return Webhook{}, "", err
+	}
+	secEnc, err := s.Keyring.EncryptString(secrets.PurposeWebhooks, secret, hookAD(teamID))
+	if err != nil {
+		return Webhook{}, "", err
+	}
+	var app any
+	if appID != 0 {
+		app = appID
+	}
+	w := Webhook{TeamID: teamID, AppID: appID, URL: rawURL, Events: events, Enabled: true}
+	err = s.Pool.QueryRow(ctx, `INSERT INTO webhooks (team_id, app_id, url_enc, events, secret_enc)
+		SELECT $1, $2, $3, $4, $5 WHERE $2::bigint IS NULL OR EXISTS (SELECT 1 FROM apps WHERE id = $2 AND team_id = $1)
+		RETURNING id, created_at`, teamID, app, urlEnc, events, secEnc).Scan(&w.ID, &w.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Webhook{}, "", ErrNotFound
+	}
+	return w, secret, err
+}
+
+// List returns the team's webhooks (URLs decrypted, secrets not).
+func (s *Service) List(ctx context.Context, teamID int64) ([]Webhook, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT id, team_id, COALESCE(app_id, 0), url_enc, events, enabled, created_at
+		FROM webhooks WHERE team_id = $1 ORDER BY id`, teamID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Webhook, error) {
+		var w Webhook
+		var enc string
+		if err := r.Scan(&w.ID, &w.TeamID, &w.AppID, &enc, &w.Events, &w.Enabled, &w.CreatedAt); err != nil {
+			return w, err
+		}
+		var err error
+		w.URL, err = s.Keyring.DecryptString(secrets.PurposeWebhooks, enc, hookAD(w.TeamID))
+		return w, err
+	})
+}
+
+// Delete removes one of the team's webhooks (and its pending deliveries).
+func (s *Service) Delete(ctx context.Context, teamID, id int64) error {
+	tag, err := s.Pool.Exec(ctx, "DELETE FROM webhooks WHERE id = $1 AND team_id = $2", id, teamID)
+	if err == nil && tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return err
+}
+
+// RotateSecret makes a new secret current; the old one keeps signing
+// alongside until the next rotation, so receivers can switch without
+// missing a delivery.
+func (s *Service) RotateSecret(ctx context.Context, teamID, id int64) (string, error) {
+	secret := NewSecret()
+	enc, err := s.Keyring.EncryptString(secrets.PurposeWebhooks, secret, hookAD(teamID))
+	if err != nil {
+		return "", err
+	}
+	tag, err := s.Pool.Exec(ctx, `UPDATE webhooks SET previous_secret_enc = secret_enc, secret_enc = $3
+		WHERE id = $1 AND team_id = $2`, id, teamID, enc)
+	if err == nil && tag.RowsAffected() == 0 {
+		return "", ErrNotFound
+	}
+	return secret, err
+}
+
+// Event is what is delivered.
+type Event struct {
+	Type      string         `json:"type"`
+	Timestamp time.Time      `json:"timestamp"`
+	Data      map[string]any `json:"data"`
+}
+
+// Enqueue writes a delivery for every enabled webhook of the team that
+// subscribes to the event (and to the app, for app-bound webhooks), in q's
+// transaction. It returns the number of deliveries.
+func Enqueue(ctx context.Context, q jobs.Querier, teamID, appID int64, ev Event) (int, error) {
+	if ev.Timestamp.IsZero() {
+		ev.Timestamp = time.Now().UTC()
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = q.QueryRow(ctx, `WITH ins AS (
+			INSERT INTO webhook_deliveries (webhook_id, event, msg_id, payload)
+			SELECT w.id, $3, 'msg_' || md5(random()::text || clock_timestamp()::text || w.id), $4
+			FROM webhooks w WHERE w.team_id = $1 AND w.enabled
+				AND (w.app_id IS NULL OR w.app_id = $2) AND ($3 = ANY (w.events) OR '*' = ANY (w.events))
+			RETURNING 1)
+		SELECT count(*) FROM ins`, teamID, appID, ev.Type, body).Scan(&n)
+	return n, err
+}
+
+// Sign returns the webhook-signature header value for body: one "v1,<b64>"
+// per secret, space-separated.
+func Sign(msgID string, ts int64, body []byte, secrets ...string) (string, error) {
+	var sigs []string
+	for _, s := range secrets {
+		key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, SecretPrefix))
+		if err != nil {
+			return "", fmt.Errorf("malformed webhook secret: %w", err)
+		}
+		m := hmac.New(sha256.New, key)
+		fmt.Fprintf(m, "%s.%d.", msgID, ts)
+		m.Write(body)
+		sigs = append(sigs, "v1,"+base64.StdEncoding.EncodeToString(m.Sum(nil)))
+	}
+	return strings.Join(sigs, " "), nil
+}
+
+// Verify checks a signature header against secret (receivers, tests).
+func Verify(secret, msgID string, ts int64, body []byte, header string) bool {
+	want, err := Sign(msgID, ts, body, secret)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(strings.Fields(header), func(s string) bool { return hmac.Equal([]byte(s), []byte(want)) })
+}
