@@ -12,5 +12,6 @@ import (
 	_ "github.com/wisehosting/wisehosting/caddymodules/logs"
 	_ "github.com/wisehosting/wisehosting/caddymodules/proxy"
 	_ "github.com/wisehosting/wisehosting/caddymodules/scheduler"
+	_ "github.com/wisehosting/wisehosting/caddymodules/usage"
 	_ "github.com/wisehosting/wisehosting/caddymodules/webhooks"
 )

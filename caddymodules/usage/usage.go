@@ -1,0 +1,194 @@
+// Package usage is the `wisehosting_usage` Caddy app: it meters apps'
+// resource use from the workers' stats messages into 5-minute buckets
+// (internal/usage) every minute and prunes buckets older than 90 days once
+// a day (one replica at a time).
+package usage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/usage"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+	httpcaddyfile.RegisterGlobalOption("wisehosting_usage", parseGlobalOption)
+}
+
+// App meters usage.
+type App struct {
+	// How often the latest stats are sampled. Default: 1m.
+	SampleInterval caddy.Duration `json:"sample_interval,omitempty"`
+	// How long buckets are kept. Default: 90d.
+	Retention caddy.Duration `json:"retention,omitempty"`
+
+	wh     *core.App
+	logger *zap.Logger
+	meter  *usage.Meter
+	unsub  func()
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "wisehosting_usage", New: func() caddy.Module { return new(App) }}
+}
+
+// Provision applies defaults.
+func (a *App) Provision(ctx caddy.Context) error {
+	wh, err := core.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	a.wh, a.logger = wh, ctx.Logger()
+	if a.SampleInterval <= 0 {
+		a.SampleInterval = caddy.Duration(time.Minute)
+	}
+	if a.Retention <= 0 {
+		a.Retention = caddy.Duration(90 * 24 * time.Hour)
+	}
+	a.meter = usage.New(wh.Pool())
+	return nil
+}
+
+// Meter is the running meter.
+func (a *App) Meter() *usage.Meter { return a.meter }
+
+// Start subscribes to stats and runs the sampler and the pruner.
+func (a *App) Start() error {
+	a.unsub = a.wh.Workers().Handle(wsproto.TypeStats, a.onStats)
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		sample := time.NewTicker(time.Duration(a.SampleInterval))
+		defer sample.Stop()
+		prune := time.NewTicker(24 * time.Hour)
+		defer prune.Stop()
+		a.pruneOnce(ctx)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-sample.C:
+				if _, err := a.meter.Sample(ctx, now); err != nil && ctx.Err() == nil {
+					a.logger.Warn("usage: sampling", zap.Error(err))
+				}
+			case <-prune.C:
+				a.pruneOnce(ctx)
+			}
+		}
+	}()
+	return nil
+}
+
+// onStats keeps stats only for apps that run on the sending worker.
+func (a *App) onStats(ctx context.Context, workerID int64, p json.RawMessage) error {
+	var st wsproto.Stats
+	if err := json.Unmarshal(p, &st); err != nil {
+		return fmt.Errorf("decoding stats: %w", err)
+	}
+	if len(st.Apps) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(st.Apps))
+	for i, s := range st.Apps {
+		ids[i] = s.AppID
+	}
+	rows, err := a.wh.Pool().Query(ctx, "SELECT id FROM apps WHERE id = ANY($1) AND worker_id = $2", ids, workerID)
+	if err != nil {
+		return err
+	}
+	mine, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return err
+	}
+	ok := map[int64]bool{}
+	for _, id := range mine {
+		ok[id] = true
+	}
+	kept := st.Apps[:0]
+	for _, s := range st.Apps {
+		if ok[s.AppID] {
+			kept = append(kept, s)
+		}
+	}
+	a.meter.Observe(kept)
+	return nil
+}
+
+func (a *App) pruneOnce(ctx context.Context) {
+	err := pgx.BeginFunc(ctx, a.wh.Pool(), func(tx pgx.Tx) error {
+		var got bool
+		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext('wisehosting.usage.prune'))").Scan(&got); err != nil || !got {
+			return err
+		}
+		n, err := usage.Prune(ctx, a.wh.Pool(), time.Now(), time.Duration(a.Retention))
+		if err == nil {
+			a.logger.Info(fmt.Sprintf("usage: pruned %d samples", n))
+		}
+		return err
+	})
+	if err != nil && ctx.Err() == nil {
+		a.logger.Warn("usage: pruning", zap.Error(err))
+	}
+}
+
+// Stop ends the loops.
+func (a *App) Stop() error {
+	if a.unsub != nil {
+		a.unsub()
+	}
+	if a.cancel != nil {
+		a.cancel()
+		a.wg.Wait()
+	}
+	return nil
+}
+
+// parseGlobalOption reads `wisehosting_usage { sample_interval <d>; retention <d> }`.
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	a := new(App)
+	d.Next()
+	for d.NextBlock(0) {
+		key := d.Val()
+		var val string
+		if !d.AllArgs(&val) {
+			return nil, d.ArgErr()
+		}
+		dur, err := caddy.ParseDuration(val)
+		if err != nil || dur <= 0 {
+			return nil, d.Errf("%s: invalid duration %q", key, val)
+		}
+		switch key {
+		case "sample_interval":
+			a.SampleInterval = caddy.Duration(dur)
+		case "retention":
+			a.Retention = caddy.Duration(dur)
+		default:
+			return nil, d.Errf("unrecognized wisehosting_usage option %q", key)
+		}
+	}
+	return httpcaddyfile.App{Name: "wisehosting_usage", Value: caddyconfig.JSON(a, nil)}, nil
+}
+
+// Interface guards.
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+)

@@ -1,0 +1,55 @@
+package usage
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/wisehosting/wisehosting/internal/pgtest"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
+)
+
+func TestSamplingIntoBuckets(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	var teamA, teamB, app int64
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('a', 'a') RETURNING id").Scan(&teamA)
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('b', 'b') RETURNING id").Scan(&teamB)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name) VALUES ($1, 'a', 'a') RETURNING id", teamA).Scan(&app)
+	m := New(db.Pool)
+	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	// Three samples in one 5-minute bucket, the network counter restarting once.
+	for i, s := range []wsproto.AppStats{
+		{AppID: app, CPUPercent: 10, MemBytes: 100, NetRxBytes: 1000, NetTxBytes: 10, DiskBytes: 5},
+		{AppID: app, CPUPercent: 30, MemBytes: 300, NetRxBytes: 1500, NetTxBytes: 30, DiskBytes: 6},
+		{AppID: app, CPUPercent: 20, MemBytes: 200, NetRxBytes: 200, NetTxBytes: 40, DiskBytes: 7},
+	} {
+		m.Observe([]wsproto.AppStats{s, {AppID: 999999, CPUPercent: 1}}) // a deleted app is ignored
+		if _, err := m.Sample(ctx, t0.Add(time.Duration(i)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Observe([]wsproto.AppStats{{AppID: app, CPUPercent: 50, MemBytes: 50, NetRxBytes: 300, NetTxBytes: 40}})
+	m.Sample(ctx, t0.Add(6*time.Minute)) // next bucket
+
+	pts, err := Series(ctx, db.Pool, teamA, app, t0.Add(-time.Hour))
+	if err != nil || len(pts) != 2 {
+		t.Fatalf("%+v %v", pts, err)
+	}
+	p := pts[0]
+	if p.CPUAvg != 20 || p.CPUMax != 30 || p.MemAvg != 200 || p.MemMax != 300 || p.DiskBytes != 7 {
+		t.Fatalf("bucket %+v", p)
+	}
+	// rx: first sample 0 (no baseline), then +500, then restart → +200.
+	if p.NetRxBytes != 700 || p.NetTxBytes != 30 || pts[1].NetRxBytes != 100 {
+		t.Fatalf("network %+v / %+v", p, pts[1])
+	}
+	if leak, _ := Series(ctx, db.Pool, teamB, app, t0.Add(-time.Hour)); len(leak) != 0 {
+		t.Fatal("another team read the usage")
+	}
+	n, err := Prune(ctx, db.Pool, t0.Add(91*24*time.Hour), 90*24*time.Hour)
+	if err != nil || n != 2 {
+		t.Fatalf("pruned %d %v", n, err)
+	}
+}
