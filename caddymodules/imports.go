@@ -4,6 +4,7 @@
 package caddymodules
 
 import (
+	_ "github.com/wisehosting/wisehosting/caddymodules/alerts"
 	_ "github.com/wisehosting/wisehosting/caddymodules/api"
 	_ "github.com/wisehosting/wisehosting/caddymodules/certs"
 	_ "github.com/wisehosting/wisehosting/caddymodules/core"

@@ -1,0 +1,148 @@
+// Package alerts is the `wisehosting_alerts` Caddy app: every 30 seconds
+// it evaluates the alert rules (internal/alerts) and publishes AlertFired
+// and AlertResolved events, which the webhooks app delivers.
+package alerts
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/alerts"
+	"github.com/wisehosting/wisehosting/internal/events"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+	httpcaddyfile.RegisterGlobalOption("wisehosting_alerts", parseGlobalOption)
+}
+
+// App evaluates alert rules.
+type App struct {
+	// Evaluation interval. Default: 30s.
+	Interval caddy.Duration `json:"interval,omitempty"`
+	// A condition must stay false this long before its alert resolves.
+	// Default: 2m.
+	ClearFor caddy.Duration `json:"clear_for,omitempty"`
+	// The shortest an alert lasts. Default: 5m.
+	MinDuration caddy.Duration `json:"min_duration,omitempty"`
+
+	wh     *core.App
+	logger *zap.Logger
+	eval   *alerts.Evaluator
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "wisehosting_alerts", New: func() caddy.Module { return new(App) }}
+}
+
+// Provision builds the evaluator.
+func (a *App) Provision(ctx caddy.Context) error {
+	wh, err := core.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	a.wh, a.logger = wh, ctx.Logger()
+	if a.Interval <= 0 {
+		a.Interval = caddy.Duration(30 * time.Second)
+	}
+	a.eval = &alerts.Evaluator{Pool: wh.Pool(), ClearFor: time.Duration(a.ClearFor), MinDuration: time.Duration(a.MinDuration)}
+	return nil
+}
+
+// Start runs the evaluation loop.
+func (a *App) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		t := time.NewTicker(time.Duration(a.Interval))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				a.RunOnce(ctx, now)
+			}
+		}
+	}()
+	return nil
+}
+
+// RunOnce evaluates the rules at now and publishes the changes.
+func (a *App) RunOnce(ctx context.Context, now time.Time) {
+	changes, err := a.eval.Evaluate(ctx, now)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.logger.Error("alerts: evaluating rules", zap.Error(err))
+		}
+		return
+	}
+	for _, c := range changes {
+		kind := events.AlertResolved
+		if c.Fired {
+			kind = events.AlertFired
+			a.logger.Warn(fmt.Sprintf("alerts: fired %s for app %d", c.Kind, c.AppID), zap.String("message", c.Message))
+		} else {
+			a.logger.Info(fmt.Sprintf("alerts: resolved %s for app %d", c.Kind, c.AppID))
+		}
+		a.wh.Events().Publish(events.Event{Kind: kind, AppID: c.AppID, Data: map[string]any{
+			"alert_id": c.AlertID, "rule_id": c.RuleID, "kind": c.Kind, "value": c.Value, "message": c.Message}})
+	}
+}
+
+// Stop ends the loop.
+func (a *App) Stop() error {
+	if a.cancel != nil {
+		a.cancel()
+		a.wg.Wait()
+	}
+	return nil
+}
+
+// parseGlobalOption reads `wisehosting_alerts { interval <d>; clear_for <d>; min_duration <d> }`.
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	a := new(App)
+	d.Next()
+	for d.NextBlock(0) {
+		key := d.Val()
+		var val string
+		if !d.AllArgs(&val) {
+			return nil, d.ArgErr()
+		}
+		dur, err := caddy.ParseDuration(val)
+		if err != nil || dur <= 0 {
+			return nil, d.Errf("%s: invalid duration %q", key, val)
+		}
+		switch key {
+		case "interval":
+			a.Interval = caddy.Duration(dur)
+		case "clear_for":
+			a.ClearFor = caddy.Duration(dur)
+		case "min_duration":
+			a.MinDuration = caddy.Duration(dur)
+		default:
+			return nil, d.Errf("unrecognized wisehosting_alerts option %q", key)
+		}
+	}
+	return httpcaddyfile.App{Name: "wisehosting_alerts", Value: caddyconfig.JSON(a, nil)}, nil
+}
+
+// Interface guards.
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+)
