@@ -159,17 +159,20 @@ func (d *Dispatcher) DeliverNow(ctx context.Context, deliveryID int64) error {
 }
 
 func (d *Dispatcher) send(ctx context.Context, c claimed) error {
-	var urlEnc, secEnc string
+	var urlEnc, secEnc, kind string
 	var prevEnc *string
 	var teamID int64
-	err := d.Pool.QueryRow(ctx, "SELECT team_id, url_enc, secret_enc, previous_secret_enc FROM webhooks WHERE id = $1", c.webhookID).
-		Scan(&teamID, &urlEnc, &secEnc, &prevEnc)
+	err := d.Pool.QueryRow(ctx, "SELECT team_id, kind, url_enc, secret_enc, previous_secret_enc FROM webhooks WHERE id = $1", c.webhookID).
+		Scan(&teamID, &kind, &urlEnc, &secEnc, &prevEnc)
 	if err != nil {
 		return d.record(ctx, c, 0, fmt.Errorf("loading webhook: %w", err))
 	}
 	target, err := d.Keyring.DecryptString(secrets.PurposeWebhooks, urlEnc, hookAD(teamID))
 	if err != nil {
 		return d.record(ctx, c, 0, err)
+	}
+	if kind == "shoutrrr" {
+		return d.record(ctx, c, 0, d.sendChannel(target, c.event, c.payload))
 	}
 	keys := []string{}
 	for _, enc := range []*string{&secEnc, prevEnc} {

@@ -204,3 +204,5 @@ func Verify(secret, msgID string, ts int64, body []byte, header string) bool {
 	}
 	return slices.ContainsFunc(strings.Fields(header), func(s string) bool { return hmac.Equal([]byte(s), []byte(want)) })
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
