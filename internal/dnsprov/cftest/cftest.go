@@ -37,6 +37,18 @@ type Server struct {
 	records []Record
 	next    int
 	Writes  int
+	// Requests counts API calls, including refused ones.
+	Requests int
+	failures []int
+}
+
+// FailNext makes the next len(codes) API calls fail with those statuses,
+// the way Cloudflare does when it rate-limits (429 with Retry-After) or has
+// an outage (5xx).
+func (s *Server) FailNext(codes ...int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures = append(s.failures, codes...)
 }
 
 // Start runs both servers until the test ends.
@@ -89,6 +101,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.Requests++
+	if len(s.failures) > 0 {
+		code := s.failures[0]
+		s.failures = s.failures[1:]
+		if code == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "1")
+		}
+		s.reply(w, code, nil, http.StatusText(code))
+		return
+	}
 	base := "/zones/" + s.ZoneID + "/dns_records"
 	q := r.URL.Query()
 	switch {

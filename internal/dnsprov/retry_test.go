@@ -1,0 +1,120 @@
+package dnsprov
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libdns/libdns"
+
+	"github.com/wisehosting/wisehosting/internal/dnsprov/cftest"
+	"github.com/wisehosting/wisehosting/internal/httpx"
+)
+
+var fastRetry = httpx.WithRetry(httpx.RetryConfig{MaxAttempts: 4, BaseDelay: 5 * time.Millisecond, MaxDelay: 20 * time.Millisecond})
+
+// Rate limits and outages of the provider are retried by the shared
+// client; a persistent failure surfaces with its status.
+func TestCloudflareRetriesThroughSharedClient(t *testing.T) {
+	t.Parallel()
+	cf := cftest.Start(t, "example.com", "cf-token")
+	p, err := New("cloudflare", "cf-token", cf.URL, fastRetry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cf.FailNext(http.StatusTooManyRequests, http.StatusBadGateway)
+	if err := EnsureRecord(ctx, p, "example.com", "www", "CNAME", "proxy.example.net.", time.Hour); err != nil {
+		t.Fatalf("ensure after 429 and 502: %v", err)
+	}
+	if recs := cf.Records(); len(recs) != 1 || recs[0].Content != "proxy.example.net." && recs[0].Content != "proxy.example.net" {
+		t.Fatalf("records %+v", recs)
+	}
+	if cf.Requests < 5 { // zone lookup ×3, list, create
+		t.Fatalf("only %d requests: the failures were not retried", cf.Requests)
+	}
+
+	cf.FailNext(503, 503, 503, 503)
+	before := cf.Requests
+	_, err = p.GetRecords(ctx, "example.com")
+	if httpx.StatusOf(err) != 503 {
+		t.Fatalf("persistent outage: %v", err)
+	}
+	if n := cf.Requests - before; n != 4 {
+		t.Fatalf("%d attempts, want 4", n)
+	}
+	// A refused write (4xx) is not retried.
+	cf.FailNext(400)
+	before = cf.Requests
+	if err := EnsureRecord(ctx, p, "example.com", "api", "A", "203.0.113.9", time.Hour); httpx.StatusOf(err) != 400 {
+		t.Fatalf("bad request: %v", err)
+	}
+	if n := cf.Requests - before; n != 1 {
+		t.Fatalf("a 400 was tried %d times", n)
+	}
+}
+
+// Records from the provider's API are untrusted input: converting any of
+// them must not panic, and known types keep name, type and content.
+func FuzzCloudflareRecord(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"r1","type":"A","name":"www.example.com","content":"203.0.113.1","ttl":1}`,
+		`{"id":"r2","type":"TXT","name":"_acme-challenge.example.com","content":"\"abc\"","ttl":120}`,
+		`{"id":"r3","type":"CNAME","name":"example.com","content":"x.example.net","ttl":300}`,
+		`{"id":"r4","type":"MX","name":"example.com","content":"mail.example.com","ttl":300}`,
+		`{"id":"r5","type":"AAAA","name":"v6.example.com","content":"not-an-ip","ttl":-5}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var env cfEnvelope[cfRecord]
+		if err := json.Unmarshal([]byte(`{"success":true,"result":`+s+`}`), &env); err != nil {
+			return
+		}
+		rec, err := toLibdns(env.Result, "example.com")
+		if err != nil || rec == nil {
+			return
+		}
+		rr := rec.RR()
+		if rr.Type != env.Result.Type {
+			t.Fatalf("type %q became %q", env.Result.Type, rr.Type)
+		}
+		back := fromLibdns(rec, "example.com")
+		if !strings.EqualFold(strings.TrimSuffix(back.Name, "."), strings.TrimSuffix(libdns.AbsoluteName(rr.Name, "example.com."), ".")) {
+			t.Fatalf("name %q round-tripped to %q", rr.Name, back.Name)
+		}
+	})
+}
+
+func BenchmarkEnsureRecordUnchanged(b *testing.B) {
+	cf := cftest.Start(b, "example.com", "cf-token")
+	p, _ := New("cloudflare", "cf-token", cf.URL)
+	ctx := context.Background()
+	if err := EnsureRecord(ctx, p, "example.com", "*.apps", "A", "203.0.113.20", 5*time.Minute); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := EnsureRecord(ctx, p, "example.com", "*.apps", "A", "203.0.113.20", 5*time.Minute); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkACMEChallengeSetClear(b *testing.B) {
+	cf := cftest.Start(b, "example.com", "cf-token")
+	p, _ := New("cloudflare", "cf-token", cf.URL)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := SetACMEChallenge(ctx, p, "example.com", "*.apps.example.com", "digest"); err != nil {
+			b.Fatal(err)
+		}
+		if err := ClearACMEChallenge(ctx, p, "example.com", "*.apps.example.com", "digest"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
