@@ -70,15 +70,34 @@ func Sync(ctx context.Context, pool *pgxpool.Pool, now time.Time, warn time.Dura
 	if err := rows.Err(); err != nil {
 		return ch, err
 	}
+	type prev struct {
+		notAfter *time.Time
+		status   string
+	}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		ch = Changes{}
-		for _, c := range found {
-			var prevAfter *time.Time
-			var prevStatus string
-			err := tx.QueryRow(ctx, "SELECT not_after, status FROM certificates WHERE hostname = $1 FOR UPDATE", c.Hostname).Scan(&prevAfter, &prevStatus)
-			if err != nil && err != pgx.ErrNoRows {
+		// One read of the table, then writes only for what changed: a
+		// steady-state sync is a single query.
+		rows, err := tx.Query(ctx, "SELECT hostname, not_after, status FROM certificates FOR UPDATE")
+		if err != nil {
+			return err
+		}
+		known := map[string]prev{}
+		for rows.Next() {
+			var h string
+			var p prev
+			if err := rows.Scan(&h, &p.notAfter, &p.status); err != nil {
+				rows.Close()
 				return err
 			}
+			known[h] = p
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, c := range found {
+			p, seen := known[c.Hostname]
 			status := "valid"
 			switch {
 			case !c.NotAfter.After(now):
@@ -86,18 +105,22 @@ func Sync(ctx context.Context, pool *pgxpool.Pool, now time.Time, warn time.Dura
 			case c.NotAfter.Sub(now) < warn:
 				status = "expiring"
 			}
+			if seen && p.status == status && p.notAfter != nil && p.notAfter.Equal(c.NotAfter) {
+				continue
+			}
 			if _, err := tx.Exec(ctx, `INSERT INTO certificates (hostname, issuer, not_before, not_after, status, updated_at)
 				VALUES ($1, $2, $3, $4, $5, now())
 				ON CONFLICT (hostname) DO UPDATE SET issuer = $2, not_before = $3, not_after = $4, status = $5, updated_at = now()`,
 				c.Hostname, c.Issuer, c.NotBefore, c.NotAfter, status); err != nil {
 				return err
 			}
-			if prevAfter == nil || c.NotAfter.After(*prevAfter) {
+			if p.notAfter == nil || c.NotAfter.After(*p.notAfter) {
 				ch.Provisioned = append(ch.Provisioned, c)
 			}
-			if status != "valid" && prevStatus == "valid" || status != "valid" && prevAfter == nil {
+			if status != "valid" && (p.status == "valid" || p.notAfter == nil) {
 				ch.Expiring = append(ch.Expiring, c)
 			}
+			known[c.Hostname] = prev{notAfter: &c.NotAfter, status: status}
 		}
 		return nil
 	})

@@ -69,7 +69,7 @@ type zone struct {
 	addr string
 }
 
-func newZone(t *testing.T) *zone {
+func newZone(t testing.TB) *zone {
 	z := &zone{txt: map[string][]string{}, a: map[string]string{}}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
