@@ -211,7 +211,9 @@ func TestVerifyTimeoutAndCloudflare(t *testing.T) {
 
 	z := newZone(t)
 	f2 := setup(t, z.addr)
+	z.mu.Lock()
 	z.a["orange.example.org"] = "104.21.32.1" // Cloudflare anycast
+	z.mu.Unlock()
 	d2, _ := f2.svc.Add(ctx, f2.teamA, f2.appA, "orange.example.org")
 	_, err := f2.svc.Verify(ctx, f2.teamA, d2.ID)
 	if !errors.Is(err, ErrNoRecord) || !strings.Contains(err.Error(), "orange cloud") {
@@ -229,7 +231,9 @@ func TestDomainsAreTeamScoped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	z.mu.Lock()
 	z.txt["_wisehosting.private.example.com"] = []string{d.Token}
+	z.mu.Unlock()
 	if _, err := f.svc.Get(ctx, f.teamB, d.ID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("get: %v", err)
 	}
@@ -248,5 +252,42 @@ func TestDomainsAreTeamScoped(t *testing.T) {
 	// Still intact for its owner.
 	if got, err := f.svc.Get(ctx, f.teamA, d.ID); err != nil || got.VerifiedAt != nil {
 		t.Fatalf("owner view %+v %v", got, err)
+	}
+}
+
+// An unreachable resolver, or one with a stale negative answer, does not
+// hide the record from the others.
+func TestVerifyAsksResolversInParallel(t *testing.T) {
+	t.Parallel()
+	good, stale := newZone(t), newZone(t)
+	f := setup(t, silent(t), stale.addr, good.addr)
+	f.svc.Verifier.Timeout = 3 * time.Second
+	ctx := context.Background()
+	d, err := f.svc.Add(ctx, f.teamA, f.appA, "multi.example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good.mu.Lock()
+	good.txt["_wisehosting.multi.example.org"] = []string{d.Token}
+	good.mu.Unlock()
+	start := time.Now()
+	if d, err = f.svc.Verify(ctx, f.teamA, d.ID); err != nil || d.VerifiedAt == nil {
+		t.Fatalf("verify: %+v %v", d, err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("verification waited %s for the silent resolver", el)
+	}
+
+	// Only negative answers plus a silent resolver: "no record" after the
+	// grace period, not a timeout.
+	f2 := setup(t, silent(t), stale.addr)
+	f2.svc.Verifier.Timeout = 5 * time.Second
+	d2, _ := f2.svc.Add(ctx, f2.teamA, f2.appA, "missing.example.org")
+	start = time.Now()
+	if _, err := f2.svc.Verify(ctx, f2.teamA, d2.ID); !errors.Is(err, ErrNoRecord) {
+		t.Fatalf("no record: %v", err)
+	}
+	if el := time.Since(start); el > 3500*time.Millisecond {
+		t.Fatalf("negative answer took %s", el)
 	}
 }

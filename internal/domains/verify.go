@@ -71,23 +71,9 @@ func (v *Verifier) Check(ctx context.Context, host, token string) error {
 		servers = DefaultResolvers
 	}
 	name := "_wisehosting." + host
-	var records []string
-	var lastErr error
-	for _, s := range servers {
-		r := v.resolver(s)
-		txt, err := r.LookupTXT(ctx, name)
-		if err == nil {
-			records, lastErr = txt, nil
-			break
-		}
-		lastErr = err
-		var de *net.DNSError
-		if errors.As(err, &de) && de.IsNotFound {
-			break // authoritative "no such record": other resolvers agree
-		}
-	}
+	records, lastErr := v.lookup(ctx, servers, name, token)
 	switch {
-	case lastErr != nil && (errors.Is(ctx.Err(), context.DeadlineExceeded) || isTimeout(lastErr)):
+	case lastErr != nil && (errors.Is(lastErr, context.DeadlineExceeded) || isTimeout(lastErr)):
 		return &VerifyError{ErrTimeout, fmt.Sprintf("looking up %s timed out after %s; check that the domain's name servers answer, then try again", name, timeout)}
 	case lastErr != nil || len(records) == 0:
 		msg := fmt.Sprintf("no TXT record found at %s; add it (value shown above) and allow a few minutes for DNS to update", name)
@@ -104,19 +90,107 @@ func (v *Verifier) Check(ctx context.Context, host, token string) error {
 	return &VerifyError{ErrWrongValue, fmt.Sprintf("the TXT record at %s has %q, not this domain's token; replace it with the value shown above", name, records[0])}
 }
 
+// graceAfterAnswer is how long lookup waits for the other resolvers once
+// one has answered without the token: a resolver with a stale negative
+// cache should not hide a record the others already see.
+const graceAfterAnswer = time.Second
+
+// lookup asks every resolver at once, so one unreachable resolver costs
+// nothing when another answers. A record holding token wins at once;
+// otherwise any TXT answer beats "not found", which beats an error.
+func (v *Verifier) lookup(ctx context.Context, servers []string, name, token string) ([]string, error) {
+	type result struct {
+		txt []string
+		err error
+	}
+	results := make(chan result, len(servers))
+	for _, s := range servers {
+		go func() {
+			txt, err := v.resolver(s).LookupTXT(ctx, name)
+			results <- result{txt, err}
+		}()
+	}
+	rank := func(r result) int {
+		var de *net.DNSError
+		switch {
+		case r.err == nil && len(r.txt) > 0:
+			return 3
+		case r.err == nil || errors.As(r.err, &de) && de.IsNotFound:
+			return 2
+		}
+		return 1
+	}
+	var best result
+	have := false
+	var grace <-chan time.Time
+	for range servers {
+		var r result
+		select {
+		case r = <-results:
+		case <-grace:
+			return best.txt, best.err
+		case <-ctx.Done():
+			if !have {
+				return nil, ctx.Err()
+			}
+			return best.txt, best.err
+		}
+		for _, t := range r.txt {
+			if strings.TrimSpace(t) == token {
+				return r.txt, nil
+			}
+		}
+		if !have || rank(r) > rank(best) {
+			best, have = r, true
+		}
+		if rank(r) >= 2 && grace == nil {
+			grace = time.After(graceAfterAnswer)
+		}
+	}
+	return best.txt, best.err
+}
+
 func isTimeout(err error) bool {
 	var de *net.DNSError
 	return errors.As(err, &de) && de.IsTimeout
 }
 
+// behindCloudflare reports whether host resolves into Cloudflare's ranges,
+// asking every resolver at once for at most two seconds (it only refines
+// an error message).
 func (v *Verifier) behindCloudflare(ctx context.Context, servers []string, host string) bool {
 	if ctx.Err() != nil || len(servers) == 0 {
 		return false
 	}
-	ips, err := v.resolver(servers[0]).LookupNetIP(ctx, "ip", host)
-	if err != nil {
-		return false
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	answers := make(chan bool, len(servers))
+	for _, s := range servers {
+		go func() {
+			ips, err := v.resolver(s).LookupNetIP(ctx, "ip", host)
+			answers <- err == nil && inCloudflare(ips)
+		}()
 	}
+	var grace <-chan time.Time
+	for range servers {
+		select {
+		case yes := <-answers:
+			if yes {
+				return true
+			}
+			if grace == nil {
+				grace = time.After(graceAfterAnswer)
+			}
+		case <-grace:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return false
+}
+
+func inCloudflare(ips []netip.Addr) bool {
 	for _, ip := range ips {
 		for _, p := range cloudflare {
 			if p.Contains(ip.Unmap()) {
