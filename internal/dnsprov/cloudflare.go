@@ -7,7 +7,6 @@ package dnsprov
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -314,18 +313,6 @@ func (c *Cloudflare) DeleteRecords(ctx context.Context, zone string, recs []libd
 		}
 	}
 	return out, nil
-}
-
-// New returns the named provider.
-func New(provider, token, apiURL string, opts ...httpx.Option) (Provider, error) {
-	switch provider {
-	case "cloudflare":
-		if token == "" {
-			return nil, errors.New("cloudflare: an API token is required")
-		}
-		return &Cloudflare{APIToken: token, APIURL: apiURL, HTTPOptions: opts}, nil
-	}
-	return nil, fmt.Errorf("unknown DNS provider %q (cloudflare)", provider)
 }
 
 // Interface guard.

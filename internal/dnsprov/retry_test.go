@@ -118,3 +118,32 @@ func BenchmarkACMEChallengeSetClear(b *testing.B) {
 		}
 	}
 }
+
+// Providers are pluggable: another registered name is built with the same
+// configuration path the Cloudflare one uses.
+func TestRegistry(t *testing.T) {
+	var got Config
+	Register("test-registry", func(c Config) (Provider, error) {
+		got = c
+		return &Cloudflare{APIToken: c.Token, APIURL: c.APIURL}, nil
+	})
+	p, err := New("test-registry", "tok", "http://127.0.0.1:9/api", fastRetry)
+	if err != nil || p == nil || got.Token != "tok" || got.APIURL != "http://127.0.0.1:9/api" || len(got.HTTPOptions) != 1 {
+		t.Fatalf("%v %v %+v", p, err, got)
+	}
+	if names := strings.Join(Names(), ","); !strings.Contains(names, "cloudflare") || !strings.Contains(names, "test-registry") {
+		t.Fatalf("names %s", names)
+	}
+	if _, err := New("route66", "x", ""); err == nil || !strings.Contains(err.Error(), "cloudflare") {
+		t.Fatalf("unknown provider: %v", err)
+	}
+	if _, err := New("cloudflare", "", ""); err == nil {
+		t.Fatal("cloudflare without a token accepted")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("duplicate registration accepted")
+		}
+	}()
+	Register("cloudflare", nil)
+}

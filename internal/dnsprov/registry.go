@@ -1,0 +1,71 @@
+package dnsprov
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/wisehosting/wisehosting/internal/httpx"
+)
+
+// Config is what a provider is built from: an API credential, an optional
+// API base URL (for compatible endpoints and tests) and options for the
+// shared retrying client every provider must use for its calls.
+type Config struct {
+	Token       string
+	APIURL      string
+	HTTPOptions []httpx.Option
+}
+
+// Factory builds a provider from its configuration.
+type Factory func(Config) (Provider, error)
+
+var (
+	regMu     sync.RWMutex
+	factories = map[string]Factory{}
+)
+
+// Register makes a provider available under name. Registering a name twice
+// is a programming error.
+func Register(name string, f Factory) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := factories[name]; dup {
+		panic("dnsprov: provider " + name + " registered twice")
+	}
+	factories[name] = f
+}
+
+// Names lists the registered providers, sorted.
+func Names() []string {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	var out []string
+	for n := range factories {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// New returns the named provider.
+func New(provider, token, apiURL string, opts ...httpx.Option) (Provider, error) {
+	regMu.RLock()
+	f := factories[provider]
+	regMu.RUnlock()
+	if f == nil {
+		return nil, fmt.Errorf("unknown DNS provider %q (%s)", provider, strings.Join(Names(), ", "))
+	}
+	return f(Config{Token: token, APIURL: apiURL, HTTPOptions: opts})
+}
+
+func init() {
+	Register("cloudflare", func(c Config) (Provider, error) {
+		if c.Token == "" {
+			return nil, errors.New("cloudflare: an API token is required")
+		}
+		return &Cloudflare{APIToken: c.Token, APIURL: c.APIURL, HTTPOptions: c.HTTPOptions}, nil
+	})
+}
