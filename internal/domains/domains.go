@@ -184,19 +184,32 @@ func (s *Service) Verify(ctx context.Context, teamID, domainID int64) (Domain, e
 	}
 	verr := s.Verifier.Check(ctx, d.Hostname, d.Token)
 	if verr != nil {
-		s.Pool.Exec(ctx, "UPDATE domains SET last_check_at = now(), last_error = $2 WHERE id = $1", d.ID, verr.Error())
+		if _, err := s.Pool.Exec(ctx, "UPDATE domains SET last_check_at = now(), last_error = $2 WHERE id = $1 AND verified_at IS NULL", d.ID, verr.Error()); err != nil {
+			return d, fmt.Errorf("recording verification result: %w", err)
+		}
+		d.LastError = verr.Error()
 		return d, verr
 	}
+	// Only the call that flips verified_at reports it: concurrent
+	// verifications publish one event.
+	var flipped bool
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `UPDATE domains SET verified_at = now(), last_check_at = now(), last_error = '' WHERE id = $1
-			RETURNING verified_at`, d.ID).Scan(&d.VerifiedAt); err != nil {
+		err := tx.QueryRow(ctx, `UPDATE domains SET verified_at = now(), last_check_at = now(), last_error = '' WHERE id = $1 AND verified_at IS NULL
+			RETURNING verified_at`, d.ID).Scan(&d.VerifiedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
-		d.LastError = ""
+		flipped, d.LastError = true, ""
 		return network.NotifyChanged(ctx, tx)
 	})
 	if err != nil {
 		return d, err
+	}
+	if !flipped {
+		return s.Get(ctx, teamID, domainID)
 	}
 	s.Events.Publish(events.Event{Kind: events.DomainVerified, TeamID: teamID, AppID: d.AppID, Data: map[string]any{"hostname": d.Hostname, "domain_id": d.ID}})
 	return d, nil

@@ -291,3 +291,41 @@ func TestVerifyAsksResolversInParallel(t *testing.T) {
 		t.Fatalf("negative answer took %s", el)
 	}
 }
+
+// Concurrent verifications of one domain report it verified once.
+func TestConcurrentVerifyPublishesOnce(t *testing.T) {
+	t.Parallel()
+	z := newZone(t)
+	f := setup(t, z.addr)
+	var mu sync.Mutex
+	verified := 0
+	f.svc.Events.Subscribe(func(e events.Event) {
+		if e.Kind == events.DomainVerified {
+			mu.Lock()
+			verified++
+			mu.Unlock()
+		}
+	})
+	ctx := context.Background()
+	d, err := f.svc.Add(ctx, f.teamA, f.appA, "race.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	z.mu.Lock()
+	z.txt["_wisehosting.race.example.com"] = []string{d.Token}
+	z.mu.Unlock()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if got, err := f.svc.Verify(ctx, f.teamA, d.ID); err != nil || got.VerifiedAt == nil {
+				t.Errorf("verify: %+v %v", got, err)
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if verified != 1 {
+		t.Fatalf("%d DomainVerified events", verified)
+	}
+}
