@@ -11,6 +11,7 @@ package certs
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -68,6 +69,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.Warn = caddy.Duration(14 * 24 * time.Hour)
 	}
 	return a.provisionRenewal(ctx)
+}
+
+// Validate checks that an expiring certificate is seen before it expires:
+// the warning window must be longer than the check interval.
+func (a *App) Validate() error {
+	if a.Warn <= a.Interval {
+		return fmt.Errorf("wisehosting_certs: warn (%s) must exceed interval (%s)", time.Duration(a.Warn), time.Duration(a.Interval))
+	}
+	return nil
 }
 
 // Start runs the watcher.
@@ -178,12 +188,6 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	return httpcaddyfile.App{Name: "wisehosting_certs", Value: caddyconfig.JSON(a, nil)}, nil
 }
 
-// Interface guards.
-var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
-)
-
 func parseRenew(d *caddyfile.Dispenser) (*RenewConfig, error) {
 	r := new(RenewConfig)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
@@ -217,3 +221,10 @@ func parseRenew(d *caddyfile.Dispenser) (*RenewConfig, error) {
 	}
 	return r, nil
 }
+
+// Interface guards.
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
+)

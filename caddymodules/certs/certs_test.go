@@ -1,47 +1,90 @@
 package certs
 
 import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
-	_ "github.com/wisehosting/wisehosting/caddymodules/proxy"
-
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	_ "github.com/wisehosting/wisehosting/caddymodules/proxy"
 )
 
-func TestCaddyfile(t *testing.T) {
-	out, _, err := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}.Adapt([]byte("{\n\twisehosting_certs {\n\t\tinterval 5m\n\t\twarn 7d\n\t}\n}\n"), nil)
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func adapt(in string) (string, error) {
+	out, _, err := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}.Adapt([]byte(in), nil)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	if want := `{"apps":{"wisehosting_certs":{"interval":300000000000,"warn":604800000000000}}}`; string(out) != want {
-		t.Fatalf("got %s", out)
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, out, "", "\t"); err != nil {
+		return "", err
 	}
-	if _, _, err := (caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}).Adapt([]byte("{\n\twisehosting_certs {\n\t\twarn soon\n\t}\n}\n"), nil); err == nil {
-		t.Fatal("bad duration accepted")
+	return buf.String(), nil
+}
+
+// Golden files: the Caddyfile above "----------", the JSON it must adapt to
+// below it. Run `go test -run Golden -update` to regenerate.
+func TestCaddyfileGolden(t *testing.T) {
+	files, _ := filepath.Glob("testdata/caddyfile/*.txt")
+	if len(files) == 0 {
+		t.Fatal("no golden files")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, want, ok := strings.Cut(string(b), "\n----------\n")
+			if !ok {
+				t.Fatal("golden file lacks the ---------- separator")
+			}
+			got, err := adapt(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *update {
+				os.WriteFile(f, []byte(in+"\n----------\n"+got+"\n"), 0o644)
+				return
+			}
+			if strings.TrimSpace(got) != strings.TrimSpace(want) {
+				t.Errorf("adapted JSON differs\n--- got\n%s\n--- want\n%s", got, want)
+			}
+		})
 	}
 }
 
-func TestCaddyfileRenew(t *testing.T) {
-	in := `{
-	wisehosting_certs {
-		renew {
-			ca https://acme.example.com/directory
-			email ops@example.com
-			trusted_roots /etc/ssl/private-ca.pem
-			dns wisehosting cloudflare {
-				api_token secret-token
-			}
+func TestCaddyfileErrors(t *testing.T) {
+	for name, in := range map[string]string{
+		"bad duration":   "{\n\twisehosting_certs {\n\t\twarn soon\n\t}\n}\n",
+		"zero duration":  "{\n\twisehosting_certs {\n\t\tinterval 0s\n\t}\n}\n",
+		"unknown option": "{\n\twisehosting_certs {\n\t\tcolour blue\n\t}\n}\n",
+		"renew no ca":    "{\n\twisehosting_certs {\n\t\trenew {\n\t\t\temail a@b.c\n\t\t}\n\t}\n}\n",
+		"renew unknown":  "{\n\twisehosting_certs {\n\t\trenew {\n\t\t\tca https://x\n\t\t\tport 1\n\t\t}\n\t}\n}\n",
+		"missing arg":    "{\n\twisehosting_certs {\n\t\tinterval\n\t}\n}\n",
+	} {
+		if out, err := adapt(in); err == nil {
+			t.Errorf("%s: accepted as %s", name, out)
 		}
 	}
 }
-`
-	out, _, err := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}.Adapt([]byte(in), nil)
-	if err != nil {
+
+func TestValidate(t *testing.T) {
+	ok := &App{Interval: caddy.Duration(10 * time.Minute), Warn: caddy.Duration(14 * 24 * time.Hour)}
+	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"apps":{"wisehosting_certs":{"renew":{"ca":"https://acme.example.com/directory","email":"ops@example.com","trusted_roots_pem_files":["/etc/ssl/private-ca.pem"],"dns":{"api_token":"secret-token","name":"wisehosting","provider":"cloudflare"}}}}}`
-	if string(out) != want {
-		t.Fatalf("got  %s\nwant %s", out, want)
+	short := &App{Interval: caddy.Duration(time.Hour), Warn: caddy.Duration(30 * time.Minute)}
+	if err := short.Validate(); err == nil {
+		t.Fatal("a warning window shorter than the check interval accepted")
 	}
 }
