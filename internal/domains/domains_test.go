@@ -329,3 +329,18 @@ func TestConcurrentVerifyPublishesOnce(t *testing.T) {
 		t.Fatalf("%d DomainVerified events", verified)
 	}
 }
+
+func TestParseResolvers(t *testing.T) {
+	got, err := ParseResolvers(" 1.1.1.1, [2606:4700::1111]:53\n127.0.0.1:5353 2001:db8::1 ")
+	if want := "1.1.1.1:53,[2606:4700::1111]:53,127.0.0.1:5353,[2001:db8::1]:53"; err != nil || strings.Join(got, ",") != want {
+		t.Fatalf("%v %v", got, err)
+	}
+	for _, bad := range []string{"dns.google", "1.1.1.1:0", "1.1.1.1:99999", "fe80::1%eth0", "1.1.1"} {
+		if got, err := ParseResolvers(bad); err == nil {
+			t.Errorf("%q accepted as %v", bad, got)
+		}
+	}
+	if got, err := ParseResolvers(""); err != nil || len(got) != 0 {
+		t.Fatalf("empty: %v %v", got, err)
+	}
+}

@@ -14,6 +14,28 @@ import (
 // cache does not delay verification.
 var DefaultResolvers = []string{"1.1.1.1:53", "8.8.8.8:53", "9.9.9.9:53"}
 
+// ParseResolvers reads an operator's resolver list ("1.1.1.1, [2606:4700::1111]:53,
+// 9.9.9.9:5353"): IP addresses, port 53 unless given. Names are refused, as
+// resolving a resolver's name would need a resolver.
+func ParseResolvers(s string) ([]string, error) {
+	var out []string
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' }) {
+		if ap, err := netip.ParseAddrPort(f); err == nil {
+			if ap.Port() == 0 {
+				return nil, fmt.Errorf("resolver %q: port 0", f)
+			}
+			out = append(out, ap.String())
+			continue
+		}
+		ip, err := netip.ParseAddr(strings.Trim(f, "[]"))
+		if err != nil || ip.Zone() != "" {
+			return nil, fmt.Errorf("resolver %q: not an IP address or IP:port", f)
+		}
+		out = append(out, netip.AddrPortFrom(ip, 53).String())
+	}
+	return out, nil
+}
+
 // Verifier looks verification records up.
 type Verifier struct {
 	// Resolvers (host:port) asked in turn; default DefaultResolvers.
