@@ -178,7 +178,7 @@ func TestAddVerifyRemove(t *testing.T) {
 	}
 	// Right value.
 	z.mu.Lock()
-	z.txt["_wisehosting.www.customer.com"] = []string{"v=other", d.Token}
+	z.txt["_wisehosting.www.customer.com"] = []string{"v=other", `"` + d.Token + `" `}
 	z.mu.Unlock()
 	d, err = f.svc.Verify(ctx, f.teamA, d.ID)
 	if err != nil || d.VerifiedAt == nil {

@@ -2,6 +2,7 @@ package domains
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -105,11 +106,11 @@ func (v *Verifier) Check(ctx context.Context, host, token string) error {
 		return &VerifyError{ErrNoRecord, msg}
 	}
 	for _, r := range records {
-		if strings.TrimSpace(r) == token {
+		if matches(r, token) {
 			return nil
 		}
 	}
-	return &VerifyError{ErrWrongValue, fmt.Sprintf("the TXT record at %s has %q, not this domain's token; replace it with the value shown above", name, records[0])}
+	return &VerifyError{ErrWrongValue, fmt.Sprintf("the TXT record at %s has %q, not this domain's token; replace it with the value shown above", name, shorten(records[0], 80))}
 }
 
 // graceAfterAnswer is how long lookup waits for the other resolvers once
@@ -158,7 +159,7 @@ func (v *Verifier) lookup(ctx context.Context, servers []string, name, token str
 			return best.txt, best.err
 		}
 		for _, t := range r.txt {
-			if strings.TrimSpace(t) == token {
+			if matches(t, token) {
 				return r.txt, nil
 			}
 		}
@@ -170,6 +171,20 @@ func (v *Verifier) lookup(ctx context.Context, servers []string, name, token str
 		}
 	}
 	return best.txt, best.err
+}
+
+// matches compares a TXT value with the token in constant time, ignoring
+// the spaces and quotes that DNS control panels sometimes keep.
+func matches(txt, token string) bool {
+	v := strings.Trim(strings.TrimSpace(txt), `"'`)
+	return len(v) == len(token) && subtle.ConstantTimeCompare([]byte(v), []byte(token)) == 1
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 func isTimeout(err error) bool {
