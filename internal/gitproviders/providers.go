@@ -124,6 +124,56 @@ func validSegment(s string) error {
 // maxPages bounds pagination against a provider that never stops.
 const maxPages = 50
 
+// pages fetches path page by page (page-number APIs: GitHub, GitLab,
+// Gitea) until a page is shorter than size. sizeParam names the page-size
+// query parameter.
+func pages[T any](ctx context.Context, r Requester, path, sizeParam string, size int) ([]T, error) {
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	var out []T
+	for page := 1; page <= maxPages; page++ {
+		var batch []T
+		if err := r.Do(ctx, http.MethodGet, fmt.Sprintf("%s%s%s=%d&page=%d", path, sep, sizeParam, size, page), nil, &batch); err != nil {
+			return nil, err
+		}
+		out = append(out, batch...)
+		if len(batch) < size {
+			break
+		}
+	}
+	return out, nil
+}
+
+// ghBranch is a branch as GitHub and Gitea list it (commit id under sha or id).
+type ghBranch struct {
+	Name   string `json:"name"`
+	Commit struct {
+		SHA string `json:"sha"`
+		ID  string `json:"id"`
+	} `json:"commit"`
+}
+
+func branchesOf(bs []ghBranch) []Branch {
+	out := make([]Branch, len(bs))
+	for i, b := range bs {
+		out[i] = Branch{Name: b.Name, Commit: b.Commit.SHA}
+		if out[i].Commit == "" {
+			out[i].Commit = b.Commit.ID
+		}
+	}
+	return out
+}
+
+func reposOf(rs []ghRepo) []Repo {
+	out := make([]Repo, len(rs))
+	for i, r := range rs {
+		out[i] = Repo(r)
+	}
+	return out
+}
+
 // --- GitHub (REST v3) -------------------------------------------------------
 
 type github struct{ r Requester }
@@ -143,20 +193,8 @@ func (g *github) Repos(ctx context.Context, org string) ([]Repo, error) {
 		}
 		path = "/orgs/" + url.PathEscape(org) + "/repos?sort=pushed"
 	}
-	var out []Repo
-	for page := 1; page <= maxPages; page++ {
-		var batch []ghRepo
-		if err := g.r.Do(ctx, http.MethodGet, path+"&per_page=100&page="+strconv.Itoa(page), nil, &batch); err != nil {
-			return nil, err
-		}
-		for _, r := range batch {
-			out = append(out, Repo(r))
-		}
-		if len(batch) < 100 {
-			break
-		}
-	}
-	return out, nil
+	rs, err := pages[ghRepo](ctx, g.r, path, "per_page", 100)
+	return reposOf(rs), err
 }
 
 func (g *github) Orgs(ctx context.Context) ([]string, error) {
@@ -177,25 +215,8 @@ func (g *github) Branches(ctx context.Context, repo string) ([]Branch, error) {
 	if err := validRepo(repo); err != nil {
 		return nil, err
 	}
-	var out []Branch
-	for page := 1; page <= maxPages; page++ {
-		var batch []struct {
-			Name   string `json:"name"`
-			Commit struct {
-				SHA string `json:"sha"`
-			} `json:"commit"`
-		}
-		if err := g.r.Do(ctx, http.MethodGet, "/repos/"+repo+"/branches?per_page=100&page="+strconv.Itoa(page), nil, &batch); err != nil {
-			return nil, err
-		}
-		for _, b := range batch {
-			out = append(out, Branch{Name: b.Name, Commit: b.Commit.SHA})
-		}
-		if len(batch) < 100 {
-			break
-		}
-	}
-	return out, nil
+	bs, err := pages[ghBranch](ctx, g.r, "/repos/"+repo+"/branches", "per_page", 100)
+	return branchesOf(bs), err
 }
 
 func (g *github) CreateHook(ctx context.Context, repo string, spec HookSpec) (Hook, error) {
@@ -474,20 +495,8 @@ func (g *gitea) Repos(ctx context.Context, org string) ([]Repo, error) {
 		}
 		path = "/orgs/" + url.PathEscape(org) + "/repos?"
 	}
-	var out []Repo
-	for page := 1; page <= maxPages; page++ {
-		var batch []ghRepo
-		if err := g.r.Do(ctx, http.MethodGet, path+"limit=50&page="+strconv.Itoa(page), nil, &batch); err != nil {
-			return nil, err
-		}
-		for _, r := range batch {
-			out = append(out, Repo(r))
-		}
-		if len(batch) < 50 {
-			break
-		}
-	}
-	return out, nil
+	rs, err := pages[ghRepo](ctx, g.r, strings.TrimSuffix(path, "?"), "limit", 50)
+	return reposOf(rs), err
 }
 
 func (g *gitea) Orgs(ctx context.Context) ([]string, error) {
@@ -508,25 +517,8 @@ func (g *gitea) Branches(ctx context.Context, repo string) ([]Branch, error) {
 	if err := validRepo(repo); err != nil {
 		return nil, err
 	}
-	var out []Branch
-	for page := 1; page <= maxPages; page++ {
-		var batch []struct {
-			Name   string `json:"name"`
-			Commit struct {
-				ID string `json:"id"`
-			} `json:"commit"`
-		}
-		if err := g.r.Do(ctx, http.MethodGet, "/repos/"+repo+"/branches?limit=50&page="+strconv.Itoa(page), nil, &batch); err != nil {
-			return nil, err
-		}
-		for _, b := range batch {
-			out = append(out, Branch{Name: b.Name, Commit: b.Commit.ID})
-		}
-		if len(batch) < 50 {
-			break
-		}
-	}
-	return out, nil
+	bs, err := pages[ghBranch](ctx, g.r, "/repos/"+repo+"/branches", "limit", 50)
+	return branchesOf(bs), err
 }
 
 func (g *gitea) CreateHook(ctx context.Context, repo string, spec HookSpec) (Hook, error) {
