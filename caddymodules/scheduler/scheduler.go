@@ -4,7 +4,9 @@
 // the least-utilised online worker with room; every replica delivers the
 // jobs of the workers connected to it (woken by LISTEN/NOTIFY, with a poll
 // fallback) and one replica at a time (advisory lock) recovers stuck jobs
-// and marks silent workers offline. See internal/jobs for the design.
+// and marks silent workers offline. The design, including delivery when the
+// assigning replica does not hold the worker's connection, is documented in
+// internal/jobs (doc.go).
 package scheduler
 
 import (
@@ -48,6 +50,7 @@ type App struct {
 	// Jobs claimed per placement transaction. Default: 200.
 	Batch int `json:"batch,omitempty"`
 
+	ctx    caddy.Context
 	wh     *core.App
 	logger *zap.Logger
 	sched  *jobs.Scheduler
@@ -66,7 +69,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	a.wh, a.logger = wh, ctx.Logger()
+	a.ctx, a.wh, a.logger = ctx, wh, ctx.Logger()
 	a.sched = jobs.NewScheduler(jobs.Config{
 		Pool: wh.Pool(), Workers: wh.Workers(), Events: wh.Events(), Logger: a.logger,
 		PollInterval: time.Duration(a.PollInterval), Heartbeat: time.Duration(a.HeartbeatTimeout),
@@ -112,9 +115,10 @@ func (a *App) prepare(ctx context.Context, j jobs.Job) (json.RawMessage, error) 
 	return json.Marshal(p)
 }
 
-// Start runs the scheduler's loops until Stop.
+// Start runs the scheduler's loops until Stop or until the config that
+// provisioned the app is unloaded.
 func (a *App) Start() error {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(a.ctx)
 	a.cancel = cancel
 	a.wg.Add(1)
 	go func() {

@@ -1,8 +1,3 @@
-// Package jobs is the control plane's durable job queue in Postgres.
-// Producers (the dashboard API, git webhooks, rollbacks) enqueue in the same
-// transaction as the state change that causes the job, so a job exists if
-// and only if its cause was committed. The scheduler claims pending jobs
-// with SELECT … FOR UPDATE SKIP LOCKED and wakes on NOTIFY.
 package jobs
 
 import (
