@@ -1,7 +1,7 @@
 # WiseHosting — see README.md. `make run` starts a development control plane,
 # `make test` runs every test against a real Postgres.
 GO        ?= go
-GOTAGS    ?= remote containers_image_openpgp
+GOTAGS    ?= remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper
 GOFLAGS_B := -trimpath -tags '$(GOTAGS)'
 LDFLAGS   := -s -w
 BIN       := bin

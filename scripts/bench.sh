@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_postgres_for_tests
-tags='remote containers_image_openpgp'
+tags='remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper'
 out="${BENCH_OUT:-bench-results.txt}"
 {
   echo "# $(date -u +%FT%TZ) $(uname -srm), $(nproc) cores, $(go version | awk '{print $3}')"

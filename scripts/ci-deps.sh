@@ -10,6 +10,16 @@ command -v pg_isready >/dev/null || need_apt+=(postgresql postgresql-client)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 command -v wg >/dev/null || need_apt+=(wireguard-tools)
 command -v wrk >/dev/null || need_apt+=(wrk)
+# The worker agent's runtime tests drive a real Podman service; busybox-static
+# becomes the local base image (no registry is needed), tc and ip shape and
+# isolate networks, and the btrfs headers let plain cgo builds of the Podman
+# bindings compile.
+command -v podman >/dev/null || need_apt+=(podman)
+command -v runc >/dev/null || need_apt+=(runc)
+[ -x /bin/busybox ] || need_apt+=(busybox-static)
+[ -x /usr/libexec/podman/catatonit ] || need_apt+=(catatonit)
+command -v tc >/dev/null || need_apt+=(iproute2)
+[ -f /usr/include/btrfs/version.h ] || need_apt+=(libbtrfs-dev)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null

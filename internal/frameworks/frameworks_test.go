@@ -35,8 +35,8 @@ func TestDetect(t *testing.T) {
 		{"go", map[string]string{"go.mod": "module x\n", "main.go": "package main"}, "auto", Go, 8080, "FROM scratch"},
 		{"python requirements", map[string]string{"requirements.txt": "flask\n"}, "auto", Python, 8000, "requirements.txt"},
 		{"python pyproject", map[string]string{"pyproject.toml": "[project]\n"}, "auto", Python, 8000, "pip install --no-cache-dir ."},
-		{"static", map[string]string{"index.html": "<h1>hi</h1>"}, "auto", Static, 8080, "file-server"},
-		{"explicit choice over detection", map[string]string{"index.html": "x", "go.mod": "module x"}, Static, Static, 8080, "file-server"},
+		{"static", map[string]string{"index.html": "<h1>hi</h1>"}, "auto", Static, 8080, "httpd"},
+		{"explicit choice over detection", map[string]string{"index.html": "x", "go.mod": "module x"}, Static, Static, 8080, "httpd"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

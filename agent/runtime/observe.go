@@ -1,0 +1,102 @@
+package runtime
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/containers/podman/v5/pkg/bindings/containers"
+)
+
+// Stats is one container's resource use.
+type Stats struct {
+	ContainerID string
+	CPUPercent  float64
+	MemBytes    int64
+	MemLimit    int64
+	NetRx       int64
+	NetTx       int64
+	BlockRead   int64
+	BlockWrite  int64
+}
+
+// Stats samples the resource use of running containers once.
+func (r *Runtime) Stats(ctx context.Context, ids []string) ([]Stats, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	stream := false
+	ch, err := containers.Stats(r.connFor(ctx), ids, &containers.StatsOptions{Stream: &stream})
+	if err != nil {
+		return nil, err
+	}
+	var out []Stats
+	for rep := range ch {
+		if rep.Error != nil {
+			err = rep.Error
+			continue
+		}
+		for _, s := range rep.Stats {
+			st := Stats{ContainerID: s.ContainerID, CPUPercent: s.CPU, MemBytes: int64(s.MemUsage), MemLimit: int64(s.MemLimit),
+				BlockRead: int64(s.BlockInput), BlockWrite: int64(s.BlockOutput)}
+			for _, n := range s.Network {
+				st.NetRx += int64(n.RxBytes)
+				st.NetTx += int64(n.TxBytes)
+			}
+			out = append(out, st)
+		}
+	}
+	if len(out) == 0 && err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DiskUsage returns the size of each managed container's writable layer.
+func (r *Runtime) DiskUsage(ctx context.Context) (map[string]int64, error) {
+	all, size := true, true
+	list, err := containers.List(r.connFor(ctx), &containers.ListOptions{All: &all, Size: &size,
+		Filters: map[string][]string{"label": {LabelManaged + "=" + r.managed()}}})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(list))
+	for _, c := range list {
+		if c.Size != nil {
+			out[c.ID] = c.Size.RwSize
+		}
+	}
+	return out, nil
+}
+
+// Follow streams a container's output lines to fn until ctx ends or the
+// container stops. Lines since the given time are included.
+func (r *Runtime) Follow(ctx context.Context, id string, since time.Time, fn func(stream, line string)) error {
+	yes := true
+	s := since.UTC().Format(time.RFC3339Nano)
+	stdout, stderr := make(chan string, 256), make(chan string, 256)
+	done := make(chan error, 1)
+	go func() {
+		done <- containers.Logs(r.connFor(ctx), id, &containers.LogOptions{Follow: &yes, Stdout: &yes, Stderr: &yes, Since: &s}, stdout, stderr)
+	}()
+	for {
+		select {
+		case l := <-stdout:
+			fn("stdout", strings.TrimRight(l, "\r\n"))
+		case l := <-stderr:
+			fn("stderr", strings.TrimRight(l, "\r\n"))
+		case err := <-done:
+			// Drain what arrived before the end.
+			for {
+				select {
+				case l := <-stdout:
+					fn("stdout", strings.TrimRight(l, "\r\n"))
+				case l := <-stderr:
+					fn("stderr", strings.TrimRight(l, "\r\n"))
+				default:
+					return err
+				}
+			}
+		}
+	}
+}
