@@ -70,7 +70,7 @@ type Config struct {
 	// none.
 	Instance string
 	// Ports finds ports in use on the host (default: ss -Htln).
-	Ports func(ctx context.Context) (map[int]bool, error)
+	Ports  func(ctx context.Context) (map[int]bool, error)
 	Logger *zap.Logger
 }
 

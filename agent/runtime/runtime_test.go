@@ -3,9 +3,9 @@ package runtime_test
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
