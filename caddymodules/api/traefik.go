@@ -12,6 +12,7 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/network"
+	"github.com/wisehosting/wisehosting/internal/workers"
 )
 
 // routing serves the proxies' configuration documents.
@@ -73,6 +74,22 @@ func (rt *routing) authorized(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// workerAuthorized reports whether the request carries a valid JWT of
+// worker id that is not revoked.
+func (rt *routing) workerAuthorized(r *http.Request, id int64) bool {
+	tok := BearerToken(r)
+	if strings.Count(tok, ".") != 2 {
+		return false // not a JWT: maybe the proxy token
+	}
+	key := rt.wh.Keyring().DeriveKey(workers.TokenKeyPurpose, 32)
+	got, _, err := workers.ParseToken(key, tok, time.Now())
+	if err != nil || got != id {
+		return false
+	}
+	wk, err := workers.Get(r.Context(), rt.wh.Pool(), id)
+	return err == nil && !wk.Revoked()
+}
+
 // serveDoc answers 304 only to a client that sent If-None-Match (Traefik's
 // HTTP provider never does, and treats anything but 200 as an error).
 func serveDoc(w http.ResponseWriter, r *http.Request, d *network.Doc) {
@@ -105,13 +122,16 @@ func (rt *routing) proxyConfig(w http.ResponseWriter, r *http.Request) {
 	serveDoc(w, r, d)
 }
 
+// workerConfig serves one worker's zone routing. It accepts the proxy
+// token (a local Traefik configured by the operator) or the worker's own
+// JWT for its own worker_id (the agent's built-in zone router).
 func (rt *routing) workerConfig(w http.ResponseWriter, r *http.Request) {
-	if !rt.authorized(w, r) {
-		return
-	}
 	id, err := strconv.ParseInt(r.URL.Query().Get("worker_id"), 10, 64)
 	if err != nil || id <= 0 {
 		WriteError(w, http.StatusBadRequest, "worker_id must be a positive integer")
+		return
+	}
+	if !rt.workerAuthorized(r, id) && !rt.authorized(w, r) {
 		return
 	}
 	d, err := rt.provider.Get(r.Context(), "traefik-worker-"+strconv.FormatInt(id, 10), rt.worker,

@@ -17,6 +17,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
+	"github.com/wisehosting/wisehosting/internal/workers"
 )
 
 func seedRouting(t testing.TB, db *pgtest.DB) (w1, w2 int64) {
@@ -59,7 +60,7 @@ func get(t testing.TB, url, token, inm string) (int, http.Header, []byte) {
 
 func TestTraefikProviderEndpoints(t *testing.T) {
 	db := pgtest.New(t)
-	w1, _ := seedRouting(t, db)
+	w1, w2 := seedRouting(t, db)
 	cp := cptest.Start(t, db, cptest.Options{})
 	url := cp.URL + "/v1/traefik/proxy-config"
 
@@ -134,6 +135,25 @@ func TestTraefikProviderEndpoints(t *testing.T) {
 	if code, _, _ := get(t, cp.URL+"/v1/traefik/config?worker_id=x", cptest.ProxyToken, ""); code != 400 {
 		t.Fatalf("bad worker id: %d", code)
 	}
+
+	// The agent's own JWT opens its own config only, and not once revoked.
+	wh, _ := caddy.ActiveContext().App(core.AppName)
+	key := wh.(*core.App).Keyring().DeriveKey(workers.TokenKeyPurpose, 32)
+	tok1, _, _ := workers.IssueToken(key, w1, time.Minute, time.Now())
+	if code, _, b := get(t, fmt.Sprintf("%s/v1/traefik/config?worker_id=%d", cp.URL, w1), tok1, ""); code != 200 || string(b) != string(wb) {
+		t.Fatalf("own JWT: %d %s", code, b)
+	}
+	if code, _, _ := get(t, fmt.Sprintf("%s/v1/traefik/config?worker_id=%d", cp.URL, w2), tok1, ""); code != http.StatusUnauthorized {
+		t.Fatalf("another worker's config with w1's JWT: %d", code)
+	}
+	if code, _, _ := get(t, fmt.Sprintf("%s/v1/proxy/routes", cp.URL), tok1, ""); code != http.StatusUnauthorized {
+		t.Fatalf("proxy table with a worker JWT: %d", code)
+	}
+	db.Pool.Exec(t.Context(), "UPDATE workers SET status = 'revoked', revoked_at = now() WHERE id = $1", w1)
+	if code, _, _ := get(t, fmt.Sprintf("%s/v1/traefik/config?worker_id=%d", cp.URL, w1), tok1, ""); code != http.StatusUnauthorized {
+		t.Fatalf("revoked worker's JWT: %d", code)
+	}
+	db.Pool.Exec(t.Context(), "UPDATE workers SET status = 'online', revoked_at = NULL WHERE id = $1", w1)
 
 	// A change is picked up after its event.
 	db.Pool.Exec(t.Context(), "UPDATE apps SET status = 'stopped' WHERE slug = 'site'")

@@ -24,7 +24,9 @@ import (
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/deploys"
+	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -115,11 +117,55 @@ func (a *App) prepare(ctx context.Context, j jobs.Job) (json.RawMessage, error) 
 	return json.Marshal(p)
 }
 
+// sendDesired answers a worker's hello with the full desired state: every
+// app placed on it, at its current deployment. The worker reconciles its
+// containers to it (level-triggered: whatever it missed while away).
+func (a *App) sendDesired(ctx context.Context, workerID int64, _ json.RawMessage) error {
+	ds, err := deploys.Desired(ctx, a.wh.Pool(), a.wh.Keyring(), workerID)
+	if err != nil {
+		return err
+	}
+	return a.wh.Workers().Send(workerID, wsproto.TypeDesiredState, ds)
+}
+
+// onAppState records what a worker observes about its apps (running on a
+// port, crashed, in a crash loop).
+func (a *App) onAppState(ctx context.Context, workerID int64, p json.RawMessage) error {
+	var st wsproto.AppState
+	if err := json.Unmarshal(p, &st); err != nil {
+		return fmt.Errorf("decoding app state: %w", err)
+	}
+	res, err := deploys.ApplyAppState(ctx, a.wh.Pool(), workerID, st)
+	if err != nil {
+		if err == deploys.ErrNotOnWorker {
+			a.logger.Debug("scheduler: app state for an app not on the worker", zap.Int64("worker", workerID), zap.Int64("app", st.AppID))
+			return nil
+		}
+		return err
+	}
+	if res.PortChanged || res.StatusChanged {
+		if err := network.NotifyChanged(ctx, a.wh.Pool()); err != nil {
+			a.logger.Warn("scheduler: notifying routing change", zap.Error(err))
+		}
+	}
+	if st.State != "running" {
+		a.logger.Warn("scheduler: app not running on its worker", zap.Int64("app", st.AppID), zap.Int64("worker", workerID),
+			zap.String("state", st.State), zap.Int("restarts", st.Restarts), zap.String("message", st.Message))
+	}
+	if res.StatusChanged || st.State != "running" {
+		a.wh.Events().Publish(events.Event{Kind: events.AppStatusChanged, AppID: st.AppID,
+			Data: map[string]any{"state": st.State, "restarts": st.Restarts, "message": st.Message, "worker_id": workerID}})
+	}
+	return nil
+}
+
 // Start runs the scheduler's loops until Stop or until the config that
 // provisioned the app is unloaded.
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(a.ctx)
-	a.cancel = cancel
+	unHello := a.wh.Workers().Handle(wsproto.TypeHello, a.sendDesired)
+	unState := a.wh.Workers().Handle(wsproto.TypeAppState, a.onAppState)
+	a.cancel = func() { unHello(); unState(); cancel() }
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/workerbus"
+	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -413,6 +414,13 @@ func (s *Scheduler) onResult(ctx context.Context, workerID int64, p json.RawMess
 }
 
 func applyResult(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsproto.JobResult) error {
+	if r.OK && j.Kind != wsproto.JobRestart {
+		// Routing follows the result on every replica (a new host port, a
+		// stopped or deleted app).
+		if err := network.NotifyChanged(ctx, tx); err != nil {
+			return err
+		}
+	}
 	if !r.OK {
 		if j.DeploymentID != 0 {
 			return FailDeployment(ctx, tx, j.DeploymentID, j.AppID, r.Error)

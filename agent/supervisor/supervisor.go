@@ -1,0 +1,619 @@
+// Package supervisor is the worker agent's brain: it runs the jobs the
+// control plane assigns (clone, build, start, health check, cut-over),
+// keeps the containers that run equal to the control plane's desired
+// state, detects crashes and crash loops, and ships stats and logs.
+//
+// Reconciliation is level-triggered: after every (re)connect the control
+// plane sends the full desired state, and a loop compares it with the
+// containers Podman reports, whatever happened in between. Containers
+// belong to Podman and survive an agent restart; a restarted agent adopts
+// them and changes nothing until it has the desired state.
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/agent/build"
+	"github.com/wisehosting/wisehosting/agent/runtime"
+	"github.com/wisehosting/wisehosting/internal/frameworks"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
+)
+
+// SendFunc sends one message to the control plane.
+type SendFunc func(ctx context.Context, msgType string, payload any) error
+
+// Config configures a Supervisor.
+type Config struct {
+	Runtime *runtime.Runtime
+	Send    SendFunc
+	// WorkDir holds the temporary checkouts. Default: os.TempDir().
+	WorkDir string
+	// AllowLocalGit accepts file:// and local repository paths (tests and
+	// single-host installs).
+	AllowLocalGit bool
+	// HealthTimeout bounds the wait for a new container to answer.
+	// Default: 60s.
+	HealthTimeout time.Duration
+	// DrainDelay keeps the previous container running after the switch
+	// so that proxies polling the routing table move over first. Default:
+	// 15s (the proxy polls every 5s).
+	DrainDelay time.Duration
+	// ReconcileInterval is the period of the reconcile loop. Default: 2s.
+	ReconcileInterval time.Duration
+	// StatsInterval is the period of stats reports. Default: 15s.
+	StatsInterval time.Duration
+	// CrashLoop: Crashes crashes within Window make a crash loop; the app
+	// is then restarted only after a back-off. Defaults: 5 in 5 minutes.
+	CrashLoopCrashes int
+	CrashLoopWindow  time.Duration
+	// DiskQuota is the probed quota support (containers get DiskMB only
+	// when enforced).
+	DiskQuota runtime.DiskQuota
+	Logger    *zap.Logger
+}
+
+func (c *Config) defaults() {
+	if c.WorkDir == "" {
+		c.WorkDir = os.TempDir()
+	}
+	if c.HealthTimeout == 0 {
+		c.HealthTimeout = 60 * time.Second
+	}
+	if c.DrainDelay == 0 {
+		c.DrainDelay = 15 * time.Second
+	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = 2 * time.Second
+	}
+	if c.StatsInterval == 0 {
+		c.StatsInterval = 15 * time.Second
+	}
+	if c.CrashLoopCrashes == 0 {
+		c.CrashLoopCrashes = 5
+	}
+	if c.CrashLoopWindow == 0 {
+		c.CrashLoopWindow = 5 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+// appRun is what the supervisor knows about one app.
+type appRun struct {
+	crashes   []time.Time
+	crashloop bool
+	nextTry   time.Time
+	reported  string // last state sent
+	restarts  int
+}
+
+// Supervisor runs jobs and reconciles containers.
+type Supervisor struct {
+	cfg  Config
+	rt   *runtime.Runtime
+	logs *shipper
+
+	mu          sync.Mutex
+	desired     map[int64]wsproto.DesiredApp
+	haveDesired bool
+	busy        map[int64]int64 // app → job in flight
+	jobs        map[int64]*jobRun
+	apps        map[int64]*appRun
+	retiring    map[string]time.Time // container → removal time
+	redirects   map[int]redirect     // old host port → new (local zone routing)
+	following   map[string]context.CancelFunc
+	kick        chan struct{}
+}
+
+type jobRun struct {
+	cancel context.CancelFunc
+	done   bool
+	at     time.Time
+}
+
+type redirect struct {
+	to    int
+	until time.Time
+}
+
+// New makes a Supervisor; Run starts its loops.
+func New(cfg Config) (*Supervisor, error) {
+	cfg.defaults()
+	if cfg.Runtime == nil || cfg.Send == nil {
+		return nil, errors.New("supervisor needs a runtime and a send function")
+	}
+	s := &Supervisor{cfg: cfg, rt: cfg.Runtime,
+		desired: map[int64]wsproto.DesiredApp{}, busy: map[int64]int64{}, jobs: map[int64]*jobRun{},
+		apps: map[int64]*appRun{}, retiring: map[string]time.Time{}, redirects: map[int]redirect{},
+		following: map[string]context.CancelFunc{}, kick: make(chan struct{}, 1)}
+	s.logs = newShipper(cfg.Send, cfg.Logger)
+	return s, nil
+}
+
+// Run runs the reconcile, stats and log loops until ctx ends. Containers
+// keep running when it returns.
+func (s *Supervisor) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); s.logs.run(ctx) }()
+	go func() { defer wg.Done(); s.statsLoop(ctx) }()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(s.cfg.ReconcileInterval)
+		defer t.Stop()
+		for {
+			if err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
+				s.cfg.Logger.Warn("supervisor: reconcile", zap.Error(err))
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			case <-s.kick:
+			}
+		}
+	}()
+	<-ctx.Done()
+	s.mu.Lock()
+	for _, j := range s.jobs {
+		if !j.done {
+			j.cancel()
+		}
+	}
+	for _, cancel := range s.following {
+		cancel()
+	}
+	s.mu.Unlock()
+	wg.Wait()
+	return ctx.Err()
+}
+
+func (s *Supervisor) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// RunningJobs lists the jobs in flight (reported in the hello).
+func (s *Supervisor) RunningJobs() []int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []int64
+	for id, j := range s.jobs {
+		if !j.done {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Redirect maps a host port that was just retired by a cut-over to the
+// port of its successor, so local zone routing switches at once, before
+// the routing table polled from the control plane shows the new port.
+func (s *Supervisor) Redirect(port int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; i < 8; i++ { // follow a chain of quick redeploys
+		r, ok := s.redirects[port]
+		if !ok || time.Now().After(r.until) {
+			return port
+		}
+		port = r.to
+	}
+	return port
+}
+
+// HandleDesired replaces the desired state (level-triggered).
+func (s *Supervisor) HandleDesired(ctx context.Context, p json.RawMessage) error {
+	var ds wsproto.DesiredState
+	if err := json.Unmarshal(p, &ds); err != nil {
+		return fmt.Errorf("decoding desired state: %w", err)
+	}
+	s.SetDesired(ds)
+	return nil
+}
+
+// SetDesired installs a desired state and wakes the reconciler.
+func (s *Supervisor) SetDesired(ds wsproto.DesiredState) {
+	m := make(map[int64]wsproto.DesiredApp, len(ds.Apps))
+	for _, a := range ds.Apps {
+		m[a.AppID] = a
+	}
+	s.mu.Lock()
+	// An app with a job in flight keeps the supervisor's view: the job's
+	// result decides it.
+	for app := range s.busy {
+		if cur, ok := s.desired[app]; ok {
+			m[app] = cur
+		}
+	}
+	s.desired, s.haveDesired = m, true
+	s.mu.Unlock()
+	s.wake()
+}
+
+// Desired returns a copy of the desired state.
+func (s *Supervisor) Desired() map[int64]wsproto.DesiredApp {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.desired)
+}
+
+// HandleJob takes a job.assign. A job id seen before is acknowledged again
+// and not run twice.
+func (s *Supervisor) HandleJob(ctx context.Context, p json.RawMessage) error {
+	var j wsproto.JobAssign
+	if err := json.Unmarshal(p, &j); err != nil {
+		return fmt.Errorf("decoding job: %w", err)
+	}
+	s.mu.Lock()
+	_, seen := s.jobs[j.JobID]
+	if !seen {
+		if other, ok := s.busy[j.AppID]; ok && j.AppID != 0 {
+			// One job per app at a time: cancel the older one (a newer
+			// deploy supersedes it).
+			if jr := s.jobs[other]; jr != nil && !jr.done {
+				jr.cancel()
+			}
+		}
+	}
+	var jctx context.Context
+	var cancel context.CancelFunc
+	if !seen {
+		timeout := time.Duration(j.TimeoutS) * time.Second
+		if timeout <= 0 {
+			timeout = 30 * time.Minute
+		}
+		jctx, cancel = context.WithTimeout(context.Background(), timeout)
+		s.jobs[j.JobID] = &jobRun{cancel: cancel, at: time.Now()}
+		// Forget old job ids (a redelivery comes within minutes).
+		for id, jr := range s.jobs {
+			if jr.done && time.Since(jr.at) > time.Hour {
+				delete(s.jobs, id)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if err := s.cfg.Send(ctx, wsproto.TypeJobAck, wsproto.JobAck{JobID: j.JobID}); err != nil {
+		s.cfg.Logger.Warn("supervisor: ack", zap.Int64("job", j.JobID), zap.Error(err))
+	}
+	if seen {
+		return nil
+	}
+	go s.runJob(jctx, cancel, j)
+	return nil
+}
+
+// HandleCancel stops a running job.
+func (s *Supervisor) HandleCancel(ctx context.Context, p json.RawMessage) error {
+	var c wsproto.JobCancel
+	if err := json.Unmarshal(p, &c); err != nil {
+		return fmt.Errorf("decoding cancel: %w", err)
+	}
+	s.mu.Lock()
+	jr := s.jobs[c.JobID]
+	s.mu.Unlock()
+	if jr != nil && !jr.done {
+		jr.cancel()
+	}
+	return nil
+}
+
+func (s *Supervisor) progress(ctx context.Context, j wsproto.JobAssign, stage, msg string, pct int) {
+	if err := s.cfg.Send(ctx, wsproto.TypeJobProgress, wsproto.JobProgress{JobID: j.JobID, Stage: stage, Message: msg, Percent: pct}); err != nil {
+		s.cfg.Logger.Debug("supervisor: progress not sent", zap.Error(err))
+	}
+}
+
+func (s *Supervisor) runJob(ctx context.Context, cancel context.CancelFunc, j wsproto.JobAssign) {
+	defer cancel()
+	s.mu.Lock()
+	if j.AppID != 0 {
+		s.busy[j.AppID] = j.JobID
+	}
+	s.mu.Unlock()
+	var out any
+	var err error
+	switch j.Kind {
+	case wsproto.JobDeploy, wsproto.JobRollback:
+		out, err = s.deploy(ctx, j)
+	case wsproto.JobStop:
+		err = s.stopApp(ctx, j.AppID, false)
+	case wsproto.JobDelete:
+		err = s.stopApp(ctx, j.AppID, true)
+	case wsproto.JobRestart:
+		err = s.restartApp(ctx, j.AppID)
+	default:
+		err = fmt.Errorf("unknown job kind %q", j.Kind)
+	}
+	res := wsproto.JobResult{JobID: j.JobID, OK: err == nil}
+	if err != nil {
+		res.Error = err.Error()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			res.Error = "timed out: " + res.Error
+		}
+	} else if out != nil {
+		res.Output, _ = json.Marshal(out)
+	}
+	s.logs.flush(context.Background())
+	// The result must arrive: retry while the connection comes back.
+	for attempt := 0; attempt < 60; attempt++ {
+		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+		serr := s.cfg.Send(sctx, wsproto.TypeJobResult, res)
+		c()
+		if serr == nil {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	s.mu.Lock()
+	if s.busy[j.AppID] == j.JobID {
+		delete(s.busy, j.AppID)
+	}
+	if jr := s.jobs[j.JobID]; jr != nil {
+		jr.done, jr.at = true, time.Now()
+	}
+	s.mu.Unlock()
+	s.wake()
+}
+
+var slugRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// deployOutput matches what the control plane reads from a deploy result.
+type deployOutput struct {
+	Image    string `json:"image"`
+	HostPort int    `json:"host_port"`
+	Commit   string `json:"commit,omitempty"`
+}
+
+func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (*deployOutput, error) {
+	var p wsproto.DeployPayload
+	if err := json.Unmarshal(j.Payload, &p); err != nil {
+		return nil, fmt.Errorf("decoding deploy payload: %w", err)
+	}
+	if !slugRe.MatchString(p.Slug) || j.AppID <= 0 || j.DeploymentID <= 0 {
+		return nil, fmt.Errorf("invalid deploy job (slug %q, app %d, deployment %d)", p.Slug, j.AppID, j.DeploymentID)
+	}
+	img, port, commit := p.Image, p.Port, p.Commit
+	if img != "" {
+		ok, err := s.rt.ImageExists(ctx, img)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			if p.GitURL == "" {
+				return nil, fmt.Errorf("image %s is no longer on this worker; redeploy from source", img)
+			}
+			img = ""
+		} else {
+			s.progress(ctx, j, "build", "reusing image "+img+" (no rebuild)", 40)
+		}
+	}
+	if img == "" {
+		built, detected, c, err := s.build(ctx, j, p)
+		if err != nil {
+			return nil, err
+		}
+		img, commit = built, c
+		if port == 0 {
+			port = detected
+		}
+	}
+	if port == 0 {
+		port = 8080
+	}
+	s.progress(ctx, j, "start", "starting container", 60)
+	c, err := s.rt.Run(ctx, runtime.RunSpec{AppID: j.AppID, DeploymentID: j.DeploymentID, Slug: p.Slug, Image: img, Port: port,
+		CPUMillis: p.CPUMillis, MemoryMB: p.MemoryMB, DiskMB: p.DiskMB, Env: p.Env, DiskQuota: s.cfg.DiskQuota.Enforced()})
+	if err != nil {
+		return nil, err
+	}
+	if p.BandwidthKbit > 0 {
+		if err := s.rt.ShapeContainer(ctx, c.ID, p.BandwidthKbit); err != nil {
+			s.rt.Remove(context.Background(), c.ID)
+			return nil, fmt.Errorf("applying the bandwidth limit: %w", err)
+		}
+	}
+	s.follow(c, time.Time{})
+	s.progress(ctx, j, "health", fmt.Sprintf("waiting for the app on port %d", port), 75)
+	if err := s.waitHealthy(ctx, c, p.HealthPath); err != nil {
+		s.unfollow(c.ID)
+		s.rt.Remove(context.Background(), c.ID)
+		return nil, fmt.Errorf("health check failed, the previous deployment keeps running: %w", err)
+	}
+	// Switch: the new deployment becomes desired, local routing moves at
+	// once, the control plane moves the proxies when it records the
+	// result, and the old containers go after the drain delay.
+	s.progress(ctx, j, "switch", "switching traffic", 90)
+	s.mu.Lock()
+	prev, hadPrev := s.desired[j.AppID]
+	s.desired[j.AppID] = wsproto.DesiredApp{AppID: j.AppID, Slug: p.Slug, DeploymentID: j.DeploymentID, Image: img, Port: port,
+		HostPort: c.HostPort, CPUMillis: p.CPUMillis, MemoryMB: p.MemoryMB, Env: p.Env}
+	now := time.Now()
+	if hadPrev && prev.HostPort != 0 && prev.HostPort != c.HostPort {
+		s.redirects[prev.HostPort] = redirect{to: c.HostPort, until: now.Add(10 * time.Minute)}
+	}
+	ar := s.app(j.AppID)
+	ar.crashes, ar.crashloop, ar.reported, ar.restarts = nil, false, "running", 0
+	s.mu.Unlock()
+	if list, err := s.rt.List(ctx); err == nil {
+		s.mu.Lock()
+		for _, o := range list {
+			if o.AppID == j.AppID && o.ID != c.ID {
+				if o.HostPort != 0 && o.HostPort != c.HostPort {
+					s.redirects[o.HostPort] = redirect{to: c.HostPort, until: now.Add(10 * time.Minute)}
+				}
+				if _, ok := s.retiring[o.ID]; !ok {
+					s.retiring[o.ID] = now.Add(s.cfg.DrainDelay)
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	s.progress(ctx, j, "done", fmt.Sprintf("running on port %d", c.HostPort), 100)
+	return &deployOutput{Image: img, HostPort: c.HostPort, Commit: commit}, nil
+}
+
+// build clones the source, picks the recipe and builds the image; output
+// lines go to the deployment's live log.
+func (s *Supervisor) build(ctx context.Context, j wsproto.JobAssign, p wsproto.DeployPayload) (img string, port int, commit string, err error) {
+	s.progress(ctx, j, "clone", "cloning "+p.GitURL+" ("+p.Branch+")", 5)
+	tmp, err := os.MkdirTemp(s.cfg.WorkDir, "wh-src-")
+	if err != nil {
+		return "", 0, "", err
+	}
+	defer os.RemoveAll(tmp)
+	dir := filepath.Join(tmp, "src")
+	commit, err = build.Clone(ctx, build.Source{URL: p.GitURL, Branch: p.Branch, Commit: p.Commit, Token: p.GitToken}, dir,
+		build.Options{AllowLocal: s.cfg.AllowLocalGit})
+	if err != nil {
+		return "", 0, "", err
+	}
+	plan, err := frameworks.Detect(dir, p.Framework)
+	if err != nil {
+		return "", 0, "", err
+	}
+	s.progress(ctx, j, "build", fmt.Sprintf("building %s (%s)", shortSHA(commit), plan.Framework), 20)
+	w := s.logs.writer(j.AppID, j.DeploymentID, "build")
+	img = fmt.Sprintf("localhost/wisehosting/%s:d%d", p.Slug, j.DeploymentID)
+	_, err = s.rt.Build(ctx, runtime.BuildSpec{Dir: dir, Containerfile: plan.Containerfile, OwnFile: plan.OwnFile, Tag: img,
+		Labels: map[string]string{runtime.LabelApp: strconv.FormatInt(j.AppID, 10), runtime.LabelDeployment: strconv.FormatInt(j.DeploymentID, 10)}}, w)
+	w.Close()
+	if err != nil {
+		return "", 0, "", err
+	}
+	return img, plan.Port, commit, nil
+}
+
+func shortSHA(c string) string {
+	if len(c) > 12 {
+		return c[:12]
+	}
+	return c
+}
+
+// waitHealthy polls the new container: HTTP when a health path is set
+// (any answer below 500 counts), a TCP connect otherwise. A container that
+// exits fails at once.
+func (s *Supervisor) waitHealthy(ctx context.Context, c runtime.Container, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.HealthTimeout)
+	defer cancel()
+	addr := net.JoinHostPort(s.rt.BindIP(), strconv.Itoa(c.HostPort))
+	client := &http.Client{Timeout: 2 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var last error
+	for i := 0; ; i++ {
+		if path != "" {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+			resp, err := client.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode < 500 {
+					return nil
+				}
+				err = fmt.Errorf("%s answered %d", path, resp.StatusCode)
+			}
+			last = err
+		} else {
+			conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
+			if err == nil {
+				conn.Close()
+				return nil
+			}
+			last = err
+		}
+		if i%5 == 4 {
+			if st, err := s.rt.Inspect(ctx, c.ID); err == nil && !st.Running() {
+				return fmt.Errorf("the container exited (code %d) before answering", st.ExitCode)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if last == nil {
+				last = ctx.Err()
+			}
+			return fmt.Errorf("no healthy answer within %s: %v", s.cfg.HealthTimeout, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Supervisor) app(id int64) *appRun {
+	a := s.apps[id]
+	if a == nil {
+		a = &appRun{}
+		s.apps[id] = a
+	}
+	return a
+}
+
+func (s *Supervisor) stopApp(ctx context.Context, appID int64, removeImages bool) error {
+	s.mu.Lock()
+	delete(s.desired, appID)
+	delete(s.apps, appID)
+	s.mu.Unlock()
+	list, err := s.rt.List(ctx)
+	if err != nil {
+		return err
+	}
+	var images []string
+	for _, c := range list {
+		if c.AppID != appID {
+			continue
+		}
+		s.unfollow(c.ID)
+		if err := s.rt.Remove(ctx, c.ID); err != nil {
+			return err
+		}
+		images = append(images, c.Image)
+	}
+	if removeImages {
+		for _, img := range images {
+			s.rt.RemoveImage(ctx, img)
+		}
+	}
+	return nil
+}
+
+func (s *Supervisor) restartApp(ctx context.Context, appID int64) error {
+	s.mu.Lock()
+	d, ok := s.desired[appID]
+	s.mu.Unlock()
+	if !ok {
+		return errors.New("the app does not run on this worker")
+	}
+	list, err := s.rt.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range list {
+		if c.AppID == appID && c.DeploymentID == d.DeploymentID {
+			if err := s.rt.Stop(ctx, c.ID); err != nil {
+				return err
+			}
+			s.mu.Lock()
+			a := s.app(appID)
+			a.crashes, a.crashloop = nil, false
+			s.mu.Unlock()
+			return s.rt.Start(ctx, c.ID)
+		}
+	}
+	return errors.New("the app's container is missing; it will be recreated")
+}
