@@ -14,8 +14,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/internal/events"
-	"github.com/wisehosting/wisehosting/internal/workerbus"
 	"github.com/wisehosting/wisehosting/internal/network"
+	"github.com/wisehosting/wisehosting/internal/workerbus"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
