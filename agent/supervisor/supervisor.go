@@ -381,6 +381,7 @@ var slugRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 type deployOutput struct {
 	Image    string `json:"image"`
 	HostPort int    `json:"host_port"`
+	Port     int    `json:"port"`
 	Commit   string `json:"commit,omitempty"`
 }
 
@@ -469,7 +470,7 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (*deployOu
 		s.mu.Unlock()
 	}
 	s.progress(ctx, j, "done", fmt.Sprintf("running on port %d", c.HostPort), 100)
-	return &deployOutput{Image: img, HostPort: c.HostPort, Commit: commit}, nil
+	return &deployOutput{Image: img, HostPort: c.HostPort, Port: port, Commit: commit}, nil
 }
 
 // build clones the source, picks the recipe and builds the image; output

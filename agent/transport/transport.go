@@ -162,6 +162,16 @@ func (c *Client) OnConnect(fn func(ctx context.Context)) {
 // first registration).
 func (c *Client) WorkerID() int64 { return c.workerID.Load() }
 
+// HTTPClient is the client the transport uses for REST calls (its TLS
+// settings), for other requests to the control plane.
+func (c *Client) HTTPClient() *http.Client { return c.http }
+
+// BearerToken returns the current JWT ("" before registration).
+func (c *Client) BearerToken() string {
+	t, _ := c.Token()
+	return t
+}
+
 // Connects counts successful connections (1 + reconnects).
 func (c *Client) Connects() int64 { return c.connects.Load() }
 

@@ -379,6 +379,11 @@ func (s *Scheduler) onProgress(ctx context.Context, workerID int64, p json.RawMe
 type DeployOutput struct {
 	Image    string `json:"image"`
 	HostPort int    `json:"host_port"`
+	// Port is the port the app listens on in its container (detected by
+	// the build when the app had none configured).
+	Port int `json:"port,omitempty"`
+	// Commit is the commit that was built (for deploys of a branch head).
+	Commit string `json:"commit,omitempty"`
 }
 
 func (s *Scheduler) onResult(ctx context.Context, workerID int64, p json.RawMessage) error {
@@ -435,7 +440,9 @@ func applyResult(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsprot
 		}
 		if j.DeploymentID != 0 {
 			if _, err := tx.Exec(ctx, `UPDATE deployments SET status = 'succeeded', finished_at = now(), worker_id = $2,
-				image = CASE WHEN $3 = '' THEN image ELSE $3 END WHERE id = $1`, j.DeploymentID, workerID, out.Image); err != nil {
+				image = CASE WHEN $3 = '' THEN image ELSE $3 END,
+				commit_sha = CASE WHEN commit_sha = '' AND $4 ~ '^[0-9a-f]{7,64}$' THEN $4 ELSE commit_sha END
+				WHERE id = $1`, j.DeploymentID, workerID, out.Image, out.Commit); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', 'deployment succeeded')`, j.DeploymentID); err != nil {
@@ -443,7 +450,9 @@ func applyResult(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsprot
 			}
 		}
 		_, err := tx.Exec(ctx, `UPDATE apps SET status = 'running', worker_id = $2,
-			host_port = CASE WHEN $3 > 0 THEN $3 ELSE host_port END, updated_at = now() WHERE id = $1`, j.AppID, workerID, out.HostPort)
+			host_port = CASE WHEN $3 > 0 THEN $3 ELSE host_port END,
+			port = CASE WHEN port = 0 AND $4 > 0 AND $4 <= 65535 THEN $4 ELSE port END, updated_at = now() WHERE id = $1`,
+			j.AppID, workerID, out.HostPort, out.Port)
 		return err
 	case wsproto.JobStop:
 		_, err := tx.Exec(ctx, "UPDATE apps SET status = 'stopped', updated_at = now() WHERE id = $1", j.AppID)

@@ -1,0 +1,111 @@
+// Command wisehosting-agent runs on every worker host: it dials out to the
+// control plane, builds and runs apps in Podman, ships stats and logs, and
+// serves the worker's zone on :8080.
+//
+//	wisehosting-agent -cp https://cp.example.com -key-file /etc/wisehosting/worker.key -mesh-ip 10.50.0.2
+//
+// The key may also come from WISEHOSTING_WORKER_KEY. Every flag has an
+// environment variable: WISEHOSTING_<FLAG> with dashes as underscores.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/agent"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "wisehosting-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet("wisehosting-agent", flag.ExitOnError)
+	var cfg agent.Config
+	var keyFile, caFile string
+	var debug bool
+	fs.StringVar(&cfg.ControlPlane, "cp", "", "control plane URL (https://…; http:// only for loopback or private IP literals)")
+	fs.StringVar(&keyFile, "key-file", "", "file holding the worker key (or WISEHOSTING_WORKER_KEY)")
+	fs.StringVar(&cfg.Name, "name", hostname(), "worker name shown in logs")
+	fs.StringVar(&cfg.MeshIP, "mesh-ip", "", "this worker's WireGuard address; app ports are published on it")
+	fs.StringVar(&cfg.Zone, "zone", "", "this worker's zone, e.g. de.example.com")
+	fs.StringVar(&cfg.ZoneListen, "zone-listen", ":8080", `zone router address ("off" when a local Traefik serves the zone)`)
+	fs.StringVar(&cfg.Podman, "podman", "unix:///run/podman/podman.sock", "Podman API socket")
+	fs.StringVar(&cfg.WorkDir, "work-dir", "", "directory for temporary checkouts (default: the system temp dir)")
+	fs.IntVar(&cfg.MaxJobs, "max-jobs", 2, "jobs run at once")
+	fs.BoolVar(&cfg.AllowLocalGit, "allow-local-git", false, "accept file:// repositories (single-host installs)")
+	fs.StringVar(&caFile, "ca-file", "", "PEM file of a private CA that signed the control plane's certificate")
+	fs.BoolVar(&debug, "debug", false, "debug logging")
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "WISEHOSTING_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			fs.Set(f.Name, v)
+		}
+	})
+	fs.Parse(os.Args[1:])
+
+	cfg.APIKey = strings.TrimSpace(os.Getenv("WISEHOSTING_WORKER_KEY"))
+	if keyFile != "" {
+		b, err := os.ReadFile(keyFile)
+		if err != nil {
+			return err
+		}
+		cfg.APIKey = strings.TrimSpace(string(b))
+	}
+	if cfg.ControlPlane == "" {
+		return errors.New("-cp is required")
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("%s holds no PEM certificate", caFile)
+		}
+		cfg.TLSConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	zc := zap.NewProductionConfig()
+	if debug {
+		zc.Level = zap.NewAtomicLevelAt(zap.DebugLevel)
+	}
+	logger, err := zc.Build()
+	if err != nil {
+		return err
+	}
+	defer logger.Sync()
+	cfg.Logger = logger
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := agent.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	logger.Info("agent starting", zap.String("cp", cfg.ControlPlane), zap.String("mesh_ip", cfg.MeshIP), zap.String("disk_quota", a.DiskQuota().Mode))
+	err = a.Run(ctx)
+	if ctx.Err() != nil {
+		logger.Info("agent stopped; containers keep running")
+		return nil
+	}
+	return err
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
