@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -93,6 +94,14 @@ func TestBuildRunStaticSite(t *testing.T) {
 	limit, err := rt.MemoryLimit(ctx, c.ID)
 	if err != nil || limit != 64<<20 {
 		t.Fatalf("memory limit %d, %v; want %d", limit, err, 64<<20)
+	}
+	// Bandwidth shaping enters the container's network namespace.
+	if err := rt.ShapeContainer(ctx, c.ID, 2000); err != nil {
+		t.Fatal(err)
+	}
+	qd, err := exec.Command("nsenter", "--target", fmt.Sprint(c.Pid), "--net", "--", "tc", "qdisc", "show", "dev", "eth0").CombinedOutput()
+	if err != nil || !strings.Contains(string(qd), "tbf") || !strings.Contains(string(qd), "2Mbit") {
+		t.Fatalf("qdisc in the container: %s %v", qd, err)
 	}
 	list, err := rt.List(ctx)
 	if err != nil || len(list) != 1 || list[0].HostPort != c.HostPort || list[0].Slug != "site" {
