@@ -59,6 +59,7 @@ type Config struct {
 	// Tuning, mostly for tests (zero: defaults).
 	DrainDelay, HealthTimeout, ReconcileInterval, StatsInterval, ZoneInterval time.Duration
 	PortMin, PortMax                                                          int
+	CrashLoopCrashes                                                          int
 	Logger                                                                    *zap.Logger
 }
 
@@ -110,7 +111,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	sup, err := supervisor.New(supervisor.Config{Runtime: rt, Send: client.Send, WorkDir: cfg.WorkDir, AllowLocalGit: cfg.AllowLocalGit,
 		DiskQuota: quota, DrainDelay: cfg.DrainDelay, HealthTimeout: cfg.HealthTimeout, ReconcileInterval: cfg.ReconcileInterval,
-		StatsInterval: cfg.StatsInterval, Logger: cfg.Logger})
+		StatsInterval: cfg.StatsInterval, CrashLoopCrashes: cfg.CrashLoopCrashes, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -75,6 +75,8 @@ func setup(t *testing.T, repo string) *env {
 	db := pgtest.New(t)
 	cp := cptest.Start(t, db, cptest.Options{Apps: map[string]any{
 		"wisehosting_scheduler": map[string]any{"poll_interval": "200ms", "resend_interval": "1s"},
+		"wisehosting_usage":     map[string]any{"sample_interval": "1s"},
+		"wisehosting_logs":      map[string]any{},
 	}})
 	svc := podmantest.Start(t)
 	ctx := context.Background()
@@ -109,13 +111,17 @@ type running struct {
 	done   chan error
 }
 
-func (e *env) startAgent(logger *zap.Logger) *running {
+func (e *env) startAgent(logger *zap.Logger, tune ...func(*agent.Config)) *running {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := agent.New(ctx, agent.Config{ControlPlane: e.cp.URL, APIKey: e.key, Name: "w1", MeshIP: "127.0.0.1",
+	cfg := agent.Config{ControlPlane: e.cp.URL, APIKey: e.key, Name: "w1", MeshIP: "127.0.0.1",
 		ZoneListen: "127.0.0.1:0", Podman: e.svc.URL, AllowLocalGit: true, Instance: e.inst,
-		DrainDelay: 3 * time.Second, HealthTimeout: 20 * time.Second, ReconcileInterval: 300 * time.Millisecond,
-		StatsInterval: time.Second, ZoneInterval: 200 * time.Millisecond, Logger: logger})
+		DrainDelay: 3 * time.Second, HealthTimeout: 8 * time.Second, ReconcileInterval: 300 * time.Millisecond,
+		StatsInterval: time.Second, ZoneInterval: 200 * time.Millisecond, Logger: logger}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	a, err := agent.New(ctx, cfg)
 	if err != nil {
 		cancel()
 		e.t.Fatal(err)
@@ -400,5 +406,51 @@ func subscribeStatus(t *testing.T, e *env, ch chan<- string) func() {
 			default:
 			}
 		}
+	})
+}
+
+// An app that keeps exiting is reported as a crash loop (status crashed,
+// which the crash-loop alert watches) and restarted only after a back-off;
+// its output and resource use reach the control plane meanwhile.
+func TestCrashLoopStatsAndLogs(t *testing.T) {
+	repo := t.TempDir()
+	git(t, repo, "init", "-q", "-b", "main")
+	os.WriteFile(filepath.Join(repo, "Dockerfile"), []byte("FROM "+podmantest.BaseImage+"\nCOPY index.html /srv/index.html\n"+
+		`CMD ["sh", "-c", "echo app starting; httpd -p 8080 -h /srv; sleep 2; echo app giving up >&2; exit 3"]`+"\n"), 0o644)
+	commitSite(t, repo, "<h1>flaky</h1>\n")
+	e := setup(t, repo)
+	logger := zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))
+	states := make(chan string, 64)
+	unsub := subscribeStatus(t, e, states)
+	defer unsub()
+	e.startAgent(logger, func(c *agent.Config) { c.CrashLoopCrashes = 3 })
+	d := e.deploy("")
+	e.waitDeployment(d)
+	seen := map[string]int{}
+	deadline := time.After(40 * time.Second)
+	for seen["crashloop"] == 0 {
+		select {
+		case s := <-states:
+			seen[s]++
+		case <-deadline:
+			t.Fatalf("no crash loop reported; states %v", seen)
+		}
+	}
+	if seen["crashed"] < 2 {
+		t.Fatalf("states before the crash loop: %v", seen)
+	}
+	waitFor(t, "status crashed", 10*time.Second, func() bool { s, _, _ := e.appRow(); return s == "crashed" })
+	// Runtime output, both streams, reached the log history.
+	waitFor(t, "runtime logs", 15*time.Second, func() bool {
+		var out, errs int
+		e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE line LIKE 'app starting%'), count(*) FILTER (WHERE line LIKE 'app giving up%')
+			FROM runtime_logs WHERE app_id = $1`, e.app.ID).Scan(&out, &errs)
+		return out >= 2 && errs >= 1
+	})
+	// And stats were metered while it ran.
+	waitFor(t, "usage samples", 15*time.Second, func() bool {
+		var n int
+		e.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM usage_samples WHERE app_id = $1", e.app.ID).Scan(&n)
+		return n > 0
 	})
 }
