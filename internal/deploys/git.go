@@ -10,6 +10,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
 	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -112,6 +113,11 @@ func handlePR(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event, p
 			return nil
 		}
 		if _, err := tx.Exec(ctx, "UPDATE apps SET status = 'stopped', updated_at = now() WHERE id = $1", preview.ID); err != nil {
+			return err
+		}
+		// The preview leaves the routing tables at once (on commit), before
+		// its worker removes it.
+		if err := network.NotifyChanged(ctx, tx); err != nil {
 			return err
 		}
 		id, err := jobs.Enqueue(ctx, tx, jobs.New{Kind: wsproto.JobDelete, AppID: preview.ID,
