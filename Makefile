@@ -12,6 +12,7 @@ all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_B) -ldflags '$(LDFLAGS)' -o $(BIN)/wisehosting ./cmd/wisehosting
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_B) -ldflags '$(LDFLAGS)' -o $(BIN)/wisehosting-agent ./cmd/wisehosting-agent
 
 run: build
 	bash scripts/dev-run.sh

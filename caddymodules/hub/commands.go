@@ -59,7 +59,7 @@ func cmdWorker(fl caddycmd.Flags) (int, error) {
 			return caddy.ExitCodeFailedStartup, err
 		}
 		fmt.Printf("worker %d (%s) added.\nAPI key (shown once, store it now):\n\n  %s\n\n", w.ID, w.Name, key)
-		fmt.Println("On the worker: put it in /etc/wisehosting/worker_api_key and load it with LoadCredential=worker_api_key:…")
+		fmt.Println("On the worker: put it in /etc/wisehosting/credentials/worker_api_key (the agent unit loads it with LoadCredential=) and start wisehosting-agent.")
 	case "list":
 		ws, err := workers.List(ctx, pool)
 		if err != nil {
