@@ -6,7 +6,7 @@ GOFLAGS_B := -trimpath -tags '$(GOTAGS)'
 LDFLAGS   := -s -w
 BIN       := bin
 
-.PHONY: all build run test test-short bench lint fuzz xcaddy clean
+.PHONY: all build run test test-short e2e bench lint fuzz xcaddy clean
 
 all: build
 
@@ -19,6 +19,10 @@ run: build
 
 test:
 	bash scripts/test.sh
+
+# The whole system on this machine (also part of `make test`).
+e2e:
+	$(GO) test -tags '$(GOTAGS)' -count=1 -v -run TestEndToEnd ./internal/e2e
 
 bench:
 	bash scripts/bench.sh

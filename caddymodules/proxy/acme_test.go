@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,66 +17,14 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/cptest"
 	"github.com/wisehosting/wisehosting/internal/dnsprov/cftest"
 	"github.com/wisehosting/wisehosting/internal/network"
+	"github.com/wisehosting/wisehosting/internal/peers"
 )
 
-const pebbleVersion = "v2.10.1"
-
-// pebble starts the ACME test CA on loopback and returns its directory URL
-// and the root of the certificates it issues.
+// pebble starts the ACME test CA on loopback and returns its directory URL,
+// the root of the certificates it issues and its own CA file.
 func pebble(t *testing.T, dnsServer string) (dir string, issuedRoots *x509.CertPool, caFile string) {
-	t.Helper()
-	bin := os.Getenv("WH_PEBBLE_BIN")
-	if bin == "" {
-		out, err := exec.Command("bash", "../../scripts/ci-pebble.sh").Output()
-		if err != nil {
-			t.Fatalf("installing pebble (scripts/ci-pebble.sh): %v", err)
-		}
-		bin = strings.TrimSpace(string(out))
-	}
-	modcache, _ := exec.Command("go", "env", "GOMODCACHE").Output()
-	certs := filepath.Join(strings.TrimSpace(string(modcache)), "github.com/letsencrypt/pebble/v2@"+pebbleVersion, "test/certs")
-	addr, mgmt := cptest.FreeAddr(t), cptest.FreeAddr(t)
-	cfg := map[string]any{"pebble": map[string]any{
-		"listenAddress": addr, "managementListenAddress": mgmt,
-		"certificate": filepath.Join(certs, "localhost/cert.pem"), "privateKey": filepath.Join(certs, "localhost/key.pem"),
-		"httpPort": 5002, "tlsPort": 5001, "ocspResponderURL": "", "externalAccountBindingRequired": false,
-	}}
-	b, _ := json.Marshal(cfg)
-	cfgPath := filepath.Join(t.TempDir(), "pebble.json")
-	os.WriteFile(cfgPath, b, 0o600)
-	// Without a DNS server, validation is skipped (always valid); with one,
-	// Pebble really resolves the DNS-01 challenge records there.
-	env := []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0"}
-	if dnsServer == "" {
-		dnsServer = "127.0.0.1:1"
-		env = append(env, "PEBBLE_VA_ALWAYS_VALID=1")
-	}
-	cmd := exec.Command(bin, "-config", cfgPath, "-dnsserver", dnsServer)
-	cmd.Env = append(os.Environ(), env...)
-	logf, _ := os.Create(filepath.Join(t.TempDir(), "pebble.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	caFile = filepath.Join(certs, "pebble.minica.pem")
-	minica := x509.NewCertPool()
-	pem, _ := os.ReadFile(caFile)
-	minica.AppendCertsFromPEM(pem)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: minica}}}
-	var root []byte
-	waitFor(t, "pebble", 15*time.Second, func() bool {
-		resp, err := client.Get("https://" + mgmt + "/roots/0")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		root, _ = io.ReadAll(resp.Body)
-		return resp.StatusCode == 200
-	})
-	issuedRoots = x509.NewCertPool()
-	issuedRoots.AppendCertsFromPEM(root)
-	return "https://" + addr + "/dir", issuedRoots, caFile
+	p := peers.StartPebble(t, dnsServer)
+	return p.Directory, p.Issued, p.CAFile
 }
 
 // Pebble issues the proxy mode a certificate on demand for a verified

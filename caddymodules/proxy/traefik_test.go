@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,20 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/wisehosting/wisehosting/caddymodules/cptest"
+	"github.com/wisehosting/wisehosting/internal/peers"
 )
-
-// traefikBin finds (or builds, once, into a cache) the real Traefik.
-func traefikBin(t testing.TB) string {
-	t.Helper()
-	if b := os.Getenv("WH_TRAEFIK_BIN"); b != "" {
-		return b
-	}
-	out, err := exec.Command("bash", "../../scripts/ci-traefik.sh").Output()
-	if err != nil {
-		t.Fatalf("building traefik (scripts/ci-traefik.sh): %v", err)
-	}
-	return strings.TrimSpace(string(out))
-}
 
 // startTraefik runs Traefik with its HTTP provider polling endpoint and one
 // plain-HTTP entry point named entryPoint on a loopback port.
@@ -35,7 +22,7 @@ func startTraefik(t testing.TB, endpoint, entryPoint string, poll time.Duration)
 	t.Helper()
 	addr := cptest.FreeAddr(t)
 	dir := t.TempDir()
-	cmd := exec.Command(traefikBin(t),
+	cmd := exec.Command(peers.TraefikBin(t),
 		"--entryPoints."+entryPoint+".address="+addr,
 		"--providers.http.endpoint="+endpoint,
 		"--providers.http.pollInterval="+poll.String(),
