@@ -30,7 +30,7 @@ import (
 )
 
 // gitRepo makes a local repository with a static site on branch main.
-func gitRepo(t *testing.T, body string) string {
+func gitRepo(t testing.TB, body string) string {
 	t.Helper()
 	dir := t.TempDir()
 	git(t, dir, "init", "-q", "-b", "main")
@@ -38,7 +38,7 @@ func gitRepo(t *testing.T, body string) string {
 	return dir
 }
 
-func git(t *testing.T, dir string, args ...string) string {
+func git(t testing.TB, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.email=t@example.test", "-c", "user.name=t"}, args...)...)
 	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
@@ -49,7 +49,7 @@ func git(t *testing.T, dir string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func commitSite(t *testing.T, dir, body string) string {
+func commitSite(t testing.TB, dir, body string) string {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte(body), 0o644); err != nil {
 		t.Fatal(err)
@@ -60,7 +60,7 @@ func commitSite(t *testing.T, dir, body string) string {
 }
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	db     *pgtest.DB
 	cp     *cptest.CP
 	svc    *podmantest.Service
@@ -70,7 +70,7 @@ type env struct {
 	inst   string
 }
 
-func setup(t *testing.T, repo string) *env {
+func setup(t testing.TB, repo string) *env {
 	t.Helper()
 	db := pgtest.New(t)
 	cp := cptest.Start(t, db, cptest.Options{Apps: map[string]any{
@@ -200,7 +200,7 @@ func getVia(zone, host string) (int, string, error) {
 	return resp.StatusCode, string(b), nil
 }
 
-func waitBody(t *testing.T, zone, host, want string) {
+func waitBody(t testing.TB, zone, host, want string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -215,7 +215,7 @@ func waitBody(t *testing.T, zone, host, want string) {
 	}
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
+func waitFor(t testing.TB, what string, d time.Duration, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !ok() {
@@ -257,6 +257,13 @@ func TestAgentLifecycle(t *testing.T) {
 		t.Fatalf("only %d deployment log lines (progress and build output expected)", buildLines)
 	}
 	waitBody(t, zoneAddr, host, "version one")
+	// The hello reported the host: capacity and the probed disk-quota mode.
+	var quota, version string
+	var cpu int
+	e.db.Pool.QueryRow(context.Background(), "SELECT disk_quota, agent_version, cpu_millis FROM workers WHERE id = $1", e.worker).Scan(&quota, &version, &cpu)
+	if quota != ag.a.DiskQuota().Mode || version != agent.Version || cpu < 1000 {
+		t.Fatalf("worker row: quota %q (probed %q), version %q, cpu %d", quota, ag.a.DiskQuota().Mode, version, cpu)
+	}
 	// The container runs with the app's limits and labels.
 	cs, err := ag.a.RT.List(context.Background())
 	if err != nil || len(cs) != 1 {
@@ -390,7 +397,7 @@ func TestAgentLifecycle(t *testing.T) {
 
 // subscribeStatus forwards the states the control plane records for the
 // app (from the worker's app.state reports).
-func subscribeStatus(t *testing.T, e *env, ch chan<- string) func() {
+func subscribeStatus(t testing.TB, e *env, ch chan<- string) func() {
 	t.Helper()
 	a, err := caddy.ActiveContext().App(core.AppName)
 	if err != nil {

@@ -23,7 +23,7 @@ import (
 
 // fixture loads a provider's documented payload and applies edits (dotted
 // paths) so that it points at the test's repository.
-func fixture(t *testing.T, name string, edits map[string]any) []byte {
+func fixture(t testing.TB, name string, edits map[string]any) []byte {
 	t.Helper()
 	raw, err := os.ReadFile("../internal/gitproviders/testdata/" + name)
 	if err != nil {
@@ -45,7 +45,7 @@ func fixture(t *testing.T, name string, edits map[string]any) []byte {
 	return b
 }
 
-func hook(t *testing.T, url, event, delivery string, secret, body []byte) (int, map[string]any) {
+func hook(t testing.TB, url, event, delivery string, secret, body []byte) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -65,7 +65,7 @@ func hook(t *testing.T, url, event, delivery string, secret, body []byte) (int, 
 	return resp.StatusCode, out
 }
 
-func deploymentID(t *testing.T, out map[string]any) int64 {
+func deploymentID(t testing.TB, out map[string]any) int64 {
 	t.Helper()
 	f, ok := out["deployment_id"].(float64)
 	if !ok || f <= 0 {
