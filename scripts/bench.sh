@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make bench`: runs the Go benchmarks and writes the results to
-# bench-results.txt (machine, command, figures).
+# `make bench`: runs the Go benchmarks, writes the raw results to
+# bench-results.txt (machine, command, figures) and the report to
+# BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -8,7 +9,9 @@ ensure_postgres_for_tests
 tags='remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper'
 out="${BENCH_OUT:-bench-results.txt}"
 {
-  echo "# $(date -u +%FT%TZ) $(uname -srm), $(nproc) cores, $(go version | awk '{print $3}')"
+  echo "# $(date -u +%FT%TZ) $(uname -srm), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(go version | awk '{print $3}')"
   echo "# go test -tags '$tags' -run '^\$' -bench . -benchmem ./..."
   go test -tags "$tags" -run '^$' -bench "${BENCH:-.}" -benchmem -benchtime "${BENCHTIME:-1s}" -timeout 30m ./... 2>&1 | grep -vE '^(ok|PASS|\?)\s'
 } | tee "$out"
+go run ./scripts/benchreport <"$out" >"${BENCH_REPORT:-BENCHMARKS.md}"
+echo "wrote ${BENCH_REPORT:-BENCHMARKS.md}"
