@@ -1,0 +1,426 @@
+// Package e2e runs the whole system on one machine, loopback only: a
+// private Postgres, the control plane and the worker agent as their real
+// binaries, real Podman, the Caddy proxy mode and real Traefik, both with
+// certificates from Pebble. `make e2e` runs it alone; `make test` runs it
+// with everything else.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/wisehosting/wisehosting/agent/runtime/podmantest"
+	"github.com/wisehosting/wisehosting/internal/deploys"
+	"github.com/wisehosting/wisehosting/internal/dnsprov/cftest"
+	"github.com/wisehosting/wisehosting/internal/domains"
+	"github.com/wisehosting/wisehosting/internal/gitproviders"
+	"github.com/wisehosting/wisehosting/internal/peers"
+	"github.com/wisehosting/wisehosting/internal/secrets"
+)
+
+const (
+	secret     = "e2e-master-secret-0123456789abcdef"
+	proxyToken = "e2e-proxy-token-0123456789abcdef"
+	customHost = "www.customer.test"
+)
+
+// system is everything the test runs, with what it needs to restart it.
+type system struct {
+	t        *testing.T
+	work     string
+	dbURL    string
+	pg       *postgres
+	pool     *pgxpool.Pool
+	svc      *podmantest.Service
+	pebble   *peers.Pebble
+	cpAddr   string
+	cpFile   string
+	cp       *proc
+	key      string
+	zoneAddr string
+	agent    *proc
+	tfAddr   string
+	traefik  *proc
+	pxAddr   string
+	pxDir    string
+	proxy    *proc
+}
+
+func (s *system) startCP() {
+	s.t.Helper()
+	s.cp = startProc(s.t, "cp", s.work, nil, bins.cp, "run", "--config", s.cpFile, "--adapter", "caddyfile")
+	waitListen(s.t, s.cp, s.cpAddr)
+}
+
+func (s *system) startAgent() {
+	s.t.Helper()
+	s.agent = startProc(s.t, "agent", s.work, []string{"WISEHOSTING_WORKER_KEY=" + s.key}, bins.agent,
+		"-cp", "http://"+s.cpAddr, "-mesh-ip", "127.0.0.1", "-zone", "z.test", "-zone-listen", s.zoneAddr,
+		"-podman", s.svc.URL, "-allow-local-git", "-work-dir", s.work)
+	waitListen(s.t, s.agent, s.zoneAddr)
+}
+
+func (s *system) startTraefik() {
+	s.t.Helper()
+	s.traefik = startProc(s.t, "traefik", s.work, []string{"LEGO_CA_CERTIFICATES=" + s.pebble.CAFile}, peers.TraefikBin(s.t),
+		"--entryPoints.websecure.address="+s.tfAddr,
+		"--providers.http.endpoint=http://"+s.cpAddr+"/v1/traefik/proxy-config",
+		"--providers.http.pollInterval=1s",
+		"--providers.http.headers.Authorization=Bearer "+proxyToken,
+		"--certificatesResolvers.letsencrypt.acme.caServer="+s.pebble.Directory,
+		"--certificatesResolvers.letsencrypt.acme.email=ops@example.test",
+		"--certificatesResolvers.letsencrypt.acme.storage="+filepath.Join(s.work, "traefik-acme.json"),
+		"--certificatesResolvers.letsencrypt.acme.tlsChallenge=true",
+		"--global.checkNewVersion=false", "--global.sendAnonymousUsage=false", "--log.level=INFO")
+	waitListen(s.t, s.traefik, s.tfAddr)
+}
+
+func (s *system) startProxy() {
+	s.t.Helper()
+	cfg := fmt.Sprintf(`{
+	admin off
+	storage file_system %[1]s/data
+	email ops@customer.test
+	on_demand_tls {
+		permission wisehosting
+	}
+	wisehosting_proxy {
+		control_plane http://%[2]s
+		token %[3]s
+		cache_file %[1]s/routes.json
+		poll_interval 1s
+	}
+}
+https://:%[4]s {
+	bind 127.0.0.1
+	tls {
+		on_demand
+		issuer acme {
+			dir %[5]s
+			trusted_roots %[6]s
+			disable_http_challenge
+			alt_tlsalpn_port %[4]s
+		}
+	}
+	wisehosting_route
+	reverse_proxy {
+		dynamic wisehosting
+	}
+}
+`, s.pxDir, s.cpAddr, proxyToken, portOf(s.pxAddr), s.pebble.Directory, s.pebble.CAFile)
+	path := filepath.Join(s.pxDir, "proxy.Caddyfile")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	s.proxy = startProc(s.t, "proxy", s.work, []string{"HOME=" + s.pxDir, "XDG_DATA_HOME=" + s.pxDir, "XDG_CONFIG_HOME=" + s.pxDir},
+		bins.cp, "run", "--config", path, "--adapter", "caddyfile")
+	waitListen(s.t, s.proxy, s.pxAddr)
+}
+
+// path is one way to reach the app.
+type path struct {
+	name   string
+	client *http.Client
+	base   string
+	host   string
+}
+
+func (p path) get() (int, string, error) { return getHost(p.client, p.base, p.host, "/") }
+
+func (s *system) waitBody(p path, want string, d time.Duration) {
+	s.t.Helper()
+	var last string
+	waitFor(s.t, fmt.Sprintf("%s to serve %q", p.name, want), d, func() bool {
+		code, body, err := p.get()
+		last = fmt.Sprintf("%d %q %v", code, body, err)
+		return err == nil && code == 200 && strings.Contains(body, want)
+	})
+	_ = last
+}
+
+func git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.email=e2e@example.test", "-c", "user.name=e2e"}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v: %s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func commit(t *testing.T, repo, body string) string {
+	t.Helper()
+	os.WriteFile(filepath.Join(repo, "index.html"), []byte(body), 0o644)
+	git(t, repo, "add", "-A")
+	git(t, repo, "commit", "-q", "-m", body)
+	return git(t, repo, "rev-parse", "HEAD")
+}
+
+// push delivers a signed GitHub push webhook for sha and waits for the
+// deployment it starts to succeed.
+func (s *system) push(appID int64, hookSecret, sha, delivery string) {
+	s.t.Helper()
+	raw, err := os.ReadFile(filepath.Join(peers.Root(s.t), "internal/gitproviders/testdata/github_push.json"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var doc map[string]any
+	json.Unmarshal(raw, &doc)
+	doc["ref"], doc["after"] = "refs/heads/main", sha
+	doc["head_commit"].(map[string]any)["id"] = sha
+	body, _ := json.Marshal(doc)
+	req, _ := http.NewRequest("POST", fmt.Sprintf("http://%s/v1/hooks/github/%d", s.cpAddr, appID), strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Delivery", delivery)
+	k, v := gitproviders.Sign(gitproviders.GitHub, []byte(hookSecret), body)
+	req.Header.Set(k, v)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var out struct {
+		Action       string `json:"action"`
+		DeploymentID int64  `json:"deployment_id"`
+	}
+	json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || out.DeploymentID == 0 {
+		s.t.Fatalf("push webhook: %d %+v", resp.StatusCode, out)
+	}
+	waitFor(s.t, fmt.Sprintf("deployment %d", out.DeploymentID), 120*time.Second, func() bool {
+		var st, msg string
+		s.pool.QueryRow(context.Background(), "SELECT status, error FROM deployments WHERE id = $1", out.DeploymentID).Scan(&st, &msg)
+		if st == "failed" || st == "cancelled" {
+			s.t.Fatalf("deployment %d %s: %s", out.DeploymentID, st, msg)
+		}
+		return st == "succeeded"
+	})
+}
+
+// loop requests every path until stop and counts failures.
+type loop struct {
+	ok, failed atomic.Int64
+	last       atomic.Value
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+func startLoop(paths []path, want *regexp.Regexp) *loop {
+	l := &loop{stop: make(chan struct{})}
+	for _, p := range paths {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				code, body, err := p.get()
+				if err != nil || code != 200 || !want.MatchString(body) {
+					l.failed.Add(1)
+					l.last.Store(fmt.Sprintf("%s: %d %q %v", p.name, code, body, err))
+				} else {
+					l.ok.Add(1)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *loop) end() (ok, failed int64, last any) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.ok.Load(), l.failed.Load(), l.last.Load()
+}
+
+func TestEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	s := &system{t: t, work: t.TempDir()}
+	var err error
+	s.pg, s.dbURL = startPostgres(t)
+	s.svc = podmantest.Start(t)
+	s.pebble = peers.StartPebble(t, "")
+	cf := cftest.Start(t, "customer.test", "cf-token")
+	s.cpAddr, s.zoneAddr, s.tfAddr, s.pxAddr = freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	s.pxDir = filepath.Join(s.work, "proxy")
+	os.MkdirAll(s.pxDir, 0o700)
+	t.Cleanup(func() {
+		out, _ := s.svc.Podman(context.Background(), "ps", "-aq", "--filter", "label=io.wisehosting.slug=shop")
+		for _, id := range strings.Fields(out) {
+			s.svc.Podman(context.Background(), "rm", "-f", "-t", "1", id)
+		}
+	})
+
+	// The control plane, from a Caddyfile like an operator's.
+	s.cpFile = filepath.Join(s.work, "cp.Caddyfile")
+	os.WriteFile(s.cpFile, []byte(fmt.Sprintf(`{
+	admin off
+	wisehosting_scheduler {
+		poll_interval 200ms
+	}
+	wisehosting_logs
+	wisehosting_usage
+	wisehosting {
+		database_url %s
+		secret %s
+		proxy_token %s
+		subdomain_base apps.test
+		admin_email off
+	}
+}
+http://%s {
+	route {
+		wisehosting_hub
+		wisehosting_api
+	}
+}
+`, s.dbURL, secret, proxyToken, s.cpAddr)), 0o600)
+	s.startCP()
+	if s.pool, err = pgxpool.New(ctx, s.dbURL); err != nil {
+		t.Fatal(err)
+	}
+	defer s.pool.Close()
+
+	// A worker, added with the operator command, and its agent.
+	out, err := exec.Command(bins.cp, "worker", "add", "w1", "--zone", "z.test", "--wg-ip", "127.0.0.1", "--config", s.cpFile, "--adapter", "caddyfile").CombinedOutput()
+	if err != nil {
+		t.Fatalf("worker add: %v\n%s", err, out)
+	}
+	s.key = regexp.MustCompile(`whk_[A-Za-z0-9_-]+`).FindString(string(out))
+	if s.key == "" {
+		t.Fatalf("no key in %s", out)
+	}
+	s.startAgent()
+	waitFor(t, "the worker to come online", 30*time.Second, func() bool {
+		var st string
+		s.pool.QueryRow(ctx, "SELECT status FROM workers WHERE name = 'w1'").Scan(&st)
+		return st == "online"
+	})
+
+	// A team and an app tracking a local repository.
+	repo := t.TempDir()
+	git(t, repo, "init", "-q", "-b", "main")
+	sha1 := commit(t, repo, "<h1>shop version one</h1>\n")
+	var team, appID int64
+	s.pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('Acme', 'acme') RETURNING id").Scan(&team)
+	if err := s.pool.QueryRow(ctx, `INSERT INTO apps (team_id, slug, name, git_repo, git_branch, git_provider, framework, cpu_millis, memory_mb)
+		VALUES ($1, 'shop', 'Shop', $2, 'main', 'github', 'auto', 250, 64) RETURNING id`, team, repo).Scan(&appID); err != nil {
+		t.Fatal(err)
+	}
+	kr, _ := secrets.NewKeyring(secret)
+	hookSecret, err := deploys.HookSecret(ctx, s.pool, kr, appID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Push → deploy → running.
+	s.push(appID, hookSecret, sha1, "e2e-1")
+
+	// A verified custom domain: TXT record in the customer's DNS, checked
+	// by the control plane's verifier against that DNS server.
+	dsvc := &domains.Service{Pool: s.pool, SubdomainBase: "apps.test", Verifier: &domains.Verifier{Resolvers: []string{cf.DNSAddr}, Timeout: 2 * time.Second}}
+	dom, err := dsvc.Add(ctx, team, appID, customHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addTXT(t, cf, dom.RecordName(), dom.Token)
+	if dom, err = dsvc.Verify(ctx, team, dom.ID); err != nil || dom.VerifiedAt == nil {
+		t.Fatalf("verify: %+v %v", dom, err)
+	}
+
+	s.startTraefik()
+	s.startProxy()
+	plain := &http.Client{Timeout: 10 * time.Second}
+	paths := []path{
+		{"zone router", plain, "http://" + s.zoneAddr, "shop.z.test"},
+		{"traefik", tlsClient(s.tfAddr, s.pebble.Issued), "https://shop.apps.test", "shop.apps.test"},
+		{"caddy proxy", tlsClient(s.pxAddr, s.pebble.Issued), "https://" + customHost, customHost},
+	}
+	for _, p := range paths {
+		s.waitBody(p, "shop version one", 60*time.Second)
+	}
+
+	// Redeploy with zero failed requests on every path.
+	l := startLoop(paths, regexp.MustCompile(`shop version (one|two)`))
+	sha2 := commit(t, repo, "<h1>shop version two</h1>\n")
+	s.push(appID, hookSecret, sha2, "e2e-2")
+	for _, p := range paths {
+		s.waitBody(p, "shop version two", 60*time.Second)
+	}
+	time.Sleep(20 * time.Second) // past the drain delay: the old container is gone
+	ok, failed, last := l.end()
+	t.Logf("redeploy: %d requests over three paths, %d failed", ok, failed)
+	if failed != 0 || ok < 100 {
+		t.Fatalf("redeploy: %d ok, %d failed; last failure: %v", ok, failed, last)
+	}
+
+	// The database stops: every path keeps serving.
+	s.pg.stop(t)
+	l = startLoop(paths, regexp.MustCompile(`shop version two`))
+	time.Sleep(8 * time.Second)
+	ok, failed, last = l.end()
+	t.Logf("database down: %d requests, %d failed", ok, failed)
+	if failed != 0 || ok < 30 {
+		t.Fatalf("database down: %d ok, %d failed; last failure: %v", ok, failed, last)
+	}
+	s.pg.start(t)
+
+	// Everything restarts: the state comes back from Postgres and the
+	// containers, nothing is rebuilt.
+	var deploymentsBefore int
+	s.pool.QueryRow(ctx, "SELECT count(*) FROM deployments").Scan(&deploymentsBefore)
+	for _, p := range []*proc{s.proxy, s.traefik, s.agent, s.cp} {
+		p.stop()
+	}
+	s.startCP()
+	s.startAgent()
+	s.startTraefik()
+	s.startProxy()
+	for _, p := range paths {
+		s.waitBody(p, "shop version two", 60*time.Second)
+	}
+	var deploymentsAfter int
+	var status string
+	s.pool.QueryRow(ctx, "SELECT count(*) FROM deployments").Scan(&deploymentsAfter)
+	s.pool.QueryRow(ctx, "SELECT status FROM apps WHERE id = $1", appID).Scan(&status)
+	if deploymentsAfter != deploymentsBefore || status != "running" {
+		t.Fatalf("after restart: %d deployments (was %d), app %s", deploymentsAfter, deploymentsBefore, status)
+	}
+}
+
+// addTXT creates a TXT record through the DNS provider's API (the
+// Cloudflare stand-in), as the domain's owner would.
+func addTXT(t *testing.T, cf *cftest.Server, name, value string) {
+	t.Helper()
+	b, _ := json.Marshal(map[string]any{"type": "TXT", "name": name, "content": value, "ttl": 60})
+	req, _ := http.NewRequest("POST", cf.URL+"/zones/"+cf.ZoneID+"/dns_records", strings.NewReader(string(b)))
+	req.Header.Set("Authorization", "Bearer "+cf.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("adding TXT: %s", resp.Status)
+	}
+}
