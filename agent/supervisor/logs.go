@@ -30,6 +30,9 @@ type shipper struct {
 }
 
 func newShipper(send SendFunc, logger *zap.Logger) *shipper {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
 	return &shipper{send: send, logger: logger, kick: make(chan struct{}, 1)}
 }
 
