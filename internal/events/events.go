@@ -61,8 +61,12 @@ func (b *Bus) Subscribe(fn func(Event)) (cancel func()) {
 	}
 }
 
-// Publish delivers e to every subscriber.
+// Publish delivers e to every subscriber. Publishing on a nil Bus does
+// nothing (tools that change state outside a running control plane).
 func (b *Bus) Publish(e Event) {
+	if b == nil {
+		return
+	}
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
