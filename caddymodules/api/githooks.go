@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -14,6 +15,8 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
+	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/plans"
 	"github.com/wisehosting/wisehosting/internal/ratelimit"
 )
 
@@ -25,9 +28,19 @@ const MaxGitHookBody = 5 << 20
 // 60 deliveries a minute per client IP.
 var gitHookLimiter = ratelimit.New(60, time.Minute)
 
-// PreviewPolicy, when set (plans), decides whether a team may have preview
-// deployments.
-var PreviewPolicy deploys.PreviewPolicy
+// PlanPolicy makes the plan registry decide on deploys and previews: a
+// team's plan must include previews, and an app's limits must fit the
+// plan before a deploy is enqueued (so the scheduler never reserves more
+// than the plan allows).
+func PlanPolicy(reg *plans.Registry) deploys.Policy {
+	return deploys.Policy{
+		Previews: func(ctx context.Context, q jobs.Querier, teamID int64) error { return reg.CheckPreview(ctx, q, teamID) },
+		Deploy: func(ctx context.Context, q jobs.Querier, app deploys.App) error {
+			return reg.CheckDeploy(ctx, q, app.TeamID, plans.Limits{CPUMillis: app.CPUMillis, MemoryMB: app.MemoryMB,
+				DiskMB: app.DiskMB, BandwidthKbit: app.BandwidthKbit})
+		},
+	}
+}
 
 func init() {
 	addRoutes(func(mux *http.ServeMux, wh *core.App, logger *zap.Logger) {
@@ -102,7 +115,7 @@ func serveGitHook(w http.ResponseWriter, r *http.Request, wh *core.App, logger *
 		WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	out, err := deploys.HandleEvent(ctx, wh.Pool(), app, ev, PreviewPolicy)
+	out, err := deploys.HandleEvent(ctx, wh.Pool(), app, ev, PlanPolicy(wh.PlanRegistry()))
 	if err != nil {
 		logger.Error("git webhook: handling event", zap.Int64("app", appID), zap.Error(err))
 		WriteError(w, http.StatusInternalServerError, "could not process the event")

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 
+	"github.com/wisehosting/wisehosting/caddymodules/cptest"
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
@@ -105,6 +107,37 @@ func TestGitHookPushDeploys(t *testing.T) {
 	db.Pool.QueryRow(t.Context(), "SELECT count(*) FROM jobs").Scan(&n)
 	if n != 1 {
 		t.Fatalf("rejected deliveries created jobs: %d", n)
+	}
+}
+
+// The team's plan decides: a push for an app above the plan's limits is
+// refused with the limit named (no job), a pull request on a plan without
+// previews opens none; within the plan the push deploys.
+func TestGitHookPlanPolicy(t *testing.T) {
+	db := pgtest.New(t)
+	base := cptest.Start(t, db, cptest.Options{Core: map[string]any{
+		"plans": map[string]any{"free": map[string]any{"memory_mb": 128, "apps": 5}},
+	}}).URL
+	appID, secret := seedHookApp(t, db) // memory_mb 256 by default
+	url := fmt.Sprintf("%s/v1/hooks/github/%d", base, appID)
+	body, _ := os.ReadFile("../../internal/gitproviders/testdata/github_push.json")
+	code, out := deliver(t, url, "github", "push", "plan-1", []byte(secret), body)
+	if code != http.StatusOK || out["action"] != "refused" || !strings.Contains(fmt.Sprint(out["reason"]), "memory_mb is at most 128") {
+		t.Fatalf("push above the plan: %d %v", code, out)
+	}
+	pr, _ := os.ReadFile("../../internal/gitproviders/testdata/github_pull_request.json")
+	code, out = deliver(t, url, "github", "pull_request", "plan-2", []byte(secret), pr)
+	if code != http.StatusOK || out["action"] != "ignored" || !strings.Contains(fmt.Sprint(out["reason"]), "previews") {
+		t.Fatalf("PR without previews: %d %v", code, out)
+	}
+	var n int
+	db.Pool.QueryRow(t.Context(), "SELECT count(*) FROM jobs").Scan(&n)
+	if n != 0 {
+		t.Fatalf("refused deliveries created %d jobs", n)
+	}
+	db.Pool.Exec(t.Context(), "UPDATE apps SET memory_mb = 128 WHERE id = $1", appID)
+	if code, out := deliver(t, url, "github", "push", "plan-3", []byte(secret), body); code != http.StatusAccepted || out["action"] != "deployed" {
+		t.Fatalf("push within the plan: %d %v", code, out)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/internal/credentials"
 	"github.com/wisehosting/wisehosting/internal/events"
+	"github.com/wisehosting/wisehosting/internal/plans"
 	"github.com/wisehosting/wisehosting/internal/secrets"
 	"github.com/wisehosting/wisehosting/internal/store"
 	"github.com/wisehosting/wisehosting/internal/workerbus"
@@ -78,7 +79,16 @@ type App struct {
 	// minutes before expiry. Default: 15m.
 	WorkerTokenTTL caddy.Duration `json:"worker_token_ttl,omitempty"`
 
+	// Plans by name: per-app CPU, memory, disk and bandwidth limits, the
+	// number of apps, and whether custom domains and previews are
+	// included. Default: the built-in free and pro plans.
+	Plans map[string]plans.Plan `json:"plans,omitempty"`
+
+	// DefaultPlan is the plan of new teams. Default: free.
+	DefaultPlan string `json:"default_plan,omitempty"`
+
 	pool    *pgxpool.Pool
+	plans   *plans.Registry
 	poolKey string
 	keyring *secrets.Keyring
 	bus     *events.Bus
@@ -177,6 +187,9 @@ func (a *App) Validate() error {
 	if a.SubdomainBase != "" && (strings.ContainsAny(a.SubdomainBase, "/: ") || !strings.Contains(a.SubdomainBase, ".") && a.SubdomainBase != "localhost") {
 		errs = append(errs, fmt.Errorf("subdomain_base %q must be a domain name such as apps.example.com", a.SubdomainBase))
 	}
+	if _, err := plans.NewRegistry(a.Plans, a.DefaultPlan); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("wisehosting: %w", errors.Join(errs...))
 	}
@@ -200,6 +213,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.keyring = kr
+	if a.plans, err = plans.NewRegistry(a.Plans, a.DefaultPlan); err != nil {
+		return err
+	}
 
 	a.poolKey = a.DatabaseURL + "\x00" + a.DatabasePassword
 	val, loaded, err := pools.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
@@ -250,10 +266,14 @@ func migrate(p *pgxpool.Pool, logger *zap.Logger) error {
 	return nil
 }
 
-// Start creates the first admin account if the database has no users.
+// Start checks that every team is on a configured plan and creates the
+// first admin account if the database has no users.
 func (a *App) Start() error {
 	ctx, cancel := context.WithTimeout(a.ctx, 15*time.Second)
 	defer cancel()
+	if err := a.plans.CheckTeams(ctx, a.pool); err != nil {
+		return fmt.Errorf("wisehosting: %w", err)
+	}
 	return a.bootstrapAdmin(ctx)
 }
 
@@ -275,6 +295,9 @@ func (a *App) Pool() *pgxpool.Pool { return a.pool }
 
 // Keyring encrypts and decrypts secrets at rest.
 func (a *App) Keyring() *secrets.Keyring { return a.keyring }
+
+// PlanRegistry is the plan registry.
+func (a *App) PlanRegistry() *plans.Registry { return a.plans }
 
 // Events is the process-wide event bus.
 func (a *App) Events() *events.Bus { return a.bus }

@@ -8,6 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/wisehosting/wisehosting/internal/plans"
 )
 
 func init() {
@@ -28,6 +30,17 @@ func init() {
 //		public_url        <url>
 //		admin_email       <email>|off
 //		worker_token_ttl  <duration>
+//		default_plan      <name>
+//		plan <name> {
+//			cpu_millis     <n>
+//			memory_mb      <n>
+//			disk_mb        <n>
+//			bandwidth_kbit <n>
+//			replicas       <n>
+//			apps           <n>
+//			custom_domains on|off
+//			previews       on|off
+//		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
@@ -40,6 +53,20 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	}
 	for d.NextBlock(0) {
 		key := d.Val()
+		if key == "plan" {
+			name, p, err := parsePlan(d)
+			if err != nil {
+				return nil, err
+			}
+			if app.Plans == nil {
+				app.Plans = map[string]plans.Plan{}
+			}
+			if _, dup := app.Plans[name]; dup {
+				return nil, d.Errf("plan %q defined twice", name)
+			}
+			app.Plans[name] = p
+			continue
+		}
 		if key == "previous_secrets" {
 			app.PreviousSecrets = append(app.PreviousSecrets, d.RemainingArgs()...)
 			if len(app.PreviousSecrets) == 0 {
@@ -74,6 +101,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			app.PublicURL = val
 		case "admin_email":
 			app.AdminEmail = val
+		case "default_plan":
+			app.DefaultPlan = val
 		case "worker_token_ttl":
 			ttl, err := caddy.ParseDuration(val)
 			if err != nil || ttl < 3*time.Minute {
@@ -85,4 +114,61 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		}
 	}
 	return httpcaddyfile.App{Name: AppName, Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// parsePlan reads one `plan <name> { … }` block.
+func parsePlan(d *caddyfile.Dispenser) (string, plans.Plan, error) {
+	var p plans.Plan
+	if !d.NextArg() {
+		return "", p, d.ArgErr()
+	}
+	name := d.Val()
+	if d.NextArg() {
+		return "", p, d.ArgErr()
+	}
+	for d.NextBlock(1) {
+		key := d.Val()
+		var val string
+		if !d.AllArgs(&val) {
+			return "", p, d.ArgErr()
+		}
+		switch key {
+		case "custom_domains", "previews":
+			var on bool
+			switch val {
+			case "on", "true", "yes":
+				on = true
+			case "off", "false", "no":
+			default:
+				return "", p, d.Errf("plan %s: %s must be on or off, not %q", name, key, val)
+			}
+			if key == "custom_domains" {
+				p.CustomDomains = on
+			} else {
+				p.Previews = on
+			}
+			continue
+		}
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 0 {
+			return "", p, d.Errf("plan %s: %s must be a non-negative integer, not %q", name, key, val)
+		}
+		switch key {
+		case "cpu_millis":
+			p.CPUMillis = n
+		case "memory_mb":
+			p.MemoryMB = n
+		case "disk_mb":
+			p.DiskMB = n
+		case "bandwidth_kbit":
+			p.BandwidthKbit = n
+		case "replicas":
+			p.Replicas = n
+		case "apps":
+			p.Apps = n
+		default:
+			return "", p, d.Errf("plan %s: unknown limit %q", name, key)
+		}
+	}
+	return name, p, nil
 }

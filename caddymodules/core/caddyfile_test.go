@@ -11,6 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/wisehosting/wisehosting/internal/plans"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -68,6 +70,12 @@ func TestCaddyfileErrors(t *testing.T) {
 		"two values":     "{\n wisehosting {\n  secret a b\n }\n}\n",
 		"bad max_conns":  "{\n wisehosting {\n  max_conns -3\n }\n}\n",
 		"inline arg":     "{\n wisehosting foo\n}\n",
+		"plan bad value": "{\n wisehosting {\n  plan a {\n   apps many\n  }\n }\n}\n",
+		"plan negative":  "{\n wisehosting {\n  plan a {\n   memory_mb -1\n  }\n }\n}\n",
+		"plan unknown":   "{\n wisehosting {\n  plan a {\n   gpus 1\n  }\n }\n}\n",
+		"plan switch":    "{\n wisehosting {\n  plan a {\n   previews maybe\n  }\n }\n}\n",
+		"plan twice":     "{\n wisehosting {\n  plan a {\n  }\n  plan a {\n  }\n }\n}\n",
+		"plan no name":   "{\n wisehosting {\n  plan {\n  }\n }\n}\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := adapt(t, in); err == nil {
@@ -85,11 +93,14 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, mut := range map[string]func(*App){
-		"no db":          func(a *App) { a.DatabaseURL = "" },
-		"short secret":   func(a *App) { a.Secret = "short" },
-		"short token":    func(a *App) { a.ProxyToken = "abc" },
-		"bad public url": func(a *App) { a.PublicURL = "cp.example.com" },
-		"bad base":       func(a *App) { a.SubdomainBase = "http://apps.example.com" },
+		"no db":           func(a *App) { a.DatabaseURL = "" },
+		"short secret":    func(a *App) { a.Secret = "short" },
+		"short token":     func(a *App) { a.ProxyToken = "abc" },
+		"bad public url":  func(a *App) { a.PublicURL = "cp.example.com" },
+		"bad base":        func(a *App) { a.SubdomainBase = "http://apps.example.com" },
+		"unknown default": func(a *App) { a.DefaultPlan = "gold" },
+		"no free plan":    func(a *App) { a.Plans = map[string]plans.Plan{"basic": {}} },
+		"negative limit":  func(a *App) { a.Plans = map[string]plans.Plan{"free": {Apps: -1}} },
 	} {
 		a := good()
 		mut(a)

@@ -77,7 +77,16 @@ type Spec struct {
 	UserID  int64  // 0 for automatic triggers
 	// RollbackOf reuses that deployment's image without building.
 	RollbackOf int64
+	// Policy, when set, may refuse the deploy (its error is returned).
+	Policy DeployPolicy
 }
+
+// PolicyError is a deploy refused by Spec.Policy (e.g. the app's limits
+// exceed its team's plan); its message is for the user.
+type PolicyError struct{ Err error }
+
+func (e *PolicyError) Error() string { return e.Err.Error() }
+func (e *PolicyError) Unwrap() error { return e.Err }
 
 // Created reports the rows a Trigger wrote.
 type Created struct {
@@ -95,6 +104,11 @@ func nullable(id int64) any {
 // Trigger creates a queued deployment of app and enqueues its job, in tx.
 func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 	var c Created
+	if s.Policy != nil {
+		if err := s.Policy(ctx, tx, app); err != nil {
+			return c, &PolicyError{Err: err}
+		}
+	}
 	payload := wsproto.DeployPayload{
 		Slug: app.Slug, GitURL: app.GitRepo, Branch: app.GitBranch, Commit: s.Commit, Framework: app.Framework,
 		Port: app.Port, CPUMillis: app.CPUMillis, MemoryMB: app.MemoryMB, DiskMB: app.DiskMB,

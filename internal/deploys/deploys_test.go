@@ -52,7 +52,7 @@ func TestPushDeploysOnceAndIgnoresOtherBranches(t *testing.T) {
 	ctx := context.Background()
 	app := seedApp(t, db, "site")
 
-	out, err := HandleEvent(ctx, db.Pool, app, push("d1", "main", "aaa111"), nil)
+	out, err := HandleEvent(ctx, db.Pool, app, push("d1", "main", "aaa111"), Policy{})
 	if err != nil || out.Action != "deployed" || out.DeploymentID == 0 || out.JobID == 0 {
 		t.Fatalf("push: %+v %v", out, err)
 	}
@@ -66,16 +66,16 @@ func TestPushDeploysOnceAndIgnoresOtherBranches(t *testing.T) {
 	}
 
 	// The provider retries the same delivery.
-	out, err = HandleEvent(ctx, db.Pool, app, push("d1", "main", "aaa111"), nil)
+	out, err = HandleEvent(ctx, db.Pool, app, push("d1", "main", "aaa111"), Policy{})
 	if err != nil || out.Action != "duplicate" {
 		t.Fatalf("redelivery: %+v %v", out, err)
 	}
 	// A different delivery of the same commit (e.g. a second webhook).
-	out, err = HandleEvent(ctx, db.Pool, app, push("d2", "main", "aaa111"), nil)
+	out, err = HandleEvent(ctx, db.Pool, app, push("d2", "main", "aaa111"), Policy{})
 	if err != nil || out.Action != "duplicate" {
 		t.Fatalf("same commit: %+v %v", out, err)
 	}
-	out, err = HandleEvent(ctx, db.Pool, app, push("d3", "feature", "bbb222"), nil)
+	out, err = HandleEvent(ctx, db.Pool, app, push("d3", "feature", "bbb222"), Policy{})
 	if err != nil || out.Action != "ignored" {
 		t.Fatalf("other branch: %+v %v", out, err)
 	}
@@ -93,7 +93,7 @@ func TestPullRequestPreviewLifecycle(t *testing.T) {
 		return &gitproviders.Event{Provider: gitproviders.GitLab, Kind: gitproviders.EventPullRequest, DeliveryID: delivery,
 			PR: &gitproviders.PullRequest{Number: 42, Action: action, HeadBranch: "feat/x", HeadSHA: sha, Title: "X"}}
 	}
-	out, err := HandleEvent(ctx, db.Pool, app, pr("p1", gitproviders.PROpened, "c1"), nil)
+	out, err := HandleEvent(ctx, db.Pool, app, pr("p1", gitproviders.PROpened, "c1"), Policy{})
 	if err != nil || out.Action != "preview_deployed" {
 		t.Fatalf("open: %+v %v", out, err)
 	}
@@ -104,11 +104,11 @@ func TestPullRequestPreviewLifecycle(t *testing.T) {
 	if preview.Slug != "shop-pr-42" || preview.PreviewOf != app.ID || preview.GitBranch != "feat/x" || preview.TeamID != app.TeamID {
 		t.Fatalf("preview app %+v", preview)
 	}
-	out, err = HandleEvent(ctx, db.Pool, app, pr("p2", gitproviders.PRUpdated, "c2"), nil)
+	out, err = HandleEvent(ctx, db.Pool, app, pr("p2", gitproviders.PRUpdated, "c2"), Policy{})
 	if err != nil || out.Action != "preview_deployed" || out.AppID != preview.ID {
 		t.Fatalf("update: %+v %v", out, err)
 	}
-	out, err = HandleEvent(ctx, db.Pool, app, pr("p3", gitproviders.PRClosed, "c2"), nil)
+	out, err = HandleEvent(ctx, db.Pool, app, pr("p3", gitproviders.PRClosed, "c2"), Policy{})
 	if err != nil || out.Action != "preview_closed" {
 		t.Fatalf("close: %+v %v", out, err)
 	}
@@ -129,7 +129,7 @@ func TestPreviewPolicyRefuses(t *testing.T) {
 	}
 	ev := &gitproviders.Event{Provider: gitproviders.GitHub, Kind: gitproviders.EventPullRequest, DeliveryID: "x",
 		PR: &gitproviders.PullRequest{Number: 1, Action: gitproviders.PROpened, HeadBranch: "b", HeadSHA: "s"}}
-	out, err := HandleEvent(context.Background(), db.Pool, app, ev, deny)
+	out, err := HandleEvent(context.Background(), db.Pool, app, ev, Policy{Previews: deny})
 	if err != nil || out.Action != "ignored" || !strings.Contains(out.Reason, "preview") {
 		t.Fatalf("%+v %v", out, err)
 	}

@@ -33,7 +33,7 @@ func TestEnvEncryptedAndInheritedByPreviews(t *testing.T) {
 	// A preview gets its parent's variables.
 	ev := &gitproviders.Event{Provider: "github", Kind: gitproviders.EventPullRequest, DeliveryID: "e",
 		PR: &gitproviders.PullRequest{Number: 3, Action: gitproviders.PROpened, HeadBranch: "b", HeadSHA: "s"}}
-	out, err := HandleEvent(ctx, db.Pool, app, ev, nil)
+	out, err := HandleEvent(ctx, db.Pool, app, ev, Policy{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,10 +27,20 @@ type Outcome struct {
 // (plans). nil allows them.
 type PreviewPolicy func(ctx context.Context, q jobs.Querier, teamID int64) error
 
+// DeployPolicy decides, in the transaction that would enqueue it, whether
+// a deploy of app may run (e.g. its limits fit its team's plan).
+type DeployPolicy func(ctx context.Context, q jobs.Querier, app App) error
+
+// Policy is what HandleEvent asks before it deploys (nil fields allow).
+type Policy struct {
+	Previews PreviewPolicy
+	Deploy   DeployPolicy
+}
+
 // HandleEvent applies a verified webhook event to app. Duplicate deliveries
 // (same provider delivery id) and repeated commits are ignored, so a
 // provider's retries never deploy twice.
-func HandleEvent(ctx context.Context, pool *pgxpool.Pool, app App, ev *gitproviders.Event, previews PreviewPolicy) (Outcome, error) {
+func HandleEvent(ctx context.Context, pool *pgxpool.Pool, app App, ev *gitproviders.Event, pol Policy) (Outcome, error) {
 	var out Outcome
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		out = Outcome{}
@@ -47,9 +57,9 @@ func HandleEvent(ctx context.Context, pool *pgxpool.Pool, app App, ev *gitprovid
 		}
 		switch ev.Kind {
 		case gitproviders.EventPush:
-			return handlePush(ctx, tx, app, ev, &out)
+			return handlePush(ctx, tx, app, ev, pol, &out)
 		case gitproviders.EventPullRequest:
-			return handlePR(ctx, tx, app, ev, previews, &out)
+			return handlePR(ctx, tx, app, ev, pol, &out)
 		case gitproviders.EventPing:
 			out = Outcome{Action: "ignored", Reason: "ping"}
 		default:
@@ -60,7 +70,7 @@ func HandleEvent(ctx context.Context, pool *pgxpool.Pool, app App, ev *gitprovid
 	return out, err
 }
 
-func handlePush(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event, out *Outcome) error {
+func handlePush(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event, pol Policy, out *Outcome) error {
 	switch {
 	case app.PreviewOf != 0:
 		*out = Outcome{Action: "ignored", Reason: "preview apps follow their pull request"}
@@ -77,7 +87,12 @@ func handlePush(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event,
 		*out = Outcome{Action: "duplicate", Reason: "commit " + ev.Commit + " is already deployed or queued"}
 		return err
 	}
-	c, err := Trigger(ctx, tx, app, Spec{Commit: ev.Commit, Message: ev.Message, Trigger: "push"})
+	c, err := Trigger(ctx, tx, app, Spec{Commit: ev.Commit, Message: ev.Message, Trigger: "push", Policy: pol.Deploy})
+	var pe *PolicyError
+	if errors.As(err, &pe) {
+		*out = Outcome{Action: "refused", AppID: app.ID, Reason: pe.Error()}
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -92,7 +107,7 @@ func commitDeployed(ctx context.Context, tx pgx.Tx, appID int64, commit string) 
 	return n > 0, err
 }
 
-func handlePR(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event, previews PreviewPolicy, out *Outcome) error {
+func handlePR(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event, pol Policy, out *Outcome) error {
 	pr := ev.PR
 	if app.PreviewOf != 0 {
 		*out = Outcome{Action: "ignored", Reason: "webhook of a preview app"}
@@ -132,8 +147,8 @@ func handlePR(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event, p
 		*out = Outcome{Action: "ignored", Reason: "pull request action not used"}
 		return nil
 	}
-	if previews != nil {
-		if err := previews(ctx, tx, app.TeamID); err != nil {
+	if pol.Previews != nil {
+		if err := pol.Previews(ctx, tx, app.TeamID); err != nil {
 			*out = Outcome{Action: "ignored", Reason: err.Error()}
 			return nil
 		}
@@ -165,7 +180,12 @@ func handlePR(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event, p
 			return nil
 		}
 	}
-	c, err := Trigger(ctx, tx, preview, Spec{Commit: pr.HeadSHA, Message: pr.Title, Trigger: "pull_request"})
+	c, err := Trigger(ctx, tx, preview, Spec{Commit: pr.HeadSHA, Message: pr.Title, Trigger: "pull_request", Policy: pol.Deploy})
+	var pe *PolicyError
+	if errors.As(err, &pe) {
+		*out = Outcome{Action: "refused", AppID: preview.ID, Reason: pe.Error()}
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -118,6 +118,9 @@ type Service struct {
 	SubdomainBase string
 	// Verifier does the lookups; nil means public resolvers, 8 seconds.
 	Verifier *Verifier
+	// Allow, when set, is asked in the transaction that adds a domain
+	// (e.g. whether the team's plan includes custom domains).
+	Allow func(ctx context.Context, tx pgx.Tx, teamID int64) error
 }
 
 const cols = "d.id, d.app_id, d.hostname, d.token, d.verified_at, d.last_error, d.created_at"
@@ -143,9 +146,19 @@ func (s *Service) Add(ctx context.Context, teamID, appID int64, hostname string)
 	if err != nil {
 		return Domain{}, err
 	}
-	d, err := scan(s.Pool.QueryRow(ctx, `INSERT INTO domains (app_id, hostname, token)
-		SELECT a.id, $3, $4 FROM apps a WHERE a.id = $2 AND a.team_id = $1
-		RETURNING id, app_id, hostname, token, verified_at, last_error, created_at`, teamID, appID, host, newToken()))
+	var d Domain
+	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		if s.Allow != nil {
+			if err := s.Allow(ctx, tx, teamID); err != nil {
+				return err
+			}
+		}
+		var err error
+		d, err = scan(tx.QueryRow(ctx, `INSERT INTO domains (app_id, hostname, token)
+			SELECT a.id, $3, $4 FROM apps a WHERE a.id = $2 AND a.team_id = $1
+			RETURNING id, app_id, hostname, token, verified_at, last_error, created_at`, teamID, appID, host, newToken()))
+		return err
+	})
 	var pe *pgconn.PgError
 	switch {
 	case errors.As(err, &pe) && pe.Code == "23505":

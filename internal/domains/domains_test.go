@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/miekg/dns"
 
 	"github.com/wisehosting/wisehosting/internal/events"
@@ -342,5 +343,32 @@ func TestParseResolvers(t *testing.T) {
 	}
 	if got, err := ParseResolvers(""); err != nil || len(got) != 0 {
 		t.Fatalf("empty: %v %v", got, err)
+	}
+}
+
+// Allow (the plan check) runs in the adding transaction; a refusal adds
+// nothing and reaches the caller unchanged.
+func TestAddAskedPlan(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	refusal := errors.New(`plan "free": custom domains (custom_domains) are not included`)
+	var asked []int64
+	f.svc.Allow = func(ctx context.Context, tx pgx.Tx, teamID int64) error {
+		asked = append(asked, teamID)
+		if teamID == f.teamA {
+			return refusal
+		}
+		return nil
+	}
+	if _, err := f.svc.Add(context.Background(), f.teamA, f.appA, "shop.example.com"); !errors.Is(err, refusal) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := f.svc.Add(context.Background(), f.teamB, f.appB, "shop.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	f.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM domains").Scan(&n)
+	if n != 1 || len(asked) != 2 {
+		t.Fatalf("%d domains, asked %v", n, asked)
 	}
 }

@@ -1,0 +1,275 @@
+// Package plans is the plan registry: what a team on each plan may use.
+// Plans are configured on the core app (with built-in free and pro plans
+// when none are), every team names one (teams.plan), and the checks here
+// run inside the transaction of the change they guard, with the team's row
+// locked, so two concurrent requests cannot both take the last app slot.
+//
+// A refusal is a *LimitError whose message names the plan and the limit,
+// for the user.
+package plans
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Plan is what a team may use. A zero limit is no limit.
+type Plan struct {
+	// Per-app limits.
+	CPUMillis     int `json:"cpu_millis,omitempty"`
+	MemoryMB      int `json:"memory_mb,omitempty"`
+	DiskMB        int `json:"disk_mb,omitempty"`
+	BandwidthKbit int `json:"bandwidth_kbit,omitempty"` // 0: unlimited
+	Replicas      int `json:"replicas,omitempty"`
+	// Apps is the number of apps (previews not counted) a team may have.
+	Apps int `json:"apps,omitempty"`
+	// CustomDomains allows verified custom domains.
+	CustomDomains bool `json:"custom_domains,omitempty"`
+	// Previews allows pull-request preview deployments.
+	Previews bool `json:"previews,omitempty"`
+}
+
+// Builtin are the plans used when the configuration defines none: on a
+// platform its operator runs for themselves, "free" (every team's plan
+// until told otherwise) holds back nothing a single team needs; operators
+// who sell plans define their own.
+func Builtin() map[string]Plan {
+	return map[string]Plan{
+		"free": {CPUMillis: 2000, MemoryMB: 2048, DiskMB: 10240, Apps: 25, CustomDomains: true, Previews: true},
+		"pro":  {CPUMillis: 8000, MemoryMB: 16384, DiskMB: 51200, Apps: 200, CustomDomains: true, Previews: true},
+	}
+}
+
+// DefaultPlan is the plan of new teams when none is configured.
+const DefaultPlan = "free"
+
+// LimitError is a refusal for the user.
+type LimitError struct {
+	Plan, Limit string
+	Msg         string
+}
+
+func (e *LimitError) Error() string { return e.Msg }
+
+func refuse(plan, limit, format string, a ...any) error {
+	return &LimitError{Plan: plan, Limit: limit, Msg: fmt.Sprintf("plan %q: ", plan) + fmt.Sprintf(format, a...)}
+}
+
+// Registry holds the configured plans.
+type Registry struct {
+	plans map[string]Plan
+	def   string
+}
+
+// NewRegistry validates plans (nil or empty: Builtin) and the default.
+func NewRegistry(plans map[string]Plan, def string) (*Registry, error) {
+	if len(plans) == 0 {
+		plans = Builtin()
+	}
+	if def == "" {
+		def = DefaultPlan
+		if _, ok := plans[def]; !ok {
+			return nil, fmt.Errorf("plans: no default_plan set and no plan named %q", DefaultPlan)
+		}
+	}
+	var errs []error
+	names := make([]string, 0, len(plans))
+	for n := range plans {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		p := plans[n]
+		if n == "" || strings.ContainsAny(n, " \t\n") || len(n) > 40 {
+			errs = append(errs, fmt.Errorf("plan name %q: use up to 40 letters, digits, dashes", n))
+		}
+		for limit, v := range map[string]int{"cpu_millis": p.CPUMillis, "memory_mb": p.MemoryMB, "disk_mb": p.DiskMB,
+			"bandwidth_kbit": p.BandwidthKbit, "replicas": p.Replicas, "apps": p.Apps} {
+			if v < 0 {
+				errs = append(errs, fmt.Errorf("plan %q: %s must not be negative (got %d)", n, limit, v))
+			}
+		}
+	}
+	if _, ok := plans[def]; !ok {
+		errs = append(errs, fmt.Errorf("default_plan %q is not defined (plans: %s)", def, strings.Join(names, ", ")))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("plans: %w", errors.Join(errs...))
+	}
+	cp := make(map[string]Plan, len(plans))
+	for k, v := range plans {
+		cp[k] = v
+	}
+	return &Registry{plans: cp, def: def}, nil
+}
+
+// Default is the plan name new teams get.
+func (r *Registry) Default() string { return r.def }
+
+// Names lists the plans.
+func (r *Registry) Names() []string {
+	out := make([]string, 0, len(r.plans))
+	for n := range r.plans {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Get returns a plan by name.
+func (r *Registry) Get(name string) (Plan, bool) {
+	p, ok := r.plans[name]
+	return p, ok
+}
+
+// Querier is a transaction (or a pool).
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// CheckTeams fails when a team in the database is on a plan that is not
+// configured (run at start: a renamed or removed plan is an operator
+// error to fix, not something to guess about).
+func (r *Registry) CheckTeams(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}) error {
+	rows, err := q.Query(ctx, "SELECT plan, count(*) FROM teams GROUP BY plan ORDER BY plan")
+	if err != nil {
+		return fmt.Errorf("plans: reading teams: %w", err)
+	}
+	defer rows.Close()
+	var unknown []string
+	for rows.Next() {
+		var name string
+		var n int
+		if err := rows.Scan(&name, &n); err != nil {
+			return err
+		}
+		if _, ok := r.plans[name]; !ok {
+			unknown = append(unknown, fmt.Sprintf("%q (%d teams)", name, n))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("plans: teams are on plans that are not configured: %s (configured: %s)",
+			strings.Join(unknown, ", "), strings.Join(r.Names(), ", "))
+	}
+	return nil
+}
+
+// TeamPlan locks the team's row for the rest of tx and returns its plan.
+func (r *Registry) TeamPlan(ctx context.Context, tx Querier, teamID int64) (string, Plan, error) {
+	var name string
+	err := tx.QueryRow(ctx, "SELECT plan FROM teams WHERE id = $1 FOR UPDATE", teamID).Scan(&name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", Plan{}, fmt.Errorf("team %d not found", teamID)
+	}
+	if err != nil {
+		return "", Plan{}, err
+	}
+	p, ok := r.plans[name]
+	if !ok {
+		return name, Plan{}, fmt.Errorf("team %d is on plan %q, which is not configured", teamID, name)
+	}
+	return name, p, nil
+}
+
+// Limits are the resources an app asks for.
+type Limits struct {
+	CPUMillis, MemoryMB, DiskMB, BandwidthKbit, Replicas int
+}
+
+// checkLimits compares an app's limits with the plan.
+func checkLimits(name string, p Plan, l Limits) error {
+	over := func(limit string, got, max int) error {
+		return refuse(name, limit, "%s is at most %d (asked for %d)", limit, max, got)
+	}
+	switch {
+	case p.CPUMillis > 0 && l.CPUMillis > p.CPUMillis:
+		return over("cpu_millis", l.CPUMillis, p.CPUMillis)
+	case p.MemoryMB > 0 && l.MemoryMB > p.MemoryMB:
+		return over("memory_mb", l.MemoryMB, p.MemoryMB)
+	case p.DiskMB > 0 && l.DiskMB > p.DiskMB:
+		return over("disk_mb", l.DiskMB, p.DiskMB)
+	case p.BandwidthKbit > 0 && (l.BandwidthKbit == 0 || l.BandwidthKbit > p.BandwidthKbit):
+		if l.BandwidthKbit == 0 {
+			return refuse(name, "bandwidth_kbit", "bandwidth_kbit is at most %d; unlimited is not allowed", p.BandwidthKbit)
+		}
+		return over("bandwidth_kbit", l.BandwidthKbit, p.BandwidthKbit)
+	case p.Replicas > 0 && l.Replicas > p.Replicas:
+		return over("replicas", l.Replicas, p.Replicas)
+	}
+	for limit, v := range map[string]int{"cpu_millis": l.CPUMillis, "memory_mb": l.MemoryMB, "disk_mb": l.DiskMB, "bandwidth_kbit": l.BandwidthKbit, "replicas": l.Replicas} {
+		if v < 0 {
+			return fmt.Errorf("%s must not be negative", limit)
+		}
+	}
+	return nil
+}
+
+// CheckCreateApp runs in the transaction that creates an app: the team
+// must have an app slot left and the limits must fit the plan.
+func (r *Registry) CheckCreateApp(ctx context.Context, tx Querier, teamID int64, l Limits) error {
+	name, p, err := r.TeamPlan(ctx, tx, teamID)
+	if err != nil {
+		return err
+	}
+	var n int
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM apps WHERE team_id = $1 AND preview_of IS NULL", teamID).Scan(&n); err != nil {
+		return err
+	}
+	if p.Apps > 0 && n >= p.Apps {
+		return refuse(name, "apps", "allows %d apps; the team has %d", p.Apps, n)
+	}
+	return checkLimits(name, p, l)
+}
+
+// CheckScale runs in the transaction that changes an app's limits.
+func (r *Registry) CheckScale(ctx context.Context, tx Querier, teamID int64, l Limits) error {
+	name, p, err := r.TeamPlan(ctx, tx, teamID)
+	if err != nil {
+		return err
+	}
+	return checkLimits(name, p, l)
+}
+
+// CheckDeploy runs in the transaction that enqueues a deploy: an app whose
+// limits no longer fit its team's plan (after a downgrade) is refused
+// until it is scaled down, so the scheduler never reserves more than the
+// plan allows.
+func (r *Registry) CheckDeploy(ctx context.Context, tx Querier, teamID int64, l Limits) error {
+	return r.CheckScale(ctx, tx, teamID, l)
+}
+
+// CheckDomain runs in the transaction that adds a custom domain.
+func (r *Registry) CheckDomain(ctx context.Context, tx Querier, teamID int64) error {
+	name, p, err := r.TeamPlan(ctx, tx, teamID)
+	if err != nil {
+		return err
+	}
+	if !p.CustomDomains {
+		return refuse(name, "custom_domains", "custom domains (custom_domains) are not included; upgrade the plan to add one")
+	}
+	return nil
+}
+
+// CheckPreview runs in the transaction that would open a preview.
+func (r *Registry) CheckPreview(ctx context.Context, tx Querier, teamID int64) error {
+	name, p, err := r.TeamPlan(ctx, tx, teamID)
+	if err != nil {
+		return err
+	}
+	if !p.Previews {
+		return refuse(name, "previews", "preview deployments (previews) are not included")
+	}
+	return nil
+}
