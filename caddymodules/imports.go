@@ -10,6 +10,7 @@ import (
 	_ "github.com/wisehosting/wisehosting/caddymodules/core"
 	_ "github.com/wisehosting/wisehosting/caddymodules/hub"
 	_ "github.com/wisehosting/wisehosting/caddymodules/infra"
+	_ "github.com/wisehosting/wisehosting/caddymodules/internalapi"
 	_ "github.com/wisehosting/wisehosting/caddymodules/logs"
 	_ "github.com/wisehosting/wisehosting/caddymodules/proxy"
 	_ "github.com/wisehosting/wisehosting/caddymodules/scheduler"

@@ -13,10 +13,10 @@ import (
 )
 
 // BootstrapAdmin creates the first admin account, its team and owner
-// membership when the database has no users, and returns the one-time
+// membership (the team on plan) when the database has no users, and returns the one-time
 // password (empty when an account already exists). Replicas starting
 // together serialise on a transaction-scoped advisory lock.
-func BootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, email string) (string, error) {
+func BootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, email, plan string) (string, error) {
 	var password string
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('wisehosting.bootstrap_admin'))"); err != nil {
@@ -39,7 +39,7 @@ func BootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, email string) (stri
 			VALUES ($1, 'Administrator', $2, true, true) RETURNING id`, email, hash).Scan(&uid); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(ctx, `INSERT INTO teams (name, slug) VALUES ('Default', 'default') RETURNING id`).Scan(&tid); err != nil {
+		if err := tx.QueryRow(ctx, `INSERT INTO teams (name, slug, plan) VALUES ('Default', 'default', $1) RETURNING id`, plan).Scan(&tid); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO memberships (team_id, user_id, role) VALUES ($1, $2, 'owner')`, tid, uid); err != nil {
@@ -61,7 +61,7 @@ func (a *App) bootstrapAdmin(ctx context.Context) error {
 	if a.AdminEmail == "off" {
 		return nil
 	}
-	pw, err := BootstrapAdmin(ctx, a.pool, a.AdminEmail)
+	pw, err := BootstrapAdmin(ctx, a.pool, a.AdminEmail, a.plans.Default())
 	if err != nil {
 		return err
 	}

@@ -130,6 +130,17 @@ func List(ctx context.Context, q interface {
 	return out, rows.Err()
 }
 
+// SetDraining stops (true) or resumes (false) placing new jobs on a
+// worker. A draining worker stays connected and its apps keep running.
+// Resuming makes it online again only if it was draining.
+func SetDraining(ctx context.Context, q jobs.Querier, name string, draining bool) (Worker, error) {
+	if draining {
+		return scan(q.QueryRow(ctx, `UPDATE workers SET status = 'draining' WHERE name = $1 AND status IN ('online', 'offline', 'draining') RETURNING `+columns, name))
+	}
+	return scan(q.QueryRow(ctx, `UPDATE workers SET status = CASE WHEN status = 'draining' THEN 'online' ELSE status END
+		WHERE name = $1 AND status <> 'revoked' RETURNING `+columns, name))
+}
+
 // Revoke stops a worker from registering, refreshing or connecting.
 func Revoke(ctx context.Context, q jobs.Querier, name string) (Worker, error) {
 	return scan(q.QueryRow(ctx, `UPDATE workers SET status = 'revoked', revoked_at = now() WHERE name = $1 RETURNING `+columns, name))

@@ -1,0 +1,363 @@
+// Package internalapi is the loopback internal API for operator tooling:
+// the Caddy app `wisehosting_internal` runs its own HTTP listener on a
+// loopback address, only when the core app has an internal_token, and
+// answers only requests carrying that token (compared in constant time).
+//
+//	{
+//		wisehosting_internal {
+//			listen 127.0.0.1:2021
+//		}
+//	}
+//
+// Endpoints (JSON):
+//
+//	GET  /v1/workers                    every worker
+//	GET  /v1/apps                       every app with its status and placement
+//	GET  /v1/jobs?state=failed&limit=N  recent jobs, newest first
+//	POST /v1/workers/{name}/drain       no new jobs on the worker (apps keep running)
+//	POST /v1/workers/{name}/resume      place jobs on it again
+//	POST /v1/jobs/{id}/requeue          enqueue a failed or cancelled job again
+package internalapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/workers"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+	httpcaddyfile.RegisterGlobalOption("wisehosting_internal", parseGlobalOption)
+}
+
+// DefaultListen is the listener address when none is configured.
+const DefaultListen = "127.0.0.1:2021"
+
+// App is the internal API.
+type App struct {
+	// Listen is a loopback host:port. Default: 127.0.0.1:2021. Any other
+	// address is refused: this API is for tools on the same host.
+	Listen string `json:"listen,omitempty"`
+
+	wh     *core.App
+	logger *zap.Logger
+	srv    *http.Server
+	ln     net.Listener
+	wg     sync.WaitGroup
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "wisehosting_internal", New: func() caddy.Module { return new(App) }}
+}
+
+// Provision finds the core app.
+func (a *App) Provision(ctx caddy.Context) error {
+	wh, err := core.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	a.wh, a.logger = wh, ctx.Logger()
+	if a.Listen == "" {
+		a.Listen = DefaultListen
+	}
+	return nil
+}
+
+// CheckLoopback accepts only a loopback IP literal or localhost with a
+// port.
+func CheckLoopback(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen %q: %v", addr, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("listen %q: invalid port", addr)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("listen %q: the internal API binds only to a loopback address (127.0.0.1, ::1), never %q", addr, host)
+	}
+	return nil
+}
+
+// Validate refuses non-loopback listeners.
+func (a *App) Validate() error {
+	return CheckLoopback(a.Listen)
+}
+
+// Start listens when an internal token is configured.
+func (a *App) Start() error {
+	if a.wh.InternalToken == "" {
+		a.logger.Info("internal API off: no internal_token configured")
+		return nil
+	}
+	host, port, _ := net.SplitHostPort(a.Listen)
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return fmt.Errorf("internal API: %w", err)
+	}
+	a.ln = ln
+	a.srv = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.logger.Error("internal API stopped", zap.Error(err))
+		}
+	}()
+	a.logger.Info("internal API listening", zap.String("address", ln.Addr().String()))
+	return nil
+}
+
+// Addr is the listener's address (nil when off).
+func (a *App) Addr() net.Addr {
+	if a.ln == nil {
+		return nil
+	}
+	return a.ln.Addr()
+}
+
+// Stop closes the listener.
+func (a *App) Stop() error {
+	if a.srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := a.srv.Shutdown(ctx)
+	a.wg.Wait()
+	return err
+}
+
+// Handler serves the API (authenticated).
+func (a *App) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/workers", a.listWorkers)
+	mux.HandleFunc("GET /v1/apps", a.listApps)
+	mux.HandleFunc("GET /v1/jobs", a.listJobs)
+	mux.HandleFunc("POST /v1/workers/{name}/drain", a.drain(true))
+	mux.HandleFunc("POST /v1/workers/{name}/resume", a.drain(false))
+	mux.HandleFunc("POST /v1/jobs/{id}/requeue", a.requeue)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		want := a.wh.InternalToken
+		if !ok || want == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(want)) != 1 {
+			writeError(w, http.StatusUnauthorized, "missing or invalid internal token")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func (a *App) fail(w http.ResponseWriter, what string, err error) {
+	a.logger.Error("internal API: "+what, zap.Error(err))
+	writeError(w, http.StatusInternalServerError, what+" failed")
+}
+
+func (a *App) listWorkers(w http.ResponseWriter, r *http.Request) {
+	ws, err := workers.List(r.Context(), a.wh.Pool())
+	if err != nil {
+		a.fail(w, "listing workers", err)
+		return
+	}
+	if ws == nil {
+		ws = []workers.Worker{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"workers": ws})
+}
+
+type appRow struct {
+	ID       int64  `json:"id"`
+	TeamID   int64  `json:"team_id"`
+	Slug     string `json:"slug"`
+	Status   string `json:"status"`
+	WorkerID *int64 `json:"worker_id,omitempty"`
+	HostPort int    `json:"host_port,omitempty"`
+	Preview  bool   `json:"preview,omitempty"`
+}
+
+func (a *App) listApps(w http.ResponseWriter, r *http.Request) {
+	rows, err := a.wh.Pool().Query(r.Context(), `SELECT id, team_id, slug, status, worker_id, host_port, preview_of IS NOT NULL
+		FROM apps ORDER BY slug LIMIT 10000`)
+	if err != nil {
+		a.fail(w, "listing apps", err)
+		return
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (appRow, error) {
+		var x appRow
+		err := row.Scan(&x.ID, &x.TeamID, &x.Slug, &x.Status, &x.WorkerID, &x.HostPort, &x.Preview)
+		return x, err
+	})
+	if err != nil {
+		a.fail(w, "listing apps", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"apps": out})
+}
+
+type jobRow struct {
+	ID           int64     `json:"id"`
+	Kind         string    `json:"kind"`
+	State        string    `json:"state"`
+	AppID        *int64    `json:"app_id,omitempty"`
+	DeploymentID *int64    `json:"deployment_id,omitempty"`
+	WorkerID     *int64    `json:"worker_id,omitempty"`
+	Attempt      int       `json:"attempt"`
+	Error        string    `json:"error,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+var jobStates = map[string]bool{"pending": true, "assigned": true, "running": true, "succeeded": true, "failed": true, "cancelled": true}
+
+func (a *App) listJobs(w http.ResponseWriter, r *http.Request) {
+	state := r.URL.Query().Get("state")
+	if state != "" && !jobStates[state] {
+		writeError(w, http.StatusBadRequest, "state must be one of pending, assigned, running, succeeded, failed, cancelled")
+		return
+	}
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "limit must be between 1 and 1000")
+			return
+		}
+		limit = n
+	}
+	rows, err := a.wh.Pool().Query(r.Context(), `SELECT id, kind, state, app_id, deployment_id, worker_id, attempt, error, created_at
+		FROM jobs WHERE ($1 = '' OR state = $1) ORDER BY id DESC LIMIT $2`, state, limit)
+	if err != nil {
+		a.fail(w, "listing jobs", err)
+		return
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (jobRow, error) {
+		var j jobRow
+		err := row.Scan(&j.ID, &j.Kind, &j.State, &j.AppID, &j.DeploymentID, &j.WorkerID, &j.Attempt, &j.Error, &j.CreatedAt)
+		return j, err
+	})
+	if err != nil {
+		a.fail(w, "listing jobs", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": out})
+}
+
+func (a *App) drain(draining bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		wk, err := workers.SetDraining(r.Context(), a.wh.Pool(), name, draining)
+		if errors.Is(err, workers.ErrNotFound) {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no worker named %q (or it is revoked)", name))
+			return
+		}
+		if err != nil {
+			a.fail(w, "changing the worker", err)
+			return
+		}
+		a.logger.Info("internal API: worker drain changed", zap.String("worker", name), zap.Bool("draining", draining))
+		writeJSON(w, http.StatusOK, wk)
+	}
+}
+
+func (a *App) requeue(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		writeError(w, http.StatusBadRequest, "job id must be a positive integer")
+		return
+	}
+	var newID int64
+	err = pgx.BeginFunc(r.Context(), a.wh.Pool(), func(tx pgx.Tx) error {
+		var err error
+		newID, err = jobs.Requeue(r.Context(), tx, id)
+		return err
+	})
+	switch {
+	case errors.Is(err, jobs.ErrNotRequeueable):
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	case err != nil && strings.Contains(err.Error(), "not found"), err != nil && strings.Contains(err.Error(), "was deleted"):
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	case err != nil:
+		a.fail(w, "enqueueing the job", err)
+		return
+	}
+	a.logger.Info("internal API: job enqueued again", zap.Int64("job", id), zap.Int64("new_job", newID))
+	writeJSON(w, http.StatusOK, map[string]any{"job_id": newID, "requeued": id})
+}
+
+// parseGlobalOption reads:
+//
+//	wisehosting_internal {
+//		listen <loopback host:port>
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("wisehosting_internal may appear only once")
+	}
+	a := new(App)
+	d.Next()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "listen":
+			if !d.AllArgs(&a.Listen) {
+				return nil, d.ArgErr()
+			}
+			if err := CheckLoopback(a.Listen); err != nil {
+				return nil, d.Err(err.Error())
+			}
+		default:
+			return nil, d.Errf("unknown wisehosting_internal option %q", d.Val())
+		}
+	}
+	return httpcaddyfile.App{Name: "wisehosting_internal", Value: caddyconfig.JSON(a, nil)}, nil
+}
+
+// Interface guards.
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
+)

@@ -1,0 +1,153 @@
+package internalapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/wisehosting/wisehosting/caddymodules/cptest"
+	"github.com/wisehosting/wisehosting/caddymodules/internalapi"
+	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/pgtest"
+)
+
+const token = "internal-token-0123456789abcdef"
+
+func call(t *testing.T, method, url, tok string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	json.Unmarshal(b, &out)
+	return resp.StatusCode, out
+}
+
+func TestInternalAPI(t *testing.T) {
+	db := pgtest.New(t)
+	addr := cptest.FreeAddr(t)
+	cptest.Start(t, db, cptest.Options{
+		Core: map[string]any{"internal_token": token},
+		Apps: map[string]any{"wisehosting_internal": map[string]any{"listen": addr}},
+	})
+	base := "http://" + addr
+	ctx := context.Background()
+	var team, app, worker int64
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name) VALUES ($1, 'site', 'site') RETURNING id", team).Scan(&app)
+	db.Pool.QueryRow(ctx, `INSERT INTO workers (name, api_key_hash, wg_ip, status, cpu_millis, memory_mb, last_seen)
+		VALUES ('w1', 'k', '127.0.0.1', 'online', 4000, 8192, now()) RETURNING id`).Scan(&worker)
+
+	// No token, a wrong one, a prefix of the right one: refused.
+	for _, tok := range []string{"", "wrong", token[:10]} {
+		if code, _ := call(t, "GET", base+"/v1/workers", tok); code != http.StatusUnauthorized {
+			t.Fatalf("token %q: %d", tok, code)
+		}
+	}
+	if code, out := call(t, "GET", base+"/v1/workers", token); code != 200 || len(out["workers"].([]any)) != 1 {
+		t.Fatalf("workers: %d %v", code, out)
+	}
+	if code, out := call(t, "GET", base+"/v1/apps", token); code != 200 || !strings.Contains(fmt.Sprint(out), "site") {
+		t.Fatalf("apps: %d %v", code, out)
+	}
+	if code, _ := call(t, "GET", base+"/v1/jobs?state=bogus", token); code != http.StatusBadRequest {
+		t.Fatalf("bad state: %d", code)
+	}
+
+	// Drain: no new job lands on the worker; resume: it does.
+	if code, out := call(t, "POST", base+"/v1/workers/w1/drain", token); code != 200 || out["status"] != "draining" {
+		t.Fatalf("drain: %d %v", code, out)
+	}
+	if code, _ := call(t, "POST", base+"/v1/workers/nope/drain", token); code != http.StatusNotFound {
+		t.Fatalf("drain unknown: %d", code)
+	}
+	id, err := jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: "restart", AppID: app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := jobs.AssignBatch(ctx, db.Pool, 10, time.Minute, time.Minute); err != nil || len(p) != 0 {
+		t.Fatalf("placed on a draining worker: %v %v", p, err)
+	}
+	if code, out := call(t, "POST", base+"/v1/workers/w1/resume", token); code != 200 || out["status"] != "online" {
+		t.Fatalf("resume: %d %v", code, out)
+	}
+	if p, err := jobs.AssignBatch(ctx, db.Pool, 10, time.Minute, time.Minute); err != nil || len(p) != 1 {
+		t.Fatalf("after resume: %v %v", p, err)
+	}
+
+	// Requeue: only failed or cancelled jobs.
+	if code, _ := call(t, "POST", fmt.Sprintf("%s/v1/jobs/%d/requeue", base, id), token); code != http.StatusConflict {
+		t.Fatalf("requeue of an assigned job: %d", code)
+	}
+	db.Pool.Exec(ctx, "UPDATE jobs SET state = 'failed', error = 'boom' WHERE id = $1", id)
+	code, out := call(t, "POST", fmt.Sprintf("%s/v1/jobs/%d/requeue", base, id), token)
+	if code != 200 {
+		t.Fatalf("requeue: %d %v", code, out)
+	}
+	var state string
+	db.Pool.QueryRow(ctx, "SELECT state FROM jobs WHERE id = $1", int64(out["job_id"].(float64))).Scan(&state)
+	if state != "pending" {
+		t.Fatalf("requeued job is %s", state)
+	}
+	if code, _ := call(t, "POST", base+"/v1/jobs/999999/requeue", token); code != http.StatusNotFound {
+		t.Fatalf("requeue unknown: %d", code)
+	}
+	if code, out := call(t, "GET", base+"/v1/jobs?state=failed", token); code != 200 || len(out["jobs"].([]any)) != 1 {
+		t.Fatalf("failed jobs: %d %v", code, out)
+	}
+}
+
+// Without an internal token nothing listens.
+func TestOffWithoutToken(t *testing.T) {
+	db := pgtest.New(t)
+	addr := cptest.FreeAddr(t)
+	cptest.Start(t, db, cptest.Options{Apps: map[string]any{"wisehosting_internal": map[string]any{"listen": addr}}})
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatal("internal API listening without a token")
+	}
+}
+
+func TestRefusesNonLoopback(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:2021", "[::]:2021", ":2021", "10.50.0.1:2021", "example.com:2021", "127.0.0.1"} {
+		if err := internalapi.CheckLoopback(addr); err == nil {
+			t.Errorf("%s accepted", addr)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:2021", "[::1]:2021", "localhost:0", "127.0.0.5:1"} {
+		if err := internalapi.CheckLoopback(addr); err != nil {
+			t.Errorf("%s refused: %v", addr, err)
+		}
+	}
+	// In the Caddyfile and in JSON.
+	adapter := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}
+	if _, _, err := adapter.Adapt([]byte("{\n\twisehosting_internal {\n\t\tlisten 0.0.0.0:2021\n\t}\n}\n"), nil); err == nil {
+		t.Error("Caddyfile accepted 0.0.0.0")
+	}
+	db := pgtest.New(t)
+	cfg := cptest.Config(db, cptest.FreeAddr(t), cptest.Options{
+		Core: map[string]any{"internal_token": token},
+		Apps: map[string]any{"wisehosting_internal": map[string]any{"listen": "0.0.0.0:2021"}},
+	})
+	if err := caddy.Load(cfg, true); err == nil || !strings.Contains(err.Error(), "loopback") {
+		caddy.Stop()
+		t.Fatalf("JSON config on 0.0.0.0: %v", err)
+	}
+}
