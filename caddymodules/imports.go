@@ -8,6 +8,7 @@ import (
 	_ "github.com/wisehosting/wisehosting/caddymodules/api"
 	_ "github.com/wisehosting/wisehosting/caddymodules/certs"
 	_ "github.com/wisehosting/wisehosting/caddymodules/core"
+	_ "github.com/wisehosting/wisehosting/caddymodules/dashboard"
 	_ "github.com/wisehosting/wisehosting/caddymodules/hub"
 	_ "github.com/wisehosting/wisehosting/caddymodules/infra"
 	_ "github.com/wisehosting/wisehosting/caddymodules/internalapi"

@@ -1,0 +1,873 @@
+// Package dashboard is the handler `wisehosting_dashboard`: the JSON API
+// people and programs use (under /api/) and the embedded single-page UI
+// (everything else). Every query is scoped by the caller's team
+// membership; an app, deployment or domain of another team answers 404,
+// as if it did not exist.
+//
+// Sign-in: password (the first admin, created at start) or an API token
+// (`Authorization: Bearer wht_…`, one team, read or write scope). Browser
+// sessions live in the `wh_session` cookie (Secure, HttpOnly,
+// SameSite=Strict); every state-changing request of a session carries the
+// session's CSRF token in X-CSRF-Token. Every change writes an
+// audit_events row.
+package dashboard
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/caddymodules/api"
+	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/accounts"
+	"github.com/wisehosting/wisehosting/internal/deploys"
+	"github.com/wisehosting/wisehosting/internal/domains"
+	"github.com/wisehosting/wisehosting/internal/plans"
+)
+
+//go:embed ui
+var uiFiles embed.FS
+
+//go:embed openapi.json
+var openapiDoc []byte
+
+func init() {
+	caddy.RegisterModule(new(Handler))
+	httpcaddyfile.RegisterHandlerDirective("wisehosting_dashboard", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("wisehosting_dashboard", httpcaddyfile.Before, "respond")
+}
+
+// Routes lists the API's patterns (documented in openapi.json).
+var Routes []string
+
+// CookieName is the session cookie.
+const CookieName = "wh_session"
+
+// Handler serves the dashboard.
+type Handler struct {
+	// InsecureCookie drops the Secure flag of the session cookie (plain
+	// HTTP development setups only).
+	InsecureCookie bool `json:"insecure_cookie,omitempty"`
+
+	wh      *core.App
+	acc     *accounts.Service
+	domains *domains.Service
+	logger  *zap.Logger
+	mux     *http.ServeMux
+	ui      http.Handler
+}
+
+// CaddyModule returns the Caddy module information.
+func (*Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.handlers.wisehosting_dashboard", New: func() caddy.Module { return new(Handler) }}
+}
+
+// Provision wires the API.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	wh, err := core.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	h.wh, h.logger = wh, ctx.Logger()
+	h.acc = accounts.New(wh.Pool())
+	reg := wh.PlanRegistry()
+	h.domains = &domains.Service{Pool: wh.Pool(), Events: wh.Events(), SubdomainBase: wh.SubdomainBase,
+		Allow: func(ctx context.Context, tx pgx.Tx, teamID int64) error { return reg.CheckDomain(ctx, tx, teamID) }}
+	sub, err := fs.Sub(uiFiles, "ui")
+	if err != nil {
+		return err
+	}
+	h.ui = http.FileServerFS(sub)
+	m := http.NewServeMux()
+	handle := func(pattern string, fn http.HandlerFunc) {
+		m.HandleFunc(pattern, fn)
+		if !slices.Contains(Routes, pattern) {
+			Routes = append(Routes, pattern)
+		}
+	}
+	handle("POST /api/login", h.login)
+	handle("POST /api/logout", h.authed(h.logout))
+	handle("GET /api/me", h.authed(h.me))
+	handle("GET /api/sessions", h.authed(h.sessions))
+	handle("DELETE /api/sessions/{id}", h.authed(h.revokeSession))
+	handle("POST /api/tokens", h.authed(h.createToken))
+	handle("GET /api/teams/{team}/apps", h.authed(h.listApps))
+	handle("POST /api/teams/{team}/apps", h.authed(h.createApp))
+	handle("GET /api/teams/{team}/audit", h.authed(h.audit))
+	handle("GET /api/apps/{app}", h.authed(h.getApp))
+	handle("PATCH /api/apps/{app}", h.authed(h.scaleApp))
+	handle("POST /api/apps/{app}/deployments", h.authed(h.deploy))
+	handle("GET /api/apps/{app}/deployments", h.authed(h.listDeployments))
+	handle("GET /api/apps/{app}/deployments/{dep}/logs", h.authed(h.deploymentLogs))
+	handle("GET /api/apps/{app}/env", h.authed(h.listEnv))
+	handle("PUT /api/apps/{app}/env/{key}", h.authed(h.setEnv))
+	handle("DELETE /api/apps/{app}/env/{key}", h.authed(h.deleteEnv))
+	handle("GET /api/apps/{app}/domains", h.authed(h.listDomains))
+	handle("POST /api/apps/{app}/domains", h.authed(h.addDomain))
+	handle("POST /api/apps/{app}/domains/{domain}/verify", h.authed(h.verifyDomain))
+	handle("GET /api/openapi.json", h.openapi)
+	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) { api.WriteError(w, http.StatusNotFound, "no such endpoint") })
+	h.mux = m
+	return nil
+}
+
+// ServeHTTP serves /api/ and the UI.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		h.mux.ServeHTTP(w, r)
+		return nil
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return next.ServeHTTP(w, r)
+	}
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Referrer-Policy", "same-origin")
+	if !strings.Contains(r.URL.Path[1:], ".") {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/"
+		h.ui.ServeHTTP(w, r2)
+		return nil
+	}
+	h.ui.ServeHTTP(w, r)
+	return nil
+}
+
+type ctxKey struct{}
+
+func principal(r *http.Request) *accounts.Principal {
+	return r.Context().Value(ctxKey{}).(*accounts.Principal)
+}
+
+// authed resolves the caller (session cookie or API token), enforces CSRF
+// on a session's state-changing requests and write scope on a token's.
+func (h *Handler) authed(fn http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var p *accounts.Principal
+		var err error
+		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			p, err = h.acc.FromToken(r.Context(), tok)
+		} else if c, cerr := r.Cookie(CookieName); cerr == nil {
+			p, err = h.acc.FromSession(r.Context(), c.Value)
+		} else {
+			err = accounts.ErrUnauthorized
+		}
+		if err != nil {
+			if !errors.Is(err, accounts.ErrUnauthorized) {
+				h.logger.Error("dashboard: resolving the caller", zap.Error(err))
+			}
+			api.WriteError(w, http.StatusUnauthorized, "sign in first")
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if !p.CheckCSRF(r.Header.Get("X-CSRF-Token")) {
+				api.WriteError(w, http.StatusForbidden, "missing or wrong X-CSRF-Token")
+				return
+			}
+			if !p.CanWrite() {
+				api.WriteError(w, http.StatusForbidden, "this API token is read-only")
+				return
+			}
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		fn(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, p)))
+	}
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		api.WriteError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func (h *Handler) fail(w http.ResponseWriter, what string, err error) {
+	var le *plans.LimitError
+	var ue *domains.UserError
+	var pe *deploys.PolicyError
+	switch {
+	case errors.As(err, &le):
+		api.WriteError(w, http.StatusForbidden, le.Error())
+	case errors.As(err, &pe):
+		api.WriteError(w, http.StatusForbidden, pe.Error())
+	case errors.As(err, &ue):
+		api.WriteError(w, http.StatusUnprocessableEntity, ue.Error())
+	case errors.Is(err, domains.ErrNotFound), errors.Is(err, pgx.ErrNoRows):
+		api.WriteError(w, http.StatusNotFound, "not found")
+	default:
+		h.logger.Error("dashboard: "+what, zap.Error(err))
+		api.WriteError(w, http.StatusInternalServerError, what+" failed")
+	}
+}
+
+func pathID(r *http.Request, name string) int64 {
+	id, err := strconv.ParseInt(r.PathValue(name), 10, 64)
+	if err != nil || id <= 0 {
+		return 0
+	}
+	return id
+}
+
+// teamRole checks the caller's role in the path's team (404 when none).
+func (h *Handler) teamRole(w http.ResponseWriter, r *http.Request, min string) (int64, bool) {
+	team := pathID(r, "team")
+	role, err := h.acc.Role(r.Context(), principal(r), team)
+	if err != nil {
+		h.fail(w, "checking membership", err)
+		return 0, false
+	}
+	if role == "" {
+		api.WriteError(w, http.StatusNotFound, "not found")
+		return 0, false
+	}
+	if !accounts.AtLeast(role, min) {
+		api.WriteError(w, http.StatusForbidden, "your role in this team ("+role+") cannot do this")
+		return 0, false
+	}
+	return team, true
+}
+
+// appAccess loads the path's app if the caller's team role allows min.
+func (h *Handler) appAccess(w http.ResponseWriter, r *http.Request, min string) (deploys.App, bool) {
+	id := pathID(r, "app")
+	var team int64
+	err := h.wh.Pool().QueryRow(r.Context(), "SELECT team_id FROM apps WHERE id = $1", id).Scan(&team)
+	if err == nil {
+		var role string
+		if role, err = h.acc.Role(r.Context(), principal(r), team); err == nil && role == "" {
+			err = pgx.ErrNoRows // another team's app looks like no app
+		} else if err == nil && !accounts.AtLeast(role, min) {
+			api.WriteError(w, http.StatusForbidden, "your role in this team ("+role+") cannot do this")
+			return deploys.App{}, false
+		}
+	}
+	if err != nil {
+		h.fail(w, "loading the app", err)
+		return deploys.App{}, false
+	}
+	app, err := deploys.LoadTeamApp(r.Context(), h.wh.Pool(), team, id)
+	if err != nil {
+		h.fail(w, "loading the app", err)
+		return deploys.App{}, false
+	}
+	return app, true
+}
+
+func (h *Handler) audit1(ctx context.Context, q accounts.Execer, r *http.Request, team int64, action, target string, details map[string]any) error {
+	return accounts.Audit(ctx, q, team, principal(r).UserID, action, target, api.ClientIP(r), details)
+}
+
+func (h *Handler) setCookie(w http.ResponseWriter, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true,
+		Secure: !h.InsecureCookie, SameSite: http.SameSiteStrictMode})
+}
+
+func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		api.WriteError(w, http.StatusUnsupportedMediaType, "send JSON")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	var in struct {
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
+	if !decode(w, r, &in) {
+		return
+	}
+	ip := api.ClientIP(r)
+	sess, err := h.acc.Login(r.Context(), in.Email, in.Password, ip, r.UserAgent())
+	switch {
+	case errors.Is(err, accounts.ErrRateLimited):
+		w.Header().Set("Retry-After", "300")
+		api.WriteError(w, http.StatusTooManyRequests, err.Error())
+		return
+	case errors.Is(err, accounts.ErrBadCredentials):
+		api.WriteError(w, http.StatusUnauthorized, err.Error())
+		return
+	case err != nil:
+		h.fail(w, "signing in", err)
+		return
+	}
+	accounts.Audit(r.Context(), h.wh.Pool(), 0, sess.UserID, "session.login", "", ip, nil)
+	h.setCookie(w, sess.Token, int(h.acc.SessionTTL.Seconds()))
+	api.WriteJSON(w, http.StatusOK, map[string]any{"csrf_token": sess.CSRF})
+}
+
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(CookieName); err == nil {
+		h.acc.Logout(r.Context(), c.Value)
+	}
+	h.setCookie(w, "", -1)
+	api.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
+}
+
+func (h *Handler) me(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	teams, err := h.acc.Teams(r.Context(), p)
+	if err != nil {
+		h.fail(w, "listing teams", err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"user": map[string]any{"id": p.UserID, "email": p.Email, "name": p.Name, "is_admin": p.IsAdmin},
+		"teams": teams, "csrf_token": p.CSRF, "subdomain_base": h.wh.SubdomainBase})
+}
+
+func (h *Handler) sessions(w http.ResponseWriter, r *http.Request) {
+	s, err := h.acc.Sessions(r.Context(), principal(r))
+	if err != nil {
+		h.fail(w, "listing sessions", err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"sessions": s})
+}
+
+func (h *Handler) revokeSession(w http.ResponseWriter, r *http.Request) {
+	if err := h.acc.RevokeSession(r.Context(), principal(r).UserID, pathID(r, "id")); err != nil {
+		if errors.Is(err, accounts.ErrForbidden) {
+			api.WriteError(w, http.StatusNotFound, "not found")
+			return
+		}
+		h.fail(w, "revoking the session", err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
+}
+
+func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		TeamID        int64    `json:"team_id"`
+		Name          string   `json:"name"`
+		Scopes        []string `json:"scopes"`
+		ExpiresInDays int      `json:"expires_in_days"`
+	}
+	if !decode(w, r, &in) {
+		return
+	}
+	p := principal(r)
+	if p.SessionID == 0 {
+		api.WriteError(w, http.StatusForbidden, "API tokens are created from a signed-in session")
+		return
+	}
+	if in.ExpiresInDays == 0 {
+		in.ExpiresInDays = 90
+	}
+	raw, id, err := h.acc.CreateToken(r.Context(), p.UserID, in.TeamID, in.Name, in.Scopes, time.Duration(in.ExpiresInDays)*24*time.Hour)
+	if errors.Is(err, accounts.ErrForbidden) {
+		api.WriteError(w, http.StatusNotFound, "not found")
+		return
+	}
+	if err != nil {
+		api.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	h.audit1(r.Context(), h.wh.Pool(), r, in.TeamID, "token.create", in.Name, map[string]any{"token_id": id, "scopes": in.Scopes})
+	api.WriteJSON(w, http.StatusCreated, map[string]any{"id": id, "token": raw})
+}
+
+type appView struct {
+	ID        int64  `json:"id"`
+	TeamID    int64  `json:"team_id"`
+	Slug      string `json:"slug"`
+	Name      string `json:"name"`
+	GitRepo   string `json:"git_repo"`
+	GitBranch string `json:"git_branch"`
+	Framework string `json:"framework"`
+	Port      int    `json:"port"`
+	CPUMillis int    `json:"cpu_millis"`
+	MemoryMB  int    `json:"memory_mb"`
+	Status    string `json:"status"`
+	URL       string `json:"url,omitempty"`
+}
+
+func (h *Handler) view(ctx context.Context, id int64) (appView, error) {
+	var a appView
+	err := h.wh.Pool().QueryRow(ctx, `SELECT id, team_id, slug, name, git_repo, git_branch, framework, port, cpu_millis, memory_mb, status
+		FROM apps WHERE id = $1`, id).Scan(&a.ID, &a.TeamID, &a.Slug, &a.Name, &a.GitRepo, &a.GitBranch, &a.Framework, &a.Port, &a.CPUMillis, &a.MemoryMB, &a.Status)
+	if err == nil && h.wh.SubdomainBase != "" {
+		a.URL = "https://" + a.Slug + "." + h.wh.SubdomainBase
+	}
+	return a, err
+}
+
+func (h *Handler) listApps(w http.ResponseWriter, r *http.Request) {
+	team, ok := h.teamRole(w, r, accounts.RoleMember)
+	if !ok {
+		return
+	}
+	rows, err := h.wh.Pool().Query(r.Context(), "SELECT id FROM apps WHERE team_id = $1 ORDER BY name, id", team)
+	if err != nil {
+		h.fail(w, "listing apps", err)
+		return
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		h.fail(w, "listing apps", err)
+		return
+	}
+	out := []appView{}
+	for _, id := range ids {
+		v, err := h.view(r.Context(), id)
+		if err != nil {
+			h.fail(w, "listing apps", err)
+			return
+		}
+		out = append(out, v)
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"apps": out})
+}
+
+type appInput struct {
+	Name      string `json:"name"`
+	Slug      string `json:"slug"`
+	GitRepo   string `json:"git_repo"`
+	GitBranch string `json:"git_branch"`
+	Framework string `json:"framework"`
+	Port      int    `json:"port"`
+	CPUMillis int    `json:"cpu_millis"`
+	MemoryMB  int    `json:"memory_mb"`
+}
+
+func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
+	team, ok := h.teamRole(w, r, accounts.RoleAdmin)
+	if !ok {
+		return
+	}
+	in := appInput{GitBranch: "main", Framework: "auto", CPUMillis: 500, MemoryMB: 256}
+	if !decode(w, r, &in) {
+		return
+	}
+	in.Slug = strings.ToLower(strings.TrimSpace(in.Slug))
+	var problems []string
+	if in.Name = strings.TrimSpace(in.Name); in.Name == "" || len(in.Name) > 100 {
+		problems = append(problems, "name must have 1 to 100 characters")
+	}
+	if !deploys.ValidSlug(in.Slug) || strings.Contains(in.Slug, "-pr-") {
+		problems = append(problems, "slug must be lowercase letters, digits and dashes (at most 63), not containing -pr-")
+	}
+	if in.GitRepo != "" && !strings.HasPrefix(in.GitRepo, "https://") && !strings.HasPrefix(in.GitRepo, "/") {
+		problems = append(problems, "git_repo must be an https:// URL")
+	}
+	if in.Port < 0 || in.Port > 65535 || in.CPUMillis < 0 || in.MemoryMB < 0 {
+		problems = append(problems, "port, cpu_millis and memory_mb must be in range")
+	}
+	if len(problems) > 0 {
+		api.WriteError(w, http.StatusUnprocessableEntity, strings.Join(problems, "; "))
+		return
+	}
+	var id int64
+	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
+		if err := h.wh.PlanRegistry().CheckCreateApp(r.Context(), tx, team, plans.Limits{CPUMillis: in.CPUMillis, MemoryMB: in.MemoryMB}); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(r.Context(), `INSERT INTO apps (team_id, slug, name, git_repo, git_branch, framework, port, cpu_millis, memory_mb)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`, team, in.Slug, in.Name, in.GitRepo, in.GitBranch, in.Framework,
+			in.Port, in.CPUMillis, in.MemoryMB).Scan(&id); err != nil {
+			return err
+		}
+		return h.audit1(r.Context(), tx, r, team, "app.create", in.Slug, map[string]any{"app_id": id})
+	})
+	if err != nil {
+		if strings.Contains(err.Error(), "apps_slug_key") {
+			api.WriteError(w, http.StatusConflict, fmt.Sprintf("the slug %q is taken", in.Slug))
+			return
+		}
+		h.fail(w, "creating the app", err)
+		return
+	}
+	v, _ := h.view(r.Context(), id)
+	api.WriteJSON(w, http.StatusCreated, v)
+}
+
+func (h *Handler) getApp(w http.ResponseWriter, r *http.Request) {
+	app, ok := h.appAccess(w, r, accounts.RoleMember)
+	if !ok {
+		return
+	}
+	v, err := h.view(r.Context(), app.ID)
+	if err != nil {
+		h.fail(w, "loading the app", err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, v)
+}
+
+func (h *Handler) scaleApp(w http.ResponseWriter, r *http.Request) {
+	app, ok := h.appAccess(w, r, accounts.RoleAdmin)
+	if !ok {
+		return
+	}
+	in := struct {
+		CPUMillis *int `json:"cpu_millis"`
+		MemoryMB  *int `json:"memory_mb"`
+	}{}
+	if !decode(w, r, &in) {
+		return
+	}
+	if in.CPUMillis != nil {
+		app.CPUMillis = *in.CPUMillis
+	}
+	if in.MemoryMB != nil {
+		app.MemoryMB = *in.MemoryMB
+	}
+	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
+		if err := h.wh.PlanRegistry().CheckScale(r.Context(), tx, app.TeamID, plans.Limits{CPUMillis: app.CPUMillis, MemoryMB: app.MemoryMB,
+			DiskMB: app.DiskMB, BandwidthKbit: app.BandwidthKbit}); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(r.Context(), "UPDATE apps SET cpu_millis = $2, memory_mb = $3, updated_at = now() WHERE id = $1", app.ID, app.CPUMillis, app.MemoryMB); err != nil {
+			return err
+		}
+		return h.audit1(r.Context(), tx, r, app.TeamID, "app.scale", app.Slug, map[string]any{"cpu_millis": app.CPUMillis, "memory_mb": app.MemoryMB})
+	})
+	if err != nil {
+		h.fail(w, "scaling the app", err)
+		return
+	}
+	v, _ := h.view(r.Context(), app.ID)
+	api.WriteJSON(w, http.StatusOK, v)
+}
+
+func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) {
+	app, ok := h.appAccess(w, r, accounts.RoleMember)
+	if !ok {
+		return
+	}
+	var in struct {
+		RollbackOf int64 `json:"rollback_of"`
+	}
+	if !decode(w, r, &in) {
+		return
+	}
+	var c deploys.Created
+	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
+		var err error
+		trigger := "manual"
+		if in.RollbackOf != 0 {
+			trigger = "rollback"
+		}
+		c, err = deploys.Trigger(r.Context(), tx, app, deploys.Spec{Trigger: trigger, UserID: principal(r).UserID, RollbackOf: in.RollbackOf,
+			Policy: api.PlanPolicy(h.wh.PlanRegistry()).Deploy})
+		if err != nil {
+			return err
+		}
+		return h.audit1(r.Context(), tx, r, app.TeamID, "deployment.create", app.Slug, map[string]any{"deployment_id": c.DeploymentID, "rollback_of": in.RollbackOf})
+	})
+	if err != nil {
+		if strings.Contains(err.Error(), "no image to roll back") || strings.Contains(err.Error(), "not found") {
+			api.WriteError(w, http.StatusUnprocessableEntity, err.Error())
+			return
+		}
+		h.fail(w, "starting the deployment", err)
+		return
+	}
+	api.WriteJSON(w, http.StatusAccepted, map[string]any{"deployment_id": c.DeploymentID, "job_id": c.JobID})
+}
+
+type deploymentView struct {
+	ID         int64      `json:"id"`
+	Status     string     `json:"status"`
+	Commit     string     `json:"commit"`
+	Message    string     `json:"message"`
+	Trigger    string     `json:"trigger"`
+	Image      string     `json:"image"`
+	Error      string     `json:"error,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+}
+
+func (h *Handler) listDeployments(w http.ResponseWriter, r *http.Request) {
+	app, ok := h.appAccess(w, r, accounts.RoleMember)
+	if !ok {
+		return
+	}
+	rows, err := h.wh.Pool().Query(r.Context(), `SELECT id, status, commit_sha, commit_message, trigger, image, error, created_at, finished_at
+		FROM deployments WHERE app_id = $1 ORDER BY id DESC LIMIT 50`, app.ID)
+	if err != nil {
+		h.fail(w, "listing deployments", err)
+		return
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (deploymentView, error) {
+		var d deploymentView
+		err := row.Scan(&d.ID, &d.Status, &d.Commit, &d.Message, &d.Trigger, &d.Image, &d.Error, &d.CreatedAt, &d.FinishedAt)
+		return d, err
+	})
+	if err != nil {
+		h.fail(w, "listing deployments", err)
+		return
+	}
+	if out == nil {
+		out = []deploymentView{}
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"deployments": out})
+}
+
+// deploymentLogs returns the log lines after ?after=<id> (the UI polls it
+// for the live view).
+func (h *Handler) deploymentLogs(w http.ResponseWriter, r *http.Request) {
+	app, ok := h.appAccess(w, r, accounts.RoleMember)
+	if !ok {
+		return
+	}
+	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+	var status string
+	if err := h.wh.Pool().QueryRow(r.Context(), "SELECT status FROM deployments WHERE id = $1 AND app_id = $2", pathID(r, "dep"), app.ID).Scan(&status); err != nil {
+		h.fail(w, "loading the deployment", err)
+		return
+	}
+	rows, err := h.wh.Pool().Query(r.Context(), `SELECT id, stream, line, ts FROM deployment_logs WHERE deployment_id = $1 AND id > $2 ORDER BY id LIMIT 2000`,
+		pathID(r, "dep"), after)
+	if err != nil {
+		h.fail(w, "reading logs", err)
+		return
+	}
+	type line struct {
+		ID     int64     `json:"id"`
+		Stream string    `json:"stream"`
+		Line   string    `json:"line"`
+		TS     time.Time `json:"ts"`
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (line, error) {
+		var l line
+		err := row.Scan(&l.ID, &l.Stream, &l.Line, &l.TS)
+		return l, err
+	})
+	if err != nil {
+		h.fail(w, "reading logs", err)
+		return
+	}
+	if out == nil {
+		out = []line{}
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"status": status, "lines": out})
+}
+
+func (h *Handler) listEnv(w http.ResponseWriter, r *http.Request) {
+	app, ok := h.appAccess(w, r, accounts.RoleMember)
+	if !ok {
+		return
+	}
+	rows, err := h.wh.Pool().Query(r.Context(), "SELECT key, updated_at FROM env_vars WHERE app_id = $1 ORDER BY key", app.ID)
+	if err != nil {
+		h.fail(w, "listing variables", err)
+		return
+	}
+	type kv struct {
+		Key       string    `json:"key"`
+		UpdatedAt time.Time `json:"updated_at"`
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (kv, error) {
+		var x kv
+		err := row.Scan(&x.Key, &x.UpdatedAt)
+		return x, err
+	})
+	if err != nil {
+		h.fail(w, "listing variables", err)
+		return
+	}
+	if out == nil {
+		out = []kv{}
+	}
+	// Values are write-only: they leave the control plane only towards the
+	// worker that runs the app.
+	api.WriteJSON(w, http.StatusOK, map[string]any{"env": out})
+}
+
+func (h *Handler) setEnv(w http.ResponseWriter, r *http.Request) {
+	app, ok := h.appAccess(w, r, accounts.RoleAdmin)
+	if !ok {
+		return
+	}
+	var in struct {
+		Value string `json:"value"`
+	}
+	if !decode(w, r, &in) {
+		return
+	}
+	key := r.PathValue("key")
+	if len(in.Value) > 64<<10 {
+		api.WriteError(w, http.StatusUnprocessableEntity, "a value may have at most 64 KiB")
+		return
+	}
+	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
+		if err := deploys.SetEnv(r.Context(), tx, h.wh.Keyring(), app.ID, key, in.Value); err != nil {
+			return err
+		}
+		return h.audit1(r.Context(), tx, r, app.TeamID, "env.set", app.Slug+"/"+key, nil)
+	})
+	if err != nil {
+		if strings.Contains(err.Error(), "invalid") || strings.Contains(err.Error(), "env_vars_key_check") {
+			api.WriteError(w, http.StatusUnprocessableEntity, "a variable name is letters, digits and _, not starting with a digit")
+			return
+		}
+		h.fail(w, "saving the variable", err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"key": key})
+}
+
+func (h *Handler) deleteEnv(w http.ResponseWriter, r *http.Request) {
+	app, ok := h.appAccess(w, r, accounts.RoleAdmin)
+	if !ok {
+		return
+	}
+	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
+		tag, err := tx.Exec(r.Context(), "DELETE FROM env_vars WHERE app_id = $1 AND key = $2", app.ID, r.PathValue("key"))
+		if err == nil && tag.RowsAffected() == 0 {
+			return pgx.ErrNoRows
+		}
+		if err != nil {
+			return err
+		}
+		return h.audit1(r.Context(), tx, r, app.TeamID, "env.delete", app.Slug+"/"+r.PathValue("key"), nil)
+	})
+	if err != nil {
+		h.fail(w, "deleting the variable", err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
+}
+
+type domainView struct {
+	domains.Domain
+	Record       string `json:"record"`
+	Instructions string `json:"instructions"`
+}
+
+func (h *Handler) listDomains(w http.ResponseWriter, r *http.Request) {
+	app, ok := h.appAccess(w, r, accounts.RoleMember)
+	if !ok {
+		return
+	}
+	ds, err := h.domains.List(r.Context(), app.TeamID, app.ID)
+	if err != nil {
+		h.fail(w, "listing domains", err)
+		return
+	}
+	out := []domainView{}
+	for _, d := range ds {
+		out = append(out, domainView{Domain: d, Record: d.RecordName(), Instructions: d.Instructions()})
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"domains": out})
+}
+
+func (h *Handler) addDomain(w http.ResponseWriter, r *http.Request) {
+	app, ok := h.appAccess(w, r, accounts.RoleAdmin)
+	if !ok {
+		return
+	}
+	var in struct {
+		Hostname string `json:"hostname"`
+	}
+	if !decode(w, r, &in) {
+		return
+	}
+	d, err := h.domains.Add(r.Context(), app.TeamID, app.ID, in.Hostname)
+	if err != nil {
+		h.fail(w, "adding the domain", err)
+		return
+	}
+	h.audit1(r.Context(), h.wh.Pool(), r, app.TeamID, "domain.add", d.Hostname, map[string]any{"app_id": app.ID})
+	api.WriteJSON(w, http.StatusCreated, domainView{Domain: d, Record: d.RecordName(), Instructions: d.Instructions()})
+}
+
+func (h *Handler) verifyDomain(w http.ResponseWriter, r *http.Request) {
+	app, ok := h.appAccess(w, r, accounts.RoleAdmin)
+	if !ok {
+		return
+	}
+	d, err := h.domains.Get(r.Context(), app.TeamID, pathID(r, "domain"))
+	if err != nil || d.AppID != app.ID {
+		api.WriteError(w, http.StatusNotFound, "not found")
+		return
+	}
+	d, err = h.domains.Verify(r.Context(), app.TeamID, d.ID)
+	if err != nil {
+		h.fail(w, "verifying the domain", err)
+		return
+	}
+	h.audit1(r.Context(), h.wh.Pool(), r, app.TeamID, "domain.verify", d.Hostname, nil)
+	api.WriteJSON(w, http.StatusOK, domainView{Domain: d, Record: d.RecordName(), Instructions: d.Instructions()})
+}
+
+func (h *Handler) audit(w http.ResponseWriter, r *http.Request) {
+	team, ok := h.teamRole(w, r, accounts.RoleAdmin)
+	if !ok {
+		return
+	}
+	rows, err := h.wh.Pool().Query(r.Context(), `SELECT e.id, e.action, e.target, e.details, e.ip, e.created_at, COALESCE(u.email, '')
+		FROM audit_events e LEFT JOIN users u ON u.id = e.user_id WHERE e.team_id = $1 ORDER BY e.id DESC LIMIT 200`, team)
+	if err != nil {
+		h.fail(w, "reading the audit log", err)
+		return
+	}
+	type ev struct {
+		ID      int64          `json:"id"`
+		Action  string         `json:"action"`
+		Target  string         `json:"target"`
+		Details map[string]any `json:"details"`
+		IP      string         `json:"ip"`
+		At      time.Time      `json:"at"`
+		User    string         `json:"user"`
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ev, error) {
+		var e ev
+		err := row.Scan(&e.ID, &e.Action, &e.Target, &e.Details, &e.IP, &e.At, &e.User)
+		return e, err
+	})
+	if err != nil {
+		h.fail(w, "reading the audit log", err)
+		return
+	}
+	if out == nil {
+		out = []ev{}
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"events": out})
+}
+
+func (h *Handler) openapi(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(openapiDoc)
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	d := h.Dispenser
+	d.Next()
+	hd := new(Handler)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "insecure_cookie":
+			hd.InsecureCookie = true
+		default:
+			return nil, d.Errf("unknown wisehosting_dashboard option %q", d.Val())
+		}
+	}
+	return hd, nil
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
