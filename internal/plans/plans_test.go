@@ -113,7 +113,9 @@ func TestRefusals(t *testing.T) {
 	// On pro the same requests pass; on a plan without limits anything does.
 	f.db.Pool.Exec(ctx, "UPDATE teams SET plan = 'pro' WHERE id = $1", f.team)
 	for _, check := range []func(tx pgx.Tx) error{
-		func(tx pgx.Tx) error { return f.reg.CheckCreateApp(ctx, tx, f.team, Limits{CPUMillis: 2000, MemoryMB: 2048}) },
+		func(tx pgx.Tx) error {
+			return f.reg.CheckCreateApp(ctx, tx, f.team, Limits{CPUMillis: 2000, MemoryMB: 2048})
+		},
 		func(tx pgx.Tx) error { return f.reg.CheckDomain(ctx, tx, f.team) },
 		func(tx pgx.Tx) error { return f.reg.CheckPreview(ctx, tx, f.team) },
 	} {
