@@ -20,12 +20,16 @@ command -v runc >/dev/null || need_apt+=(runc)
 [ -x /usr/libexec/podman/catatonit ] || need_apt+=(catatonit)
 command -v tc >/dev/null || need_apt+=(iproute2)
 [ -f /usr/include/btrfs/version.h ] || need_apt+=(libbtrfs-dev)
+# The dashboard's browser test drives Debian's Chromium with playwright-core.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null || need_apt+=(nodejs npm)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 ensure_postgres_for_tests
 go mod download
+npm ci --prefix caddymodules/dashboard/browsertest --no-audit --no-fund --silent
 # Real peers of the interop tests, built once into caches outside the
 # repository (the tests find them through the same scripts).
 bash scripts/ci-pebble.sh

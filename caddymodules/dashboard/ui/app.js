@@ -96,7 +96,7 @@ async function openApp(id) {
   await Promise.all([loadDeployments(), loadEnv(), loadDomains()]);
 }
 
-async function loadDeployments() {
+async function loadDeployments(follow = true) {
   const { deployments } = await call("GET", `/api/apps/${current.id}/deployments`);
   const body = $("#deployments tbody");
   body.replaceChildren(...deployments.map((d) => {
@@ -112,7 +112,7 @@ async function loadDeployments() {
     }
     return row;
   }));
-  if (deployments.length && !logTimer) followLog(deployments[0].id);
+  if (follow && deployments.length && !logTimer) followLog(deployments[0].id);
 }
 
 const stages = { clone: 10, build: 35, start: 65, health: 80, switch: 92, done: 100 };
@@ -139,6 +139,7 @@ function followLog(dep) {
       if (status === "succeeded") $("#progress-bar").style.width = "100%";
       if (["succeeded", "failed", "cancelled"].includes(status)) {
         clearInterval(logTimer); logTimer = null;
+        await loadDeployments(false);
         const a = await call("GET", `/api/apps/${current.id}`);
         $("#app-status").textContent = a.status;
         $("#app-status").className = `badge ${a.status}`;

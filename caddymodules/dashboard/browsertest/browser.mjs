@@ -1,0 +1,65 @@
+// Drives the dashboard like a person: sign in, create an app, add an env
+// var and a domain, deploy and watch the live log. Screenshots go to OUT.
+// Environment: BASE, EMAIL, PASSWORD, REPO, OUT, CHROMIUM.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const { BASE, EMAIL, PASSWORD, REPO, OUT } = process.env;
+mkdirSync(OUT, { recursive: true });
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const steps = [];
+let page;
+try {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  page = await context.newPage();
+  const shot = async (name) => { await page.screenshot({ path: `${OUT}/${name}.png`, fullPage: true }); steps.push(name); };
+
+  await page.goto(BASE + "/");
+  await page.waitForSelector("#login:not([hidden])");
+  await shot("01-login");
+  await page.fill("#login-form input[name=email]", EMAIL);
+  await page.fill("#login-form input[name=password]", PASSWORD);
+  await page.click("#login-form button[type=submit]");
+  await page.waitForSelector("#apps:not([hidden])");
+  await shot("02-apps-empty");
+
+  await page.fill("#app-form input[name=name]", "Browser Site");
+  await page.fill("#app-form input[name=slug]", "browser-site");
+  await page.fill("#app-form input[name=git_repo]", REPO);
+  await page.click("#app-form button[type=submit]");
+  await page.waitForSelector("#app:not([hidden])");
+  await page.waitForFunction(() => document.querySelector("#app-name").textContent === "Browser Site");
+  await shot("03-app-created");
+
+  await page.fill("#env-form input[name=key]", "GREETING");
+  await page.fill("#env-form input[name=value]", "hello from the browser");
+  await page.click("#env-form button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#env-list").textContent.includes("GREETING"));
+  const envText = await page.textContent("#env-list");
+  if (envText.includes("hello from the browser")) throw new Error("the env var value is shown after saving");
+
+  await page.fill("#domain-form input[name=hostname]", "www.browser-site.test");
+  await page.click("#domain-form button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#domain-list").textContent.includes("www.browser-site.test"));
+  await shot("04-env-and-domain");
+
+  await page.click("#deploy");
+  await page.waitForFunction(() => document.querySelector("#log").textContent.includes("[clone]"), null, { timeout: 60000 });
+  await shot("05-deploy-live-log");
+  await page.waitForFunction(() => document.querySelector("#log-status").textContent === "succeeded", null, { timeout: 120000 });
+  await page.waitForFunction(() => document.querySelector("#app-status").textContent === "running", null, { timeout: 30000 });
+  await shot("06-deployed");
+  const log = await page.textContent("#log");
+  console.log(JSON.stringify({ ok: true, steps, logLines: log.split("\n").length }));
+} catch (err) {
+  if (page) await page.screenshot({ path: `${OUT}/failure.png`, fullPage: true }).catch(() => {});
+  const errText = page ? await page.textContent("#error").catch(() => "") : "";
+  console.log(JSON.stringify({ ok: false, steps, error: String(err), pageError: errText }));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
