@@ -77,7 +77,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		PollInterval: time.Duration(a.PollInterval), Heartbeat: time.Duration(a.HeartbeatTimeout),
 		AckTimeout: time.Duration(a.AckTimeout), Resend: time.Duration(a.ResendInterval),
 		RecoverInterval: time.Duration(a.RecoverInterval), Batch: a.Batch,
-		Prepare: a.prepare,
+		Plans: wh.PlanRegistry(), Prepare: a.prepare,
 	})
 	return nil
 }

@@ -95,7 +95,8 @@ func (e *Evaluator) Evaluate(ctx context.Context, now time.Time) ([]Change, erro
 					WHEN 'memory' THEN u.mem_bytes_max / 1048576.0
 					WHEN 'disk' THEN u.disk_bytes / 1048576.0
 					WHEN 'network' THEN (u.net_rx_bytes + u.net_tx_bytes) / 300.0
-					WHEN 'offline' THEN CASE WHEN a.status = 'running' AND (w.id IS NULL OR w.status <> 'online') THEN 1 ELSE 0 END
+					WHEN 'offline' THEN CASE WHEN a.status = 'running' AND (w.id IS NULL OR w.status NOT IN ('online', 'draining')
+						OR (w.status = 'draining' AND COALESCE(w.last_seen, '-infinity') < $1::timestamptz - interval '2 minutes')) THEN 1 ELSE 0 END
 					WHEN 'crashloop' THEN CASE WHEN a.status = 'crashed' THEN 1 ELSE 0 END
 					WHEN 'deployment_failed' THEN CASE WHEN d.status = 'failed' THEN 1 ELSE 0 END
 				END

@@ -126,3 +126,21 @@ func TestStateRules(t *testing.T) {
 		}
 	}
 }
+
+// A drained worker still runs its apps: they are not offline while it
+// sends heartbeats, and are once it falls silent.
+func TestDrainingWorkerIsNotOffline(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	f := setup(t, "offline", 0, 0)
+	f.db.Pool.Exec(ctx, "UPDATE workers SET status = 'draining', last_seen = $1", t0)
+	f.eval(t, t0.Add(time.Second))
+	if ch := f.eval(t, t0.Add(2*time.Second)); len(ch) != 0 {
+		t.Fatalf("fired for a draining worker: %+v", ch)
+	}
+	f.eval(t, t0.Add(3*time.Minute))
+	if ch := f.eval(t, t0.Add(3*time.Minute+time.Second)); len(ch) != 1 || !ch[0].Fired {
+		t.Fatalf("silent draining worker: %+v", ch)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/network"
+	"github.com/wisehosting/wisehosting/internal/plans"
 	"github.com/wisehosting/wisehosting/internal/workerbus"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
@@ -38,6 +39,9 @@ type Config struct {
 	RecoverInterval time.Duration
 	// Batch is how many jobs one placement transaction claims.
 	Batch int
+	// Plans, when set, gives deploys the limits of their team's plan
+	// before they are placed (see Assign).
+	Plans *plans.Registry
 	// Prepare builds the payload sent to the worker from the stored one,
 	// adding secrets (env vars, git token) that are never stored in jobs.
 	Prepare func(ctx context.Context, j Job) (json.RawMessage, error)
@@ -185,7 +189,8 @@ func (s *Scheduler) placeLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		for ctx.Err() == nil {
-			placed, err := AssignBatch(ctx, s.cfg.Pool, s.cfg.Batch, s.cfg.Heartbeat, s.cfg.AckTimeout)
+			placed, err := Assign(ctx, s.cfg.Pool, AssignOptions{Limit: s.cfg.Batch, Heartbeat: s.cfg.Heartbeat,
+				AckTimeout: s.cfg.AckTimeout, Plans: s.cfg.Plans})
 			if err != nil {
 				if ctx.Err() == nil {
 					s.cfg.Logger.Error("scheduler: placing jobs", zap.Error(err))

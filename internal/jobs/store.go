@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/wisehosting/wisehosting/internal/plans"
 )
 
 // AssignChannel is the NOTIFY channel telling replicas that jobs were
@@ -55,6 +57,9 @@ type workerLoad struct {
 	cpu, mem, maxJobs int
 	usedCPU, usedMem  int
 	running           int
+	// draining: the operator stopped new placements; only the stop and
+	// delete jobs of the apps it still runs go there.
+	draining bool
 }
 
 // utilisation is the larger of CPU and memory use, as a fraction; workers
@@ -71,7 +76,7 @@ func (w *workerLoad) utilisation() float64 {
 }
 
 func (w *workerLoad) fits(j *Job) bool {
-	if w.running >= w.maxJobs {
+	if w.draining || w.running >= w.maxJobs {
 		return false
 	}
 	if w.cpu > 0 && w.usedCPU+j.CPUMillis > w.cpu {
@@ -83,12 +88,13 @@ func (w *workerLoad) fits(j *Job) bool {
 	return true
 }
 
-// loadWorkers locks the online workers' rows (so concurrent schedulers on
-// other replicas place one batch at a time against a consistent view of
-// capacity) and reads their reservations: running apps plus active jobs.
+// loadWorkers locks the rows of the online and draining workers (so
+// concurrent schedulers on other replicas place one batch at a time
+// against a consistent view of capacity) and reads their reservations:
+// running apps plus active jobs.
 func loadWorkers(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) (map[int64]*workerLoad, error) {
-	rows, err := tx.Query(ctx, `SELECT w.id, w.cpu_millis, w.memory_mb, w.max_jobs FROM workers w
-		WHERE w.status = 'online' AND w.last_seen > now() - $1::interval
+	rows, err := tx.Query(ctx, `SELECT w.id, w.cpu_millis, w.memory_mb, w.max_jobs, w.status = 'draining' FROM workers w
+		WHERE w.status IN ('online', 'draining') AND w.last_seen > now() - $1::interval
 		ORDER BY w.id FOR UPDATE`, heartbeat.String())
 	if err != nil {
 		return nil, err
@@ -96,7 +102,7 @@ func loadWorkers(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) (map[i
 	out := map[int64]*workerLoad{}
 	for rows.Next() {
 		w := &workerLoad{}
-		if err := rows.Scan(&w.id, &w.cpu, &w.mem, &w.maxJobs); err != nil {
+		if err := rows.Scan(&w.id, &w.cpu, &w.mem, &w.maxJobs, &w.draining); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -134,30 +140,44 @@ type Placement struct {
 	JobID, WorkerID int64
 }
 
-// AssignBatch claims up to limit pending jobs (FOR UPDATE SKIP LOCKED, so
+// AssignBatch is Assign without plans.
+func AssignBatch(ctx context.Context, pool *pgxpool.Pool, limit int, heartbeat, ackTimeout time.Duration) ([]Placement, error) {
+	return Assign(ctx, pool, AssignOptions{Limit: limit, Heartbeat: heartbeat, AckTimeout: ackTimeout})
+}
+
+// AssignOptions configures one placement round.
+type AssignOptions struct {
+	Limit                 int // jobs claimed
+	Heartbeat, AckTimeout time.Duration
+	// Plans, when set, gives each deploy the limits of its team's plan
+	// before it is placed (see clampToPlan).
+	Plans *plans.Registry
+}
+
+// Assign claims up to o.Limit pending jobs (FOR UPDATE SKIP LOCKED, so
 // concurrent schedulers never claim the same job) and places each on the
 // online worker with the lowest utilisation that has room, preferring the
-// worker that already runs the job's app (cut-over is local). Jobs that fit
-// nowhere stay pending. It returns the placements made.
-func AssignBatch(ctx context.Context, pool *pgxpool.Pool, limit int, heartbeat, ackTimeout time.Duration) ([]Placement, error) {
+// worker that already runs the job's app (cut-over is local). Draining
+// workers get only the stop and delete jobs of the apps they run. Jobs
+// that fit nowhere stay pending. It returns the placements made.
+func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placement, error) {
 	var placed []Placement
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		placed = placed[:0]
-		rows, err := tx.Query(ctx, `SELECT j.id, j.kind, COALESCE(j.app_id, 0), j.cpu_millis, j.memory_mb, COALESCE(a.worker_id, 0)
-			FROM jobs j LEFT JOIN apps a ON a.id = j.app_id
+		rows, err := tx.Query(ctx, `SELECT j.id, j.kind, COALESCE(j.app_id, 0), COALESCE(j.deployment_id, 0), j.cpu_millis, j.memory_mb,
+				j.payload, COALESCE(a.worker_id, 0), COALESCE(t.plan, ''),
+				COALESCE(a.cpu_millis, 0), COALESCE(a.memory_mb, 0), COALESCE(a.disk_mb, 0), COALESCE(a.bandwidth_kbit, 0)
+			FROM jobs j LEFT JOIN apps a ON a.id = j.app_id LEFT JOIN teams t ON t.id = a.team_id
 			WHERE j.state = 'pending' AND j.run_after <= now()
-			ORDER BY j.priority DESC, j.id LIMIT $1 FOR UPDATE OF j SKIP LOCKED`, limit)
+			ORDER BY j.priority DESC, j.id LIMIT $1 FOR UPDATE OF j SKIP LOCKED`, o.Limit)
 		if err != nil {
 			return err
-		}
-		type pending struct {
-			Job
-			appWorker int64
 		}
 		var batch []pending
 		for rows.Next() {
 			var p pending
-			if err := rows.Scan(&p.ID, &p.Kind, &p.AppID, &p.CPUMillis, &p.MemoryMB, &p.appWorker); err != nil {
+			if err := rows.Scan(&p.ID, &p.Kind, &p.AppID, &p.DeploymentID, &p.CPUMillis, &p.MemoryMB, &p.Payload, &p.appWorker, &p.plan,
+				&p.app.CPUMillis, &p.app.MemoryMB, &p.app.DiskMB, &p.app.BandwidthKbit); err != nil {
 				rows.Close()
 				return err
 			}
@@ -167,7 +187,12 @@ func AssignBatch(ctx context.Context, pool *pgxpool.Pool, limit int, heartbeat, 
 		if err := rows.Err(); err != nil || len(batch) == 0 {
 			return err
 		}
-		load, err := loadWorkers(ctx, tx, heartbeat)
+		if o.Plans != nil {
+			if batch, err = clampToPlans(ctx, tx, o.Plans, batch); err != nil {
+				return fmt.Errorf("applying plan limits: %w", err)
+			}
+		}
+		load, err := loadWorkers(ctx, tx, o.Heartbeat)
 		if err != nil {
 			return err
 		}
@@ -225,7 +250,7 @@ func AssignBatch(ctx context.Context, pool *pgxpool.Pool, limit int, heartbeat, 
 		_, err = tx.Exec(ctx, `UPDATE jobs j SET state = 'assigned', worker_id = p.worker_id, attempt = j.attempt + 1,
 				assigned_at = now(), acked_at = NULL, sent_at = NULL, deadline_at = now() + $3::interval
 			FROM unnest($1::bigint[], $2::bigint[]) AS p(job_id, worker_id) WHERE j.id = p.job_id`,
-			jobIDs, workerIDs, ackTimeout.String())
+			jobIDs, workerIDs, o.AckTimeout.String())
 		if err != nil {
 			return fmt.Errorf("recording assignments: %w", err)
 		}

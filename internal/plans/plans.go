@@ -57,8 +57,10 @@ type LimitError struct {
 
 func (e *LimitError) Error() string { return e.Msg }
 
+// refuse builds a refusal; the message starts with the plan's name
+// (`plan "free" allows 3 apps; …`, `plan "free": memory_mb is at most …`).
 func refuse(plan, limit, format string, a ...any) error {
-	return &LimitError{Plan: plan, Limit: limit, Msg: fmt.Sprintf("plan %q: ", plan) + fmt.Sprintf(format, a...)}
+	return &LimitError{Plan: plan, Limit: limit, Msg: fmt.Sprintf("plan %q", plan) + fmt.Sprintf(format, a...)}
 }
 
 // Registry holds the configured plans.
@@ -183,37 +185,69 @@ func (r *Registry) TeamPlan(ctx context.Context, tx Querier, teamID int64) (stri
 	return name, p, nil
 }
 
-// Limits are the resources an app asks for.
+// Limits are the resources an app asks for. A zero CPU, memory, disk or
+// bandwidth value is "not set": the app gets its plan's limit when it is
+// placed (see Plan.Effective), or no limit on a plan without one.
 type Limits struct {
 	CPUMillis, MemoryMB, DiskMB, BandwidthKbit, Replicas int
 }
 
-// checkLimits compares an app's limits with the plan.
+// checkLimits compares the limits an app asks for with the plan.
 func checkLimits(name string, p Plan, l Limits) error {
-	over := func(limit string, got, max int) error {
-		return refuse(name, limit, "%s is at most %d (asked for %d)", limit, max, got)
-	}
-	switch {
-	case p.CPUMillis > 0 && l.CPUMillis > p.CPUMillis:
-		return over("cpu_millis", l.CPUMillis, p.CPUMillis)
-	case p.MemoryMB > 0 && l.MemoryMB > p.MemoryMB:
-		return over("memory_mb", l.MemoryMB, p.MemoryMB)
-	case p.DiskMB > 0 && l.DiskMB > p.DiskMB:
-		return over("disk_mb", l.DiskMB, p.DiskMB)
-	case p.BandwidthKbit > 0 && (l.BandwidthKbit == 0 || l.BandwidthKbit > p.BandwidthKbit):
-		if l.BandwidthKbit == 0 {
-			return refuse(name, "bandwidth_kbit", "bandwidth_kbit is at most %d; unlimited is not allowed", p.BandwidthKbit)
+	for _, f := range l.fields() {
+		if *f.v < 0 {
+			return fmt.Errorf("%s must not be negative (got %d)", f.name, *f.v)
 		}
-		return over("bandwidth_kbit", l.BandwidthKbit, p.BandwidthKbit)
-	case p.Replicas > 0 && l.Replicas > p.Replicas:
-		return over("replicas", l.Replicas, p.Replicas)
 	}
-	for limit, v := range map[string]int{"cpu_millis": l.CPUMillis, "memory_mb": l.MemoryMB, "disk_mb": l.DiskMB, "bandwidth_kbit": l.BandwidthKbit, "replicas": l.Replicas} {
-		if v < 0 {
-			return fmt.Errorf("%s must not be negative", limit)
+	if p.Replicas > 0 && l.Replicas > p.Replicas {
+		return refuse(name, "replicas", ": replicas is at most %d (asked for %d)", p.Replicas, l.Replicas)
+	}
+	caps := p.limits()
+	for i, f := range l.fields() {
+		if m := *caps.fields()[i].v; m > 0 && *f.v > m {
+			return refuse(name, f.name, ": %s is at most %d (asked for %d)", f.name, m, *f.v)
 		}
 	}
 	return nil
+}
+
+type field struct {
+	name string
+	v    *int
+}
+
+// fields are the per-app resource limits the scheduler and the worker
+// enforce (replicas is checked at the edges only).
+func (l *Limits) fields() []field {
+	return []field{{"cpu_millis", &l.CPUMillis}, {"memory_mb", &l.MemoryMB}, {"disk_mb", &l.DiskMB}, {"bandwidth_kbit", &l.BandwidthKbit}}
+}
+
+func (p Plan) limits() Limits {
+	return Limits{CPUMillis: p.CPUMillis, MemoryMB: p.MemoryMB, DiskMB: p.DiskMB, BandwidthKbit: p.BandwidthKbit, Replicas: p.Replicas}
+}
+
+// Effective is what an app asking for l runs with on plan p: where the
+// plan has a limit, a value above it or not set (zero) becomes the plan's
+// limit. lowered names each change ("memory_mb 2048 → 256",
+// "bandwidth_kbit unlimited → 20000"), for the deployment's log. The
+// scheduler places jobs by these values, so it never reserves more than
+// the plan allows and the worker enforces what was reserved.
+func (p Plan) Effective(l Limits) (eff Limits, lowered []string) {
+	eff = l
+	caps := p.limits()
+	for i, f := range eff.fields() {
+		m := *caps.fields()[i].v
+		if m <= 0 || (*f.v > 0 && *f.v <= m) {
+			continue
+		}
+		from := "unlimited"
+		if *f.v > 0 {
+			from = fmt.Sprint(*f.v)
+		}
+		lowered = append(lowered, fmt.Sprintf("%s %s → %d", f.name, from, m))
+		*f.v = m
+	}
+	return eff, lowered
 }
 
 // CheckCreateApp runs in the transaction that creates an app: the team
@@ -228,7 +262,7 @@ func (r *Registry) CheckCreateApp(ctx context.Context, tx Querier, teamID int64,
 		return err
 	}
 	if p.Apps > 0 && n >= p.Apps {
-		return refuse(name, "apps", "allows %d apps; the team has %d", p.Apps, n)
+		return refuse(name, "apps", " allows %d apps; the team has %d", p.Apps, n)
 	}
 	return checkLimits(name, p, l)
 }
@@ -257,7 +291,7 @@ func (r *Registry) CheckDomain(ctx context.Context, tx Querier, teamID int64) er
 		return err
 	}
 	if !p.CustomDomains {
-		return refuse(name, "custom_domains", "custom domains (custom_domains) are not included; upgrade the plan to add one")
+		return refuse(name, "custom_domains", " does not include custom domains (custom_domains); upgrade the plan to add one")
 	}
 	return nil
 }
@@ -269,7 +303,7 @@ func (r *Registry) CheckPreview(ctx context.Context, tx Querier, teamID int64) e
 		return err
 	}
 	if !p.Previews {
-		return refuse(name, "previews", "preview deployments (previews) are not included")
+		return refuse(name, "previews", " does not include preview deployments (previews)")
 	}
 	return nil
 }

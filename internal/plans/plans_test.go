@@ -76,7 +76,7 @@ func TestRefusals(t *testing.T) {
 		"cpu_millis":     {CPUMillis: 501, MemoryMB: 1, BandwidthKbit: 1},
 		"memory_mb":      {MemoryMB: 257, BandwidthKbit: 1},
 		"disk_mb":        {DiskMB: 2048, BandwidthKbit: 1},
-		"bandwidth_kbit": {BandwidthKbit: 0},
+		"bandwidth_kbit": {BandwidthKbit: 10001},
 		"replicas":       {Replicas: 2, BandwidthKbit: 1},
 	} {
 		err := f.tx(t, func(tx pgx.Tx) error { return f.reg.CheckCreateApp(ctx, tx, f.team, l) })
@@ -107,8 +107,28 @@ func TestRefusals(t *testing.T) {
 	if !strings.Contains(err.Error(), "allows 2 apps; the team has 2") {
 		t.Fatalf("message %q", err)
 	}
+	if !strings.Contains(err.Error(), `plan "free" allows 2 apps; the team has 2`) {
+		t.Fatalf("message %q", err)
+	}
 	limitErr(t, f.tx(t, func(tx pgx.Tx) error { return f.reg.CheckDomain(ctx, tx, f.team) }), "custom_domains")
 	limitErr(t, f.tx(t, func(tx pgx.Tx) error { return f.reg.CheckPreview(ctx, tx, f.team) }), "previews")
+	// Limits not set (zero) are not refused: the scheduler gives the app
+	// the plan's limits. Negative ones are.
+	if err := f.tx(t, func(tx pgx.Tx) error { return f.reg.CheckScale(ctx, tx, f.team, Limits{}) }); err != nil {
+		t.Fatalf("unset limits: %v", err)
+	}
+	if err := f.tx(t, func(tx pgx.Tx) error { return f.reg.CheckScale(ctx, tx, f.team, Limits{MemoryMB: -5}) }); err == nil ||
+		!strings.Contains(err.Error(), "memory_mb must not be negative") {
+		t.Fatalf("negative: %v", err)
+	}
+	// A team on a plan that is not configured is an error, not a guess.
+	f.db.Pool.Exec(ctx, "UPDATE teams SET plan = 'gold' WHERE id = $1", f.team)
+	if err := f.tx(t, func(tx pgx.Tx) error { return f.reg.CheckDomain(ctx, tx, f.team) }); err == nil || !strings.Contains(err.Error(), `plan "gold", which is not configured`) {
+		t.Fatalf("unknown plan: %v", err)
+	}
+	if err := f.tx(t, func(tx pgx.Tx) error { return f.reg.CheckDomain(ctx, tx, 987654) }); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("unknown team: %v", err)
+	}
 
 	// On pro the same requests pass; on a plan without limits anything does.
 	f.db.Pool.Exec(ctx, "UPDATE teams SET plan = 'pro' WHERE id = $1", f.team)
@@ -176,5 +196,29 @@ func TestCheckTeamsAtStart(t *testing.T) {
 	err := f.reg.CheckTeams(ctx, f.db.Pool)
 	if err == nil || !strings.Contains(err.Error(), `"legacy" (2 teams)`) || !strings.Contains(err.Error(), "configured: free, infra, pro") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestEffective(t *testing.T) {
+	free := Plan{CPUMillis: 500, MemoryMB: 256, DiskMB: 1024, BandwidthKbit: 10000}
+	cases := []struct {
+		in, want Limits
+		lowered  string
+	}{
+		{Limits{CPUMillis: 250, MemoryMB: 128, DiskMB: 512, BandwidthKbit: 100}, Limits{CPUMillis: 250, MemoryMB: 128, DiskMB: 512, BandwidthKbit: 100}, ""},
+		{Limits{CPUMillis: 2000, MemoryMB: 2048, DiskMB: 1024, BandwidthKbit: 10000, Replicas: 3},
+			Limits{CPUMillis: 500, MemoryMB: 256, DiskMB: 1024, BandwidthKbit: 10000, Replicas: 3}, "cpu_millis 2000 → 500, memory_mb 2048 → 256"},
+		{Limits{}, Limits{CPUMillis: 500, MemoryMB: 256, DiskMB: 1024, BandwidthKbit: 10000},
+			"cpu_millis unlimited → 500, memory_mb unlimited → 256, disk_mb unlimited → 1024, bandwidth_kbit unlimited → 10000"},
+	}
+	for _, c := range cases {
+		got, lowered := free.Effective(c.in)
+		if got != c.want || strings.Join(lowered, ", ") != c.lowered {
+			t.Errorf("%+v: %+v %q, want %+v %q", c.in, got, lowered, c.want, c.lowered)
+		}
+	}
+	// A plan without limits changes nothing, zero included.
+	if got, lowered := (Plan{}).Effective(Limits{MemoryMB: 1 << 20}); got != (Limits{MemoryMB: 1 << 20}) || lowered != nil {
+		t.Errorf("no limits: %+v %v", got, lowered)
 	}
 }

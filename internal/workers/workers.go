@@ -149,7 +149,9 @@ func Revoke(ctx context.Context, q jobs.Querier, name string) (Worker, error) {
 // Connected records a worker's connection and what it reported in Hello.
 func Connected(ctx context.Context, q jobs.Querier, id int64, h *wsproto.Hello) error {
 	if h == nil {
-		_, err := q.Exec(ctx, "UPDATE workers SET status = 'online', last_seen = now() WHERE id = $1 AND status <> 'revoked'", id)
+		// A drained worker stays draining across reconnects.
+		_, err := q.Exec(ctx, `UPDATE workers SET status = CASE WHEN status = 'draining' THEN status ELSE 'online' END, last_seen = now()
+			WHERE id = $1 AND status <> 'revoked'`, id)
 		return err
 	}
 	var ip any
