@@ -58,6 +58,7 @@ type App struct {
 	// address is refused: this API is for tools on the same host.
 	Listen string `json:"listen,omitempty"`
 
+	ctx    caddy.Context
 	wh     *core.App
 	logger *zap.Logger
 	srv    *http.Server
@@ -76,7 +77,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	a.wh, a.logger = wh, ctx.Logger()
+	a.ctx, a.wh, a.logger = ctx, wh, ctx.Logger()
 	if a.Listen == "" {
 		a.Listen = DefaultListen
 	}
@@ -118,9 +119,19 @@ func (a *App) Start() error {
 	if host == "localhost" {
 		host = "127.0.0.1"
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
+	// Caddy's listener (SO_REUSEPORT): on a config reload the new app
+	// binds before the old one closes.
+	na, err := caddy.ParseNetworkAddress("tcp/" + net.JoinHostPort(host, port))
 	if err != nil {
 		return fmt.Errorf("internal API: %w", err)
+	}
+	l, err := na.Listen(a.ctx, 0, net.ListenConfig{})
+	if err != nil {
+		return fmt.Errorf("internal API: listening on %s: %w", a.Listen, err)
+	}
+	ln, ok := l.(net.Listener)
+	if !ok {
+		return fmt.Errorf("internal API: %s is not a stream listener", a.Listen)
 	}
 	a.ln = ln
 	a.srv = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
@@ -166,7 +177,8 @@ func (a *App) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/workers/{name}/resume", a.drain(false))
 	mux.HandleFunc("POST /v1/jobs/{id}/requeue", a.requeue)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		ok = ok && strings.EqualFold(scheme, "Bearer")
 		want := a.wh.InternalToken
 		if !ok || want == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(want)) != 1 {
 			writeError(w, http.StatusUnauthorized, "missing or invalid internal token")
@@ -314,7 +326,7 @@ func (a *App) requeue(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, jobs.ErrNotRequeueable):
 		writeError(w, http.StatusConflict, err.Error())
 		return
-	case err != nil && strings.Contains(err.Error(), "not found"), err != nil && strings.Contains(err.Error(), "was deleted"):
+	case errors.Is(err, jobs.ErrNotFound):
 		writeError(w, http.StatusNotFound, err.Error())
 		return
 	case err != nil:

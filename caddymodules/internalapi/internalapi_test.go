@@ -151,3 +151,101 @@ func TestRefusesNonLoopback(t *testing.T) {
 		t.Fatalf("JSON config on 0.0.0.0: %v", err)
 	}
 }
+
+// A config reload (new token) binds the same loopback address while the
+// old config still holds it, and from then on only the new token works.
+func TestReloadKeepsListening(t *testing.T) {
+	db := pgtest.New(t)
+	addr := cptest.FreeAddr(t)
+	opts := func(tok string) cptest.Options {
+		return cptest.Options{Core: map[string]any{"internal_token": tok},
+			Apps: map[string]any{"wisehosting_internal": map[string]any{"listen": addr}}}
+	}
+	cp := cptest.Start(t, db, opts(token))
+	base := "http://" + addr
+	if code, _ := call(t, "GET", base+"/v1/workers", token); code != 200 {
+		t.Fatalf("before reload: %d", code)
+	}
+	newToken := "second-internal-token-abcdefghij"
+	if err := caddy.Load(cptest.Config(db, cp.Addr, opts(newToken)), true); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if code, _ := call(t, "GET", base+"/v1/workers", newToken); code != 200 {
+		t.Fatalf("new token after reload: %d", code)
+	}
+	if code, _ := call(t, "GET", base+"/v1/workers", token); code != http.StatusUnauthorized {
+		t.Fatalf("old token after reload: %d", code)
+	}
+	// The scheme is case-insensitive; other schemes are refused.
+	req, _ := http.NewRequest("GET", base+"/v1/jobs", nil)
+	req.Header.Set("Authorization", "bearer "+newToken)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("lowercase scheme: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	req.Header.Set("Authorization", "Basic "+newToken)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("basic scheme: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// Oversized headers are refused before any handler runs.
+	req.Header.Set("Authorization", "Bearer "+newToken)
+	req.Header.Set("X-Big", strings.Repeat("a", 64<<10))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Fatalf("64 KiB header: %d", resp.StatusCode)
+		}
+	}
+}
+
+// Requeueing a failed deploy gives its deployment a new queued job; the
+// listing filters by state.
+func TestRequeueDeploy(t *testing.T) {
+	db := pgtest.New(t)
+	addr := cptest.FreeAddr(t)
+	cptest.Start(t, db, cptest.Options{
+		Core: map[string]any{"internal_token": token},
+		Apps: map[string]any{"wisehosting_internal": map[string]any{"listen": addr}},
+	})
+	base := "http://" + addr
+	ctx := context.Background()
+	var team, app, dep int64
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name) VALUES ($1, 'site', 'site') RETURNING id", team).Scan(&app)
+	db.Pool.QueryRow(ctx, "INSERT INTO deployments (app_id, status, error) VALUES ($1, 'failed', 'boom') RETURNING id", app).Scan(&dep)
+	id, _ := jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: "deploy", AppID: app, DeploymentID: dep, CPUMillis: 100, MemoryMB: 64})
+	db.Pool.Exec(ctx, "UPDATE jobs SET state = 'failed', error = 'boom' WHERE id = $1", id)
+	jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: "restart", AppID: app})
+
+	code, out := call(t, "POST", fmt.Sprintf("%s/v1/jobs/%d/requeue", base, id), token)
+	if code != 200 {
+		t.Fatalf("requeue: %d %v", code, out)
+	}
+	newID := int64(out["job_id"].(float64))
+	j, _ := jobs.Get(ctx, db.Pool, newID)
+	if j.State != "pending" || j.DeploymentID != dep || j.Kind != "deploy" || j.CPUMillis != 100 || j.Attempt != 0 {
+		t.Fatalf("new job %+v", j)
+	}
+	var status string
+	db.Pool.QueryRow(ctx, "SELECT status FROM deployments WHERE id = $1", dep).Scan(&status)
+	if status != "queued" {
+		t.Fatalf("deployment %s", status)
+	}
+	if code, out := call(t, "GET", base+"/v1/jobs?state=pending", token); code != 200 || len(out["jobs"].([]any)) != 2 {
+		t.Fatalf("pending jobs: %d %v", code, out)
+	}
+	if code, out := call(t, "GET", base+"/v1/jobs?limit=1", token); code != 200 || len(out["jobs"].([]any)) != 1 {
+		t.Fatalf("limit: %d %v", code, out)
+	}
+	for _, q := range []string{"limit=0", "limit=5000", "limit=x"} {
+		if code, _ := call(t, "GET", base+"/v1/jobs?"+q, token); code != http.StatusBadRequest {
+			t.Fatalf("%s: %d", q, code)
+		}
+	}
+	if code, _ := call(t, "POST", base+"/v1/jobs/abc/requeue", token); code != http.StatusBadRequest {
+		t.Fatalf("bad id: %d", code)
+	}
+}

@@ -12,13 +12,22 @@ import (
 // ErrNotRequeueable means the job is still active or succeeded.
 var ErrNotRequeueable = errors.New("only failed or cancelled jobs can be enqueued again")
 
+// ErrNotFound means there is no such job (or its app is gone).
+var ErrNotFound = errors.New("job not found")
+
+// notFound is an ErrNotFound with its own message.
+type notFound string
+
+func (e notFound) Error() string      { return string(e) }
+func (notFound) Is(target error) bool { return target == ErrNotFound }
+
 // Requeue enqueues a failed or cancelled job again as a new job (the old
 // row stays as history) with fresh attempts; a deploy's deployment goes
 // back to queued. It runs in tx and returns the new job's id.
 func Requeue(ctx context.Context, tx pgx.Tx, id int64) (int64, error) {
 	j, err := scanJob(tx.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = $1 FOR UPDATE`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("job %d not found", id)
+		return 0, notFound(fmt.Sprintf("job %d not found", id))
 	}
 	if err != nil {
 		return 0, err
@@ -32,7 +41,7 @@ func Requeue(ctx context.Context, tx pgx.Tx, id int64) (int64, error) {
 			return 0, err
 		}
 		if live == 0 {
-			return 0, fmt.Errorf("job %d: its app was deleted", id)
+			return 0, notFound(fmt.Sprintf("job %d: its app was deleted", id))
 		}
 	}
 	newID, err := Enqueue(ctx, tx, New{Kind: j.Kind, AppID: j.AppID, DeploymentID: j.DeploymentID, Payload: json.RawMessage(j.Payload),
