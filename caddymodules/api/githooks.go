@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -15,7 +14,6 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
-	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/plans"
 	"github.com/wisehosting/wisehosting/internal/ratelimit"
 )
@@ -28,19 +26,8 @@ const MaxGitHookBody = 5 << 20
 // 60 deliveries a minute per client IP.
 var gitHookLimiter = ratelimit.New(60, time.Minute)
 
-// PlanPolicy makes the plan registry decide on deploys and previews: a
-// team's plan must include previews, and an app's limits must fit the
-// plan before a deploy is enqueued (so the scheduler never reserves more
-// than the plan allows).
-func PlanPolicy(reg *plans.Registry) deploys.Policy {
-	return deploys.Policy{
-		Previews: func(ctx context.Context, q jobs.Querier, teamID int64) error { return reg.CheckPreview(ctx, q, teamID) },
-		Deploy: func(ctx context.Context, q jobs.Querier, app deploys.App) error {
-			return reg.CheckDeploy(ctx, q, app.TeamID, plans.Limits{CPUMillis: app.CPUMillis, MemoryMB: app.MemoryMB,
-				DiskMB: app.DiskMB, BandwidthKbit: app.BandwidthKbit})
-		},
-	}
-}
+// PlanPolicy is deploys.PlanPolicy (kept for the handlers that call it).
+func PlanPolicy(reg *plans.Registry) deploys.Policy { return deploys.PlanPolicy(reg) }
 
 func init() {
 	addRoutes(func(mux *http.ServeMux, wh *core.App, logger *zap.Logger) {

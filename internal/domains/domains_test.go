@@ -14,6 +14,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
+	"github.com/wisehosting/wisehosting/internal/plans"
 )
 
 func TestNormalize(t *testing.T) {
@@ -370,5 +371,27 @@ func TestAddAskedPlan(t *testing.T) {
 	f.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM domains").Scan(&n)
 	if n != 1 || len(asked) != 2 {
 		t.Fatalf("%d domains, asked %v", n, asked)
+	}
+}
+
+// With the plan registry deciding: a team whose plan does not include
+// custom domains is refused with the limit named; one whose plan does adds.
+func TestAddRefusedByPlan(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	reg, err := plans.NewRegistry(map[string]plans.Plan{"free": {}, "pro": {CustomDomains: true}}, "free")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.db.Pool.Exec(ctx, "UPDATE teams SET plan = 'pro' WHERE id = $1", f.teamB)
+	f.svc.Allow = func(ctx context.Context, tx pgx.Tx, teamID int64) error { return reg.CheckDomain(ctx, tx, teamID) }
+	_, err = f.svc.Add(ctx, f.teamA, f.appA, "shop.example.com")
+	var le *plans.LimitError
+	if !errors.As(err, &le) || le.Limit != "custom_domains" || !strings.Contains(err.Error(), `plan "free" does not include custom domains`) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := f.svc.Add(ctx, f.teamB, f.appB, "shop.example.com"); err != nil {
+		t.Fatal(err)
 	}
 }

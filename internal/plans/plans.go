@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -63,6 +64,8 @@ func refuse(plan, limit, format string, a ...any) error {
 	return &LimitError{Plan: plan, Limit: limit, Msg: fmt.Sprintf("plan %q", plan) + fmt.Sprintf(format, a...)}
 }
 
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$`)
+
 // Registry holds the configured plans.
 type Registry struct {
 	plans map[string]Plan
@@ -88,8 +91,8 @@ func NewRegistry(plans map[string]Plan, def string) (*Registry, error) {
 	sort.Strings(names)
 	for _, n := range names {
 		p := plans[n]
-		if n == "" || strings.ContainsAny(n, " \t\n") || len(n) > 40 {
-			errs = append(errs, fmt.Errorf("plan name %q: use up to 40 letters, digits, dashes", n))
+		if !validName.MatchString(n) {
+			errs = append(errs, fmt.Errorf("plan name %q: use up to 40 letters, digits, dashes and underscores", n))
 		}
 		for limit, v := range map[string]int{"cpu_millis": p.CPUMillis, "memory_mb": p.MemoryMB, "disk_mb": p.DiskMB,
 			"bandwidth_kbit": p.BandwidthKbit, "replicas": p.Replicas, "apps": p.Apps} {

@@ -25,6 +25,10 @@ func TestRegistryValidation(t *testing.T) {
 		{map[string]Plan{"basic": {Apps: 1}}, "gold", `default_plan "gold" is not defined`},
 		{map[string]Plan{"free": {CPUMillis: -1}}, "", "cpu_millis must not be negative"},
 		{map[string]Plan{"free": {}, "bad name": {}}, "", `plan name "bad name"`},
+		{map[string]Plan{"free": {}, "": {}}, "", `plan name ""`},
+		{map[string]Plan{"free": {}, "pro\"; --": {}}, "", `plan name`},
+		{map[string]Plan{"free": {}, strings.Repeat("p", 41): {}}, "", `plan name`},
+		{map[string]Plan{"free": {}, "pro": {Apps: -3, DiskMB: -1}}, "", "apps must not be negative"},
 	}
 	for _, c := range cases {
 		if _, err := NewRegistry(c.plans, c.def); err == nil || !strings.Contains(err.Error(), c.want) {
