@@ -12,7 +12,7 @@
 // Endpoints (JSON):
 //
 //	GET  /v1/workers                    every worker
-//	GET  /v1/apps                       every app with its status and placement
+//	GET  /v1/apps                       every app: team, plan, status, placement, limits
 //	GET  /v1/jobs?state=failed&limit=N  recent jobs, newest first
 //	POST /v1/workers/{name}/drain       no new jobs on the worker (apps keep running)
 //	POST /v1/workers/{name}/resume      place jobs on it again
@@ -218,25 +218,32 @@ func (a *App) listWorkers(w http.ResponseWriter, r *http.Request) {
 }
 
 type appRow struct {
-	ID       int64  `json:"id"`
-	TeamID   int64  `json:"team_id"`
-	Slug     string `json:"slug"`
-	Status   string `json:"status"`
-	WorkerID *int64 `json:"worker_id,omitempty"`
-	HostPort int    `json:"host_port,omitempty"`
-	Preview  bool   `json:"preview,omitempty"`
+	ID            int64  `json:"id"`
+	TeamID        int64  `json:"team_id"`
+	Plan          string `json:"plan"`
+	Slug          string `json:"slug"`
+	Status        string `json:"status"`
+	WorkerID      *int64 `json:"worker_id,omitempty"`
+	HostPort      int    `json:"host_port,omitempty"`
+	Preview       bool   `json:"preview,omitempty"`
+	CPUMillis     int    `json:"cpu_millis"`
+	MemoryMB      int    `json:"memory_mb"`
+	DiskMB        int    `json:"disk_mb"`
+	BandwidthKbit int    `json:"bandwidth_kbit"`
 }
 
 func (a *App) listApps(w http.ResponseWriter, r *http.Request) {
-	rows, err := a.wh.Pool().Query(r.Context(), `SELECT id, team_id, slug, status, worker_id, host_port, preview_of IS NOT NULL
-		FROM apps ORDER BY slug LIMIT 10000`)
+	rows, err := a.wh.Pool().Query(r.Context(), `SELECT a.id, a.team_id, t.plan, a.slug, a.status, a.worker_id, a.host_port,
+			a.preview_of IS NOT NULL, a.cpu_millis, a.memory_mb, a.disk_mb, a.bandwidth_kbit
+		FROM apps a JOIN teams t ON t.id = a.team_id ORDER BY a.slug LIMIT 10000`)
 	if err != nil {
 		a.fail(w, "listing apps", err)
 		return
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (appRow, error) {
 		var x appRow
-		err := row.Scan(&x.ID, &x.TeamID, &x.Slug, &x.Status, &x.WorkerID, &x.HostPort, &x.Preview)
+		err := row.Scan(&x.ID, &x.TeamID, &x.Plan, &x.Slug, &x.Status, &x.WorkerID, &x.HostPort, &x.Preview,
+			&x.CPUMillis, &x.MemoryMB, &x.DiskMB, &x.BandwidthKbit)
 		return x, err
 	})
 	if err != nil {

@@ -64,7 +64,8 @@ func TestInternalAPI(t *testing.T) {
 	if code, out := call(t, "GET", base+"/v1/workers", token); code != 200 || len(out["workers"].([]any)) != 1 {
 		t.Fatalf("workers: %d %v", code, out)
 	}
-	if code, out := call(t, "GET", base+"/v1/apps", token); code != 200 || !strings.Contains(fmt.Sprint(out), "site") {
+	if code, out := call(t, "GET", base+"/v1/apps", token); code != 200 || !strings.Contains(fmt.Sprint(out), "slug:site") ||
+		!strings.Contains(fmt.Sprint(out), "plan:free") || !strings.Contains(fmt.Sprint(out), "memory_mb:256") {
 		t.Fatalf("apps: %d %v", code, out)
 	}
 	if code, _ := call(t, "GET", base+"/v1/jobs?state=bogus", token); code != http.StatusBadRequest {
