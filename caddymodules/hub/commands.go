@@ -17,13 +17,15 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "worker",
-		Usage: "add <name> [--zone <zone>] [--wg-ip <ip>] | list | revoke <name>  [--config <path>]",
-		Short: "Adds, lists or revokes worker hosts",
+		Usage: "add <name> [--zone <zone>] [--wg-ip <ip>] | list | drain <name> | resume <name> | revoke <name>  [--config <path>]",
+		Short: "Adds, lists, drains or revokes worker hosts",
 		Long: `
 "worker add NAME" creates a worker and prints its API key once: give it to
 the agent (systemd credential worker_api_key). Only a hash of the key is
 stored. "worker list" shows every worker and when it was last seen.
-"worker revoke NAME" refuses the key from now on; a connected agent is
+"worker drain NAME" places no new deploys on the worker (its apps keep
+running; it stays drained across reconnects); "worker resume NAME" ends
+that. "worker revoke NAME" refuses the key from now on; a connected agent is
 disconnected within one ping interval.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().StringP("config", "c", "", "Caddyfile or JSON config holding the wisehosting app")
@@ -75,6 +77,15 @@ func cmdWorker(fl caddycmd.Flags) (int, error) {
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%dm\t%dMB\t%s\n", w.ID, w.Name, w.Status, w.WGIP, w.Zone, w.CPUMillis, w.MemoryMB, seen)
 		}
 		tw.Flush()
+	case "drain", "resume":
+		if len(args) != 2 {
+			return caddy.ExitCodeFailedStartup, fmt.Errorf("usage: worker %s <name>", args[0])
+		}
+		w, err := workers.SetDraining(ctx, pool, args[1], args[0] == "drain")
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, fmt.Errorf("%s %s: %w", args[0], args[1], err)
+		}
+		fmt.Printf("worker %d (%s) is %s\n", w.ID, w.Name, w.Status)
 	case "revoke":
 		if len(args) != 2 {
 			return caddy.ExitCodeFailedStartup, errors.New("usage: worker revoke <name>")
@@ -85,7 +96,7 @@ func cmdWorker(fl caddycmd.Flags) (int, error) {
 		}
 		fmt.Printf("worker %d (%s) revoked\n", w.ID, w.Name)
 	default:
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("unknown worker action %q (add, list, revoke)", args[0])
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("unknown worker action %q (add, list, drain, resume, revoke)", args[0])
 	}
 	return 0, nil
 }

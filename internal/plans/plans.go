@@ -197,7 +197,7 @@ type Limits struct {
 
 // checkLimits compares the limits an app asks for with the plan.
 func checkLimits(name string, p Plan, l Limits) error {
-	for _, f := range l.fields() {
+	for _, f := range append(l.fields(), field{"replicas", &l.Replicas}) {
 		if *f.v < 0 {
 			return fmt.Errorf("%s must not be negative (got %d)", f.name, *f.v)
 		}

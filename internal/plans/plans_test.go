@@ -125,6 +125,9 @@ func TestRefusals(t *testing.T) {
 		!strings.Contains(err.Error(), "memory_mb must not be negative") {
 		t.Fatalf("negative: %v", err)
 	}
+	if err := f.tx(t, func(tx pgx.Tx) error { return f.reg.CheckScale(ctx, tx, f.team, Limits{Replicas: -1}) }); err == nil {
+		t.Fatal("negative replicas accepted")
+	}
 	// A team on a plan that is not configured is an error, not a guess.
 	f.db.Pool.Exec(ctx, "UPDATE teams SET plan = 'gold' WHERE id = $1", f.team)
 	if err := f.tx(t, func(tx pgx.Tx) error { return f.reg.CheckDomain(ctx, tx, f.team) }); err == nil || !strings.Contains(err.Error(), `plan "gold", which is not configured`) {

@@ -132,12 +132,15 @@ func List(ctx context.Context, q interface {
 
 // SetDraining stops (true) or resumes (false) placing new jobs on a
 // worker. A draining worker stays connected and its apps keep running.
-// Resuming makes it online again only if it was draining.
+// Resuming changes only a draining worker.
 func SetDraining(ctx context.Context, q jobs.Querier, name string, draining bool) (Worker, error) {
 	if draining {
 		return scan(q.QueryRow(ctx, `UPDATE workers SET status = 'draining' WHERE name = $1 AND status IN ('online', 'offline', 'draining') RETURNING `+columns, name))
 	}
-	return scan(q.QueryRow(ctx, `UPDATE workers SET status = CASE WHEN status = 'draining' THEN 'online' ELSE status END
+	// A worker that has not been heard from lately resumes as offline (the
+	// scheduler's heartbeat check would mark it so anyway).
+	return scan(q.QueryRow(ctx, `UPDATE workers SET status = CASE WHEN status <> 'draining' THEN status
+			WHEN last_seen > now() - interval '2 minutes' THEN 'online' ELSE 'offline' END
 		WHERE name = $1 AND status <> 'revoked' RETURNING `+columns, name))
 }
 
