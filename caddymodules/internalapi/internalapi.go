@@ -185,8 +185,38 @@ func (a *App) Handler() http.Handler {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		if _, pattern := mux.Handler(r); pattern == "" {
+			// No route (404) or the wrong method (405): the mux's answer,
+			// as JSON.
+			sw := &statusOnly{header: http.Header{}}
+			mux.ServeHTTP(sw, r)
+			if allow := sw.header.Get("Allow"); allow != "" {
+				w.Header().Set("Allow", allow)
+			}
+			writeError(w, sw.code, strings.ToLower(http.StatusText(sw.code)))
+			return
+		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// statusOnly keeps the status code and headers of a response, not its body.
+type statusOnly struct {
+	header http.Header
+	code   int
+}
+
+func (s *statusOnly) Header() http.Header { return s.header }
+func (s *statusOnly) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return len(b), nil
+}
+func (s *statusOnly) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

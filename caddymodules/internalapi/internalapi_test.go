@@ -71,6 +71,17 @@ func TestInternalAPI(t *testing.T) {
 	if code, _ := call(t, "GET", base+"/v1/jobs?state=bogus", token); code != http.StatusBadRequest {
 		t.Fatalf("bad state: %d", code)
 	}
+	// Unknown routes and wrong methods answer JSON errors too.
+	if code, out := call(t, "GET", base+"/v1/nothing", token); code != http.StatusNotFound || out["error"] != "not found" {
+		t.Fatalf("unknown route: %d %v", code, out)
+	}
+	if code, out := call(t, "GET", base+"/v1/workers/w1/drain", token); code != http.StatusMethodNotAllowed || out["error"] != "method not allowed" {
+		t.Fatalf("wrong method: %d %v", code, out)
+	}
+	// Without the token, even an unknown route says only 401.
+	if code, _ := call(t, "GET", base+"/v1/nothing", ""); code != http.StatusUnauthorized {
+		t.Fatalf("unknown route without token: %d", code)
+	}
 
 	// Drain: no new job lands on the worker; resume: it does.
 	if code, out := call(t, "POST", base+"/v1/workers/w1/drain", token); code != 200 || out["status"] != "draining" {
