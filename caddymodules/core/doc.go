@@ -3,7 +3,9 @@
 // master secret, proxy token, subdomain base, public URL), owns the pgx pool
 // (shared across config reloads through a caddy.UsagePool, so a reload does
 // not reconnect), applies the embedded schema migrations when the pool is
-// first opened, and provides the secrets keyring and the event bus.
+// first opened, and provides the secrets keyring, the event bus and the
+// plan registry (PlanRegistry: the configured plans, validated at
+// Provision; every team's plan is checked against it at Start).
 //
 // Other modules find it during Provision:
 //
@@ -24,6 +26,11 @@
 //			proxy_token    {env.WISEHOSTING_PROXY_TOKEN}
 //			subdomain_base apps.example.com
 //			public_url     https://cp.example.com
+//			default_plan   hobby
+//			plan hobby {
+//				memory_mb 512
+//				apps      3
+//			}
 //		}
 //	}
 package core
