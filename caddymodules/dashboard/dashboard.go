@@ -121,6 +121,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	handle("POST /api/apps/{app}/domains", h.authed(h.addDomain))
 	handle("POST /api/apps/{app}/domains/{domain}/verify", h.authed(h.verifyDomain))
 	handle("GET /api/openapi.json", h.openapi)
+	h.authRoutes(handle)
+	h.opsRoutes(handle)
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusNotFound, "no such endpoint")
 	})

@@ -1,0 +1,2 @@
+"use strict";
+// Operations views: runtime logs, usage charts, webhooks, alerts, workers, team members.
