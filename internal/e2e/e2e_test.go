@@ -284,13 +284,16 @@ func TestEndToEnd(t *testing.T) {
 		secret %s
 		proxy_token %s
 		subdomain_base apps.test
-		admin_email off
+		admin_email owner@acme.test
 	}
 }
 http://%s {
 	route {
 		wisehosting_hub
 		wisehosting_api
+		wisehosting_dashboard {
+			insecure_cookie
+		}
 	}
 }
 `, s.dbURL, secret, proxyToken, s.cpAddr)), 0o600)
@@ -316,16 +319,23 @@ http://%s {
 		return st == "online"
 	})
 
-	// A team and an app tracking a local repository.
+	// The first account (its one-time password is in the control plane's
+	// log) signs in through the API and creates the app there.
+	raw, _ := os.ReadFile(s.cp.log)
+	m := regexp.MustCompile(`"password":"([^"]+)"`).FindSubmatch(raw)
+	if m == nil {
+		t.Fatalf("no one-time password in the control plane's log:\n%s", raw)
+	}
+	api := newAPIClient(t, "http://"+s.cpAddr)
+	api.login("owner@acme.test", string(m[1]))
+	me := api.call("GET", "/api/me", nil, 200)
+	team := int64(me["teams"].([]any)[0].(map[string]any)["id"].(float64))
 	repo := t.TempDir()
 	git(t, repo, "init", "-q", "-b", "main")
 	sha1 := commit(t, repo, "<h1>shop version one</h1>\n")
-	var team, appID int64
-	s.pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('Acme', 'acme') RETURNING id").Scan(&team)
-	if err := s.pool.QueryRow(ctx, `INSERT INTO apps (team_id, slug, name, git_repo, git_branch, git_provider, framework, cpu_millis, memory_mb)
-		VALUES ($1, 'shop', 'Shop', $2, 'main', 'github', 'auto', 250, 64) RETURNING id`, team, repo).Scan(&appID); err != nil {
-		t.Fatal(err)
-	}
+	created := api.call("POST", fmt.Sprintf("/api/teams/%d/apps", team), map[string]any{"name": "Shop", "slug": "shop",
+		"git_repo": repo, "git_branch": "main", "cpu_millis": 250, "memory_mb": 64}, 201)
+	appID := int64(created["id"].(float64))
 	kr, _ := secrets.NewKeyring(secret)
 	hookSecret, err := deploys.HookSecret(ctx, s.pool, kr, appID, true)
 	if err != nil {

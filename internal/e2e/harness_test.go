@@ -251,3 +251,60 @@ func postJSON(t testing.TB, url, token string, body any) (int, []byte) {
 	out, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, out
 }
+
+// apiClient is a signed-in dashboard session.
+type apiClient struct {
+	t      testing.TB
+	base   string
+	cookie *http.Cookie
+	csrf   string
+}
+
+func newAPIClient(t testing.TB, base string) *apiClient { return &apiClient{t: t, base: base} }
+
+func (c *apiClient) login(email, password string) {
+	c.t.Helper()
+	b, _ := json.Marshal(map[string]string{"email": email, "password": password})
+	resp, err := http.Post(c.base+"/api/login", "application/json", bytes.NewReader(b))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		CSRF string `json:"csrf_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&out)
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "wh_session" {
+			c.cookie = ck
+		}
+	}
+	if resp.StatusCode != 200 || c.cookie == nil || out.CSRF == "" {
+		c.t.Fatalf("login: %s", resp.Status)
+	}
+	c.csrf = out.CSRF
+}
+
+func (c *apiClient) call(method, path string, body any, want int) map[string]any {
+	c.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, c.base+path, r)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-CSRF-Token", c.csrf)
+	req.AddCookie(c.cookie)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != want {
+		c.t.Fatalf("%s %s: %s %v", method, path, resp.Status, out)
+	}
+	return out
+}
