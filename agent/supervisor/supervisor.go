@@ -302,7 +302,7 @@ func (s *Supervisor) HandleJob(ctx context.Context, p json.RawMessage) error {
 	return nil
 }
 
-// HandleCancel stops a running job.
+// HandleCancel stops a running job; its result reports the failure.
 func (s *Supervisor) HandleCancel(ctx context.Context, p json.RawMessage) error {
 	var c wsproto.JobCancel
 	if err := json.Unmarshal(p, &c); err != nil {
@@ -310,8 +310,21 @@ func (s *Supervisor) HandleCancel(ctx context.Context, p json.RawMessage) error 
 	}
 	s.mu.Lock()
 	jr := s.jobs[c.JobID]
+	if jr == nil {
+		// Cancelled before its assignment arrived (or after a restart of
+		// this agent): remember the id so a late job.assign is only
+		// acknowledged, and end the job.
+		s.jobs[c.JobID] = &jobRun{cancel: func() {}, done: true, at: time.Now()}
+	}
 	s.mu.Unlock()
-	if jr != nil && !jr.done {
+	if jr == nil {
+		res := wsproto.JobResult{JobID: c.JobID, Error: "cancelled before it started"}
+		if err := s.cfg.Send(ctx, wsproto.TypeJobResult, res); err != nil {
+			s.cfg.Logger.Warn("supervisor: result of a cancelled job", zap.Int64("job", c.JobID), zap.Error(err))
+		}
+		return nil
+	}
+	if !jr.done {
 		jr.cancel()
 	}
 	return nil

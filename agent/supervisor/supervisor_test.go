@@ -157,6 +157,32 @@ func TestCancelStopsABuild(t *testing.T) {
 	}
 }
 
+// A cancel that arrives before its job (or after an agent restart) ends
+// the job at once; the late job.assign is acknowledged, not run.
+func TestCancelBeforeTheJobArrives(t *testing.T) {
+	s, rec := newSupervisor(t)
+	c, _ := json.Marshal(wsproto.JobCancel{JobID: 9})
+	if err := s.HandleCancel(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	rs := waitResults(t, rec, 1, 5*time.Second)
+	if rs[0].JobID != 9 || rs[0].OK || !strings.Contains(rs[0].Error, "cancelled") {
+		t.Fatalf("result %+v", rs[0])
+	}
+	payload, _ := json.Marshal(wsproto.DeployPayload{Slug: "late", GitURL: t.TempDir(), Branch: "main"})
+	job, _ := json.Marshal(wsproto.JobAssign{JobID: 9, Kind: wsproto.JobDeploy, AppID: 5, DeploymentID: 6, Payload: payload})
+	if err := s.HandleJob(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n, p := len(rec.results()), rec.count(wsproto.TypeJobProgress); n != 1 || p != 0 {
+		t.Fatalf("the late job ran: %d results, %d progress messages", n, p)
+	}
+	if rec.count(wsproto.TypeJobAck) != 1 || len(s.RunningJobs()) != 0 {
+		t.Fatalf("acks %d, running %v", rec.count(wsproto.TypeJobAck), s.RunningJobs())
+	}
+}
+
 func TestLineWriterSplitsAndBoundsLines(t *testing.T) {
 	rec := &recorder{}
 	sh := newShipper(rec.send, nil)

@@ -30,7 +30,8 @@ func MarkOfflineWorkers(ctx context.Context, tx pgx.Tx, heartbeat time.Duration)
 //     remain (the worker never ran them, or is gone: deploys are
 //     idempotent), else fail;
 //   - running jobs past their deadline fail, visibly: the worker is alive
-//     but the job hangs, and running it again would hide the problem.
+//     but the job hangs, and running it again would hide the problem;
+//   - jobs whose cancellation was requested end as cancelled in either case.
 //
 // Deployments of failed jobs are marked failed in the same transaction.
 func RecoverJobs(ctx context.Context, tx pgx.Tx) ([]Recovered, error) {
@@ -41,17 +42,18 @@ func RecoverJobs(ctx context.Context, tx pgx.Tx) ([]Recovered, error) {
 					WHEN j.state = 'assigned' THEN 'not acknowledged by worker ' || w.name || ' in time'
 					ELSE 'timed out after ' || j.timeout_s || 's on worker ' || w.name
 				END AS reason,
-				(j.state = 'running' AND w.status NOT IN ('offline', 'revoked')) OR j.attempt >= j.max_attempts AS give_up
+				(j.state = 'running' AND w.status NOT IN ('offline', 'revoked')) OR j.attempt >= j.max_attempts AS give_up,
+				j.cancel_requested_at IS NOT NULL AS cancel
 			FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id
 			WHERE j.state IN ('assigned', 'running')
 				AND (w.id IS NULL OR w.status IN ('offline', 'revoked') OR j.deadline_at < now())
 			FOR UPDATE OF j SKIP LOCKED
 		)
 		UPDATE jobs j SET
-			state = CASE WHEN s.give_up THEN 'failed' ELSE 'pending' END,
-			error = CASE WHEN s.give_up THEN s.reason ELSE s.reason || '; requeued' END,
-			worker_id = CASE WHEN s.give_up THEN j.worker_id ELSE NULL END,
-			finished_at = CASE WHEN s.give_up THEN now() END,
+			state = CASE WHEN s.cancel THEN 'cancelled' WHEN s.give_up THEN 'failed' ELSE 'pending' END,
+			error = CASE WHEN s.cancel THEN s.reason || '; cancelled' WHEN s.give_up THEN s.reason ELSE s.reason || '; requeued' END,
+			worker_id = CASE WHEN s.give_up OR s.cancel THEN j.worker_id ELSE NULL END,
+			finished_at = CASE WHEN s.give_up OR s.cancel THEN now() END,
 			assigned_at = NULL, acked_at = NULL, sent_at = NULL, deadline_at = NULL
 		FROM stuck s WHERE j.id = s.id
 		RETURNING j.id, COALESCE(j.deployment_id, 0), COALESCE(j.app_id, 0), COALESCE(j.worker_id, 0), j.state, j.error`)
@@ -70,7 +72,11 @@ func RecoverJobs(ctx context.Context, tx pgx.Tx) ([]Recovered, error) {
 		if rc.DeploymentID == 0 {
 			continue
 		}
-		if rc.State == "failed" {
+		if rc.State == "cancelled" {
+			if err := CancelDeployment(ctx, tx, rc.DeploymentID, rc.Reason); err != nil {
+				return nil, err
+			}
+		} else if rc.State == "failed" {
 			if err := FailDeployment(ctx, tx, rc.DeploymentID, rc.AppID, rc.Reason); err != nil {
 				return nil, err
 			}

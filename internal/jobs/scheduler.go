@@ -238,7 +238,8 @@ func (s *Scheduler) deliverLoop(ctx context.Context) {
 }
 
 func workersWithAssigned(ctx context.Context, pool *pgxpool.Pool) ([]int64, error) {
-	rows, err := pool.Query(ctx, "SELECT DISTINCT worker_id FROM jobs WHERE state = 'assigned' AND worker_id IS NOT NULL")
+	rows, err := pool.Query(ctx, `SELECT DISTINCT worker_id FROM jobs WHERE worker_id IS NOT NULL
+		AND (state = 'assigned' OR (cancel_requested_at IS NOT NULL AND state = 'running'))`)
 	if err != nil {
 		return nil, err
 	}
@@ -268,6 +269,18 @@ func (s *Scheduler) deliver(ctx context.Context, workerID int64) error {
 		if err := s.cfg.Workers.Send(workerID, wsproto.TypeJobAssign, msg); err != nil {
 			if errors.Is(err, workerbus.ErrNotConnected) {
 				return nil // resent when it reconnects
+			}
+			return err
+		}
+	}
+	cancels, err := PendingCancels(ctx, s.cfg.Pool, workerID, s.cfg.Resend)
+	if err != nil {
+		return err
+	}
+	for _, id := range cancels {
+		if err := s.cfg.Workers.Send(workerID, wsproto.TypeJobCancel, wsproto.JobCancel{JobID: id}); err != nil {
+			if errors.Is(err, workerbus.ErrNotConnected) {
+				return nil
 			}
 			return err
 		}
@@ -337,7 +350,7 @@ func (s *Scheduler) RecoverOnce(ctx context.Context) error {
 		if rc.State == "failed" {
 			s.cfg.Events.Publish(events.Event{Kind: events.DeploymentFailed, AppID: rc.AppID,
 				Data: map[string]any{"job_id": rc.JobID, "deployment_id": rc.DeploymentID, "error": rc.Reason}})
-		} else {
+		} else if rc.State == "pending" {
 			requeued = true
 		}
 	}
@@ -415,6 +428,9 @@ func (s *Scheduler) onResult(ctx context.Context, workerID int64, p json.RawMess
 				Data: map[string]any{"deployment_id": j.DeploymentID, "job_id": j.ID}})
 		}
 		s.cfg.Events.Publish(events.Event{Kind: events.AppStatusChanged, AppID: j.AppID})
+	} else if j.State == "cancelled" {
+		s.cfg.Logger.Info("scheduler: job cancelled", zap.Int64("job", j.ID), zap.String("kind", j.Kind), zap.Int64("worker", workerID))
+		s.cfg.Events.Publish(events.Event{Kind: events.AppStatusChanged, AppID: j.AppID})
 	} else {
 		s.cfg.Logger.Warn("scheduler: job failed", zap.Int64("job", j.ID), zap.String("kind", j.Kind), zap.String("error", r.Error))
 		s.cfg.Events.Publish(events.Event{Kind: events.DeploymentFailed, AppID: j.AppID,
@@ -432,10 +448,13 @@ func applyResult(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsprot
 		}
 	}
 	if !r.OK {
-		if j.DeploymentID != 0 {
-			return FailDeployment(ctx, tx, j.DeploymentID, j.AppID, r.Error)
+		if j.DeploymentID == 0 {
+			return nil
 		}
-		return nil
+		if j.State == "cancelled" {
+			return CancelDeployment(ctx, tx, j.DeploymentID, "stopped on the worker")
+		}
+		return FailDeployment(ctx, tx, j.DeploymentID, j.AppID, r.Error)
 	}
 	switch j.Kind {
 	case wsproto.JobDeploy, wsproto.JobRollback:

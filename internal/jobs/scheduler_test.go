@@ -31,10 +31,14 @@ type fleet struct {
 	perWork  map[[2]int64]int // (worker, job) → times sent: each agent deduplicates its own
 
 	total atomic.Int64
+	// cancels counts job.cancel messages per job; a cancelled job that
+	// hangs reports a failure, as an agent does, unless muteCancel.
+	cancels    map[int64]int
+	muteCancel bool
 }
 
 func newFleet(ids ...int64) *fleet {
-	f := &fleet{bus: new(workerbus.Bus), connected: map[int64]bool{}, assigned: map[int64]int{}, runs: map[int64]int{}, perWork: map[[2]int64]int{},
+	f := &fleet{bus: new(workerbus.Bus), connected: map[int64]bool{}, assigned: map[int64]int{}, runs: map[int64]int{}, perWork: map[[2]int64]int{}, cancels: map[int64]int{},
 		mode: func(int64, wsproto.JobAssign) string { return "ok" }}
 	for _, id := range ids {
 		f.connected[id] = true
@@ -54,6 +58,21 @@ func (f *fleet) Connected(id int64) bool { return f.connected[id] }
 func (f *fleet) Send(workerID int64, typ string, p json.RawMessage) error {
 	if !f.connected[workerID] {
 		return workerbus.ErrNotConnected
+	}
+	if typ == wsproto.TypeJobCancel {
+		var c wsproto.JobCancel
+		json.Unmarshal(p, &c)
+		f.mu.Lock()
+		f.cancels[c.JobID]++
+		mute := f.muteCancel
+		f.mu.Unlock()
+		if !mute {
+			go func() {
+				res, _ := json.Marshal(wsproto.JobResult{JobID: c.JobID, Error: "context canceled"})
+				f.bus.Dispatch(context.Background(), workerID, wsproto.TypeJobResult, res)
+			}()
+		}
+		return nil
 	}
 	if typ != wsproto.TypeJobAssign {
 		return nil

@@ -274,7 +274,7 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 // them sent.
 func Undelivered(ctx context.Context, pool *pgxpool.Pool, workerID int64, resend time.Duration) ([]Job, error) {
 	rows, err := pool.Query(ctx, `UPDATE jobs SET sent_at = now()
-		WHERE id IN (SELECT id FROM jobs WHERE state = 'assigned' AND worker_id = $1
+		WHERE id IN (SELECT id FROM jobs WHERE state = 'assigned' AND worker_id = $1 AND cancel_requested_at IS NULL
 			AND (sent_at IS NULL OR sent_at < now() - $2::interval) ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED)
 		RETURNING `+jobColumns, workerID, resend.String())
 	if err != nil {
@@ -301,13 +301,15 @@ func Ack(ctx context.Context, q Querier, workerID, jobID int64) (bool, error) {
 }
 
 // Finish records a job's result. It reports false when the job is not an
-// active job of workerID (late or foreign results are ignored).
+// active job of workerID (late or foreign results are ignored). A failure
+// of a job whose cancellation was requested ends it as cancelled.
 func Finish(ctx context.Context, tx pgx.Tx, workerID, jobID int64, ok bool, errMsg string) (Job, bool, error) {
 	state := "failed"
 	if ok {
 		state = "succeeded"
 	}
-	j, err := scanJob(tx.QueryRow(ctx, `UPDATE jobs SET state = $3, error = $4, finished_at = now()
+	j, err := scanJob(tx.QueryRow(ctx, `UPDATE jobs SET state = CASE WHEN $3 = 'failed' AND cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE $3 END,
+			error = $4, finished_at = now()
 		WHERE id = $1 AND worker_id = $2 AND state IN ('assigned', 'running') RETURNING `+jobColumns,
 		jobID, workerID, state, truncate(errMsg, 2000)))
 	if err == pgx.ErrNoRows {

@@ -110,6 +110,17 @@ async function loadDeployments(follow = true) {
       rb.addEventListener("click", () => deploy(d.id));
       row.lastChild.append(" ", rb);
     }
+    if (["queued", "building", "deploying"].includes(d.status)) {
+      const cb = el("button", { className: "link", textContent: "cancel" });
+      cb.addEventListener("click", async () => {
+        cb.disabled = true;
+        try {
+          await call("POST", `/api/apps/${current.id}/deployments/${d.id}/cancel`);
+          await loadDeployments(false);
+        } catch (err) { showError(err); cb.disabled = false; }
+      });
+      row.lastChild.append(" ", cb);
+    }
     return row;
   }));
   if (follow && deployments.length && !logTimer) followLog(deployments[0].id);

@@ -1,0 +1,143 @@
+package jobs_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/pgtest"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
+)
+
+func appWithDeployment(t *testing.T, db *pgtest.DB, status string) (app, dep int64) {
+	t.Helper()
+	ctx := context.Background()
+	var team int64
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
+	if err := db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name, status) VALUES ($1, 'a', 'a', $2) RETURNING id", team, status).Scan(&app); err != nil {
+		t.Fatal(err)
+	}
+	db.Pool.QueryRow(ctx, "INSERT INTO deployments (app_id) VALUES ($1) RETURNING id", app).Scan(&dep)
+	return app, dep
+}
+
+func cancelDep(t *testing.T, db *pgtest.DB, dep int64) (jobs.Cancelled, error) {
+	t.Helper()
+	var c jobs.Cancelled
+	err := pgx.BeginFunc(context.Background(), db.Pool, func(tx pgx.Tx) error {
+		var err error
+		c, err = jobs.CancelDeploymentJob(context.Background(), tx, dep, "cancelled by a test")
+		return err
+	})
+	return c, err
+}
+
+func depStatus(db *pgtest.DB, dep int64) string {
+	var s string
+	db.Pool.QueryRow(context.Background(), "SELECT status FROM deployments WHERE id = $1", dep).Scan(&s)
+	return s
+}
+
+// A queued deployment (no worker online) ends at once; cancelling it
+// again is refused.
+func TestCancelQueuedDeployment(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	app, dep := appWithDeployment(t, db, "created")
+	id, _ := jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: wsproto.JobDeploy, AppID: app, DeploymentID: dep})
+	c, err := cancelDep(t, db, dep)
+	if err != nil || !c.Ended || c.Job.ID != id {
+		t.Fatalf("cancel: %+v %v", c, err)
+	}
+	if j, _ := jobs.Get(ctx, db.Pool, id); j.State != "cancelled" {
+		t.Fatalf("job %s", j.State)
+	}
+	if s := depStatus(db, dep); s != "cancelled" {
+		t.Fatalf("deployment %s", s)
+	}
+	// A worker coming online later gets nothing.
+	ids := seedWorkers(t, db.Pool, 1, "1 hour")
+	f := newFleet(ids...)
+	runScheduler(t, db.Pool, f, nil)
+	time.Sleep(500 * time.Millisecond)
+	if f.total.Load() != 0 {
+		t.Fatalf("a cancelled job was sent %d times", f.total.Load())
+	}
+	if _, err := cancelDep(t, db, dep); !errors.Is(err, jobs.ErrNoActiveJob) {
+		t.Fatalf("second cancel: %v", err)
+	}
+}
+
+// A job a worker runs: the worker is told, its failure ends the job as
+// cancelled, the deployment is cancelled, the app keeps its status and the
+// job is not sent again.
+func TestCancelRunningJob(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	ids := seedWorkers(t, db.Pool, 1, "1 hour")
+	app, dep := appWithDeployment(t, db, "running")
+	f := newFleet(ids...)
+	f.mode = func(int64, wsproto.JobAssign) string { return "hang" }
+	runScheduler(t, db.Pool, f, nil)
+	id, _ := jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: wsproto.JobDeploy, AppID: app, DeploymentID: dep})
+	eventually(t, "job running", 10*time.Second, func() bool { j, _ := jobs.Get(ctx, db.Pool, id); return j.State == "running" })
+	c, err := cancelDep(t, db, dep)
+	if err != nil || c.Ended {
+		t.Fatalf("cancel: %+v %v", c, err)
+	}
+	eventually(t, "job cancelled", 10*time.Second, func() bool { j, _ := jobs.Get(ctx, db.Pool, id); return j.State == "cancelled" })
+	if s := depStatus(db, dep); s != "cancelled" {
+		t.Fatalf("deployment %s", s)
+	}
+	var appStatus string
+	db.Pool.QueryRow(ctx, "SELECT status FROM apps WHERE id = $1", app).Scan(&appStatus)
+	if appStatus != "running" {
+		t.Fatalf("app %s after a cancelled redeploy", appStatus)
+	}
+	time.Sleep(700 * time.Millisecond) // more than one resend interval
+	f.mu.Lock()
+	sent, cancels := f.assigned[id], f.cancels[id]
+	f.mu.Unlock()
+	if sent != 1 || cancels != 1 {
+		t.Fatalf("job.assign sent %d times, job.cancel %d times; want 1 and 1", sent, cancels)
+	}
+}
+
+// The cancel is resent until the job ends; a worker that goes away with a
+// cancel pending does not get the job requeued elsewhere.
+func TestCancelOfAGoneWorkerIsNotRequeued(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	ids := seedWorkers(t, db.Pool, 2, "1 hour")
+	db.Pool.Exec(ctx, "UPDATE workers SET status = 'offline' WHERE id = $1", ids[1])
+	app, dep := appWithDeployment(t, db, "created")
+	f := newFleet(ids...)
+	f.mode = func(int64, wsproto.JobAssign) string { return "hang" }
+	f.muteCancel = true
+	runScheduler(t, db.Pool, f, func(c *jobs.Config) { c.Heartbeat = time.Second })
+	id, _ := jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: wsproto.JobDeploy, AppID: app, DeploymentID: dep})
+	eventually(t, "job running", 10*time.Second, func() bool { j, _ := jobs.Get(ctx, db.Pool, id); return j.State == "running" })
+	if _, err := cancelDep(t, db, dep); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "cancel resent", 10*time.Second, func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.cancels[id] >= 2 })
+	db.Pool.Exec(ctx, "UPDATE workers SET last_seen = now() - interval '1 minute' WHERE id = $1", ids[0])
+	db.Pool.Exec(ctx, "UPDATE workers SET status = 'online' WHERE id = $1", ids[1])
+	eventually(t, "job cancelled by recovery", 15*time.Second, func() bool { j, _ := jobs.Get(ctx, db.Pool, id); return j.State == "cancelled" })
+	if s := depStatus(db, dep); s != "cancelled" {
+		t.Fatalf("deployment %s", s)
+	}
+	f.mu.Lock()
+	sent := f.assigned[id]
+	f.mu.Unlock()
+	if sent != 1 {
+		t.Fatalf("job sent %d times: a cancelled job was requeued", sent)
+	}
+}
