@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
 	"github.com/wisehosting/wisehosting/internal/plans"
@@ -191,5 +193,44 @@ func TestDrainingWorker(t *testing.T) {
 	jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: wsproto.JobDeploy, AppID: app, Payload: wsproto.DeployPayload{Slug: "a"}})
 	if placed := assign(t, db, nil); len(placed) != 1 || placed[0].WorkerID != drained {
 		t.Fatalf("after resume: %+v", placed)
+	}
+}
+
+// A draining worker is never marked offline, but once it stops sending
+// heartbeats its jobs are recovered like an offline worker's, not left
+// until their deadline.
+func TestSilentDrainingWorkerJobsRecovered(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	ids := seedWorkers(t, db.Pool, 1, "1 hour")
+	var team, app int64
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name, status, worker_id) VALUES ($1, 'a', 'a', 'running', $2) RETURNING id", team, ids[0]).Scan(&app)
+	stop, _ := jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: wsproto.JobStop, AppID: app})
+	if placed := assign(t, db, nil); len(placed) != 1 {
+		t.Fatalf("placed %+v", placed)
+	}
+	db.Pool.Exec(ctx, "UPDATE jobs SET state = 'running', deadline_at = now() + interval '1 hour' WHERE id = $1", stop)
+	db.Pool.Exec(ctx, "UPDATE workers SET status = 'draining' WHERE id = $1", ids[0])
+	recover := func() []jobs.Recovered {
+		var out []jobs.Recovered
+		pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+			var err error
+			out, err = jobs.RecoverJobs(ctx, tx, 30*time.Second)
+			return err
+		})
+		return out
+	}
+	if rc := recover(); len(rc) != 0 {
+		t.Fatalf("a live draining worker's job was recovered: %+v", rc)
+	}
+	db.Pool.Exec(ctx, "UPDATE workers SET last_seen = now() - interval '1 minute' WHERE id = $1", ids[0])
+	rc := recover()
+	if len(rc) != 1 || rc[0].JobID != stop || rc[0].State != "pending" {
+		t.Fatalf("recovered %+v", rc)
+	}
+	if w, _ := workers.Get(ctx, db.Pool, ids[0]); w.Status != "draining" {
+		t.Fatalf("worker is %s", w.Status)
 	}
 }

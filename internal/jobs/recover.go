@@ -25,7 +25,8 @@ func MarkOfflineWorkers(ctx context.Context, tx pgx.Tx, heartbeat time.Duration)
 }
 
 // RecoverJobs handles jobs that can no longer finish where they are:
-//   - jobs on offline or revoked workers, and assigned jobs never
+//   - jobs on offline or revoked workers (or draining ones silent for
+//     longer than heartbeat), and assigned jobs never
 //     acknowledged by their deadline, go back to pending while attempts
 //     remain (the worker never ran them, or is gone: deploys are
 //     idempotent), else fail;
@@ -34,19 +35,25 @@ func MarkOfflineWorkers(ctx context.Context, tx pgx.Tx, heartbeat time.Duration)
 //   - jobs whose cancellation was requested end as cancelled in either case.
 //
 // Deployments of failed jobs are marked failed in the same transaction.
-func RecoverJobs(ctx context.Context, tx pgx.Tx) ([]Recovered, error) {
-	rows, err := tx.Query(ctx, `WITH stuck AS (
+func RecoverJobs(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) ([]Recovered, error) {
+	rows, err := tx.Query(ctx, `WITH gone AS (
+			-- Offline and revoked workers, and draining ones (never marked
+			-- offline: the operator's drain must outlive a reconnect) that
+			-- stopped sending heartbeats.
+			SELECT id FROM workers WHERE status IN ('offline', 'revoked')
+				OR (status = 'draining' AND (last_seen IS NULL OR last_seen < now() - $1::interval))
+		), stuck AS (
 			SELECT j.id,
 				CASE
-					WHEN w.status IN ('offline', 'revoked') OR w.id IS NULL THEN 'worker ' || COALESCE(w.name, '?') || ' went offline'
+					WHEN w.id IS NULL OR w.id IN (SELECT id FROM gone) THEN 'worker ' || COALESCE(w.name, '?') || ' went offline'
 					WHEN j.state = 'assigned' THEN 'not acknowledged by worker ' || w.name || ' in time'
 					ELSE 'timed out after ' || j.timeout_s || 's on worker ' || w.name
 				END AS reason,
-				(j.state = 'running' AND w.status NOT IN ('offline', 'revoked')) OR j.attempt >= j.max_attempts AS give_up,
+				(j.state = 'running' AND w.id NOT IN (SELECT id FROM gone)) OR j.attempt >= j.max_attempts AS give_up,
 				j.cancel_requested_at IS NOT NULL AS cancel
 			FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id
 			WHERE j.state IN ('assigned', 'running')
-				AND (w.id IS NULL OR w.status IN ('offline', 'revoked') OR j.deadline_at < now())
+				AND (w.id IS NULL OR w.id IN (SELECT id FROM gone) OR j.deadline_at < now())
 			FOR UPDATE OF j SKIP LOCKED
 		)
 		UPDATE jobs j SET
@@ -56,7 +63,7 @@ func RecoverJobs(ctx context.Context, tx pgx.Tx) ([]Recovered, error) {
 			finished_at = CASE WHEN s.give_up OR s.cancel THEN now() END,
 			assigned_at = NULL, acked_at = NULL, sent_at = NULL, deadline_at = NULL
 		FROM stuck s WHERE j.id = s.id
-		RETURNING j.id, COALESCE(j.deployment_id, 0), COALESCE(j.app_id, 0), COALESCE(j.worker_id, 0), j.state, j.error`)
+		RETURNING j.id, COALESCE(j.deployment_id, 0), COALESCE(j.app_id, 0), COALESCE(j.worker_id, 0), j.state, j.error`, heartbeat.String())
 	if err != nil {
 		return nil, err
 	}

@@ -334,7 +334,7 @@ func (s *Scheduler) RecoverOnce(ctx context.Context) error {
 		if offline, err = MarkOfflineWorkers(ctx, tx, s.cfg.Heartbeat); err != nil {
 			return err
 		}
-		recovered, err = RecoverJobs(ctx, tx)
+		recovered, err = RecoverJobs(ctx, tx, s.cfg.Heartbeat)
 		return err
 	})
 	if err != nil {
