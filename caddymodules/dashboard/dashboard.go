@@ -106,11 +106,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	handle("GET /api/sessions", h.authed(h.sessions))
 	handle("DELETE /api/sessions/{id}", h.authed(h.revokeSession))
 	handle("POST /api/tokens", h.authed(h.createToken))
+	handle("GET /api/tokens", h.authed(h.listTokens))
+	handle("DELETE /api/tokens/{id}", h.authed(h.revokeToken))
 	handle("GET /api/teams/{team}/apps", h.authed(h.listApps))
 	handle("POST /api/teams/{team}/apps", h.authed(h.createApp))
 	handle("GET /api/teams/{team}/audit", h.authed(h.audit))
 	handle("GET /api/apps/{app}", h.authed(h.getApp))
 	handle("PATCH /api/apps/{app}", h.authed(h.scaleApp))
+	handle("DELETE /api/apps/{app}", h.authed(h.deleteApp))
 	handle("POST /api/apps/{app}/deployments", h.authed(h.deploy))
 	handle("GET /api/apps/{app}/deployments", h.authed(h.listDeployments))
 	handle("GET /api/apps/{app}/deployments/{dep}/logs", h.authed(h.deploymentLogs))
@@ -121,6 +124,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	handle("GET /api/apps/{app}/domains", h.authed(h.listDomains))
 	handle("POST /api/apps/{app}/domains", h.authed(h.addDomain))
 	handle("POST /api/apps/{app}/domains/{domain}/verify", h.authed(h.verifyDomain))
+	handle("DELETE /api/apps/{app}/domains/{domain}", h.authed(h.removeDomain))
 	handle("GET /api/openapi.json", h.openapi)
 	h.authRoutes(handle)
 	h.opsRoutes(handle)
@@ -405,7 +409,8 @@ type appView struct {
 
 func (h *Handler) view(ctx context.Context, id int64) (appView, error) {
 	var a appView
-	err := h.wh.Pool().QueryRow(ctx, `SELECT id, team_id, slug, name, git_repo, git_branch, framework, port, cpu_millis, memory_mb, status
+	err := h.wh.Pool().QueryRow(ctx, `SELECT id, team_id, slug, name, git_repo, git_branch, framework, port, cpu_millis, memory_mb,
+		CASE WHEN deleting_at IS NOT NULL THEN 'deleting' ELSE status END
 		FROM apps WHERE id = $1`, id).Scan(&a.ID, &a.TeamID, &a.Slug, &a.Name, &a.GitRepo, &a.GitBranch, &a.Framework, &a.Port, &a.CPUMillis, &a.MemoryMB, &a.Status)
 	if err == nil && h.wh.SubdomainBase != "" {
 		a.URL = "https://" + a.Slug + "." + h.wh.SubdomainBase
@@ -518,6 +523,10 @@ func (h *Handler) getApp(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) scaleApp(w http.ResponseWriter, r *http.Request) {
 	app, ok := h.appAccess(w, r, accounts.RoleAdmin)
 	if !ok {
+		return
+	}
+	if app.Deleting {
+		api.WriteError(w, http.StatusConflict, "the app is being deleted")
 		return
 	}
 	in := struct {

@@ -35,15 +35,18 @@ type App struct {
 	PreviewOf     int64
 	PRNumber      int
 	Status        string
+	// Deleting: the app is being removed and takes no deploys.
+	Deleting bool
 }
 
 const appColumns = `id, team_id, slug, name, git_repo, git_branch, git_provider, framework, port, cpu_millis,
-	memory_mb, disk_mb, bandwidth_kbit, health_path, COALESCE(preview_of, 0), COALESCE(pr_number, 0), status`
+	memory_mb, disk_mb, bandwidth_kbit, health_path, COALESCE(preview_of, 0), COALESCE(pr_number, 0), status,
+	deleting_at IS NOT NULL`
 
 func scanApp(row pgx.Row) (App, error) {
 	var a App
 	err := row.Scan(&a.ID, &a.TeamID, &a.Slug, &a.Name, &a.GitRepo, &a.GitBranch, &a.GitProvider, &a.Framework,
-		&a.Port, &a.CPUMillis, &a.MemoryMB, &a.DiskMB, &a.BandwidthKbit, &a.HealthPath, &a.PreviewOf, &a.PRNumber, &a.Status)
+		&a.Port, &a.CPUMillis, &a.MemoryMB, &a.DiskMB, &a.BandwidthKbit, &a.HealthPath, &a.PreviewOf, &a.PRNumber, &a.Status, &a.Deleting)
 	return a, err
 }
 
@@ -104,6 +107,9 @@ func nullable(id int64) any {
 // Trigger creates a queued deployment of app and enqueues its job, in tx.
 func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 	var c Created
+	if app.Deleting {
+		return c, &PolicyError{Err: fmt.Errorf("the app %s is being deleted", app.Slug)}
+	}
 	if s.Policy != nil {
 		if err := s.Policy(ctx, tx, app); err != nil {
 			return c, &PolicyError{Err: err}

@@ -113,6 +113,10 @@ func handlePR(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event, p
 		*out = Outcome{Action: "ignored", Reason: "webhook of a preview app"}
 		return nil
 	}
+	if app.Deleting {
+		*out = Outcome{Action: "ignored", Reason: "the app is being deleted"}
+		return nil
+	}
 	if pr.Number <= 0 {
 		return errors.New("pull request event without a number")
 	}

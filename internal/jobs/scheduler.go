@@ -482,9 +482,23 @@ func applyResult(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsprot
 		_, err := tx.Exec(ctx, "UPDATE apps SET status = 'stopped', updated_at = now() WHERE id = $1", j.AppID)
 		return err
 	case wsproto.JobDelete:
-		// Preview apps are removed once their containers are gone; other
-		// apps were deleted by the user already.
-		_, err := tx.Exec(ctx, "DELETE FROM apps WHERE id = $1 AND preview_of IS NOT NULL", j.AppID)
+		// Preview apps and apps being deleted go once their containers are
+		// gone, but not while previews of theirs still wait for their own
+		// delete job (the row's cascade would drop that job); a preview's
+		// removal lets a parent being deleted go.
+		var parent int64
+		err := tx.QueryRow(ctx, `DELETE FROM apps a WHERE id = $1 AND (preview_of IS NOT NULL OR deleting_at IS NOT NULL)
+			AND NOT EXISTS (SELECT 1 FROM apps p WHERE p.preview_of = a.id)
+			RETURNING COALESCE(preview_of, 0)`, j.AppID).Scan(&parent)
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && parent == 0) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM apps a WHERE id = $1 AND deleting_at IS NOT NULL
+			AND NOT EXISTS (SELECT 1 FROM apps p WHERE p.preview_of = a.id)
+			AND NOT EXISTS (SELECT 1 FROM jobs WHERE app_id = a.id AND kind = 'delete' AND state IN ('pending', 'assigned', 'running'))`, parent)
 		return err
 	}
 	return nil

@@ -198,6 +198,13 @@ async function loadDomains() {
       });
       li.append(" ", verify, el("div", { className: "muted", textContent: d.instructions }));
     }
+    const rm = el("button", { className: "link", textContent: "remove" });
+    rm.addEventListener("click", async () => {
+      if (!confirm(`Remove ${d.hostname} from this app?`)) return;
+      try { await call("DELETE", `/api/apps/${current.id}/domains/${d.id}`); showError(null); } catch (err) { showError(err); }
+      await loadDomains();
+    });
+    li.append(" ", rm);
     return li;
   }));
 }
@@ -235,6 +242,16 @@ document.addEventListener("DOMContentLoaded", () => {
     } catch (err) { showError(err); }
   });
   $("#deploy").addEventListener("click", () => deploy());
+  $("#delete-app").addEventListener("click", async () => {
+    if (!confirm(`Delete ${current.name}? Its containers, deployments, variables and domains go too.`)) return;
+    try {
+      const r = await call("DELETE", `/api/apps/${current.id}`);
+      showError(null);
+      if (r.status === "deleted") { go("/"); return; }
+      $("#app-status").textContent = r.status;
+      $("#app-status").className = `badge ${r.status}`;
+    } catch (err) { showError(err); }
+  });
   $("#env-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const d = formData(e.target);
