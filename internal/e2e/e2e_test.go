@@ -415,6 +415,32 @@ http://%s {
 	if deploymentsAfter != deploymentsBefore || status != "running" {
 		t.Fatalf("after restart: %d deployments (was %d), app %s", deploymentsAfter, deploymentsBefore, status)
 	}
+
+	// The app is deleted through the API: its worker removes its
+	// containers, then its row goes.
+	filter := []string{"ps", "-a", "--filter", fmt.Sprintf("label=io.wisehosting.app=%d", appID), "--format", "{{.Names}}"}
+	if before, err := s.svc.Podman(ctx, filter...); err != nil || strings.TrimSpace(before) == "" {
+		t.Fatalf("no container of the app found before deleting it: %q %v", before, err)
+	}
+	if out := api.call("DELETE", fmt.Sprintf("/api/apps/%d", appID), nil, 202); out["status"] != "deleting" {
+		t.Fatalf("delete: %v", out)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var n int
+		s.pool.QueryRow(ctx, "SELECT count(*) FROM apps WHERE id = $1", appID).Scan(&n)
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the deleted app's row is still there after 60 s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	left, err := s.svc.Podman(ctx, filter...)
+	if err != nil || strings.TrimSpace(left) != "" {
+		t.Fatalf("containers of the deleted app: %q %v", left, err)
+	}
 }
 
 // addTXT creates a TXT record through the DNS provider's API (the
