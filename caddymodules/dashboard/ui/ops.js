@@ -287,7 +287,7 @@ async function renderWebhooks(box, appId) {
   const list = el("ul", { className: "hooks" }, ...shown.map((w) => {
     const deliveries = el("div", { hidden: true });
     const li = el("li", {}, el("span", { className: `badge ${w.enabled ? "running" : ""}`, textContent: w.enabled ? "on" : "off" }), " ",
-      el("code", { textContent: w.url }), " ", el("span", { className: "muted", textContent: `${w.kind} · ${w.events.join(", ")}${w.app_id && !appId ? "" : w.app_id ? "" : " · all apps"}` }),
+      el("code", { textContent: w.url }), " ", el("span", { className: "muted", textContent: `${w.kind} · ${w.events.join(", ")}${w.app_id ? "" : " · all apps"}` }),
       el("div", { className: "row" },
         action("send test", async () => {
           const r = await call("POST", `/api/teams/${team}/webhooks/${w.id}/test`);
