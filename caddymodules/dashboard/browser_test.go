@@ -19,7 +19,8 @@ import (
 
 // A person in real Chromium signs in, creates an app from a repository,
 // adds an env var and a domain, deploys and watches the live log until
-// the app runs on a real worker. Screenshots of every step are kept under
+// the app runs on a real worker, then opens the live runtime log, the usage
+// charts and the team page. Screenshots of every step are kept under
 // test-artifacts/dashboard.
 func TestBrowserJourney(t *testing.T) {
 	if _, err := os.Stat("browsertest/node_modules/playwright-core"); err != nil {
@@ -35,6 +36,7 @@ func TestBrowserJourney(t *testing.T) {
 		Apps: map[string]any{
 			"wisehosting_scheduler": map[string]any{"poll_interval": "200ms", "resend_interval": "1s"},
 			"wisehosting_logs":      map[string]any{},
+			"wisehosting_usage":     map[string]any{"sample_interval": "1s"},
 		},
 	})
 	ctx := context.Background()
@@ -50,7 +52,7 @@ func TestBrowserJourney(t *testing.T) {
 	}
 	actx, cancel := context.WithCancel(ctx)
 	ag, err := agent.New(actx, agent.Config{ControlPlane: cp.URL, APIKey: key, MeshIP: "127.0.0.1", ZoneListen: "off",
-		Podman: svc.URL, AllowLocalGit: true, Instance: "browser", DrainDelay: time.Second})
+		Podman: svc.URL, AllowLocalGit: true, Instance: "browser", DrainDelay: time.Second, StatsInterval: time.Second})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -104,7 +106,7 @@ func TestBrowserJourney(t *testing.T) {
 	if envN != 1 || domN != 1 || status != "running" {
 		t.Fatalf("after the journey: env %d, domains %d, status %s", envN, domN, status)
 	}
-	for _, shot := range []string{"01-login", "03-app-created", "05-deploy-live-log", "06-deployed"} {
+	for _, shot := range []string{"01-login", "03-app-created", "05-deploy-live-log", "06-deployed", "07-live-logs", "08-usage-charts", "09-team"} {
 		if st, err := os.Stat(filepath.Join(artifacts, shot+".png")); err != nil || st.Size() < 1000 {
 			t.Errorf("screenshot %s missing", shot)
 		}

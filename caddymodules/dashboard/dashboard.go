@@ -63,6 +63,10 @@ type Handler struct {
 	// InsecureCookie drops the Secure flag of the session cookie (plain
 	// HTTP development setups only).
 	InsecureCookie bool `json:"insecure_cookie,omitempty"`
+	// LiveRecheck is how often a live log stream re-checks that its
+	// session or token is still valid and the app still exists; the
+	// stream closes when not. Default: 15s.
+	LiveRecheck caddy.Duration `json:"live_recheck,omitempty"`
 
 	wh      *core.App
 	acc     *accounts.Service
@@ -70,6 +74,7 @@ type Handler struct {
 	logger  *zap.Logger
 	mux     *http.ServeMux
 	ui      http.Handler
+	ops     opsDeps
 }
 
 // CaddyModule returns the Caddy module information.
@@ -873,6 +878,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 		switch d.Val() {
 		case "insecure_cookie":
 			hd.InsecureCookie = true
+		case "live_recheck":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("live_recheck: invalid duration %q", d.Val())
+			}
+			hd.LiveRecheck = caddy.Duration(dur)
 		default:
 			return nil, d.Errf("unknown wisehosting_dashboard option %q", d.Val())
 		}

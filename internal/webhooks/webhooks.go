@@ -37,6 +37,7 @@ type Webhook struct {
 	ID        int64     `json:"id"`
 	TeamID    int64     `json:"team_id"`
 	AppID     int64     `json:"app_id,omitempty"`
+	Kind      string    `json:"kind"` // http (signed) or shoutrrr (a chat channel)
 	URL       string    `json:"url"`
 	Events    []string  `json:"events"`
 	Enabled   bool      `json:"enabled"`
@@ -95,7 +96,7 @@ func (s *Service) Create(ctx context.Context, teamID, appID int64, rawURL string
 	if appID != 0 {
 		app = appID
 	}
-	w := Webhook{TeamID: teamID, AppID: appID, URL: rawURL, Events: events, Enabled: true}
+	w := Webhook{TeamID: teamID, AppID: appID, Kind: "http", URL: rawURL, Events: events, Enabled: true}
 	err = s.Pool.QueryRow(ctx, `INSERT INTO webhooks (team_id, app_id, url_enc, events, secret_enc)
 		SELECT $1, $2, $3, $4, $5 WHERE $2::bigint IS NULL OR EXISTS (SELECT 1 FROM apps WHERE id = $2 AND team_id = $1)
 		RETURNING id, created_at`, teamID, app, urlEnc, events, secEnc).Scan(&w.ID, &w.CreatedAt)
@@ -107,7 +108,7 @@ func (s *Service) Create(ctx context.Context, teamID, appID int64, rawURL string
 
 // List returns the team's webhooks (URLs decrypted, secrets not).
 func (s *Service) List(ctx context.Context, teamID int64) ([]Webhook, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT id, team_id, COALESCE(app_id, 0), url_enc, events, enabled, created_at
+	rows, err := s.Pool.Query(ctx, `SELECT id, team_id, COALESCE(app_id, 0), kind, url_enc, events, enabled, created_at
 		FROM webhooks WHERE team_id = $1 ORDER BY id`, teamID)
 	if err != nil {
 		return nil, err
@@ -115,7 +116,7 @@ func (s *Service) List(ctx context.Context, teamID int64) ([]Webhook, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Webhook, error) {
 		var w Webhook
 		var enc string
-		if err := r.Scan(&w.ID, &w.TeamID, &w.AppID, &enc, &w.Events, &w.Enabled, &w.CreatedAt); err != nil {
+		if err := r.Scan(&w.ID, &w.TeamID, &w.AppID, &w.Kind, &enc, &w.Events, &w.Enabled, &w.CreatedAt); err != nil {
 			return w, err
 		}
 		var err error

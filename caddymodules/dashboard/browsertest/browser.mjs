@@ -53,6 +53,24 @@ try {
   await page.waitForFunction(() => document.querySelector("#log-status").textContent === "succeeded", null, { timeout: 120000 });
   await page.waitForFunction(() => document.querySelector("#app-status").textContent === "running", null, { timeout: 30000 });
   await shot("06-deployed");
+
+  // Operations: the live runtime log connects over a WebSocket, the usage
+  // charts draw (the worker's stats are sampled every second here), the
+  // team page lists the members.
+  await page.click("#ops-logs > summary");
+  await page.waitForFunction(() => document.querySelector("#logs-state").textContent === "live", null, { timeout: 15000 });
+  await shot("07-live-logs");
+  await page.click("#ops-usage > summary");
+  const deadline = Date.now() + 30000;
+  while (Date.now() < deadline && !(await page.$("#usage-charts svg.chart"))) {
+    await page.waitForTimeout(2000);
+    await page.click("#usage-ranges button:first-child");
+  }
+  await page.waitForSelector("#usage-charts svg.chart", { timeout: 5000 });
+  await shot("08-usage-charts");
+  await page.click("#nav-team");
+  await page.waitForFunction(() => document.querySelector("#member-list tbody").textContent.includes("(you)"), null, { timeout: 15000 });
+  await shot("09-team");
   const log = await page.textContent("#log");
   console.log(JSON.stringify({ ok: true, steps, logLines: log.split("\n").length }));
 } catch (err) {

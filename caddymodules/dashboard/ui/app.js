@@ -31,9 +31,10 @@ function showError(err) {
 }
 
 function show(id) {
-  for (const s of ["login", "apps", "app"]) $("#" + s).hidden = s !== id;
+  for (const s of ["login", "apps", "app", "team-page", "workers-page"]) $("#" + s).hidden = s !== id;
   $("#nav").hidden = id === "login";
   if (logTimer && id !== "app") { clearInterval(logTimer); logTimer = null; }
+  opsShow(id);
 }
 
 function el(tag, props, ...children) {
@@ -60,7 +61,10 @@ async function boot() {
 
 function route() {
   const m = location.pathname.match(/^\/apps\/(\d+)$/);
-  if (m) openApp(Number(m[1])); else listApps();
+  if (m) openApp(Number(m[1]));
+  else if (location.pathname === "/team") openTeam();
+  else if (location.pathname === "/workers") openWorkers();
+  else listApps();
 }
 
 function go(path) { history.pushState({}, "", path); showError(null); route(); }
@@ -94,6 +98,7 @@ async function openApp(id) {
   $("#app-status").textContent = current.status;
   $("#app-status").className = `badge ${current.status}`;
   await Promise.all([loadDeployments(), loadEnv(), loadDomains()]);
+  opsOpenApp();
 }
 
 async function loadDeployments(follow = true) {
