@@ -96,7 +96,7 @@ func newRecoveryCodes() (codes, hashes []string) {
 	enc := base32.StdEncoding.WithPadding(base32.NoPadding)
 	for range RecoveryCodeCount {
 		b := make([]byte, 10)
-		rand.Read(b) // never fails (crypto/rand)
+		rand.Read(b)                                // never fails (crypto/rand)
 		c := strings.ToLower(enc.EncodeToString(b)) // 16 characters
 		codes = append(codes, c[0:4]+"-"+c[4:8]+"-"+c[8:12]+"-"+c[12:16])
 		hashes = append(hashes, hashRecovery(c))

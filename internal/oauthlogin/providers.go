@@ -53,6 +53,7 @@ type kind struct {
 	base      string // default BaseURL
 	auth      string // paths under BaseURL
 	token     string
+	tokenURL  string // absolute token URL of the public service, when not under base
 	userinfo  func(base string, custom bool) string
 	scopes    []string
 	authStyle oauth2.AuthStyle
@@ -61,6 +62,7 @@ type kind struct {
 
 var kinds = map[string]kind{
 	"google": {name: "Google", base: "https://accounts.google.com", auth: "/o/oauth2/v2/auth", token: "/token",
+		tokenURL: "https://oauth2.googleapis.com/token",
 		userinfo: func(b string, custom bool) string {
 			if !custom {
 				return "https://openidconnect.googleapis.com/v1/userinfo"
@@ -163,6 +165,9 @@ func New(id string, s Settings, client *http.Client) (*Provider, error) {
 	p := &Provider{ID: id, Name: k.name, userinfoURL: k.userinfo(base, custom), emails: k.emails, client: client,
 		config: oauth2.Config{ClientID: s.ClientID, ClientSecret: s.ClientSecret, Scopes: k.scopes,
 			Endpoint: oauth2.Endpoint{AuthURL: base + k.auth, TokenURL: base + k.token, AuthStyle: k.authStyle}}}
+	if !custom && k.tokenURL != "" {
+		p.config.Endpoint.TokenURL = k.tokenURL
+	}
 	if s.Name != "" {
 		p.Name = s.Name
 	}
