@@ -258,7 +258,6 @@ func TestCaddyfileAuthOptions(t *testing.T) {
 	in := `:8080 {
 	wisehosting_dashboard {
 		allow_signup
-		public_url https://cp.example.com
 		oauth github {
 			client_id abc
 			client_secret {env.GITHUB_SECRET}
@@ -292,7 +291,7 @@ func TestCaddyfileAuthOptions(t *testing.T) {
 	for _, s := range cfg.Apps.HTTP.Servers {
 		json.Unmarshal(s.Routes[0].Handle[0], &h)
 	}
-	want := dashboard.AuthConfig{AllowSignup: true, PublicURL: "https://cp.example.com", OAuth: map[string]oauthlogin.Settings{
+	want := dashboard.AuthConfig{AllowSignup: true, OAuth: map[string]oauthlogin.Settings{
 		"github": {ClientID: "abc", ClientSecret: "{env.GITHUB_SECRET}"},
 		"gitlab": {ClientID: "def", ClientSecret: "ghi", BaseURL: "https://gitlab.example.com", Scopes: []string{"read_user", "openid"}, Name: "Company GitLab"},
 	}}
@@ -316,7 +315,6 @@ func TestCaddyfileAuthOptions(t *testing.T) {
 		{OAuth: map[string]oauthlogin.Settings{"myspace": {ClientID: "a", ClientSecret: "b"}}},
 		{OAuth: map[string]oauthlogin.Settings{"github": {ClientID: "a"}}},
 		{OAuth: map[string]oauthlogin.Settings{"gitlab": {ClientID: "a", ClientSecret: "b", BaseURL: "http://gitlab.example.com"}}},
-		{PublicURL: "cp.example.com"},
 	} {
 		if err := (&dashboard.Handler{AuthConfig: bad}).Validate(); err == nil {
 			t.Errorf("valid: %+v", bad)

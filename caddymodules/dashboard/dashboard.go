@@ -871,7 +871,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 		switch d.Val() {
 		case "insecure_cookie":
 			hd.InsecureCookie = true
-		case "oauth", "allow_signup", "public_url":
+		case "oauth", "allow_signup":
 			if err := hd.AuthConfig.parseCaddyfile(d); err != nil {
 				return nil, err
 			}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"html"
 	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -27,17 +26,15 @@ import (
 type AuthConfig struct {
 	// OAuth maps a provider (google, github, gitlab, bitbucket,
 	// codeberg) to its OAuth application. The provider's callback URL is
-	// <public_url>/oauth/<provider>/callback.
+	// <public_url>/oauth/<provider>/callback, with the wisehosting app's
+	// public_url (default: the scheme and host of the request that starts
+	// the sign-in).
 	OAuth map[string]oauthlogin.Settings `json:"oauth,omitempty"`
 	// AllowSignup lets a person whose provider-verified e-mail matches no
 	// account create one by signing in with a provider. Default off: only
 	// existing accounts (matched by verified e-mail, then by the linked
 	// identity) can sign in with OAuth.
 	AllowSignup bool `json:"allow_signup,omitempty"`
-	// PublicURL is the dashboard's external origin, e.g.
-	// https://cp.example.com, for the OAuth callback URL. Default: the
-	// scheme and Host of the request that starts the sign-in.
-	PublicURL string `json:"public_url,omitempty"`
 
 	providers map[string]*oauthlogin.Provider
 	oauthRate *ratelimit.Limiter
@@ -85,12 +82,6 @@ func (h *Handler) Validate() error {
 	for id, s := range h.OAuth {
 		if err := s.Validate(id); err != nil {
 			return err
-		}
-	}
-	if h.PublicURL != "" {
-		u, err := url.Parse(h.PublicURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			return fmt.Errorf("public_url %q must be an origin like https://cp.example.com", h.PublicURL)
 		}
 	}
 	return nil
@@ -259,7 +250,7 @@ func (h *Handler) oauthProviders(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) redirectURI(r *http.Request, provider string) string {
-	base := strings.TrimRight(h.PublicURL, "/")
+	base := strings.TrimRight(h.wh.PublicURL, "/")
 	if base == "" {
 		scheme := "https"
 		if r.TLS == nil {
@@ -389,7 +380,6 @@ func (h *Handler) oauthCallback(w http.ResponseWriter, r *http.Request) {
 // block (the dispenser is on the option's name):
 //
 //	allow_signup
-//	public_url https://cp.example.com
 //	oauth github {
 //		client_id     <id>
 //		client_secret {env.GITHUB_CLIENT_SECRET}
@@ -407,10 +397,6 @@ func (c *AuthConfig) parseCaddyfile(d *caddyfile.Dispenser) error {
 			return d.ArgErr()
 		}
 		c.AllowSignup = true
-	case "public_url":
-		if !d.AllArgs(&c.PublicURL) {
-			return d.ArgErr()
-		}
 	case "oauth":
 		var id string
 		if !d.Args(&id) {
