@@ -330,12 +330,15 @@ func (s *Service) BeginTOTP(ctx context.Context, p *Principal, password string) 
 	return setup, err
 }
 
-// ConfirmTOTP turns TOTP on once code matches the pending secret, and
-// returns the first recovery codes (shown once). The confirming code's
-// step counts as used.
+// ConfirmTOTP turns TOTP on once code matches the pending secret (in a
+// fresh session, like BeginTOTP), and returns the first recovery codes
+// (shown once). The confirming code's step counts as used.
 func (s *Service) ConfirmTOTP(ctx context.Context, p *Principal, code string) ([]string, error) {
 	if p.SessionID == 0 {
 		return nil, ErrSessionRequired
+	}
+	if !s.Fresh(p) {
+		return nil, ErrNotFresh
 	}
 	codes, hashes := newRecoveryCodes()
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
