@@ -14,8 +14,10 @@ import (
 
 // BootstrapAdmin creates the first admin account, its team and owner
 // membership (the team on plan) when the database has no users, and returns the one-time
-// password (empty when an account already exists). Replicas starting
-// together serialise on a transaction-scoped advisory lock.
+// password (empty when an account already exists). The account has
+// must_change_password set: the dashboard lets its sessions do nothing but
+// choose a new password until then. Replicas starting together serialise
+// on a transaction-scoped advisory lock.
 func BootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, email, plan string) (string, error) {
 	var password string
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -68,9 +70,9 @@ func (a *App) bootstrapAdmin(ctx context.Context) error {
 	if pw == "" {
 		return nil
 	}
-	a.logger.Warn("first admin account created; this password is shown once, change it after logging in",
+	a.logger.Warn("first admin account created; this one-time password is shown once, the first sign-in asks for a new one",
 		zap.String("email", a.AdminEmail), zap.String("password", pw))
 	// Also to stderr without JSON quoting, so `make run` shows it plainly.
-	fmt.Fprintf(os.Stderr, "\n  First admin account: %s\n  One-time password:   %s\n\n", a.AdminEmail, pw)
+	fmt.Fprintf(os.Stderr, "\n  First admin account: %s\n  One-time password:   %s (the first sign-in asks for a new one)\n\n", a.AdminEmail, pw)
 	return nil
 }

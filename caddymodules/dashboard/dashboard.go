@@ -4,7 +4,9 @@
 // membership; an app, deployment or domain of another team answers 404,
 // as if it did not exist.
 //
-// Sign-in: password (the first admin, created at start) or an API token
+// Sign-in: password (the first admin, created at start, must replace its
+// one-time password), OAuth providers (routes_auth.go), a TOTP code when
+// the user turned it on, or an API token
 // (`Authorization: Bearer wht_…`, one team, read or write scope). Browser
 // sessions live in the `wh_session` cookie (Secure, HttpOnly,
 // SameSite=Strict); every state-changing request of a session carries the
@@ -67,6 +69,8 @@ type Handler struct {
 	// session or token is still valid and the app still exists; the
 	// stream closes when not. Default: 15s.
 	LiveRecheck caddy.Duration `json:"live_recheck,omitempty"`
+	// AuthConfig: OAuth providers and sign-up (routes_auth.go).
+	AuthConfig
 
 	wh      *core.App
 	acc     *accounts.Service
@@ -142,7 +146,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // ServeHTTP serves /api/ and the UI.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if strings.HasPrefix(r.URL.Path, "/api/") {
+	if strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/oauth/") {
 		h.mux.ServeHTTP(w, r)
 		return nil
 	}
@@ -186,6 +190,9 @@ func (h *Handler) authed(fn http.HandlerFunc) http.HandlerFunc {
 				h.logger.Error("dashboard: resolving the caller", zap.Error(err))
 			}
 			api.WriteError(w, http.StatusUnauthorized, "sign in first")
+			return
+		}
+		if !h.gate(w, r, p) {
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -321,9 +328,9 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "signing in", err)
 		return
 	}
-	accounts.Audit(r.Context(), h.wh.Pool(), 0, sess.UserID, "session.login", "", ip, nil)
+	accounts.Audit(r.Context(), h.wh.Pool(), 0, sess.UserID, "session.login", "", ip, map[string]any{"method": "password", "mfa_pending": sess.MFARequired})
 	h.setCookie(w, sess.Token, int(h.acc.SessionTTL.Seconds()))
-	api.WriteJSON(w, http.StatusOK, map[string]any{"csrf_token": sess.CSRF})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"csrf_token": sess.CSRF, "mfa_required": sess.MFARequired, "must_change_password": sess.MustChangePassword})
 }
 
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
@@ -341,7 +348,8 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "listing teams", err)
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"user": map[string]any{"id": p.UserID, "email": p.Email, "name": p.Name, "is_admin": p.IsAdmin},
+	api.WriteJSON(w, http.StatusOK, map[string]any{"user": map[string]any{"id": p.UserID, "email": p.Email, "name": p.Name, "is_admin": p.IsAdmin,
+		"must_change_password": p.MustChangePassword},
 		"teams": teams, "csrf_token": p.CSRF, "subdomain_base": h.wh.SubdomainBase})
 }
 
@@ -887,6 +895,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 				return nil, d.Errf("live_recheck: invalid duration %q", d.Val())
 			}
 			hd.LiveRecheck = caddy.Duration(dur)
+		case "oauth", "allow_signup":
+			if err := hd.AuthConfig.parseCaddyfile(d); err != nil {
+				return nil, err
+			}
 		default:
 			return nil, d.Errf("unknown wisehosting_dashboard option %q", d.Val())
 		}

@@ -1,7 +1,12 @@
 // Package accounts signs people and programs in: password login with
-// per-IP and per-account rate limits, sessions (only a hash of the cookie
-// value is stored; each has its CSRF token), API tokens (hashed, scoped to
-// one team, expiring) and team roles.
+// per-IP and per-account rate limits, OAuth identities (identities.go),
+// TOTP second factor and recovery codes (mfa.go), password changes,
+// sessions (only a hash of the cookie value is stored; each has its CSRF
+// token), API tokens (hashed, scoped to one team, expiring) and team roles.
+//
+// A session is complete only when its second factor is done (mfa_passed)
+// and its user has no pending forced password change; the caller (the
+// dashboard) decides which endpoints an incomplete session may reach.
 package accounts
 
 import (
@@ -19,6 +24,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/ratelimit"
+	"github.com/wisehosting/wisehosting/internal/secrets"
 )
 
 // Errors for the user (no detail about which part was wrong).
@@ -46,18 +52,30 @@ type Service struct {
 	Pool *pgxpool.Pool
 	// SessionTTL is a session's lifetime. Default: 7 days.
 	SessionTTL time.Duration
+	// Keyring seals TOTP secrets; TOTP enrolment fails without one.
+	Keyring *secrets.Keyring
+	// Now is the clock of TOTP checks and session freshness (tests).
+	Now        func() time.Time
 	perIP      *ratelimit.Limiter
 	perAccount *ratelimit.Limiter
-	dummy      string
+	// codeFailures counts wrong second-factor codes per account;
+	// passwordFailures wrong current passwords of signed-in users.
+	codeFailures     *ratelimit.Limiter
+	passwordFailures *ratelimit.Limiter
+	dummy            string
 }
 
 // New makes a Service: 20 login attempts per 5 minutes per IP and 10 per
-// account.
+// account; 5 wrong second-factor codes per 5 minutes per account.
 func New(pool *pgxpool.Pool) *Service {
 	dummy, _ := auth.HashPassword(auth.RandomToken(16))
-	return &Service{Pool: pool, SessionTTL: 7 * 24 * time.Hour,
-		perIP: ratelimit.New(20, 5*time.Minute), perAccount: ratelimit.New(10, 5*time.Minute), dummy: dummy}
+	return &Service{Pool: pool, SessionTTL: 7 * 24 * time.Hour, Now: time.Now,
+		perIP: ratelimit.New(20, 5*time.Minute), perAccount: ratelimit.New(10, 5*time.Minute),
+		codeFailures: ratelimit.New(5, 5*time.Minute), passwordFailures: ratelimit.New(10, 5*time.Minute), dummy: dummy}
 }
+
+// PendingTTL is how long a session may wait for its second factor.
+const PendingTTL = 10 * time.Minute
 
 // Hash is how tokens are stored.
 func Hash(token string) []byte {
@@ -73,6 +91,14 @@ type Principal struct {
 	IsAdmin   bool
 	SessionID int64  // 0 for API tokens
 	CSRF      string // the session's CSRF token
+	// MFAPending: the session still needs a TOTP or recovery code.
+	MFAPending bool
+	// MustChangePassword: the user signed in with a one-time password and
+	// must choose a new one before doing anything else.
+	MustChangePassword bool
+	// SessionStart is when the session was opened: security settings
+	// want a fresh one.
+	SessionStart time.Time
 	// TokenTeam restricts an API token to one team; TokenScopes lists
 	// what it may do ("read", "write").
 	TokenTeam   int64
@@ -99,6 +125,11 @@ type Session struct {
 	Token  string
 	CSRF   string
 	UserID int64
+	// MFARequired: the session is pending until a TOTP or recovery code
+	// is given (POST /api/login/totp).
+	MFARequired bool
+	// MustChangePassword: the session may only change the password.
+	MustChangePassword bool
 }
 
 // Login checks a password and opens a session.
@@ -120,17 +151,26 @@ func (s *Service) Login(ctx context.Context, email, password, ip, userAgent stri
 	if !auth.VerifyPassword(*hash, password) {
 		return Session{}, ErrBadCredentials
 	}
-	return s.open(ctx, id, ip, userAgent)
+	return s.Open(ctx, id, ip, userAgent)
 }
 
-func (s *Service) open(ctx context.Context, userID int64, ip, ua string) (Session, error) {
+// Open starts a session for a user whose first factor (password or an
+// OAuth provider) is proven. With TOTP enabled the session is pending:
+// mfa_passed is false and it expires after PendingTTL unless a code
+// completes it.
+func (s *Service) Open(ctx context.Context, userID int64, ip, ua string) (Session, error) {
 	sess := Session{Token: auth.RandomToken(32), CSRF: auth.RandomToken(24), UserID: userID}
 	if len(ua) > 300 {
 		ua = ua[:300]
 	}
-	err := s.Pool.QueryRow(ctx, `INSERT INTO sessions (user_id, token_hash, csrf_token, user_agent, ip, mfa_passed, expires_at)
-		VALUES ($1, $2, $3, $4, $5, true, now() + $6::interval) RETURNING id`,
-		userID, Hash(sess.Token), sess.CSRF, ua, ip, s.SessionTTL.String()).Scan(&sess.ID)
+	err := s.Pool.QueryRow(ctx, `WITH u AS (SELECT id, totp_enabled, must_change_password FROM users WHERE id = $1),
+		ins AS (INSERT INTO sessions (user_id, token_hash, csrf_token, user_agent, ip, mfa_passed, expires_at)
+			SELECT u.id, $2, $3, $4, $5, NOT u.totp_enabled,
+				now() + CASE WHEN u.totp_enabled THEN $7::interval ELSE $6::interval END
+			FROM u RETURNING id, mfa_passed)
+		SELECT ins.id, NOT ins.mfa_passed, u.must_change_password FROM ins, u`,
+		userID, Hash(sess.Token), sess.CSRF, ua, ip, s.SessionTTL.String(), PendingTTL.String()).
+		Scan(&sess.ID, &sess.MFARequired, &sess.MustChangePassword)
 	return sess, err
 }
 
@@ -142,8 +182,8 @@ func (s *Service) FromSession(ctx context.Context, token string) (*Principal, er
 	p := &Principal{}
 	err := s.Pool.QueryRow(ctx, `UPDATE sessions s SET last_seen_at = now() FROM users u
 		WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now() AND u.id = s.user_id
-		RETURNING s.id, s.csrf_token, u.id, u.email, u.name, u.is_admin`, Hash(token)).
-		Scan(&p.SessionID, &p.CSRF, &p.UserID, &p.Email, &p.Name, &p.IsAdmin)
+		RETURNING s.id, s.csrf_token, u.id, u.email, u.name, u.is_admin, NOT s.mfa_passed, u.must_change_password, s.created_at`, Hash(token)).
+		Scan(&p.SessionID, &p.CSRF, &p.UserID, &p.Email, &p.Name, &p.IsAdmin, &p.MFAPending, &p.MustChangePassword, &p.SessionStart)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrUnauthorized
 	}

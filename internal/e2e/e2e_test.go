@@ -328,6 +328,9 @@ http://%s {
 	}
 	api := newAPIClient(t, "http://"+s.cpAddr)
 	api.login("owner@acme.test", string(m[1]))
+	// The one-time password must be replaced before anything else.
+	api.call("POST", fmt.Sprintf("/api/teams/%d/apps", 1), map[string]any{"name": "x", "slug": "xx"}, 403)
+	api.call("POST", "/api/password", map[string]any{"current_password": string(m[1]), "new_password": "a long new passphrase"}, 200)
 	me := api.call("GET", "/api/me", nil, 200)
 	team := int64(me["teams"].([]any)[0].(map[string]any)["id"].(float64))
 	repo := t.TempDir()

@@ -1,5 +1,6 @@
 // Drives the dashboard like a person: sign in, create an app, add an env
-// var and a domain, deploy and watch the live log. Screenshots go to OUT.
+// var and a domain, deploy and watch the live log, open the Security panel
+// and start a two-factor setup. Screenshots go to OUT.
 // Environment: BASE, EMAIL, PASSWORD, REPO, OUT, CHROMIUM.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
@@ -71,6 +72,14 @@ try {
   await page.click("#nav-team");
   await page.waitForFunction(() => document.querySelector("#member-list tbody").textContent.includes("(you)"), null, { timeout: 15000 });
   await shot("09-team");
+  // Security panel: this session is listed; two-factor setup shows the
+  // otpauth URL and the secret as text.
+  await page.click("#security");
+  await page.waitForFunction(() => document.querySelector("#security-body").textContent.includes("this one"));
+  await page.fill("#security-body input[name=password]", PASSWORD);
+  await page.click("#security-body form.inline button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#security-body").textContent.includes("otpauth://totp/"));
+  await shot("10-security-2fa-setup");
   const log = await page.textContent("#log");
   console.log(JSON.stringify({ ok: true, steps, logLines: log.split("\n").length }));
 } catch (err) {

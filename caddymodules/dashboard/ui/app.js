@@ -18,6 +18,7 @@ async function call(method, path, body) {
   if (!resp.ok) {
     const err = new Error(data.error || resp.statusText);
     err.status = resp.status;
+    err.data = data;
     throw err;
   }
   return data;
@@ -48,10 +49,11 @@ async function boot() {
   try {
     me = await call("GET", "/api/me");
   } catch (err) {
-    if (err.status === 401) { show("login"); return; }
+    if (err.status === 401) { if (!authOnUnauthorized(err)) show("login"); return; }
     showError(err); return;
   }
   csrf = me.csrf_token;
+  if (me.user.must_change_password) { authForcePassword(); return; }
   $("#who").textContent = me.user.email;
   const sel = $("#team");
   sel.replaceChildren(...me.teams.map((t) => el("option", { value: t.id, textContent: `${t.name} (${t.plan})` })));
