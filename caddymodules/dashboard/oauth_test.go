@@ -408,9 +408,21 @@ func TestOAuthSignUpWhenAllowed(t *testing.T) {
 	if sec["has_password"] != false || len(sec["identities"].([]any)) != 1 {
 		t.Fatalf("security of the new account: %v", sec)
 	}
-	if me := c.want(200, "GET", "/api/me", nil); me["user"].(map[string]any)["email"] != "new.person@example.test" {
+	me := c.want(200, "GET", "/api/me", nil)
+	if me["user"].(map[string]any)["email"] != "new.person@example.test" {
 		t.Fatalf("me: %v", me)
 	}
+	// The new account owns a team of its own on the default plan, and can
+	// create an app there at once.
+	teams := me["teams"].([]any)
+	if len(teams) != 1 {
+		t.Fatalf("teams of the new account: %v", teams)
+	}
+	team := teams[0].(map[string]any)
+	if team["role"] != "owner" || team["name"] != "New Person's team" || !strings.HasPrefix(team["slug"].(string), "new-person-") {
+		t.Fatalf("team: %v", team)
+	}
+	c.want(201, "POST", fmt.Sprintf("/api/teams/%d/apps", int64(team["id"].(float64))), map[string]any{"name": "First", "slug": "first"})
 }
 
 // The state is one-time, bound to the browser that started the sign-in

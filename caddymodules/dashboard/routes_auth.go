@@ -361,6 +361,12 @@ func (h *Handler) oauthCallback(w http.ResponseWriter, r *http.Request) {
 		oauthPage(w, http.StatusInternalServerError, "The sign-in failed; try again.")
 		return
 	}
+	if outcome == accounts.ExternalSignUp {
+		// A new account starts with a team of its own, on the default plan.
+		if err := h.personalTeam(ctx, uid, ident.Email, ident.Name, ip); err != nil {
+			h.logger.Error("dashboard: creating the team of a new account", zap.Int64("user", uid), zap.Error(err))
+		}
+	}
 	sess, err := h.acc.Open(ctx, uid, ip, r.UserAgent())
 	if err != nil {
 		h.logger.Error("dashboard: opening a session", zap.Error(err))

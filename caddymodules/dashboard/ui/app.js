@@ -73,7 +73,12 @@ function go(path) { history.pushState({}, "", path); showError(null); route(); }
 
 async function listApps() {
   show("apps");
-  if (!team) return;
+  if (!team) {
+    $("#app-list").replaceChildren(el("li", { className: "muted", textContent: "You are not in a team yet: create one on the Team page, or ask a team's owner to add you." }));
+    $("#new-app").hidden = true;
+    return;
+  }
+  $("#new-app").hidden = false;
   try {
     const { apps } = await call("GET", `/api/teams/${team}/apps`);
     const list = $("#app-list");

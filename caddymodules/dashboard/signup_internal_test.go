@@ -1,0 +1,18 @@
+package dashboard
+
+import "testing"
+
+func TestTeamSlug(t *testing.T) {
+	for in, want := range map[string]string{
+		"New.Person@Example.test": "new-person",
+		"__x__@a":                 "x",
+		"@nothing":                "team",
+		"ÄÖ@x":                    "team",
+		"a+tag@x":                 "a-tag",
+		"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz@x": "abcdefghijklmnopqrstuvwxyzabcdefghijklmn",
+	} {
+		if got := teamSlug(in); got != want {
+			t.Errorf("teamSlug(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
