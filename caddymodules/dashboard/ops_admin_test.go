@@ -319,6 +319,24 @@ func TestWorkersForInstanceAdminsOnly(t *testing.T) {
 	if strings.Contains(fmt.Sprint(ws), "api_key") {
 		t.Fatal("key material in the workers list")
 	}
+
+	// Drain and resume: instance admins from a session only.
+	root := f.login("root@ops.test", "root-password-1")
+	resume := fmt.Sprintf("/api/workers/%d/resume", w1.ID)
+	f.alice.want(403, "POST", resume, nil)
+	f.readToken(f.alice, f.teamA).want(403, "POST", resume, nil)
+	if out := root.want(200, "POST", resume, nil); out["status"] != "online" {
+		t.Fatalf("resume: %v", out)
+	}
+	if out := root.want(200, "POST", fmt.Sprintf("/api/workers/%d/drain", w1.ID), nil); out["status"] != "draining" {
+		t.Fatalf("drain: %v", out)
+	}
+	root.want(404, "POST", "/api/workers/999999/drain", nil)
+	var audited int
+	f.db.Pool.QueryRow(ctx, "SELECT count(*) FROM audit_events WHERE action IN ('worker.drain', 'worker.resume') AND target = 'w1'").Scan(&audited)
+	if audited != 2 {
+		t.Fatalf("%d audit events", audited)
+	}
 }
 
 func TestTeamsAndMembers(t *testing.T) {

@@ -434,11 +434,22 @@ async function loadAudit() {
 
 // ---- workers page ------------------------------------------------------
 
+function drainButton(w) {
+  if (w.status === "revoked") return "";
+  const draining = w.status === "draining";
+  const b = el("button", { className: "link", textContent: draining ? "resume" : "drain" });
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    try { await call("POST", `/api/workers/${w.id}/${draining ? "resume" : "drain"}`); showError(null); await openWorkers(); } catch (err) { showError(err); b.disabled = false; }
+  });
+  return b;
+}
+
 async function openWorkers() {
   show("workers-page");
   liveClose();
   const body = $("#worker-list tbody");
-  body.replaceChildren(el("tr", {}, el("td", { colSpan: 7, className: "muted", textContent: "Loading workers…" })));
+  body.replaceChildren(el("tr", {}, el("td", { colSpan: 8, className: "muted", textContent: "Loading workers…" })));
   try {
     const { workers } = await call("GET", "/api/workers");
     body.replaceChildren(...workers.map((w) => el("tr", {},
@@ -448,8 +459,9 @@ async function openWorkers() {
       el("td", { textContent: String(w.apps) }),
       el("td", { textContent: `${w.reserved.cpu_millis} / ${w.capacity.cpu_millis || "?"} m · ${fmtPct(w.cpu_pct)} used` }),
       el("td", { textContent: `${w.reserved.memory_mb} / ${w.capacity.memory_mb || "?"} MB · ${fmtBytes(w.mem_bytes)} used` }),
-      el("td", { textContent: `${w.active_jobs} / ${w.max_jobs}` }))));
-    if (!workers.length) body.replaceChildren(el("tr", {}, el("td", { colSpan: 7, className: "muted", textContent: "No workers yet: add one with `wisehosting worker add`." })));
+      el("td", { textContent: `${w.active_jobs} / ${w.max_jobs}` }),
+      el("td", {}, drainButton(w)))));
+    if (!workers.length) body.replaceChildren(el("tr", {}, el("td", { colSpan: 8, className: "muted", textContent: "No workers yet: add one with `wisehosting worker add`." })));
   } catch (err) { body.replaceChildren(); showError(err); }
 }
 
