@@ -106,7 +106,8 @@ func TestBrowserJourney(t *testing.T) {
 	if envN != 1 || domN != 1 || status != "running" {
 		t.Fatalf("after the journey: env %d, domains %d, status %s", envN, domN, status)
 	}
-	for _, shot := range []string{"01-login", "03-app-created", "05-deploy-live-log", "06-deployed", "07-live-logs", "08-usage-charts", "09-team"} {
+	for _, shot := range []string{"01-login", "03-app-created", "05-deploy-live-log", "06-deployed", "07-live-logs", "08-usage-charts", "09-team",
+		"11-2fa-on", "12-2fa-code-replay-refused", "13-signed-in-with-2fa"} {
 		if st, err := os.Stat(filepath.Join(artifacts, shot+".png")); err != nil || st.Size() < 1000 {
 			t.Errorf("screenshot %s missing", shot)
 		}

@@ -1,9 +1,25 @@
 // Drives the dashboard like a person: sign in, create an app, add an env
-// var and a domain, deploy and watch the live log, open the Security panel
-// and start a two-factor setup. Screenshots go to OUT.
+// var and a domain, deploy and watch the live log, open the Security panel,
+// turn two-factor authentication on and sign in again with a code. Screenshots go to OUT.
 // Environment: BASE, EMAIL, PASSWORD, REPO, OUT, CHROMIUM.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
+import { createHmac } from "node:crypto";
+
+// totp computes the RFC 6238 code of a base32 secret for a 30-second step,
+// as an authenticator app does.
+function totp(secret, step) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const ch of secret.replace(/=+$/, "").toUpperCase()) bits += alphabet.indexOf(ch).toString(2).padStart(5, "0");
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = createHmac("sha1", key).update(counter).digest();
+  const off = mac[mac.length - 1] & 0xf;
+  const n = ((mac[off] & 0x7f) << 24) | (mac[off + 1] << 16) | (mac[off + 2] << 8) | mac[off + 3];
+  return String(n % 1e6).padStart(6, "0");
+}
 
 const { BASE, EMAIL, PASSWORD, REPO, OUT } = process.env;
 mkdirSync(OUT, { recursive: true });
@@ -81,6 +97,34 @@ try {
   await page.waitForFunction(() => document.querySelector("#security-body").textContent.includes("otpauth://totp/"));
   await shot("10-security-2fa-setup");
   const log = await page.textContent("#log");
+
+  // Turn two-factor on with the code an authenticator computes from the
+  // secret shown; sign out and in again: the code already used is refused,
+  // the next step's code lets the person in.
+  const secret = await page.evaluate(() => [...document.querySelectorAll("#security-body code")]
+    .map((c) => c.textContent).find((t) => !t.startsWith("otpauth://")));
+  const step0 = Math.floor(Date.now() / 30000);
+  const used = totp(secret, step0);
+  await page.fill("#security-body input[name=code]", used);
+  await page.click("#security-body button:text('Turn on')");
+  await page.waitForFunction(() => document.querySelector("#security-body").textContent.includes("Two-factor authentication is on."));
+  await shot("11-2fa-on");
+  await page.click("#logout");
+  await page.waitForSelector("#login:not([hidden])");
+  await page.fill("#login-form input[name=email]", EMAIL);
+  await page.fill("#login-form input[name=password]", PASSWORD);
+  await page.click("#login-form button[type=submit]");
+  await page.waitForSelector("#auth-totp:not([hidden])");
+  await page.fill("#auth-totp input[name=code]", used);
+  await page.click("#auth-totp button[type=submit]");
+  await page.waitForFunction(() => !document.querySelector("#error").hidden && document.querySelector("#error").textContent.includes("already used"));
+  await shot("12-2fa-code-replay-refused");
+  await page.fill("#auth-totp input[name=code]", totp(secret, Math.max(Math.floor(Date.now() / 30000), step0 + 1)));
+  await page.click("#auth-totp button[type=submit]");
+  // Signed in again: back on the page the person left (the Team page).
+  await page.waitForSelector("#team-page:not([hidden])");
+  await page.waitForFunction(() => document.querySelector("#auth-totp").hidden && !document.querySelector("#nav").hidden);
+  await shot("13-signed-in-with-2fa");
   console.log(JSON.stringify({ ok: true, steps, logLines: log.split("\n").length }));
 } catch (err) {
   if (page) await page.screenshot({ path: `${OUT}/failure.png`, fullPage: true }).catch(() => {});
