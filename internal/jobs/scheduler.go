@@ -485,15 +485,26 @@ func applyResult(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsprot
 		// Preview apps and apps being deleted go once their containers are
 		// gone, but not while previews of theirs still wait for their own
 		// delete job (the row's cascade would drop that job); a preview's
-		// removal lets a parent being deleted go.
+		// removal lets a parent being deleted go. The results of an app's
+		// and its previews' delete jobs are applied one at a time, under
+		// the lock of the app's row, so the last one always sees the others.
 		var parent int64
-		err := tx.QueryRow(ctx, `DELETE FROM apps a WHERE id = $1 AND (preview_of IS NOT NULL OR deleting_at IS NOT NULL)
-			AND NOT EXISTS (SELECT 1 FROM apps p WHERE p.preview_of = a.id)
-			RETURNING COALESCE(preview_of, 0)`, j.AppID).Scan(&parent)
-		if errors.Is(err, pgx.ErrNoRows) || (err == nil && parent == 0) {
+		err := tx.QueryRow(ctx, "SELECT COALESCE(preview_of, 0) FROM apps WHERE id = $1", j.AppID).Scan(&parent)
+		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
 		if err != nil {
+			return err
+		}
+		root := j.AppID
+		if parent != 0 {
+			root = parent
+		}
+		if _, err := tx.Exec(ctx, "SELECT 1 FROM apps WHERE id = $1 FOR UPDATE", root); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM apps a WHERE id = $1 AND (preview_of IS NOT NULL OR deleting_at IS NOT NULL)
+			AND NOT EXISTS (SELECT 1 FROM apps p WHERE p.preview_of = a.id)`, j.AppID); err != nil || parent == 0 {
 			return err
 		}
 		_, err = tx.Exec(ctx, `DELETE FROM apps a WHERE id = $1 AND deleting_at IS NOT NULL
