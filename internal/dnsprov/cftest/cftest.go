@@ -57,19 +57,28 @@ func Start(t testing.TB, zone, token string) *Server {
 	api := httptest.NewServer(s)
 	t.Cleanup(api.Close)
 	s.URL = api.URL
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// DNS over UDP and, on the same port, TCP (some resolvers, Pebble's,
+	// ask over TCP). The UDP port the kernel picks may be taken over TCP
+	// by another test: try again with another.
+	var pc net.PacketConn
+	var l net.Listener
+	for attempt := 0; ; attempt++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		if attempt == 20 {
+			t.Fatalf("no port free over both UDP and TCP: %v", err)
+		}
 	}
 	d := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serveDNS)}
 	go d.ActivateAndServe()
 	t.Cleanup(func() { d.Shutdown() })
 	s.DNSAddr = pc.LocalAddr().String()
-	// The same port over TCP: some resolvers (Pebble's) ask over TCP.
-	l, err := net.Listen("tcp", s.DNSAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dt := &dns.Server{Listener: l, Handler: dns.HandlerFunc(s.serveDNS)}
 	go dt.ActivateAndServe()
 	t.Cleanup(func() { dt.Shutdown() })
