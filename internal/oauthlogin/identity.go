@@ -156,19 +156,8 @@ func parseGitHub(user, emails []byte) (Identity, error) {
 	if id.Name == "" {
 		id.Name = u.Login
 	}
-	if len(emails) > 0 {
-		var list []struct {
-			Email    string `json:"email"`
-			Primary  bool   `json:"primary"`
-			Verified bool   `json:"verified"`
-		}
-		if err := decode(emails, &list); err == nil {
-			for _, e := range list {
-				if e.Primary && e.Verified {
-					id.Email, id.EmailVerified = e.Email, true
-				}
-			}
-		}
+	if email, verified, ok := primaryEmail(emails); ok && verified {
+		id.Email, id.EmailVerified = email, true
 	}
 	return id, nil
 }
@@ -253,19 +242,32 @@ func parseGitea(user, emails []byte) (Identity, error) {
 	if id.Name == "" {
 		id.Name = u.Login
 	}
-	if len(emails) > 0 {
-		var list []struct {
-			Email    string `json:"email"`
-			Verified bool   `json:"verified"`
-			Primary  bool   `json:"primary"`
-		}
-		if err := decode(emails, &list); err == nil {
-			for _, e := range list {
-				if e.Primary {
-					id.Email, id.EmailVerified = e.Email, e.Verified
-				}
-			}
-		}
+	if email, verified, ok := primaryEmail(emails); ok {
+		id.Email, id.EmailVerified = email, verified
 	}
 	return id, nil
+}
+
+// primaryEmail reads a GitHub- or Gitea-style e-mail list
+// ([{"email", "primary", "verified"}]) and returns its primary address (the
+// last one marked primary); ok is false when the list is missing,
+// malformed or has no primary address.
+func primaryEmail(emails []byte) (email string, verified, ok bool) {
+	if len(emails) == 0 {
+		return "", false, false
+	}
+	var list []struct {
+		Email    string `json:"email"`
+		Primary  bool   `json:"primary"`
+		Verified bool   `json:"verified"`
+	}
+	if err := decode(emails, &list); err != nil {
+		return "", false, false
+	}
+	for _, e := range list {
+		if e.Primary {
+			email, verified, ok = e.Email, e.Verified, true
+		}
+	}
+	return email, verified, ok
 }
