@@ -821,12 +821,11 @@ func (h *Handler) verifyDomain(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	d, err := h.domains.Get(r.Context(), app.TeamID, pathID(r, "domain"))
-	if err != nil || d.AppID != app.ID {
-		api.WriteError(w, http.StatusNotFound, "not found")
+	d, ok := h.appDomain(w, r, app)
+	if !ok {
 		return
 	}
-	d, err = h.domains.Verify(r.Context(), app.TeamID, d.ID)
+	d, err := h.domains.Verify(r.Context(), app.TeamID, d.ID)
 	if err != nil {
 		h.fail(w, "verifying the domain", err)
 		return

@@ -9,6 +9,7 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
 	"github.com/wisehosting/wisehosting/internal/deploys"
+	"github.com/wisehosting/wisehosting/internal/domains"
 )
 
 // listTokens lists the caller's API tokens (names and prefixes only). A
@@ -93,9 +94,8 @@ func (h *Handler) removeDomain(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	d, err := h.domains.Get(r.Context(), app.TeamID, pathID(r, "domain"))
-	if err != nil || d.AppID != app.ID {
-		api.WriteError(w, http.StatusNotFound, "not found")
+	d, ok := h.appDomain(w, r, app)
+	if !ok {
 		return
 	}
 	if err := h.domains.Remove(r.Context(), app.TeamID, d.ID); err != nil {
@@ -104,4 +104,15 @@ func (h *Handler) removeDomain(w http.ResponseWriter, r *http.Request) {
 	}
 	h.audit1(r.Context(), h.wh.Pool(), r, app.TeamID, "domain.remove", d.Hostname, map[string]any{"app_id": app.ID})
 	api.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
+}
+
+// appDomain loads the path's domain if it belongs to app (404 otherwise,
+// another app's domain included).
+func (h *Handler) appDomain(w http.ResponseWriter, r *http.Request, app deploys.App) (domains.Domain, bool) {
+	d, err := h.domains.Get(r.Context(), app.TeamID, pathID(r, "domain"))
+	if err != nil || d.AppID != app.ID {
+		api.WriteError(w, http.StatusNotFound, "not found")
+		return domains.Domain{}, false
+	}
+	return d, true
 }
