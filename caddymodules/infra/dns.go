@@ -24,7 +24,7 @@ func init() {
 		Short: "Lists or changes records at the DNS provider of infra.yaml",
 		Long: `
 Manages records of the zone in infra.yaml's dns section through its
-provider (Cloudflare). Names are relative to the zone ("*.apps", "@").
+provider (cloudflare, cloudns). Names are relative to the zone ("*.apps", "@").
 "set" is idempotent: it creates the record or updates it in place.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("infra", "infra.yaml", "the installation's description")
@@ -43,11 +43,7 @@ func cmdDNS(fl caddycmd.Flags) (int, error) {
 	if cfg.DNS.Provider == "" || cfg.DNS.Zone == "" {
 		return caddy.ExitCodeFailedStartup, errors.New("infra.yaml has no dns provider and zone")
 	}
-	tok, err := os.ReadFile(cfg.DNS.APITokenFile)
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("reading dns.api_token_file: %w", err)
-	}
-	p, err := dnsprov.New(cfg.DNS.Provider, strings.TrimSpace(string(tok)), cfg.DNS.APIURL)
+	p, err := cfg.DNS.Open()
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}

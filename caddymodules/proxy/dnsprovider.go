@@ -16,22 +16,30 @@ func init() {
 	caddy.RegisterModule(new(DNSProvider))
 }
 
-// DNSProvider is `dns.providers.wisehosting`: the platform's DNS providers
-// (internal/dnsprov, over the shared retrying client) for ACME DNS-01, as
-// needed by the wildcard certificate of the app zone:
+// DNSProvider is `dns.providers.wisehosting`: any DNS provider registered
+// in internal/dnsprov (libdns providers, their calls carried by the shared
+// retrying client) for ACME DNS-01, as needed by the wildcard certificate
+// of the app zone:
 //
 //	tls {
-//		dns wisehosting {
-//			provider  cloudflare
+//		dns wisehosting cloudflare {
 //			api_token {env.CLOUDFLARE_API_TOKEN}
 //		}
 //	}
+//
+// Other subdirectives are the provider's own options (see the README).
 type DNSProvider struct {
-	// Provider name: cloudflare.
+	// Provider is a name registered in internal/dnsprov (cloudflare, …).
+	// Default: cloudflare.
 	Provider string `json:"provider,omitempty"`
-	// API token (Cloudflare: Zone:DNS:Edit on the zone).
+	// APIToken is the provider's credential (Cloudflare: a token with
+	// Zone:DNS:Edit on the zone). Placeholders such as {env.X} are replaced.
 	APIToken string `json:"api_token,omitempty"`
-	// API root override (proxies, tests).
+	// Options are the provider's own settings by name; placeholders are
+	// replaced. A provider refuses names it does not know.
+	Options map[string]string `json:"options,omitempty"`
+	// APIURL sends the provider's API calls to another root (compatible
+	// endpoints, tests).
 	APIURL string `json:"api_url,omitempty"`
 
 	p dnsprov.Provider
@@ -48,8 +56,16 @@ func (d *DNSProvider) Provision(caddy.Context) error {
 	if d.Provider == "" {
 		d.Provider = "cloudflare"
 	}
+	opts := make(map[string]string, len(d.Options))
+	for k, v := range d.Options {
+		opts[k] = repl.ReplaceKnown(v, "")
+	}
 	var err error
-	d.p, err = dnsprov.New(d.Provider, repl.ReplaceKnown(d.APIToken, ""), repl.ReplaceKnown(d.APIURL, ""))
+	d.p, err = dnsprov.Open(d.Provider, dnsprov.Config{
+		Token:   repl.ReplaceKnown(d.APIToken, ""),
+		Options: opts,
+		APIURL:  repl.ReplaceKnown(d.APIURL, ""),
+	})
 	return err
 }
 
@@ -73,7 +89,7 @@ func (d *DNSProvider) DeleteRecords(ctx context.Context, zone string, recs []lib
 	return d.p.DeleteRecords(ctx, zone, recs)
 }
 
-// UnmarshalCaddyfile reads `dns wisehosting [<provider>] { provider …; api_token …; api_url … }`.
+// UnmarshalCaddyfile reads `dns wisehosting [<provider>] { provider …; api_token …; api_url …; <option> <value> … }`.
 func (d *DNSProvider) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 	disp.Next()
 	if disp.NextArg() {
@@ -93,7 +109,10 @@ func (d *DNSProvider) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 		case "api_url":
 			d.APIURL = val
 		default:
-			return disp.Errf("unrecognized dns wisehosting option %q", key)
+			if d.Options == nil {
+				d.Options = map[string]string{}
+			}
+			d.Options[key] = val
 		}
 	}
 	if d.APIToken == "" {

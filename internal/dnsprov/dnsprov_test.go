@@ -76,3 +76,15 @@ func TestCloudflareEnsureListDelete(t *testing.T) {
 		t.Fatal("unknown provider accepted")
 	}
 }
+
+// Provider options are checked by the provider: a misspelt one is an error
+// that names it, not a silently ignored setting.
+func TestProviderOptionsChecked(t *testing.T) {
+	_, err := Open("cloudflare", Config{Token: "t", Options: map[string]string{"zone_tokn": "x"}})
+	if err == nil || !strings.Contains(err.Error(), `"zone_tokn"`) {
+		t.Fatalf("unknown option: %v", err)
+	}
+	if _, err := Open("cloudflare", Config{Token: "t", APIURL: "ftp://127.0.0.1"}); err != nil {
+		t.Fatal(err) // the client is built lazily; the bad root is refused on first use
+	}
+}

@@ -10,13 +10,27 @@ import (
 	"github.com/wisehosting/wisehosting/internal/httpx"
 )
 
-// Config is what a provider is built from: an API credential, an optional
-// API base URL (for compatible endpoints and tests) and options for the
-// shared retrying client every provider must use for its calls.
+// Config is what a provider is built from: an API credential, provider
+// specific options (e.g. CloudNS's auth_id), an optional API root (for
+// compatible endpoints and tests) and options for the shared retrying
+// client every provider must use for its calls.
 type Config struct {
-	Token       string
+	Token string
+	// Options are the provider's own settings by name; a provider refuses
+	// names it does not know.
+	Options     map[string]string
 	APIURL      string
 	HTTPOptions []httpx.Option
+}
+
+// noOptions refuses provider options for a provider that takes none.
+func (c Config) noOptions(provider string, known ...string) error {
+	for k := range c.Options {
+		if !slices.Contains(known, k) {
+			return fmt.Errorf("%s: unknown option %q", provider, k)
+		}
+	}
+	return nil
 }
 
 // Factory builds a provider from its configuration.
@@ -52,19 +66,27 @@ func Names() []string {
 
 // New returns the named provider.
 func New(provider, token, apiURL string, opts ...httpx.Option) (Provider, error) {
+	return Open(provider, Config{Token: token, APIURL: apiURL, HTTPOptions: opts})
+}
+
+// Open returns the named provider built from c.
+func Open(provider string, c Config) (Provider, error) {
 	regMu.RLock()
 	f := factories[provider]
 	regMu.RUnlock()
 	if f == nil {
 		return nil, fmt.Errorf("unknown DNS provider %q (%s)", provider, strings.Join(Names(), ", "))
 	}
-	return f(Config{Token: token, APIURL: apiURL, HTTPOptions: opts})
+	return f(c)
 }
 
 func init() {
 	Register("cloudflare", func(c Config) (Provider, error) {
 		if c.Token == "" {
 			return nil, errors.New("cloudflare: an API token is required")
+		}
+		if err := c.noOptions("cloudflare"); err != nil {
+			return nil, err
 		}
 		return &Cloudflare{APIToken: c.Token, APIURL: c.APIURL, HTTPOptions: c.HTTPOptions}, nil
 	})

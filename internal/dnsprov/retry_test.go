@@ -57,8 +57,9 @@ func TestCloudflareRetriesThroughSharedClient(t *testing.T) {
 	}
 }
 
-// Records from the provider's API are untrusted input: converting any of
-// them must not panic, and known types keep name, type and content.
+// Records from the provider's API are untrusted input: listing any of them
+// through the library must not panic, and a record it returns keeps its
+// type and, for a name inside the zone, its name.
 func FuzzCloudflareRecord(f *testing.F) {
 	for _, s := range []string{
 		`{"id":"r1","type":"A","name":"www.example.com","content":"203.0.113.1","ttl":1}`,
@@ -69,22 +70,38 @@ func FuzzCloudflareRecord(f *testing.F) {
 	} {
 		f.Add(s)
 	}
+	cf := cftest.Start(f, "example.com", "cf-token")
+	p, err := New("cloudflare", "cf-token", cf.URL, httpx.WithRetry(httpx.RetryConfig{MaxAttempts: 1}))
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, s string) {
-		var env cfEnvelope[cfRecord]
-		if err := json.Unmarshal([]byte(`{"success":true,"result":`+s+`}`), &env); err != nil {
+		var rec cftest.Record
+		if err := json.Unmarshal([]byte(s), &rec); err != nil {
 			return
 		}
-		rec, err := toLibdns(env.Result, "example.com")
-		if err != nil || rec == nil {
+		cf.Clear()
+		cf.Add(rec)
+		got, err := p.GetRecords(context.Background(), "example.com")
+		if err != nil || len(got) == 0 {
 			return
 		}
-		rr := rec.RR()
-		if rr.Type != env.Result.Type {
-			t.Fatalf("type %q became %q", env.Result.Type, rr.Type)
+		if len(got) != 1 {
+			t.Fatalf("one record listed as %d", len(got))
 		}
-		back := fromLibdns(rec, "example.com")
-		if !strings.EqualFold(strings.TrimSuffix(back.Name, "."), strings.TrimSuffix(libdns.AbsoluteName(rr.Name, "example.com."), ".")) {
-			t.Fatalf("name %q round-tripped to %q", rr.Name, back.Name)
+		rr := got[0].RR()
+		if rr.Type != rec.Type {
+			t.Fatalf("type %q became %q", rec.Type, rr.Type)
+		}
+		// Cloudflare answers names lower-case, fully qualified, without
+		// the trailing dot; only those must keep their name.
+		name := rec.Name
+		if name != strings.ToLower(name) || name != "example.com" && !strings.HasSuffix(name, ".example.com") ||
+			strings.HasPrefix(name, ".") || strings.Contains(name, "..") {
+			return
+		}
+		if abs := strings.TrimSuffix(libdns.AbsoluteName(rr.Name, "example.com."), "."); !strings.EqualFold(abs, name) {
+			t.Fatalf("name %q listed as %q", rec.Name, rr.Name)
 		}
 	})
 }

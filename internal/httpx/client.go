@@ -183,7 +183,49 @@ func (c *APIClient) Do(ctx context.Context, method, path string, in, out any) er
 
 // DoRaw sends body with headers and returns the raw 2xx answer.
 func (c *APIClient) DoRaw(ctx context.Context, method, path string, body []byte, headers http.Header) (*Response, error) {
-	url := c.prefix + path
+	return c.doURL(ctx, method, c.prefix+path, body, headers)
+}
+
+// HTTPClient adapts the client to libraries that take an injected client
+// with net/http's Do method (the libdns providers): each request they make
+// goes through the same retries and shared 429 window as DoRaw.
+func (c *APIClient) HTTPClient() *Doer { return &Doer{c: c} }
+
+// Doer is an APIClient seen as an http.Client (see APIClient.HTTPClient).
+type Doer struct{ c *APIClient }
+
+// Do sends req (its URL taken as is, without the client's prefix) and
+// returns the 2xx answer as a response with a fully read body. A final
+// non-2xx answer is returned as an *APIError, not as a response, so its
+// status stays visible to the caller through the library's error.
+func (d *Doer) Do(req *http.Request) (*http.Response, error) {
+	var body []byte
+	if req.Body != nil {
+		b, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reading request body: %w", err)
+		}
+		body = b
+	}
+	resp, err := d.c.doURL(req.Context(), req.Method, req.URL.String(), body, req.Header)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Response{
+		Status:        fmt.Sprintf("%d %s", resp.Status, http.StatusText(resp.Status)),
+		StatusCode:    resp.Status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        resp.Header,
+		Body:          io.NopCloser(bytes.NewReader(resp.Body)),
+		ContentLength: int64(len(resp.Body)),
+		Request:       req,
+	}, nil
+}
+
+func (c *APIClient) doURL(ctx context.Context, method, url string, body []byte, headers http.Header) (*Response, error) {
 	var lastErr error
 	for attempt := 0; attempt < c.retry.MaxAttempts; attempt++ {
 		if err := c.waitBlocked(ctx); err != nil {

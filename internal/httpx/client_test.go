@@ -3,8 +3,10 @@ package httpx
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -191,5 +193,39 @@ func TestAuthAndBodyResentOnRetry(t *testing.T) {
 	c := New(WithPrefix(s.URL), WithBearer("tok"), WithClock(newFakeClock()))
 	if err := c.Do(context.Background(), "POST", "/", map[string]int{"a": 1}, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Libraries given the client as an http.Client get the same retries, with
+// the request body sent again on each attempt, and a final refusal as an
+// *APIError.
+func TestDoerRetriesWithBody(t *testing.T) {
+	var calls atomic.Int32
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		n := calls.Add(1)
+		switch {
+		case string(b) != `{"a":1}`:
+			w.WriteHeader(http.StatusBadRequest)
+		case n == 1:
+			w.WriteHeader(http.StatusBadGateway)
+		default:
+			w.Write([]byte("ok " + r.Header.Get("X-Lib")))
+		}
+	})
+	d := New(WithClock(newFakeClock())).HTTPClient()
+	req, _ := http.NewRequest("POST", srv.URL+"/x", strings.NewReader(`{"a":1}`))
+	req.Header.Set("X-Lib", "v1")
+	resp, err := d.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != "ok v1" || calls.Load() != 2 {
+		t.Fatalf("%d %q after %d calls", resp.StatusCode, b, calls.Load())
+	}
+	req, _ = http.NewRequest("POST", srv.URL+"/x", strings.NewReader(`{}`))
+	if _, err := d.Do(req); StatusOf(err) != http.StatusBadRequest || calls.Load() != 3 {
+		t.Fatalf("refused request: %v after %d calls", err, calls.Load())
 	}
 }

@@ -13,6 +13,9 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/wisehosting/wisehosting/internal/dnsprov"
+	"github.com/wisehosting/wisehosting/internal/httpx"
 )
 
 // Roles a host can have.
@@ -42,8 +45,20 @@ type DNS struct {
 	APITokenFile string `yaml:"api_token_file"`
 	// Resolver (host:port) answers the record checks; default: the system's.
 	Resolver string `yaml:"resolver,omitempty"`
+	// Options are the provider's own settings (CloudNS: auth_id or
+	// sub_auth_id), as in the `dns wisehosting` Caddyfile block.
+	Options map[string]string `yaml:"options,omitempty"`
 	// APIURL overrides the provider's API root (tests, proxies).
 	APIURL string `yaml:"api_url,omitempty"`
+}
+
+// Open builds the DNS provider, its credential read from APITokenFile.
+func (d DNS) Open(opts ...httpx.Option) (dnsprov.Provider, error) {
+	tok, err := os.ReadFile(d.APITokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading dns.api_token_file: %w", err)
+	}
+	return dnsprov.Open(d.Provider, dnsprov.Config{Token: strings.TrimSpace(string(tok)), Options: d.Options, APIURL: d.APIURL, HTTPOptions: opts})
 }
 
 // Mesh is the WireGuard network between hosts.

@@ -11,7 +11,6 @@ import (
 
 	"github.com/libdns/libdns"
 
-	"github.com/wisehosting/wisehosting/internal/dnsprov"
 	"github.com/wisehosting/wisehosting/internal/httpx"
 )
 
@@ -86,11 +85,7 @@ func (s *Setup) planDNS(ctx context.Context) ([]Action, error) {
 	if len(want) == 0 {
 		return nil, fmt.Errorf("dns: no proxy with a public_ip to point *.%s at", c.SubdomainBase)
 	}
-	tok, err := os.ReadFile(c.DNS.APITokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading dns.api_token_file: %w", err)
-	}
-	prov, err := dnsprov.New(c.DNS.Provider, strings.TrimSpace(string(tok)), c.DNS.APIURL, s.HTTPOptions...)
+	prov, err := c.DNS.Open(s.HTTPOptions...)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -92,15 +94,82 @@ func (s *Server) Records() []Record {
 	return append([]Record(nil), s.records...)
 }
 
+// Add stores rec as if it had been created elsewhere (the dashboard, an
+// import), without validation: what the API then answers is untrusted input
+// to the client.
+func (s *Server) Add(rec Record) Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next++
+	rec.ID = fmt.Sprintf("rec%04d", s.next)
+	s.records = append(s.records, rec)
+	return rec
+}
+
+// Clear removes every record.
+func (s *Server) Clear() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.records = nil
+}
+
+type resultInfo struct {
+	Page       int `json:"page"`
+	PerPage    int `json:"per_page"`
+	Count      int `json:"count"`
+	TotalCount int `json:"total_count"`
+	TotalPages int `json:"total_pages"`
+}
+
 func (s *Server) reply(w http.ResponseWriter, code int, result any, errs ...string) {
+	s.replyPage(w, code, result, nil, errs...)
+}
+
+func (s *Server) replyPage(w http.ResponseWriter, code int, result any, info *resultInfo, errs ...string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	e := []map[string]any{}
 	for _, m := range errs {
 		e = append(e, map[string]any{"code": 1000 + code, "message": m})
 	}
-	json.NewEncoder(w).Encode(map[string]any{"success": len(errs) == 0, "errors": e, "messages": []any{}, "result": result})
+	body := map[string]any{"success": len(errs) == 0, "errors": e, "messages": []any{}, "result": result}
+	if info != nil {
+		body["result_info"] = info
+	}
+	json.NewEncoder(w).Encode(body)
 }
+
+// page answers one page of a listing the way the API pages: per_page
+// (default 100, at most 5000 for DNS records) and page from the query.
+func (s *Server) page(w http.ResponseWriter, q url.Values, all []Record) {
+	per, _ := strconv.Atoi(q.Get("per_page"))
+	if per <= 0 {
+		per = 100
+	}
+	per = min(per, 5000)
+	page, _ := strconv.Atoi(q.Get("page"))
+	page = max(page, 1)
+	from := min((page-1)*per, len(all))
+	to := min(from+per, len(all))
+	res := append([]Record{}, all[from:to]...)
+	s.replyPage(w, 200, res, &resultInfo{Page: page, PerPage: per, Count: len(res), TotalCount: len(all), TotalPages: (len(all) + per - 1) / per})
+}
+
+// absName expands a record name the way the API does: "@" is the apex, a
+// name outside the zone is relative to it.
+func (s *Server) absName(name string) string {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	switch {
+	case name == "@" || name == s.Zone:
+		return s.Zone
+	case strings.HasSuffix(name, "."+s.Zone):
+		return name
+	}
+	return name + "." + s.Zone
+}
+
+// validTTL is the API's rule: 1 means automatic, else 60 to 86400 seconds.
+func validTTL(ttl int) bool { return ttl == 0 || ttl == 1 || ttl >= 60 && ttl <= 86400 }
 
 // ServeHTTP implements the subset of the API the platform uses.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -125,45 +194,75 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == "GET" && r.URL.Path == "/zones":
 		res := []any{}
-		if q.Get("name") == s.Zone {
-			res = append(res, map[string]any{"id": s.ZoneID, "name": s.Zone, "status": "active"})
+		if q.Get("name") == "" || q.Get("name") == s.Zone {
+			res = append(res, map[string]any{"id": s.ZoneID, "name": s.Zone, "status": "active", "type": "full",
+				"name_servers": []string{"ns1." + s.Zone, "ns2." + s.Zone}})
 		}
-		s.reply(w, 200, res)
+		s.replyPage(w, 200, res, &resultInfo{Page: 1, PerPage: 20, Count: len(res), TotalCount: len(res), TotalPages: 1})
 	case r.Method == "GET" && r.URL.Path == base:
-		res := []Record{}
+		var res []Record
 		for _, rec := range s.records {
-			if (q.Get("name") == "" || strings.EqualFold(rec.Name, q.Get("name"))) && (q.Get("type") == "" || rec.Type == q.Get("type")) {
-				res = append(res, rec)
+			if q.Get("name") != "" && !strings.EqualFold(rec.Name, q.Get("name")) ||
+				q.Get("type") != "" && rec.Type != q.Get("type") ||
+				q.Has("content.exact") && rec.Content != q.Get("content.exact") ||
+				q.Has("content.contains") && !strings.Contains(rec.Content, q.Get("content.contains")) {
+				continue
 			}
+			res = append(res, rec)
 		}
-		s.reply(w, 200, res)
+		s.page(w, q, res)
 	case r.Method == "POST" && r.URL.Path == base:
 		var rec Record
 		if err := json.NewDecoder(r.Body).Decode(&rec); err != nil || rec.Type == "" || rec.Name == "" {
 			s.reply(w, 400, nil, "Invalid request")
 			return
 		}
+		if !validTTL(rec.TTL) {
+			s.reply(w, 400, nil, "Invalid TTL. Must be between 60 and 86400 seconds, or 1 for Automatic.")
+			return
+		}
 		s.next++
 		rec.ID = fmt.Sprintf("rec%04d", s.next)
-		rec.Name = strings.ToLower(strings.TrimSuffix(rec.Name, "."))
+		rec.Name = s.absName(rec.Name)
+		if rec.TTL == 0 {
+			rec.TTL = 1
+		}
 		s.records = append(s.records, rec)
 		s.Writes++
 		s.reply(w, 200, rec)
-	case (r.Method == "PUT" || r.Method == "DELETE") && strings.HasPrefix(r.URL.Path, base+"/"):
+	case (r.Method == "PUT" || r.Method == "PATCH" || r.Method == "DELETE") && strings.HasPrefix(r.URL.Path, base+"/"):
 		id := strings.TrimPrefix(r.URL.Path, base+"/")
 		for i, rec := range s.records {
 			if rec.ID != id {
 				continue
 			}
-			s.Writes++
 			if r.Method == "DELETE" {
+				s.Writes++
 				s.records = append(s.records[:i], s.records[i+1:]...)
 				s.reply(w, 200, map[string]string{"id": id})
 				return
 			}
 			var upd Record
-			json.NewDecoder(r.Body).Decode(&upd)
-			upd.ID, upd.Name = id, strings.ToLower(strings.TrimSuffix(upd.Name, "."))
+			if err := json.NewDecoder(r.Body).Decode(&upd); err != nil || !validTTL(upd.TTL) {
+				s.reply(w, 400, nil, "Invalid request")
+				return
+			}
+			if r.Method == "PATCH" { // only the fields given change
+				if upd.Type == "" {
+					upd.Type = rec.Type
+				}
+				if upd.Name == "" {
+					upd.Name = rec.Name
+				}
+				if upd.Content == "" {
+					upd.Content = rec.Content
+				}
+				if upd.TTL == 0 {
+					upd.TTL = rec.TTL
+				}
+			}
+			s.Writes++
+			upd.ID, upd.Name = id, s.absName(upd.Name)
 			s.records[i] = upd
 			s.reply(w, 200, upd)
 			return
