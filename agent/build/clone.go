@@ -10,11 +10,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
-	"regexp"
 	"strings"
+
+	"github.com/wisehosting/wisehosting/internal/gitsource"
 )
 
 // Source says what to fetch.
@@ -34,33 +34,19 @@ type Options struct {
 	Git string
 }
 
-var (
-	refRe    = regexp.MustCompile(`^[A-Za-z0-9._/-]{1,200}$`)
-	commitRe = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
-)
-
-// Validate checks a source before any git command sees it.
+// Validate checks a source before any git command sees it, with the same
+// rules the API applied when the app was saved (internal/gitsource).
 func Validate(s Source, o Options) error {
-	if s.URL == "" || strings.HasPrefix(s.URL, "-") || strings.ContainsAny(s.URL, " \t\r\n\x00") {
-		return fmt.Errorf("invalid repository URL %q", s.URL)
+	if err := gitsource.CheckURL(s.URL, o.AllowLocal); err != nil {
+		return err
 	}
-	u, err := url.Parse(s.URL)
-	switch {
-	case err != nil:
-		return fmt.Errorf("invalid repository URL %q: %v", s.URL, err)
-	case u.Scheme == "https" && u.Host != "" && u.User == nil:
-	case o.AllowLocal && (u.Scheme == "file" || (u.Scheme == "" && strings.HasPrefix(s.URL, "/"))):
-	default:
-		// ext::, ssh://, git://, http:// and credentials in the URL are refused.
-		return fmt.Errorf("repository URL %q must be https:// without credentials", s.URL)
+	if err := gitsource.CheckBranch(s.Branch); err != nil {
+		return err
 	}
-	b := s.Branch
-	if b == "" || !refRe.MatchString(b) || strings.HasPrefix(b, "-") || strings.HasPrefix(b, "/") ||
-		strings.Contains(b, "..") || strings.Contains(b, "//") || strings.HasSuffix(b, ".lock") || strings.HasSuffix(b, "/") {
-		return fmt.Errorf("invalid branch name %q", b)
-	}
-	if s.Commit != "" && !commitRe.MatchString(s.Commit) {
-		return fmt.Errorf("invalid commit %q", s.Commit)
+	if s.Commit != "" {
+		if err := gitsource.CheckCommit(s.Commit); err != nil {
+			return err
+		}
 	}
 	if strings.ContainsAny(s.Token, "\r\n\x00") {
 		return errors.New("invalid repository token")

@@ -65,6 +65,8 @@ func TestCloneBranchAndCommit(t *testing.T) {
 	}
 }
 
+// The agent applies the shared rules (internal/gitsource has the table)
+// and its own on the token.
 func TestValidateRefusesInjection(t *testing.T) {
 	ok := Source{URL: "https://github.com/acme/site.git", Branch: "main"}
 	if err := Validate(ok, Options{}); err != nil {
@@ -72,21 +74,10 @@ func TestValidateRefusesInjection(t *testing.T) {
 	}
 	for name, s := range map[string]Source{
 		"option as url":    {URL: "--upload-pack=touch /tmp/pwned", Branch: "main"},
-		"ext transport":    {URL: "ext::sh -c touch% /tmp/pwned", Branch: "main"},
-		"ssh":              {URL: "ssh://git@github.com/acme/site.git", Branch: "main"},
-		"plain http":       {URL: "http://github.com/acme/site.git", Branch: "main"},
-		"credentials":      {URL: "https://user:pw@github.com/acme/site.git", Branch: "main"},
 		"local w/o allow":  {URL: "/srv/repo", Branch: "main"},
-		"file w/o allow":   {URL: "file:///srv/repo", Branch: "main"},
 		"option as branch": {URL: ok.URL, Branch: "--orphan"},
-		"dotdot branch":    {URL: ok.URL, Branch: "a..b"},
-		"space branch":     {URL: ok.URL, Branch: "a b"},
-		"shell branch":     {URL: ok.URL, Branch: "main;rm -rf /"},
-		"empty branch":     {URL: ok.URL},
-		"bad commit":       {URL: ok.URL, Branch: "main", Commit: "HEAD~1"},
 		"option commit":    {URL: ok.URL, Branch: "main", Commit: "--all"},
 		"newline in token": {URL: ok.URL, Branch: "main", Token: "a\nb"},
-		"newline in url":   {URL: "https://github.com/a\n", Branch: "main"},
 	} {
 		if err := Validate(s, Options{}); err == nil {
 			t.Errorf("%s accepted", name)

@@ -79,6 +79,11 @@ type App struct {
 	// minutes before expiry. Default: 15m.
 	WorkerTokenTTL caddy.Duration `json:"worker_token_ttl,omitempty"`
 
+	// Accept local paths and file:// URLs as app repositories (single-host
+	// installs whose agents run with -allow-local-git). Off by default: a
+	// repository is an https:// URL.
+	AllowLocalGit bool `json:"allow_local_git,omitempty"`
+
 	// Plans by name: per-app CPU, memory, disk and bandwidth limits, the
 	// number of apps, and whether custom domains and previews are
 	// included. Default: the built-in free and pro plans.

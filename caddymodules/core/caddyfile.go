@@ -30,6 +30,7 @@ func init() {
 //		public_url        <url>
 //		admin_email       <email>|off
 //		worker_token_ttl  <duration>
+//		allow_local_git   on|off
 //		default_plan      <name>
 //		plan <name> {
 //			cpu_millis     <n>
@@ -101,6 +102,11 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			app.PublicURL = val
 		case "admin_email":
 			app.AdminEmail = val
+		case "allow_local_git":
+			if val != "on" && val != "off" {
+				return nil, d.Errf("allow_local_git: %q must be on or off", val)
+			}
+			app.AllowLocalGit = val == "on"
 		case "default_plan":
 			app.DefaultPlan = val
 		case "worker_token_ttl":

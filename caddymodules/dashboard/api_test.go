@@ -328,3 +328,37 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		t.Fatal("openapi.json is not valid JSON")
 	}
 }
+
+// The API stores only repository URLs and branches a worker would accept
+// (the same rules, internal/gitsource): a local path, an option smuggled
+// after a space, a shell separator, a newline or a leading dash in a
+// branch never reach the database.
+func TestAppSourceValidatedLikeTheAgent(t *testing.T) {
+	f := start(t, nil)
+	team := f.team("acme", "free")
+	f.user("alice@acme.test", "alice-password-1", map[int64]string{team: "owner"})
+	alice := f.login("alice@acme.test", "alice-password-1")
+	path := fmt.Sprintf("/api/teams/%d/apps", team)
+	for i, in := range []map[string]any{
+		{"git_repo": "/etc"},
+		{"git_repo": "file:///etc"},
+		{"git_repo": "https://x --upload-pack=y"},
+		{"git_repo": "https://user:pw@git.example/a.git"},
+		{"git_repo": "ext::sh -c id"},
+		{"git_repo": "https://git.example/a.git", "git_branch": "main;id"},
+		{"git_repo": "https://git.example/a.git", "git_branch": "main\nid"},
+		{"git_repo": "https://git.example/a.git", "git_branch": "-upload-pack=x"},
+		{"git_repo": "https://git.example/a.git", "git_branch": "--orphan"},
+	} {
+		in["name"], in["slug"] = "App", fmt.Sprintf("app-%d", i)
+		if out := alice.want(422, "POST", path, in); out["error"] == "" {
+			t.Errorf("%v: no message", in)
+		}
+	}
+	alice.want(201, "POST", path, map[string]any{"name": "Ok", "slug": "ok", "git_repo": "https://git.example/a.git", "git_branch": "feature/x"})
+	var n int
+	f.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM apps").Scan(&n)
+	if n != 1 {
+		t.Fatalf("%d apps stored, want only the valid one", n)
+	}
+}

@@ -32,6 +32,7 @@ func TestBrowserJourney(t *testing.T) {
 	}
 	db := pgtest.New(t)
 	cp := cptest.Start(t, db, cptest.Options{
+		Core:     map[string]any{"allow_local_git": true},
 		Handlers: []map[string]any{{"handler": "wisehosting_dashboard", "insecure_cookie": true}},
 		Apps: map[string]any{
 			"wisehosting_scheduler": map[string]any{"poll_interval": "200ms", "resend_interval": "1s"},

@@ -39,6 +39,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/accounts"
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/domains"
+	"github.com/wisehosting/wisehosting/internal/gitsource"
 	"github.com/wisehosting/wisehosting/internal/plans"
 )
 
@@ -486,8 +487,13 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 	if !deploys.ValidSlug(in.Slug) || strings.Contains(in.Slug, "-pr-") {
 		problems = append(problems, "slug must be lowercase letters, digits and dashes (at most 63), not containing -pr-")
 	}
-	if in.GitRepo != "" && !strings.HasPrefix(in.GitRepo, "https://") && !strings.HasPrefix(in.GitRepo, "/") {
-		problems = append(problems, "git_repo must be an https:// URL")
+	if in.GitRepo != "" {
+		if err := gitsource.CheckURL(in.GitRepo, h.wh.AllowLocalGit); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if err := gitsource.CheckBranch(in.GitBranch); err != nil {
+		problems = append(problems, err.Error())
 	}
 	if in.Port < 0 || in.Port > 65535 || in.CPUMillis < 0 || in.MemoryMB < 0 {
 		problems = append(problems, "port, cpu_millis and memory_mb must be in range")

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
+	"github.com/wisehosting/wisehosting/internal/gitsource"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
@@ -149,6 +150,12 @@ func handlePR(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event, p
 	case gitproviders.PROpened, gitproviders.PRUpdated:
 	default:
 		*out = Outcome{Action: "ignored", Reason: "pull request action not used"}
+		return nil
+	}
+	// The head branch comes from the provider's payload: the same rules as
+	// a branch a user types.
+	if err := gitsource.CheckBranch(pr.HeadBranch); err != nil {
+		*out = Outcome{Action: "ignored", Reason: err.Error()}
 		return nil
 	}
 	if pol.Previews != nil {

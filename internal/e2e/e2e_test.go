@@ -285,6 +285,7 @@ func TestEndToEnd(t *testing.T) {
 		proxy_token %s
 		subdomain_base apps.test
 		admin_email owner@acme.test
+		allow_local_git on
 	}
 }
 http://%s {
