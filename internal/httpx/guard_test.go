@@ -106,3 +106,76 @@ func FuzzCheckAddr(f *testing.F) {
 		}
 	})
 }
+
+// lastAddr is the highest address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// Every range of the IANA IPv4 and IPv6 Special-Purpose Address
+// Registries, plus the deprecated IPv4-compatible and site-local ranges,
+// IPv4-translated addresses and multicast, is refused at its first and its
+// last address; public neighbours stay reachable.
+func TestGuardRefusesSpecialPurposeRegistries(t *testing.T) {
+	g := &GuardOptions{}
+	for _, s := range []string{
+		// IPv4 Special-Purpose Address Registry
+		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+		"192.0.0.0/24", "192.0.0.0/29", "192.0.0.8/32", "192.0.0.9/32", "192.0.0.10/32", "192.0.0.170/32",
+		"192.0.0.171/32", "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24", "192.88.99.0/24",
+		"192.168.0.0/16", "192.175.48.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+		"240.0.0.0/4", "255.255.255.255/32",
+		// IPv6 Special-Purpose Address Registry
+		"::1/128", "::/128", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "100:0:0:1::/64",
+		"2001::/23", "2001::/32", "2001:1::1/128", "2001:1::2/128", "2001:1::3/128", "2001:2::/48",
+		"2001:3::/32", "2001:4:112::/48", "2001:10::/28", "2001:20::/28", "2001:30::/28",
+		"2001:db8::/32", "2002::/16", "2620:4f:8000::/48", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10",
+		// beyond the registries
+		"::/96", "::ffff:0:0:0/96", "fec0::/10", "224.0.0.0/4", "ff00::/8",
+	} {
+		p := netip.MustParsePrefix(s)
+		for _, ip := range []netip.Addr{p.Addr(), lastAddr(p)} {
+			if err := g.CheckAddr(ip); !errors.Is(err, ErrBlockedAddress) {
+				t.Errorf("%s (in %s) allowed", ip, s)
+			}
+		}
+	}
+	// IPv4-mapped addresses are judged by the IPv4 address they carry.
+	for _, s := range []string{"::ffff:127.0.0.1", "::ffff:10.1.2.3", "::ffff:169.254.169.254", "::127.0.0.1", "::ffff:0:7f00:1"} {
+		if err := g.CheckAddr(netip.MustParseAddr(s)); !errors.Is(err, ErrBlockedAddress) {
+			t.Errorf("%s allowed", s)
+		}
+	}
+	for _, s := range []string{"93.184.215.14", "1.1.1.1", "192.0.1.1", "192.0.3.1", "198.20.0.1", "::ffff:93.184.215.14",
+		"2606:4700:4700::1111", "2001:200::1", "2a00:1450:4001::1"} {
+		if err := g.CheckAddr(netip.MustParseAddr(s)); err != nil {
+			t.Errorf("public %s refused: %v", s, err)
+		}
+	}
+}
+
+// A redirect to an address literal in a blocked range is refused at that
+// hop, before any dial; a name is checked by the dialer.
+func TestGuardChecksEveryRedirectHop(t *testing.T) {
+	var hops int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hops++
+		switch r.URL.Path {
+		case "/1":
+			http.Redirect(w, r, "/2", http.StatusTemporaryRedirect)
+		default:
+			http.Redirect(w, r, "http://[::ffff:0:7f00:1]:2019/stop", http.StatusTemporaryRedirect)
+		}
+	}))
+	defer srv.Close()
+	c := NewWebhookClient(GuardOptions{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, FollowRedirects: true})
+	_, err := c.Post(srv.URL+"/1", "text/plain", strings.NewReader("x"))
+	if !errors.Is(err, ErrBlockedAddress) || hops != 2 {
+		t.Fatalf("hops %d: %v", hops, err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -48,35 +49,55 @@ type GuardOptions struct {
 // ErrBlockedAddress is returned for a destination in a blocked range.
 var ErrBlockedAddress = errors.New("destination address is not allowed")
 
-// blocked are the ranges a user-given URL may never reach.
+// blocked are the ranges a user-given URL may never reach: every entry of
+// the IANA IPv4 and IPv6 Special-Purpose Address Registries (even those
+// marked globally reachable: none is a place a notification belongs),
+// plus multicast, the deprecated IPv4-compatible and site-local IPv6
+// ranges, and IPv4-translated addresses, which all embed or reach
+// addresses the guard must not dial.
 var blocked = func() []netip.Prefix {
 	var out []netip.Prefix
 	for _, s := range []string{
-		"0.0.0.0/8",       // "this network"
-		"10.0.0.0/8",      // RFC 1918
-		"100.64.0.0/10",   // CGNAT
-		"127.0.0.0/8",     // loopback
-		"169.254.0.0/16",  // link-local, cloud metadata (169.254.169.254)
-		"172.16.0.0/12",   // RFC 1918
-		"192.0.0.0/24",    // IETF protocol assignments
-		"192.0.2.0/24",    // documentation
-		"192.88.99.0/24",  // 6to4 relay
-		"192.168.0.0/16",  // RFC 1918
-		"198.18.0.0/15",   // benchmarking
-		"198.51.100.0/24", // documentation
-		"203.0.113.0/24",  // documentation
-		"224.0.0.0/4",     // multicast
-		"240.0.0.0/4",     // reserved, broadcast
-		"::/128",          // unspecified
-		"::1/128",         // loopback
-		"64:ff9b::/96",    // NAT64 (embeds IPv4)
-		"64:ff9b:1::/48",  // local NAT64
-		"100::/64",        // discard
-		"2001::/32",       // Teredo
-		"2001:db8::/32",   // documentation
-		"2002::/16",       // 6to4 (embeds IPv4)
-		"fc00::/7",        // unique local (incl. fd00:ec2::254 metadata)
-		"fe80::/10",       // link-local
+		// IANA IPv4 Special-Purpose Address Registry
+		"0.0.0.0/8",          // "this network"
+		"10.0.0.0/8",         // private (RFC 1918)
+		"100.64.0.0/10",      // shared address space (CGNAT)
+		"127.0.0.0/8",        // loopback
+		"169.254.0.0/16",     // link-local, cloud metadata (169.254.169.254)
+		"172.16.0.0/12",      // private (RFC 1918)
+		"192.0.0.0/24",       // IETF protocol assignments (incl. /29, .8, .9, .10, .170, .171)
+		"192.0.2.0/24",       // documentation (TEST-NET-1)
+		"192.31.196.0/24",    // AS112-v4
+		"192.52.193.0/24",    // AMT
+		"192.88.99.0/24",     // deprecated 6to4 relay anycast
+		"192.168.0.0/16",     // private (RFC 1918)
+		"192.175.48.0/24",    // direct delegation AS112 service
+		"198.18.0.0/15",      // benchmarking
+		"198.51.100.0/24",    // documentation (TEST-NET-2)
+		"203.0.113.0/24",     // documentation (TEST-NET-3)
+		"240.0.0.0/4",        // reserved
+		"255.255.255.255/32", // limited broadcast
+		"224.0.0.0/4",        // multicast (its own registry)
+		// IANA IPv6 Special-Purpose Address Registry
+		"::1/128",           // loopback
+		"::/128",            // unspecified
+		"::ffff:0:0/96",     // IPv4-mapped: checked as the IPv4 address it maps (CheckAddr unmaps first)
+		"64:ff9b::/96",      // IPv4/IPv6 translation (NAT64, embeds IPv4)
+		"64:ff9b:1::/48",    // local-use IPv4/IPv6 translation
+		"100::/64",          // discard-only
+		"100:0:0:1::/64",    // dummy IPv6 prefix
+		"2001::/23",         // IETF protocol assignments (Teredo, benchmarking, AMT, AS112, ORCHIDv2, DRIP, …)
+		"2001:db8::/32",     // documentation
+		"2002::/16",         // 6to4 (embeds IPv4)
+		"2620:4f:8000::/48", // direct delegation AS112 service
+		"3fff::/20",         // documentation
+		"5f00::/16",         // segment routing (SRv6) SIDs
+		"fc00::/7",          // unique local (incl. fd00:ec2::254 metadata)
+		"fe80::/10",         // link-local
+		// Beyond the registry
+		"::/96",           // IPv4-compatible (deprecated; embeds IPv4: ::127.0.0.1)
+		"::ffff:0:0:0/96", // IPv4-translated (SIIT)
+		"fec0::/10",       // site-local (deprecated, still routed internally by some stacks)
 		"ff00::/8",        // multicast
 	} {
 		out = append(out, netip.MustParsePrefix(s))
@@ -178,7 +199,14 @@ func NewWebhookClient(o GuardOptions) *http.Client {
 		if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 			return fmt.Errorf("redirect to unsupported scheme %q", req.URL.Scheme)
 		}
-		return nil // the dialer checks the new destination
+		// Each hop is checked: an address literal here, and every
+		// resolved name again by the dialer.
+		if ip, err := netip.ParseAddr(strings.Trim(req.URL.Hostname(), "[]")); err == nil {
+			if err := o.CheckAddr(ip); err != nil {
+				return fmt.Errorf("redirect refused: %w", err)
+			}
+		}
+		return nil
 	}
 	return c
 }
