@@ -2,11 +2,14 @@ package webhooks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/nicholas-fedor/shoutrrr/pkg/router"
 	"github.com/nicholas-fedor/shoutrrr/pkg/types"
@@ -17,35 +20,129 @@ import (
 
 // Channels are notification services (Discord, Slack, Telegram, ntfy,
 // Matrix, Teams, …) addressed by Shoutrrr URLs such as
-// discord://token@id or ntfy://ntfy.sh/topic. Only services whose HTTP
-// client can be replaced are accepted, so every one of them sends through
-// the SSRF-guarded client, even to hosts the user chose.
+// discord://token@id or ntfy://ntfy.sh/topic.
+//
+// Saving or parsing a channel never touches the network: the service is
+// built with a client that refuses every request, so a service that would
+// log in while it parses (matrix://user:pass@host) cannot reach anything.
+// When a message is sent, the only client a service holds is the
+// SSRF-guarded one, given before the service initializes (so a login goes
+// through it too) and again after (services that replace their client while
+// initializing). Services are accepted only from channelServices, the ones
+// whose every request uses the given client; the rest are refused.
 
-// locate parses a Shoutrrr URL into its service, with client installed.
-func locate(rawURL string, client *http.Client) (types.Service, error) {
-	r, err := router.New(log.New(io.Discard, "", 0))
+// channelServices are the Shoutrrr services (v0.18) that send every request,
+// login included, through the client they are given.
+var channelServices = map[string]bool{
+	"discord": true, "slack": true, "telegram": true, "teams": true, "matrix": true, "ntfy": true,
+	"gotify": true, "mattermost": true, "googlechat": true, "hangouts": true, "pushover": true,
+	"zulip": true, "generic": true,
+}
+
+// errNoNetwork is what a service that tries to send while it is only being
+// parsed gets.
+var errNoNetwork = errors.New("no network access while a channel is parsed")
+
+// channelClient is the one HTTP client a channel service holds. It sends
+// through the guarded client (or nowhere, while parsing) and remembers the
+// last host and answer, so a failure is told by status and host and never
+// in the target's own words.
+type channelClient struct {
+	http *http.Client // nil: refuse every request
+
+	mu     sync.Mutex
+	host   string
+	status int
+	err    error
+}
+
+func (c *channelClient) Do(req *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.host = req.URL.Hostname()
+	c.mu.Unlock()
+	if c.http == nil {
+		return nil, errNoNetwork
+	}
+	resp, err := c.http.Do(req)
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err != nil {
+		c.err = err
 		return nil, err
 	}
-	svc, err := r.Locate(rawURL)
+	c.host = resp.Request.URL.Hostname()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		c.status = resp.StatusCode
+	}
+	return resp, nil
+}
+
+// failure describes a failed send by host and status (or the guard's
+// verdict), never with the body or error text the target sent.
+func (c *channelClient) failure(scheme string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.host == "":
+		return fmt.Errorf("the %s service sent nothing: check the notification URL", scheme)
+	case c.err != nil && errors.Is(c.err, httpx.ErrBlockedAddress):
+		return fmt.Errorf("%w: %s", httpx.ErrBlockedAddress, c.host)
+	case c.err != nil:
+		return fmt.Errorf("could not reach %s", c.host)
+	case c.status != 0:
+		return fmt.Errorf("%s answered HTTP %d", c.host, c.status)
+	}
+	return fmt.Errorf("%s did not accept the message", c.host)
+}
+
+// locate builds the service of a Shoutrrr URL with client installed
+// before and after it initializes.
+func locate(rawURL string, client *channelClient) (types.Service, string, error) {
+	scheme, _, _ := strings.Cut(rawURL, "://")
+	scheme, _, _ = strings.Cut(strings.ToLower(scheme), "+")
+	u, err := url.Parse(rawURL)
+	if err != nil || scheme == "" {
+		return nil, "", &UserError{"not a valid notification URL"}
+	}
+	if !channelServices[scheme] {
+		return nil, "", &UserError{fmt.Sprintf("%s notifications are not supported; use an HTTPS webhook instead", scheme)}
+	}
+	r, err := router.New(log.New(io.Discard, "", 0))
 	if err != nil {
-		return nil, &UserError{fmt.Sprintf("not a valid notification URL: %v", err)}
+		return nil, "", err
 	}
-	setter, ok := svc.(types.HTTPClientSetter)
-	if !ok {
-		scheme, _, _ := strings.Cut(rawURL, "://")
-		return nil, &UserError{fmt.Sprintf("%s notifications are not supported; use an HTTPS webhook instead", scheme)}
+	svc, err := r.NewService(scheme)
+	if err != nil {
+		return nil, "", &UserError{fmt.Sprintf("%s notifications are not supported; use an HTTPS webhook instead", scheme)}
 	}
-	if client != nil {
-		setter.SetHTTPClient(client)
+	if u.Scheme != scheme {
+		custom, ok := svc.(types.CustomURLService)
+		if !ok {
+			return nil, "", &UserError{fmt.Sprintf("%s notifications take no custom URL", scheme)}
+		}
+		if u, err = custom.GetServiceURLFromCustom(u); err != nil {
+			return nil, "", &UserError{"not a valid notification URL"}
+		}
 	}
-	return svc, nil
+	setter := svc.(types.HTTPClientSetter)
+	setter.SetHTTPClient(client)
+	err = svc.Initialize(u, log.New(io.Discard, "", 0))
+	// A service that tried to log in while parsing had parsed its URL;
+	// it logs in again, through the guard, when it sends.
+	if err != nil && !(client.http == nil && errors.Is(err, errNoNetwork)) {
+		if client.http == nil {
+			return nil, "", &UserError{fmt.Sprintf("not a valid %s notification URL", scheme)}
+		}
+		return nil, "", client.failure(scheme)
+	}
+	setter.SetHTTPClient(client)
+	return svc, scheme, nil
 }
 
 // CreateChannel adds a notification channel (a Shoutrrr URL, stored
 // encrypted: it contains the service's token).
 func (s *Service) CreateChannel(ctx context.Context, teamID, appID int64, shoutrrrURL string, events []string) (Webhook, error) {
-	if _, err := locate(shoutrrrURL, nil); err != nil {
+	if _, _, err := locate(shoutrrrURL, &channelClient{}); err != nil {
 		return Webhook{}, err
 	}
 	if len(events) == 0 {
@@ -99,16 +196,15 @@ func message(event string, payload []byte) string {
 
 // sendChannel delivers one event through a Shoutrrr service.
 func (d *Dispatcher) sendChannel(rawURL, event string, payload []byte) error {
-	svc, err := locate(rawURL, d.Client)
+	client := &channelClient{http: d.Client}
+	svc, scheme, err := locate(rawURL, client)
 	if err != nil {
 		return err
 	}
-	err = svc.Send(message(event, payload), nil)
-	if err != nil && strings.Contains(err.Error(), httpx.ErrBlockedAddress.Error()) {
-		// Shoutrrr flattens errors to text; keep the guard's verdict typed.
-		return fmt.Errorf("%w: %v", httpx.ErrBlockedAddress, err)
+	if err := svc.Send(message(event, payload), nil); err != nil {
+		return client.failure(scheme)
 	}
-	return err
+	return nil
 }
 
 // TestDeliver queues a test event for one of the team's webhooks or
