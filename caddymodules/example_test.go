@@ -11,7 +11,6 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	_ "github.com/wisehosting/wisehosting/caddymodules"
-	"github.com/wisehosting/wisehosting/internal/infra"
 )
 
 // The Caddyfiles shipped with the project must adapt with the modules this
@@ -33,26 +32,6 @@ func TestShippedCaddyfilesAdapt(t *testing.T) {
 		if err := adminPrivate(out); err != nil {
 			t.Errorf("%s: %v", path, err)
 		}
-	}
-}
-
-// The proxy Caddyfile `wisehosting infra setup` writes keeps the admin API
-// off TCP as well.
-func TestGeneratedProxyAdminPrivate(t *testing.T) {
-	c, err := infra.Parse([]byte("mesh: {cidr: 10.50.0.0/24}\nhosts:\n  - {name: cp1, role: control-plane, mesh_ip: 10.50.0.1}\n  - {name: px1, role: proxy, public_ip: 203.0.113.20}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := infra.ProxyCaddyfile(c, c.Hosts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _, err := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}.Adapt([]byte(text), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := adminPrivate(out); err != nil {
-		t.Fatal(err)
 	}
 }
 

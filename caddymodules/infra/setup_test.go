@@ -10,7 +10,8 @@ import (
 	"github.com/wisehosting/wisehosting/internal/infra"
 )
 
-// The generated proxy Caddyfile must adapt with this build's modules.
+// The generated proxy Caddyfile must adapt with this build's modules, and
+// keeps Caddy's admin API on a unix socket (README "Security model").
 func TestGeneratedProxyCaddyfileAdapts(t *testing.T) {
 	c, err := infra.Parse([]byte(`
 mesh: {cidr: 10.50.0.0/24}
@@ -29,7 +30,8 @@ hosts:
 	if err != nil || len(warnings) > 0 {
 		t.Fatalf("%v %v\n%s", err, warnings, text)
 	}
-	for _, want := range []string{`"wisehosting_proxy":{"control_plane":"http://10.50.0.1:8080"}`, `"storage":{"module":"wisehosting"}`, `"handler":"wisehosting_route"`} {
+	for _, want := range []string{`"wisehosting_proxy":{"control_plane":"http://10.50.0.1:8080"}`, `"storage":{"module":"wisehosting"}`, `"handler":"wisehosting_route"`,
+		`"admin":{"listen":"unix//run/wisehosting-proxy/admin.sock"}`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("adapted config lacks %s:\n%s", want, out)
 		}
