@@ -16,6 +16,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/caddymodules/cptest"
 	"github.com/wisehosting/wisehosting/internal/dnsprov/cftest"
+	"github.com/wisehosting/wisehosting/internal/dnsprov/cloudnstest"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/peers"
 )
@@ -116,7 +117,34 @@ https://:%[4]s {
 // its JSON) and validated by Pebble over real DNS.
 func TestWildcardCertificateByDNS01(t *testing.T) {
 	cf := cftest.Start(t, "apps.test", "cf-token")
-	acmeDir, roots, caFile := pebble(t, cf.DNSAddr)
+	wildcardByDNS01(t, cf.DNSAddr, "cloudflare {\n\t\t\tapi_token cf-token\n\t\t\tapi_url "+cf.URL+"\n\t\t}", func() (challenges, writes int) {
+		for _, r := range cf.Records() {
+			if strings.HasPrefix(r.Name, "_acme-challenge") {
+				challenges++
+			}
+		}
+		return challenges, cf.Writes
+	})
+}
+
+// The same through CloudNS (its API's stand-in), a sub-user's credentials.
+func TestWildcardCertificateByDNS01CloudNS(t *testing.T) {
+	cn := cloudnstest.Start(t, "apps.test", "4321", "987", "cn-pass")
+	wildcardByDNS01(t, cn.DNSAddr, "cloudns {\n\t\t\tapi_token cn-pass\n\t\t\tsub_auth_id 987\n\t\t\tapi_url "+cn.URL+"\n\t\t}", func() (challenges, writes int) {
+		for _, r := range cn.Records() {
+			if strings.HasPrefix(r.Host, "_acme-challenge") {
+				challenges++
+			}
+		}
+		return challenges, cn.Writes
+	})
+}
+
+// wildcardByDNS01 runs the proxy with `dns wisehosting <provider>` against
+// Pebble resolving through dnsAddr, and checks the wildcard certificate
+// and that the challenge went through the provider's API and was removed.
+func wildcardByDNS01(t *testing.T, dnsAddr, provider string, state func() (challenges, writes int)) {
+	acmeDir, roots, caFile := pebble(t, dnsAddr)
 	dir := t.TempDir()
 	addr := cptest.FreeAddr(t)
 	p := addr[strings.LastIndex(addr, ":")+1:]
@@ -130,16 +158,13 @@ https://*.apps.test:%[2]s {
 	tls {
 		ca %[3]s
 		ca_root %[4]s
-		dns wisehosting cloudflare {
-			api_token cf-token
-			api_url %[5]s
-		}
+		dns wisehosting %[5]s
 		resolvers %[6]s
 		propagation_delay 0
 	}
 	respond "wildcard {host}"
 }
-`, dir, p, acmeDir, caFile, cf.URL, cf.DNSAddr)
+`, dir, p, acmeDir, caFile, provider, dnsAddr)
 	runProxy(t, dir, cfg, addr)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -148,30 +173,26 @@ https://*.apps.test:%[2]s {
 		}
 	})
 
-	var state tls.ConnectionState
+	var cs tls.ConnectionState
 	waitFor(t, "wildcard certificate", 40*time.Second, func() bool {
 		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, &tls.Config{RootCAs: roots, ServerName: "myapp.apps.test"})
 		if err != nil {
 			return false
 		}
 		defer conn.Close()
-		state = conn.ConnectionState()
+		cs = conn.ConnectionState()
 		return true
 	})
-	leaf := state.PeerCertificates[0]
+	leaf := cs.PeerCertificates[0]
 	if len(leaf.DNSNames) != 1 || leaf.DNSNames[0] != "*.apps.test" {
 		t.Fatalf("certificate names %v", leaf.DNSNames)
 	}
 	// The challenge record was cleaned up afterwards.
 	waitFor(t, "challenge record removed", 10*time.Second, func() bool {
-		for _, r := range cf.Records() {
-			if strings.HasPrefix(r.Name, "_acme-challenge") {
-				return false
-			}
-		}
-		return true
+		n, _ := state()
+		return n == 0
 	})
-	if cf.Writes < 2 {
-		t.Fatalf("the challenge never went through the API (%d writes)", cf.Writes)
+	if _, writes := state(); writes < 2 {
+		t.Fatalf("the challenge never went through the API (%d writes)", writes)
 	}
 }

@@ -29,14 +29,15 @@ func init() {
 //
 // Other subdirectives are the provider's own options (see the README).
 type DNSProvider struct {
-	// Provider is a name registered in internal/dnsprov (cloudflare, …).
+	// Provider is a name registered in internal/dnsprov (cloudflare,
+	// cloudns).
 	// Default: cloudflare.
 	Provider string `json:"provider,omitempty"`
 	// APIToken is the provider's credential (Cloudflare: a token with
-	// Zone:DNS:Edit on the zone). Placeholders such as {env.X} are replaced.
+	// Zone:DNS:Edit on the zone; CloudNS: the API user's password). Placeholders such as {env.X} are replaced.
 	APIToken string `json:"api_token,omitempty"`
-	// Options are the provider's own settings by name; placeholders are
-	// replaced. A provider refuses names it does not know.
+	// Options are the provider's own settings by name (CloudNS: auth_id,
+	// sub_auth_id or sub_auth_user); placeholders are replaced. A provider refuses names it does not know.
 	Options map[string]string `json:"options,omitempty"`
 	// APIURL sends the provider's API calls to another root (compatible
 	// endpoints, tests).

@@ -90,4 +90,21 @@ func init() {
 		}
 		return &Cloudflare{APIToken: c.Token, APIURL: c.APIURL, HTTPOptions: c.HTTPOptions}, nil
 	})
+	Register("cloudns", func(c Config) (Provider, error) {
+		if err := c.noOptions("cloudns", "auth_id", "sub_auth_id", "sub_auth_user"); err != nil {
+			return nil, err
+		}
+		p := &CloudNS{AuthID: c.Options["auth_id"], SubAuthID: c.Options["sub_auth_id"], SubAuthUser: c.Options["sub_auth_user"],
+			Password: c.Token, APIURL: c.APIURL, HTTPOptions: c.HTTPOptions}
+		n := 0
+		for _, v := range []string{p.AuthID, p.SubAuthID, p.SubAuthUser} {
+			if v != "" {
+				n++
+			}
+		}
+		if n != 1 || p.Password == "" {
+			return nil, errors.New("cloudns: give the API user's password as the token and exactly one of the options auth_id, sub_auth_id, sub_auth_user")
+		}
+		return p, nil
+	})
 }

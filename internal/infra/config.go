@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -39,7 +40,7 @@ type Config struct {
 
 // DNS describes the DNS provider of the zone.
 type DNS struct {
-	Provider string `yaml:"provider"` // cloudflare
+	Provider string `yaml:"provider"` // a name registered in internal/dnsprov: cloudflare, cloudns
 	Zone     string `yaml:"zone"`     // example.com
 	// APITokenFile holds the provider token (never inline in the file).
 	APITokenFile string `yaml:"api_token_file"`
@@ -132,8 +133,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("mesh.cidr: %v", err))
 		}
 	}
-	if c.DNS.Provider != "" && c.DNS.Provider != "cloudflare" {
-		errs = append(errs, fmt.Errorf("dns.provider %q is not supported (cloudflare)", c.DNS.Provider))
+	if c.DNS.Provider != "" && !slices.Contains(dnsprov.Names(), c.DNS.Provider) {
+		errs = append(errs, fmt.Errorf("dns.provider %q is not supported (%s)", c.DNS.Provider, strings.Join(dnsprov.Names(), ", ")))
 	}
 	names, meshIPs := map[string]bool{}, map[string]bool{}
 	for i, h := range c.Hosts {

@@ -7,7 +7,6 @@ package cftest
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,7 +15,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/miekg/dns"
+	"github.com/wisehosting/wisehosting/internal/dnsprov/dnstest"
 )
 
 // Record is a stored DNS record.
@@ -59,31 +58,15 @@ func Start(t testing.TB, zone, token string) *Server {
 	api := httptest.NewServer(s)
 	t.Cleanup(api.Close)
 	s.URL = api.URL
-	// DNS over UDP and, on the same port, TCP (some resolvers, Pebble's,
-	// ask over TCP). The UDP port the kernel picks may be taken over TCP
-	// by another test: try again with another.
-	var pc net.PacketConn
-	var l net.Listener
-	for attempt := 0; ; attempt++ {
-		var err error
-		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
+	s.DNSAddr = dnstest.Serve(t, zone, func() []dnstest.Record {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		out := make([]dnstest.Record, len(s.records))
+		for i, r := range s.records {
+			out[i] = dnstest.Record{Name: r.Name, Type: r.Type, Content: r.Content}
 		}
-		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
-			break
-		}
-		pc.Close()
-		if attempt == 20 {
-			t.Fatalf("no port free over both UDP and TCP: %v", err)
-		}
-	}
-	d := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serveDNS)}
-	go d.ActivateAndServe()
-	t.Cleanup(func() { d.Shutdown() })
-	s.DNSAddr = pc.LocalAddr().String()
-	dt := &dns.Server{Listener: l, Handler: dns.HandlerFunc(s.serveDNS)}
-	go dt.ActivateAndServe()
-	t.Cleanup(func() { dt.Shutdown() })
+		return out
+	})
 	return s
 }
 
@@ -271,47 +254,4 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.reply(w, 404, nil, "Route not found")
 	}
-}
-
-func (s *Server) serveDNS(w dns.ResponseWriter, r *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.Authoritative = true
-	q := r.Question[0]
-	name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
-	s.mu.Lock()
-	found := false
-	for _, rec := range s.records {
-		if rec.Name != name && !(strings.HasPrefix(rec.Name, "*.") && strings.HasSuffix(name, rec.Name[1:])) {
-			continue
-		}
-		found = true
-		hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: 1}
-		switch {
-		case rec.Type == "TXT" && q.Qtype == dns.TypeTXT:
-			hdr.Rrtype = dns.TypeTXT
-			m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr, Txt: []string{strings.Trim(rec.Content, `"`)}})
-		case rec.Type == "A" && q.Qtype == dns.TypeA:
-			hdr.Rrtype = dns.TypeA
-			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.ParseIP(rec.Content)})
-		}
-	}
-	s.mu.Unlock()
-	// The zone's SOA: at the apex as an answer, elsewhere as the authority
-	// of negative answers (ACME clients find the zone this way).
-	soa := &dns.SOA{Hdr: dns.RR_Header{Name: dns.Fqdn(s.Zone), Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 1},
-		Ns: "ns1." + dns.Fqdn(s.Zone), Mbox: "hostmaster." + dns.Fqdn(s.Zone), Serial: 1, Refresh: 60, Retry: 60, Expire: 600, Minttl: 1}
-	inZone := name == s.Zone || strings.HasSuffix(name, "."+s.Zone)
-	switch {
-	case q.Qtype == dns.TypeSOA && name == s.Zone:
-		m.Answer = append(m.Answer, soa)
-	case !inZone:
-		m.Rcode = dns.RcodeRefused
-	case !found && name != s.Zone:
-		m.Rcode = dns.RcodeNameError
-		m.Ns = append(m.Ns, soa)
-	case len(m.Answer) == 0:
-		m.Ns = append(m.Ns, soa)
-	}
-	w.WriteMsg(m)
 }
