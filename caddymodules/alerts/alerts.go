@@ -54,6 +54,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.wh, a.logger = wh, ctx.Logger()
+	wh.NeedConns("alerts", 1) // the evaluator
 	if a.Interval <= 0 {
 		a.Interval = caddy.Duration(30 * time.Second)
 	}

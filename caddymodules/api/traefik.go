@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
-	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/workers"
 )
@@ -30,33 +29,14 @@ const CertResolver = "letsencrypt"
 func init() {
 	addRoutes(func(mux *http.ServeMux, wh *core.App, logger *zap.Logger) {
 		rt := &routing{wh: wh, logger: logger,
-			provider: network.NewProvider(wh.Pool(), wh.SubdomainBase, 30*time.Second, logger),
+			provider: wh.Routing(),
 			proxy:    network.Traefik{EntryPoints: []string{"websecure"}, CertResolver: CertResolver},
 			worker:   network.Traefik{EntryPoints: []string{"web"}},
 		}
-		rt.start()
 		mux.HandleFunc("GET /v1/traefik/config", rt.workerConfig)
 		mux.HandleFunc("GET /v1/traefik/proxy-config", rt.proxyConfig)
 		mux.HandleFunc("GET /v1/proxy/routes", rt.proxyTable)
 	})
-}
-
-// start keeps the cache fresh: in-process events from this replica,
-// NOTIFY from the others. Both stop with the config (its context).
-func (rt *routing) start() {
-	ctx := rt.wh.Context()
-	cancel := rt.wh.Events().Subscribe(func(e events.Event) {
-		switch e.Kind {
-		case events.RouteChanged, events.DomainVerified, events.DomainRemoved, events.AppStatusChanged,
-			events.DeploymentFinished, events.WorkerOffline, events.WorkerOnline:
-			rt.provider.Invalidate()
-		}
-	})
-	go func() {
-		<-ctx.Done()
-		cancel()
-	}()
-	go rt.provider.Listen(ctx)
 }
 
 // authorized checks the proxy token in constant time.

@@ -62,6 +62,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.wh, a.logger = wh, ctx.Logger()
+	wh.NeedConns("certs", 1) // the sync loop
 	if a.Interval <= 0 {
 		a.Interval = caddy.Duration(10 * time.Minute)
 	}
@@ -117,16 +118,6 @@ func (a *App) Stop() error {
 
 // RunOnce syncs once, on one replica at a time.
 func (a *App) RunOnce(ctx context.Context) error {
-	conn, err := a.wh.Pool().Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	var got bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtext('wisehosting.certs'))").Scan(&got); err != nil || !got {
-		return err
-	}
-	defer conn.Exec(context.Background(), "SELECT pg_advisory_unlock(hashtext('wisehosting.certs'))")
 	ch, err := certs.Sync(ctx, a.wh.Pool(), time.Now(), time.Duration(a.Warn))
 	if err != nil {
 		return err

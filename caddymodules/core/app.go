@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/internal/credentials"
 	"github.com/wisehosting/wisehosting/internal/events"
+	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/plans"
 	"github.com/wisehosting/wisehosting/internal/secrets"
 	"github.com/wisehosting/wisehosting/internal/store"
@@ -39,7 +42,10 @@ type App struct {
 	// systemd credential `database_password`, which overrides it.
 	DatabasePassword string `json:"database_password,omitempty"`
 
-	// Maximum connections in the pool. Default: max(4, CPUs).
+	// Maximum connections in the pool. Default: 16. The control plane
+	// refuses to start when it is below what the configured modules need
+	// (the error names the number); database notifications use one more
+	// connection of their own, outside the pool.
 	MaxConns int32 `json:"max_conns,omitempty"`
 
 	// Master secret (at least 32 bytes) from which per-purpose encryption
@@ -93,12 +99,19 @@ type App struct {
 	DefaultPlan string `json:"default_plan,omitempty"`
 
 	pool    *pgxpool.Pool
+	notify  *store.Listener
 	plans   *plans.Registry
 	poolKey string
 	keyring *secrets.Keyring
 	bus     *events.Bus
 	logger  *zap.Logger
 	ctx     caddy.Context
+
+	needMu sync.Mutex
+	needs  map[string]int // NeedConns
+
+	routingOnce sync.Once
+	routing     *network.Provider
 }
 
 // CaddyModule returns the Caddy module information.
@@ -114,9 +127,17 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // first created.
 var pools = caddy.NewUsagePool()
 
-type sharedPool struct{ *pgxpool.Pool }
+// sharedPool is a pool with the process's one LISTEN connection.
+type sharedPool struct {
+	*pgxpool.Pool
+	listener *store.Listener
+	stop     context.CancelFunc
+	done     chan struct{}
+}
 
 func (p sharedPool) Destruct() error {
+	p.stop()
+	<-p.done
 	p.Close()
 	return nil
 }
@@ -222,7 +243,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	a.poolKey = a.DatabaseURL + "\x00" + a.DatabasePassword
+	if a.MaxConns <= 0 {
+		a.MaxConns = DefaultMaxConns
+	}
+	a.poolKey = a.DatabaseURL + "\x00" + a.DatabasePassword + "\x00" + strconv.Itoa(int(a.MaxConns))
 	val, loaded, err := pools.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
 		octx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -234,12 +258,20 @@ func (a *App) Provision(ctx caddy.Context) error {
 			p.Close()
 			return nil, err
 		}
-		return sharedPool{p}, nil
+		l := store.NewListener(p.Config().ConnConfig, a.logger)
+		lctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			l.Run(lctx)
+		}()
+		return sharedPool{Pool: p, listener: l, stop: stop, done: done}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("wisehosting: %w", err)
 	}
-	a.pool = val.(sharedPool).Pool
+	sp := val.(sharedPool)
+	a.pool, a.notify = sp.Pool, sp.listener
 	if loaded {
 		a.logger.Debug("reusing database pool")
 	}
@@ -271,9 +303,13 @@ func migrate(p *pgxpool.Pool, logger *zap.Logger) error {
 	return nil
 }
 
-// Start checks that every team is on a configured plan and creates the
-// first admin account if the database has no users.
+// Start checks that the pool is large enough for the configured modules
+// and that every team is on a configured plan, and creates the first admin
+// account if the database has no users.
 func (a *App) Start() error {
+	if err := a.checkPoolSize(); err != nil {
+		return fmt.Errorf("wisehosting: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(a.ctx, 15*time.Second)
 	defer cancel()
 	if err := a.plans.CheckTeams(ctx, a.pool); err != nil {
@@ -297,6 +333,23 @@ func (a *App) Cleanup() error {
 
 // Pool is the shared database pool.
 func (a *App) Pool() *pgxpool.Pool { return a.pool }
+
+// Notifications is the process's one LISTEN connection: subscribe to a
+// NOTIFY channel rather than holding a pool connection to LISTEN on.
+func (a *App) Notifications() store.Notifier { return a.notify }
+
+// Routing is the config's one routing provider (cached proxy documents),
+// however many sites serve the routing endpoints. It is created on first
+// use and kept fresh by in-process events and NOTIFY from other replicas
+// until the config is unloaded.
+func (a *App) Routing() *network.Provider {
+	a.routingOnce.Do(func() {
+		a.NeedConns("routing", 1)
+		a.routing = network.NewProvider(a.pool, a.SubdomainBase, 30*time.Second, a.logger)
+		a.routing.Watch(a.ctx, a.bus, a.notify)
+	})
+	return a.routing
+}
 
 // Keyring encrypts and decrypts secrets at rest.
 func (a *App) Keyring() *secrets.Keyring { return a.keyring }

@@ -36,6 +36,8 @@ type App struct {
 	RingSize int `json:"ring_size,omitempty"`
 	// Stored lines older than this are deleted. Default: 7d.
 	Retention caddy.Duration `json:"retention,omitempty"`
+	// How often old lines are deleted. Default: 1h.
+	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
 
 	wh     *core.App
 	logger *zap.Logger
@@ -57,6 +59,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.wh, a.logger = wh, ctx.Logger()
+	wh.NeedConns("logs", 2) // the batch writer and the sweeper
+	if a.SweepInterval <= 0 {
+		a.SweepInterval = caddy.Duration(time.Hour)
+	}
 	a.bus = logbus.New(logbus.Config{Pool: wh.Pool(), Logger: a.logger, RingSize: a.RingSize, Retention: time.Duration(a.Retention)})
 	return nil
 }
@@ -149,7 +155,7 @@ func (a *App) appsOn(ctx context.Context, workerID int64, lines []logbus.Line) (
 }
 
 func (a *App) sweepLoop(ctx context.Context) {
-	t := time.NewTicker(time.Hour)
+	t := time.NewTicker(time.Duration(a.SweepInterval))
 	defer t.Stop()
 	for {
 		select {
@@ -162,7 +168,7 @@ func (a *App) sweepLoop(ctx context.Context) {
 			if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext('wisehosting.logs.sweep'))").Scan(&got); err != nil || !got {
 				return err
 			}
-			n, err := a.bus.Sweep(ctx)
+			n, err := a.bus.Sweep(ctx, tx)
 			if n > 0 {
 				a.logger.Info(fmt.Sprintf("logs: pruned %d lines", n))
 			}
@@ -174,7 +180,7 @@ func (a *App) sweepLoop(ctx context.Context) {
 	}
 }
 
-// parseGlobalOption reads `wisehosting_logs { ring_size <n>; retention <d> }`.
+// parseGlobalOption reads `wisehosting_logs { ring_size <n>; retention <d>; sweep_interval <d> }`.
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	a := new(App)
 	d.Next()
@@ -189,12 +195,16 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			if _, err := fmt.Sscan(val, &a.RingSize); err != nil || a.RingSize <= 0 {
 				return nil, d.Errf("ring_size: invalid number %q", val)
 			}
-		case "retention":
+		case "retention", "sweep_interval":
 			dur, err := caddy.ParseDuration(val)
 			if err != nil || dur <= 0 {
-				return nil, d.Errf("retention: invalid duration %q", val)
+				return nil, d.Errf("%s: invalid duration %q", key, val)
 			}
-			a.Retention = caddy.Duration(dur)
+			if key == "retention" {
+				a.Retention = caddy.Duration(dur)
+			} else {
+				a.SweepInterval = caddy.Duration(dur)
+			}
 		default:
 			return nil, d.Errf("unrecognized wisehosting_logs option %q", key)
 		}

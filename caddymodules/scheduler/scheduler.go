@@ -72,8 +72,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.ctx, a.wh, a.logger = ctx, wh, ctx.Logger()
+	wh.NeedConns("scheduler", 3) // placement, delivery and recovery loops
 	a.sched = jobs.NewScheduler(jobs.Config{
-		Pool: wh.Pool(), Workers: wh.Workers(), Events: wh.Events(), Logger: a.logger,
+		Pool: wh.Pool(), Notify: wh.Notifications(), Workers: wh.Workers(), Events: wh.Events(), Logger: a.logger,
 		PollInterval: time.Duration(a.PollInterval), Heartbeat: time.Duration(a.HeartbeatTimeout),
 		AckTimeout: time.Duration(a.AckTimeout), Resend: time.Duration(a.ResendInterval),
 		RecoverInterval: time.Duration(a.RecoverInterval), Batch: a.Batch,

@@ -34,6 +34,8 @@ type App struct {
 	SampleInterval caddy.Duration `json:"sample_interval,omitempty"`
 	// How long buckets are kept. Default: 90d.
 	Retention caddy.Duration `json:"retention,omitempty"`
+	// How often old buckets are deleted. Default: 24h.
+	PruneInterval caddy.Duration `json:"prune_interval,omitempty"`
 
 	wh     *core.App
 	logger *zap.Logger
@@ -55,11 +57,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.wh, a.logger = wh, ctx.Logger()
+	wh.NeedConns("usage", 1) // the sampler and pruner (one goroutine)
 	if a.SampleInterval <= 0 {
 		a.SampleInterval = caddy.Duration(time.Minute)
 	}
 	if a.Retention <= 0 {
 		a.Retention = caddy.Duration(90 * 24 * time.Hour)
+	}
+	if a.PruneInterval <= 0 {
+		a.PruneInterval = caddy.Duration(24 * time.Hour)
 	}
 	a.meter = usage.New(wh.Pool())
 	return nil
@@ -78,7 +84,7 @@ func (a *App) Start() error {
 		defer a.wg.Done()
 		sample := time.NewTicker(time.Duration(a.SampleInterval))
 		defer sample.Stop()
-		prune := time.NewTicker(24 * time.Hour)
+		prune := time.NewTicker(time.Duration(a.PruneInterval))
 		defer prune.Stop()
 		a.pruneOnce(ctx)
 		for {
@@ -138,7 +144,7 @@ func (a *App) pruneOnce(ctx context.Context) {
 		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext('wisehosting.usage.prune'))").Scan(&got); err != nil || !got {
 			return err
 		}
-		n, err := usage.Prune(ctx, a.wh.Pool(), time.Now(), time.Duration(a.Retention))
+		n, err := usage.Prune(ctx, tx, time.Now(), time.Duration(a.Retention))
 		if err == nil {
 			a.logger.Info(fmt.Sprintf("usage: pruned %d samples", n))
 		}
@@ -161,7 +167,7 @@ func (a *App) Stop() error {
 	return nil
 }
 
-// parseGlobalOption reads `wisehosting_usage { sample_interval <d>; retention <d> }`.
+// parseGlobalOption reads `wisehosting_usage { sample_interval <d>; retention <d>; prune_interval <d> }`.
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	a := new(App)
 	d.Next()
@@ -180,6 +186,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			a.SampleInterval = caddy.Duration(dur)
 		case "retention":
 			a.Retention = caddy.Duration(dur)
+		case "prune_interval":
+			a.PruneInterval = caddy.Duration(dur)
 		default:
 			return nil, d.Errf("unrecognized wisehosting_usage option %q", key)
 		}

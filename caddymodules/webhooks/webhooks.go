@@ -59,6 +59,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.wh, a.logger = wh, ctx.Logger()
+	wh.NeedConns("webhooks", 2) // the dispatcher and the enqueuer
 	guard := httpx.GuardOptions{Timeout: time.Duration(a.Timeout)}
 	for _, n := range a.AllowNetworks {
 		p, err := netip.ParsePrefix(n)

@@ -33,12 +33,26 @@ type Changes struct {
 }
 
 // Sync reads every certificate in certmagic storage and updates the
-// certificates table. warn is the expiry warning window.
+// certificates table. warn is the expiry warning window. One replica syncs
+// at a time: the others return no changes. All of it runs in one
+// transaction, on one connection (the lock is the transaction's).
 func Sync(ctx context.Context, pool *pgxpool.Pool, now time.Time, warn time.Duration) (Changes, error) {
 	var ch Changes
-	rows, err := pool.Query(ctx, "SELECT key, value FROM certmagic_data WHERE key LIKE 'certificates/%.crt'")
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		ch = Changes{}
+		var got bool
+		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext('wisehosting.certs'))").Scan(&got); err != nil || !got {
+			return err
+		}
+		return syncTx(ctx, tx, now, warn, &ch)
+	})
+	return ch, err
+}
+
+func syncTx(ctx context.Context, tx pgx.Tx, now time.Time, warn time.Duration, ch *Changes) error {
+	rows, err := tx.Query(ctx, "SELECT key, value FROM certmagic_data WHERE key LIKE 'certificates/%.crt'")
 	if err != nil {
-		return ch, err
+		return err
 	}
 	var found []Cert
 	for rows.Next() {
@@ -46,7 +60,7 @@ func Sync(ctx context.Context, pool *pgxpool.Pool, now time.Time, warn time.Dura
 		var val []byte
 		if err := rows.Scan(&key, &val); err != nil {
 			rows.Close()
-			return ch, err
+			return err
 		}
 		block, _ := pem.Decode(val)
 		if block == nil {
@@ -68,61 +82,57 @@ func Sync(ctx context.Context, pool *pgxpool.Pool, now time.Time, warn time.Dura
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return ch, err
+		return err
 	}
 	type prev struct {
 		notAfter *time.Time
 		status   string
 	}
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		ch = Changes{}
-		// One read of the table, then writes only for what changed: a
-		// steady-state sync is a single query.
-		rows, err := tx.Query(ctx, "SELECT hostname, not_after, status FROM certificates FOR UPDATE")
-		if err != nil {
+	// One read of the table, then writes only for what changed: a
+	// steady-state sync is a single query.
+	rows, err = tx.Query(ctx, "SELECT hostname, not_after, status FROM certificates FOR UPDATE")
+	if err != nil {
+		return err
+	}
+	known := map[string]prev{}
+	for rows.Next() {
+		var h string
+		var p prev
+		if err := rows.Scan(&h, &p.notAfter, &p.status); err != nil {
+			rows.Close()
 			return err
 		}
-		known := map[string]prev{}
-		for rows.Next() {
-			var h string
-			var p prev
-			if err := rows.Scan(&h, &p.notAfter, &p.status); err != nil {
-				rows.Close()
-				return err
-			}
-			known[h] = p
+		known[h] = p
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, c := range found {
+		p, seen := known[c.Hostname]
+		status := "valid"
+		switch {
+		case !c.NotAfter.After(now):
+			status = "expired"
+		case c.NotAfter.Sub(now) < warn:
+			status = "expiring"
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if seen && p.status == status && p.notAfter != nil && p.notAfter.Equal(c.NotAfter) {
+			continue
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO certificates (hostname, issuer, not_before, not_after, status, updated_at)
+			VALUES ($1, $2, $3, $4, $5, now())
+			ON CONFLICT (hostname) DO UPDATE SET issuer = $2, not_before = $3, not_after = $4, status = $5, updated_at = now()`,
+			c.Hostname, c.Issuer, c.NotBefore, c.NotAfter, status); err != nil {
 			return err
 		}
-		for _, c := range found {
-			p, seen := known[c.Hostname]
-			status := "valid"
-			switch {
-			case !c.NotAfter.After(now):
-				status = "expired"
-			case c.NotAfter.Sub(now) < warn:
-				status = "expiring"
-			}
-			if seen && p.status == status && p.notAfter != nil && p.notAfter.Equal(c.NotAfter) {
-				continue
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO certificates (hostname, issuer, not_before, not_after, status, updated_at)
-				VALUES ($1, $2, $3, $4, $5, now())
-				ON CONFLICT (hostname) DO UPDATE SET issuer = $2, not_before = $3, not_after = $4, status = $5, updated_at = now()`,
-				c.Hostname, c.Issuer, c.NotBefore, c.NotAfter, status); err != nil {
-				return err
-			}
-			if p.notAfter == nil || c.NotAfter.After(*p.notAfter) {
-				ch.Provisioned = append(ch.Provisioned, c)
-			}
-			if status != "valid" && (p.status == "valid" || p.notAfter == nil) {
-				ch.Expiring = append(ch.Expiring, c)
-			}
-			known[c.Hostname] = prev{notAfter: &c.NotAfter, status: status}
+		if p.notAfter == nil || c.NotAfter.After(*p.notAfter) {
+			ch.Provisioned = append(ch.Provisioned, c)
 		}
-		return nil
-	})
-	return ch, err
+		if status != "valid" && (p.status == "valid" || p.notAfter == nil) {
+			ch.Expiring = append(ch.Expiring, c)
+		}
+		known[c.Hostname] = prev{notAfter: &c.NotAfter, status: status}
+	}
+	return nil
 }

@@ -16,13 +16,17 @@ import (
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/plans"
+	"github.com/wisehosting/wisehosting/internal/store"
 	"github.com/wisehosting/wisehosting/internal/workerbus"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
 // Config configures a Scheduler.
 type Config struct {
-	Pool    *pgxpool.Pool
+	Pool *pgxpool.Pool
+	// Notify is the process's LISTEN connection (new jobs, assignments).
+	// nil: the scheduler opens one of its own, outside the pool.
+	Notify  store.Notifier
 	Workers *workerbus.Bus
 	Events  *events.Bus
 	Logger  *zap.Logger
@@ -116,7 +120,19 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 	}()
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){s.listen, s.placeLoop, s.deliverLoop, s.recoverLoop} {
+	if s.cfg.Notify == nil {
+		l := store.NewListener(s.cfg.Pool.Config().ConnConfig, s.cfg.Logger)
+		s.cfg.Notify = l
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.Run(ctx)
+		}()
+	}
+	cancels = append(cancels,
+		s.cfg.Notify.Subscribe(NotifyChannel, func(store.Notification) { signal(s.place) }),
+		s.cfg.Notify.Subscribe(AssignChannel, s.onAssigned))
+	for _, loop := range []func(context.Context){s.placeLoop, s.deliverLoop, s.recoverLoop} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -128,53 +144,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// listen turns NOTIFYs into wake-ups; polling covers the gaps while it
-// reconnects.
-func (s *Scheduler) listen(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := s.listenOnce(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		s.cfg.Logger.Warn("scheduler: listen connection lost, polling until it is back", zap.Error(err))
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-func (s *Scheduler) listenOnce(ctx context.Context) error {
-	conn, err := s.cfg.Pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	for _, ch := range []string{NotifyChannel, AssignChannel} {
-		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
-			return err
-		}
-	}
-	defer func() {
-		// The connection goes back to the pool: stop listening first.
-		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		conn.Exec(c, "UNLISTEN *")
-		cancel()
-	}()
-	for {
-		n, err := conn.Conn().WaitForNotification(ctx)
-		if err != nil {
-			return err
-		}
-		switch n.Channel {
-		case NotifyChannel:
-			signal(s.place)
-		case AssignChannel:
-			id, _ := strconv.ParseInt(n.Payload, 10, 64)
-			if s.cfg.Workers.Connected(id) {
-				signal(s.wake)
-			}
-		}
+// onAssigned wakes delivery when a job went to a worker connected here
+// (or, after a reconnect of the LISTEN connection, in case one did).
+func (s *Scheduler) onAssigned(n store.Notification) {
+	id, _ := strconv.ParseInt(n.Payload, 10, 64)
+	if n.Missed || s.cfg.Workers.Connected(id) {
+		signal(s.wake)
 	}
 }
 

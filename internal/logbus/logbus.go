@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/internal/store"
 )
 
 // Line is one log line of an app.
@@ -303,7 +305,8 @@ func History(ctx context.Context, pool *pgxpool.Pool, teamID, appID int64, query
 }
 
 // Sweep deletes lines older than the retention and returns how many.
-func (b *Bus) Sweep(ctx context.Context) (int64, error) {
-	tag, err := b.cfg.Pool.Exec(ctx, "DELETE FROM runtime_logs WHERE ts < now() - $1::interval", b.cfg.Retention.String())
+// It runs on q: the caller's transaction holding the sweep lock.
+func (b *Bus) Sweep(ctx context.Context, q store.Execer) (int64, error) {
+	tag, err := q.Exec(ctx, "DELETE FROM runtime_logs WHERE ts < now() - $1::interval", b.cfg.Retention.String())
 	return tag.RowsAffected(), err
 }

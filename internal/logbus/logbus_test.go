@@ -88,7 +88,7 @@ func TestPersistedHistoryAndScope(t *testing.T) {
 	}
 	// Retention.
 	db.Pool.Exec(context.Background(), "UPDATE runtime_logs SET ts = now() - interval '30 days' WHERE line LIKE 'request 1%'")
-	n, err := New(Config{Pool: db.Pool, Retention: 24 * time.Hour}).Sweep(context.Background())
+	n, err := New(Config{Pool: db.Pool, Retention: 24 * time.Hour}).Sweep(context.Background(), db.Pool)
 	if err != nil || n != 11 { // request 1, 10..19
 		t.Fatalf("swept %d %v", n, err)
 	}

@@ -9,6 +9,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/internal/events"
+	"github.com/wisehosting/wisehosting/internal/store"
 )
 
 // Doc is a rendered document with its validator.
@@ -98,40 +101,27 @@ func (p *Provider) Get(ctx context.Context, key string, r Router, filter func(*S
 	return d, nil
 }
 
-// Listen invalidates on Postgres NOTIFY from other replicas until ctx ends.
-func (p *Provider) Listen(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := p.listenOnce(ctx)
-		if ctx.Err() != nil {
-			return
+// Watch keeps the documents fresh until ctx ends: in-process events of
+// this replica and NOTIFY from the others (through n, the process's one
+// LISTEN connection; nil: events and max age only).
+func (p *Provider) Watch(ctx context.Context, bus *events.Bus, n store.Notifier) {
+	var cancels []func()
+	if bus != nil {
+		cancels = append(cancels, bus.Subscribe(func(e events.Event) {
+			switch e.Kind {
+			case events.RouteChanged, events.DomainVerified, events.DomainRemoved, events.AppStatusChanged,
+				events.DeploymentFinished, events.WorkerOffline, events.WorkerOnline:
+				p.Invalidate()
+			}
+		}))
+	}
+	if n != nil {
+		cancels = append(cancels, n.Subscribe(NotifyChannel, func(store.Notification) { p.Invalidate() }))
+	}
+	go func() {
+		<-ctx.Done()
+		for _, c := range cancels {
+			c()
 		}
-		p.logger.Warn("routing: change notifications lost; relying on max age until reconnected", zap.Error(err))
-		p.Invalidate()
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-func (p *Provider) listenOnce(ctx context.Context) error {
-	conn, err := p.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
-		return err
-	}
-	defer func() {
-		c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		conn.Exec(c, "UNLISTEN *")
-		cancel()
 	}()
-	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
-			return err
-		}
-		p.Invalidate()
-	}
 }

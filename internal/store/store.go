@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -58,4 +59,10 @@ func Open(ctx context.Context, dsn string, opt Options) (*pgxpool.Pool, error) {
 			cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
 	}
 	return pool, nil
+}
+
+// Execer is satisfied by pgx.Tx, *pgx.Conn and *pgxpool.Pool: functions
+// that take one run inside their caller's transaction when given one.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }

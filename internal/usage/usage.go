@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/wisehosting/wisehosting/internal/store"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -104,8 +105,8 @@ func (m *Meter) Sample(ctx context.Context, now time.Time) (int, error) {
 }
 
 // Prune deletes buckets older than keep and returns how many.
-func Prune(ctx context.Context, pool *pgxpool.Pool, now time.Time, keep time.Duration) (int64, error) {
-	tag, err := pool.Exec(ctx, "DELETE FROM usage_samples WHERE bucket < $1", now.Add(-keep))
+func Prune(ctx context.Context, q store.Execer, now time.Time, keep time.Duration) (int64, error) {
+	tag, err := q.Exec(ctx, "DELETE FROM usage_samples WHERE bucket < $1", now.Add(-keep))
 	return tag.RowsAffected(), err
 }
 
