@@ -9,6 +9,9 @@ need_apt=()
 command -v pg_isready >/dev/null || need_apt+=(postgresql postgresql-client)
 command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 command -v wg >/dev/null || need_apt+=(wireguard-tools)
+# userspace WireGuard and nftables: the mesh script is tested live in a network namespace
+command -v wireguard-go >/dev/null || need_apt+=(wireguard-go)
+command -v nft >/dev/null || need_apt+=(nftables)
 command -v wrk >/dev/null || need_apt+=(wrk)
 # The worker agent's runtime tests drive a real Podman service; busybox-static
 # becomes the local base image (no registry is needed), tc and ip shape and

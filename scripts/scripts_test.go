@@ -1,5 +1,5 @@
 // Tests of the shell scripts: shellcheck-clean, and the mesh setup is
-// idempotent.
+// idempotent and applies itself to a live interface in a network namespace.
 package scripts_test
 
 import (
@@ -42,12 +42,12 @@ w1  HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw= 203.0.113.11:51820 10.50.0.11
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	conf, err := os.ReadFile(filepath.Join(root, "etc/wireguard/wh0.conf"))
+	conf, err := os.ReadFile(filepath.Join(root, "etc/wireguard/wg0.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := string(conf)
-	for _, want := range []string{"Address = 10.50.0.11/24", "ListenPort = 51820", "Endpoint = 203.0.113.10:51820", "AllowedIPs = 10.50.0.1/32"} {
+	for _, want := range []string{"Address = 10.50.0.11/24", "ListenPort = 51821", "Endpoint = 203.0.113.10:51820", "AllowedIPs = 10.50.0.1/32"} {
 		if !strings.Contains(c, want) {
 			t.Errorf("config lacks %q:\n%s", want, c)
 		}
@@ -55,8 +55,8 @@ w1  HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw= 203.0.113.11:51820 10.50.0.11
 	if strings.Contains(c, "10.50.0.11/32") {
 		t.Error("the host is its own peer")
 	}
-	key1, _ := os.ReadFile(filepath.Join(root, "etc/wireguard/wh0.key"))
-	if st, _ := os.Stat(filepath.Join(root, "etc/wireguard/wh0.key")); st == nil || st.Mode().Perm() != 0o600 {
+	key1, _ := os.ReadFile(filepath.Join(root, "etc/wireguard/wg0.key"))
+	if st, _ := os.Stat(filepath.Join(root, "etc/wireguard/wg0.key")); st == nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("private key mode %v", st)
 	}
 	if _, err := os.Stat(filepath.Join(root, "etc/systemd/system/wisehosting-agent.service")); err != nil {
@@ -67,7 +67,7 @@ w1  HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw= 203.0.113.11:51820 10.50.0.11
 	if err != nil || !strings.Contains(out, "unchanged") || strings.Contains(out, "installed") {
 		t.Fatalf("second run changed something: %v\n%s", err, out)
 	}
-	key2, _ := os.ReadFile(filepath.Join(root, "etc/wireguard/wh0.key"))
+	key2, _ := os.ReadFile(filepath.Join(root, "etc/wireguard/wg0.key"))
 	if string(key1) != string(key2) || len(key1) == 0 {
 		t.Fatal("private key regenerated")
 	}
@@ -77,6 +77,8 @@ w1  HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw= 203.0.113.11:51820 10.50.0.11
 		{"proxy", "--mesh-ip", "10.50.0.300"},
 		{"proxy", "--mesh-ip", "10.50.0.2; rm -rf /"},
 		{"proxy", "--mesh-ip", "10.50.0.2", "--port", "99999"},
+		{"proxy", "--mesh-ip", "10.50.0.2", "--interface", "wg0;reboot"},
+		{"proxy", "--mesh-ip", "10.50.0.2", "--interface", "a-name-longer-than-15"},
 	} {
 		if out, err := run(t, append(bad, "--root", t.TempDir())...); err == nil {
 			t.Errorf("%v accepted:\n%s", bad, out)

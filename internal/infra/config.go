@@ -65,7 +65,7 @@ func (d DNS) Open(opts ...httpx.Option) (dnsprov.Provider, error) {
 // Mesh is the WireGuard network between hosts.
 type Mesh struct {
 	CIDR string `yaml:"cidr"` // 10.50.0.0/24
-	Port int    `yaml:"port"` // 51820
+	Port int    `yaml:"port"` // 51821, the documented mesh port
 }
 
 // Host is one machine.
@@ -113,7 +113,7 @@ func Parse(b []byte) (*Config, error) {
 		return nil, fmt.Errorf("reading infra.yaml: %w", err)
 	}
 	if c.Mesh.Port == 0 {
-		c.Mesh.Port = 51820
+		c.Mesh.Port = 51821
 	}
 	return &c, c.Validate()
 }

@@ -28,7 +28,7 @@ hosts:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Mesh.Port != 51820 || len(c.ByRole(RoleWorker)) != 1 {
+	if c.Mesh.Port != 51821 || len(c.ByRole(RoleWorker)) != 1 {
 		t.Fatalf("%+v", c)
 	}
 	for name, bad := range map[string]string{
