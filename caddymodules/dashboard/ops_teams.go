@@ -24,7 +24,7 @@ func (h *Handler) listWorkers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rows, err := h.wh.Pool().Query(r.Context(), `SELECT w.id, w.name, w.zone, w.status, w.last_seen, w.agent_version, w.disk_quota,
-			w.cpu_millis, w.memory_mb, w.disk_mb, w.max_jobs,
+			w.cpu_millis, w.memory_mb, w.disk_mb, w.max_jobs, w.images_bytes,
 			count(a.id), COALESCE(sum(a.cpu_millis), 0), COALESCE(sum(a.memory_mb), 0), COALESCE(sum(a.disk_mb), 0),
 			(SELECT count(*) FROM jobs j WHERE j.worker_id = w.id AND j.state IN ('assigned', 'running')),
 			COALESCE((SELECT sum(u.cpu_pct_sum / NULLIF(u.samples, 0)) FROM usage_samples u JOIN apps x ON x.id = u.app_id
@@ -45,26 +45,29 @@ func (h *Handler) listWorkers(w http.ResponseWriter, r *http.Request) {
 		DiskMB    int `json:"disk_mb"`
 	}
 	type workerView struct {
-		ID         int64      `json:"id"`
-		Name       string     `json:"name"`
-		Zone       string     `json:"zone"`
-		Status     string     `json:"status"`
-		Draining   bool       `json:"draining"`
-		LastSeen   *time.Time `json:"last_seen,omitempty"`
-		Version    string     `json:"agent_version"`
-		DiskQuota  string     `json:"disk_quota"`
-		Capacity   capacity   `json:"capacity"`
-		MaxJobs    int        `json:"max_jobs"`
-		Apps       int        `json:"apps"`
-		Reserved   capacity   `json:"reserved"`
-		ActiveJobs int        `json:"active_jobs"`
-		CPUPct     float64    `json:"cpu_pct"`
-		MemBytes   int64      `json:"mem_bytes"`
+		ID        int64      `json:"id"`
+		Name      string     `json:"name"`
+		Zone      string     `json:"zone"`
+		Status    string     `json:"status"`
+		Draining  bool       `json:"draining"`
+		LastSeen  *time.Time `json:"last_seen,omitempty"`
+		Version   string     `json:"agent_version"`
+		DiskQuota string     `json:"disk_quota"`
+		Capacity  capacity   `json:"capacity"`
+		MaxJobs   int        `json:"max_jobs"`
+		// ImagesBytes is the disk the worker's app images use (its last
+		// report).
+		ImagesBytes int64    `json:"images_bytes"`
+		Apps        int      `json:"apps"`
+		Reserved    capacity `json:"reserved"`
+		ActiveJobs  int      `json:"active_jobs"`
+		CPUPct      float64  `json:"cpu_pct"`
+		MemBytes    int64    `json:"mem_bytes"`
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (workerView, error) {
 		var v workerView
 		err := row.Scan(&v.ID, &v.Name, &v.Zone, &v.Status, &v.LastSeen, &v.Version, &v.DiskQuota,
-			&v.Capacity.CPUMillis, &v.Capacity.MemoryMB, &v.Capacity.DiskMB, &v.MaxJobs,
+			&v.Capacity.CPUMillis, &v.Capacity.MemoryMB, &v.Capacity.DiskMB, &v.MaxJobs, &v.ImagesBytes,
 			&v.Apps, &v.Reserved.CPUMillis, &v.Reserved.MemoryMB, &v.Reserved.DiskMB, &v.ActiveJobs, &v.CPUPct, &v.MemBytes)
 		v.Draining = v.Status == "draining"
 		return v, err

@@ -159,17 +159,29 @@ func (c *conn) handle(env *wsproto.Envelope) {
 		}
 		if err := workers.Connected(ctx, c.h.wh.Pool(), c.id, &hello); err != nil {
 			c.h.logger.Error("hub: recording hello", zap.Int64("worker", c.id), zap.Error(err))
+			c.retry(env.T)
+			return
 		}
 	}
 	handled, err := c.h.wh.Workers().Dispatch(ctx, c.id, env.T, env.P)
 	if err != nil {
 		c.h.logger.Warn("hub: handling message", zap.Int64("worker", c.id), zap.String("type", env.T), zap.Error(err))
+		c.retry(env.T)
 	}
 	if !handled && env.T != wsproto.TypeHello {
 		if ce := c.h.logger.Check(zap.DebugLevel, "hub: no handler for message"); ce != nil {
 			ce.Write(zap.Int64("worker", c.id), zap.String("type", env.T))
 		}
 	}
+}
+
+// retry asks the worker to send a message of this type again: a handler
+// failed (the database, most often), and nothing is dropped silently.
+// Results are acknowledged one by one and need no retry to be resent; the
+// retry only makes it sooner.
+func (c *conn) retry(msgType string) {
+	p, _ := json.Marshal(wsproto.Retry{Type: msgType})
+	c.enqueue(wsproto.TypeRetry, p)
 }
 
 func (c *conn) writePump() {

@@ -150,6 +150,13 @@ func (h *Handler) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wk, err := workers.Get(r.Context(), h.wh.Pool(), id)
+	if err != nil && !errors.Is(err, workers.ErrNotFound) {
+		// The database is down: a 403 would make the worker drop its
+		// token for nothing; it redials after a backoff.
+		h.logger.Warn("hub: connection refused", zap.String("reason", "database unavailable"), zap.Int64("worker", id), zap.Error(err))
+		http.Error(w, "database unavailable, retry later", http.StatusServiceUnavailable)
+		return
+	}
 	if err != nil || wk.Revoked() {
 		h.logger.Warn("hub: connection refused", zap.String("reason", "worker revoked or deleted"), zap.Int64("worker", id))
 		http.Error(w, "worker revoked", http.StatusForbidden)

@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
@@ -27,6 +28,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/network"
+	"github.com/wisehosting/wisehosting/internal/workers"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -136,7 +138,12 @@ func (a *App) onAppState(ctx context.Context, workerID int64, p json.RawMessage)
 	if err := json.Unmarshal(p, &st); err != nil {
 		return fmt.Errorf("decoding app state: %w", err)
 	}
-	res, err := deploys.ApplyAppState(ctx, a.wh.Pool(), workerID, st)
+	var res deploys.AppStateResult
+	err := pgx.BeginFunc(ctx, a.wh.Pool(), func(tx pgx.Tx) error {
+		var err error
+		res, err = deploys.ApplyAppState(ctx, tx, workerID, st)
+		return err
+	})
 	if err != nil {
 		if err == deploys.ErrNotOnWorker {
 			a.logger.Debug("scheduler: app state for an app not on the worker", zap.Int64("worker", workerID), zap.Int64("app", st.AppID))
@@ -144,7 +151,12 @@ func (a *App) onAppState(ctx context.Context, workerID int64, p json.RawMessage)
 		}
 		return err
 	}
-	if res.PortChanged || res.StatusChanged {
+	if res.Adopted != 0 {
+		a.logger.Warn("scheduler: adopted a deployment the worker runs", zap.Int64("app", st.AppID), zap.Int64("deployment", res.Adopted), zap.Int64("worker", workerID))
+		a.wh.Events().Publish(events.Event{Kind: events.DeploymentFinished, AppID: st.AppID,
+			Data: map[string]any{"deployment_id": res.Adopted, "adopted": true}})
+	}
+	if res.PortChanged || res.StatusChanged || res.Adopted != 0 {
 		if err := network.NotifyChanged(ctx, a.wh.Pool()); err != nil {
 			a.logger.Warn("scheduler: notifying routing change", zap.Error(err))
 		}
@@ -160,13 +172,27 @@ func (a *App) onAppState(ctx context.Context, workerID int64, p json.RawMessage)
 	return nil
 }
 
+// onStats records the disk the worker's images use (the workers page
+// shows it); the usage app meters the apps of the same message.
+func (a *App) onStats(ctx context.Context, workerID int64, p json.RawMessage) error {
+	var st wsproto.Stats
+	if err := json.Unmarshal(p, &st); err != nil {
+		return fmt.Errorf("decoding stats: %w", err)
+	}
+	if st.ImagesBytes <= 0 {
+		return nil
+	}
+	return workers.RecordImagesBytes(ctx, a.wh.Pool(), workerID, st.ImagesBytes)
+}
+
 // Start runs the scheduler's loops until Stop or until the config that
 // provisioned the app is unloaded.
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(a.ctx)
 	unHello := a.wh.Workers().Handle(wsproto.TypeHello, a.sendDesired)
 	unState := a.wh.Workers().Handle(wsproto.TypeAppState, a.onAppState)
-	a.cancel = func() { unHello(); unState(); cancel() }
+	unStats := a.wh.Workers().Handle(wsproto.TypeStats, a.onStats)
+	a.cancel = func() { unHello(); unState(); unStats(); cancel() }
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()

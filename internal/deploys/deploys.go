@@ -105,6 +105,8 @@ func nullable(id int64) any {
 }
 
 // Trigger creates a queued deployment of app and enqueues its job, in tx.
+// A deploy supersedes the app's older deploys that are queued or still
+// building (jobs.Supersede): a burst of pushes builds the newest only.
 func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 	var c Created
 	if app.Deleting {
@@ -140,6 +142,11 @@ func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 	if s.Trigger == "" {
 		s.Trigger = "manual"
 	}
+	// Triggers of one app take turns, so a newer deploy always sees and
+	// supersedes the older queued ones.
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM apps WHERE id = $1 FOR UPDATE", app.ID); err != nil {
+		return c, err
+	}
 	err := tx.QueryRow(ctx, `INSERT INTO deployments (app_id, commit_sha, commit_message, trigger, rollback_of, created_by, image)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
 		app.ID, s.Commit, truncate(s.Message, 500), s.Trigger, nullable(s.RollbackOf), nullable(s.UserID), payload.Image).Scan(&c.DeploymentID)
@@ -152,6 +159,11 @@ func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 	})
 	if err != nil {
 		return c, err
+	}
+	if kind == wsproto.JobDeploy {
+		if _, err := jobs.Supersede(ctx, tx, app.ID, c.DeploymentID, c.JobID); err != nil {
+			return c, err
+		}
 	}
 	_, err = tx.Exec(ctx, "UPDATE apps SET status = CASE WHEN status IN ('created', 'failed', 'stopped') THEN 'building' ELSE status END, updated_at = now() WHERE id = $1", app.ID)
 	return c, err

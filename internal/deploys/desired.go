@@ -61,6 +61,9 @@ func Desired(ctx context.Context, q Pool, kr *secrets.Keyring, workerID int64) (
 type AppStateResult struct {
 	StatusChanged bool
 	PortChanged   bool
+	// Adopted is a deployment the worker runs that the control plane had
+	// not recorded as live (its result was lost); it is now succeeded.
+	Adopted int64
 }
 
 // ErrNotOnWorker means a worker reported an app that is not placed on it;
@@ -70,8 +73,14 @@ var ErrNotOnWorker = errors.New("the app is not placed on this worker")
 // ApplyAppState records what a worker observed about one of its apps:
 // running (with its host port) or crashed / crashloop (status crashed,
 // which the crash-loop alert watches), or stopped (it cannot be started:
-// failed). A stopped app stays stopped, and an
-// app in the middle of a deployment keeps the deployment's status.
+// failed). A stopped app stays stopped, and an app in the middle of a
+// deployment keeps the deployment's status.
+//
+// The worker is the truth about containers: the host port of a running
+// report always becomes the app's (routing follows it), and a running
+// deployment newer than the app's newest succeeded one is adopted: it is
+// marked succeeded (its result was lost, or the job was given up on while
+// the worker could not be heard).
 func ApplyAppState(ctx context.Context, q Pool, workerID int64, st wsproto.AppState) (AppStateResult, error) {
 	var res AppStateResult
 	var status string
@@ -90,20 +99,47 @@ func ApplyAppState(ctx context.Context, q Pool, workerID int64, st wsproto.AppSt
 	}
 	var oldStatus string
 	var oldPort int
-	err := q.QueryRow(ctx, `WITH old AS (SELECT id, status, host_port FROM apps WHERE id = $1 AND worker_id = $2 FOR UPDATE)
-		UPDATE apps a SET
-			status = CASE WHEN old.status IN ('running', 'crashed') THEN $3 ELSE old.status END,
-			host_port = CASE WHEN $4 > 0 AND old.status IN ('running', 'crashed') THEN $4 ELSE old.host_port END,
-			updated_at = now()
-		FROM old WHERE a.id = old.id
-		RETURNING old.status, old.host_port, a.status, a.host_port`, st.AppID, workerID, status, st.HostPort).
-		Scan(&oldStatus, &oldPort, &status, &st.HostPort)
+	var current int64
+	err := q.QueryRow(ctx, `SELECT a.status, a.host_port, COALESCE((SELECT max(id) FROM deployments
+			WHERE app_id = a.id AND status = 'succeeded' AND image <> ''), 0)
+		FROM apps a WHERE a.id = $1 AND a.worker_id = $2 FOR UPDATE`, st.AppID, workerID).Scan(&oldStatus, &oldPort, &current)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return res, ErrNotOnWorker
 	}
 	if err != nil {
 		return res, err
 	}
-	res.StatusChanged, res.PortChanged = oldStatus != status, oldPort != st.HostPort
+	newStatus, newPort := oldStatus, oldPort
+	if oldStatus == "running" || oldStatus == "crashed" {
+		newStatus = status
+	}
+	if st.State == "running" && st.HostPort > 0 && oldStatus != "stopped" {
+		newPort = st.HostPort
+	} else if st.HostPort > 0 && (oldStatus == "running" || oldStatus == "crashed") {
+		newPort = st.HostPort
+	}
+	if st.State == "running" && st.DeploymentID > current && st.Image != "" {
+		tag, err := q.Exec(ctx, `UPDATE deployments SET status = 'succeeded', error = '', worker_id = $3, image = $4,
+				finished_at = COALESCE(finished_at, now())
+			WHERE id = $1 AND app_id = $2`, st.DeploymentID, st.AppID, workerID, st.Image)
+		if err != nil {
+			return res, err
+		}
+		if tag.RowsAffected() == 1 {
+			res.Adopted = st.DeploymentID
+			if _, err := q.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', $2)`,
+				st.DeploymentID, "deployment succeeded: the worker reports it running (its result had not been recorded)"); err != nil {
+				return res, err
+			}
+			if oldStatus != "stopped" {
+				newStatus = "running"
+			}
+		}
+	}
+	if _, err := q.Exec(ctx, `UPDATE apps SET status = $2, host_port = $3, updated_at = now() WHERE id = $1`,
+		st.AppID, newStatus, newPort); err != nil {
+		return res, err
+	}
+	res.StatusChanged, res.PortChanged = oldStatus != newStatus, oldPort != newPort
 	return res, nil
 }

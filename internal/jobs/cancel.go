@@ -86,16 +86,27 @@ func CancelDeploymentJob(ctx context.Context, tx pgx.Tx, deploymentID int64, rea
 	return Cancel(ctx, tx, id, reason)
 }
 
-// CancelDeployment marks a deployment cancelled (if it has not ended). The
-// app's status is left alone: whatever served it before still does.
+// CancelDeployment marks a deployment cancelled (if it has not ended), or
+// superseded when a newer deployment of its app replaced its job
+// (Supersede). The app's status is left alone: whatever served it before
+// still does.
 func CancelDeployment(ctx context.Context, tx pgx.Tx, deploymentID int64, reason string) error {
-	tag, err := tx.Exec(ctx, `UPDATE deployments SET status = 'cancelled', error = $2, finished_at = now()
-		WHERE id = $1 AND status IN ('queued', 'building', 'deploying')`, deploymentID, truncate(reason, 2000))
-	if err != nil || tag.RowsAffected() == 0 {
+	var status string
+	err := tx.QueryRow(ctx, `UPDATE deployments d SET error = $2, finished_at = now(),
+			status = CASE WHEN EXISTS (SELECT 1 FROM jobs WHERE deployment_id = d.id AND superseded_by IS NOT NULL)
+				THEN 'superseded' ELSE 'cancelled' END
+		WHERE id = $1 AND status IN ('queued', 'building', 'deploying') RETURNING status`, deploymentID, truncate(reason, 2000)).Scan(&status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', $2)`,
-		deploymentID, "deployment cancelled: "+reason)
+	line := "deployment cancelled: " + reason
+	if status == "superseded" {
+		line = "deployment " + reason
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', $2)`, deploymentID, line)
 	return err
 }
 

@@ -187,8 +187,10 @@ func TestDrainingWorker(t *testing.T) {
 	if w, _ := workers.Get(ctx, db.Pool, drained); w.Status != "draining" {
 		t.Fatalf("after reconnecting the worker is %s", w.Status)
 	}
-	// Resumed, it takes deploys again.
+	// Resumed, it takes deploys again (once the app's stop job there has
+	// ended: one job per app at a time on a worker).
 	workers.SetDraining(ctx, db.Pool, name, false)
+	db.Pool.Exec(ctx, "UPDATE jobs SET state = 'succeeded', finished_at = now() WHERE id = $1", stop)
 	db.Pool.Exec(ctx, "UPDATE workers SET status = 'offline' WHERE id = $1", other)
 	jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: wsproto.JobDeploy, AppID: app, Payload: wsproto.DeployPayload{Slug: "a"}})
 	if placed := assign(t, db, nil); len(placed) != 1 || placed[0].WorkerID != drained {

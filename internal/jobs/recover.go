@@ -35,6 +35,8 @@ func MarkOfflineWorkers(ctx context.Context, tx pgx.Tx, heartbeat time.Duration)
 //   - jobs whose cancellation was requested end as cancelled in either case.
 //
 // Deployments of failed jobs are marked failed in the same transaction.
+// A requeued job keeps worker_id (its last worker), whose late result
+// Finish still accepts.
 func RecoverJobs(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) ([]Recovered, error) {
 	rows, err := tx.Query(ctx, `WITH gone AS (
 			-- Offline and revoked workers, and draining ones (never marked
@@ -59,7 +61,9 @@ func RecoverJobs(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) ([]Rec
 		UPDATE jobs j SET
 			state = CASE WHEN s.cancel THEN 'cancelled' WHEN s.give_up THEN 'failed' ELSE 'pending' END,
 			error = CASE WHEN s.cancel THEN s.reason || '; cancelled' WHEN s.give_up THEN s.reason ELSE s.reason || '; requeued' END,
-			worker_id = CASE WHEN s.give_up OR s.cancel THEN j.worker_id ELSE NULL END,
+			-- A requeued job keeps its last worker: a result that worker
+			-- still sends (it ran the job while the control plane could not
+			-- hear it) is accepted until the job is placed again.
 			finished_at = CASE WHEN s.give_up OR s.cancel THEN now() END,
 			assigned_at = NULL, acked_at = NULL, sent_at = NULL, deadline_at = NULL
 		FROM stuck s WHERE j.id = s.id
@@ -75,24 +79,7 @@ func RecoverJobs(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) ([]Rec
 	if err != nil {
 		return nil, err
 	}
-	for _, rc := range out {
-		if rc.DeploymentID == 0 {
-			continue
-		}
-		if rc.State == "cancelled" {
-			if err := CancelDeployment(ctx, tx, rc.DeploymentID, rc.Reason); err != nil {
-				return nil, err
-			}
-		} else if rc.State == "failed" {
-			if err := FailDeployment(ctx, tx, rc.DeploymentID, rc.AppID, rc.Reason); err != nil {
-				return nil, err
-			}
-		} else if _, err := tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', $2)`,
-			rc.DeploymentID, rc.Reason); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return out, recoveredDeployments(ctx, tx, out)
 }
 
 // FailDeployment marks a deployment failed. The app is marked failed only
@@ -109,4 +96,65 @@ func FailDeployment(ctx context.Context, tx pgx.Tx, deploymentID, appID int64, r
 	_, err := tx.Exec(ctx, `UPDATE apps SET status = CASE WHEN status = 'running' THEN 'running' ELSE 'failed' END, updated_at = now()
 		WHERE id = $1`, appID)
 	return err
+}
+
+// ReconcileWorker resolves at once the active jobs of a worker that just
+// said hello and no longer accounts for them (accounted: the jobs it runs
+// and the ones whose results it still holds): it restarted or lost them.
+// They go back to pending while attempts remain (deploys are idempotent),
+// else fail, or end cancelled when cancellation was requested; the
+// deployment follows, as in RecoverJobs. Jobs assigned but not yet
+// acknowledged are left to delivery. It runs in tx.
+func ReconcileWorker(ctx context.Context, tx pgx.Tx, workerID int64, accounted []int64) ([]Recovered, error) {
+	if accounted == nil {
+		accounted = []int64{}
+	}
+	rows, err := tx.Query(ctx, `WITH lost AS (
+			SELECT j.id, 'worker ' || COALESCE(w.name, '?') || ' no longer runs the job (it restarted or lost it)' AS reason,
+				j.attempt >= j.max_attempts AS give_up, j.cancel_requested_at IS NOT NULL AS cancel
+			FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id
+			WHERE j.worker_id = $1 AND j.state = 'running' AND NOT (j.id = ANY($2::bigint[]))
+			FOR UPDATE OF j
+		)
+		UPDATE jobs j SET
+			state = CASE WHEN l.cancel THEN 'cancelled' WHEN l.give_up THEN 'failed' ELSE 'pending' END,
+			error = CASE WHEN l.cancel THEN l.reason || '; cancelled' WHEN l.give_up THEN l.reason ELSE l.reason || '; requeued' END,
+			finished_at = CASE WHEN l.give_up OR l.cancel THEN now() END,
+			assigned_at = NULL, acked_at = NULL, sent_at = NULL, deadline_at = NULL
+		FROM lost l WHERE j.id = l.id
+		RETURNING j.id, COALESCE(j.deployment_id, 0), COALESCE(j.app_id, 0), COALESCE(j.worker_id, 0), j.state, j.error`, workerID, accounted)
+	if err != nil {
+		return nil, err
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Recovered, error) {
+		var rc Recovered
+		err := r.Scan(&rc.JobID, &rc.DeploymentID, &rc.AppID, &rc.WorkerID, &rc.State, &rc.Reason)
+		return rc, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, recoveredDeployments(ctx, tx, out)
+}
+
+// recoveredDeployments makes the deployments of recovered jobs follow them.
+func recoveredDeployments(ctx context.Context, tx pgx.Tx, out []Recovered) error {
+	for _, rc := range out {
+		if rc.DeploymentID == 0 {
+			continue
+		}
+		if rc.State == "cancelled" {
+			if err := CancelDeployment(ctx, tx, rc.DeploymentID, rc.Reason); err != nil {
+				return err
+			}
+		} else if rc.State == "failed" {
+			if err := FailDeployment(ctx, tx, rc.DeploymentID, rc.AppID, rc.Reason); err != nil {
+				return err
+			}
+		} else if _, err := tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', $2)`,
+			rc.DeploymentID, rc.Reason); err != nil {
+			return err
+		}
+	}
+	return nil
 }

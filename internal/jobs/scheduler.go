@@ -108,6 +108,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		bus.Handle(wsproto.TypeJobAck, s.onAck),
 		bus.Handle(wsproto.TypeJobProgress, s.onProgress),
 		bus.Handle(wsproto.TypeJobResult, s.onResult),
+		bus.Handle(wsproto.TypeHello, s.onHello),
 		bus.OnConnect(func(id int64, connected bool) {
 			if connected {
 				signal(s.wake)
@@ -319,19 +320,7 @@ func (s *Scheduler) RecoverOnce(ctx context.Context) error {
 		s.cfg.Logger.Warn("scheduler: worker missed heartbeats, marked offline", zap.Int64("worker", id))
 		s.cfg.Events.Publish(events.Event{Kind: events.WorkerOffline, Data: map[string]any{"worker_id": id}})
 	}
-	requeued := false
-	for _, rc := range recovered {
-		s.cfg.Logger.Warn("scheduler: recovered job", zap.Int64("job", rc.JobID), zap.String("state", rc.State), zap.String("reason", rc.Reason))
-		if rc.State == "failed" {
-			s.cfg.Events.Publish(events.Event{Kind: events.DeploymentFailed, AppID: rc.AppID,
-				Data: map[string]any{"job_id": rc.JobID, "deployment_id": rc.DeploymentID, "error": rc.Reason}})
-		} else if rc.State == "pending" {
-			requeued = true
-		}
-	}
-	if requeued {
-		signal(s.place)
-	}
+	s.reportRecovered(recovered)
 	return nil
 }
 
@@ -367,6 +356,44 @@ func (s *Scheduler) onProgress(ctx context.Context, workerID int64, p json.RawMe
 	return err
 }
 
+// onHello resolves at once the active jobs of a (re)connected worker that
+// it no longer accounts for, instead of at their deadline.
+func (s *Scheduler) onHello(ctx context.Context, workerID int64, p json.RawMessage) error {
+	var h wsproto.Hello
+	if err := json.Unmarshal(p, &h); err != nil {
+		return fmt.Errorf("decoding hello: %w", err)
+	}
+	var recovered []Recovered
+	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
+		var err error
+		recovered, err = ReconcileWorker(ctx, tx, workerID, append(h.RunningIDs, h.ResultIDs...))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("reconciling the worker's jobs: %w", err)
+	}
+	s.reportRecovered(recovered)
+	return nil
+}
+
+// reportRecovered logs and publishes what recovery did and wakes placement
+// for requeued jobs.
+func (s *Scheduler) reportRecovered(recovered []Recovered) {
+	requeued := false
+	for _, rc := range recovered {
+		s.cfg.Logger.Warn("scheduler: recovered job", zap.Int64("job", rc.JobID), zap.String("state", rc.State), zap.String("reason", rc.Reason))
+		if rc.State == "failed" {
+			s.cfg.Events.Publish(events.Event{Kind: events.DeploymentFailed, AppID: rc.AppID,
+				Data: map[string]any{"job_id": rc.JobID, "deployment_id": rc.DeploymentID, "error": rc.Reason}})
+		} else if rc.State == "pending" {
+			requeued = true
+		}
+	}
+	if requeued {
+		signal(s.place)
+	}
+}
+
 // DeployOutput is what a worker reports when a deploy or rollback job
 // succeeds.
 type DeployOutput struct {
@@ -391,11 +418,25 @@ func (s *Scheduler) onResult(ctx context.Context, workerID int64, p json.RawMess
 		if j, ok, err = Finish(ctx, tx, workerID, r.JobID, r.OK, r.Error); err != nil || !ok {
 			return err
 		}
-		return applyResult(ctx, tx, j, workerID, r)
-	})
-	if err != nil || !ok {
+		if err := applyResult(ctx, tx, j, workerID, r); err != nil {
+			return err
+		}
+		// Its slot is free: every replica places the next job now.
+		_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, "finished")
 		return err
+	})
+	if err != nil {
+		return err // not acknowledged: the worker sends the result again
 	}
+	// Committed, or not this worker's active job any more (ended or placed
+	// elsewhere): either way the worker may forget it.
+	if aerr := s.cfg.Workers.Send(workerID, wsproto.TypeJobResultAck, wsproto.JobResultAck{JobID: r.JobID}); aerr != nil {
+		s.cfg.Logger.Debug("scheduler: result ack not sent; the worker sends the result again", zap.Int64("job", r.JobID), zap.Error(aerr))
+	}
+	if !ok {
+		return nil
+	}
+	signal(s.place)
 	if r.OK {
 		s.cfg.Logger.Info("scheduler: job succeeded", zap.Int64("job", j.ID), zap.String("kind", j.Kind), zap.Int64("worker", workerID))
 		if j.DeploymentID != 0 {

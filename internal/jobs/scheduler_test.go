@@ -35,10 +35,12 @@ type fleet struct {
 	// hangs reports a failure, as an agent does, unless muteCancel.
 	cancels    map[int64]int
 	muteCancel bool
+	// resultAcks counts job.result.ack messages per job.
+	resultAcks map[int64]int
 }
 
 func newFleet(ids ...int64) *fleet {
-	f := &fleet{bus: new(workerbus.Bus), connected: map[int64]bool{}, assigned: map[int64]int{}, runs: map[int64]int{}, perWork: map[[2]int64]int{}, cancels: map[int64]int{},
+	f := &fleet{bus: new(workerbus.Bus), connected: map[int64]bool{}, assigned: map[int64]int{}, runs: map[int64]int{}, perWork: map[[2]int64]int{}, cancels: map[int64]int{}, resultAcks: map[int64]int{},
 		mode: func(int64, wsproto.JobAssign) string { return "ok" }}
 	for _, id := range ids {
 		f.connected[id] = true
@@ -72,6 +74,14 @@ func (f *fleet) Send(workerID int64, typ string, p json.RawMessage) error {
 				f.bus.Dispatch(context.Background(), workerID, wsproto.TypeJobResult, res)
 			}()
 		}
+		return nil
+	}
+	if typ == wsproto.TypeJobResultAck {
+		var a wsproto.JobResultAck
+		json.Unmarshal(p, &a)
+		f.mu.Lock()
+		f.resultAcks[a.JobID]++
+		f.mu.Unlock()
 		return nil
 	}
 	if typ != wsproto.TypeJobAssign {

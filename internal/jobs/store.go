@@ -159,7 +159,8 @@ type AssignOptions struct {
 // online worker with the lowest utilisation that has room, preferring the
 // worker that already runs the job's app (cut-over is local). Draining
 // workers get only the stop and delete jobs of the apps they run. Jobs
-// that fit nowhere stay pending. It returns the placements made.
+// that fit nowhere stay pending, and so do jobs of an app that has a job
+// on a worker (one job per app at a time). It returns the placements made.
 func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placement, error) {
 	var placed []Placement
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -196,10 +197,39 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 		if err != nil {
 			return err
 		}
+		// One job per app at a time on a worker: an app with a job on the
+		// worker that runs it (or placed there earlier in this batch)
+		// waits, whatever the job, and is not moved elsewhere meanwhile;
+		// the job's end wakes placement. The worker rows locked above make
+		// concurrent placements take turns.
+		rows, err = tx.Query(ctx, `SELECT DISTINCT app_id, worker_id FROM jobs
+			WHERE state IN ('assigned', 'running') AND app_id IS NOT NULL AND worker_id IS NOT NULL`)
+		if err != nil {
+			return err
+		}
+		busyOn := map[[2]int64]bool{}
+		for rows.Next() {
+			var app, worker int64
+			if err := rows.Scan(&app, &worker); err != nil {
+				rows.Close()
+				return err
+			}
+			busyOn[[2]int64{app, worker}] = true
+			busyOn[[2]int64{app, 0}] = true // somewhere
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
 		var jobIDs, workerIDs []int64
 		var noWorker []int64
 		for i := range batch {
 			j := &batch[i]
+			// An app with no worker yet (first deploy) waits for any job of
+			// its own.
+			if j.AppID != 0 && busyOn[[2]int64{j.AppID, j.appWorker}] {
+				continue
+			}
 			// Stop and delete jobs belong to the worker that runs the app;
 			// with no such worker there is nothing to do.
 			if j.Kind == "stop" || j.Kind == "delete" {
@@ -210,6 +240,7 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 				if w := load[j.appWorker]; w != nil {
 					w.running++
 					jobIDs, workerIDs = append(jobIDs, j.ID), append(workerIDs, w.id)
+					busyOn[[2]int64{j.AppID, w.id}], busyOn[[2]int64{j.AppID, 0}] = true, true
 				}
 				continue
 			}
@@ -237,6 +268,9 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 			best.usedMem += j.MemoryMB
 			best.running++
 			jobIDs, workerIDs = append(jobIDs, j.ID), append(workerIDs, best.id)
+			if j.AppID != 0 {
+				busyOn[[2]int64{j.AppID, best.id}], busyOn[[2]int64{j.AppID, 0}] = true, true
+			}
 		}
 		if len(noWorker) > 0 {
 			if _, err := tx.Exec(ctx, `UPDATE jobs SET state = 'succeeded', finished_at = now(), error = 'no worker runs this app'
@@ -301,7 +335,9 @@ func Ack(ctx context.Context, q Querier, workerID, jobID int64) (bool, error) {
 }
 
 // Finish records a job's result. It reports false when the job is not an
-// active job of workerID (late or foreign results are ignored). A failure
+// active job of workerID (late or foreign results are ignored); a job
+// requeued from workerID and not placed again yet counts as its job (the
+// worker ran it after all). A failure
 // of a job whose cancellation was requested ends it as cancelled.
 func Finish(ctx context.Context, tx pgx.Tx, workerID, jobID int64, ok bool, errMsg string) (Job, bool, error) {
 	state := "failed"
@@ -310,7 +346,7 @@ func Finish(ctx context.Context, tx pgx.Tx, workerID, jobID int64, ok bool, errM
 	}
 	j, err := scanJob(tx.QueryRow(ctx, `UPDATE jobs SET state = CASE WHEN $3 = 'failed' AND cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE $3 END,
 			error = $4, finished_at = now()
-		WHERE id = $1 AND worker_id = $2 AND state IN ('assigned', 'running') RETURNING `+jobColumns,
+		WHERE id = $1 AND worker_id = $2 AND state IN ('pending', 'assigned', 'running') RETURNING `+jobColumns,
 		jobID, workerID, state, truncate(errMsg, 2000)))
 	if err == pgx.ErrNoRows {
 		return j, false, nil

@@ -175,3 +175,13 @@ func Seen(ctx context.Context, q jobs.Querier, id int64) error {
 	_, err := q.Exec(ctx, "UPDATE workers SET last_seen = now() WHERE id = $1", id)
 	return err
 }
+
+// RecordImagesBytes stores the disk a worker's app images use (from its
+// stats).
+func RecordImagesBytes(ctx context.Context, q jobs.Querier, id, n int64) error {
+	if n < 0 {
+		return fmt.Errorf("invalid image disk use %d", n)
+	}
+	_, err := q.Exec(ctx, "UPDATE workers SET images_bytes = $2 WHERE id = $1", id, n)
+	return err
+}

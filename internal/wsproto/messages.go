@@ -16,6 +16,12 @@ const (
 	TypeAppState     = "app.state"     // worker → CP
 	TypeDesiredState = "desired.state" // CP → worker
 	TypeHello        = "hello"         // worker → CP, first message after connecting
+	// TypeJobResultAck tells the worker its result is committed: only then
+	// does it forget the result (kept on disk until then).
+	TypeJobResultAck = "job.result.ack" // CP → worker
+	// TypeRetry tells the worker a message was not recorded (the database
+	// failed) and must be sent again later.
+	TypeRetry = "retry" // CP → worker
 )
 
 // Job kinds.
@@ -60,6 +66,17 @@ type JobResult struct {
 	Output json.RawMessage `json:"output,omitempty"`
 }
 
+// JobResultAck acknowledges a committed (or no longer needed) result.
+type JobResultAck struct {
+	JobID int64 `json:"job_id"`
+}
+
+// Retry names a message the control plane could not record.
+type Retry struct {
+	Type  string `json:"type"`
+	JobID int64  `json:"job_id,omitempty"`
+}
+
 // JobCancel asks a worker to stop a running job.
 type JobCancel struct {
 	JobID int64 `json:"job_id"`
@@ -76,6 +93,11 @@ type Hello struct {
 	DiskQuota  string  `json:"disk_quota"` // xfs-prjquota, btrfs, none
 	MaxJobs    int     `json:"max_jobs"`
 	RunningIDs []int64 `json:"running_job_ids,omitempty"`
+	// ResultIDs are jobs that ended on the worker whose results the
+	// control plane has not acknowledged yet (they are sent again). With
+	// RunningIDs they are every job the worker still accounts for: the
+	// control plane resolves its other active jobs of this worker at once.
+	ResultIDs []int64 `json:"result_job_ids,omitempty"`
 }
 
 // AppStats is one app's resource use at a point in time.
@@ -93,6 +115,9 @@ type AppStats struct {
 type Stats struct {
 	TS   int64      `json:"ts"` // unix seconds
 	Apps []AppStats `json:"apps"`
+	// ImagesBytes is the disk used by the worker's app images (sent with
+	// the disk sample; 0: not measured in this report).
+	ImagesBytes int64 `json:"images_bytes,omitempty"`
 }
 
 // LogLine is one line of an app's output or of a build.
@@ -115,11 +140,16 @@ type AppState struct {
 	DeploymentID int64  `json:"deployment_id,omitempty"`
 	State        string `json:"state"` // running, stopped, crashed, crashloop
 	HostPort     int    `json:"host_port,omitempty"`
-	Restarts     int    `json:"restarts,omitempty"`
-	Message      string `json:"message,omitempty"`
+	// Image is the running container's image (set for running).
+	Image    string `json:"image,omitempty"`
+	Restarts int    `json:"restarts,omitempty"`
+	Message  string `json:"message,omitempty"`
 }
 
-// DesiredApp is one app the CP wants running on a worker.
+// DesiredApp is one app the CP wants running on a worker. DeploymentID is
+// the generation: deployment ids only grow, so a worker running a newer
+// deployment of the app than the one desired keeps it and reports it (the
+// control plane has not recorded its result yet) instead of going back.
 type DesiredApp struct {
 	AppID        int64  `json:"app_id"`
 	Slug         string `json:"slug"`

@@ -449,7 +449,7 @@ async function openWorkers() {
   show("workers-page");
   liveClose();
   const body = $("#worker-list tbody");
-  body.replaceChildren(el("tr", {}, el("td", { colSpan: 8, className: "muted", textContent: "Loading workers…" })));
+  body.replaceChildren(el("tr", {}, el("td", { colSpan: 9, className: "muted", textContent: "Loading workers…" })));
   try {
     const { workers } = await call("GET", "/api/workers");
     body.replaceChildren(...workers.map((w) => el("tr", {},
@@ -460,8 +460,9 @@ async function openWorkers() {
       el("td", { textContent: `${w.reserved.cpu_millis} / ${w.capacity.cpu_millis || "?"} m · ${fmtPct(w.cpu_pct)} used` }),
       el("td", { textContent: `${w.reserved.memory_mb} / ${w.capacity.memory_mb || "?"} MB · ${fmtBytes(w.mem_bytes)} used` }),
       el("td", { textContent: `${w.active_jobs} / ${w.max_jobs}` }),
+      el("td", { className: "worker-images", textContent: fmtBytes(w.images_bytes) }),
       el("td", {}, drainButton(w)))));
-    if (!workers.length) body.replaceChildren(el("tr", {}, el("td", { colSpan: 8, className: "muted", textContent: "No workers yet: add one with `wisehosting worker add`." })));
+    if (!workers.length) body.replaceChildren(el("tr", {}, el("td", { colSpan: 9, className: "muted", textContent: "No workers yet: add one with `wisehosting worker add`." })));
   } catch (err) { body.replaceChildren(); showError(err); }
 }
 

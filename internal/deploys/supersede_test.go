@@ -1,0 +1,164 @@
+package deploys
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/pgtest"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
+)
+
+func trigger(t *testing.T, db *pgtest.DB, app App, commit string) Created {
+	t.Helper()
+	var c Created
+	err := pgx.BeginFunc(context.Background(), db.Pool, func(tx pgx.Tx) error {
+		var err error
+		c, err = Trigger(context.Background(), tx, app, Spec{Commit: commit, Trigger: "api"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Fifty deploys of one app requested at once leave one queued job: the
+// others end superseded (jobs cancelled, no failure), whatever order their
+// transactions commit in.
+func TestParallelDeploysCoalesce(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	app := seedApp(t, db, "burst")
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); trigger(t, db, app, "") }()
+	}
+	wg.Wait()
+	if n := count(t, db, "SELECT count(*) FROM jobs WHERE app_id = $1 AND state = 'pending'", app.ID); n != 1 {
+		t.Fatalf("%d queued jobs, want 1", n)
+	}
+	if n := count(t, db, "SELECT count(*) FROM deployments WHERE app_id = $1 AND status = 'superseded'", app.ID); n != 49 {
+		t.Fatalf("%d superseded deployments, want 49", n)
+	}
+	if n := count(t, db, "SELECT count(*) FROM deployments WHERE app_id = $1 AND status = 'failed'", app.ID); n != 0 {
+		t.Fatalf("%d failed deployments", n)
+	}
+	// The one left is the newest.
+	if n := count(t, db, `SELECT count(*) FROM jobs WHERE app_id = $1 AND state = 'pending'
+		AND deployment_id = (SELECT max(id) FROM deployments WHERE app_id = $1)`, app.ID); n != 1 {
+		t.Fatal("the queued job is not the newest deployment's")
+	}
+	// A rollback supersedes nothing (another source).
+	db.Pool.Exec(t.Context(), "UPDATE deployments SET status = 'succeeded', image = 'localhost/wisehosting/burst:d1' WHERE id = (SELECT min(id) FROM deployments WHERE app_id = $1)", app.ID)
+	var first int64
+	db.Pool.QueryRow(t.Context(), "SELECT min(id) FROM deployments WHERE app_id = $1", app.ID).Scan(&first)
+	err := pgx.BeginFunc(t.Context(), db.Pool, func(tx pgx.Tx) error {
+		_, err := Trigger(t.Context(), tx, app, Spec{RollbackOf: first})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, db, "SELECT count(*) FROM jobs WHERE app_id = $1 AND state = 'pending'", app.ID); n != 2 {
+		t.Fatalf("%d queued jobs after a rollback, want 2", n)
+	}
+}
+
+// A deploy still building on a worker when a newer one arrives is asked to
+// stop; its failed result ends it superseded, not failed. A deploy already
+// starting its container is left to finish.
+func TestBuildingDeploySuperseded(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	app := seedApp(t, db, "mid")
+	var worker int64
+	db.Pool.QueryRow(ctx, `INSERT INTO workers (name, api_key_hash, status) VALUES ('w', '\x01', 'online') RETURNING id`).Scan(&worker)
+	old := trigger(t, db, app, "")
+	db.Pool.Exec(ctx, "UPDATE jobs SET state = 'running', worker_id = $2 WHERE id = $1", old.JobID, worker)
+	db.Pool.Exec(ctx, "UPDATE deployments SET status = 'building' WHERE id = $1", old.DeploymentID)
+	starting := seedApp(t, db, "starting")
+	keep := trigger(t, db, starting, "")
+	db.Pool.Exec(ctx, "UPDATE jobs SET state = 'running', worker_id = $2 WHERE id = $1", keep.JobID, worker)
+	db.Pool.Exec(ctx, "UPDATE deployments SET status = 'deploying' WHERE id = $1", keep.DeploymentID)
+
+	trigger(t, db, app, "")
+	trigger(t, db, starting, "")
+	if n := count(t, db, "SELECT count(*) FROM jobs WHERE id = $1 AND cancel_requested_at IS NOT NULL AND superseded_by IS NOT NULL", old.JobID); n != 1 {
+		t.Fatal("the building deploy was not asked to stop")
+	}
+	if n := count(t, db, "SELECT count(*) FROM jobs WHERE id = $1 AND cancel_requested_at IS NULL", keep.JobID); n != 1 {
+		t.Fatal("a deploy starting its container was cancelled")
+	}
+	// The worker reports the stop as a failure.
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		j, ok, err := jobs.Finish(ctx, tx, worker, old.JobID, false, "build cancelled: context canceled")
+		if err != nil || !ok || j.State != "cancelled" {
+			t.Fatalf("finish: %+v %v %v", j, ok, err)
+		}
+		return jobs.CancelDeployment(ctx, tx, old.DeploymentID, "stopped on the worker")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	db.Pool.QueryRow(ctx, "SELECT status FROM deployments WHERE id = $1", old.DeploymentID).Scan(&status)
+	if status != "superseded" {
+		t.Fatalf("deployment %s, want superseded", status)
+	}
+}
+
+// The worker is the truth about containers: a running report moves the
+// app's host port even when the state word is unchanged, and a running
+// deployment newer than the newest recorded success is adopted.
+func TestAppStateAdoptsNewerDeployment(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	app := seedApp(t, db, "adopt")
+	var worker, d1, d2 int64
+	db.Pool.QueryRow(ctx, `INSERT INTO workers (name, api_key_hash, status) VALUES ('w', '\x02', 'online') RETURNING id`).Scan(&worker)
+	db.Pool.QueryRow(ctx, `INSERT INTO deployments (app_id, status, image, worker_id) VALUES ($1, 'succeeded', 'img:1', $2) RETURNING id`, app.ID, worker).Scan(&d1)
+	db.Pool.QueryRow(ctx, `INSERT INTO deployments (app_id, status, error) VALUES ($1, 'failed', 'timed out') RETURNING id`, app.ID).Scan(&d2)
+	db.Pool.Exec(ctx, "UPDATE apps SET status = 'running', worker_id = $2, host_port = 21000 WHERE id = $1", app.ID, worker)
+	apply := func(st wsproto.AppState) AppStateResult {
+		t.Helper()
+		var res AppStateResult
+		err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+			var err error
+			res, err = ApplyAppState(ctx, tx, worker, st)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	// Same deployment, same state word, new port: routing must follow.
+	if res := apply(wsproto.AppState{AppID: app.ID, DeploymentID: d1, State: "running", HostPort: 21001, Image: "img:1"}); !res.PortChanged || res.StatusChanged || res.Adopted != 0 {
+		t.Fatalf("port change: %+v", res)
+	}
+	// The newer deployment runs: adopted.
+	res := apply(wsproto.AppState{AppID: app.ID, DeploymentID: d2, State: "running", HostPort: 21002, Image: "img:2"})
+	if res.Adopted != d2 || !res.PortChanged {
+		t.Fatalf("adoption: %+v", res)
+	}
+	var status, image string
+	db.Pool.QueryRow(ctx, "SELECT status, image FROM deployments WHERE id = $1", d2).Scan(&status, &image)
+	if status != "succeeded" || image != "img:2" {
+		t.Fatalf("deployment %d: %s %s", d2, status, image)
+	}
+	ds, err := Desired(ctx, db.Pool, nil, worker)
+	if err != nil || len(ds.Apps) != 1 || ds.Apps[0].DeploymentID != d2 || ds.Apps[0].HostPort != 21002 {
+		t.Fatalf("desired after adoption: %+v %v", ds, err)
+	}
+	// An older deployment is never adopted back.
+	if res := apply(wsproto.AppState{AppID: app.ID, DeploymentID: d1, State: "running", HostPort: 21002, Image: "img:1"}); res.Adopted != 0 {
+		t.Fatalf("older deployment adopted: %+v", res)
+	}
+}
