@@ -6,11 +6,13 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"sync"
 	"syscall"
@@ -46,8 +48,18 @@ type Config struct {
 	ZoneListen string
 	// Podman is the Podman API socket.
 	Podman string
-	// WorkDir holds temporary checkouts.
+	// WorkDir holds temporary checkouts (in wisehosting-clones[-Instance],
+	// emptied at start). Default: the system temp dir.
 	WorkDir string
+	// StateDir holds what survives a crash of the agent: job results until
+	// the control plane acknowledges them. Default:
+	// WorkDir/wisehosting-state[-Instance].
+	StateDir string
+	// ImageRetention is how many of an app's newest deployment images are
+	// kept for rollbacks; older ones are removed (default 3).
+	ImageRetention int
+	// BuildCacheMB bounds the build layer cache (default 2048).
+	BuildCacheMB int
 	// MaxJobs is how many jobs run at once (default 2).
 	MaxJobs int
 	// AllowLocalGit accepts file:// repositories (single-host installs
@@ -89,6 +101,16 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.MaxJobs == 0 {
 		cfg.MaxJobs = 2
 	}
+	if cfg.WorkDir == "" {
+		cfg.WorkDir = os.TempDir()
+	}
+	suffix := ""
+	if cfg.Instance != "" {
+		suffix = "-" + cfg.Instance
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = filepath.Join(cfg.WorkDir, "wisehosting-state"+suffix)
+	}
 	rt, err := runtime.New(ctx, runtime.Config{Socket: cfg.Podman, BindIP: cfg.MeshIP, Instance: cfg.Instance,
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Logger: cfg.Logger})
 	if err != nil {
@@ -110,6 +132,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	sup, err := supervisor.New(supervisor.Config{Runtime: rt, Send: client.Send, WorkDir: cfg.WorkDir, AllowLocalGit: cfg.AllowLocalGit,
+		CloneDir: filepath.Join(cfg.WorkDir, "wisehosting-clones"+suffix), StateDir: cfg.StateDir,
+		ImageRetention: cfg.ImageRetention, BuildCacheMB: cfg.BuildCacheMB,
 		DiskQuota: quota, DrainDelay: cfg.DrainDelay, HealthTimeout: cfg.HealthTimeout, ReconcileInterval: cfg.ReconcileInterval,
 		StatsInterval: cfg.StatsInterval, CrashLoopCrashes: cfg.CrashLoopCrashes, Logger: cfg.Logger})
 	if err != nil {
@@ -119,6 +143,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	client.Handle(wsproto.TypeJobAssign, sup.HandleJob)
 	client.Handle(wsproto.TypeJobCancel, sup.HandleCancel)
 	client.Handle(wsproto.TypeDesiredState, sup.HandleDesired)
+	client.Handle(wsproto.TypeJobResultAck, sup.HandleResultAck)
+	client.Handle(wsproto.TypeRetry, a.retry)
 	client.OnConnect(a.hello)
 	if cfg.ZoneListen != "off" {
 		a.Zone = zone.New(zone.Config{URL: cfg.ControlPlane, WorkerID: client.WorkerID, Token: client.BearerToken,
@@ -143,16 +169,47 @@ func (a *Agent) ZoneAddr() net.Addr {
 // DiskQuota is the probed disk quota support.
 func (a *Agent) DiskQuota() runtime.DiskQuota { return a.quota }
 
-// hello tells the control plane what this worker is after every connect;
-// the control plane answers with the desired state.
+// hello tells the control plane what this worker is and which jobs it
+// still accounts for (running, or ended with a result not yet
+// acknowledged) after every connect; the control plane answers with the
+// desired state and resolves its other jobs of this worker. The results
+// are sent again after the hello, so the control plane has reconciled
+// first.
 func (a *Agent) hello(ctx context.Context) {
+	running, results := a.Sup.Accounted()
 	h := wsproto.Hello{Version: Version, WGIP: a.cfg.MeshIP, Zone: a.cfg.Zone, CPUMillis: goruntime.NumCPU() * 1000,
 		MemoryMB: memoryMB(), DiskMB: diskMB(a.cfg.WorkDir), DiskQuota: a.quota.Mode, MaxJobs: a.cfg.MaxJobs,
-		RunningIDs: a.Sup.RunningJobs()}
+		RunningIDs: running, ResultIDs: results}
 	if err := a.Client.Send(ctx, wsproto.TypeHello, h); err != nil {
 		a.cfg.Logger.Warn("agent: hello", zap.Error(err))
 	}
 	a.Sup.ResendStates()
+	a.Sup.ResendResults()
+}
+
+// retry sends again, after a pause, what the control plane could not
+// record (its database failed).
+func (a *Agent) retry(ctx context.Context, p json.RawMessage) error {
+	var r wsproto.Retry
+	if err := json.Unmarshal(p, &r); err != nil {
+		return fmt.Errorf("decoding retry: %w", err)
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		switch r.Type {
+		case wsproto.TypeHello:
+			a.hello(ctx)
+		case wsproto.TypeAppState:
+			a.Sup.ResendStates()
+		case wsproto.TypeJobResult:
+			a.Sup.ResendResults()
+		}
+	}()
+	return nil
 }
 
 // Run runs the agent until ctx ends. Containers keep running afterwards.

@@ -1,6 +1,9 @@
 package runtime
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -90,5 +93,29 @@ func TestShapeRefusesBadInput(t *testing.T) {
 	}
 	if err := Shape(t.Context(), 0, "eth0", 100); err == nil {
 		t.Error("pid 0 accepted")
+	}
+}
+
+func TestPortRangeOutsideEphemeral(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "range")
+	os.WriteFile(f, []byte("32768\t60999\n"), 0o644)
+	for _, c := range []struct {
+		min, max int
+		ok       bool
+	}{{20000, 29999, true}, {61000, 65000, true}, {30000, 39999, false}, {60999, 61500, false}, {20000, 32768, false}} {
+		err := CheckPortRange(c.min, c.max, f)
+		if (err == nil) != c.ok {
+			t.Errorf("%d-%d: %v", c.min, c.max, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "32768-60999") {
+			t.Errorf("unclear message: %v", err)
+		}
+	}
+	if err := CheckPortRange(30000, 39999, filepath.Join(t.TempDir(), "missing")); err != nil {
+		t.Errorf("no file (not Linux): %v", err)
+	}
+	os.WriteFile(f, []byte("garbage"), 0o644)
+	if err := CheckPortRange(20000, 29999, f); err == nil {
+		t.Error("unreadable range accepted")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -106,5 +107,61 @@ func (r *Runtime) FreePort(ctx context.Context) (int, error) {
 func (r *Runtime) release(p int) {
 	r.mu.Lock()
 	delete(r.reserved, p)
+	r.mu.Unlock()
+}
+
+// EphemeralRangeFile is where Linux keeps the range of ports it gives to
+// outgoing connections.
+const EphemeralRangeFile = "/proc/sys/net/ipv4/ip_local_port_range"
+
+// ReadEphemeralRange reads the kernel's ephemeral port range from file.
+func ReadEphemeralRange(file string) (lo, hi int, err error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0, fmt.Errorf("%s: unexpected content %q", file, b)
+	}
+	if lo, err = strconv.Atoi(f[0]); err == nil {
+		hi, err = strconv.Atoi(f[1])
+	}
+	if err != nil || lo <= 0 || hi > 65535 || lo > hi {
+		return 0, 0, fmt.Errorf("%s: unexpected content %q", file, b)
+	}
+	return lo, hi, nil
+}
+
+// CheckPortRange refuses an app port range that overlaps the kernel's
+// ephemeral range: the kernel may give one of its ports to an outgoing
+// connection at any time, and the app's bind then fails. A host without
+// the file (not Linux) is not checked.
+func CheckPortRange(min, max int, file string) error {
+	lo, hi, err := ReadEphemeralRange(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if min <= hi && lo <= max {
+		return fmt.Errorf("the app port range %d-%d overlaps the kernel's ephemeral port range %d-%d (%s): "+
+			"choose a range outside it (e.g. -port-range 20000-29999) or narrow net.ipv4.ip_local_port_range", min, max, lo, hi, file)
+	}
+	return nil
+}
+
+// addrInUse reports whether a container failed to start because its host
+// port was taken between the check and the bind.
+func addrInUse(err error) bool {
+	return err != nil && strings.Contains(strings.ToLower(err.Error()), "address already in use")
+}
+
+// holdPort keeps a port that failed to bind out of the choice for a while
+// (something else owns it, maybe only briefly).
+func (r *Runtime) holdPort(p int) {
+	r.mu.Lock()
+	r.reserved[p] = time.Now()
 	r.mu.Unlock()
 }

@@ -60,7 +60,9 @@ type Config struct {
 	// wisehosting-apps.
 	AppNetwork string
 	// PortMin and PortMax bound the host ports given to apps. Defaults:
-	// 30000 and 39999.
+	// 20000 and 29999. The range must not overlap the kernel's ephemeral
+	// range (ip_local_port_range): New refuses one that does, since an
+	// outgoing connection could take a port an app is about to bind.
 	PortMin, PortMax int
 	// StopTimeout is how long a container gets to exit after SIGTERM.
 	// Default: 10s.
@@ -88,10 +90,10 @@ func (c *Config) defaults() {
 		c.AppNetwork = "wisehosting-apps"
 	}
 	if c.PortMin == 0 {
-		c.PortMin = 30000
+		c.PortMin = 20000
 	}
 	if c.PortMax == 0 {
-		c.PortMax = 39999
+		c.PortMax = 29999
 	}
 	if c.StopTimeout == 0 {
 		c.StopTimeout = 10 * time.Second
@@ -122,6 +124,9 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	if cfg.PortMin < 1024 || cfg.PortMax > 65535 || cfg.PortMin > cfg.PortMax {
 		return nil, fmt.Errorf("invalid host port range %d-%d", cfg.PortMin, cfg.PortMax)
+	}
+	if err := CheckPortRange(cfg.PortMin, cfg.PortMax, EphemeralRangeFile); err != nil {
+		return nil, err
 	}
 	conn, err := bindings.NewConnection(ctx, cfg.Socket)
 	if err != nil {
@@ -220,7 +225,11 @@ func (r *Runtime) Build(ctx context.Context, b BuildSpec, out io.Writer) (string
 	opts.ContextDirectory = b.Dir
 	opts.Output = b.Tag
 	opts.Out, opts.Err, opts.ReportWriter = out, out, out
-	opts.Labels = labelList(b.Labels)
+	labels := map[string]string{LabelManaged: r.managed()}
+	for k, v := range b.Labels {
+		labels[k] = v
+	}
+	opts.Labels = labelList(labels)
 	opts.PullPolicy = define.PullIfMissing
 	opts.Layers = true // the layer cache makes redeploys of unchanged dependencies fast
 	opts.RemoveIntermediateCtrs = true
@@ -317,18 +326,34 @@ func (r *Runtime) managed() string {
 	return "true"
 }
 
-// Run creates and starts an app container.
+// Run creates and starts an app container. A host port the runtime chose
+// that turns out to be taken when the container binds it (something took
+// it after the check) is held back and another one is tried.
 func (r *Runtime) Run(ctx context.Context, s RunSpec) (Container, error) {
 	if s.Image == "" || s.Port <= 0 || s.Port > 65535 {
 		return Container{}, fmt.Errorf("invalid run spec: image %q, port %d", s.Image, s.Port)
 	}
-	hp := s.HostPort
-	if hp == 0 {
-		var err error
+	if s.HostPort != 0 {
+		return r.run(ctx, s, s.HostPort)
+	}
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		var hp int
 		if hp, err = r.FreePort(ctx); err != nil {
 			return Container{}, err
 		}
+		var c Container
+		c, err = r.run(ctx, s, hp)
+		if !addrInUse(err) {
+			return c, err
+		}
+		r.holdPort(hp)
+		r.cfg.Logger.Warn("runtime: host port taken at bind time, trying another", zap.Int("port", hp), zap.Error(err))
 	}
+	return Container{}, err
+}
+
+func (r *Runtime) run(ctx context.Context, s RunSpec, hp int) (Container, error) {
 	defer r.release(hp)
 	g := specgen.NewSpecGenerator(s.Image, false)
 	g.Name = r.ContainerName(s.Slug, s.DeploymentID)

@@ -84,7 +84,7 @@ func TestBuildRunStaticSite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.HostPort < 30000 || c.HostPort > 39999 || c.AppID != 7 || c.DeploymentID != 11 || !c.Running() {
+	if c.HostPort < 20000 || c.HostPort > 29999 || c.AppID != 7 || c.DeploymentID != 11 || !c.Running() {
 		t.Fatalf("container %+v", c)
 	}
 	body := waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/", c.HostPort))

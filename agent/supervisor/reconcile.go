@@ -43,6 +43,9 @@ func (s *Supervisor) Reconcile(ctx context.Context) error {
 	for _, c := range list {
 		byDeployment[c.DeploymentID] = c
 	}
+	if have {
+		desired = s.adoptNewer(list, desired, busy)
+	}
 	now := time.Now()
 	// Containers nobody wants.
 	for _, c := range list {
@@ -57,6 +60,9 @@ func (s *Supervisor) Reconcile(ctx context.Context) error {
 		}
 		if !have {
 			continue
+		}
+		if _, ok := desired[c.AppID]; !ok && c.Running() && s.results.pendingDeployment(c.AppID, c.DeploymentID) {
+			continue // live, and its result is not recorded yet
 		}
 		s.mu.Lock()
 		at, retiring := s.retiring[c.ID]
@@ -93,7 +99,7 @@ func (s *Supervisor) Reconcile(ctx context.Context) error {
 		case !ok:
 			errs = append(errs, s.recreate(ctx, d))
 		case c.Running():
-			s.report(ctx, d, "running", c.HostPort, "")
+			s.report(ctx, d, "running", c.HostPort, c.Image, "")
 		default:
 			s.crashed(ctx, d, c)
 		}
@@ -118,7 +124,7 @@ func (s *Supervisor) recreate(ctx context.Context, d wsproto.DesiredApp) error {
 		return err
 	}
 	if !ok || d.Image == "" {
-		s.report(ctx, d, "stopped", 0, "the image of deployment "+fmt.Sprint(d.DeploymentID)+" is not on this worker; redeploy")
+		s.report(ctx, d, "stopped", 0, "", "the image of deployment "+fmt.Sprint(d.DeploymentID)+" is not on this worker; redeploy")
 		return nil
 	}
 	spec := runtime.RunSpec{AppID: d.AppID, DeploymentID: d.DeploymentID, Slug: d.Slug, Image: d.Image, Port: d.Port,
@@ -129,7 +135,7 @@ func (s *Supervisor) recreate(ctx context.Context, d wsproto.DesiredApp) error {
 		c, err = s.rt.Run(ctx, spec)
 	}
 	if err != nil {
-		s.report(ctx, d, "stopped", 0, "cannot start: "+err.Error())
+		s.report(ctx, d, "stopped", 0, "", "cannot start: "+err.Error())
 		return err
 	}
 	s.follow(c, time.Time{})
@@ -140,7 +146,7 @@ func (s *Supervisor) recreate(ctx context.Context, d wsproto.DesiredApp) error {
 	}
 	s.mu.Unlock()
 	s.cfg.Logger.Info("supervisor: started missing container", zap.String("slug", d.Slug), zap.Int64("deployment", d.DeploymentID), zap.Int("host_port", c.HostPort))
-	s.report(ctx, d, "running", c.HostPort, "container recreated")
+	s.report(ctx, d, "running", c.HostPort, c.Image, "container recreated")
 	return nil
 }
 
@@ -189,11 +195,14 @@ func (s *Supervisor) crashed(ctx context.Context, d wsproto.DesiredApp, c runtim
 	s.follow(c, time.Now())
 }
 
-// report sends an app.state when it differs from the last one sent.
-func (s *Supervisor) report(ctx context.Context, d wsproto.DesiredApp, state string, hostPort int, msg string) {
+// report sends an app.state when it differs from the last one sent: in
+// its state word, its deployment or its host port (routing follows the
+// port).
+func (s *Supervisor) report(ctx context.Context, d wsproto.DesiredApp, state string, hostPort int, image, msg string) {
+	key := reportKey{state: state, deployment: d.DeploymentID, hostPort: hostPort}
 	s.mu.Lock()
 	a := s.app(d.AppID)
-	changed := a.reported != state
+	changed := a.reported != key
 	if state == "running" && a.crashloop {
 		// The loop ends when the app stays up long enough for its crashes
 		// to leave the window.
@@ -203,23 +212,59 @@ func (s *Supervisor) report(ctx context.Context, d wsproto.DesiredApp, state str
 		}
 		a.crashloop = len(a.crashes) >= s.cfg.CrashLoopCrashes
 	}
-	a.reported = state
 	restarts := a.restarts
 	s.mu.Unlock()
 	if !changed {
 		return
 	}
-	s.sendState(ctx, wsproto.AppState{AppID: d.AppID, DeploymentID: d.DeploymentID, State: state, HostPort: hostPort, Restarts: restarts, Message: msg})
+	s.sendState(ctx, wsproto.AppState{AppID: d.AppID, DeploymentID: d.DeploymentID, State: state, HostPort: hostPort, Image: image, Restarts: restarts, Message: msg})
+}
+
+// adoptNewer makes a running container of a newer deployment than the
+// desired one the desired container of its app: deployment ids only grow,
+// so the control plane has just not recorded it yet (its result was lost,
+// or this agent restarted before sending it). The agent keeps it and
+// reports it; it never goes back to the older deployment. It returns the
+// updated copy of the desired state.
+func (s *Supervisor) adoptNewer(list []runtime.Container, desired map[int64]wsproto.DesiredApp, busy map[int64]bool) map[int64]wsproto.DesiredApp {
+	for _, c := range list {
+		d, ok := desired[c.AppID]
+		if !ok || busy[c.AppID] || !c.Running() || c.DeploymentID <= d.DeploymentID || c.Image == "" {
+			continue
+		}
+		s.cfg.Logger.Info("supervisor: keeping a newer deployment than the desired one", zap.String("slug", d.Slug),
+			zap.Int64("running", c.DeploymentID), zap.Int64("desired", d.DeploymentID))
+		d.DeploymentID, d.Image, d.HostPort = c.DeploymentID, c.Image, c.HostPort
+		if c.Port > 0 {
+			d.Port = c.Port
+		}
+		desired[c.AppID] = d
+		s.mu.Lock()
+		if cur, ok := s.desired[c.AppID]; ok && cur.DeploymentID < c.DeploymentID {
+			s.desired[c.AppID] = d
+		}
+		// The older containers may still be routed to until the control
+		// plane adopts this one: they go after the drain delay.
+		for _, o := range list {
+			if o.AppID == c.AppID && o.ID != c.ID {
+				if _, ok := s.retiring[o.ID]; !ok {
+					s.retiring[o.ID] = time.Now().Add(s.cfg.DrainDelay)
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	return desired
 }
 
 func (s *Supervisor) sendState(ctx context.Context, st wsproto.AppState) {
 	s.mu.Lock()
-	s.app(st.AppID).reported = st.State
+	s.app(st.AppID).reported = reportKey{state: st.State, deployment: st.DeploymentID, hostPort: st.HostPort}
 	s.mu.Unlock()
 	if err := s.cfg.Send(ctx, wsproto.TypeAppState, st); err != nil {
 		// Not delivered: send again on the next pass.
 		s.mu.Lock()
-		s.app(st.AppID).reported = ""
+		s.app(st.AppID).reported = reportKey{}
 		s.mu.Unlock()
 	}
 }
@@ -229,7 +274,7 @@ func (s *Supervisor) sendState(ctx context.Context, st wsproto.AppState) {
 func (s *Supervisor) ResendStates() {
 	s.mu.Lock()
 	for _, a := range s.apps {
-		a.reported = ""
+		a.reported = reportKey{}
 	}
 	s.mu.Unlock()
 	s.wake()
@@ -301,8 +346,15 @@ func (s *Supervisor) SendStats(ctx context.Context, withDisk bool) error {
 			ids = append(ids, c.ID)
 		}
 	}
+	msg := wsproto.Stats{TS: time.Now().Unix()}
+	if withDisk {
+		msg.ImagesBytes, _ = s.rt.ImagesBytes(ctx)
+	}
 	if len(ids) == 0 {
-		return nil
+		if msg.ImagesBytes == 0 {
+			return nil
+		}
+		return s.cfg.Send(ctx, wsproto.TypeStats, msg)
 	}
 	stats, err := s.rt.Stats(ctx, ids)
 	if err != nil {
@@ -312,7 +364,6 @@ func (s *Supervisor) SendStats(ctx context.Context, withDisk bool) error {
 	if withDisk {
 		disk, _ = s.rt.DiskUsage(ctx)
 	}
-	msg := wsproto.Stats{TS: time.Now().Unix()}
 	for _, st := range stats {
 		c, ok := byID[st.ContainerID]
 		if !ok {

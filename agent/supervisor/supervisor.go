@@ -41,8 +41,13 @@ type SendFunc func(ctx context.Context, msgType string, payload any) error
 type Config struct {
 	Runtime *runtime.Runtime
 	Send    SendFunc
-	// WorkDir holds the temporary checkouts. Default: os.TempDir().
+	// WorkDir is the default parent of CloneDir and StateDir. Default:
+	// os.TempDir().
 	WorkDir string
+	// CloneDir holds the temporary checkouts; it belongs to this agent
+	// alone and what a crash left in it is removed at start. Default:
+	// WorkDir/wisehosting-clones.
+	CloneDir string
 	// AllowLocalGit accepts file:// and local repository paths (tests and
 	// single-host installs).
 	AllowLocalGit bool
@@ -64,7 +69,20 @@ type Config struct {
 	// DiskQuota is the probed quota support (containers get DiskMB only
 	// when enforced).
 	DiskQuota runtime.DiskQuota
-	Logger    *zap.Logger
+	// StateDir holds what must survive an agent crash: job results until
+	// the control plane acknowledges them. Default: WorkDir/wisehosting-state.
+	StateDir string
+	// ResultResend is how often unacknowledged results are sent again
+	// while connected. Default: 5s.
+	ResultResend time.Duration
+	// ImageRetention is how many of an app's newest deployment images are
+	// kept (rollback targets); older ones are removed after a deploy.
+	// Default: 3.
+	ImageRetention int
+	// BuildCacheMB bounds the build cache (untagged layers); beyond it
+	// the cache is pruned after a build. Default: 2048.
+	BuildCacheMB int
+	Logger       *zap.Logger
 }
 
 func (c *Config) defaults() {
@@ -89,6 +107,21 @@ func (c *Config) defaults() {
 	if c.CrashLoopWindow == 0 {
 		c.CrashLoopWindow = 5 * time.Minute
 	}
+	if c.CloneDir == "" {
+		c.CloneDir = filepath.Join(c.WorkDir, "wisehosting-clones")
+	}
+	if c.StateDir == "" {
+		c.StateDir = filepath.Join(c.WorkDir, "wisehosting-state")
+	}
+	if c.ResultResend == 0 {
+		c.ResultResend = 5 * time.Second
+	}
+	if c.ImageRetention == 0 {
+		c.ImageRetention = 3
+	}
+	if c.BuildCacheMB == 0 {
+		c.BuildCacheMB = 2048
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -99,26 +132,37 @@ type appRun struct {
 	crashes   []time.Time
 	crashloop bool
 	nextTry   time.Time
-	reported  string // last state sent
+	reported  reportKey // last state sent
 	restarts  int
+}
+
+// reportKey is what an app.state says: any change of it is reported, a
+// new container or port as much as a new state word.
+type reportKey struct {
+	state      string
+	deployment int64
+	hostPort   int
 }
 
 // Supervisor runs jobs and reconciles containers.
 type Supervisor struct {
-	cfg  Config
-	rt   *runtime.Runtime
-	logs *shipper
+	cfg     Config
+	rt      *runtime.Runtime
+	logs    *shipper
+	results *resultStore
 
 	mu          sync.Mutex
 	desired     map[int64]wsproto.DesiredApp
 	haveDesired bool
-	busy        map[int64]int64 // app → job in flight
+	busy        map[int64]int64 // app → newest job in flight
+	appSlots    map[int64]chan struct{}
 	jobs        map[int64]*jobRun
 	apps        map[int64]*appRun
 	retiring    map[string]time.Time // container → removal time
 	redirects   map[int]redirect     // old host port → new (local zone routing)
 	following   map[string]context.CancelFunc
 	kick        chan struct{}
+	resend      chan struct{}
 }
 
 type jobRun struct {
@@ -141,8 +185,26 @@ func New(cfg Config) (*Supervisor, error) {
 	s := &Supervisor{cfg: cfg, rt: cfg.Runtime,
 		desired: map[int64]wsproto.DesiredApp{}, busy: map[int64]int64{}, jobs: map[int64]*jobRun{},
 		apps: map[int64]*appRun{}, retiring: map[string]time.Time{}, redirects: map[int]redirect{},
-		following: map[string]context.CancelFunc{}, kick: make(chan struct{}, 1)}
+		following: map[string]context.CancelFunc{}, kick: make(chan struct{}, 1),
+		appSlots: map[int64]chan struct{}{}, resend: make(chan struct{}, 1)}
 	s.logs = newShipper(cfg.Send, cfg.Logger)
+	// Checkouts a crash left behind: no job runs yet.
+	if err := os.RemoveAll(cfg.CloneDir); err != nil {
+		return nil, fmt.Errorf("cleaning the clone directory: %w", err)
+	}
+	if err := os.MkdirAll(cfg.CloneDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the clone directory: %w", err)
+	}
+	res, err := openResults(filepath.Join(cfg.StateDir, "results"))
+	if err != nil {
+		return nil, err
+	}
+	s.results = res
+	// Jobs whose results wait for an acknowledgement ran: a redelivery of
+	// one is acknowledged, not run again.
+	for _, id := range res.ids() {
+		s.jobs[id] = &jobRun{cancel: func() {}, done: true, at: time.Now()}
+	}
 	return s, nil
 }
 
@@ -150,8 +212,9 @@ func New(cfg Config) (*Supervisor, error) {
 // keep running when it returns.
 func (s *Supervisor) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); s.logs.run(ctx) }()
+	go func() { defer wg.Done(); s.resultLoop(ctx) }()
 	go func() { defer wg.Done(); s.statsLoop(ctx) }()
 	go func() {
 		defer wg.Done()
@@ -205,6 +268,14 @@ func (s *Supervisor) RunningJobs() []int64 {
 	return ids
 }
 
+// Accounted returns the jobs in flight and then the jobs whose results are
+// not acknowledged, for the hello. A job ending meanwhile is in at least
+// one list: its result is stored before it stops counting as running.
+func (s *Supervisor) Accounted() (running, results []int64) {
+	running = s.RunningJobs()
+	return running, s.results.ids()
+}
+
 // Redirect maps a host port that was just retired by a cut-over to the
 // port of its successor, so local zone routing switches at once, before
 // the routing table polled from the control plane shows the new port.
@@ -231,17 +302,32 @@ func (s *Supervisor) HandleDesired(ctx context.Context, p json.RawMessage) error
 	return nil
 }
 
-// SetDesired installs a desired state and wakes the reconciler.
+// SetDesired installs a desired state and wakes the reconciler. An app
+// with a job in flight keeps the supervisor's view (the job's result
+// decides it), and so does an app whose newer deployment this agent put
+// live and the control plane has not recorded yet: a desired state naming
+// an older deployment (or none) never replaces a newer running one. The
+// agent reports what it runs and the control plane adopts it.
 func (s *Supervisor) SetDesired(ds wsproto.DesiredState) {
 	m := make(map[int64]wsproto.DesiredApp, len(ds.Apps))
 	for _, a := range ds.Apps {
 		m[a.AppID] = a
 	}
 	s.mu.Lock()
-	// An app with a job in flight keeps the supervisor's view: the job's
-	// result decides it.
 	for app := range s.busy {
 		if cur, ok := s.desired[app]; ok {
+			m[app] = cur
+		}
+	}
+	for app, cur := range s.desired {
+		want, ok := m[app]
+		switch {
+		case ok && want.DeploymentID < cur.DeploymentID:
+			if want.Env != nil {
+				cur.Env = want.Env
+			}
+			m[app] = cur
+		case !ok && s.results.pendingDeployment(app, cur.DeploymentID):
 			m[app] = cur
 		}
 	}
@@ -258,7 +344,9 @@ func (s *Supervisor) Desired() map[int64]wsproto.DesiredApp {
 }
 
 // HandleJob takes a job.assign. A job id seen before is acknowledged again
-// and not run twice.
+// and not run twice. Jobs of one app run one at a time, in the order they
+// arrive: the app is marked busy here, before the job's goroutine starts,
+// and the goroutine waits for the app's slot.
 func (s *Supervisor) HandleJob(ctx context.Context, p json.RawMessage) error {
 	var j wsproto.JobAssign
 	if err := json.Unmarshal(p, &j); err != nil {
@@ -266,17 +354,9 @@ func (s *Supervisor) HandleJob(ctx context.Context, p json.RawMessage) error {
 	}
 	s.mu.Lock()
 	_, seen := s.jobs[j.JobID]
-	if !seen {
-		if other, ok := s.busy[j.AppID]; ok && j.AppID != 0 {
-			// One job per app at a time: cancel the older one (a newer
-			// deploy supersedes it).
-			if jr := s.jobs[other]; jr != nil && !jr.done {
-				jr.cancel()
-			}
-		}
-	}
 	var jctx context.Context
 	var cancel context.CancelFunc
+	var slot chan struct{}
 	if !seen {
 		timeout := time.Duration(j.TimeoutS) * time.Second
 		if timeout <= 0 {
@@ -284,9 +364,16 @@ func (s *Supervisor) HandleJob(ctx context.Context, p json.RawMessage) error {
 		}
 		jctx, cancel = context.WithTimeout(context.Background(), timeout)
 		s.jobs[j.JobID] = &jobRun{cancel: cancel, at: time.Now()}
+		if j.AppID != 0 {
+			s.busy[j.AppID] = j.JobID
+			if slot = s.appSlots[j.AppID]; slot == nil {
+				slot = make(chan struct{}, 1)
+				s.appSlots[j.AppID] = slot
+			}
+		}
 		// Forget old job ids (a redelivery comes within minutes).
 		for id, jr := range s.jobs {
-			if jr.done && time.Since(jr.at) > time.Hour {
+			if jr.done && time.Since(jr.at) > time.Hour && !s.results.has(id) {
 				delete(s.jobs, id)
 			}
 		}
@@ -298,7 +385,7 @@ func (s *Supervisor) HandleJob(ctx context.Context, p json.RawMessage) error {
 	if seen {
 		return nil
 	}
-	go s.runJob(jctx, cancel, j)
+	go s.runJob(jctx, cancel, slot, j)
 	return nil
 }
 
@@ -318,10 +405,7 @@ func (s *Supervisor) HandleCancel(ctx context.Context, p json.RawMessage) error 
 	}
 	s.mu.Unlock()
 	if jr == nil {
-		res := wsproto.JobResult{JobID: c.JobID, Error: "cancelled before it started"}
-		if err := s.cfg.Send(ctx, wsproto.TypeJobResult, res); err != nil {
-			s.cfg.Logger.Warn("supervisor: result of a cancelled job", zap.Int64("job", c.JobID), zap.Error(err))
-		}
+		s.finish(storedResult{Result: wsproto.JobResult{JobID: c.JobID, Error: "cancelled before it started"}})
 		return nil
 	}
 	if !jr.done {
@@ -330,32 +414,92 @@ func (s *Supervisor) HandleCancel(ctx context.Context, p json.RawMessage) error 
 	return nil
 }
 
+// HandleResultAck forgets a result the control plane committed.
+func (s *Supervisor) HandleResultAck(ctx context.Context, p json.RawMessage) error {
+	var a wsproto.JobResultAck
+	if err := json.Unmarshal(p, &a); err != nil {
+		return fmt.Errorf("decoding result ack: %w", err)
+	}
+	s.results.ack(a.JobID)
+	return nil
+}
+
+// ResendResults sends every unacknowledged result now (after a reconnect,
+// or when the control plane asked for a retry).
+func (s *Supervisor) ResendResults() {
+	select {
+	case s.resend <- struct{}{}:
+	default:
+	}
+}
+
+// finish stores a result durably and sends it; it is sent again until the
+// control plane acknowledges it, however long that takes.
+func (s *Supervisor) finish(sr storedResult) {
+	if err := s.results.put(sr); err != nil {
+		s.cfg.Logger.Error("supervisor: storing a job result; sending it without a copy on disk", zap.Int64("job", sr.Result.JobID), zap.Error(err))
+	}
+	sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+	defer c()
+	if err := s.cfg.Send(sctx, wsproto.TypeJobResult, sr.Result); err != nil {
+		s.cfg.Logger.Debug("supervisor: result not sent now; sent again after the reconnect", zap.Int64("job", sr.Result.JobID), zap.Error(err))
+	}
+}
+
+// resultLoop sends the unacknowledged results again: after every
+// reconnect (ResendResults) and every ResultResend while some wait.
+func (s *Supervisor) resultLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ResultResend)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.resend:
+		}
+		for _, sr := range s.results.list() {
+			sctx, c := context.WithTimeout(ctx, 10*time.Second)
+			err := s.cfg.Send(sctx, wsproto.TypeJobResult, sr.Result)
+			c()
+			if err != nil {
+				break // not connected: the reconnect sends them
+			}
+		}
+	}
+}
+
 func (s *Supervisor) progress(ctx context.Context, j wsproto.JobAssign, stage, msg string, pct int) {
 	if err := s.cfg.Send(ctx, wsproto.TypeJobProgress, wsproto.JobProgress{JobID: j.JobID, Stage: stage, Message: msg, Percent: pct}); err != nil {
 		s.cfg.Logger.Debug("supervisor: progress not sent", zap.Error(err))
 	}
 }
 
-func (s *Supervisor) runJob(ctx context.Context, cancel context.CancelFunc, j wsproto.JobAssign) {
+func (s *Supervisor) runJob(ctx context.Context, cancel context.CancelFunc, slot chan struct{}, j wsproto.JobAssign) {
 	defer cancel()
-	s.mu.Lock()
-	if j.AppID != 0 {
-		s.busy[j.AppID] = j.JobID
-	}
-	s.mu.Unlock()
 	var out any
 	var err error
-	switch j.Kind {
-	case wsproto.JobDeploy, wsproto.JobRollback:
-		out, err = s.deploy(ctx, j)
-	case wsproto.JobStop:
-		err = s.stopApp(ctx, j.AppID, false)
-	case wsproto.JobDelete:
-		err = s.stopApp(ctx, j.AppID, true)
-	case wsproto.JobRestart:
-		err = s.restartApp(ctx, j.AppID)
-	default:
-		err = fmt.Errorf("unknown job kind %q", j.Kind)
+	if slot != nil {
+		select {
+		case slot <- struct{}{}:
+			defer func() { <-slot }()
+		case <-ctx.Done():
+			err = fmt.Errorf("waiting for the app's previous job: %w", ctx.Err())
+		}
+	}
+	if err == nil {
+		switch j.Kind {
+		case wsproto.JobDeploy, wsproto.JobRollback:
+			out, err = s.deploy(ctx, j)
+		case wsproto.JobStop:
+			err = s.stopApp(ctx, j.AppID, false)
+		case wsproto.JobDelete:
+			err = s.stopApp(ctx, j.AppID, true)
+		case wsproto.JobRestart:
+			err = s.restartApp(ctx, j.AppID)
+		default:
+			err = fmt.Errorf("unknown job kind %q", j.Kind)
+		}
 	}
 	res := wsproto.JobResult{JobID: j.JobID, OK: err == nil}
 	if err != nil {
@@ -367,16 +511,7 @@ func (s *Supervisor) runJob(ctx context.Context, cancel context.CancelFunc, j ws
 		res.Output, _ = json.Marshal(out)
 	}
 	s.logs.flush(context.Background())
-	// The result must arrive: retry while the connection comes back.
-	for attempt := 0; attempt < 60; attempt++ {
-		sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
-		serr := s.cfg.Send(sctx, wsproto.TypeJobResult, res)
-		c()
-		if serr == nil {
-			break
-		}
-		time.Sleep(time.Second)
-	}
+	s.finish(storedResult{Result: res, AppID: j.AppID, DeploymentID: j.DeploymentID})
 	s.mu.Lock()
 	if s.busy[j.AppID] == j.JobID {
 		delete(s.busy, j.AppID)
@@ -386,6 +521,9 @@ func (s *Supervisor) runJob(ctx context.Context, cancel context.CancelFunc, j ws
 	}
 	s.mu.Unlock()
 	s.wake()
+	if err == nil && (j.Kind == wsproto.JobDeploy || j.Kind == wsproto.JobRollback) {
+		s.pruneImages(context.Background(), j.AppID)
+	}
 }
 
 var slugRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -398,13 +536,30 @@ type deployOutput struct {
 	Commit   string `json:"commit,omitempty"`
 }
 
-func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (*deployOutput, error) {
+func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (_ *deployOutput, err error) {
+	var builtImg string
+	defer func() {
+		if err != nil && builtImg != "" { // an image of a failed deployment is no rollback target
+			s.rt.RemoveImage(context.Background(), builtImg)
+		}
+	}()
 	var p wsproto.DeployPayload
 	if err := json.Unmarshal(j.Payload, &p); err != nil {
 		return nil, fmt.Errorf("decoding deploy payload: %w", err)
 	}
 	if !slugRe.MatchString(p.Slug) || j.AppID <= 0 || j.DeploymentID <= 0 {
 		return nil, fmt.Errorf("invalid deploy job (slug %q, app %d, deployment %d)", p.Slug, j.AppID, j.DeploymentID)
+	}
+	// The deployment already runs here (this job ran before and its result
+	// was lost with the agent): it is checked, not built and started again.
+	if c, ok := s.runningDeployment(ctx, j.AppID, j.DeploymentID); ok {
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.waitHealthy(hctx, c, p.HealthPath)
+		cancel()
+		if err == nil {
+			s.progress(ctx, j, "health", fmt.Sprintf("deployment %d already runs on port %d", j.DeploymentID, c.HostPort), 75)
+			return s.switchTo(ctx, j, p, c, c.Image, c.Port, ""), nil
+		}
 	}
 	img, port, commit := p.Image, p.Port, p.Commit
 	if img != "" {
@@ -426,7 +581,7 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (*deployOu
 		if err != nil {
 			return nil, err
 		}
-		img, commit = built, c
+		img, commit, builtImg = built, c, built
 		if port == 0 {
 			port = detected
 		}
@@ -453,9 +608,14 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (*deployOu
 		s.rt.Remove(context.Background(), c.ID)
 		return nil, fmt.Errorf("health check failed, the previous deployment keeps running: %w", err)
 	}
-	// Switch: the new deployment becomes desired, local routing moves at
-	// once, the control plane moves the proxies when it records the
-	// result, and the old containers go after the drain delay.
+	return s.switchTo(ctx, j, p, c, img, port, commit), nil
+}
+
+// switchTo makes a healthy container of a deploy job the app's: it becomes
+// desired, local routing moves at once, the control plane moves the
+// proxies when it records the result, and the app's other containers go
+// after the drain delay.
+func (s *Supervisor) switchTo(ctx context.Context, j wsproto.JobAssign, p wsproto.DeployPayload, c runtime.Container, img string, port int, commit string) *deployOutput {
 	s.progress(ctx, j, "switch", "switching traffic", 90)
 	s.mu.Lock()
 	prev, hadPrev := s.desired[j.AppID]
@@ -466,7 +626,8 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (*deployOu
 		s.redirects[prev.HostPort] = redirect{to: c.HostPort, until: now.Add(10 * time.Minute)}
 	}
 	ar := s.app(j.AppID)
-	ar.crashes, ar.crashloop, ar.reported, ar.restarts = nil, false, "running", 0
+	ar.crashes, ar.crashloop, ar.restarts = nil, false, 0
+	ar.reported = reportKey{state: "running", deployment: j.DeploymentID, hostPort: c.HostPort}
 	s.mu.Unlock()
 	if list, err := s.rt.List(ctx); err == nil {
 		s.mu.Lock()
@@ -483,14 +644,28 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (*deployOu
 		s.mu.Unlock()
 	}
 	s.progress(ctx, j, "done", fmt.Sprintf("running on port %d", c.HostPort), 100)
-	return &deployOutput{Image: img, HostPort: c.HostPort, Port: port, Commit: commit}, nil
+	return &deployOutput{Image: img, HostPort: c.HostPort, Port: port, Commit: commit}
+}
+
+// runningDeployment finds the running container of a deployment.
+func (s *Supervisor) runningDeployment(ctx context.Context, appID, deploymentID int64) (runtime.Container, bool) {
+	list, err := s.rt.List(ctx)
+	if err != nil {
+		return runtime.Container{}, false
+	}
+	for _, c := range list {
+		if c.AppID == appID && c.DeploymentID == deploymentID && c.Running() && c.Image != "" && c.Port > 0 {
+			return c, true
+		}
+	}
+	return runtime.Container{}, false
 }
 
 // build clones the source, picks the recipe and builds the image; output
 // lines go to the deployment's live log.
 func (s *Supervisor) build(ctx context.Context, j wsproto.JobAssign, p wsproto.DeployPayload) (img string, port int, commit string, err error) {
 	s.progress(ctx, j, "clone", "cloning "+p.GitURL+" ("+p.Branch+")", 5)
-	tmp, err := os.MkdirTemp(s.cfg.WorkDir, "wh-src-")
+	tmp, err := os.MkdirTemp(s.cfg.CloneDir, "wh-src-")
 	if err != nil {
 		return "", 0, "", err
 	}

@@ -71,7 +71,7 @@ func newSupervisor(t *testing.T) (*Supervisor, *recorder) {
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	s, err := New(Config{Runtime: rt, Send: rec.send, AllowLocalGit: true})
+	s, err := New(Config{Runtime: rt, Send: rec.send, AllowLocalGit: true, WorkDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func main() {
 func run() error {
 	fs := flag.NewFlagSet("wisehosting-agent", flag.ExitOnError)
 	var cfg agent.Config
-	var keyFile, caFile string
+	var keyFile, caFile, portRange string
 	var debug bool
 	fs.StringVar(&cfg.ControlPlane, "cp", "", "control plane URL (https://…; http:// only for loopback or private IP literals)")
 	fs.StringVar(&keyFile, "key-file", "", "file holding the worker key (or WISEHOSTING_WORKER_KEY)")
@@ -45,7 +45,11 @@ func run() error {
 	fs.StringVar(&cfg.ZoneListen, "zone-listen", ":8080", `zone router address ("off" when a local Traefik serves the zone)`)
 	fs.StringVar(&cfg.Podman, "podman", "unix:///run/podman/podman.sock", "Podman API socket")
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "directory for temporary checkouts (default: the system temp dir)")
+	fs.StringVar(&cfg.StateDir, "state-dir", "", "persistent directory for job results the control plane has not acknowledged (default: <work-dir>/wisehosting-state)")
 	fs.IntVar(&cfg.MaxJobs, "max-jobs", 2, "jobs run at once")
+	fs.StringVar(&portRange, "port-range", "20000-29999", "host ports given to apps (must be outside net.ipv4.ip_local_port_range)")
+	fs.IntVar(&cfg.ImageRetention, "image-retention", 3, "images of an app's newest deployments kept for rollbacks")
+	fs.IntVar(&cfg.BuildCacheMB, "build-cache-mb", 2048, "build layer cache size above which it is pruned")
 	fs.BoolVar(&cfg.AllowLocalGit, "allow-local-git", false, "accept file:// repositories (single-host installs)")
 	fs.StringVar(&caFile, "ca-file", "", "PEM file of a private CA that signed the control plane's certificate")
 	fs.BoolVar(&debug, "debug", false, "debug logging")
@@ -67,6 +71,12 @@ func run() error {
 	}
 	if cfg.ControlPlane == "" {
 		return errors.New("-cp is required")
+	}
+	if _, err := fmt.Sscanf(portRange, "%d-%d", &cfg.PortMin, &cfg.PortMax); err != nil {
+		return fmt.Errorf("-port-range %q: want MIN-MAX, e.g. 20000-29999", portRange)
+	}
+	if cfg.ImageRetention < 1 {
+		return errors.New("-image-retention must be at least 1")
 	}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)

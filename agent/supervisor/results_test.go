@@ -1,0 +1,103 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wisehosting/wisehosting/agent/runtime"
+	"github.com/wisehosting/wisehosting/agent/runtime/podmantest"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
+)
+
+// A job's result survives an agent restart and a control plane that is
+// away: it stays on disk, counts in the hello, is sent again after every
+// reconnect and goes only when the control plane acknowledges it. A
+// redelivery of the job is acknowledged, not run again.
+func TestResultsKeptUntilAcknowledged(t *testing.T) {
+	svc := podmantest.Start(t)
+	rt, err := runtime.New(context.Background(), runtime.Config{Socket: svc.URL, Instance: fmt.Sprintf("r%d", time.Now().UnixNano()%1e9)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	var connected atomic.Bool
+	rec := &recorder{}
+	send := func(ctx context.Context, typ string, p any) error {
+		if !connected.Load() {
+			return errors.New("not connected")
+		}
+		return rec.send(ctx, typ, p)
+	}
+	open := func() *Supervisor {
+		s, err := New(Config{Runtime: rt, Send: send, WorkDir: work, ResultResend: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	job, _ := json.Marshal(wsproto.JobAssign{JobID: 12, Kind: "nonsense", AppID: 3})
+	s.HandleJob(context.Background(), job)
+	deadline := time.Now().Add(10 * time.Second)
+	for _, res := s.Accounted(); !slices.Equal(res, []int64{12}); _, res = s.Accounted() {
+		if time.Now().After(deadline) {
+			t.Fatal("the result was not kept")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The agent restarts while the control plane is away.
+	s = open()
+	if running, res := s.Accounted(); len(running) != 0 || !slices.Equal(res, []int64{12}) {
+		t.Fatalf("after a restart: running %v, results %v", running, res)
+	}
+	connected.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	s.HandleJob(ctx, job) // redelivered: acknowledged only
+	s.ResendResults()
+	rs := waitResults(t, rec, 2, 5*time.Second) // sent again until acknowledged
+	if rs[0].JobID != 12 || rs[0].OK {
+		t.Fatalf("result %+v", rs[0])
+	}
+	ack, _ := json.Marshal(wsproto.JobResultAck{JobID: 12})
+	s.HandleResultAck(ctx, ack)
+	if _, res := s.Accounted(); len(res) != 0 {
+		t.Fatalf("acknowledged result kept: %v", res)
+	}
+	n := len(rec.results())
+	time.Sleep(400 * time.Millisecond)
+	if len(rec.results()) != n {
+		t.Fatal("an acknowledged result was sent again")
+	}
+	if rec.count(wsproto.TypeJobProgress) != 0 {
+		t.Fatal("the redelivered job ran again")
+	}
+	if s2 := open(); len(s2.results.ids()) != 0 {
+		t.Fatal("an acknowledged result is still on disk")
+	}
+}
+
+// A desired state naming an older deployment never replaces the newer one
+// this agent runs; a newer desired deployment replaces it.
+func TestDesiredNeverGoesBack(t *testing.T) {
+	s, _ := newSupervisor(t)
+	s.SetDesired(wsproto.DesiredState{Apps: []wsproto.DesiredApp{{AppID: 1, DeploymentID: 5, Image: "a:5"}}})
+	s.mu.Lock()
+	s.desired[1] = wsproto.DesiredApp{AppID: 1, DeploymentID: 7, Image: "a:7", HostPort: 21007} // a deploy switched
+	s.mu.Unlock()
+	s.SetDesired(wsproto.DesiredState{Apps: []wsproto.DesiredApp{{AppID: 1, DeploymentID: 5, Image: "a:5", Env: map[string]string{"K": "v"}}}})
+	if d := s.Desired()[1]; d.DeploymentID != 7 || d.Env["K"] != "v" {
+		t.Fatalf("went back to %+v", d)
+	}
+	s.SetDesired(wsproto.DesiredState{Apps: []wsproto.DesiredApp{{AppID: 1, DeploymentID: 9, Image: "a:9"}}})
+	if d := s.Desired()[1]; d.DeploymentID != 9 {
+		t.Fatalf("newer desired state not taken: %+v", d)
+	}
+}

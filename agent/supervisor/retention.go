@@ -1,0 +1,49 @@
+package supervisor
+
+import (
+	"context"
+
+	"go.uber.org/zap"
+)
+
+// pruneImages keeps the images of an app's newest ImageRetention
+// deployments on this worker (the rollback targets) and of any container,
+// and removes the older ones; then it bounds the build cache. It runs
+// after every successful deploy.
+func (s *Supervisor) pruneImages(ctx context.Context, appID int64) {
+	list, err := s.rt.Images(ctx)
+	if err != nil {
+		s.cfg.Logger.Warn("supervisor: listing images", zap.Error(err))
+		return
+	}
+	inUse := map[string]bool{}
+	if cs, err := s.rt.List(ctx); err == nil {
+		for _, c := range cs {
+			inUse[c.Image] = true
+		}
+	} else {
+		return // without the containers nothing is known to be unused
+	}
+	kept := 0
+	for _, im := range list { // newest deployment first
+		if im.AppID != appID {
+			continue
+		}
+		used := false
+		for _, n := range im.Names {
+			used = used || inUse[n]
+		}
+		if kept < s.cfg.ImageRetention || used {
+			kept++
+			continue
+		}
+		if err := s.rt.RemoveImageID(ctx, im.ID); err != nil {
+			s.cfg.Logger.Debug("supervisor: removing an old image", zap.Strings("image", im.Names), zap.Error(err))
+			continue
+		}
+		s.cfg.Logger.Info("supervisor: removed an old image", zap.Strings("image", im.Names), zap.Int64("deployment", im.DeploymentID))
+	}
+	if n, err := s.rt.PruneBuildCache(ctx, int64(s.cfg.BuildCacheMB)<<20); err != nil {
+		s.cfg.Logger.Warn("supervisor: pruning the build cache", zap.Int64("bytes", n), zap.Error(err))
+	}
+}
