@@ -38,13 +38,13 @@ func MarkOfflineWorkers(ctx context.Context, tx pgx.Tx, heartbeat time.Duration)
 // A requeued job keeps worker_id (its last worker), whose late result
 // Finish still accepts.
 func RecoverJobs(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) ([]Recovered, error) {
-	rows, err := tx.Query(ctx, `WITH gone AS (
+	return recoverLost(ctx, tx, `WITH gone AS (
 			-- Offline and revoked workers, and draining ones (never marked
 			-- offline: the operator's drain must outlive a reconnect) that
 			-- stopped sending heartbeats.
 			SELECT id FROM workers WHERE status IN ('offline', 'revoked')
 				OR (status = 'draining' AND (last_seen IS NULL OR last_seen < now() - $1::interval))
-		), stuck AS (
+		), lost AS (
 			SELECT j.id,
 				CASE
 					WHEN w.id IS NULL OR w.id IN (SELECT id FROM gone) THEN 'worker ' || COALESCE(w.name, '?') || ' went offline'
@@ -58,35 +58,14 @@ func RecoverJobs(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) ([]Rec
 				AND (w.id IS NULL OR w.id IN (SELECT id FROM gone) OR j.deadline_at < now())
 			FOR UPDATE OF j SKIP LOCKED
 		)
-		UPDATE jobs j SET
-			state = CASE WHEN s.cancel THEN 'cancelled' WHEN s.give_up THEN 'failed' ELSE 'pending' END,
-			error = CASE WHEN s.cancel THEN s.reason || '; cancelled' WHEN s.give_up THEN s.reason ELSE s.reason || '; requeued' END,
-			-- A requeued job keeps its last worker: a result that worker
-			-- still sends (it ran the job while the control plane could not
-			-- hear it) is accepted until the job is placed again.
-			finished_at = CASE WHEN s.give_up OR s.cancel THEN now() END,
-			assigned_at = NULL, acked_at = NULL, sent_at = NULL, deadline_at = NULL
-		FROM stuck s WHERE j.id = s.id
-		RETURNING j.id, COALESCE(j.deployment_id, 0), COALESCE(j.app_id, 0), COALESCE(j.worker_id, 0), j.state, j.error`, heartbeat.String())
-	if err != nil {
-		return nil, err
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Recovered, error) {
-		var rc Recovered
-		err := r.Scan(&rc.JobID, &rc.DeploymentID, &rc.AppID, &rc.WorkerID, &rc.State, &rc.Reason)
-		return rc, err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, recoveredDeployments(ctx, tx, out)
+		`, heartbeat.String())
 }
 
 // FailDeployment marks a deployment failed. The app is marked failed only
 // if no earlier deployment still serves it.
 func FailDeployment(ctx context.Context, tx pgx.Tx, deploymentID, appID int64, reason string) error {
 	if _, err := tx.Exec(ctx, `UPDATE deployments SET status = 'failed', error = $2, finished_at = now()
-		WHERE id = $1 AND status NOT IN ('succeeded', 'failed', 'cancelled')`, deploymentID, truncate(reason, 2000)); err != nil {
+		WHERE id = $1 AND status NOT IN ('succeeded', 'failed', 'cancelled', 'superseded')`, deploymentID, truncate(reason, 2000)); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', $2)`,
@@ -109,20 +88,29 @@ func ReconcileWorker(ctx context.Context, tx pgx.Tx, workerID int64, accounted [
 	if accounted == nil {
 		accounted = []int64{}
 	}
-	rows, err := tx.Query(ctx, `WITH lost AS (
+	return recoverLost(ctx, tx, `WITH lost AS (
 			SELECT j.id, 'worker ' || COALESCE(w.name, '?') || ' no longer runs the job (it restarted or lost it)' AS reason,
 				j.attempt >= j.max_attempts AS give_up, j.cancel_requested_at IS NOT NULL AS cancel
 			FROM jobs j LEFT JOIN workers w ON w.id = j.worker_id
 			WHERE j.worker_id = $1 AND j.state = 'running' AND NOT (j.id = ANY($2::bigint[]))
 			FOR UPDATE OF j
-		)
+		)`, workerID, accounted)
+}
+
+// recoverLost requeues, fails or cancels the jobs that lostCTE (a WITH
+// clause defining lost: id, reason, give_up, cancel) selects, and makes
+// their deployments follow. A requeued job keeps its last worker: a result
+// that worker still sends (it ran the job while the control plane could not
+// hear it) is accepted until the job is placed again.
+func recoverLost(ctx context.Context, tx pgx.Tx, lostCTE string, args ...any) ([]Recovered, error) {
+	rows, err := tx.Query(ctx, lostCTE+`
 		UPDATE jobs j SET
 			state = CASE WHEN l.cancel THEN 'cancelled' WHEN l.give_up THEN 'failed' ELSE 'pending' END,
 			error = CASE WHEN l.cancel THEN l.reason || '; cancelled' WHEN l.give_up THEN l.reason ELSE l.reason || '; requeued' END,
 			finished_at = CASE WHEN l.give_up OR l.cancel THEN now() END,
 			assigned_at = NULL, acked_at = NULL, sent_at = NULL, deadline_at = NULL
 		FROM lost l WHERE j.id = l.id
-		RETURNING j.id, COALESCE(j.deployment_id, 0), COALESCE(j.app_id, 0), COALESCE(j.worker_id, 0), j.state, j.error`, workerID, accounted)
+		RETURNING j.id, COALESCE(j.deployment_id, 0), COALESCE(j.app_id, 0), COALESCE(j.worker_id, 0), j.state, j.error`, args...)
 	if err != nil {
 		return nil, err
 	}
