@@ -32,7 +32,7 @@ func BootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, email, plan string)
 			return nil
 		}
 		pw := auth.RandomToken(15)
-		hash, err := auth.HashPassword(pw)
+		hash, err := auth.HashPassword(ctx, pw)
 		if err != nil {
 			return err
 		}

@@ -34,7 +34,7 @@ func start(t *testing.T, core map[string]any) *fixture {
 // user creates a user with a password and the given memberships.
 func (f *fixture) user(email, password string, roles map[int64]string) int64 {
 	f.t.Helper()
-	hash, _ := auth.HashPassword(password)
+	hash, _ := auth.HashPassword(context.Background(), password)
 	var id int64
 	if err := f.db.Pool.QueryRow(context.Background(), "INSERT INTO users (email, password_hash) VALUES ($1, $2) RETURNING id", email, hash).Scan(&id); err != nil {
 		f.t.Fatal(err)

@@ -37,6 +37,7 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/accounts"
+	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/domains"
 	"github.com/wisehosting/wisehosting/internal/gitsource"
@@ -318,6 +319,10 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	ip := api.ClientIP(r)
 	sess, err := h.acc.Login(r.Context(), in.Email, in.Password, ip, r.UserAgent())
 	switch {
+	case errors.Is(err, auth.ErrBusy):
+		w.Header().Set("Retry-After", "5")
+		api.WriteError(w, http.StatusTooManyRequests, err.Error())
+		return
 	case errors.Is(err, accounts.ErrRateLimited):
 		w.Header().Set("Retry-After", "300")
 		api.WriteError(w, http.StatusTooManyRequests, err.Error())

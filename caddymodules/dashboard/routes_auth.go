@@ -16,6 +16,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
+	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/httpx"
 	"github.com/wisehosting/wisehosting/internal/oauthlogin"
 	"github.com/wisehosting/wisehosting/internal/ratelimit"
@@ -109,6 +110,9 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, p *accounts.Princ
 func (h *Handler) authFail(w http.ResponseWriter, what string, err error) {
 	var ie accounts.InputError
 	switch {
+	case errors.Is(err, auth.ErrBusy):
+		w.Header().Set("Retry-After", "5")
+		api.WriteError(w, http.StatusTooManyRequests, err.Error())
 	case errors.Is(err, accounts.ErrRateLimited):
 		w.Header().Set("Retry-After", "300")
 		api.WriteError(w, http.StatusTooManyRequests, "too many wrong passwords or codes; wait a few minutes")

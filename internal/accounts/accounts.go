@@ -55,9 +55,11 @@ type Service struct {
 	// Keyring seals TOTP secrets; TOTP enrolment fails without one.
 	Keyring *secrets.Keyring
 	// Now is the clock of TOTP checks and session freshness (tests).
-	Now        func() time.Time
-	perIP      *ratelimit.Limiter
-	perAccount *ratelimit.Limiter
+	Now func() time.Time
+	// LoginIP and LoginAccount count failed sign-ins in Postgres, so all
+	// replicas enforce one limit (README "Security model").
+	LoginIP      *ratelimit.Failures
+	LoginAccount *ratelimit.Failures
 	// codeFailures counts wrong second-factor codes per account;
 	// passwordFailures wrong current passwords of signed-in users.
 	codeFailures     *ratelimit.Limiter
@@ -65,12 +67,14 @@ type Service struct {
 	dummy            string
 }
 
-// New makes a Service: 20 login attempts per 5 minutes per IP and 10 per
-// account; 5 wrong second-factor codes per 5 minutes per account.
+// New makes a Service: 20 failed sign-ins per 5 minutes per IP; 10 per 5
+// minutes per account, after which the account waits 30 s after each
+// failure; 5 wrong second-factor codes per 5 minutes per account.
 func New(pool *pgxpool.Pool) *Service {
-	dummy, _ := auth.HashPassword(auth.RandomToken(16))
+	dummy, _ := auth.HashPassword(context.Background(), auth.RandomToken(16))
 	return &Service{Pool: pool, SessionTTL: 7 * 24 * time.Hour, Now: time.Now,
-		perIP: ratelimit.New(20, 5*time.Minute), perAccount: ratelimit.New(10, 5*time.Minute),
+		LoginIP:      &ratelimit.Failures{Pool: pool, Limit: 20, Window: 5 * time.Minute},
+		LoginAccount: &ratelimit.Failures{Pool: pool, Limit: 10, Window: 5 * time.Minute, Backoff: 30 * time.Second},
 		codeFailures: ratelimit.New(5, 5*time.Minute), passwordFailures: ratelimit.New(10, 5*time.Minute), dummy: dummy}
 }
 
@@ -132,26 +136,71 @@ type Session struct {
 	MustChangePassword bool
 }
 
-// Login checks a password and opens a session.
+// Login checks a password and opens a session. Only failures count
+// against the limits; a right password clears the account's count. A hash
+// made with older parameters is replaced by a new one.
 func (s *Service) Login(ctx context.Context, email, password, ip, userAgent string) (Session, error) {
 	email = strings.ToLower(strings.TrimSpace(email))
-	if !s.perIP.Allow("ip:"+ip) || !s.perAccount.Allow("acct:"+email) {
-		return Session{}, ErrRateLimited
+	ipKey, acctKey := "login-ip:"+ip, "login-acct:"+email
+	for _, l := range []struct {
+		f   *ratelimit.Failures
+		key string
+	}{{s.LoginIP, ipKey}, {s.LoginAccount, acctKey}} {
+		if blocked, err := l.f.Blocked(ctx, l.key); err != nil || blocked {
+			if err == nil {
+				err = ErrRateLimited
+			}
+			return Session{}, err
+		}
+	}
+	fail := func() (Session, error) {
+		for _, err := range []error{s.LoginIP.Record(ctx, ipKey), s.LoginAccount.Record(ctx, acctKey)} {
+			if err != nil {
+				return Session{}, err
+			}
+		}
+		return Session{}, ErrBadCredentials
 	}
 	var id int64
 	var hash *string
 	err := s.Pool.QueryRow(ctx, "SELECT id, password_hash FROM users WHERE lower(email) = $1", email).Scan(&id, &hash)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && hash == nil) {
-		auth.VerifyPassword(s.dummy, password) // same work as for a real account
-		return Session{}, ErrBadCredentials
+		// Same work as for a real account.
+		if _, err := auth.Check(ctx, s.dummy, password); err != nil {
+			return Session{}, err
+		}
+		return fail()
 	}
 	if err != nil {
 		return Session{}, err
 	}
-	if !auth.VerifyPassword(*hash, password) {
-		return Session{}, ErrBadCredentials
+	m, err := auth.Check(ctx, *hash, password)
+	if err != nil {
+		return Session{}, err
+	}
+	if !m.OK {
+		return fail()
+	}
+	if err := s.LoginAccount.Reset(ctx, acctKey); err != nil {
+		return Session{}, err
+	}
+	if m.Rehash {
+		if err := s.rehash(ctx, id, *hash, password); err != nil {
+			return Session{}, err
+		}
 	}
 	return s.Open(ctx, id, ip, userAgent)
+}
+
+// rehash replaces a hash made with older parameters, unless the password
+// changed meanwhile.
+func (s *Service) rehash(ctx context.Context, userID int64, old, password string) error {
+	h, err := auth.HashPassword(ctx, password)
+	if err != nil {
+		return err
+	}
+	_, err = s.Pool.Exec(ctx, "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2", userID, old, h)
+	return err
 }
 
 // Open starts a session for a user whose first factor (password or an

@@ -258,7 +258,11 @@ func (s *Service) verifyPassword(ctx context.Context, q pgx.Tx, userID int64, pa
 	if hash == nil {
 		return false, nil
 	}
-	if !auth.VerifyPassword(*hash, password) {
+	m, err := auth.Check(ctx, *hash, password)
+	if err != nil {
+		return true, err
+	}
+	if !m.OK {
 		s.passwordFailures.Allow(key)
 		return true, ErrBadCredentials
 	}

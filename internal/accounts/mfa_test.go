@@ -34,7 +34,7 @@ func newService(t *testing.T) (*Service, *time.Time) {
 
 func addUser(t *testing.T, s *Service, email, password string) int64 {
 	t.Helper()
-	hash, _ := auth.HashPassword(password)
+	hash, _ := auth.HashPassword(context.Background(), password)
 	var id int64
 	if err := s.Pool.QueryRow(context.Background(), "INSERT INTO users (email, password_hash) VALUES ($1, $2) RETURNING id", email, hash).Scan(&id); err != nil {
 		t.Fatal(err)

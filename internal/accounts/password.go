@@ -45,7 +45,7 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 		if has && current == next {
 			return InputError("the new password must differ from the current one")
 		}
-		hash, err := auth.HashPassword(next)
+		hash, err := auth.HashPassword(ctx, next)
 		if err != nil {
 			return err
 		}
