@@ -100,7 +100,15 @@ type Domain struct {
 	VerifiedAt *time.Time `json:"verified_at,omitempty"`
 	LastError  string     `json:"last_error,omitempty"`
 	CreatedAt  time.Time  `json:"created_at"`
+	// ExpiresAt: an unverified claim lapses then (ClaimTTL after it was
+	// added) and the hostname is free for anyone.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
+
+// ClaimTTL is how long an unverified claim holds its hostname: nobody can
+// keep a hostname from its owner by adding it and never verifying.
+// Verified domains do not expire and stay unique.
+const ClaimTTL = 7 * 24 * time.Hour
 
 // RecordName is where the verification TXT record goes.
 func (d Domain) RecordName() string { return "_wisehosting." + d.Hostname }
@@ -131,6 +139,10 @@ func scan(row pgx.Row) (Domain, error) {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return d, ErrNotFound
 	}
+	if err == nil && d.VerifiedAt == nil {
+		exp := d.CreatedAt.Add(ClaimTTL)
+		d.ExpiresAt = &exp
+	}
 	return d, err
 }
 
@@ -152,6 +164,10 @@ func (s *Service) Add(ctx context.Context, teamID, appID int64, hostname string)
 			if err := s.Allow(ctx, tx, teamID); err != nil {
 				return err
 			}
+		}
+		// Lapsed claims free their hostnames first.
+		if _, err := tx.Exec(ctx, "DELETE FROM domains WHERE verified_at IS NULL AND created_at < now() - $1::interval", ClaimTTL.String()); err != nil {
+			return err
 		}
 		var err error
 		d, err = scan(tx.QueryRow(ctx, `INSERT INTO domains (app_id, hostname, token)
@@ -196,6 +212,9 @@ func (s *Service) Verify(ctx context.Context, teamID, domainID int64) (Domain, e
 	if d.VerifiedAt != nil {
 		return d, nil
 	}
+	if d.ExpiresAt != nil && time.Now().After(*d.ExpiresAt) {
+		return d, userErr("the claim on %s lapsed 7 days after it was added without being verified; remove it and add it again", d.Hostname)
+	}
 	v := s.Verifier
 	if v == nil {
 		v = new(Verifier)
@@ -220,7 +239,7 @@ func (s *Service) Verify(ctx context.Context, teamID, domainID int64) (Domain, e
 		if err != nil {
 			return err
 		}
-		flipped, d.LastError = true, ""
+		flipped, d.LastError, d.ExpiresAt = true, "", nil
 		return network.NotifyChanged(ctx, tx)
 	})
 	if err != nil {

@@ -395,3 +395,42 @@ func TestAddRefusedByPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An unverified claim holds its hostname for ClaimTTL only: after that
+// another team can claim and verify it. A verified domain never lapses
+// and stays unique.
+func TestUnverifiedClaimLapses(t *testing.T) {
+	t.Parallel()
+	z := newZone(t)
+	f := setup(t, z.addr)
+	ctx := context.Background()
+	squat, err := f.svc.Add(ctx, f.teamA, f.appA, "shop.customer.com")
+	if err != nil || squat.ExpiresAt == nil || squat.ExpiresAt.Sub(squat.CreatedAt) != ClaimTTL {
+		t.Fatalf("%+v %v", squat, err)
+	}
+	if _, err := f.svc.Add(ctx, f.teamB, f.appB, "shop.customer.com"); err == nil {
+		t.Fatal("a live claim was taken over")
+	}
+	f.db.Pool.Exec(ctx, "UPDATE domains SET created_at = now() - interval '7 days 1 minute' WHERE id = $1", squat.ID)
+	var ue *UserError
+	if _, err := f.svc.Verify(ctx, f.teamA, squat.ID); !errors.As(err, &ue) || !strings.Contains(err.Error(), "lapsed") {
+		t.Fatalf("verifying a lapsed claim: %v", err)
+	}
+	owner, err := f.svc.Add(ctx, f.teamB, f.appB, "shop.customer.com")
+	if err != nil {
+		t.Fatalf("claiming a lapsed hostname: %v", err)
+	}
+	z.mu.Lock()
+	z.txt["_wisehosting.shop.customer.com"] = []string{owner.Token}
+	z.mu.Unlock()
+	if d, err := f.svc.Verify(ctx, f.teamB, owner.ID); err != nil || d.VerifiedAt == nil || d.ExpiresAt != nil {
+		t.Fatalf("verify: %+v %v", d, err)
+	}
+	f.db.Pool.Exec(ctx, "UPDATE domains SET created_at = now() - interval '30 days' WHERE id = $1", owner.ID)
+	if _, err := f.svc.Add(ctx, f.teamA, f.appA, "shop.customer.com"); err == nil || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("verified domain taken: %v", err)
+	}
+	if d, err := f.svc.Get(ctx, f.teamB, owner.ID); err != nil || d.VerifiedAt == nil {
+		t.Fatalf("verified domain lapsed: %+v %v", d, err)
+	}
+}
