@@ -32,16 +32,16 @@ const (
 // this machine: its sites on loopback ports, every background app on short
 // intervals, max_conns set. Each rewrite must find its anchor, so a change
 // of the example that the test no longer exercises fails here.
-func exampleCaddyfile(t *testing.T, dir string, maxConns int, site, mesh, internal string) string {
+func exampleCaddyfile(t *testing.T, dir string, maxConns int, site, mesh, internal string, extra ...[2]string) string {
 	t.Helper()
 	b, err := os.ReadFile("../../Caddyfile.example")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
-	for _, r := range [][2]string{
+	for _, r := range append([][2]string{
 		{"admin unix//run/wisehosting/admin.sock", "admin unix/" + filepath.Join(dir, "admin.sock")},
-		{"cp.example.com {", "http://" + site + " {"},
+		{"cp.example.com {", site + " {"},
 		{"http://10.50.0.1:8080 {", "http://" + mesh + " {"},
 		{"listen 127.0.0.1:2021", "listen " + internal},
 		{"retention 7d\n", "retention 7d\n\t\tsweep_interval 1s\n"},
@@ -50,7 +50,7 @@ func exampleCaddyfile(t *testing.T, dir string, maxConns int, site, mesh, intern
 		{"heartbeat_timeout 1m\n", "heartbeat_timeout 1m\n\t\tpoll_interval 200ms\n\t\trecover_interval 500ms\n\t\tresend_interval 500ms\n"},
 		{"warn 14d\n", "warn 14d\n\t\tinterval 1s\n"},
 		{"\t\tadmin_email ops@example.com\n", "\t\tadmin_email ops@example.com\n\t\tmax_conns " + strconv.Itoa(maxConns) + "\n"},
-	} {
+	}, extra...) {
 		if !strings.Contains(s, r[0]) {
 			t.Fatalf("Caddyfile.example no longer contains %q", r[0])
 		}
@@ -59,16 +59,21 @@ func exampleCaddyfile(t *testing.T, dir string, maxConns int, site, mesh, intern
 	return s
 }
 
+// plainHTTPSite drops the TLS settings of the control plane's site, for a
+// test that serves it over plain HTTP (Caddy refuses TLS settings there).
+var plainHTTPSite = [2]string{"\ttls {\n\t\tprotocols tls1.3\n\t}\n", ""}
+
 // startExample runs the binary on the example Caddyfile with GOMAXPROCS=2
 // and the database URL as a systemd credential, like a production unit.
-func startExample(t *testing.T, dbURL string, maxConns int, site, mesh, internal string) (*exec.Cmd, *lockedBuffer, chan error) {
+// site is the address (with scheme) of the control plane's own site.
+func startExample(t *testing.T, dbURL string, maxConns int, site, mesh, internal string, extra ...[2]string) (*exec.Cmd, *lockedBuffer, chan error) {
 	t.Helper()
 	dir := t.TempDir()
 	creds := filepath.Join(dir, "credentials")
 	os.Mkdir(creds, 0o700)
 	os.WriteFile(filepath.Join(creds, "database_url"), []byte(dbURL), 0o600)
 	cfg := filepath.Join(dir, "Caddyfile")
-	os.WriteFile(cfg, []byte(exampleCaddyfile(t, dir, maxConns, site, mesh, internal)), 0o600)
+	os.WriteFile(cfg, []byte(exampleCaddyfile(t, dir, maxConns, site, mesh, internal, extra...)), 0o600)
 	cmd := exec.Command(binPath, "run", "--config", cfg, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=2", "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir,
 		"CREDENTIALS_DIRECTORY="+creds, "WISEHOSTING_SECRET="+loadSecret,
@@ -127,7 +132,7 @@ func TestExampleCaddyfileUnderLoad(t *testing.T) {
 	site, mesh, internal := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
 
 	// A pool of one is refused at start, naming the size needed.
-	_, out, done := startExample(t, db.URL, 1, site, mesh, internal)
+	_, out, done := startExample(t, db.URL, 1, "http://"+site, mesh, internal, plainHTTPSite)
 	select {
 	case err := <-done:
 		if err == nil {
@@ -146,7 +151,7 @@ func TestExampleCaddyfileUnderLoad(t *testing.T) {
 	}
 
 	// The smallest accepted pool.
-	_, out, done = startExample(t, db.URL, need, site, mesh, internal)
+	_, out, done = startExample(t, db.URL, need, "http://"+site, mesh, internal, plainHTTPSite)
 	base, meshBase := "http://"+site, "http://"+mesh
 	deadline := time.Now().Add(60 * time.Second)
 	for {
