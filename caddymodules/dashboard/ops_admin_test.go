@@ -114,6 +114,18 @@ func TestWebhooksThroughTheDashboard(t *testing.T) {
 	if strings.Contains(fmt.Sprint(list), secret) || len(list["webhooks"].([]any)) != 1 {
 		t.Fatalf("list %v", list)
 	}
+	// The URL's credentials are write-only: every answer shows it redacted,
+	// for webhooks and chat channels alike.
+	ch := f.alice.want(201, "POST", base, map[string]any{"kind": "shoutrrr", "url": "discord://Tok3nTok3nTok3nTok3n@123456789012345678"})
+	for _, shown := range []any{created, list, ch, f.alice.want(200, "GET", base, nil)} {
+		if s := fmt.Sprint(shown); strings.Contains(s, "s3cret") || strings.Contains(s, "Tok3n") {
+			t.Fatalf("credentials shown: %v", s)
+		}
+	}
+	if created["url"] != rcv.srv.URL+"/hook?token=***" || ch["url"] != "discord://***@123456789012345678" {
+		t.Fatalf("redacted forms: %v %v", created["url"], ch["url"])
+	}
+	f.alice.want(200, "DELETE", fmt.Sprintf("%s/%d", base, int64(ch["id"].(float64))), nil)
 	var stored string
 	f.db.Pool.QueryRow(ctx, "SELECT url_enc FROM webhooks WHERE id = $1", id).Scan(&stored)
 	if strings.Contains(stored, "127.0.0.1") || strings.Contains(stored, "s3cret") {

@@ -162,7 +162,7 @@ func (s *Service) CreateChannel(ctx context.Context, teamID, appID int64, shoutr
 	if appID != 0 {
 		app = appID
 	}
-	w := Webhook{TeamID: teamID, AppID: appID, Kind: "shoutrrr", URL: shoutrrrURL, Events: events, Enabled: true}
+	w := Webhook{TeamID: teamID, AppID: appID, Kind: "shoutrrr", URL: Redact(shoutrrrURL), Events: events, Enabled: true}
 	err = s.Pool.QueryRow(ctx, `INSERT INTO webhooks (team_id, app_id, kind, url_enc, events, secret_enc)
 		SELECT $1, $2, 'shoutrrr', $3, $4, $5 WHERE $2::bigint IS NULL OR EXISTS (SELECT 1 FROM apps WHERE id = $2 AND team_id = $1)
 		RETURNING id, created_at`, teamID, app, urlEnc, events, secEnc).Scan(&w.ID, &w.CreatedAt)

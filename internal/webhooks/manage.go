@@ -41,7 +41,7 @@ func CheckTarget(rawURL string, guard httpx.GuardOptions) error {
 	return nil
 }
 
-// Get returns one of the team's webhooks (URL decrypted).
+// Get returns one of the team's webhooks, its URL redacted.
 func (s *Service) Get(ctx context.Context, teamID, id int64) (Webhook, error) {
 	var w Webhook
 	var enc string
@@ -53,7 +53,8 @@ func (s *Service) Get(ctx context.Context, teamID, id int64) (Webhook, error) {
 	if err != nil {
 		return w, err
 	}
-	w.URL, err = s.Keyring.DecryptString(secrets.PurposeWebhooks, enc, hookAD(teamID))
+	full, err := s.Keyring.DecryptString(secrets.PurposeWebhooks, enc, hookAD(teamID))
+	w.URL = Redact(full)
 	return w, err
 }
 

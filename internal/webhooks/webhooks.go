@@ -38,7 +38,7 @@ type Webhook struct {
 	TeamID    int64     `json:"team_id"`
 	AppID     int64     `json:"app_id,omitempty"`
 	Kind      string    `json:"kind"` // http (signed) or shoutrrr (a chat channel)
-	URL       string    `json:"url"`
+	URL       string    `json:"url"`  // redacted (Redact): the full value is write-only
 	Events    []string  `json:"events"`
 	Enabled   bool      `json:"enabled"`
 	CreatedAt time.Time `json:"created_at"`
@@ -96,7 +96,7 @@ func (s *Service) Create(ctx context.Context, teamID, appID int64, rawURL string
 	if appID != 0 {
 		app = appID
 	}
-	w := Webhook{TeamID: teamID, AppID: appID, Kind: "http", URL: rawURL, Events: events, Enabled: true}
+	w := Webhook{TeamID: teamID, AppID: appID, Kind: "http", URL: Redact(rawURL), Events: events, Enabled: true}
 	err = s.Pool.QueryRow(ctx, `INSERT INTO webhooks (team_id, app_id, url_enc, events, secret_enc)
 		SELECT $1, $2, $3, $4, $5 WHERE $2::bigint IS NULL OR EXISTS (SELECT 1 FROM apps WHERE id = $2 AND team_id = $1)
 		RETURNING id, created_at`, teamID, app, urlEnc, events, secEnc).Scan(&w.ID, &w.CreatedAt)
@@ -106,7 +106,7 @@ func (s *Service) Create(ctx context.Context, teamID, appID int64, rawURL string
 	return w, secret, err
 }
 
-// List returns the team's webhooks (URLs decrypted, secrets not).
+// List returns the team's webhooks, URLs redacted (secrets never).
 func (s *Service) List(ctx context.Context, teamID int64) ([]Webhook, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT id, team_id, COALESCE(app_id, 0), kind, url_enc, events, enabled, created_at
 		FROM webhooks WHERE team_id = $1 ORDER BY id`, teamID)
@@ -119,8 +119,8 @@ func (s *Service) List(ctx context.Context, teamID int64) ([]Webhook, error) {
 		if err := r.Scan(&w.ID, &w.TeamID, &w.AppID, &w.Kind, &enc, &w.Events, &w.Enabled, &w.CreatedAt); err != nil {
 			return w, err
 		}
-		var err error
-		w.URL, err = s.Keyring.DecryptString(secrets.PurposeWebhooks, enc, hookAD(w.TeamID))
+		full, err := s.Keyring.DecryptString(secrets.PurposeWebhooks, enc, hookAD(w.TeamID))
+		w.URL = Redact(full)
 		return w, err
 	})
 }
