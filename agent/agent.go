@@ -65,7 +65,10 @@ type Config struct {
 	// AllowLocalGit accepts file:// repositories (single-host installs
 	// and tests).
 	AllowLocalGit bool
-	TLSConfig     *tls.Config
+	// GitCAFile is a PEM file of CAs that git trusts besides the system
+	// ones (self-hosted git servers with a private CA).
+	GitCAFile string
+	TLSConfig *tls.Config
 	// Instance separates agents sharing one Podman (tests).
 	Instance string
 	// Tuning, mostly for tests (zero: defaults).
@@ -131,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	sup, err := supervisor.New(supervisor.Config{Runtime: rt, Send: client.Send, WorkDir: cfg.WorkDir, AllowLocalGit: cfg.AllowLocalGit,
+	sup, err := supervisor.New(supervisor.Config{Runtime: rt, Send: client.Send, WorkDir: cfg.WorkDir, AllowLocalGit: cfg.AllowLocalGit, GitCAFile: cfg.GitCAFile,
 		CloneDir: filepath.Join(cfg.WorkDir, "wisehosting-clones"+suffix), StateDir: cfg.StateDir,
 		ImageRetention: cfg.ImageRetention, BuildCacheMB: cfg.BuildCacheMB,
 		DiskQuota: quota, DrainDelay: cfg.DrainDelay, HealthTimeout: cfg.HealthTimeout, ReconcileInterval: cfg.ReconcileInterval,

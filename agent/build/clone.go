@@ -32,6 +32,9 @@ type Options struct {
 	AllowLocal bool
 	// Git is the git binary (default "git").
 	Git string
+	// CAFile is a PEM bundle git trusts for https (http.sslCAInfo), for a
+	// self-hosted git server with a private CA. Empty: the system's.
+	CAFile string
 }
 
 // Validate checks a source before any git command sees it, with the same
@@ -56,12 +59,15 @@ func Validate(s Source, o Options) error {
 
 // gitEnv isolates git from the host's configuration and hands it the
 // token as an Authorization header (through GIT_CONFIG_*, not argv).
-func gitEnv(s Source, home string) []string {
+func gitEnv(s Source, home string, o Options) []string {
 	env := []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + home, "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1",
 		"GIT_CONFIG_GLOBAL=/dev/null", "LC_ALL=C",
 	}
 	kv := [][2]string{{"protocol.ext.allow", "never"}, {"core.hooksPath", "/dev/null"}}
+	if o.CAFile != "" {
+		kv = append(kv, [2]string{"http.sslCAInfo", o.CAFile})
+	}
 	if s.Token != "" {
 		basic := base64.StdEncoding.EncodeToString([]byte("x-access-token:" + s.Token))
 		kv = append(kv, [2]string{"http.extraHeader", "Authorization: Basic " + basic})
@@ -99,7 +105,7 @@ func Clone(ctx context.Context, s Source, dir string, o Options) (string, error)
 		return "", err
 	}
 	defer os.RemoveAll(home)
-	env := gitEnv(s, home)
+	env := gitEnv(s, home, o)
 	run := func(argv []string) (string, error) {
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 		cmd.Env = env

@@ -51,6 +51,8 @@ type Config struct {
 	// AllowLocalGit accepts file:// and local repository paths (tests and
 	// single-host installs).
 	AllowLocalGit bool
+	// GitCAFile: CAs git trusts besides the system ones.
+	GitCAFile string
 	// HealthTimeout bounds the wait for a new container to answer.
 	// Default: 60s.
 	HealthTimeout time.Duration
@@ -672,7 +674,7 @@ func (s *Supervisor) build(ctx context.Context, j wsproto.JobAssign, p wsproto.D
 	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "src")
 	commit, err = build.Clone(ctx, build.Source{URL: p.GitURL, Branch: p.Branch, Commit: p.Commit, Token: p.GitToken}, dir,
-		build.Options{AllowLocal: s.cfg.AllowLocalGit})
+		build.Options{AllowLocal: s.cfg.AllowLocalGit, CAFile: s.cfg.GitCAFile})
 	if err != nil {
 		return "", 0, "", err
 	}

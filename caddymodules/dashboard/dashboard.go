@@ -40,6 +40,9 @@ import (
 	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/domains"
+	"github.com/wisehosting/wisehosting/internal/frameworks"
+	"github.com/wisehosting/wisehosting/internal/gitconn"
+	"github.com/wisehosting/wisehosting/internal/gitproviders"
 	"github.com/wisehosting/wisehosting/internal/gitsource"
 	"github.com/wisehosting/wisehosting/internal/plans"
 )
@@ -81,6 +84,11 @@ type Handler struct {
 	mux     *http.ServeMux
 	ui      http.Handler
 	ops     opsDeps
+	git     *gitconn.Service
+	// statusStop ends the commit status reporting; pending remembers the
+	// deployments already reported as pending.
+	statusStop func()
+	pending    seenSet
 }
 
 // CaddyModule returns the Caddy module information.
@@ -123,7 +131,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	handle("POST /api/teams/{team}/apps", h.authed(h.createApp))
 	handle("GET /api/teams/{team}/audit", h.authed(h.audit))
 	handle("GET /api/apps/{app}", h.authed(h.getApp))
-	handle("PATCH /api/apps/{app}", h.authed(h.scaleApp))
+	handle("PATCH /api/apps/{app}", h.authed(h.updateApp))
 	handle("DELETE /api/apps/{app}", h.authed(h.deleteApp))
 	handle("POST /api/apps/{app}/deployments", h.authed(h.deploy))
 	handle("GET /api/apps/{app}/deployments", h.authed(h.listDeployments))
@@ -138,6 +146,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	handle("DELETE /api/apps/{app}/domains/{domain}", h.authed(h.removeDomain))
 	handle("GET /api/openapi.json", h.openapi)
 	h.authRoutes(handle)
+	h.gitRoutes(handle)
 	h.opsRoutes(handle)
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusNotFound, "no such endpoint")
@@ -424,13 +433,28 @@ type appView struct {
 	MemoryMB  int    `json:"memory_mb"`
 	Status    string `json:"status"`
 	URL       string `json:"url,omitempty"`
+
+	GitProvider     string `json:"git_provider"`
+	GitConnectionID int64  `json:"git_connection_id,omitempty"`
+	Repo            string `json:"repo,omitempty"`
+	HealthPath      string `json:"health_path"`
+	AutoDeploy      bool   `json:"auto_deploy"`
+	Previews        bool   `json:"previews"`
+	ForkPreviews    bool   `json:"fork_previews"`
+	HookInstalled   bool   `json:"hook_installed"`
+	HasGitToken     bool   `json:"has_git_token"`
+	PreviewOf       int64  `json:"preview_of,omitempty"`
+	// Hook is set once, when the app is created with a webhook.
+	Hook *gitconn.Hook `json:"hook,omitempty"`
 }
 
 func (h *Handler) view(ctx context.Context, id int64) (appView, error) {
 	var a appView
 	err := h.wh.Pool().QueryRow(ctx, `SELECT id, team_id, slug, name, git_repo, git_branch, framework, port, cpu_millis, memory_mb,
-		CASE WHEN deleting_at IS NOT NULL THEN 'deleting' ELSE status END
-		FROM apps WHERE id = $1`, id).Scan(&a.ID, &a.TeamID, &a.Slug, &a.Name, &a.GitRepo, &a.GitBranch, &a.Framework, &a.Port, &a.CPUMillis, &a.MemoryMB, &a.Status)
+		CASE WHEN deleting_at IS NOT NULL THEN 'deleting' ELSE status END, git_provider, COALESCE(git_connection_id, 0), git_repo_name,
+		health_path, auto_deploy, previews, fork_previews, hook_id <> '', git_token_enc IS NOT NULL, COALESCE(preview_of, 0)
+		FROM apps WHERE id = $1`, id).Scan(&a.ID, &a.TeamID, &a.Slug, &a.Name, &a.GitRepo, &a.GitBranch, &a.Framework, &a.Port, &a.CPUMillis, &a.MemoryMB, &a.Status,
+		&a.GitProvider, &a.GitConnectionID, &a.Repo, &a.HealthPath, &a.AutoDeploy, &a.Previews, &a.ForkPreviews, &a.HookInstalled, &a.HasGitToken, &a.PreviewOf)
 	if err == nil && h.wh.SubdomainBase != "" {
 		a.URL = "https://" + a.Slug + "." + h.wh.SubdomainBase
 	}
@@ -473,6 +497,16 @@ type appInput struct {
 	Port      int    `json:"port"`
 	CPUMillis int    `json:"cpu_millis"`
 	MemoryMB  int    `json:"memory_mb"`
+	// GitConnectionID and Repo (owner/name at that provider) create the
+	// app from a connected repository: its clone URL, default branch and
+	// provider come from there, and its webhook is installed.
+	GitConnectionID int64  `json:"git_connection_id"`
+	Repo            string `json:"repo"`
+	// GitProvider of a repository given by URL (for its webhook).
+	GitProvider  string `json:"git_provider"`
+	AutoDeploy   *bool  `json:"auto_deploy"`
+	Previews     *bool  `json:"previews"`
+	ForkPreviews bool   `json:"fork_previews"`
 }
 
 func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
@@ -480,9 +514,32 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	in := appInput{GitBranch: "main", Framework: "auto", CPUMillis: 500, MemoryMB: 256}
+	in := appInput{Framework: "auto", CPUMillis: 500, MemoryMB: 256}
 	if !decode(w, r, &in) {
 		return
+	}
+	var conn gitconn.Connection
+	if in.GitConnectionID != 0 {
+		var err error
+		if conn, err = h.git.Get(r.Context(), team, in.GitConnectionID); err != nil {
+			if errors.Is(err, gitconn.ErrNotFound) {
+				err = &gitconn.InputError{Field: "git_connection_id", Msg: "no such git connection in this team"}
+			}
+			h.gitFail(w, "loading the git connection", err)
+			return
+		}
+		repo, err := h.git.Repo(r.Context(), conn, strings.TrimSpace(in.Repo))
+		if err != nil {
+			h.gitFail(w, "looking up the repository", err)
+			return
+		}
+		in.Repo, in.GitRepo, in.GitProvider = repo.FullName, repo.CloneURL, conn.Provider
+		if in.GitBranch == "" {
+			in.GitBranch = repo.DefaultBranch
+		}
+	}
+	if in.GitBranch == "" {
+		in.GitBranch = "main"
 	}
 	in.Slug = strings.ToLower(strings.TrimSpace(in.Slug))
 	var problems []string
@@ -503,21 +560,26 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 	if in.Port < 0 || in.Port > 65535 || in.CPUMillis < 0 || in.MemoryMB < 0 {
 		problems = append(problems, "port, cpu_millis and memory_mb must be in range")
 	}
+	if in.GitProvider != "" && !gitproviders.Known(in.GitProvider) {
+		problems = append(problems, "git_provider must be one of "+strings.Join(gitproviders.Providers, ", "))
+	}
 	if len(problems) > 0 {
 		api.WriteError(w, http.StatusUnprocessableEntity, strings.Join(problems, "; "))
 		return
 	}
+	autoDeploy, previews := in.AutoDeploy == nil || *in.AutoDeploy, in.Previews == nil || *in.Previews
 	var id int64
 	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
 		if err := h.wh.PlanRegistry().CheckCreateApp(r.Context(), tx, team, plans.Limits{CPUMillis: in.CPUMillis, MemoryMB: in.MemoryMB}); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(r.Context(), `INSERT INTO apps (team_id, slug, name, git_repo, git_branch, framework, port, cpu_millis, memory_mb)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`, team, in.Slug, in.Name, in.GitRepo, in.GitBranch, in.Framework,
-			in.Port, in.CPUMillis, in.MemoryMB).Scan(&id); err != nil {
+		if err := tx.QueryRow(r.Context(), `INSERT INTO apps (team_id, slug, name, git_repo, git_branch, framework, port, cpu_millis, memory_mb,
+			git_provider, git_connection_id, git_repo_name, auto_deploy, previews, fork_previews)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id`, team, in.Slug, in.Name, in.GitRepo, in.GitBranch, in.Framework,
+			in.Port, in.CPUMillis, in.MemoryMB, in.GitProvider, nullable(conn.ID), in.Repo, autoDeploy, previews, in.ForkPreviews).Scan(&id); err != nil {
 			return err
 		}
-		return h.audit1(r.Context(), tx, r, team, "app.create", in.Slug, map[string]any{"app_id": id})
+		return h.audit1(r.Context(), tx, r, team, "app.create", in.Slug, map[string]any{"app_id": id, "git_connection_id": conn.ID, "repo": in.Repo})
 	})
 	if err != nil {
 		if strings.Contains(err.Error(), "apps_slug_key") {
@@ -528,7 +590,29 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, _ := h.view(r.Context(), id)
+	// The webhook: installed at the provider through the connection, or
+	// its URL and secret (shown this once) for the user to add by hand.
+	if in.GitProvider != "" && h.publicURL() != "" {
+		app, err := deploys.LoadApp(r.Context(), h.wh.Pool(), id)
+		if err == nil {
+			var hk gitconn.Hook
+			if hk, err = h.git.InstallHook(r.Context(), app, h.publicURL()); err == nil {
+				v.Hook = &hk
+				h.audit1(r.Context(), h.wh.Pool(), r, team, "app.hook_install", app.Slug, map[string]any{"installed": hk.Installed, "reason": hk.Reason})
+			}
+		}
+		if err != nil {
+			h.logger.Error("dashboard: installing the webhook of a new app", zap.Int64("app", id), zap.Error(err))
+		}
+	}
 	api.WriteJSON(w, http.StatusCreated, v)
+}
+
+func nullable(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
 }
 
 func (h *Handler) getApp(w http.ResponseWriter, r *http.Request) {
@@ -544,7 +628,10 @@ func (h *Handler) getApp(w http.ResponseWriter, r *http.Request) {
 	api.WriteJSON(w, http.StatusOK, v)
 }
 
-func (h *Handler) scaleApp(w http.ResponseWriter, r *http.Request) {
+// updateApp changes an app's settings. Changing its repository or branch
+// re-checks them at the provider (when the app has a connection) and
+// reinstalls its webhook.
+func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 	app, ok := h.appAccess(w, r, accounts.RoleAdmin)
 	if !ok {
 		return
@@ -554,33 +641,143 @@ func (h *Handler) scaleApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in := struct {
-		CPUMillis *int `json:"cpu_millis"`
-		MemoryMB  *int `json:"memory_mb"`
+		CPUMillis    *int    `json:"cpu_millis"`
+		MemoryMB     *int    `json:"memory_mb"`
+		Repo         *string `json:"repo"`
+		GitRepo      *string `json:"git_repo"`
+		GitBranch    *string `json:"git_branch"`
+		Framework    *string `json:"framework"`
+		Port         *int    `json:"port"`
+		HealthPath   *string `json:"health_path"`
+		AutoDeploy   *bool   `json:"auto_deploy"`
+		Previews     *bool   `json:"previews"`
+		ForkPreviews *bool   `json:"fork_previews"`
 	}{}
 	if !decode(w, r, &in) {
 		return
 	}
-	if in.CPUMillis != nil {
-		app.CPUMillis = *in.CPUMillis
+	field := func(name, msg string) {
+		api.WriteJSON(w, http.StatusUnprocessableEntity, map[string]string{"field": name, "error": msg})
 	}
-	if in.MemoryMB != nil {
-		app.MemoryMB = *in.MemoryMB
+	old := app
+	set := func(p *int, v *int) {
+		if v != nil {
+			*p = *v
+		}
+	}
+	set(&app.CPUMillis, in.CPUMillis)
+	set(&app.MemoryMB, in.MemoryMB)
+	set(&app.Port, in.Port)
+	if in.Port != nil && (app.Port < 0 || app.Port > 65535) {
+		field("port", "port must be between 0 (detect) and 65535")
+		return
+	}
+	if in.Framework != nil {
+		if *in.Framework != "auto" && !slices.Contains(frameworks.All, *in.Framework) {
+			field("framework", "framework must be auto or one of "+strings.Join(frameworks.All, ", "))
+			return
+		}
+		app.Framework = *in.Framework
+	}
+	if in.HealthPath != nil {
+		if p := *in.HealthPath; !strings.HasPrefix(p, "/") || len(p) > 200 || strings.ContainsAny(p, " \t\r\n?#") {
+			field("health_path", "the health path starts with / and has no spaces, ? or #")
+			return
+		}
+		app.HealthPath = *in.HealthPath
+	}
+	if in.GitBranch != nil {
+		if err := gitsource.CheckBranch(*in.GitBranch); err != nil {
+			field("git_branch", err.Error())
+			return
+		}
+		app.GitBranch = *in.GitBranch
+	}
+	for _, b := range []struct {
+		p *bool
+		v *bool
+	}{{&app.AutoDeploy, in.AutoDeploy}, {&app.Previews, in.Previews}, {&app.ForkPreviews, in.ForkPreviews}} {
+		if b.v != nil {
+			*b.p = *b.v
+		}
+	}
+	if in.GitRepo != nil {
+		if app.ConnectionID != 0 {
+			field("git_repo", "this app follows a connected repository: change repo instead")
+			return
+		}
+		if *in.GitRepo != "" {
+			if err := gitsource.CheckURL(*in.GitRepo, h.wh.AllowLocalGit); err != nil {
+				field("git_repo", err.Error())
+				return
+			}
+		}
+		app.GitRepo = *in.GitRepo
+	}
+	if in.Repo != nil {
+		if app.ConnectionID == 0 {
+			field("repo", "this app has no git connection: change git_repo instead")
+			return
+		}
+		c, err := h.git.Get(r.Context(), app.TeamID, app.ConnectionID)
+		if err != nil {
+			field("repo", "the app's git connection is gone: connect the provider again")
+			return
+		}
+		repo, err := h.git.Repo(r.Context(), c, *in.Repo)
+		if err != nil {
+			h.gitFail(w, "looking up the repository", err)
+			return
+		}
+		app.RepoName, app.GitRepo = repo.FullName, repo.CloneURL
+	}
+	if app.ConnectionID != 0 && (app.RepoName != old.RepoName || app.GitBranch != old.GitBranch) {
+		c, err := h.git.Get(r.Context(), app.TeamID, app.ConnectionID)
+		if err == nil {
+			_, err = h.git.Branches(r.Context(), c, app.RepoName)
+		}
+		if err != nil {
+			h.gitFail(w, "checking the repository", err)
+			return
+		}
 	}
 	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
 		if err := h.wh.PlanRegistry().CheckScale(r.Context(), tx, app.TeamID, plans.Limits{CPUMillis: app.CPUMillis, MemoryMB: app.MemoryMB,
 			DiskMB: app.DiskMB, BandwidthKbit: app.BandwidthKbit}); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(r.Context(), "UPDATE apps SET cpu_millis = $2, memory_mb = $3, updated_at = now() WHERE id = $1", app.ID, app.CPUMillis, app.MemoryMB); err != nil {
+		if _, err := tx.Exec(r.Context(), `UPDATE apps SET cpu_millis = $2, memory_mb = $3, git_repo = $4, git_repo_name = $5, git_branch = $6,
+			framework = $7, port = $8, health_path = $9, auto_deploy = $10, previews = $11, fork_previews = $12, updated_at = now() WHERE id = $1`,
+			app.ID, app.CPUMillis, app.MemoryMB, app.GitRepo, app.RepoName, app.GitBranch, app.Framework, app.Port, app.HealthPath,
+			app.AutoDeploy, app.Previews, app.ForkPreviews); err != nil {
 			return err
 		}
-		return h.audit1(r.Context(), tx, r, app.TeamID, "app.scale", app.Slug, map[string]any{"cpu_millis": app.CPUMillis, "memory_mb": app.MemoryMB})
+		action := "app.update"
+		if in.CPUMillis != nil || in.MemoryMB != nil {
+			action = "app.scale"
+		}
+		return h.audit1(r.Context(), tx, r, app.TeamID, action, app.Slug, map[string]any{"cpu_millis": app.CPUMillis, "memory_mb": app.MemoryMB,
+			"repo": app.RepoName, "git_repo": app.GitRepo, "git_branch": app.GitBranch, "framework": app.Framework, "port": app.Port,
+			"health_path": app.HealthPath, "auto_deploy": app.AutoDeploy, "previews": app.Previews, "fork_previews": app.ForkPreviews})
 	})
 	if err != nil {
-		h.fail(w, "scaling the app", err)
+		h.fail(w, "updating the app", err)
 		return
 	}
 	v, _ := h.view(r.Context(), app.ID)
+	if app.RepoName != old.RepoName && h.publicURL() != "" {
+		// The old repository's hook goes; the new one gets a fresh secret.
+		if err := h.git.RemoveHook(r.Context(), old); err != nil {
+			h.logger.Warn("dashboard: removing the webhook of the previous repository", zap.Int64("app", app.ID), zap.Error(err))
+		}
+		app.HookID = ""
+		if hk, err := h.git.InstallHook(r.Context(), app, h.publicURL()); err == nil {
+			v.Hook = &hk
+			v.HookInstalled = hk.Installed
+		} else {
+			h.logger.Error("dashboard: installing the webhook", zap.Int64("app", app.ID), zap.Error(err))
+		}
+	}
 	api.WriteJSON(w, http.StatusOK, v)
 }
 
@@ -919,5 +1116,6 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // Interface guards.
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

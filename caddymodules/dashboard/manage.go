@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
@@ -64,6 +65,10 @@ func (h *Handler) deleteApp(w http.ResponseWriter, r *http.Request) {
 	if app.PreviewOf != 0 {
 		api.WriteError(w, http.StatusConflict, "a preview goes when its pull request closes, or with its app")
 		return
+	}
+	// Its webhook goes first, while the connection's token is at hand.
+	if err := h.git.RemoveHook(r.Context(), app); err != nil {
+		h.logger.Warn("dashboard: removing the webhook of a deleted app", zap.Int64("app", app.ID), zap.Error(err))
 	}
 	var d deploys.Deleted
 	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {

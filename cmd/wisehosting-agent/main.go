@@ -51,6 +51,7 @@ func run() error {
 	fs.IntVar(&cfg.ImageRetention, "image-retention", 3, "images of an app's newest deployments kept for rollbacks")
 	fs.IntVar(&cfg.BuildCacheMB, "build-cache-mb", 2048, "build layer cache size above which it is pruned")
 	fs.BoolVar(&cfg.AllowLocalGit, "allow-local-git", false, "accept file:// repositories (single-host installs)")
+	fs.StringVar(&cfg.GitCAFile, "git-ca-file", "", "PEM file of a private CA that signed your git server's certificate (self-hosted git)")
 	fs.StringVar(&caFile, "ca-file", "", "PEM file of a private CA that signed the control plane's certificate")
 	fs.BoolVar(&debug, "debug", false, "debug logging")
 	fs.VisitAll(func(f *flag.Flag) {

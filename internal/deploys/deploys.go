@@ -37,16 +37,32 @@ type App struct {
 	Status        string
 	// Deleting: the app is being removed and takes no deploys.
 	Deleting bool
+	// ConnectionID is the git connection the app was created from (0:
+	// none); RepoName the repository's name there, HookID the webhook
+	// created on it ("" when the user installs it by hand).
+	ConnectionID int64
+	RepoName     string
+	HookID       string
+	// AutoDeploy: pushes to GitBranch deploy. Previews: pull requests get
+	// preview apps; ForkPreviews: also those from forks.
+	AutoDeploy   bool
+	Previews     bool
+	ForkPreviews bool
+	// FromFork: a preview of a fork's pull request, built without the
+	// parent app's variables and tokens.
+	FromFork bool
 }
 
 const appColumns = `id, team_id, slug, name, git_repo, git_branch, git_provider, framework, port, cpu_millis,
 	memory_mb, disk_mb, bandwidth_kbit, health_path, COALESCE(preview_of, 0), COALESCE(pr_number, 0), status,
-	deleting_at IS NOT NULL`
+	deleting_at IS NOT NULL, COALESCE(git_connection_id, 0), git_repo_name, hook_id, auto_deploy, previews,
+	fork_previews, from_fork`
 
 func scanApp(row pgx.Row) (App, error) {
 	var a App
 	err := row.Scan(&a.ID, &a.TeamID, &a.Slug, &a.Name, &a.GitRepo, &a.GitBranch, &a.GitProvider, &a.Framework,
-		&a.Port, &a.CPUMillis, &a.MemoryMB, &a.DiskMB, &a.BandwidthKbit, &a.HealthPath, &a.PreviewOf, &a.PRNumber, &a.Status, &a.Deleting)
+		&a.Port, &a.CPUMillis, &a.MemoryMB, &a.DiskMB, &a.BandwidthKbit, &a.HealthPath, &a.PreviewOf, &a.PRNumber, &a.Status, &a.Deleting,
+		&a.ConnectionID, &a.RepoName, &a.HookID, &a.AutoDeploy, &a.Previews, &a.ForkPreviews, &a.FromFork)
 	return a, err
 }
 
@@ -153,6 +169,12 @@ func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 	if err != nil {
 		return c, fmt.Errorf("creating deployment: %w", err)
 	}
+	if app.FromFork {
+		if _, err := tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'build', $2)`, c.DeploymentID,
+			ForkBanner); err != nil {
+			return c, err
+		}
+	}
 	c.JobID, err = jobs.Enqueue(ctx, tx, jobs.New{
 		Kind: kind, AppID: app.ID, DeploymentID: c.DeploymentID, Payload: payload,
 		CPUMillis: app.CPUMillis, MemoryMB: app.MemoryMB,
@@ -168,6 +190,9 @@ func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 	_, err = tx.Exec(ctx, "UPDATE apps SET status = CASE WHEN status IN ('created', 'failed', 'stopped') THEN 'building' ELSE status END, updated_at = now() WHERE id = $1", app.ID)
 	return c, err
 }
+
+// ForkBanner opens the log of every deployment of a fork's pull request.
+const ForkBanner = "This preview builds a pull request from a fork: it runs without the app's environment variables and without its git token."
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

@@ -2,9 +2,11 @@ package deploys
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -40,12 +42,12 @@ func SetEnv(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, appID int6
 }
 
 // LoadEnv decrypts every variable of an app. Preview apps use their parent
-// app's variables.
+// app's variables, except previews of a fork's pull request, which get none.
 func LoadEnv(ctx context.Context, q interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }, kr *secrets.Keyring, appID int64) (map[string]string, error) {
 	rows, err := q.Query(ctx, `SELECT e.app_id, e.key, e.value_enc FROM env_vars e
-		WHERE e.app_id = (SELECT COALESCE(preview_of, id) FROM apps WHERE id = $1)`, appID)
+		WHERE e.app_id = (SELECT COALESCE(preview_of, id) FROM apps WHERE id = $1 AND NOT from_fork)`, appID)
 	if err != nil {
 		return nil, err
 	}
@@ -66,19 +68,45 @@ func LoadEnv(ctx context.Context, q interface {
 	return env, rows.Err()
 }
 
-// GitToken decrypts an app's repository token ("" when it has none).
-func GitToken(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, appID int64) (string, error) {
-	var owner int64
-	var enc *string
-	err := q.QueryRow(ctx, `SELECT id, git_token_enc FROM apps WHERE id = (SELECT COALESCE(preview_of, id) FROM apps WHERE id = $1)`, appID).Scan(&owner, &enc)
-	if err != nil || enc == nil || *enc == "" {
-		return "", err
-	}
-	return kr.DecryptString(secrets.PurposeGitTokens, *enc, AppAD(owner))
+// ConnectionAD binds a git connection's sealed tokens to its row.
+func ConnectionAD(connID int64) []byte {
+	return []byte("git-connection:" + strconv.FormatInt(connID, 10))
 }
 
-// SetGitToken stores an app's repository token, encrypted.
+// GitToken decrypts the token an app's repository is cloned with ("" when
+// it has none): the app's own deploy token, else the token of the git
+// connection it was created from. Previews use their parent's; a fork's
+// preview gets none.
+func GitToken(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, appID int64) (string, error) {
+	var owner, conn int64
+	var enc, connEnc *string
+	err := q.QueryRow(ctx, `SELECT a.id, a.git_token_enc, COALESCE(c.id, 0), c.token_enc FROM apps a
+		LEFT JOIN git_connections c ON c.id = a.git_connection_id AND c.team_id = a.team_id
+		WHERE a.id = (SELECT COALESCE(preview_of, id) FROM apps WHERE id = $1 AND NOT from_fork)`, appID).Scan(&owner, &enc, &conn, &connEnc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if enc != nil && *enc != "" {
+		return kr.DecryptString(secrets.PurposeGitTokens, *enc, AppAD(owner))
+	}
+	if connEnc != nil && *connEnc != "" {
+		return kr.DecryptString(secrets.PurposeGitTokens, *connEnc, ConnectionAD(conn))
+	}
+	return "", nil
+}
+
+// SetGitToken stores an app's repository token, encrypted ("" removes it).
 func SetGitToken(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, appID int64, token string) error {
+	if token == "" {
+		_, err := q.Exec(ctx, "UPDATE apps SET git_token_enc = NULL WHERE id = $1", appID)
+		return err
+	}
+	if len(token) > 4096 || strings.ContainsAny(token, " \t\r\n\x00") {
+		return errors.New("a git token is at most 4096 characters, without spaces or line breaks")
+	}
 	ct, err := kr.EncryptString(secrets.PurposeGitTokens, token, AppAD(appID))
 	if err != nil {
 		return err

@@ -76,6 +76,9 @@ func handlePush(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event,
 	case app.PreviewOf != 0:
 		*out = Outcome{Action: "ignored", Reason: "preview apps follow their pull request"}
 		return nil
+	case !app.AutoDeploy:
+		*out = Outcome{Action: "ignored", Reason: "automatic deploys are off for this app"}
+		return nil
 	case ev.Branch != app.GitBranch:
 		*out = Outcome{Action: "ignored", Reason: fmt.Sprintf("push to %q, app tracks %q", ev.Branch, app.GitBranch)}
 		return nil
@@ -158,6 +161,23 @@ func handlePR(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event, p
 		*out = Outcome{Action: "ignored", Reason: err.Error()}
 		return nil
 	}
+	switch {
+	case !app.Previews:
+		*out = Outcome{Action: "ignored", Reason: "previews are off for this app"}
+		return nil
+	case pr.Fork && !app.ForkPreviews:
+		*out = Outcome{Action: "ignored", Reason: "pull requests from forks get no preview unless the app allows them"}
+		return nil
+	case pr.Fork && pr.HeadRepo == "":
+		*out = Outcome{Action: "ignored", Reason: "the fork of this pull request is gone"}
+		return nil
+	case pr.Fork && gitsource.CheckURL(pr.HeadRepo, false) != nil:
+		*out = Outcome{Action: "ignored", Reason: "the fork's clone URL is not an https URL"}
+		return nil
+	case exists && preview.FromFork != pr.Fork:
+		*out = Outcome{Action: "ignored", Reason: "the pull request's head moved between a fork and the repository; close and reopen it"}
+		return nil
+	}
 	if pol.Previews != nil {
 		if err := pol.Previews(ctx, tx, app.TeamID); err != nil {
 			*out = Outcome{Action: "ignored", Reason: err.Error()}
@@ -166,12 +186,15 @@ func handlePR(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event, p
 	}
 	if !exists {
 		slug := PreviewSlug(app.Slug, pr.Number)
+		// A fork's preview clones the fork, with no token and no variables
+		// of the parent (from_fork); a same-repository preview inherits them.
 		preview, err = scanApp(tx.QueryRow(ctx, `INSERT INTO apps (team_id, slug, name, git_repo, git_branch, git_provider,
-			git_token_enc, framework, port, cpu_millis, memory_mb, disk_mb, bandwidth_kbit, health_path, preview_of, pr_number)
-			SELECT team_id, $2, name || ' (PR #' || $3::int || ')', git_repo, $4, git_provider, git_token_enc, framework, port,
-				cpu_millis, memory_mb, disk_mb, bandwidth_kbit, health_path, id, $3
+			git_token_enc, framework, port, cpu_millis, memory_mb, disk_mb, bandwidth_kbit, health_path, preview_of, pr_number, from_fork)
+			SELECT team_id, $2, name || ' (PR #' || $3::int || ')', CASE WHEN $5 THEN $6 ELSE git_repo END, $4, git_provider,
+				CASE WHEN $5 THEN NULL ELSE git_token_enc END, framework, port,
+				cpu_millis, memory_mb, disk_mb, bandwidth_kbit, health_path, id, $3, $5
 			FROM apps WHERE id = $1
-			RETURNING `+appColumns, app.ID, slug, pr.Number, pr.HeadBranch))
+			RETURNING `+appColumns, app.ID, slug, pr.Number, pr.HeadBranch, pr.Fork, pr.HeadRepo))
 		if err != nil {
 			return fmt.Errorf("creating preview app %s: %w", slug, err)
 		}

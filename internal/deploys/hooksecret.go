@@ -53,3 +53,21 @@ func HookSecret(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, appID 
 	}
 	return s, nil
 }
+
+// RotateHookSecret replaces the app's webhook secret with a fresh one and
+// returns it: deliveries signed with the old one are refused from now on.
+func RotateHookSecret(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, appID int64) (string, error) {
+	s := auth.RandomToken(32)
+	ct, err := kr.EncryptString(secrets.PurposeGitHooks, s, hookAD(appID))
+	if err != nil {
+		return "", err
+	}
+	tag, err := q.Exec(ctx, "UPDATE apps SET webhook_secret_enc = $2 WHERE id = $1", appID, ct)
+	if err != nil {
+		return "", err
+	}
+	if tag.RowsAffected() == 0 {
+		return "", ErrNotFound
+	}
+	return s, nil
+}

@@ -59,6 +59,10 @@ func readPackage(root string) (*packageJSON, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parsePackage(b)
+}
+
+func parsePackage(b []byte) (*packageJSON, error) {
 	if len(b) > 1<<20 {
 		return nil, errors.New("package.json larger than 1 MiB")
 	}
@@ -73,6 +77,40 @@ func (p *packageJSON) has(dep string) bool {
 	_, a := p.Dependencies[dep]
 	_, b := p.DevDependencies[dep]
 	return a || b
+}
+
+// Guess names the framework of a repository from the files at its root
+// (has) and its package.json (read only when there is one): the same
+// rules Detect applies to a checkout, usable on a provider's file API
+// before anything is cloned. A Dockerfile or Containerfile is "dockerfile".
+func Guess(has func(name string) bool, packageJSON func() ([]byte, error)) (string, error) {
+	switch {
+	case has("Dockerfile") || has("Containerfile"):
+		return Dockerfile, nil
+	case has("package.json"):
+		b, err := packageJSON()
+		if err != nil {
+			return "", err
+		}
+		p, err := parsePackage(b)
+		if err != nil {
+			return "", err
+		}
+		switch {
+		case p.has("next"):
+			return NextJS, nil
+		case p.has("vite"):
+			return Vite, nil
+		}
+		return Node, nil
+	case has("go.mod"):
+		return Go, nil
+	case has("requirements.txt") || has("pyproject.toml"):
+		return Python, nil
+	case has("index.html"):
+		return Static, nil
+	}
+	return "", ErrUnknown
 }
 
 // Detect inspects the checked-out repository at root. choice is the app's
@@ -99,28 +137,12 @@ func Detect(root, choice string) (*Plan, error) {
 	}
 	fw := choice
 	if fw == "" || fw == "auto" {
-		switch {
-		case exists(root, "package.json"):
-			p, err := readPackage(root)
-			if err != nil {
-				return nil, err
-			}
-			switch {
-			case p.has("next"):
-				fw = NextJS
-			case p.has("vite"):
-				fw = Vite
-			default:
-				fw = Node
-			}
-		case exists(root, "go.mod"):
-			fw = Go
-		case exists(root, "requirements.txt") || exists(root, "pyproject.toml"):
-			fw = Python
-		case exists(root, "index.html"):
-			fw = Static
-		default:
-			return nil, ErrUnknown
+		var err error
+		fw, err = Guess(func(name string) bool { return exists(root, name) }, func() ([]byte, error) {
+			return os.ReadFile(filepath.Join(root, "package.json"))
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	plan := &Plan{Framework: fw, Port: 8080}

@@ -45,6 +45,15 @@ type Client interface {
 	Branches(ctx context.Context, repo string) ([]Branch, error)
 	CreateHook(ctx context.Context, repo string, spec HookSpec) (Hook, error)
 	DeleteHook(ctx context.Context, repo string, hook Hook) error
+	// User returns the login the token belongs to (checks the token).
+	User(ctx context.Context) (string, error)
+	// TopFiles lists the names of the files at the root of repo at ref.
+	TopFiles(ctx context.Context, repo, ref string) ([]string, error)
+	// PackageJSON returns repo's package.json at ref (nil when absent).
+	PackageJSON(ctx context.Context, repo, ref string) ([]byte, error)
+	// SetStatus reports a deployment's state on commit sha (GitHub and
+	// Gitea commit status, GitLab commit status, Bitbucket build status).
+	SetStatus(ctx context.Context, repo, sha string, st Status) error
 }
 
 // Requester performs one JSON API call: it sends in (if non-nil) as JSON
@@ -563,4 +572,14 @@ func RevokeGitHubGrant(ctx context.Context, baseURL, clientID, clientSecret, tok
 	})
 	c := httpx.New(append([]httpx.Option{httpx.WithPrefix(baseURL), auth}, opts...)...)
 	return c.Do(ctx, http.MethodDelete, "/applications/"+url.PathEscape(clientID)+"/grant", map[string]string{"access_token": token}, nil)
+}
+
+// RevokeGitLabToken revokes an OAuth access token at a GitLab instance
+// (POST /oauth/revoke, RFC 7009). webURL "" means gitlab.com.
+func RevokeGitLabToken(ctx context.Context, webURL, clientID, clientSecret, token string, opts ...httpx.Option) error {
+	if webURL == "" {
+		webURL = "https://gitlab.com"
+	}
+	c := httpx.New(append([]httpx.Option{httpx.WithPrefix(webURL)}, opts...)...)
+	return c.Do(ctx, http.MethodPost, "/oauth/revoke", map[string]string{"client_id": clientID, "client_secret": clientSecret, "token": token}, nil)
 }

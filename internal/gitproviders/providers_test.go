@@ -3,6 +3,7 @@ package gitproviders
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wisehosting/wisehosting/internal/httpx"
 )
@@ -75,6 +77,36 @@ func (f *fakeProvider) serve(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `[{"id":140,"full_name":"forgejo/website","private":false,"clone_url":"https://codeberg.org/forgejo/website.git","default_branch":"main"}]`)
 	case f.provider == Codeberg && p == "/repos/forgejo/website/branches":
 		io.WriteString(w, `[{"name":"main","commit":{"id":"bffeb74224043ba2feb48d137756c8a9331c449a","message":"x"}}]`)
+
+	// Who the token belongs to.
+	case p == "/user" && (f.provider == GitHub || f.provider == Codeberg):
+		io.WriteString(w, `{"login":"octocat","id":1}`)
+	case p == "/user":
+		io.WriteString(w, `{"username":"octocat","id":1}`)
+
+	// Root files and package.json, in each provider's shape.
+	case (f.provider == GitHub || f.provider == Codeberg) && strings.HasSuffix(p, "/contents") && q.Get("ref") == "main":
+		io.WriteString(w, `[{"name":"package.json","path":"package.json","type":"file"},{"name":"src","path":"src","type":"dir"}]`)
+	case (f.provider == GitHub || f.provider == Codeberg) && strings.HasSuffix(p, "/contents/package.json") && q.Get("ref") == "main":
+		io.WriteString(w, `{"name":"package.json","type":"file","encoding":"base64","content":"eyJkZXBlbmRlbmNpZXMiOnsi\nbmV4dCI6IjE1In19\n"}`)
+	case f.provider == GitLab && strings.HasSuffix(p, "/repository/tree") && q.Get("ref") == "main":
+		io.WriteString(w, `[{"id":"a","name":"package.json","type":"blob","path":"package.json"},{"id":"b","name":"src","type":"tree","path":"src"}]`)
+	case f.provider == GitLab && strings.HasSuffix(p, "/repository/files/package.json") && q.Get("ref") == "main":
+		io.WriteString(w, `{"file_name":"package.json","encoding":"base64","content":"eyJkZXBlbmRlbmNpZXMiOnsibmV4dCI6IjE1In19"}`)
+	case f.provider == Bitbucket && p == "/repositories/team/repo/src/main/":
+		io.WriteString(w, `{"values":[{"path":"package.json","type":"commit_file"},{"path":"src","type":"commit_directory"}],"pagelen":100}`)
+	case f.provider == Bitbucket && p == "/repositories/team/repo/src/main/package.json":
+		io.WriteString(w, `{"dependencies":{"next":"15"}}`)
+
+	// Commit statuses: the body is kept for the test.
+	case r.Method == http.MethodPost && (strings.Contains(p, "/statuses/")):
+		var in map[string]any
+		json.NewDecoder(r.Body).Decode(&in)
+		f.mu.Lock()
+		f.hooks["status "+p] = in
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{}`)
 
 	// Webhooks.
 	case r.Method == http.MethodPost && strings.HasSuffix(p, "/hooks"):
@@ -224,5 +256,69 @@ func TestRevokeGitHubGrant(t *testing.T) {
 	}
 	if err := RevokeGitHubGrant(context.Background(), srv.URL, "../x", "s", "t", noRetry); err == nil {
 		t.Fatal("client id with a path accepted")
+	}
+}
+
+// Each adapter reads who the token is, the root files and package.json,
+// and posts a commit status, in its provider's own shapes.
+func TestAdapterFilesAndStatuses(t *testing.T) {
+	cases := []struct{ provider, repo, statusPath, stateKey, state string }{
+		{GitHub, "octocat/Hello-World", "/repos/octocat/Hello-World/statuses/c5b97d5", "state", "success"},
+		{GitLab, "diaspora/diaspora-client", "/projects/diaspora%2Fdiaspora-client/statuses/c5b97d5", "state", "success"},
+		{Bitbucket, "team/repo", "/repositories/team/repo/commit/c5b97d5/statuses/build", "state", "SUCCESSFUL"},
+		{Codeberg, "forgejo/website", "/repos/forgejo/website/statuses/c5b97d5", "state", "success"},
+	}
+	for _, c := range cases {
+		t.Run(c.provider, func(t *testing.T) {
+			f := newFake(t, c.provider)
+			cl, _ := NewClient(c.provider, f.srv.URL, f.token, noRetry)
+			ctx := context.Background()
+			if u, err := cl.User(ctx); err != nil || u != "octocat" {
+				t.Fatalf("user: %q %v", u, err)
+			}
+			files, err := cl.TopFiles(ctx, c.repo, "main")
+			if err != nil || len(files) != 1 || files[0] != "package.json" {
+				t.Fatalf("files: %v %v", files, err)
+			}
+			pkg, err := cl.PackageJSON(ctx, c.repo, "main")
+			if err != nil || !strings.Contains(string(pkg), `"next"`) {
+				t.Fatalf("package.json: %q %v", pkg, err)
+			}
+			if pkg, err := cl.PackageJSON(ctx, c.repo, "other"); err != nil || pkg != nil {
+				t.Fatalf("absent package.json: %q %v", pkg, err)
+			}
+			if err := cl.SetStatus(ctx, c.repo, "c5b97d5", Status{State: StatusSuccess, URL: "https://site.apps.example", Description: "Deployed"}); err != nil {
+				t.Fatal(err)
+			}
+			f.mu.Lock()
+			got := f.hooks["status "+c.statusPath]
+			f.mu.Unlock()
+			if got == nil || got[c.stateKey] != c.state || !strings.Contains(fmt.Sprint(got), "https://site.apps.example") {
+				t.Fatalf("status body at %s: %v", c.statusPath, got)
+			}
+			if err := cl.SetStatus(ctx, c.repo, "not-a-sha;", Status{State: StatusSuccess}); err == nil {
+				t.Fatal("a malformed commit reached the provider")
+			}
+		})
+	}
+}
+
+// Provider failures become sentences with the right status for the user.
+func TestExplain(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		code int
+		want string
+	}{
+		{&httpx.APIError{Status: 401}, 422, "refused the token"},
+		{&httpx.APIError{Status: 404}, 422, "deleted or renamed"},
+		{&httpx.APIError{Status: 403}, 422, "lacks the permission"},
+		{&httpx.APIError{Status: 429, RetryAfter: 42 * time.Second}, 429, "try again in 42 seconds"},
+		{&httpx.APIError{Status: 503}, 502, "try again later"},
+	} {
+		var pe *Error
+		if err := Explain(GitHub, "listing repositories", c.err); !errors.As(err, &pe) || pe.Status != c.code || !strings.Contains(pe.Msg, c.want) {
+			t.Errorf("%v → %v", c.err, err)
+		}
 	}
 }

@@ -71,6 +71,10 @@ type PullRequest struct {
 	HeadBranch string
 	HeadSHA    string
 	Title      string
+	// Fork: the head is in another repository than the base. HeadRepo
+	// is then that repository's https clone URL.
+	Fork     bool
+	HeadRepo string
 }
 
 var (
@@ -237,16 +241,26 @@ func parseGitHubLike(ev *Event, kind string, body []byte) error {
 			PullRequest struct {
 				Title string `json:"title"`
 				Head  struct {
-					Ref string `json:"ref"`
-					SHA string `json:"sha"`
+					Ref  string  `json:"ref"`
+					SHA  string  `json:"sha"`
+					Repo *ghRepo `json:"repo"`
 				} `json:"head"`
 			} `json:"pull_request"`
+			Repository *ghRepo `json:"repository"`
 		}
 		if err := json.Unmarshal(body, &p); err != nil {
 			return err
 		}
 		ev.Kind = EventPullRequest
 		pr := &PullRequest{Number: p.Number, HeadBranch: p.PullRequest.Head.Ref, HeadSHA: p.PullRequest.Head.SHA, Title: p.PullRequest.Title}
+		// A head repository that is gone (deleted fork) or is not the hook's
+		// repository is a fork: never trusted with the parent's secrets.
+		if h, b := p.PullRequest.Head.Repo, p.Repository; h == nil || b == nil || !strings.EqualFold(h.FullName, b.FullName) {
+			pr.Fork = true
+			if h != nil {
+				pr.HeadRepo = h.CloneURL
+			}
+		}
 		switch p.Action {
 		case "opened", "reopened":
 			pr.Action = PROpened
@@ -298,7 +312,12 @@ func parseGitLab(ev *Event, kind string, body []byte) error {
 				Action       string `json:"action"`
 				Title        string `json:"title"`
 				SourceBranch string `json:"source_branch"`
-				LastCommit   struct {
+				SourceID     int64  `json:"source_project_id"`
+				TargetID     int64  `json:"target_project_id"`
+				Source       struct {
+					HTTPURL string `json:"git_http_url"`
+				} `json:"source"`
+				LastCommit struct {
 					ID string `json:"id"`
 				} `json:"last_commit"`
 			} `json:"object_attributes"`
@@ -309,6 +328,9 @@ func parseGitLab(ev *Event, kind string, body []byte) error {
 		oa := p.ObjectAttributes
 		ev.Kind = EventPullRequest
 		pr := &PullRequest{Number: oa.IID, HeadBranch: oa.SourceBranch, HeadSHA: oa.LastCommit.ID, Title: oa.Title}
+		if oa.SourceID != oa.TargetID {
+			pr.Fork, pr.HeadRepo = true, oa.Source.HTTPURL
+		}
 		switch oa.Action {
 		case "open", "reopen":
 			pr.Action = PROpened
@@ -377,7 +399,15 @@ func parseBitbucket(ev *Event, kind string, body []byte) error {
 					Commit struct {
 						Hash string `json:"hash"`
 					} `json:"commit"`
+					Repository struct {
+						FullName string `json:"full_name"`
+					} `json:"repository"`
 				} `json:"source"`
+				Destination struct {
+					Repository struct {
+						FullName string `json:"full_name"`
+					} `json:"repository"`
+				} `json:"destination"`
 			} `json:"pullrequest"`
 		}
 		if err := json.Unmarshal(body, &p); err != nil {
@@ -386,6 +416,12 @@ func parseBitbucket(ev *Event, kind string, body []byte) error {
 		ev.Kind = EventPullRequest
 		pr := &PullRequest{Number: p.PullRequest.ID, HeadBranch: p.PullRequest.Source.Branch.Name,
 			HeadSHA: p.PullRequest.Source.Commit.Hash, Title: p.PullRequest.Title}
+		if src, dst := p.PullRequest.Source.Repository.FullName, p.PullRequest.Destination.Repository.FullName; !strings.EqualFold(src, dst) {
+			pr.Fork = true
+			if validRepo(src) == nil {
+				pr.HeadRepo = "https://bitbucket.org/" + src + ".git"
+			}
+		}
 		switch kind {
 		case "pullrequest:created":
 			pr.Action = PROpened

@@ -159,3 +159,42 @@ func FuzzParseEvent(f *testing.F) {
 		}
 	})
 }
+
+// A pull request whose head is in another repository is a fork; one in
+// the hook's own repository is not (GitHub, GitLab, Bitbucket shapes).
+func TestForkPullRequests(t *testing.T) {
+	gh := func(head string) []byte {
+		return []byte(`{"action":"opened","number":3,"pull_request":{"title":"t","head":{"ref":"f","sha":"abc1234",
+			"repo":{"full_name":"` + head + `","clone_url":"https://github.com/` + head + `.git"}}},"repository":{"full_name":"acme/site"}}`)
+	}
+	for _, c := range []struct {
+		provider, event string
+		body            []byte
+		fork            bool
+		headRepo        string
+	}{
+		{GitHub, "pull_request", gh("acme/site"), false, ""},
+		{GitHub, "pull_request", gh("mallory/site"), true, "https://github.com/mallory/site.git"},
+		{GitHub, "pull_request", []byte(`{"action":"opened","number":3,"pull_request":{"head":{"ref":"f","sha":"abc1234","repo":null}},"repository":{"full_name":"acme/site"}}`), true, ""},
+		{GitLab, "Merge Request Hook", []byte(`{"object_attributes":{"iid":3,"action":"open","source_branch":"f","source_project_id":9,"target_project_id":4,
+			"source":{"git_http_url":"https://gitlab.com/mallory/site.git"},"last_commit":{"id":"abc1234"}}}`), true, "https://gitlab.com/mallory/site.git"},
+		{Bitbucket, "pullrequest:created", []byte(`{"pullrequest":{"id":3,"source":{"branch":{"name":"f"},"commit":{"hash":"abc1234"},
+			"repository":{"full_name":"mallory/site"}},"destination":{"repository":{"full_name":"acme/site"}}}}`), true, "https://bitbucket.org/mallory/site.git"},
+	} {
+		ev, err := ParseEvent(c.provider, headers(c.provider, c.event, "d", []byte("s"), c.body), c.body)
+		if err != nil || ev.PR == nil || ev.PR.Fork != c.fork || ev.PR.HeadRepo != c.headRepo {
+			t.Errorf("%s %s: %+v %v", c.provider, c.body, ev, err)
+		}
+	}
+	// The fixtures (same repository) are not forks.
+	for _, f := range []struct{ provider, event, file string }{
+		{GitHub, "pull_request", "github_pull_request.json"}, {GitLab, "Merge Request Hook", "gitlab_merge_request.json"},
+		{Bitbucket, "pullrequest:created", "bitbucket_pullrequest_created.json"}, {Codeberg, "pull_request", "codeberg_pull_request.json"},
+	} {
+		body := fixture(t, f.file)
+		ev, err := ParseEvent(f.provider, headers(f.provider, f.event, "d", []byte("s"), body), body)
+		if err != nil || ev.PR == nil || ev.PR.Fork {
+			t.Errorf("%s fixture: %+v %v", f.provider, ev, err)
+		}
+	}
+}

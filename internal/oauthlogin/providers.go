@@ -186,6 +186,32 @@ func New(id string, s Settings, client *http.Client) (*Provider, error) {
 	return p, nil
 }
 
+// repoScopes are what connecting a provider for deployments asks for:
+// reading private repositories, managing their webhooks and posting
+// commit statuses.
+var repoScopes = map[string][]string{
+	"github":    {"repo", "admin:repo_hook", "read:user"},
+	"gitlab":    {"api"},
+	"bitbucket": {"account", "repository", "webhook", "pullrequest"},
+	"codeberg":  {"read:user", "write:repository"},
+}
+
+// ConnectURL is where the browser goes to grant repository access (the
+// provider's repository scopes instead of the sign-in ones).
+func (p *Provider) ConnectURL(state, verifier, redirectURI string) string {
+	c := p.config
+	c.RedirectURL = redirectURI
+	c.Scopes = repoScopes[p.ID]
+	return c.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier))
+}
+
+// Config is a copy of the provider's OAuth configuration (refreshing and
+// revoking a connection's grant).
+func (p *Provider) Config() *oauth2.Config {
+	c := p.config
+	return &c
+}
+
 // AuthCodeURL is where the browser goes to sign in: it carries state and
 // the S256 challenge of verifier.
 func (p *Provider) AuthCodeURL(state, verifier, redirectURI string) string {
