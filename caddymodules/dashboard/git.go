@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"net/http"
 	"strconv"
@@ -414,27 +413,8 @@ func (h *Handler) connectOAuth(w http.ResponseWriter, r *http.Request) {
 // started it) is spent, the code exchanged, the grant stored encrypted.
 func (h *Handler) connectCallback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	p := h.providers[r.PathValue("provider")]
-	if p == nil || !gitproviders.Known(p.ID) {
-		oauthPage(w, http.StatusNotFound, "This provider is not configured.")
-		return
-	}
-	if !h.oauthRate.Allow(api.ClientIP(r)) {
-		w.Header().Set("Retry-After", "300")
-		oauthPage(w, http.StatusTooManyRequests, "Too many attempts from your address; wait a few minutes.")
-		return
-	}
-	h.setStateCookie(w, "", -1)
-	q := r.URL.Query()
-	state := q.Get("state")
-	c, err := r.Cookie(stateCookie)
-	if state == "" || err != nil || subtle.ConstantTimeCompare([]byte(c.Value), []byte(state)) != 1 {
-		oauthPage(w, http.StatusBadRequest, "This connection was not started in this browser, or it was already used. Start again from the dashboard.")
-		return
-	}
-	pending, err := oauthlogin.TakeConnect(ctx, h.wh.Pool(), h.wh.Keyring(), p.ID, state)
-	if err != nil {
-		oauthPage(w, http.StatusBadRequest, "This connection link has expired or was already used. Start again from the dashboard.")
+	p, pending, ok := h.oauthReturn(w, r, "connection", oauthlogin.TakeConnect)
+	if !ok {
 		return
 	}
 	// The member who started it must still be an admin of the team.
@@ -444,11 +424,7 @@ func (h *Handler) connectCallback(w http.ResponseWriter, r *http.Request) {
 		oauthPage(w, http.StatusForbidden, "You are no longer an admin of this team.")
 		return
 	}
-	if q.Get("error") != "" || q.Get("code") == "" {
-		oauthPage(w, http.StatusBadRequest, "The connection was cancelled or refused at "+p.Name+".")
-		return
-	}
-	tok, err := p.Exchange(ctx, q.Get("code"), pending.Verifier, pending.RedirectURI)
+	tok, err := p.Exchange(ctx, r.URL.Query().Get("code"), pending.Verifier, pending.RedirectURI)
 	if err != nil {
 		h.logger.Warn("dashboard: OAuth code exchange for a git connection failed", zap.String("provider", p.ID), zap.Error(err))
 		oauthPage(w, http.StatusBadGateway, "The connection could not be completed with "+p.Name+"; try again.")

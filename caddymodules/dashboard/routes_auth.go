@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/api"
@@ -20,6 +22,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/httpx"
 	"github.com/wisehosting/wisehosting/internal/oauthlogin"
 	"github.com/wisehosting/wisehosting/internal/ratelimit"
+	"github.com/wisehosting/wisehosting/internal/secrets"
 )
 
 // AuthConfig is the sign-in configuration of the dashboard beyond
@@ -305,40 +308,54 @@ func (h *Handler) oauthStart(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, p.AuthCodeURL(pending.State, pending.Verifier, pending.RedirectURI), http.StatusFound)
 }
 
-func (h *Handler) oauthCallback(w http.ResponseWriter, r *http.Request) {
-	ctx, ip := r.Context(), api.ClientIP(r)
+// oauthReturn checks a browser coming back from a provider: the provider
+// is configured, the address is within its limit, and the state matches
+// the browser's cookie; the state is then spent (sign-in or connect flow,
+// whichever take consumes) before anything else, so it is used up even
+// when the provider reports an error. what names the flow in messages.
+func (h *Handler) oauthReturn(w http.ResponseWriter, r *http.Request, what string,
+	take func(ctx context.Context, pool *pgxpool.Pool, kr *secrets.Keyring, provider, state string) (oauthlogin.Pending, error),
+) (*oauthlogin.Provider, oauthlogin.Pending, bool) {
 	p := h.providers[r.PathValue("provider")]
 	if p == nil {
-		oauthPage(w, http.StatusNotFound, "This sign-in provider is not configured.")
-		return
+		oauthPage(w, http.StatusNotFound, "This provider is not configured.")
+		return nil, oauthlogin.Pending{}, false
 	}
-	if !h.oauthRate.Allow(ip) {
+	if !h.oauthRate.Allow(api.ClientIP(r)) {
 		w.Header().Set("Retry-After", "300")
 		oauthPage(w, http.StatusTooManyRequests, "Too many sign-in attempts from your address; wait a few minutes.")
-		return
+		return nil, oauthlogin.Pending{}, false
 	}
 	h.setStateCookie(w, "", -1) // whatever happens, this attempt is over
 	q := r.URL.Query()
 	state := q.Get("state")
 	c, err := r.Cookie(stateCookie)
 	if state == "" || err != nil || subtle.ConstantTimeCompare([]byte(c.Value), []byte(state)) != 1 {
-		oauthPage(w, http.StatusBadRequest, "This sign-in was not started in this browser, or it was already used. Start again from the sign-in page.")
-		return
+		oauthPage(w, http.StatusBadRequest, "This "+what+" was not started in this browser, or it was already used. Start again.")
+		return nil, oauthlogin.Pending{}, false
 	}
-	// Take the state before anything else, so it is spent even when the
-	// provider reports an error.
-	pending, err := oauthlogin.Take(ctx, h.wh.Pool(), h.wh.Keyring(), p.ID, state)
+	pending, err := take(r.Context(), h.wh.Pool(), h.wh.Keyring(), p.ID, state)
 	if err != nil {
 		if !errors.Is(err, oauthlogin.ErrBadState) {
 			h.logger.Error("dashboard: reading OAuth state", zap.Error(err))
 		}
-		oauthPage(w, http.StatusBadRequest, "This sign-in link has expired or was already used. Start again from the sign-in page.")
-		return
+		oauthPage(w, http.StatusBadRequest, "This "+what+" link has expired or was already used. Start again.")
+		return nil, oauthlogin.Pending{}, false
 	}
 	if q.Get("error") != "" || q.Get("code") == "" {
-		oauthPage(w, http.StatusBadRequest, "The sign-in was cancelled or refused at "+p.Name+".")
+		oauthPage(w, http.StatusBadRequest, "The "+what+" was cancelled or refused at "+p.Name+".")
+		return nil, oauthlogin.Pending{}, false
+	}
+	return p, pending, true
+}
+
+func (h *Handler) oauthCallback(w http.ResponseWriter, r *http.Request) {
+	ctx, ip := r.Context(), api.ClientIP(r)
+	p, pending, ok := h.oauthReturn(w, r, "sign-in", oauthlogin.Take)
+	if !ok {
 		return
 	}
+	q := r.URL.Query()
 	tok, err := p.Exchange(ctx, q.Get("code"), pending.Verifier, pending.RedirectURI)
 	if err != nil {
 		h.logger.Warn("dashboard: OAuth code exchange failed", zap.String("provider", p.ID), zap.Error(err))
