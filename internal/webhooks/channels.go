@@ -14,7 +14,6 @@ import (
 	"github.com/nicholas-fedor/shoutrrr/pkg/router"
 	"github.com/nicholas-fedor/shoutrrr/pkg/types"
 
-	"github.com/wisehosting/wisehosting/internal/httpx"
 	"github.com/wisehosting/wisehosting/internal/secrets"
 )
 
@@ -85,10 +84,8 @@ func (c *channelClient) failure(scheme string) error {
 	switch {
 	case c.host == "":
 		return fmt.Errorf("the %s service sent nothing: check the notification URL", scheme)
-	case c.err != nil && errors.Is(c.err, httpx.ErrBlockedAddress):
-		return fmt.Errorf("%w: %s", httpx.ErrBlockedAddress, c.host)
 	case c.err != nil:
-		return fmt.Errorf("could not reach %s", c.host)
+		return reachFailure(c.host, c.err)
 	case c.status != 0:
 		return fmt.Errorf("%s answered HTTP %d", c.host, c.status)
 	}

@@ -119,3 +119,32 @@ func TestChannelRedirectToInternalRefusedHopByHop(t *testing.T) {
 		t.Fatalf("stored errors repeat the target: %s", stored)
 	}
 }
+
+// A webhook that gets no answer is reported by host only: the client's own
+// error would repeat the whole URL, token included, which is write-only.
+func TestWebhookFailureNamesHostOnly(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	for _, target := range []string{"http://" + closed + "/hook?token=s3cretvalue", "http://127.0.0.2:9/hook?token=s3cretvalue"} {
+		w, _, err := f.svc.Create(ctx, f.teamA, 0, target, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = f.svc.TestDeliver(ctx, f.dispatcher(loopbackOnly), f.teamA, w.ID)
+		if err == nil || strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "/hook") {
+			t.Fatalf("%s: %v", target, err)
+		}
+	}
+	var stored string
+	f.db.Pool.QueryRow(ctx, "SELECT string_agg(last_error, ' | ') FROM webhook_deliveries").Scan(&stored)
+	if strings.Contains(stored, "s3cret") || !strings.Contains(stored, "could not reach 127.0.0.1") || !strings.Contains(stored, "not allowed: 127.0.0.2") {
+		t.Fatalf("stored errors: %s", stored)
+	}
+}

@@ -3,8 +3,10 @@ package webhooks
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -13,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
+	"github.com/wisehosting/wisehosting/internal/httpx"
 	"github.com/wisehosting/wisehosting/internal/secrets"
 )
 
@@ -201,7 +204,9 @@ func (d *Dispatcher) send(ctx context.Context, c claimed) error {
 	req.Header.Set("webhook-signature", sig)
 	resp, err := d.Client.Do(req)
 	if err != nil {
-		return d.record(ctx, c, 0, err)
+		// The client's error text carries the whole URL, which is
+		// write-only: name the host and the guard's verdict only.
+		return d.record(ctx, c, 0, reachFailure(req.URL.Hostname(), err))
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
@@ -247,4 +252,17 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// reachFailure describes a request that got no answer by its host, keeping
+// the guard's verdict typed.
+func reachFailure(host string, err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, httpx.ErrBlockedAddress):
+		return fmt.Errorf("%w: %s", httpx.ErrBlockedAddress, host)
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("timed out reaching %s", host)
+	}
+	return fmt.Errorf("could not reach %s", host)
 }
