@@ -68,12 +68,20 @@ func (s *Supervisor) Reconcile(ctx context.Context) error {
 		at, retiring := s.retiring[c.ID]
 		if !retiring {
 			// Not ours to keep: a deployment that was replaced while the
-			// agent was away, or an app that moved or was deleted.
-			at = now
+			// agent was away (or before it restarted: routing may still
+			// point here for a moment), or an app that moved or was
+			// deleted.
+			at = now.Add(s.cfg.DrainDelay)
 			s.retiring[c.ID] = at
 		}
+		// Routing moves to an app's new container only when the control
+		// plane records the deploy's result: until then, and for the drain
+		// delay after the acknowledgement, the old container keeps serving.
+		if acked, ok := s.acked[c.AppID]; ok && at.Before(acked.Add(s.cfg.DrainDelay)) {
+			at = acked.Add(s.cfg.DrainDelay)
+		}
 		s.mu.Unlock()
-		if now.Before(at) {
+		if now.Before(at) || s.results.pendingApp(c.AppID) {
 			continue
 		}
 		s.unfollow(c.ID)

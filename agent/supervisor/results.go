@@ -142,6 +142,27 @@ func (r *resultStore) has(id int64) bool {
 	return ok
 }
 
+// pendingApp reports whether a successful deploy result of the app is not
+// acknowledged yet.
+func (r *resultStore) pendingApp(appID int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, sr := range r.pending {
+		if sr.AppID == appID && sr.DeploymentID != 0 && sr.Result.OK {
+			return true
+		}
+	}
+	return false
+}
+
+// get returns a stored result.
+func (r *resultStore) get(id int64) (storedResult, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sr, ok := r.pending[id]
+	return sr, ok
+}
+
 // pendingDeployment reports whether a deploy result of the app's
 // deployment is not acknowledged yet (the control plane has not recorded
 // that this deployment went live).

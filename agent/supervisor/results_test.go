@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -99,5 +101,57 @@ func TestDesiredNeverGoesBack(t *testing.T) {
 	s.SetDesired(wsproto.DesiredState{Apps: []wsproto.DesiredApp{{AppID: 1, DeploymentID: 9, Image: "a:9"}}})
 	if d := s.Desired()[1]; d.DeploymentID != 9 {
 		t.Fatalf("newer desired state not taken: %+v", d)
+	}
+}
+
+// Images of an app beyond the newest ImageRetention deployments go after a
+// deploy, except one a container uses; checkouts a crash left behind go at
+// start.
+func TestImageRetentionAndCleanCheckouts(t *testing.T) {
+	svc := podmantest.Start(t)
+	inst := fmt.Sprintf("i%d", time.Now().UnixNano()%1e9)
+	rt, err := runtime.New(context.Background(), runtime.Config{Socket: svc.URL, Instance: inst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	leftover := filepath.Join(work, "clones", "wh-src-123", "src")
+	os.MkdirAll(leftover, 0o700)
+	rec := &recorder{}
+	s, err := New(Config{Runtime: rt, Send: rec.send, WorkDir: work, CloneDir: filepath.Join(work, "clones"), ImageRetention: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(work, "clones")); len(ents) != 0 {
+		t.Fatalf("checkouts left at start: %v", ents)
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	var tags []string
+	for dep := 1; dep <= 5; dep++ {
+		tag := fmt.Sprintf("localhost/wisehosting/ret-%s:d%d", inst, dep)
+		_, err := rt.Build(ctx, runtime.BuildSpec{Dir: dir, Containerfile: fmt.Sprintf("FROM %s\nLABEL step=%d\n", podmantest.BaseImage, dep), Tag: tag,
+			Labels: map[string]string{runtime.LabelApp: "77", runtime.LabelDeployment: fmt.Sprint(dep)}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tags = append(tags, tag)
+		t.Cleanup(func() { rt.RemoveImage(context.Background(), tag) })
+	}
+	// Deployment 1 still runs (say, the app was rolled back to it).
+	c, err := rt.Run(ctx, runtime.RunSpec{AppID: 77, DeploymentID: 1, Slug: "ret-" + inst, Image: tags[0], Port: 8080})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Remove(context.Background(), c.ID) })
+	s.pruneImages(ctx, 77)
+	for i, tag := range tags {
+		ok, _ := rt.ImageExists(ctx, tag)
+		if want := i == 0 || i >= 3; ok != want {
+			t.Errorf("image of deployment %d kept: %v, want %v", i+1, ok, want)
+		}
+	}
+	if n, err := rt.ImagesBytes(ctx); err != nil || n <= 0 {
+		t.Fatalf("image disk use %d %v", n, err)
 	}
 }

@@ -161,6 +161,7 @@ type Supervisor struct {
 	jobs        map[int64]*jobRun
 	apps        map[int64]*appRun
 	retiring    map[string]time.Time // container → removal time
+	acked       map[int64]time.Time  // app → when its last deploy result was acknowledged
 	redirects   map[int]redirect     // old host port → new (local zone routing)
 	following   map[string]context.CancelFunc
 	kick        chan struct{}
@@ -188,7 +189,7 @@ func New(cfg Config) (*Supervisor, error) {
 		desired: map[int64]wsproto.DesiredApp{}, busy: map[int64]int64{}, jobs: map[int64]*jobRun{},
 		apps: map[int64]*appRun{}, retiring: map[string]time.Time{}, redirects: map[int]redirect{},
 		following: map[string]context.CancelFunc{}, kick: make(chan struct{}, 1),
-		appSlots: map[int64]chan struct{}{}, resend: make(chan struct{}, 1)}
+		appSlots: map[int64]chan struct{}{}, resend: make(chan struct{}, 1), acked: map[int64]time.Time{}}
 	s.logs = newShipper(cfg.Send, cfg.Logger)
 	// Checkouts a crash left behind: no job runs yet.
 	if err := os.RemoveAll(cfg.CloneDir); err != nil {
@@ -421,6 +422,11 @@ func (s *Supervisor) HandleResultAck(ctx context.Context, p json.RawMessage) err
 	var a wsproto.JobResultAck
 	if err := json.Unmarshal(p, &a); err != nil {
 		return fmt.Errorf("decoding result ack: %w", err)
+	}
+	if sr, ok := s.results.get(a.JobID); ok && sr.AppID != 0 && sr.DeploymentID != 0 && sr.Result.OK {
+		s.mu.Lock()
+		s.acked[sr.AppID] = time.Now()
+		s.mu.Unlock()
 	}
 	s.results.ack(a.JobID)
 	return nil
