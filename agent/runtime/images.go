@@ -51,9 +51,11 @@ func (r *Runtime) ImagesBytes(ctx context.Context) (int64, error) {
 }
 
 // RemoveImageID deletes an image by id with all its names; an image a
-// container still uses is kept (the error says so).
+// container still uses is kept (the error says so). Its untagged parents
+// stay: they are the build cache other builds may be using right now
+// (PruneBuildCache bounds them).
 func (r *Runtime) RemoveImageID(ctx context.Context, id string) error {
-	_, errs := images.Remove(r.connFor(ctx), []string{id}, nil)
+	_, errs := images.Remove(r.connFor(ctx), []string{id}, new(images.RemoveOptions).WithNoPrune(true))
 	if len(errs) > 0 {
 		return errs[0]
 	}
@@ -61,7 +63,8 @@ func (r *Runtime) RemoveImageID(ctx context.Context, id string) error {
 }
 
 // PruneBuildCache removes dangling images (the layer cache builds leave)
-// when they use more than limit bytes, and returns what they used.
+// when they use more than limit bytes, and returns what they used. Callers
+// run it while no build runs.
 func (r *Runtime) PruneBuildCache(ctx context.Context, limit int64) (int64, error) {
 	yes := true
 	list, err := images.List(r.connFor(ctx), &images.ListOptions{All: &yes, Filters: map[string][]string{"dangling": {"true"}}})

@@ -264,9 +264,10 @@ func (r *Runtime) ImageExists(ctx context.Context, name string) (bool, error) {
 	return images.Exists(r.connFor(ctx), name, nil)
 }
 
-// RemoveImage deletes a local image (ignoring one still in use).
+// RemoveImage deletes a local image (ignoring one still in use), keeping
+// its untagged parents (the build cache, see RemoveImageID).
 func (r *Runtime) RemoveImage(ctx context.Context, name string) error {
-	_, errs := images.Remove(r.connFor(ctx), []string{name}, nil)
+	_, errs := images.Remove(r.connFor(ctx), []string{name}, new(images.RemoveOptions).WithNoPrune(true))
 	if len(errs) > 0 {
 		return errs[0]
 	}

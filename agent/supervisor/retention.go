@@ -43,6 +43,9 @@ func (s *Supervisor) pruneImages(ctx context.Context, appID int64) {
 		}
 		s.cfg.Logger.Info("supervisor: removed an old image", zap.Strings("image", im.Names), zap.Int64("deployment", im.DeploymentID))
 	}
+	if s.building.Load() > 0 {
+		return // the cache is in use; the next deploy prunes it
+	}
 	if n, err := s.rt.PruneBuildCache(ctx, int64(s.cfg.BuildCacheMB)<<20); err != nil {
 		s.cfg.Logger.Warn("supervisor: pruning the build cache", zap.Int64("bytes", n), zap.Error(err))
 	}

@@ -23,7 +23,9 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -166,6 +168,7 @@ type Supervisor struct {
 	following   map[string]context.CancelFunc
 	kick        chan struct{}
 	resend      chan struct{}
+	building    atomic.Int32 // builds in progress
 }
 
 type jobRun struct {
@@ -691,8 +694,17 @@ func (s *Supervisor) build(ctx context.Context, j wsproto.JobAssign, p wsproto.D
 	s.progress(ctx, j, "build", fmt.Sprintf("building %s (%s)", shortSHA(commit), plan.Framework), 20)
 	w := s.logs.writer(j.AppID, j.DeploymentID, "build")
 	img = fmt.Sprintf("localhost/wisehosting/%s:d%d", p.Slug, j.DeploymentID)
-	_, err = s.rt.Build(ctx, runtime.BuildSpec{Dir: dir, Containerfile: plan.Containerfile, OwnFile: plan.OwnFile, Tag: img,
-		Labels: map[string]string{runtime.LabelApp: strconv.FormatInt(j.AppID, 10), runtime.LabelDeployment: strconv.FormatInt(j.DeploymentID, 10)}}, w)
+	spec := runtime.BuildSpec{Dir: dir, Containerfile: plan.Containerfile, OwnFile: plan.OwnFile, Tag: img,
+		Labels: map[string]string{runtime.LabelApp: strconv.FormatInt(j.AppID, 10), runtime.LabelDeployment: strconv.FormatInt(j.DeploymentID, 10)}}
+	s.building.Add(1)
+	_, err = s.rt.Build(ctx, spec, w)
+	if err != nil && ctx.Err() == nil && strings.Contains(err.Error(), "not known") {
+		// A cached layer vanished under the build (removed by something
+		// else on the host): once more, without that cache entry.
+		fmt.Fprintf(w, "a cached layer disappeared during the build (%v); building again\n", err)
+		_, err = s.rt.Build(ctx, spec, w)
+	}
+	s.building.Add(-1)
 	w.Close()
 	if err != nil {
 		return "", 0, "", err

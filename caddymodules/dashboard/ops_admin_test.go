@@ -312,6 +312,9 @@ func TestWorkersForInstanceAdminsOnly(t *testing.T) {
 	f.db.Pool.Exec(ctx, "UPDATE workers SET status = 'draining', last_seen = now(), cpu_millis = 4000, memory_mb = 8192 WHERE id = $1", w1.ID)
 	f.db.Pool.Exec(ctx, "UPDATE apps SET worker_id = $1, status = 'running' WHERE id IN ($2, $3)", w1.ID, f.appA, f.appB)
 	f.db.Pool.Exec(ctx, "INSERT INTO usage_samples (app_id, bucket, samples, cpu_pct_sum, mem_bytes_max) VALUES ($1, $2, 2, 50, 1000)", f.appA, time.Now().UTC().Truncate(5*time.Minute))
+	if err := workers.RecordImagesBytes(ctx, f.db.Pool, w1.ID, 734003200); err != nil { // as the worker's stats report it
+		t.Fatal(err)
+	}
 
 	f.alice.want(403, "GET", "/api/workers", nil)
 	f.readToken(f.alice, f.teamA).want(403, "GET", "/api/workers", nil)
@@ -325,7 +328,7 @@ func TestWorkersForInstanceAdminsOnly(t *testing.T) {
 	w := ws[0].(map[string]any)
 	if w["name"] != "w1" || w["draining"] != true || w["apps"].(float64) != 2 || w["last_seen"] == nil ||
 		w["reserved"].(map[string]any)["cpu_millis"].(float64) != 1000 || w["capacity"].(map[string]any)["memory_mb"].(float64) != 8192 ||
-		w["cpu_pct"].(float64) != 25 || w["mem_bytes"].(float64) != 1000 {
+		w["cpu_pct"].(float64) != 25 || w["mem_bytes"].(float64) != 1000 || w["images_bytes"].(float64) != 734003200 {
 		t.Fatalf("w1 %v", w)
 	}
 	if strings.Contains(fmt.Sprint(ws), "api_key") {
