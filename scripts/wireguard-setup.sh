@@ -92,7 +92,7 @@ input_chain() {
   nft list chains 2>/dev/null | awk '
     $1 == "table" { fam = $2; tbl = $3 }
     $1 == "chain" { ch = $2 }
-    /hook input/ { print fam, tbl, ch; exit }'
+    /type filter hook input/ && !found { print fam, tbl, ch; found = 1 }'
 }
 fw="$(input_chain)"
 # Opens the port in that chain unless a rule already does (idempotent).
