@@ -103,6 +103,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.wh, h.logger = wh, ctx.Logger()
+	if err := h.oauthCredentials(); err != nil {
+		return err
+	}
 	h.acc = accounts.New(wh.Pool())
 	reg := wh.PlanRegistry()
 	h.domains = &domains.Service{Pool: wh.Pool(), Events: wh.Events(), SubdomainBase: wh.SubdomainBase,

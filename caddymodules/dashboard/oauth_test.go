@@ -11,6 +11,8 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -512,4 +514,29 @@ func mustURL(s string) *url.URL {
 		panic(err)
 	}
 	return u
+}
+
+// Client secrets can come from systemd credentials
+// (<provider>_oauth_client_secret), which win over the config like every
+// other secret: the Caddyfile need not hold them at all.
+func TestOAuthClientSecretFromCredential(t *testing.T) {
+	creds := t.TempDir()
+	t.Setenv("CREDENTIALS_DIRECTORY", creds)
+	gh, gl := newFakeIdP(t, "github"), newFakeIdP(t, "gitlab")
+	os.WriteFile(filepath.Join(creds, "github_oauth_client_secret"), []byte(gh.secret+"\n"), 0o600)
+	os.WriteFile(filepath.Join(creds, "gitlab_oauth_client_secret"), []byte(gl.secret), 0o600)
+	db := pgtest.New(t)
+	cp := cptest.Start(t, db, cptest.Options{Handlers: []map[string]any{{"handler": "wisehosting_dashboard", "insecure_cookie": true, "allow_signup": true,
+		"oauth": map[string]any{
+			"github": map[string]any{"client_id": "client-github", "base_url": gh.srv.URL},                           // no secret in the config
+			"gitlab": map[string]any{"client_id": "client-gitlab", "client_secret": "stale", "base_url": gl.srv.URL}, // the credential wins
+		}}}})
+	f := &fixture{t: t, db: db, base: cp.URL}
+	gh.setUser(fakeUser{id: 7, email: "gh@example.test", verified: true, name: "GH"})
+	gl.setUser(fakeUser{id: 8, email: "gl@example.test", verified: true, name: "GL"})
+	for _, p := range []string{"github", "gitlab"} {
+		if resp, body := f.browser().signIn(p); resp.StatusCode != 200 {
+			t.Fatalf("%s sign-in: %d %.300s", p, resp.StatusCode, body)
+		}
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
 	"github.com/wisehosting/wisehosting/internal/auth"
+	"github.com/wisehosting/wisehosting/internal/credentials"
 	"github.com/wisehosting/wisehosting/internal/httpx"
 	"github.com/wisehosting/wisehosting/internal/oauthlogin"
 	"github.com/wisehosting/wisehosting/internal/ratelimit"
@@ -52,6 +53,19 @@ var (
 	pendingMFARoutes = map[string]bool{"POST /api/login/totp": true, "POST /api/logout": true}
 	mustChangeRoutes = map[string]bool{"GET /api/me": true, "POST /api/logout": true, "POST /api/password": true}
 )
+
+// oauthCredentials takes each OAuth client secret from its systemd
+// credential (<provider>_oauth_client_secret) when there is one: it wins
+// over the config, like every other secret.
+func (h *Handler) oauthCredentials() error {
+	for id, s := range h.OAuth {
+		if err := credentials.Apply(credentials.OAuthClientSecret(id), &s.ClientSecret); err != nil {
+			return err
+		}
+		h.OAuth[id] = s
+	}
+	return nil
+}
 
 // authRoutes adds the sign-in routes beyond password login: OAuth
 // providers, TOTP and recovery codes, password change.

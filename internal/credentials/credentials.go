@@ -24,6 +24,11 @@ const (
 	WorkerAPIKey     = "worker_api_key"
 )
 
+// OAuthClientSecret names the credential of an OAuth provider's client
+// secret in the dashboard's `oauth <provider>` block, e.g.
+// github_oauth_client_secret.
+func OAuthClientSecret(provider string) string { return provider + "_oauth_client_secret" }
+
 // Dir returns the systemd credentials directory, or "" when none is set.
 func Dir() string { return os.Getenv("CREDENTIALS_DIRECTORY") }
 

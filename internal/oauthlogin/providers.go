@@ -139,7 +139,7 @@ func (s Settings) Validate(id string) error {
 		return fmt.Errorf("unknown OAuth provider %q (known: %s)", id, strings.Join(IDs(), ", "))
 	}
 	if s.ClientID == "" || s.ClientSecret == "" {
-		return fmt.Errorf("OAuth provider %s: client_id and client_secret are required", id)
+		return fmt.Errorf("OAuth provider %s: client_id and client_secret (or the systemd credential %s_oauth_client_secret) are required", id, id)
 	}
 	for _, f := range []struct{ name, v string }{{"base_url", s.BaseURL}, {"auth_url", s.AuthURL}, {"token_url", s.TokenURL}, {"userinfo_url", s.UserinfoURL}} {
 		if f.v != "" {
