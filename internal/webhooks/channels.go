@@ -65,8 +65,8 @@ func (c *channelClient) Do(req *http.Request) (*http.Response, error) {
 	resp, err := c.http.Do(req)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.err, c.status = err, 0
 	if err != nil {
-		c.err = err
 		return nil, err
 	}
 	c.host = resp.Request.URL.Hostname()
@@ -74,6 +74,14 @@ func (c *channelClient) Do(req *http.Request) (*http.Response, error) {
 		c.status = resp.StatusCode
 	}
 	return resp, nil
+}
+
+// failed reports whether the last request got no answer or a non-2xx
+// one: some services (telegram) return no error when their request fails.
+func (c *channelClient) failed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err != nil || c.status != 0
 }
 
 // failure describes a failed send by host and status (or the guard's
@@ -198,7 +206,7 @@ func (d *Dispatcher) sendChannel(rawURL, event string, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := svc.Send(message(event, payload), nil); err != nil {
+	if err := svc.Send(message(event, payload), nil); err != nil || client.failed() {
 		return client.failure(scheme)
 	}
 	return nil

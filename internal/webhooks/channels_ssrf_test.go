@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -146,5 +147,56 @@ func TestWebhookFailureNamesHostOnly(t *testing.T) {
 	f.db.Pool.QueryRow(ctx, "SELECT string_agg(last_error, ' | ') FROM webhook_deliveries").Scan(&stored)
 	if strings.Contains(stored, "s3cret") || !strings.Contains(stored, "could not reach 127.0.0.1") || !strings.Contains(stored, "not allowed: 127.0.0.2") {
 		t.Fatalf("stored errors: %s", stored)
+	}
+}
+
+// Every accepted service sends through the guarded client: with every
+// name resolving to loopback (refused), each send ends at the guard and
+// the loopback listener receives nothing. A service that dialed on its own
+// would reach the listener or a real resolver instead.
+func TestEveryChannelServiceSendsThroughTheGuard(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	srv, hits := listener(t, "127.0.0.1:0", nil)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	toLoopback := func(context.Context, string) ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	}
+	d := f.dispatcher(httpx.GuardOptions{Resolve: toLoopback})
+	urls := map[string]string{
+		"discord":    "discord://token@123456789",
+		"slack":      "slack://hook:T00000000-B00000000-XXXXXXXXXXXXXXXXXXXXXXXX@webhook",
+		"telegram":   "telegram://110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw@telegram?chats=123456",
+		"matrix":     "matrix://user:pass@" + host + "/?disableTLS=yes&rooms=!room",
+		"ntfy":       "ntfy://" + host + "/topic?scheme=http",
+		"gotify":     "gotify://" + host + "/Aaaaaaaaaaaaaaa?disabletls=yes",
+		"mattermost": "mattermost://" + host + "/token?disabletls=yes",
+		"googlechat": "googlechat://chat.googleapis.com/v1/spaces/FOO/messages?key=bar&token=baz",
+		"pushover":   "pushover://shoutrrr:token@userkey/?devices=dev",
+		"zulip":      "zulip://bot%40example.com:key@zulip.example.com?stream=x&topic=y",
+		"generic":    "generic://" + host + "/x?disabletls=yes",
+		"teams":      "teams://?host=" + url.QueryEscape("https://prod-00.westus.logic.azure.com:443/workflows/abc123/triggers/manual/paths/invoke?api-version=2016-06-00&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=XXXXXXXX"),
+	}
+	for scheme := range channelServices {
+		if scheme == "hangouts" { // the same service as googlechat
+			continue
+		}
+		u, ok := urls[scheme]
+		if !ok {
+			t.Errorf("%s is accepted but not tested here", scheme)
+			continue
+		}
+		ch, err := f.svc.CreateChannel(ctx, f.teamA, 0, u, nil)
+		if err != nil {
+			t.Errorf("%s: %v", scheme, err)
+			continue
+		}
+		if err := f.svc.TestDeliver(ctx, d, f.teamA, ch.ID); !errors.Is(err, httpx.ErrBlockedAddress) {
+			t.Errorf("%s: send not stopped by the guard: %v", scheme, err)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the loopback listener received %d requests", n)
 	}
 }
