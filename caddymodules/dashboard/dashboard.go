@@ -732,6 +732,11 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 			h.gitFail(w, "looking up the repository", err)
 			return
 		}
+		// The provider's clone URL passes the same rules as a typed one.
+		if err := gitsource.CheckURL(repo.CloneURL, h.wh.AllowLocalGit); err != nil {
+			field("repo", err.Error())
+			return
+		}
 		app.RepoName, app.GitRepo = repo.FullName, repo.CloneURL
 	}
 	if app.ConnectionID != 0 && (app.RepoName != old.RepoName || app.GitBranch != old.GitBranch) {
