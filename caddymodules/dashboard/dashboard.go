@@ -545,29 +545,32 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 		in.GitBranch = "main"
 	}
 	in.Slug = strings.ToLower(strings.TrimSpace(in.Slug))
-	var problems []string
+	// Every problem names its field; the answer's field is the first one,
+	// so a form shows the message next to it.
+	var problems, fields []string
+	problem := func(field, msg string) { problems, fields = append(problems, msg), append(fields, field) }
 	if in.Name = strings.TrimSpace(in.Name); in.Name == "" || len(in.Name) > 100 {
-		problems = append(problems, "name must have 1 to 100 characters")
+		problem("name", "name must have 1 to 100 characters")
 	}
 	if !deploys.ValidSlug(in.Slug) || strings.Contains(in.Slug, "-pr-") {
-		problems = append(problems, "slug must be lowercase letters, digits and dashes (at most 63), not containing -pr-")
+		problem("slug", "slug must be lowercase letters, digits and dashes (at most 63), not containing -pr-")
 	}
 	if in.GitRepo != "" {
 		if err := gitsource.CheckURL(in.GitRepo, h.wh.AllowLocalGit); err != nil {
-			problems = append(problems, err.Error())
+			problem("git_repo", err.Error())
 		}
 	}
 	if err := gitsource.CheckBranch(in.GitBranch); err != nil {
-		problems = append(problems, err.Error())
+		problem("git_branch", err.Error())
 	}
 	if in.Port < 0 || in.Port > 65535 || in.CPUMillis < 0 || in.MemoryMB < 0 {
-		problems = append(problems, "port, cpu_millis and memory_mb must be in range")
+		problem("cpu_millis", "port, cpu_millis and memory_mb must be in range")
 	}
 	if in.GitProvider != "" && !gitproviders.Known(in.GitProvider) {
-		problems = append(problems, "git_provider must be one of "+strings.Join(gitproviders.Providers, ", "))
+		problem("git_provider", "git_provider must be one of "+strings.Join(gitproviders.Providers, ", "))
 	}
 	if len(problems) > 0 {
-		api.WriteError(w, http.StatusUnprocessableEntity, strings.Join(problems, "; "))
+		api.WriteJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": strings.Join(problems, "; "), "field": fields[0], "fields": fields})
 		return
 	}
 	autoDeploy, previews := in.AutoDeploy == nil || *in.AutoDeploy, in.Previews == nil || *in.Previews

@@ -90,6 +90,7 @@ async function listApps() {
     }));
     if (apps.length === 0) list.replaceChildren(el("li", { className: "muted", textContent: "No apps yet: create one below." }));
     $("#new-app").open = apps.length === 0;
+    gitNewAppInit();
   } catch (err) { showError(err); }
 }
 
@@ -105,6 +106,7 @@ async function openApp(id) {
   $("#app-status").textContent = current.status;
   $("#app-status").className = `badge ${current.status}`;
   await Promise.all([loadDeployments(), loadEnv(), loadDomains()]);
+  gitOpenApp();
   opsOpenApp();
 }
 
@@ -245,13 +247,15 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#back").addEventListener("click", (e) => { e.preventDefault(); go("/"); });
   $("#app-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    const d = formData(e.target);
+    const d = gitAppPayload(formData(e.target));
     d.cpu_millis = Number(d.cpu_millis); d.memory_mb = Number(d.memory_mb);
+    clearFieldErrors(e.target);
     try {
       const app = await call("POST", `/api/teams/${team}/apps`, d);
       e.target.reset();
+      gitAfterCreate(app);
       go(`/apps/${app.id}`);
-    } catch (err) { showError(err); }
+    } catch (err) { fieldError(e.target, err); }
   });
   $("#deploy").addEventListener("click", () => deploy());
   $("#delete-app").addEventListener("click", async () => {

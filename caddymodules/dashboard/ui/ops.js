@@ -369,7 +369,7 @@ async function openTeam() {
   if (!t) return;
   $("#member-form").hidden = !canAdmin();
   $("#team-audit-box").hidden = !canAdmin();
-  const tasks = [loadMembers(), loadTeamUsage(), loadTeamAlerts(), renderWebhooks($("#team-hooks"), 0)];
+  const tasks = [loadMembers(), loadTeamUsage(), loadTeamAlerts(), renderWebhooks($("#team-hooks"), 0), loadGitConnections()];
   if (canAdmin()) tasks.push(loadAudit());
   for (const r of await Promise.allSettled(tasks)) if (r.status === "rejected") showError(r.reason);
 }

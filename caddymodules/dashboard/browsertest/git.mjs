@@ -1,0 +1,80 @@
+// Drives the git-provider screens like a person: on the team page a wrong
+// token is refused next to its field and a good one connects; in the new
+// app form the repository is searched, picked (its framework detected
+// through the provider), the app created and its webhook shown installed;
+// the settings form shows an error next to its field and saves.
+// Environment: BASE, EMAIL, PASSWORD, OUT, CHROMIUM, TOKEN.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const { BASE, EMAIL, PASSWORD, OUT, TOKEN } = process.env;
+mkdirSync(OUT, { recursive: true });
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const steps = [];
+let page;
+try {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 1000 } });
+  page = await context.newPage();
+  const shot = async (name) => { await page.screenshot({ path: `${OUT}/${name}.png`, fullPage: true }); steps.push(name); };
+
+  await page.goto(BASE + "/");
+  await page.fill("#login-form input[name=email]", EMAIL);
+  await page.fill("#login-form input[name=password]", PASSWORD);
+  await page.click("#login-form button[type=submit]");
+  await page.waitForSelector("#apps:not([hidden])");
+
+  // Connect GitHub on the team page: the wrong token first.
+  await page.click("#nav-team");
+  await page.waitForSelector("#git-connect-form");
+  await page.selectOption("#git-connect-form select[name=provider]", "github");
+  await page.fill("#git-connect-form input[name=token]", "ghp_wrong");
+  await page.click("#git-connect-form button[type=submit]");
+  await page.waitForSelector("#git-connect-form .field-error");
+  const tokenErr = await page.textContent("#git-connect-form .field-error");
+  if (!/refused the token/.test(tokenErr)) throw new Error("token error: " + tokenErr);
+  await shot("g1-wrong-token");
+  await page.fill("#git-connect-form input[name=token]", TOKEN);
+  await page.click("#git-connect-form button[type=submit]");
+  await page.waitForFunction(() => /alice/.test(document.querySelector("#git-connections").textContent));
+  await shot("g2-connected");
+
+  // Create an app from a repository.
+  await page.goto(BASE + "/");
+  await page.waitForSelector("#apps:not([hidden])");
+  await page.evaluate(() => { document.querySelector("#new-app").open = true; });
+  await page.waitForSelector("#repo-picker:not([hidden])");
+  await page.fill("#repo-search", "blo");
+  await page.waitForFunction(() => document.querySelectorAll("#repo-list button").length === 1 && /alice\/blog/.test(document.querySelector("#repo-list").textContent));
+  await page.click("#repo-list button");
+  await page.waitForFunction(() => /Next\.js detected/.test(document.querySelector("#repo-detected").textContent));
+  await shot("g3-repo-picked");
+  await page.fill("#app-form input[name=slug]", "browser-blog");
+  await page.click("#app-form button[type=submit]");
+  await page.waitForSelector("#app:not([hidden])");
+  await page.click("#git-box > summary");
+  await page.waitForFunction(() => /webhook installed/.test(document.querySelector("#hook-box").textContent));
+  await shot("g4-app-with-hook");
+
+  // Settings: an error next to its field, then a save.
+  await page.fill("#settings-form input[name=health_path]", "healthz");
+  await page.click("#settings-form button[type=submit]");
+  await page.waitForSelector("#settings-form .field-error");
+  await shot("g5-settings-error");
+  await page.fill("#settings-form input[name=health_path]", "/healthz");
+  await page.uncheck("#settings-form input[name=auto_deploy]");
+  await page.click("#settings-form button[type=submit]");
+  await page.waitForSelector("#settings-saved:not([hidden])");
+  await shot("g6-settings-saved");
+  console.log(JSON.stringify({ ok: true, steps }));
+} catch (err) {
+  if (page) await page.screenshot({ path: `${OUT}/failure.png`, fullPage: true }).catch(() => {});
+  const errText = page ? await page.textContent("#error").catch(() => "") : "";
+  console.log(JSON.stringify({ ok: false, steps, error: String(err), pageError: errText }));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
