@@ -5,8 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/wisehosting/wisehosting/caddymodules/cptest"
 	"github.com/wisehosting/wisehosting/caddymodules/dashboard"
@@ -176,5 +181,121 @@ func TestConnectWithOAuth(t *testing.T) {
 	list := c.want(200, "GET", fmt.Sprintf("/api/teams/%d/git/connections", a), nil)["connections"].([]any)
 	if len(list) != 1 || list[0].(map[string]any)["method"] != "oauth" || list[0].(map[string]any)["account"] != "octo" {
 		t.Fatalf("connections: %v", list)
+	}
+
+	// Expiring tokens: the grant is renewed with its refresh token before
+	// a call, and the renewed token is kept.
+	gh.ExpiringTokens(30)
+	gh.AddCode("code-2", "gho_short")
+	gh.AddToken("gho_short", "octo")
+	gh.CreateRepo("octo/app")
+	state, ck = begin()
+	if resp := back("/oauth/github/callback/connect", state, ck, "code-2"); resp.StatusCode != 303 {
+		t.Fatalf("second connection: %d", resp.StatusCode)
+	}
+	id := newestConnection(t, c, a)
+	for i := 0; i < 2; i++ {
+		repos := c.want(200, "GET", fmt.Sprintf("/api/teams/%d/git/connections/%s/repos", a, id), nil)
+		if repos["total"].(float64) != 1 {
+			t.Fatalf("repos after refresh: %v", repos)
+		}
+	}
+	refreshes := 0
+	for _, r := range gh.Requests() {
+		if r == "POST /login/oauth/access_token" {
+			refreshes++
+		}
+	}
+	// Two code exchanges, then one refresh per call: the renewed token
+	// expires within the minute too.
+	if refreshes != 2+2 {
+		t.Fatalf("token endpoint calls: %d (%v)", refreshes, gh.Requests())
+	}
+	var enc string
+	f.db.Pool.QueryRow(context.Background(), "SELECT token_enc FROM git_connections WHERE id = $1", id).Scan(&enc)
+	if strings.Contains(enc, "ghu_") || strings.Contains(enc, "gho_") {
+		t.Fatal("a token is stored in clear")
+	}
+}
+
+// newestConnection returns the id of the team's newest connection.
+func newestConnection(t *testing.T, c *client, team int64) string {
+	t.Helper()
+	list := c.want(200, "GET", fmt.Sprintf("/api/teams/%d/git/connections", team), nil)["connections"].([]any)
+	return fmt.Sprint(list[len(list)-1].(map[string]any)["id"])
+}
+
+// A person in real Chromium connects GitHub (the wrong token is refused
+// next to its field), picks a repository (its framework detected through
+// the provider), creates the app with its webhook installed, and edits its
+// settings. Screenshots go to test-artifacts/dashboard-git.
+func TestBrowserGitJourney(t *testing.T) {
+	if _, err := os.Stat("browsertest/node_modules/playwright-core"); err != nil {
+		t.Fatal("playwright-core is not installed: npm ci --prefix caddymodules/dashboard/browsertest (scripts/ci-deps.sh does it)")
+	}
+	f, gh := startGit(t)
+	gh.AddToken("ghp_alice", "alice")
+	for _, r := range []string{"alice/shop", "alice/blog"} {
+		gh.CreateRepo(r)
+	}
+	gh.Commit("alice/blog", "main", map[string]string{"package.json": `{"dependencies":{"next":"15.0.0"}}`}, "blog")
+	team := f.team("web", "free")
+	f.user("pat@web.test", "pat-password-123", map[int64]string{team: "owner"})
+	artifacts, _ := filepath.Abs("../../test-artifacts/dashboard-git")
+	os.RemoveAll(artifacts)
+	cmd := exec.Command("node", "browsertest/git.mjs")
+	cmd.Env = append(os.Environ(), "BASE="+f.base, "EMAIL=pat@web.test", "PASSWORD=pat-password-123", "OUT="+artifacts,
+		"CHROMIUM=/usr/bin/chromium", "TOKEN=ghp_alice")
+	out, err := cmd.Output()
+	if err != nil || !strings.Contains(string(out), `"ok":true`) {
+		t.Fatalf("browser git journey: %v\n%s\nscreenshots: %s", err, out, artifacts)
+	}
+	var app struct {
+		repo   string
+		hook   string
+		deploy bool
+		health string
+	}
+	f.db.Pool.QueryRow(context.Background(), "SELECT git_repo_name, hook_id, auto_deploy, health_path FROM apps WHERE slug = 'browser-blog'").
+		Scan(&app.repo, &app.hook, &app.deploy, &app.health)
+	if app.repo != "alice/blog" || app.hook == "" || app.deploy || app.health != "/healthz" || len(gh.Hooks("alice/blog")) != 1 {
+		t.Fatalf("after the journey: %+v, hooks %v", app, gh.Hooks("alice/blog"))
+	}
+}
+
+// Codeberg/Gitea through the same screens: the connection reads the
+// instance's API (/api/v1), the hook is a Gitea hook, and a push it
+// delivers, signed Gitea's way with the secret it received, deploys.
+func TestGiteaConnection(t *testing.T) {
+	gh := gitfake.Start(t)
+	db := pgtest.New(t)
+	// The control plane's public address is where the provider delivers.
+	addr := cptest.FreeAddr(t)
+	cfg := cptest.Config(db, addr, cptest.Options{Core: map[string]any{"public_url": "http://" + addr},
+		Handlers: []map[string]any{{"handler": "wisehosting_dashboard", "insecure_cookie": true,
+			"oauth": map[string]any{"codeberg": map[string]any{"client_id": "cb-client", "client_secret": "cb-secret", "base_url": gh.API}}}}})
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { caddy.Stop() })
+	f := &fixture{t: t, db: db, base: "http://" + addr}
+	gh.AddToken("cb_token", "dora")
+	gh.CreateRepo("dora/site")
+	sha := gh.Commit("dora/site", "main", map[string]string{"go.mod": "module site\n"}, "first")
+	team := f.team("team-g", "free")
+	f.user("dora@g.test", "dora password 1", map[int64]string{team: "owner"})
+	c := f.login("dora@g.test", "dora password 1")
+	conn := c.want(201, "POST", fmt.Sprintf("/api/teams/%d/git/connections", team), map[string]any{"provider": "codeberg", "token": "cb_token"})
+	cid := int64(conn["id"].(float64))
+	if fw := c.want(200, "GET", fmt.Sprintf("/api/teams/%d/git/connections/%d/detect?repo=dora/site&branch=main", team, cid), nil)["framework"]; fw != "go" {
+		t.Fatalf("detect: %v", fw)
+	}
+	app := c.want(201, "POST", fmt.Sprintf("/api/teams/%d/apps", team), map[string]any{"name": "Site", "slug": "gsite", "git_connection_id": cid, "repo": "dora/site"})
+	if app["hook"].(map[string]any)["installed"] != true || app["git_provider"] != "codeberg" {
+		t.Fatalf("app: %v", app)
+	}
+	codes, bodies := gh.Push("dora/site", "main", sha)
+	if len(codes) != 1 || codes[0] != 202 || !strings.Contains(bodies[0], `"deployed"`) {
+		t.Fatalf("Gitea push delivery: %v %v", codes, bodies)
 	}
 }

@@ -1,6 +1,7 @@
 // Package gitfake is a loopback stand-in for GitHub (GitHub Enterprise
-// layout: the REST API under /api/v3, OAuth under /login/oauth) that
-// speaks GitHub's real JSON for the calls the platform makes — user,
+// layout: the REST API under /api/v3, OAuth under /login/oauth) and, under
+// /api/v1, for Gitea/Forgejo/Codeberg, whose API has the same shapes for
+// these calls. It speaks their real JSON for the calls the platform makes — user,
 // repositories, branches, contents, hooks, commit statuses, OAuth code
 // exchange — and a real git smart-HTTP server over TLS (`git
 // http-backend` behind net/http/cgi) serving private repositories that
@@ -65,6 +66,8 @@ type Server struct {
 	mu         sync.Mutex
 	tokens     map[string]string // token → login
 	codes      map[string]string // OAuth code → token
+	refresh    map[string]string // refresh token → login
+	expiresIn  int
 	repos      map[string]*repo  // owner/name
 	statuses   []Status
 	nextHook   int64
@@ -78,7 +81,7 @@ type Server struct {
 // Start runs the fake on loopback until the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, dir: t.TempDir(), tokens: map[string]string{}, codes: map[string]string{}, repos: map[string]*repo{}, nextHook: 1000}
+	s := &Server{t: t, dir: t.TempDir(), tokens: map[string]string{}, codes: map[string]string{}, refresh: map[string]string{}, repos: map[string]*repo{}, nextHook: 1000}
 	api := httptest.NewServer(http.HandlerFunc(s.serveAPI))
 	t.Cleanup(api.Close)
 	s.API = api.URL
@@ -133,6 +136,14 @@ func (s *Server) AddCode(code, token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.codes[code] = token
+}
+
+// ExpiringTokens makes the OAuth endpoint issue access tokens that expire
+// after seconds, with a refresh token (GitHub's expiring user tokens).
+func (s *Server) ExpiringTokens(seconds int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expiresIn = seconds
 }
 
 // RefuseHooks makes hook creation answer 404 as GitHub does for a token
@@ -326,10 +337,14 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.exchange(w, r)
 		return
 	}
+	// GitHub Enterprise's REST root, and Gitea/Forgejo's (same shapes for
+	// every call made here).
 	path, ok := strings.CutPrefix(r.URL.Path, "/api/v3")
 	if !ok {
-		http.NotFound(w, r)
-		return
+		if path, ok = strings.CutPrefix(r.URL.Path, "/api/v1"); !ok {
+			http.NotFound(w, r)
+			return
+		}
 	}
 	if rl > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(rl.Seconds())))
@@ -501,18 +516,47 @@ func (s *Server) serveRepo(w http.ResponseWriter, r *http.Request, full string, 
 	}
 }
 
-// exchange is GitHub's OAuth token endpoint.
+// exchange is GitHub's OAuth token endpoint: an authorization code, or
+// (expiring tokens) a refresh token, which is spent and replaced; the old
+// access token stops working.
 func (s *Server) exchange(w http.ResponseWriter, r *http.Request) {
 	r.ParseForm()
 	s.mu.Lock()
-	tok, ok := s.codes[r.Form.Get("code")]
-	delete(s.codes, r.Form.Get("code"))
-	s.mu.Unlock()
-	if !ok {
-		writeJSON(w, 200, map[string]string{"error": "bad_verification_code", "error_description": "The code passed is incorrect or expired."})
-		return
+	defer s.mu.Unlock()
+	var tok string
+	switch r.Form.Get("grant_type") {
+	case "refresh_token":
+		login, ok := s.refresh[r.Form.Get("refresh_token")]
+		delete(s.refresh, r.Form.Get("refresh_token"))
+		if !ok {
+			writeJSON(w, 200, map[string]string{"error": "bad_refresh_token", "error_description": "The refresh token passed is incorrect or expired."})
+			return
+		}
+		for t, l := range s.tokens {
+			if l == login {
+				delete(s.tokens, t)
+			}
+		}
+		s.nextHook++
+		tok = "ghu_refreshed_" + strconv.FormatInt(s.nextHook, 10)
+		s.tokens[tok] = login
+	default:
+		var ok bool
+		tok, ok = s.codes[r.Form.Get("code")]
+		delete(s.codes, r.Form.Get("code"))
+		if !ok {
+			writeJSON(w, 200, map[string]string{"error": "bad_verification_code", "error_description": "The code passed is incorrect or expired."})
+			return
+		}
 	}
-	writeJSON(w, 200, map[string]string{"access_token": tok, "token_type": "bearer", "scope": "repo,admin:repo_hook,read:user"})
+	out := map[string]any{"access_token": tok, "token_type": "bearer", "scope": "repo,admin:repo_hook,read:user"}
+	if s.expiresIn > 0 {
+		s.nextHook++
+		rt := "ghr_" + strconv.FormatInt(s.nextHook, 10)
+		s.refresh[rt] = s.tokens[tok]
+		out["expires_in"], out["refresh_token"] = s.expiresIn, rt
+	}
+	writeJSON(w, 200, out)
 }
 
 // Deliver sends event (push, pull_request) with payload to every hook of
@@ -537,9 +581,17 @@ func (s *Server) Deliver(full, event string, payload map[string]any) ([]int, []s
 		req, _ := http.NewRequest(http.MethodPost, h.URL, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("User-Agent", "GitHub-Hookshot/fake")
-		req.Header.Set("X-GitHub-Event", event)
-		req.Header.Set("X-GitHub-Delivery", delivery)
-		k, v := gitproviders.Sign(gitproviders.GitHub, []byte(h.Secret), body)
+		provider := gitproviders.GitHub
+		if strings.Contains(h.URL, "/hooks/codeberg/") {
+			// A Gitea hook (created through /api/v1): Gitea's headers.
+			provider = gitproviders.Codeberg
+			req.Header.Set("X-Gitea-Event", event)
+			req.Header.Set("X-Gitea-Delivery", delivery)
+		} else {
+			req.Header.Set("X-GitHub-Event", event)
+			req.Header.Set("X-GitHub-Delivery", delivery)
+		}
+		k, v := gitproviders.Sign(provider, []byte(h.Secret), body)
 		req.Header.Set(k, v)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
