@@ -2,8 +2,7 @@
 // var and a domain, deploy and watch the live log, open the Security panel,
 // turn two-factor authentication on and sign in again with a code. Screenshots go to OUT.
 // Environment: BASE, EMAIL, PASSWORD, REPO, OUT, CHROMIUM.
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { openSession } from "./session.mjs";
 import { createHmac } from "node:crypto";
 
 // totp computes the RFC 6238 code of a base32 secret for a 30-second step,
@@ -22,18 +21,8 @@ function totp(secret, step) {
 }
 
 const { BASE, EMAIL, PASSWORD, REPO, OUT } = process.env;
-mkdirSync(OUT, { recursive: true });
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const steps = [];
-let page;
+const { browser, page, steps, shot } = await openSession(OUT);
 try {
-  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
-  page = await context.newPage();
-  const shot = async (name) => { await page.screenshot({ path: `${OUT}/${name}.png`, fullPage: true }); steps.push(name); };
 
   await page.goto(BASE + "/");
   await page.waitForSelector("#login:not([hidden])");

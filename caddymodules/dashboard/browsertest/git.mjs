@@ -4,22 +4,11 @@
 // through the provider), the app created and its webhook shown installed;
 // the settings form shows an error next to its field and saves.
 // Environment: BASE, EMAIL, PASSWORD, OUT, CHROMIUM, TOKEN.
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { openSession } from "./session.mjs";
 
 const { BASE, EMAIL, PASSWORD, OUT, TOKEN } = process.env;
-mkdirSync(OUT, { recursive: true });
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const steps = [];
-let page;
+const { browser, page, steps, shot } = await openSession(OUT, 1000);
 try {
-  const context = await browser.newContext({ viewport: { width: 1200, height: 1000 } });
-  page = await context.newPage();
-  const shot = async (name) => { await page.screenshot({ path: `${OUT}/${name}.png`, fullPage: true }); steps.push(name); };
 
   await page.goto(BASE + "/");
   await page.fill("#login-form input[name=email]", EMAIL);

@@ -180,6 +180,8 @@ async function gitOpenApp() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  // The settings offer the frameworks of the new-app form.
+  $("#settings-form").elements.framework.replaceChildren(...[...$("#app-form").elements.framework.options].map((o) => o.cloneNode(true)));
   $("#git-connect-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const d = formData(e.target);

@@ -68,7 +68,7 @@ type Server struct {
 	codes      map[string]string // OAuth code → token
 	refresh    map[string]string // refresh token → login
 	expiresIn  int
-	repos      map[string]*repo  // owner/name
+	repos      map[string]*repo // owner/name
 	statuses   []Status
 	nextHook   int64
 	refuseHook bool
