@@ -29,6 +29,7 @@ func TestMain(m *testing.M) {
 	}
 	binPath = filepath.Join(dir, "wisehosting")
 	build := exec.Command("go", "build", "-tags", "remote containers_image_openpgp", "-o", binPath, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as released (and as the container image needs)
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building the binary:", err)
