@@ -1,6 +1,8 @@
-// Package ratelimit is a small in-memory sliding-window limiter keyed by
-// string (client IP, account), for endpoints that strangers can reach:
-// logins, worker registration, inbound git webhooks.
+// Package ratelimit limits attempts keyed by string (client IP, account)
+// at endpoints strangers can reach: Limiter is a small in-memory
+// sliding-window limiter (worker registration, inbound git webhooks);
+// Failures counts failed attempts in Postgres so every control plane
+// replica enforces one limit (sign-in).
 package ratelimit
 
 import (
