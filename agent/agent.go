@@ -148,7 +148,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	client.Handle(wsproto.TypeDesiredState, sup.HandleDesired)
 	client.Handle(wsproto.TypeJobResultAck, sup.HandleResultAck)
 	client.Handle(wsproto.TypeRetry, a.retry)
-	client.OnConnect(a.hello)
+	client.SetHello(a.helloMessage)
+	client.OnConnect(a.afterHello)
 	if cfg.ZoneListen != "off" {
 		a.Zone = zone.New(zone.Config{URL: cfg.ControlPlane, WorkerID: client.WorkerID, Token: client.BearerToken,
 			Client: client.HTTPClient(), Interval: cfg.ZoneInterval, LocalIP: cfg.MeshIP, Redirect: sup.Redirect, Logger: cfg.Logger})
@@ -172,20 +173,22 @@ func (a *Agent) ZoneAddr() net.Addr {
 // DiskQuota is the probed disk quota support.
 func (a *Agent) DiskQuota() runtime.DiskQuota { return a.quota }
 
-// hello tells the control plane what this worker is and which jobs it
-// still accounts for (running, or ended with a result not yet
-// acknowledged) after every connect; the control plane answers with the
-// desired state and resolves its other jobs of this worker. The results
-// are sent again after the hello, so the control plane has reconciled
-// first.
-func (a *Agent) hello(ctx context.Context) {
+// helloMessage is what this worker is and which jobs it still accounts
+// for (running, or ended with a result not yet acknowledged). It is the
+// hello of every connection's handshake; the control plane answers with
+// the desired state and resolves its other jobs of this worker. The mesh IP
+// and zone are informational: the control plane keeps the ones the
+// operator set and logs a mismatch.
+func (a *Agent) helloMessage() wsproto.Hello {
 	running, results := a.Sup.Accounted()
-	h := wsproto.Hello{Version: Version, WGIP: a.cfg.MeshIP, Zone: a.cfg.Zone, CPUMillis: goruntime.NumCPU() * 1000,
+	return wsproto.Hello{Version: Version, WGIP: a.cfg.MeshIP, Zone: a.cfg.Zone, CPUMillis: goruntime.NumCPU() * 1000,
 		MemoryMB: memoryMB(), DiskMB: diskMB(a.cfg.WorkDir), DiskQuota: a.quota.Mode, MaxJobs: a.cfg.MaxJobs,
 		RunningIDs: running, ResultIDs: results}
-	if err := a.Client.Send(ctx, wsproto.TypeHello, h); err != nil {
-		a.cfg.Logger.Warn("agent: hello", zap.Error(err))
-	}
+}
+
+// afterHello sends the app states and the unacknowledged results again
+// once the control plane has the hello, so it has reconciled first.
+func (a *Agent) afterHello(ctx context.Context) {
 	a.Sup.ResendStates()
 	a.Sup.ResendResults()
 }
@@ -205,7 +208,10 @@ func (a *Agent) retry(ctx context.Context, p json.RawMessage) error {
 		}
 		switch r.Type {
 		case wsproto.TypeHello:
-			a.hello(ctx)
+			if err := a.Client.Send(ctx, wsproto.TypeHello, a.helloMessage()); err != nil {
+				a.cfg.Logger.Warn("agent: hello", zap.Error(err))
+			}
+			a.afterHello(ctx)
 		case wsproto.TypeAppState:
 			a.Sup.ResendStates()
 		case wsproto.TypeJobResult:

@@ -81,7 +81,7 @@ func setup(t testing.TB, repo string) *env {
 	}})
 	svc := podmantest.Start(t)
 	ctx := context.Background()
-	wk, key, err := workers.Add(ctx, db.Pool, "w1", "z.test", "127.0.0.1")
+	wk, key, err := workers.Add(ctx, db.Pool, cptest.Keyring(t), "w1", "z.test", "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

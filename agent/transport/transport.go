@@ -1,8 +1,10 @@
 // Package transport is the worker agent's side of the control-plane channel:
 // it registers with the raw API key, keeps a JWT fresh (refreshing 2 minutes
-// before expiry), holds one WebSocket connection to /v1/workers/ws and
-// redials with exponential backoff and jitter when it drops. Frames are
-// wsproto envelopes, signed and verified with sha256(raw key).
+// before expiry with a signed request), holds one WebSocket connection to
+// /v1/workers/ws and redials with exponential backoff and jitter when it
+// drops. Each connection starts with the wsproto handshake (the control
+// plane's challenge, answered by the signed hello); its frames are
+// wsproto envelopes signed and verified with the connection's session key.
 package transport
 
 import (
@@ -67,10 +69,12 @@ type Client struct {
 	mu        sync.RWMutex
 	handlers  map[string]Handler
 	onConnect []func(ctx context.Context)
+	hello     func() wsproto.Hello
 	token     string
 	tokenExp  time.Time
 	ws        *websocket.Conn
-	wmu       sync.Mutex // serialises writes to ws
+	session   wsproto.Key // session key of ws
+	wmu       sync.Mutex  // serialises writes to ws
 
 	connects atomic.Int64
 }
@@ -150,6 +154,14 @@ func (c *Client) Handle(msgType string, fn Handler) {
 	c.mu.Unlock()
 }
 
+// SetHello sets what builds the hello of every connection's handshake
+// (what this worker is and can do). Without it the hello is empty.
+func (c *Client) SetHello(fn func() wsproto.Hello) {
+	c.mu.Lock()
+	c.hello = fn
+	c.mu.Unlock()
+}
+
 // OnConnect registers fn to run after every (re)connect, e.g. to send Hello
 // and reconcile.
 func (c *Client) OnConnect(fn func(ctx context.Context)) {
@@ -184,21 +196,23 @@ func (c *Client) Token() (string, time.Time) {
 
 // Send signs and writes a message; it fails while disconnected.
 func (c *Client) Send(ctx context.Context, msgType string, payload any) error {
-	env, err := wsproto.Seal(c.key, msgType, c.seq.Add(1), time.Now(), payload)
-	if err != nil {
-		return err
-	}
-	frame, _ := json.Marshal(env)
-	return c.writeFrame(ctx, frame)
-}
-
-func (c *Client) writeFrame(ctx context.Context, frame []byte) error {
 	c.mu.RLock()
-	ws := c.ws
+	ws, session := c.ws, c.session
 	c.mu.RUnlock()
 	if ws == nil {
 		return ErrNotConnected
 	}
+	// Signed with the session key of the connection it is written to: a
+	// frame never crosses to another connection.
+	env, err := wsproto.Seal(session, msgType, c.seq.Add(1), time.Now(), payload)
+	if err != nil {
+		return err
+	}
+	frame, _ := json.Marshal(env)
+	return c.writeFrame(ctx, ws, frame)
+}
+
+func (c *Client) writeFrame(ctx context.Context, ws *websocket.Conn, frame []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	dl := time.Now().Add(10 * time.Second)
@@ -220,7 +234,7 @@ type tokenResponse struct {
 	Error     string    `json:"error"`
 }
 
-func (c *Client) post(ctx context.Context, path, bearer string, body any) (*tokenResponse, int, error) {
+func (c *Client) post(ctx context.Context, path, bearer string, header http.Header, body any) (*tokenResponse, int, error) {
 	var rd io.Reader = http.NoBody
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -231,6 +245,9 @@ func (c *Client) post(ctx context.Context, path, bearer string, body any) (*toke
 		return nil, 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header[k] = v
+	}
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
@@ -251,7 +268,7 @@ func (c *Client) post(ctx context.Context, path, bearer string, body any) (*toke
 var ErrRevoked = errors.New("worker key refused by the control plane (revoked or unknown)")
 
 func (c *Client) register(ctx context.Context) error {
-	tr, code, err := c.post(ctx, "/v1/workers/register", "", map[string]string{"api_key": c.cfg.APIKey})
+	tr, code, err := c.post(ctx, "/v1/workers/register", "", nil, map[string]string{"api_key": c.cfg.APIKey})
 	if err != nil {
 		if code == http.StatusUnauthorized || code == http.StatusForbidden {
 			return fmt.Errorf("%w: %v", ErrRevoked, err)
@@ -264,7 +281,9 @@ func (c *Client) register(ctx context.Context) error {
 
 func (c *Client) refresh(ctx context.Context) error {
 	tok, _ := c.Token()
-	tr, _, err := c.post(ctx, "/v1/workers/refresh-token", tok, nil)
+	h := http.Header{}
+	h.Set(wsproto.SignatureHeader, wsproto.SignRefresh(c.key, tok, time.Now()))
+	tr, _, err := c.post(ctx, "/v1/workers/refresh-token", tok, h, nil)
 	if err != nil {
 		// The token may have expired or the secret rotated: start over.
 		return c.register(ctx)
@@ -368,13 +387,18 @@ func (c *Client) wsURL() string {
 	return u.JoinPath("/v1/workers/ws").String()
 }
 
+// handshakeTimeout bounds the wait for the control plane's challenge.
+const handshakeTimeout = 15 * time.Second
+
 func (c *Client) runOnce(ctx context.Context) (connected bool, err error) {
 	tok, err := c.tokenFn(ctx)
 	if err != nil {
 		return false, err
 	}
+	clientNonce := wsproto.NewNonce()
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+tok)
+	h.Set(wsproto.NonceHeader, clientNonce)
 	ws, resp, err := c.dialer.DialContext(ctx, c.wsURL(), h)
 	if err != nil {
 		if resp != nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
@@ -385,8 +409,14 @@ func (c *Client) runOnce(ctx context.Context) (connected bool, err error) {
 		return false, fmt.Errorf("dialing %s: %w", c.wsURL(), err)
 	}
 	ws.SetReadLimit(wsproto.MaxFrameBytes)
+	var in wsproto.Window
+	session, err := c.handshake(ws, &in, clientNonce)
+	if err != nil {
+		ws.Close()
+		return false, err
+	}
 	c.mu.Lock()
-	c.ws = ws
+	c.ws, c.session = ws, session
 	hooks := append([]func(context.Context){}, c.onConnect...)
 	c.mu.Unlock()
 	c.connects.Add(1)
@@ -409,7 +439,6 @@ func (c *Client) runOnce(ctx context.Context) (connected bool, err error) {
 	for _, fn := range hooks {
 		go fn(connCtx)
 	}
-	var in wsproto.Window
 	for {
 		kind, frame, err := ws.ReadMessage()
 		if err != nil {
@@ -418,7 +447,7 @@ func (c *Client) runOnce(ctx context.Context) (connected bool, err error) {
 		if kind != websocket.TextMessage {
 			continue
 		}
-		env, err := wsproto.Open(c.key, &in, frame, time.Now())
+		env, err := wsproto.Open(session, &in, frame, time.Now())
 		if err != nil {
 			c.logger.Warn("transport: dropping invalid frame from control plane", zap.Error(err))
 			return true, err
@@ -436,4 +465,48 @@ func (c *Client) runOnce(ctx context.Context) (connected bool, err error) {
 			c.logger.Warn("transport: handling message", zap.String("type", env.T), zap.Error(err))
 		}
 	}
+}
+
+// handshake reads the control plane's challenge, checks that it is signed
+// with the session key (only a holder of this worker's key can), and
+// answers with the signed hello. It returns the session key.
+func (c *Client) handshake(ws *websocket.Conn, in *wsproto.Window, clientNonce string) (wsproto.Key, error) {
+	ws.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	defer ws.SetReadDeadline(time.Time{})
+	kind, frame, err := ws.ReadMessage()
+	if err != nil {
+		return wsproto.Key{}, fmt.Errorf("%w: waiting for the challenge: %v", wsproto.ErrHandshake, err)
+	}
+	env, err := wsproto.Decode(frame)
+	if err != nil || kind != websocket.TextMessage || env.T != wsproto.TypeChallenge {
+		return wsproto.Key{}, fmt.Errorf("%w: the control plane's first frame is not a challenge", wsproto.ErrHandshake)
+	}
+	var ch wsproto.Challenge
+	if err := json.Unmarshal(env.P, &ch); err != nil {
+		return wsproto.Key{}, fmt.Errorf("%w: challenge: %v", wsproto.ErrHandshake, err)
+	}
+	if err := wsproto.CheckNonce(ch.Nonce); err != nil {
+		return wsproto.Key{}, err
+	}
+	session := wsproto.SessionKey(c.key, clientNonce, ch.Nonce)
+	if _, err := wsproto.Open(session, in, frame, time.Now()); err != nil {
+		return wsproto.Key{}, fmt.Errorf("%w: challenge not signed with this worker's key: %v", wsproto.ErrHandshake, err)
+	}
+	c.mu.RLock()
+	helloFn := c.hello
+	c.mu.RUnlock()
+	var msg wsproto.Hello
+	if helloFn != nil {
+		msg = helloFn()
+	}
+	hello, err := wsproto.Seal(session, wsproto.TypeHello, c.seq.Add(1), time.Now(), msg)
+	if err != nil {
+		return wsproto.Key{}, err
+	}
+	b, _ := json.Marshal(hello)
+	ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		return wsproto.Key{}, fmt.Errorf("%w: sending the hello: %v", wsproto.ErrHandshake, err)
+	}
+	return session, nil
 }

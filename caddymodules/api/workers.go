@@ -13,6 +13,7 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/ratelimit"
 	"github.com/wisehosting/wisehosting/internal/workers"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
 // registerFailures limits failed worker registrations: 10 a minute per IP.
@@ -98,17 +99,40 @@ func (e *workerEndpoints) register(w http.ResponseWriter, r *http.Request) {
 	e.issue(w, wk.ID)
 }
 
-// refresh exchanges a still-valid worker JWT for a new one.
+// refresh exchanges a still-valid worker JWT for a new one. The JWT alone
+// is not enough: the request carries a proof of the worker key
+// (wsproto.SignRefresh over the JWT) in wsproto.SignatureHeader, so a
+// stolen JWT cannot be kept alive.
 func (e *workerEndpoints) refresh(w http.ResponseWriter, r *http.Request) {
+	ip := ClientIP(r)
+	if registerFailures.Exhausted(ip) {
+		w.Header().Set("Retry-After", "60")
+		WriteError(w, http.StatusTooManyRequests, "too many failed worker authentications from this address")
+		return
+	}
 	key := e.wh.Keyring().DeriveKey(workers.TokenKeyPurpose, 32)
-	id, _, err := workers.ParseToken(key, BearerToken(r), time.Now())
+	tok := BearerToken(r)
+	id, _, err := workers.ParseToken(key, tok, time.Now())
 	if err != nil {
+		registerFailures.Allow(ip)
 		WriteError(w, http.StatusUnauthorized, err.Error())
 		return
 	}
 	wk, err := workers.Get(r.Context(), e.wh.Pool(), id)
 	if err != nil || wk.Revoked() {
 		WriteError(w, http.StatusForbidden, "worker revoked or deleted")
+		return
+	}
+	wkey, err := wk.Key(e.wh.Keyring())
+	if err != nil {
+		e.logger.Error("worker token refresh", zap.Int64("worker", id), zap.Error(err))
+		WriteError(w, http.StatusInternalServerError, "worker key unusable")
+		return
+	}
+	if err := wsproto.VerifyRefresh(wkey, tok, r.Header.Get(wsproto.SignatureHeader), time.Now()); err != nil {
+		registerFailures.Allow(ip)
+		e.logger.Warn("worker token refresh refused", zap.String("reason", err.Error()), zap.Int64("worker", id), zap.String("ip", ip))
+		WriteError(w, http.StatusUnauthorized, "refreshing needs a proof of the worker key in "+wsproto.SignatureHeader+" ("+err.Error()+")")
 		return
 	}
 	e.issue(w, id)

@@ -21,6 +21,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/secrets"
 	"github.com/wisehosting/wisehosting/internal/store"
 	"github.com/wisehosting/wisehosting/internal/workerbus"
+	workerkeys "github.com/wisehosting/wisehosting/internal/workers"
 )
 
 func init() {
@@ -257,6 +258,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err := migrate(p, a.logger); err != nil {
 			p.Close()
 			return nil, err
+		}
+		n, err := workerkeys.SealPlainKeys(octx, p, kr)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		if n > 0 {
+			a.logger.Info("sealed the keys of workers added before key sealing", zap.Int("workers", n))
 		}
 		l := store.NewListener(p.Config().ConnConfig, a.logger)
 		lctx, stop := context.WithCancel(context.Background())

@@ -16,10 +16,22 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	_ "github.com/wisehosting/wisehosting/caddymodules"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
+	"github.com/wisehosting/wisehosting/internal/secrets"
 )
 
 // Secret is the master secret of test control planes.
 const Secret = "0123456789abcdef0123456789abcdef"
+
+// Keyring is the keyring of test control planes (sealing, e.g. the keys
+// of workers added with workers.Add).
+func Keyring(t testing.TB) *secrets.Keyring {
+	t.Helper()
+	kr, err := secrets.NewKeyring(Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}
 
 // ProxyToken is the proxy token of test control planes.
 const ProxyToken = "test-proxy-token-0123456789"

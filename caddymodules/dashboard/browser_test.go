@@ -47,7 +47,7 @@ func TestBrowserJourney(t *testing.T) {
 
 	// A worker with a real agent, and a repository with a static site.
 	svc := podmantest.Start(t)
-	_, key, err := workers.Add(ctx, db.Pool, "w1", "z.test", "127.0.0.1")
+	_, key, err := workers.Add(ctx, db.Pool, cptest.Keyring(t), "w1", "z.test", "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

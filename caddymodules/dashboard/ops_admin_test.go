@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wisehosting/wisehosting/caddymodules/cptest"
 	"github.com/wisehosting/wisehosting/internal/webhooks"
 	"github.com/wisehosting/wisehosting/internal/workers"
 )
@@ -307,8 +308,8 @@ func TestAlertRulesAndAlerts(t *testing.T) {
 func TestWorkersForInstanceAdminsOnly(t *testing.T) {
 	f := startOps(t)
 	ctx := context.Background()
-	w1, _, _ := workers.Add(ctx, f.db.Pool, "w1", "de", "127.0.0.2")
-	workers.Add(ctx, f.db.Pool, "w2", "de", "127.0.0.3")
+	w1, _, _ := workers.Add(ctx, f.db.Pool, cptest.Keyring(t), "w1", "de", "127.0.0.2")
+	workers.Add(ctx, f.db.Pool, cptest.Keyring(t), "w2", "de", "127.0.0.3")
 	f.db.Pool.Exec(ctx, "UPDATE workers SET status = 'draining', last_seen = now(), cpu_millis = 4000, memory_mb = 8192 WHERE id = $1", w1.ID)
 	f.db.Pool.Exec(ctx, "UPDATE apps SET worker_id = $1, status = 'running' WHERE id IN ($2, $3)", w1.ID, f.appA, f.appB)
 	f.db.Pool.Exec(ctx, "INSERT INTO usage_samples (app_id, bucket, samples, cpu_pct_sum, mem_bytes_max) VALUES ($1, $2, 2, 50, 1000)", f.appA, time.Now().UTC().Truncate(5*time.Minute))

@@ -53,6 +53,7 @@ func runSwarm() {
 		keys = append(keys, sc.Text())
 	}
 	conns := make([]*websocket.Conn, len(keys))
+	sessions := make([]wsproto.Key, len(keys))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 50)
 	for i, k := range keys {
@@ -71,12 +72,30 @@ func runSwarm() {
 			resp.Body.Close()
 			h := http.Header{}
 			h.Set("Authorization", "Bearer "+tr.Token)
+			clientNonce := wsproto.NewNonce()
+			h.Set(wsproto.NonceHeader, clientNonce)
 			ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(url, "http", "ws", 1)+hub.Path, h)
 			if err != nil {
 				fmt.Println("error", err)
 				return
 			}
-			conns[i] = ws
+			// Handshake: the challenge, answered by the signed hello.
+			_, msg, err := ws.ReadMessage()
+			env, derr := wsproto.Decode(msg)
+			if err != nil || derr != nil {
+				fmt.Println("error: no challenge", err, derr)
+				return
+			}
+			var ch wsproto.Challenge
+			json.Unmarshal(env.P, &ch)
+			sk := wsproto.SessionKey(wsproto.KeyFromAPIKey(k), clientNonce, ch.Nonce)
+			hello, _ := wsproto.Seal(sk, wsproto.TypeHello, 1, time.Now(), wsproto.Hello{Version: "swarm"})
+			b, _ := json.Marshal(hello)
+			if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
+				fmt.Println("error", err)
+				return
+			}
+			conns[i], sessions[i] = ws, sk
 			go func() { // answer pings, drain
 				for {
 					if _, _, err := ws.ReadMessage(); err != nil {
@@ -99,11 +118,11 @@ func runSwarm() {
 		if ws == nil {
 			continue
 		}
-		key := wsproto.KeyFromAPIKey(keys[i])
+		key := sessions[i]
 		go func() {
 			time.Sleep(time.Duration(i) * time.Second / time.Duration(len(conns)))
 			t := time.NewTicker(time.Second)
-			var seq uint64
+			seq := uint64(1) // the hello was 1
 			for {
 				select {
 				case <-stop:
@@ -153,7 +172,7 @@ func BenchmarkHub1000Agents(b *testing.B) {
 	defer cancel()
 	keys := make([]string, agents)
 	for i := range keys {
-		_, k, err := workers.Add(context.Background(), db.Pool, "w"+strconv.Itoa(i), "", "")
+		_, k, err := workers.Add(context.Background(), db.Pool, cptest.Keyring(b), "w"+strconv.Itoa(i), "", "")
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -17,12 +17,17 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "worker",
-		Usage: "add <name> [--zone <zone>] [--wg-ip <ip>] | list | drain <name> | resume <name> | revoke <name>  [--config <path>]",
-		Short: "Adds, lists, drains or revokes worker hosts",
+		Usage: "add <name> [--zone <zone>] [--wg-ip <ip>] | set <name> [--zone <zone>] [--wg-ip <ip>] | list | drain <name> | resume <name> | revoke <name>  [--config <path>]",
+		Short: "Adds, lists, places, drains or revokes worker hosts",
 		Long: `
 "worker add NAME" creates a worker and prints its API key once: give it to
-the agent (systemd credential worker_api_key). Only a hash of the key is
-stored. "worker list" shows every worker and when it was last seen.
+the agent (systemd credential worker_api_key). The key itself is not
+stored: a lookup hash and the signing key sealed under the master secret
+(so this command needs the secret, from --config or WISEHOSTING_SECRET).
+The zone and the mesh (WireGuard) IP are the operator's: the worker
+cannot change them. "worker set NAME --zone Z --wg-ip IP" changes them
+(an empty value clears one). "worker list" shows every worker and when it
+was last seen.
 "worker drain NAME" places no new deploys on the worker (its apps keep
 running; it stays drained across reconnects); "worker resume NAME" ends
 that. "worker revoke NAME" refuses the key from now on; a connected agent is
@@ -56,12 +61,35 @@ func cmdWorker(fl caddycmd.Flags) (int, error) {
 		if len(args) != 2 {
 			return caddy.ExitCodeFailedStartup, errors.New("usage: worker add <name>")
 		}
-		w, key, err := workers.Add(ctx, pool, args[1], fl.String("zone"), fl.String("wg-ip"))
+		kr, err := a.OpenKeyring()
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, fmt.Errorf("worker add seals the worker's key under the master secret: pass --config or set WISEHOSTING_SECRET (%w)", err)
+		}
+		w, key, err := workers.Add(ctx, pool, kr, args[1], fl.String("zone"), fl.String("wg-ip"))
 		if err != nil {
 			return caddy.ExitCodeFailedStartup, err
 		}
 		fmt.Printf("worker %d (%s) added.\nAPI key (shown once, store it now):\n\n  %s\n\n", w.ID, w.Name, key)
 		fmt.Println("On the worker: put it in /etc/wisehosting/credentials/worker_api_key (the agent unit loads it with LoadCredential=) and start wisehosting-agent.")
+	case "set":
+		if len(args) != 2 {
+			return caddy.ExitCodeFailedStartup, errors.New("usage: worker set <name> [--zone <zone>] [--wg-ip <ip>]")
+		}
+		var zone, ip *string
+		if fl.Changed("zone") {
+			zone = new(fl.String("zone"))
+		}
+		if fl.Changed("wg-ip") {
+			ip = new(fl.String("wg-ip"))
+		}
+		if zone == nil && ip == nil {
+			return caddy.ExitCodeFailedStartup, errors.New("worker set: give --zone and/or --wg-ip")
+		}
+		w, err := workers.SetPlacement(ctx, pool, args[1], zone, ip)
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, fmt.Errorf("setting %s: %w", args[1], err)
+		}
+		fmt.Printf("worker %d (%s): zone %q, mesh IP %q\n", w.ID, w.Name, w.Zone, w.WGIP)
 	case "list":
 		ws, err := workers.List(ctx, pool)
 		if err != nil {
@@ -96,7 +124,7 @@ func cmdWorker(fl caddycmd.Flags) (int, error) {
 		}
 		fmt.Printf("worker %d (%s) revoked\n", w.ID, w.Name)
 	default:
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("unknown worker action %q (add, list, drain, resume, revoke)", args[0])
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("unknown worker action %q (add, set, list, drain, resume, revoke)", args[0])
 	}
 	return 0, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,9 +21,12 @@ type conn struct {
 	h        *Handler
 	id       int64
 	name     string
-	key      wsproto.Key
+	worker   workers.Worker // the row when the connection was opened
+	key      wsproto.Key    // session key
 	ws       *websocket.Conn
 	tokenExp time.Time
+	remote   string
+	via      string
 
 	send  chan []byte
 	seq   atomic.Uint64 // outbound sequence
@@ -75,7 +79,57 @@ func truncate(s string, n int) string {
 	return s
 }
 
-func (c *conn) readPump() {
+// handshake sends the challenge and waits for the signed hello. Only a
+// hello that verifies under the session key registers the connection (and
+// closes an older one of the same worker); anything else closes it, and it
+// has then been sent nothing but the challenge.
+func (c *conn) handshake(serverNonce string) {
+	fail := func(reason string) {
+		c.h.logger.Warn("hub: handshake failed, connection not registered", zap.Int64("worker", c.id),
+			zap.String("name", c.name), zap.String("remote", c.remote), zap.String("reason", reason))
+		c.close("handshake failed: " + reason)
+	}
+	env, err := wsproto.Seal(c.key, wsproto.TypeChallenge, c.seq.Add(1), time.Now(), wsproto.Challenge{Nonce: serverNonce})
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	frame, _ := json.Marshal(env)
+	c.ws.SetWriteDeadline(time.Now().Add(time.Duration(c.h.WriteTimeout)))
+	if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+		fail("writing the challenge: " + err.Error())
+		return
+	}
+	c.ws.SetReadLimit(c.h.MaxFrameBytes)
+	c.ws.SetReadDeadline(time.Now().Add(time.Duration(c.h.HandshakeTimeout)))
+	kind, frame, err := c.ws.ReadMessage()
+	if err != nil {
+		fail("no hello: " + err.Error())
+		return
+	}
+	if kind != websocket.TextMessage {
+		fail("binary frame instead of the hello")
+		return
+	}
+	hello, err := wsproto.Open(c.key, &c.in, frame, time.Now())
+	if err != nil {
+		fail("hello: " + err.Error())
+		return
+	}
+	if hello.T != wsproto.TypeHello {
+		fail("first frame is " + hello.T + ", not the hello")
+		return
+	}
+	if old := reg.add(c); old != nil {
+		c.h.logger.Warn("hub: worker proved its key on a new connection, closed the previous one",
+			zap.Int64("worker", c.id), zap.String("name", c.name), zap.String("remote", c.remote), zap.String("previous_remote", old.remote))
+	}
+	c.h.logger.Info(fmt.Sprintf("hub: worker %d (%s) connected via %s", c.id, c.name, c.via), zap.String("remote", c.remote))
+	go c.writePump()
+	go c.readPump(hello)
+}
+
+func (c *conn) readPump(hello *wsproto.Envelope) {
 	defer func() {
 		c.close("read pump ended")
 		reg.remove(c)
@@ -86,13 +140,14 @@ func (c *conn) readPump() {
 		c.h.logger.Info("hub: worker disconnected", zap.Int64("worker", c.id), zap.String("name", c.name), zap.String("reason", reason))
 	}()
 	ping := time.Duration(c.h.PingInterval)
-	c.ws.SetReadLimit(c.h.MaxFrameBytes)
 	c.ws.SetReadDeadline(time.Now().Add(2 * ping))
 	c.ws.SetPongHandler(func(string) error {
 		c.ws.SetReadDeadline(time.Now().Add(2 * ping))
 		c.heartbeat() // an idle worker's pongs are its heartbeat
 		return nil
 	})
+	c.dedup.First(hello.I)
+	c.handle(hello)
 	for {
 		kind, frame, err := c.ws.ReadMessage()
 		if err != nil {
@@ -156,6 +211,10 @@ func (c *conn) handle(env *wsproto.Envelope) {
 		if err := json.Unmarshal(env.P, &hello); err != nil {
 			c.reject("hello: " + err.Error())
 			return
+		}
+		if d := workers.Disagreement(c.worker, &hello); d != "" {
+			c.h.logger.Warn("hub: hello disagrees with the operator's placement; ignored",
+				zap.Int64("worker", c.id), zap.String("name", c.name), zap.String("hello", d))
 		}
 		if err := workers.Connected(ctx, c.h.wh.Pool(), c.id, &hello); err != nil {
 			c.h.logger.Error("hub: recording hello", zap.Int64("worker", c.id), zap.Error(err))

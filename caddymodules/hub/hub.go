@@ -1,12 +1,13 @@
 // Package hub is the `wisehosting_hub` HTTP handler: the WebSocket endpoint
-// (/v1/workers/ws) that worker agents dial out to. Each connection has one
-// read pump and one write pump; frames are wsproto envelopes, verified
-// (MAC, clock skew, replay window) before they reach the control plane's
-// features through the worker bus (core.App.Workers()).
+// (/v1/workers/ws) that worker agents dial out to. A connection is
+// registered only after the wsproto handshake (a signed hello over a fresh
+// server nonce); then it has one read pump and one write pump, and frames
+// are wsproto envelopes, verified (session-key MAC, clock skew, replay
+// window) before they reach the control plane's features through the
+// worker bus (core.App.Workers()).
 package hub
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,6 +54,11 @@ type Handler struct {
 	// Largest accepted frame in bytes. Default: 1 MiB.
 	MaxFrameBytes int64 `json:"max_frame_bytes,omitempty"`
 
+	// Time a new connection has to answer the challenge with a signed
+	// hello; until then it is not registered and is sent nothing else.
+	// Default: 10s.
+	HandshakeTimeout caddy.Duration `json:"handshake_timeout,omitempty"`
+
 	wh       *core.App
 	logger   *zap.Logger
 	upgrader websocket.Upgrader
@@ -85,6 +91,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.MaxFrameBytes <= 0 {
 		h.MaxFrameBytes = wsproto.MaxFrameBytes
+	}
+	if h.HandshakeTimeout <= 0 {
+		h.HandshakeTimeout = caddy.Duration(10 * time.Second)
 	}
 	h.upgrader = websocket.Upgrader{
 		// Small read buffers and pooled write buffers keep an idle
@@ -162,8 +171,15 @@ func (h *Handler) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "worker revoked", http.StatusForbidden)
 		return
 	}
-	mk, err := wsproto.KeyFromHash(wk.KeyHash)
+	clientNonce := r.Header.Get(wsproto.NonceHeader)
+	if err := wsproto.CheckNonce(clientNonce); err != nil {
+		h.logger.Warn("hub: connection refused", zap.String("reason", "no handshake nonce (agent older than the control plane?)"), zap.Int64("worker", id))
+		http.Error(w, "missing or malformed "+wsproto.NonceHeader+" header: upgrade the agent", http.StatusBadRequest)
+		return
+	}
+	wkey, err := wk.Key(h.wh.Keyring())
 	if err != nil {
+		h.logger.Error("hub: worker key unusable", zap.Int64("worker", id), zap.Error(err))
 		http.Error(w, "worker key unusable", http.StatusInternalServerError)
 		return
 	}
@@ -172,27 +188,20 @@ func (h *Handler) serveWS(w http.ResponseWriter, r *http.Request) {
 		h.logger.Warn("hub: upgrade failed", zap.Int64("worker", id), zap.Error(err))
 		return
 	}
+	serverNonce := wsproto.NewNonce()
 	c := &conn{
-		h: h, id: id, name: wk.Name, key: mk, ws: ws, tokenExp: exp,
+		h: h, id: id, name: wk.Name, worker: wk, key: wsproto.SessionKey(wkey, clientNonce, serverNonce), ws: ws, tokenExp: exp,
 		send: make(chan []byte, h.SendQueue), done: make(chan struct{}),
-		dedup: wsproto.NewDedup(128), lastSeen: time.Now(),
+		dedup: wsproto.NewDedup(128), lastSeen: time.Now(), remote: r.RemoteAddr,
 	}
-	via := "WSS"
+	c.via = "WSS"
 	if r.TLS == nil {
-		via = "WS (plaintext)"
+		c.via = "WS (plaintext)"
 	}
-	h.logger.Info(fmt.Sprintf("hub: worker %d (%s) connected via %s", id, wk.Name, via), zap.String("remote", r.RemoteAddr))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := workers.Connected(ctx, h.wh.Pool(), id, nil); err != nil {
-		h.logger.Error("hub: recording connection", zap.Int64("worker", id), zap.Error(err))
-	}
-	cancel()
-	reg.add(c)
-	// Both pumps get goroutines of their own and ServeHTTP returns: the
+	// The handshake gets a goroutine of its own and ServeHTTP returns: the
 	// HTTP server then drops its per-request state (buffers, context,
 	// logger), which would otherwise stay alive for the connection's life.
-	go c.writePump()
-	go c.readPump()
+	go c.handshake(serverNonce)
 }
 
 // Registry holds the live connections of this process. It outlives config
@@ -210,9 +219,11 @@ var reg = &Registry{conns: make(map[int64]*conn)}
 // Default is the process's registry.
 func Default() *Registry { return reg }
 
-func (g *Registry) add(c *conn) {
+// add registers a connection that has completed the handshake. A
+// previous connection of the same worker is closed and returned.
+func (g *Registry) add(c *conn) (old *conn) {
 	g.mu.Lock()
-	old := g.conns[c.id]
+	old = g.conns[c.id]
 	g.conns[c.id] = c
 	bus := g.bus
 	g.mu.Unlock()
@@ -222,6 +233,7 @@ func (g *Registry) add(c *conn) {
 	if bus != nil {
 		bus.NotifyConnection(c.id, true)
 	}
+	return old
 }
 
 func (g *Registry) remove(c *conn) {
@@ -287,10 +299,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // parseHandler reads:
 //
 //	wisehosting_hub {
-//		ping_interval   <duration>
-//		write_timeout   <duration>
-//		send_queue      <n>
-//		max_frame_bytes <n>
+//		ping_interval     <duration>
+//		write_timeout     <duration>
+//		handshake_timeout <duration>
+//		send_queue        <n>
+//		max_frame_bytes   <n>
 //	}
 func parseHandler(d *caddyfile.Dispenser) (*Handler, error) {
 	h := new(Handler)
@@ -305,15 +318,18 @@ func parseHandler(d *caddyfile.Dispenser) (*Handler, error) {
 			return nil, d.ArgErr()
 		}
 		switch key {
-		case "ping_interval", "write_timeout":
+		case "ping_interval", "write_timeout", "handshake_timeout":
 			dur, err := caddy.ParseDuration(val)
 			if err != nil || dur <= 0 {
 				return nil, d.Errf("%s: invalid duration %q", key, val)
 			}
-			if key == "ping_interval" {
+			switch key {
+			case "ping_interval":
 				h.PingInterval = caddy.Duration(dur)
-			} else {
+			case "write_timeout":
 				h.WriteTimeout = caddy.Duration(dur)
+			default:
+				h.HandshakeTimeout = caddy.Duration(dur)
 			}
 		case "send_queue", "max_frame_bytes":
 			var n int64

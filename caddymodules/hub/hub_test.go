@@ -72,7 +72,7 @@ func startAgent(t *testing.T, cp *cptest.CP, key string, tweak func(*transport.C
 func TestAgentExchangesSignedMessages(t *testing.T) {
 	db := pgtest.New(t)
 	cp := cptest.Start(t, db, cptest.Options{})
-	w, key, err := workers.Add(t.Context(), db.Pool, "w1", "", "")
+	w, key, err := workers.Add(t.Context(), db.Pool, cptest.Keyring(t), "w1", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,8 +97,8 @@ func TestAgentExchangesSignedMessages(t *testing.T) {
 		assigned <- ja
 		return nil
 	})
-	agent.OnConnect(func(ctx context.Context) {
-		agent.Send(ctx, wsproto.TypeHello, wsproto.Hello{Version: "test", WGIP: "127.0.0.9", CPUMillis: 4000, MemoryMB: 8192, DiskQuota: "none", MaxJobs: 3})
+	agent.SetHello(func() wsproto.Hello {
+		return wsproto.Hello{Version: "test", WGIP: "127.0.0.9", Zone: "evil.test", CPUMillis: 4000, MemoryMB: 8192, DiskQuota: "none", MaxJobs: 3}
 	})
 	waitFor(t, "connection", 5*time.Second, func() bool { return hub.Default().Connected(w.ID) })
 	if agent.WorkerID() != w.ID {
@@ -129,11 +129,15 @@ func TestAgentExchangesSignedMessages(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("stats never reached the control plane")
 	}
-	// Hello updated the worker row.
+	// Hello updated the worker's capacity, not its placement: zone and
+	// mesh IP are the operator's.
 	waitFor(t, "hello recorded", 5*time.Second, func() bool {
 		got, _ := workers.Get(t.Context(), db.Pool, w.ID)
-		return got.Status == "online" && got.WGIP == "127.0.0.9" && got.CPUMillis == 4000 && got.MaxJobs == 3
+		return got.Status == "online" && got.CPUMillis == 4000 && got.MaxJobs == 3
 	})
+	if got, _ := workers.Get(t.Context(), db.Pool, w.ID); got.WGIP != "" || got.Zone != "" {
+		t.Fatalf("hello changed the placement: mesh IP %q, zone %q", got.WGIP, got.Zone)
+	}
 	if err := wh.Workers().Send(w.ID+100, wsproto.TypeJobAssign, wsproto.JobAssign{}); err == nil {
 		t.Fatal("send to an unconnected worker succeeded")
 	}
@@ -143,7 +147,7 @@ func TestReconnectAndTokenRotation(t *testing.T) {
 	db := pgtest.New(t)
 	// Tokens live 2m3s and are refreshed 2m before expiry: after ~3s.
 	cp := cptest.Start(t, db, cptest.Options{Core: map[string]any{"worker_token_ttl": "2m3s"}})
-	w, key, _ := workers.Add(t.Context(), db.Pool, "w1", "", "")
+	w, key, _ := workers.Add(t.Context(), db.Pool, cptest.Keyring(t), "w1", "", "")
 	agent, _ := startAgent(t, cp, key, nil)
 	waitFor(t, "connection", 5*time.Second, func() bool { return hub.Default().Connected(w.ID) })
 	first, _ := agent.Token()
@@ -170,6 +174,7 @@ func TestReconnectAndTokenRotation(t *testing.T) {
 	// endpoint refuses garbage.
 	req, _ := http.NewRequest("POST", cp.URL+"/v1/workers/refresh-token", nil)
 	req.Header.Set("Authorization", "Bearer "+first+"x")
+	req.Header.Set(wsproto.SignatureHeader, wsproto.SignRefresh(wsproto.KeyFromAPIKey(key), first+"x", time.Now()))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -180,24 +185,63 @@ func TestReconnectAndTokenRotation(t *testing.T) {
 	}
 }
 
-// rawConn dials the hub as a hand-written client so frames can be forged.
-func rawConn(t *testing.T, cp *cptest.CP, key string) (*websocket.Conn, wsproto.Key) {
+// register exchanges a raw key for a worker JWT.
+func register(t *testing.T, cp *cptest.CP, key string) string {
 	t.Helper()
 	resp, err := http.Post(cp.URL+"/v1/workers/register", "application/json", strings.NewReader(`{"api_key":"`+key+`"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	var tr struct{ Token string }
 	json.NewDecoder(resp.Body).Decode(&tr)
-	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || tr.Token == "" {
+		t.Fatalf("register: %d", resp.StatusCode)
+	}
+	return tr.Token
+}
+
+// dial opens the hub's WebSocket with a JWT and a client nonce, as an
+// agent does, and reads the challenge: the session key is returned for
+// the holder of workerKey (nil: the caller does not have the key).
+func dial(t *testing.T, cp *cptest.CP, token, clientNonce string) (*websocket.Conn, string) {
+	t.Helper()
 	h := http.Header{}
-	h.Set("Authorization", "Bearer "+tr.Token)
+	h.Set("Authorization", "Bearer "+token)
+	h.Set(wsproto.NonceHeader, clientNonce)
 	ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(cp.URL, "http", "ws", 1)+hub.Path, h)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ws.Close() })
-	return ws, wsproto.KeyFromAPIKey(key)
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, msg, err := ws.ReadMessage()
+	if err != nil {
+		t.Fatalf("no challenge: %v", err)
+	}
+	env, err := wsproto.Decode(msg)
+	if err != nil || env.T != wsproto.TypeChallenge {
+		t.Fatalf("first frame is not a challenge: %s", msg)
+	}
+	var ch wsproto.Challenge
+	json.Unmarshal(env.P, &ch)
+	return ws, ch.Nonce
+}
+
+// rawConn dials the hub as a hand-written client that holds the worker's
+// key and completes the handshake (hello with seq 1), so frames can be
+// forged. It returns the connection and its session key.
+func rawConn(t *testing.T, cp *cptest.CP, key string) (*websocket.Conn, wsproto.Key) {
+	t.Helper()
+	clientNonce := wsproto.NewNonce()
+	ws, serverNonce := dial(t, cp, register(t, cp, key), clientNonce)
+	sk := wsproto.SessionKey(wsproto.KeyFromAPIKey(key), clientNonce, serverNonce)
+	hello, _ := wsproto.Seal(sk, wsproto.TypeHello, 1, time.Now(), wsproto.Hello{Version: "raw"})
+	b, _ := json.Marshal(hello)
+	if err := ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		t.Fatal(err)
+	}
+	return ws, sk
 }
 
 func frame(t *testing.T, k wsproto.Key, seq uint64, ts time.Time) []byte {
@@ -235,12 +279,12 @@ func expectClosed(t *testing.T, ws *websocket.Conn) {
 func TestHubRejectsBadFrames(t *testing.T) {
 	db := pgtest.New(t)
 	cp := cptest.Start(t, db, cptest.Options{})
-	_, key, _ := workers.Add(t.Context(), db.Pool, "w1", "", "")
+	_, key, _ := workers.Add(t.Context(), db.Pool, cptest.Keyring(t), "w1", "", "")
 	now := time.Now()
 
 	t.Run("valid ping answered", func(t *testing.T) {
 		ws, k := rawConn(t, cp, key)
-		ws.WriteMessage(websocket.TextMessage, frame(t, k, 1, now))
+		ws.WriteMessage(websocket.TextMessage, frame(t, k, 2, now))
 		ws.SetReadDeadline(time.Now().Add(5 * time.Second))
 		_, msg, err := ws.ReadMessage()
 		if err != nil || !strings.Contains(string(msg), `"t":"pong"`) {
@@ -250,12 +294,16 @@ func TestHubRejectsBadFrames(t *testing.T) {
 	cases := map[string]func(k wsproto.Key) [][]byte{
 		"replayed seq": func(k wsproto.Key) [][]byte { f := frame(t, k, 5, now); return [][]byte{f, f} },
 		"old seq":      func(k wsproto.Key) [][]byte { return [][]byte{frame(t, k, 1000, now), frame(t, k, 2, now)} },
-		"clock skew":   func(k wsproto.Key) [][]byte { return [][]byte{frame(t, k, 1, now.Add(-10*time.Minute))} },
+		"clock skew":   func(k wsproto.Key) [][]byte { return [][]byte{frame(t, k, 3, now.Add(-10*time.Minute))} },
 		"wrong hmac": func(k wsproto.Key) [][]byte {
-			return [][]byte{frame(t, wsproto.KeyFromAPIKey("whk_someone_else_entirely"), 1, now)}
+			return [][]byte{frame(t, wsproto.KeyFromAPIKey("whk_someone_else_entirely"), 3, now)}
 		},
-		"malformed json": func(k wsproto.Key) [][]byte { return [][]byte{[]byte(`{"t":"ping",`)} },
-		"oversized":      func(k wsproto.Key) [][]byte { return [][]byte{[]byte(`"` + strings.Repeat("x", 2<<20) + `"`)} },
+		"signed with the worker key, not the session key": func(k wsproto.Key) [][]byte {
+			return [][]byte{frame(t, wsproto.KeyFromAPIKey(key), 3, now)}
+		},
+		"hello sequence number again": func(k wsproto.Key) [][]byte { return [][]byte{frame(t, k, 1, now)} },
+		"malformed json":              func(k wsproto.Key) [][]byte { return [][]byte{[]byte(`{"t":"ping",`)} },
+		"oversized":                   func(k wsproto.Key) [][]byte { return [][]byte{[]byte(`"` + strings.Repeat("x", 2<<20) + `"`)} },
 	}
 	for name, frames := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -280,7 +328,7 @@ func TestHubRejectsBadFrames(t *testing.T) {
 	}
 	// After all that the hub still serves.
 	ws, k := rawConn(t, cp, key)
-	ws.WriteMessage(websocket.TextMessage, frame(t, k, 1, now))
+	ws.WriteMessage(websocket.TextMessage, frame(t, k, 2, now))
 	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, _, err := ws.ReadMessage(); err != nil {
 		t.Fatalf("hub unusable after bad input: %v", err)
@@ -294,7 +342,7 @@ func TestHubRejectsBadFrames(t *testing.T) {
 func TestRevokedWorker(t *testing.T) {
 	db := pgtest.New(t)
 	cp := cptest.Start(t, db, cptest.Options{Hub: map[string]any{"ping_interval": "300ms"}})
-	w, key, _ := workers.Add(t.Context(), db.Pool, "w1", "", "")
+	w, key, _ := workers.Add(t.Context(), db.Pool, cptest.Keyring(t), "w1", "", "")
 	agent, done := startAgent(t, cp, key, nil)
 	waitFor(t, "connection", 5*time.Second, func() bool { return hub.Default().Connected(w.ID) })
 	_ = agent

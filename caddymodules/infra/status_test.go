@@ -53,11 +53,11 @@ func TestInfraStatusAgainstRunningSystem(t *testing.T) {
 	db := pgtest.New(t)
 	cp := cptest.Start(t, db, cptest.Options{})
 	ctx := context.Background()
-	_, key, err := workers.Add(ctx, db.Pool, "worker-1", "", "")
+	_, key, err := workers.Add(ctx, db.Pool, cptest.Keyring(t), "worker-1", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	workers.Add(ctx, db.Pool, "worker-2", "", "") // registered, never connected
+	workers.Add(ctx, db.Pool, cptest.Keyring(t), "worker-2", "", "") // registered, never connected
 	agent, _ := transport.New(transport.Config{URL: cp.URL, APIKey: key})
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -22,7 +22,7 @@ func TestWorkerLogsReachTheBus(t *testing.T) {
 	db := pgtest.New(t)
 	cp := cptest.Start(t, db, cptest.Options{Apps: map[string]any{"wisehosting_logs": map[string]any{}}})
 	ctx := context.Background()
-	w, key, _ := workers.Add(ctx, db.Pool, "w1", "", "")
+	w, key, _ := workers.Add(ctx, db.Pool, cptest.Keyring(t), "w1", "", "")
 	var team, mine, other, dep int64
 	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
 	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name, worker_id) VALUES ($1, 'mine', 'mine', $2) RETURNING id", team, w.ID).Scan(&mine)

@@ -47,14 +47,14 @@ func TestPushToRunningAppThroughHubAndScheduler(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	w, key, _ := workers.Add(ctx, db.Pool, "w1", "", "127.0.0.1")
+	w, key, _ := workers.Add(ctx, db.Pool, cptest.Keyring(t), "w1", "", "127.0.0.1")
 	agent, err := transport.New(transport.Config{URL: cp.URL, APIKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan wsproto.DeployPayload, 1)
-	agent.OnConnect(func(ctx context.Context) {
-		agent.Send(ctx, wsproto.TypeHello, wsproto.Hello{Version: "test", CPUMillis: 2000, MemoryMB: 2048, MaxJobs: 2})
+	agent.SetHello(func() wsproto.Hello {
+		return wsproto.Hello{Version: "test", CPUMillis: 2000, MemoryMB: 2048, MaxJobs: 2}
 	})
 	agent.Handle(wsproto.TypeJobAssign, func(ctx context.Context, p json.RawMessage) error {
 		var ja wsproto.JobAssign

@@ -35,6 +35,7 @@ const (
 	PurposeOAuthTokens = "oauth-tokens"
 	PurposeDNS         = "dns-credentials"
 	PurposeGitHooks    = "git-webhooks"
+	PurposeWorkerKeys  = "worker-keys"
 )
 
 const prefix = "whs1."

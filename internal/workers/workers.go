@@ -1,7 +1,14 @@
 // Package workers is the control plane's record of worker hosts: adding one
-// (its raw API key is shown once and only its SHA-256 is stored),
-// authenticating it, its capacity and liveness, and the short-lived JWTs it
-// connects with.
+// (its raw API key is shown once and never stored), authenticating it, its
+// placement (zone and mesh address, set by the operator), capacity and
+// liveness, and the short-lived JWTs it connects with.
+//
+// Two values derived from a raw key are kept: api_key_hash, a one-way
+// lookup value (LookupHash) that registration finds the worker by, and
+// mac_key_sealed, the worker key that signs protocol frames
+// (wsproto.KeyFromAPIKey), encrypted under the master secret. A read-only
+// copy of the table therefore yields neither the raw key nor anything that
+// signs a frame.
 package workers
 
 import (
@@ -12,12 +19,15 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/network"
+	"github.com/wisehosting/wisehosting/internal/secrets"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -29,7 +39,8 @@ const KeyPrefix = "whk_"
 type Worker struct {
 	ID        int64      `json:"id"`
 	Name      string     `json:"name"`
-	KeyHash   []byte     `json:"-"`
+	KeyHash   []byte     `json:"-"` // LookupHash of the worker key
+	SealedKey string     `json:"-"` // the worker key, sealed (see Key)
 	WGIP      string     `json:"wg_ip,omitempty"`
 	Zone      string     `json:"zone,omitempty"`
 	Status    string     `json:"status"`
@@ -47,12 +58,12 @@ type Worker struct {
 // Revoked reports whether the worker may no longer connect.
 func (w Worker) Revoked() bool { return w.Status == "revoked" || w.RevokedAt != nil }
 
-const columns = `id, name, api_key_hash, COALESCE(host(wg_ip), ''), zone, status, cpu_millis, memory_mb, disk_mb,
+const columns = `id, name, api_key_hash, COALESCE(mac_key_sealed, ''), COALESCE(host(wg_ip), ''), zone, status, cpu_millis, memory_mb, disk_mb,
 	max_jobs, disk_quota, agent_version, last_seen, revoked_at, created_at`
 
 func scan(row pgx.Row) (Worker, error) {
 	var w Worker
-	err := row.Scan(&w.ID, &w.Name, &w.KeyHash, &w.WGIP, &w.Zone, &w.Status, &w.CPUMillis, &w.MemoryMB, &w.DiskMB,
+	err := row.Scan(&w.ID, &w.Name, &w.KeyHash, &w.SealedKey, &w.WGIP, &w.Zone, &w.Status, &w.CPUMillis, &w.MemoryMB, &w.DiskMB,
 		&w.MaxJobs, &w.DiskQuota, &w.Version, &w.LastSeen, &w.RevokedAt, &w.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return w, ErrNotFound
@@ -65,27 +76,149 @@ var ErrNotFound = errors.New("worker not found")
 
 var nameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
 
-// Add creates a worker and returns its raw API key, which is not stored.
-func Add(ctx context.Context, q jobs.Querier, name, zone, wgIP string) (Worker, string, error) {
-	if !nameRe.MatchString(name) {
-		return Worker{}, "", fmt.Errorf("invalid worker name %q: use lowercase letters, digits, dots and dashes", name)
+// ErrInvalid wraps a problem with operator input; its message is shown as is.
+var ErrInvalid = errors.New("invalid worker settings")
+
+// LookupHash is the value registration finds a worker by: a one-way
+// derivation of the worker key that is not the key itself. Migration 0012
+// computes the same bytes in SQL for workers added before it.
+func LookupHash(k wsproto.Key) []byte {
+	h := sha256.New()
+	h.Write([]byte("wisehosting/worker-lookup/v1\x00"))
+	h.Write(k[:])
+	return h.Sum(nil)
+}
+
+func keyAD(id int64) []byte { return []byte("worker/" + strconv.FormatInt(id, 10)) }
+
+// Key opens the worker key that signs this worker's frames. It is sealed
+// for the worker's row, so a sealed key copied onto another row fails.
+func (w Worker) Key(kr *secrets.Keyring) (wsproto.Key, error) {
+	if w.SealedKey == "" {
+		return wsproto.Key{}, fmt.Errorf("worker %d has no sealed key: start the control plane once to seal keys of workers added before this version", w.ID)
 	}
-	var ip any
-	if wgIP != "" {
-		a, err := netip.ParseAddr(wgIP)
-		if err != nil {
-			return Worker{}, "", fmt.Errorf("invalid mesh IP %q", wgIP)
-		}
-		ip = a.String()
+	b, err := kr.Decrypt(secrets.PurposeWorkerKeys, w.SealedKey, keyAD(w.ID))
+	if err != nil {
+		return wsproto.Key{}, fmt.Errorf("opening the key of worker %d: %w", w.ID, err)
+	}
+	return wsproto.KeyFromBytes(b)
+}
+
+// CheckZone validates a zone an operator gives: empty (none) or a host name.
+func CheckZone(zone string) error {
+	if zone == "" {
+		return nil
+	}
+	if err := network.CheckHostname(zone); err != nil {
+		return fmt.Errorf("%w: zone: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// parseMeshIP validates a mesh address: empty (none) or an IP literal.
+func parseMeshIP(wgIP string) (any, error) {
+	if wgIP == "" {
+		return nil, nil
+	}
+	a, err := netip.ParseAddr(wgIP)
+	if err != nil || a.Zone() != "" {
+		return nil, fmt.Errorf("%w: mesh IP %q is not an IP address", ErrInvalid, wgIP)
+	}
+	return a.Unmap().String(), nil
+}
+
+// Add creates a worker and returns its raw API key, which is not stored.
+// zone and wgIP (either may be empty) are the operator's: the worker
+// cannot change them.
+func Add(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, name, zone, wgIP string) (Worker, string, error) {
+	if !nameRe.MatchString(name) {
+		return Worker{}, "", fmt.Errorf("%w: name %q: use lowercase letters, digits, dots and dashes", ErrInvalid, name)
+	}
+	if err := CheckZone(zone); err != nil {
+		return Worker{}, "", err
+	}
+	ip, err := parseMeshIP(wgIP)
+	if err != nil {
+		return Worker{}, "", err
 	}
 	raw := KeyPrefix + auth.RandomToken(32)
-	hash := sha256.Sum256([]byte(raw))
-	w, err := scan(q.QueryRow(ctx, `INSERT INTO workers (name, api_key_hash, zone, wg_ip) VALUES ($1, $2, $3, $4) RETURNING `+columns,
-		name, hash[:], zone, ip))
+	k := wsproto.KeyFromAPIKey(raw)
+	// The id comes first: the sealed key is bound to its row.
+	var id int64
+	if err := q.QueryRow(ctx, "SELECT nextval(pg_get_serial_sequence('workers', 'id'))").Scan(&id); err != nil {
+		return Worker{}, "", fmt.Errorf("adding worker %s: %w", name, err)
+	}
+	sealed, err := kr.Encrypt(secrets.PurposeWorkerKeys, k[:], keyAD(id))
+	if err != nil {
+		return Worker{}, "", err
+	}
+	w, err := scan(q.QueryRow(ctx, `INSERT INTO workers (id, name, api_key_hash, mac_key_sealed, zone, wg_ip) VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+columns,
+		id, name, LookupHash(k), sealed, zone, ip))
 	if err != nil {
 		return w, "", fmt.Errorf("adding worker %s: %w", name, err)
 	}
 	return w, raw, nil
+}
+
+// SetPlacement changes a worker's zone and/or mesh address (nil: keep).
+func SetPlacement(ctx context.Context, q jobs.Querier, name string, zone, wgIP *string) (Worker, error) {
+	var z, ip any
+	if zone != nil {
+		if err := CheckZone(*zone); err != nil {
+			return Worker{}, err
+		}
+		z = *zone
+	}
+	setIP := wgIP != nil
+	if setIP {
+		var err error
+		if ip, err = parseMeshIP(*wgIP); err != nil {
+			return Worker{}, err
+		}
+	}
+	return scan(q.QueryRow(ctx, `UPDATE workers SET zone = COALESCE($2, zone), wg_ip = CASE WHEN $3 THEN $4::inet ELSE wg_ip END
+		WHERE name = $1 AND status <> 'revoked' RETURNING `+columns, name, z, setIP, ip))
+}
+
+// SealPlainKeys seals the worker keys migration 0012 set aside for workers
+// added before it and erases the plain copies. The control plane runs it
+// on start; it returns how many keys it sealed.
+func SealPlainKeys(ctx context.Context, q interface {
+	jobs.Querier
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, kr *secrets.Keyring) (int, error) {
+	rows, err := q.Query(ctx, "SELECT id, mac_key_plain FROM workers WHERE mac_key_plain IS NOT NULL")
+	if err != nil {
+		return 0, fmt.Errorf("reading unsealed worker keys: %w", err)
+	}
+	type plain struct {
+		id  int64
+		key []byte
+	}
+	var todo []plain
+	for rows.Next() {
+		var p plain
+		if err := rows.Scan(&p.id, &p.key); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		todo = append(todo, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	for _, p := range todo {
+		sealed, err := kr.Encrypt(secrets.PurposeWorkerKeys, p.key, keyAD(p.id))
+		if err != nil {
+			return 0, err
+		}
+		if _, err := q.Exec(ctx, "UPDATE workers SET mac_key_sealed = $2, mac_key_plain = NULL WHERE id = $1 AND mac_key_plain = $3",
+			p.id, sealed, p.key); err != nil {
+			return 0, fmt.Errorf("sealing the key of worker %d: %w", p.id, err)
+		}
+	}
+	return len(todo), nil
 }
 
 // Get reads a worker by id.
@@ -94,17 +227,17 @@ func Get(ctx context.Context, q jobs.Querier, id int64) (Worker, error) {
 }
 
 // Authenticate finds the worker whose raw key is raw. The lookup is by
-// hash (unique index); the final comparison is constant-time.
+// LookupHash (unique index); the final comparison is constant-time.
 func Authenticate(ctx context.Context, q jobs.Querier, raw string) (Worker, error) {
 	if len(raw) < 16 || len(raw) > 200 {
 		return Worker{}, ErrNotFound
 	}
-	hash := sha256.Sum256([]byte(raw))
-	w, err := scan(q.QueryRow(ctx, "SELECT "+columns+" FROM workers WHERE api_key_hash = $1", hash[:]))
+	hash := LookupHash(wsproto.KeyFromAPIKey(raw))
+	w, err := scan(q.QueryRow(ctx, "SELECT "+columns+" FROM workers WHERE api_key_hash = $1", hash))
 	if err != nil {
 		return w, err
 	}
-	if subtle.ConstantTimeCompare(w.KeyHash, hash[:]) != 1 {
+	if subtle.ConstantTimeCompare(w.KeyHash, hash) != 1 {
 		return Worker{}, ErrNotFound
 	}
 	return w, nil
@@ -149,7 +282,9 @@ func Revoke(ctx context.Context, q jobs.Querier, name string) (Worker, error) {
 	return scan(q.QueryRow(ctx, `UPDATE workers SET status = 'revoked', revoked_at = now() WHERE name = $1 RETURNING `+columns, name))
 }
 
-// Connected records a worker's connection and what it reported in Hello.
+// Connected records a worker's connection and the capacity it reported in
+// its hello. The hello's zone and mesh address are not used: placement is
+// the operator's (see Disagreement).
 func Connected(ctx context.Context, q jobs.Querier, id int64, h *wsproto.Hello) error {
 	if h == nil {
 		// A drained worker stays draining across reconnects.
@@ -157,17 +292,31 @@ func Connected(ctx context.Context, q jobs.Querier, id int64, h *wsproto.Hello) 
 			WHERE id = $1 AND status <> 'revoked'`, id)
 		return err
 	}
-	var ip any
-	if a, err := netip.ParseAddr(h.WGIP); err == nil {
-		ip = a.String()
-	}
 	_, err := q.Exec(ctx, `UPDATE workers SET status = CASE WHEN status = 'draining' THEN status ELSE 'online' END,
-		last_seen = now(), wg_ip = COALESCE($2, wg_ip), zone = CASE WHEN $3 = '' THEN zone ELSE $3 END,
-		cpu_millis = $4, memory_mb = $5, disk_mb = $6, disk_quota = $7, max_jobs = CASE WHEN $8 > 0 THEN $8 ELSE max_jobs END,
-		agent_version = $9
+		last_seen = now(), cpu_millis = $2, memory_mb = $3, disk_mb = $4, disk_quota = $5,
+		max_jobs = CASE WHEN $6 > 0 THEN $6 ELSE max_jobs END, agent_version = $7
 		WHERE id = $1 AND status <> 'revoked'`,
-		id, ip, h.Zone, max(h.CPUMillis, 0), max(h.MemoryMB, 0), max(h.DiskMB, 0), h.DiskQuota, h.MaxJobs, h.Version)
+		id, max(h.CPUMillis, 0), max(h.MemoryMB, 0), max(h.DiskMB, 0), h.DiskQuota, h.MaxJobs, h.Version)
 	return err
+}
+
+// Disagreement describes how a hello's zone and mesh address differ from
+// the operator's values ("" when they agree or the hello names none).
+func Disagreement(w Worker, h *wsproto.Hello) string {
+	var out string
+	if h.Zone != "" && h.Zone != w.Zone {
+		out = fmt.Sprintf("zone %q (operator set %q)", h.Zone, w.Zone)
+	}
+	if h.WGIP != "" {
+		a, err := netip.ParseAddr(h.WGIP)
+		if err != nil || a.Unmap().String() != w.WGIP {
+			if out != "" {
+				out += ", "
+			}
+			out += fmt.Sprintf("mesh IP %q (operator set %q)", h.WGIP, w.WGIP)
+		}
+	}
+	return out
 }
 
 // Seen refreshes a worker's heartbeat.

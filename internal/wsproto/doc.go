@@ -13,21 +13,37 @@
 //	  - s: sequence number, strictly per sender and direction
 //	  - ts: sender's clock, Unix milliseconds
 //	  - p: the payload, raw JSON
-//	  - h: hex HMAC-SHA256 over "t|i|s|ts|p" with key sha256(raw worker API key)
+//	  - h: hex HMAC-SHA256 over "t|i|s|ts|p" with the connection's session key
 //
-// The control plane stores only sha256(raw key) (workers.api_key_hash), which
-// is exactly the MAC key, so it can verify and sign without ever holding the
-// raw key. A receiver rejects a frame whose MAC does not match (compared in
-// constant time), whose ts is more than MaxSkew away from its own clock, or
-// whose s was already seen or is older than the 256-entry sliding window
-// (ReplayWindow). Transport security (TLS) and the connection's JWT come
-// first; the envelope MAC binds each message to the worker's key, so a
-// stolen JWT alone cannot inject messages.
+// A receiver rejects a frame whose MAC does not match (compared in constant
+// time), whose ts is more than MaxSkew away from its own clock, or whose s
+// was already seen or is older than the 256-entry sliding window
+// (ReplayWindow).
 //
-// # Authentication
+// # Keys
+//
+// The worker key is sha256(raw worker API key). The session key of one
+// connection is SessionKey(worker key, client nonce, server nonce); every
+// frame of that connection is signed with it, so a frame captured on one
+// connection is refused on every other. The control plane keeps the worker
+// key only sealed under its master secret (internal/secrets) and looks
+// workers up by a different one-way derivation, so a read-only copy of the
+// workers table cannot sign anything.
+//
+// # Handshake
 //
 // A worker registers with its raw key (POST /v1/workers/register) and gets a
-// short-lived JWT, which it presents as "Authorization: Bearer" when it
-// opens /v1/workers/ws and refreshes 2 minutes before expiry
-// (POST /v1/workers/refresh-token).
+// short-lived JWT. It opens /v1/workers/ws with "Authorization: Bearer
+// <JWT>" and a fresh nonce in NonceHeader. The control plane answers with a
+// TypeChallenge frame carrying its own fresh nonce (signed with the session
+// key, which proves to the worker that the control plane holds its key);
+// the worker answers with a TypeHello frame signed with the session key.
+// Only a verified hello registers the connection: before it the control
+// plane sends nothing else, and a connection that presents a JWT but cannot
+// sign the hello never displaces the worker's live connection.
+//
+// The JWT is refreshed 2 minutes before expiry with POST
+// /v1/workers/refresh-token, which needs the current JWT and a SignRefresh
+// proof of the worker key in SignatureHeader: a stolen JWT alone can
+// neither connect nor be renewed.
 package wsproto

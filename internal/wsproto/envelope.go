@@ -43,20 +43,20 @@ var (
 	ErrReplay    = errors.New("envelope sequence number replayed or too old")
 )
 
-// Key is the MAC key of a worker: sha256 of its raw API key, which is also
-// the hash the control plane stores.
+// Key is a MAC key: a worker key (sha256 of the raw API key) or a session
+// key derived from it.
 type Key [32]byte
 
-// KeyFromAPIKey derives the MAC key (and stored hash) from a raw API key.
+// KeyFromAPIKey derives the worker key from a raw API key.
 func KeyFromAPIKey(raw string) Key { return sha256.Sum256([]byte(raw)) }
 
-// KeyFromHash wraps a stored api_key_hash.
-func KeyFromHash(h []byte) (Key, error) {
+// KeyFromBytes wraps 32 bytes of key material.
+func KeyFromBytes(b []byte) (Key, error) {
 	var k Key
-	if len(h) != len(k) {
-		return k, fmt.Errorf("api key hash has %d bytes, want %d", len(h), len(k))
+	if len(b) != len(k) {
+		return k, fmt.Errorf("worker key has %d bytes, want %d", len(b), len(k))
 	}
-	copy(k[:], h)
+	copy(k[:], b)
 	return k, nil
 }
 

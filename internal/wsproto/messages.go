@@ -15,7 +15,8 @@ const (
 	TypeLogs         = "logs"          // worker → CP
 	TypeAppState     = "app.state"     // worker → CP
 	TypeDesiredState = "desired.state" // CP → worker
-	TypeHello        = "hello"         // worker → CP, first message after connecting
+	TypeChallenge    = "challenge"     // CP → worker, first frame of a connection (handshake)
+	TypeHello        = "hello"         // worker → CP, answers the challenge (handshake)
 	// TypeJobResultAck tells the worker its result is committed: only then
 	// does it forget the result (kept on disk until then).
 	TypeJobResultAck = "job.result.ack" // CP → worker
@@ -82,7 +83,9 @@ type JobCancel struct {
 	JobID int64 `json:"job_id"`
 }
 
-// Hello is the worker's first message: what it is and what it can do.
+// Hello is the worker's answer to the challenge: what it is and what it
+// can do. WGIP and Zone are what the agent was configured with; the control
+// plane keeps the operator's values (worker add) and only logs a mismatch.
 type Hello struct {
 	Version    string  `json:"version"`
 	WGIP       string  `json:"wg_ip,omitempty"`
