@@ -4,7 +4,7 @@
 -- lookup at registration) and the key itself is kept sealed under the
 -- master secret in mac_key_sealed. SQL cannot encrypt with the master
 -- secret: existing keys wait in mac_key_plain until the control plane's
--- next start seals them and clears the column (workers.SealPlainKeys), so
+-- next start seals them and clears the column (workers.SealKeys), so
 -- existing workers keep their keys.
 ALTER TABLE workers ADD COLUMN mac_key_sealed text, ADD COLUMN mac_key_plain bytea;
 UPDATE workers SET mac_key_plain = api_key_hash,

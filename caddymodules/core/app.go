@@ -259,13 +259,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 			p.Close()
 			return nil, err
 		}
-		n, err := workerkeys.SealPlainKeys(octx, p, kr)
+		n, err := workerkeys.SealKeys(octx, p, kr)
 		if err != nil {
 			p.Close()
 			return nil, err
 		}
 		if n > 0 {
-			a.logger.Info("sealed the keys of workers added before key sealing", zap.Int("workers", n))
+			a.logger.Info("sealed worker keys (added before key sealing, or under a previous secret)", zap.Int("workers", n))
 		}
 		l := store.NewListener(p.Config().ConnConfig, a.logger)
 		lctx, stop := context.WithCancel(context.Background())

@@ -22,6 +22,7 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/cptest"
 	"github.com/wisehosting/wisehosting/caddymodules/hub"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
+	"github.com/wisehosting/wisehosting/internal/secrets"
 	"github.com/wisehosting/wisehosting/internal/store"
 	"github.com/wisehosting/wisehosting/internal/workers"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
@@ -383,4 +384,20 @@ func TestWorkersAddedBeforeKeySealingKeepWorking(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("refresh of the old worker: %d", resp.StatusCode)
 	}
+}
+
+// Sealed worker keys follow a rotation of the master secret: the control
+// plane re-seals them with the new secret on start.
+func TestWorkerKeysFollowSecretRotation(t *testing.T) {
+	db := pgtest.New(t)
+	w, key, _ := workers.Add(t.Context(), db.Pool, cptest.Keyring(t), "w1", "", "")
+	const next = "the-next-master-secret-0123456789abcdef"
+	cp := cptest.Start(t, db, cptest.Options{Core: map[string]any{"secret": next, "previous_secrets": []string{cptest.Secret}}})
+	kr, _ := secrets.NewKeyring(next)
+	got, _ := workers.Get(t.Context(), db.Pool, w.ID)
+	if kr.NeedsRotation(got.SealedKey) {
+		t.Fatal("worker key still sealed under the previous secret after the start")
+	}
+	startAgent(t, cp, key, nil)
+	waitFor(t, "connection", 5*time.Second, func() bool { return hub.Default().Connected(w.ID) })
 }

@@ -180,45 +180,57 @@ func SetPlacement(ctx context.Context, q jobs.Querier, name string, zone, wgIP *
 		WHERE name = $1 AND status <> 'revoked' RETURNING `+columns, name, z, setIP, ip))
 }
 
-// SealPlainKeys seals the worker keys migration 0012 set aside for workers
-// added before it and erases the plain copies. The control plane runs it
-// on start; it returns how many keys it sealed.
-func SealPlainKeys(ctx context.Context, q interface {
+// SealKeys seals the worker keys migration 0012 set aside for workers
+// added before it (erasing the plain copies), and re-seals keys sealed
+// under a previous master secret with the current one, so a rotation
+// completes once every replica runs with the new secret. The control plane
+// runs it on start; it returns how many keys it (re)sealed.
+func SealKeys(ctx context.Context, q interface {
 	jobs.Querier
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }, kr *secrets.Keyring) (int, error) {
-	rows, err := q.Query(ctx, "SELECT id, mac_key_plain FROM workers WHERE mac_key_plain IS NOT NULL")
+	rows, err := q.Query(ctx, "SELECT id, mac_key_plain, COALESCE(mac_key_sealed, '') FROM workers WHERE mac_key_plain IS NOT NULL OR mac_key_sealed IS NOT NULL")
 	if err != nil {
-		return 0, fmt.Errorf("reading unsealed worker keys: %w", err)
+		return 0, fmt.Errorf("reading worker keys: %w", err)
 	}
-	type plain struct {
-		id  int64
-		key []byte
+	type entry struct {
+		id     int64
+		plain  []byte
+		sealed string
 	}
-	var todo []plain
+	var todo []entry
 	for rows.Next() {
-		var p plain
-		if err := rows.Scan(&p.id, &p.key); err != nil {
+		var e entry
+		if err := rows.Scan(&e.id, &e.plain, &e.sealed); err != nil {
 			rows.Close()
 			return 0, err
 		}
-		todo = append(todo, p)
+		if e.plain != nil || kr.NeedsRotation(e.sealed) {
+			todo = append(todo, e)
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
-	for _, p := range todo {
-		sealed, err := kr.Encrypt(secrets.PurposeWorkerKeys, p.key, keyAD(p.id))
+	n := 0
+	for _, e := range todo {
+		key := e.plain
+		if key == nil {
+			if key, err = kr.Decrypt(secrets.PurposeWorkerKeys, e.sealed, keyAD(e.id)); err != nil {
+				continue // sealed by a secret this keyring lacks: Key reports it on use
+			}
+		}
+		sealed, err := kr.Encrypt(secrets.PurposeWorkerKeys, key, keyAD(e.id))
 		if err != nil {
-			return 0, err
+			return n, err
 		}
-		if _, err := q.Exec(ctx, "UPDATE workers SET mac_key_sealed = $2, mac_key_plain = NULL WHERE id = $1 AND mac_key_plain = $3",
-			p.id, sealed, p.key); err != nil {
-			return 0, fmt.Errorf("sealing the key of worker %d: %w", p.id, err)
+		if _, err := q.Exec(ctx, "UPDATE workers SET mac_key_sealed = $2, mac_key_plain = NULL WHERE id = $1", e.id, sealed); err != nil {
+			return n, fmt.Errorf("sealing the key of worker %d: %w", e.id, err)
 		}
+		n++
 	}
-	return len(todo), nil
+	return n, nil
 }
 
 // Get reads a worker by id.
