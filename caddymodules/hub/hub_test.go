@@ -172,16 +172,8 @@ func TestReconnectAndTokenRotation(t *testing.T) {
 	}
 	// The old token still verifies until it expires, but the refresh
 	// endpoint refuses garbage.
-	req, _ := http.NewRequest("POST", cp.URL+"/v1/workers/refresh-token", nil)
-	req.Header.Set("Authorization", "Bearer "+first+"x")
-	req.Header.Set(wsproto.SignatureHeader, wsproto.SignRefresh(wsproto.KeyFromAPIKey(key), first+"x", time.Now()))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("tampered token refreshed: %d", resp.StatusCode)
+	if code := postRefresh(t, http.DefaultClient, cp, first+"x", wsproto.SignRefresh(wsproto.KeyFromAPIKey(key), first+"x", time.Now())); code != http.StatusUnauthorized {
+		t.Fatalf("tampered token refreshed: %d", code)
 	}
 }
 

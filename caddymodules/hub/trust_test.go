@@ -218,6 +218,23 @@ func refreshClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: src}).DialContext}}
 }
 
+// postRefresh asks for a new JWT with tok and the signature header sig
+// ("" for none) and returns the status.
+func postRefresh(t *testing.T, client *http.Client, cp *cptest.CP, tok, sig string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", cp.URL+"/v1/workers/refresh-token", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if sig != "" {
+		req.Header.Set(wsproto.SignatureHeader, sig)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // The refresh endpoint needs a proof of the key over the very token being
 // refreshed, not the JWT alone.
 func TestRefreshNeedsKeyProof(t *testing.T) {
@@ -227,19 +244,6 @@ func TestRefreshNeedsKeyProof(t *testing.T) {
 	token, other := register(t, cp, key), register(t, cp, key)
 	wk := wsproto.KeyFromAPIKey(key)
 	client := refreshClient()
-	refresh := func(tok, sig string) int {
-		req, _ := http.NewRequest("POST", cp.URL+"/v1/workers/refresh-token", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		if sig != "" {
-			req.Header.Set(wsproto.SignatureHeader, sig)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
 	now := time.Now()
 	for name, c := range map[string]struct {
 		sig  string
@@ -252,7 +256,7 @@ func TestRefreshNeedsKeyProof(t *testing.T) {
 		"garbage":                    {"123.zz", http.StatusUnauthorized},
 		"proof of the key":           {wsproto.SignRefresh(wk, token, now), http.StatusOK},
 	} {
-		if got := refresh(token, c.sig); got != c.want {
+		if got := postRefresh(t, client, cp, token, c.sig); got != c.want {
 			t.Errorf("%s: %d, want %d", name, got, c.want)
 		}
 	}
@@ -373,16 +377,8 @@ func TestWorkersAddedBeforeKeySealingKeepWorking(t *testing.T) {
 	agent, _ := startAgent(t, cp, raw, nil)
 	waitFor(t, "the old worker's connection", 5*time.Second, func() bool { return hub.Default().Connected(id) })
 	tok, _ := agent.Token()
-	req, _ := http.NewRequest("POST", cp.URL+"/v1/workers/refresh-token", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set(wsproto.SignatureHeader, wsproto.SignRefresh(wk, tok, time.Now()))
-	resp, err := refreshClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("refresh of the old worker: %d", resp.StatusCode)
+	if code := postRefresh(t, refreshClient(), cp, tok, wsproto.SignRefresh(wk, tok, time.Now())); code != http.StatusOK {
+		t.Fatalf("refresh of the old worker: %d", code)
 	}
 }
 
