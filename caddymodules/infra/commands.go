@@ -44,7 +44,7 @@ With a hetzner: section, servers are discovered from the Hetzner Cloud API.`,
 			cmd.Flags().Bool("json", false, "print results as JSON")
 			cmd.Flags().Bool("dry-run", false, "setup: only print the planned changes")
 			cmd.Flags().String("step", "", "setup: run only this step (dns, proxy)")
-			cmd.Flags().String("proxy-dir", ".", "setup: where the proxy hosts' Caddyfiles are written")
+			cmd.Flags().String("proxy-dir", ".", "setup: where the proxy hosts' files (traefik.yml, start script and unit; or Caddyfile) are written")
 			cmd.Args = cobra.ExactArgs(1)
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdInfra)
 		},

@@ -5,8 +5,10 @@
 package infra
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -36,7 +38,29 @@ type Config struct {
 	Mesh            Mesh     `yaml:"mesh"`
 	Hosts           []Host   `yaml:"hosts"`
 	Hetzner         *Hetzner `yaml:"hetzner,omitempty"`
+	Proxy           Proxy    `yaml:"proxy,omitempty"`
 }
+
+// Proxy says what runs on the proxy hosts (`infra setup --step proxy`).
+type Proxy struct {
+	// Kind is traefik (default: real Traefik polling the control plane's
+	// provider endpoint) or caddy (this binary in proxy mode).
+	Kind string `yaml:"kind,omitempty"`
+	// ACMEEmail is the account e-mail of the Traefik certificate resolver.
+	ACMEEmail string `yaml:"acme_email,omitempty"`
+	// ACMECA is the ACME directory (default: Let's Encrypt production).
+	ACMECA string `yaml:"acme_ca,omitempty"`
+	// HTTPAddress and HTTPSAddress are Traefik's entry points (default
+	// :80 and :443).
+	HTTPAddress  string `yaml:"http_address,omitempty"`
+	HTTPSAddress string `yaml:"https_address,omitempty"`
+}
+
+// Proxy kinds.
+const (
+	ProxyTraefik = "traefik"
+	ProxyCaddy   = "caddy"
+)
 
 // DNS describes the DNS provider of the zone.
 type DNS struct {
@@ -115,6 +139,10 @@ func Parse(b []byte) (*Config, error) {
 	if c.Mesh.Port == 0 {
 		c.Mesh.Port = 51821
 	}
+	p := &c.Proxy
+	p.Kind = cmp.Or(p.Kind, ProxyTraefik)
+	p.ACMECA = cmp.Or(p.ACMECA, "https://acme-v02.api.letsencrypt.org/directory")
+	p.HTTPAddress, p.HTTPSAddress = cmp.Or(p.HTTPAddress, ":80"), cmp.Or(p.HTTPSAddress, ":443")
 	return &c, c.Validate()
 }
 
@@ -125,6 +153,24 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(c.ControlPlaneURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("control_plane_url %q is not an http(s) URL", c.ControlPlaneURL))
 		}
+	}
+	if c.Proxy.Kind != "" && c.Proxy.Kind != ProxyTraefik && c.Proxy.Kind != ProxyCaddy {
+		errs = append(errs, fmt.Errorf("proxy.kind %q (want traefik or caddy)", c.Proxy.Kind))
+	}
+	if c.Proxy.ACMECA != "" {
+		if u, err := url.Parse(c.Proxy.ACMECA); err != nil || u.Scheme != "https" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("proxy.acme_ca %q is not an https URL", c.Proxy.ACMECA))
+		}
+	}
+	for _, a := range []string{c.Proxy.HTTPAddress, c.Proxy.HTTPSAddress} {
+		if a != "" {
+			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+				errs = append(errs, fmt.Errorf("proxy address %q is not host:port", a))
+			}
+		}
+	}
+	if strings.ContainsAny(c.Proxy.ACMEEmail, "\"\n\\") {
+		errs = append(errs, fmt.Errorf("proxy.acme_email %q is not an e-mail address", c.Proxy.ACMEEmail))
 	}
 	var mesh netip.Prefix
 	if c.Mesh.CIDR != "" {

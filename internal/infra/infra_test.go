@@ -161,6 +161,7 @@ func TestDiscoverHetznerRobot(t *testing.T) {
 func TestSetupProxyStep(t *testing.T) {
 	c, err := Parse([]byte(`
 control_plane_url: https://cp.example.com
+proxy: {kind: caddy}
 mesh: {cidr: 10.50.0.0/24}
 hosts:
   - {name: cp1, role: control-plane, mesh_ip: 10.50.0.1}
