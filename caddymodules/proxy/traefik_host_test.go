@@ -74,19 +74,7 @@ hosts:
 	cmd.Env = append(os.Environ(), "CREDENTIALS_DIRECTORY="+creds, "RUNTIME_DIRECTORY="+runtime, "STATE_DIRECTORY="+state,
 		"TRAEFIK_CONFIG="+filepath.Join(out, "px1.traefik.yml"), "TRAEFIK="+peers.TraefikBin(t),
 		"LEGO_CA_CERTIFICATES="+peb.CAFile) // Pebble's own HTTPS certificate
-	logf, _ := os.Create(filepath.Join(out, "traefik.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(out, "traefik.log"))
-			t.Logf("traefik log:\n%s", b)
-		}
-	})
+	runTraefik(t, cmd, out)
 
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: peb.Issued, ServerName: "www.customer.test"},

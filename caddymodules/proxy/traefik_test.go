@@ -29,6 +29,14 @@ func startTraefik(t testing.TB, endpoint, entryPoint string, poll time.Duration)
 		"--providers.http.headers.Authorization=Bearer "+cptest.ProxyToken,
 		"--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
 		"--log.level=INFO")
+	runTraefik(t, cmd, dir)
+	return "http://" + addr
+}
+
+// runTraefik starts cmd with its output in dir/traefik.log, stops it when
+// the test ends and shows the log of a failed test.
+func runTraefik(t testing.TB, cmd *exec.Cmd, dir string) {
+	t.Helper()
 	logf, _ := os.Create(filepath.Join(dir, "traefik.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -37,12 +45,12 @@ func startTraefik(t testing.TB, endpoint, entryPoint string, poll time.Duration)
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
+		logf.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(dir, "traefik.log"))
 			t.Logf("traefik log:\n%s", b)
 		}
 	})
-	return "http://" + addr
 }
 
 // Real Traefik polls the worker routing endpoint and routes by Host,
