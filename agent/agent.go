@@ -153,6 +153,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.ZoneListen != "off" {
 		a.Zone = zone.New(zone.Config{URL: cfg.ControlPlane, WorkerID: client.WorkerID, Token: client.BearerToken,
 			Client: client.HTTPClient(), Interval: cfg.ZoneInterval, LocalIP: cfg.MeshIP, Redirect: sup.Redirect, Logger: cfg.Logger})
+		client.Handle(wsproto.TypeZoneTable, a.Zone.HandlePush)
 		ln, err := net.Listen("tcp", cfg.ZoneListen)
 		if err != nil {
 			return nil, fmt.Errorf("zone router: %w", err)

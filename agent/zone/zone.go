@@ -1,9 +1,12 @@
 // Package zone is the worker agent's built-in zone router: it serves
 // <slug>.<zone> (and the other host names the control plane lists for the
 // worker's apps) on the worker's zone port, to the worker's own
-// containers. Its table is the worker's Traefik dynamic configuration,
-// polled from /v1/traefik/config?worker_id=N with the worker's JWT, so a
-// local Traefik and this router read the same document.
+// containers. Its table is the worker's Traefik dynamic configuration, the
+// document of /v1/traefik/config?worker_id=N, so a local Traefik and this
+// router read the same document. The control plane pushes it over the
+// worker's WebSocket after each hello and on every change (HandlePush);
+// the router polls that URL with the worker's JWT only while no push has
+// arrived on the current connection.
 //
 // When the control plane cannot be reached the last good table stays in
 // use; after a cut-over the supervisor's Redirect moves requests to the
@@ -25,10 +28,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
 // Config configures a Router.
@@ -54,9 +60,13 @@ type Config struct {
 type Router struct {
 	cfg   Config
 	table atomic.Pointer[Table]
-	etag  string
 	proxy *httputil.ReverseProxy
 	polls atomic.Int64
+
+	mu       sync.Mutex
+	etag     string
+	pushes   int64           // tables pushed so far
+	pushConn context.Context // the connection the last push came on
 }
 
 // New makes a Router with an empty table.
@@ -97,12 +107,49 @@ func (r *Router) Table() *Table { return r.table.Load() }
 // Polls counts successful polls.
 func (r *Router) Polls() int64 { return r.polls.Load() }
 
-// Run polls the control plane until ctx ends.
+// Pushes counts tables received over the WebSocket.
+func (r *Router) Pushes() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pushes
+}
+
+// HandlePush installs a table the control plane pushed (a transport
+// handler: ctx lives as long as the connection it came on).
+func (r *Router) HandlePush(ctx context.Context, p json.RawMessage) error {
+	var zt wsproto.ZoneTable
+	if err := json.Unmarshal(p, &zt); err != nil {
+		return fmt.Errorf("decoding zone table: %w", err)
+	}
+	t, err := ParseTraefik(zt.Doc)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.table.Store(t)
+	r.etag, r.pushConn = zt.ETag, ctx
+	r.pushes++
+	r.mu.Unlock()
+	return nil
+}
+
+// pushed reports whether tables arrive by push: one came on a connection
+// that is still up.
+func (r *Router) pushed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pushConn != nil && r.pushConn.Err() == nil
+}
+
+// Run polls the control plane every Interval while no pushed table keeps
+// the router current, until ctx ends.
 func (r *Router) Run(ctx context.Context) {
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	for {
-		if err := r.Poll(ctx); err != nil && ctx.Err() == nil {
+		if r.pushed() {
+			// Current by push.
+		} else if err := r.Poll(ctx); err != nil && ctx.Err() == nil {
 			r.cfg.Logger.Debug("zone: keeping the last table", zap.Error(err))
 		}
 		select {
@@ -124,8 +171,11 @@ func (r *Router) Poll(ctx context.Context) error {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+r.cfg.Token())
-	if r.etag != "" {
-		req.Header.Set("If-None-Match", r.etag)
+	r.mu.Lock()
+	etag, pushes := r.etag, r.pushes
+	r.mu.Unlock()
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
 	}
 	resp, err := r.cfg.Client.Do(req)
 	if err != nil {
@@ -149,9 +199,14 @@ func (r *Router) Poll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.polls.Add(1)
+	if r.pushes != pushes {
+		return nil // a push came while polling: it is at least as new
+	}
 	r.table.Store(t)
 	r.etag = resp.Header.Get("ETag")
-	r.polls.Add(1)
 	return nil
 }
 

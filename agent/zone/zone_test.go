@@ -47,7 +47,7 @@ func TestRoutesRenderedConfig(t *testing.T) {
 			{PathPrefix: "/api", Port: api, Protocol: "http", Weight: 100, StripPrefix: true},
 		}},
 	}}
-	doc, err := network.Traefik{EntryPoints: []string{"web"}}.Render(snap)
+	doc, err := network.Traefik{EntryPoints: []string{"web"}, ZoneHosts: true}.Render(snap)
 	if err != nil {
 		t.Fatal(err)
 	}

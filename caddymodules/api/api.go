@@ -30,6 +30,17 @@ var Version = "dev"
 
 // Handler serves the control plane's REST API.
 type Handler struct {
+	// Traefik entry points of the routers in /v1/traefik/proxy-config
+	// (the proxy host's HTTPS entry point). Default: [websecure].
+	ProxyEntryPoints []string `json:"proxy_entry_points,omitempty"`
+	// Traefik certificate resolver named in /v1/traefik/proxy-config's
+	// routers; "off" names none (certificates managed otherwise).
+	// Default: letsencrypt.
+	CertResolver string `json:"cert_resolver,omitempty"`
+	// Traefik entry points of the routers in /v1/traefik/config (a
+	// worker's local Traefik). Default: [web].
+	WorkerEntryPoints []string `json:"worker_entry_points,omitempty"`
+
 	wh     *core.App
 	mux    *http.ServeMux
 	logger *zap.Logger
@@ -56,15 +67,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.mux = http.NewServeMux()
 	h.mux.HandleFunc("GET /health", h.health)
 	h.mux.HandleFunc("GET /healthz", h.health)
+	if len(h.ProxyEntryPoints) == 0 {
+		h.ProxyEntryPoints = []string{"websecure"}
+	}
+	if h.CertResolver == "" {
+		h.CertResolver = "letsencrypt"
+	}
+	if len(h.WorkerEntryPoints) == 0 {
+		h.WorkerEntryPoints = []string{"web"}
+	}
 	for _, r := range extraRoutes {
-		r(h.mux, wh, h.logger)
+		r(h.mux, h)
 	}
 	return nil
 }
 
 // RouteRegistrar adds endpoints to the API handler's mux. Feature files in
 // this package register one with addRoutes in their init.
-type RouteRegistrar func(mux *http.ServeMux, wh *core.App, logger *zap.Logger)
+type RouteRegistrar func(mux *http.ServeMux, h *Handler)
 
 var extraRoutes []RouteRegistrar
 
@@ -115,15 +135,42 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 	return parseHandler(h.Dispenser)
 }
 
+// parseHandler reads
+//
+//	wisehosting_api {
+//		proxy_entry_points  <name>...
+//		cert_resolver       <name>|off
+//		worker_entry_points <name>...
+//	}
+//
+// (the rest of the configuration is the wisehosting global option).
 func parseHandler(d *caddyfile.Dispenser) (*Handler, error) {
+	h := new(Handler)
 	d.Next()
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
-	if d.NextBlock(0) {
-		return nil, d.Errf("wisehosting_api takes no options (configure the wisehosting global option)")
+	for d.NextBlock(0) {
+		key := d.Val()
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return nil, d.ArgErr()
+		}
+		switch key {
+		case "proxy_entry_points":
+			h.ProxyEntryPoints = args
+		case "worker_entry_points":
+			h.WorkerEntryPoints = args
+		case "cert_resolver":
+			if len(args) != 1 {
+				return nil, d.ArgErr()
+			}
+			h.CertResolver = args[0]
+		default:
+			return nil, d.Errf("unrecognized wisehosting_api option %q (the rest is configured in the wisehosting global option)", key)
+		}
 	}
-	return new(Handler), nil
+	return h, nil
 }
 
 // Interface guards.

@@ -30,7 +30,8 @@ var gitHookLimiter = ratelimit.New(60, time.Minute)
 func PlanPolicy(reg *plans.Registry) deploys.Policy { return deploys.PlanPolicy(reg) }
 
 func init() {
-	addRoutes(func(mux *http.ServeMux, wh *core.App, logger *zap.Logger) {
+	addRoutes(func(mux *http.ServeMux, h *Handler) {
+		wh, logger := h.wh, h.logger
 		mux.HandleFunc("POST /v1/hooks/{provider}/{app}", func(w http.ResponseWriter, r *http.Request) {
 			serveGitHook(w, r, wh, logger)
 		})

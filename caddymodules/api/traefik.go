@@ -23,16 +23,18 @@ type routing struct {
 	worker   network.Traefik
 }
 
-// CertResolver is the Traefik certificate resolver named in proxy routers.
-const CertResolver = "letsencrypt"
-
 func init() {
-	addRoutes(func(mux *http.ServeMux, wh *core.App, logger *zap.Logger) {
-		rt := &routing{wh: wh, logger: logger,
-			provider: wh.Routing(),
-			proxy:    network.Traefik{EntryPoints: []string{"websecure"}, CertResolver: CertResolver},
-			worker:   network.Traefik{EntryPoints: []string{"web"}},
+	addRoutes(func(mux *http.ServeMux, h *Handler) {
+		resolver := h.CertResolver
+		if resolver == "off" {
+			resolver = ""
 		}
+		rt := &routing{wh: h.wh, logger: h.logger,
+			provider: h.wh.Routing(),
+			proxy:    network.Traefik{EntryPoints: h.ProxyEntryPoints, CertResolver: resolver},
+			worker:   network.Traefik{EntryPoints: h.WorkerEntryPoints, ZoneHosts: true},
+		}
+		h.wh.PushZoneTables(rt.worker)
 		mux.HandleFunc("GET /v1/traefik/config", rt.workerConfig)
 		mux.HandleFunc("GET /v1/traefik/proxy-config", rt.proxyConfig)
 		mux.HandleFunc("GET /v1/proxy/routes", rt.proxyTable)
@@ -70,14 +72,15 @@ func (rt *routing) workerAuthorized(r *http.Request, id int64) bool {
 	return err == nil && !wk.Revoked()
 }
 
-// serveDoc answers 304 only to a client that sent If-None-Match (Traefik's
-// HTTP provider never does, and treats anything but 200 as an error).
+// serveDoc answers 304 only to a client that sent If-None-Match naming the
+// document, or "*" (any current document: RFC 9110 13.1.2). Traefik's HTTP
+// provider never sends it, and treats anything but 200 as an error.
 func serveDoc(w http.ResponseWriter, r *http.Request, d *network.Doc) {
 	w.Header().Set("ETag", d.ETag)
 	w.Header().Set("Cache-Control", "no-cache")
 	if inm := r.Header.Get("If-None-Match"); inm != "" {
 		for _, t := range strings.Split(inm, ",") {
-			if strings.TrimPrefix(strings.TrimSpace(t), "W/") == d.ETag {
+			if t = strings.TrimSpace(t); t == "*" || strings.TrimPrefix(t, "W/") == d.ETag {
 				w.WriteHeader(http.StatusNotModified)
 				return
 			}
@@ -93,7 +96,7 @@ func (rt *routing) proxyConfig(w http.ResponseWriter, r *http.Request) {
 	if !rt.authorized(w, r) {
 		return
 	}
-	d, err := rt.provider.Get(r.Context(), "traefik-proxy", rt.proxy, nil)
+	d, err := rt.provider.Get(r.Context(), rt.proxy.Key("traefik-proxy"), rt.proxy, nil)
 	if err != nil {
 		rt.logger.Error("routing: building proxy config", zap.Error(err))
 		WriteError(w, http.StatusInternalServerError, "building routing config")
@@ -114,7 +117,7 @@ func (rt *routing) workerConfig(w http.ResponseWriter, r *http.Request) {
 	if !rt.workerAuthorized(r, id) && !rt.authorized(w, r) {
 		return
 	}
-	d, err := rt.provider.Get(r.Context(), "traefik-worker-"+strconv.FormatInt(id, 10), rt.worker,
+	d, err := rt.provider.Get(r.Context(), rt.worker.Key("traefik-worker-"+strconv.FormatInt(id, 10)), rt.worker,
 		func(s *network.Snapshot) *network.Snapshot { return s.ForWorker(id) })
 	if err != nil {
 		rt.logger.Error("routing: building worker config", zap.Int64("worker", id), zap.Error(err))

@@ -98,7 +98,9 @@ func TestTraefikProviderEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	site := doc.HTTP.Routers["app-site"]
-	if site.Rule != "Host(`site.apps.test`) || Host(`site.de.apps.test`) || Host(`www.site.example`)" ||
+	// Only names that resolve to the proxies: not <slug>.<zone>, which
+	// would fail the certificate of every name of the router.
+	if site.Rule != "Host(`site.apps.test`) || Host(`www.site.example`)" ||
 		site.TLS == nil || site.TLS.CertResolver != "letsencrypt" || site.EntryPoints[0] != "websecure" {
 		t.Fatalf("site router %+v", site)
 	}
@@ -125,6 +127,12 @@ func TestTraefikProviderEndpoints(t *testing.T) {
 	}
 	if code, _, b := get(t, url, cptest.ProxyToken, hdr.Get("ETag")); code != http.StatusNotModified || len(b) != 0 {
 		t.Fatalf("If-None-Match: %d", code)
+	}
+	if code, _, _ := get(t, url, cptest.ProxyToken, `"other", *`); code != http.StatusNotModified {
+		t.Fatalf("If-None-Match: * with a document: %d, want 304", code)
+	}
+	if code, _, _ := get(t, url, cptest.ProxyToken, `"other"`); code != 200 {
+		t.Fatalf("If-None-Match of another document: %d, want 200", code)
 	}
 
 	// Worker-local config: only that worker's apps, entry point web, no TLS.
@@ -211,5 +219,33 @@ func TestProxyTableLongPollWakesOnNotify(t *testing.T) {
 	_, _, body = get(t, url, cptest.ProxyToken, "")
 	if !strings.Contains(string(body), "127.0.0.5:31001") {
 		t.Fatalf("change not in table: %s", body)
+	}
+}
+
+// The entry point and resolver names are the handler's options: an
+// operator whose Traefik calls them otherwise sets them once.
+func TestTraefikNamesAreHandlerOptions(t *testing.T) {
+	db := pgtest.New(t)
+	w1, _ := seedRouting(t, db)
+	cp := cptest.Start(t, db, cptest.Options{API: map[string]any{
+		"proxy_entry_points": []string{"https"}, "cert_resolver": "pebble", "worker_entry_points": []string{"zone"}}})
+	_, _, body := get(t, cp.URL+"/v1/traefik/proxy-config", cptest.ProxyToken, "")
+	if !strings.Contains(string(body), `"entryPoints":["https"]`) || !strings.Contains(string(body), `"certResolver":"pebble"`) ||
+		strings.Contains(string(body), "websecure") || strings.Contains(string(body), "letsencrypt") {
+		t.Fatalf("proxy config ignores the handler's names: %s", body)
+	}
+	_, _, wb := get(t, fmt.Sprintf("%s/v1/traefik/config?worker_id=%d", cp.URL, w1), cptest.ProxyToken, "")
+	if !strings.Contains(string(wb), `"entryPoints":["zone"]`) || strings.Contains(string(wb), `"web"`) {
+		t.Fatalf("worker config ignores the handler's names: %s", wb)
+	}
+}
+
+func TestCertResolverOff(t *testing.T) {
+	db := pgtest.New(t)
+	seedRouting(t, db)
+	cp := cptest.Start(t, db, cptest.Options{API: map[string]any{"cert_resolver": "off"}})
+	_, _, body := get(t, cp.URL+"/v1/traefik/proxy-config", cptest.ProxyToken, "")
+	if strings.Contains(string(body), "certResolver") || !strings.Contains(string(body), "websecure") {
+		t.Fatalf("cert_resolver off: %s", body)
 	}
 }

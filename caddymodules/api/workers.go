@@ -20,7 +20,8 @@ import (
 var registerFailures = ratelimit.New(10, time.Minute)
 
 func init() {
-	addRoutes(func(mux *http.ServeMux, wh *core.App, logger *zap.Logger) {
+	addRoutes(func(mux *http.ServeMux, h *Handler) {
+		wh, logger := h.wh, h.logger
 		w := &workerEndpoints{wh: wh, logger: logger}
 		mux.HandleFunc("POST /v1/workers/register", w.register)
 		mux.HandleFunc("POST /v1/workers/refresh-token", w.refresh)

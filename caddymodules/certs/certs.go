@@ -12,6 +12,7 @@ package certs
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -143,6 +144,7 @@ func (a *App) RunOnce(ctx context.Context) error {
 //			ca            <acme directory>
 //			email         <email>
 //			trusted_roots <pem file>...
+//			challenge_ports <http-01 port> <tls-alpn-01 port>
 //			dns           <provider> [args]
 //		}
 //	}
@@ -193,6 +195,18 @@ func parseRenew(d *caddyfile.Dispenser) (*RenewConfig, error) {
 			}
 		case "trusted_roots":
 			r.TrustedRootsPEMFiles = append(r.TrustedRootsPEMFiles, d.RemainingArgs()...)
+		case "challenge_ports":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.ArgErr()
+			}
+			for _, a := range args {
+				n, err := strconv.Atoi(a)
+				if err != nil || n < 1 || n > 65535 {
+					return nil, d.Errf("challenge_ports: invalid port %q", a)
+				}
+				r.ChallengePorts = append(r.ChallengePorts, n)
+			}
 		case "dns":
 			if !d.NextArg() {
 				return nil, d.ArgErr()

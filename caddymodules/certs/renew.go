@@ -29,6 +29,10 @@ type RenewConfig struct {
 	TrustedRootsPEMFiles []string `json:"trusted_roots_pem_files,omitempty"`
 	// DNS provider for DNS-01 (needed for wildcard certificates).
 	DNSRaw json.RawMessage `json:"dns,omitempty" caddy:"namespace=dns.providers inline_key=name"`
+	// Loopback ports of the control plane's own HTTP-01 and TLS-ALPN-01
+	// solvers. The CA asks the proxies (which answer from the shared
+	// storage), not these. Default: 5380 and 5381.
+	ChallengePorts []int `json:"challenge_ports,omitempty"`
 }
 
 func (a *App) provisionRenewal(ctx caddy.Context) error {
@@ -70,6 +74,11 @@ func (a *App) provisionRenewal(ctx caddy.Context) error {
 		// The challenge is answered by the proxies from the shared storage;
 		// the local solvers only bind loopback ports nobody asks.
 		ListenHost: "127.0.0.1", AltHTTPPort: 5380, AltTLSALPNPort: 5381,
+	}
+	if len(r.ChallengePorts) == 2 {
+		tmpl.AltHTTPPort, tmpl.AltTLSALPNPort = r.ChallengePorts[0], r.ChallengePorts[1]
+	} else if len(r.ChallengePorts) != 0 {
+		return fmt.Errorf("wisehosting_certs: renew challenge_ports takes two ports (HTTP-01, TLS-ALPN-01)")
 	}
 	if dns != nil {
 		tmpl.DNS01Solver = &certmagic.DNS01Solver{DNSManager: certmagic.DNSManager{DNSProvider: dns}}

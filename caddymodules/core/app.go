@@ -113,6 +113,7 @@ type App struct {
 
 	routingOnce sync.Once
 	routing     *network.Provider
+	zoneOnce    sync.Once
 }
 
 // CaddyModule returns the Caddy module information.
@@ -358,6 +359,27 @@ func (a *App) Routing() *network.Provider {
 		a.routing.Watch(a.ctx, a.bus, a.notify)
 	})
 	return a.routing
+}
+
+// PushZoneTables sends connected workers their zone routing document
+// (rendered by t) over their WebSocket, after each hello and on every
+// change, until the config is unloaded. Only the first call of a config
+// starts it, however many sites serve the API.
+func (a *App) PushZoneTables(t network.Traefik) {
+	a.zoneOnce.Do(func() {
+		z := &network.ZonePush{Provider: a.Routing(), Workers: workers, Render: t, Logger: a.logger,
+			WorkerIDs: func(ctx context.Context) ([]int64, error) {
+				ws, err := workerkeys.List(ctx, a.pool)
+				ids := make([]int64, 0, len(ws))
+				for _, w := range ws {
+					if !w.Revoked() {
+						ids = append(ids, w.ID)
+					}
+				}
+				return ids, err
+			}}
+		go z.Run(a.ctx)
+	})
 }
 
 // Keyring encrypts and decrypts secrets at rest.

@@ -46,6 +46,8 @@ type Options struct {
 	Apps map[string]any
 	// Hub configures the wisehosting_hub handler.
 	Hub map[string]any
+	// API configures the wisehosting_api handler.
+	API map[string]any
 	// LogLevel of Caddy's default logger (default ERROR).
 	LogLevel string
 }
@@ -75,7 +77,9 @@ func Config(db *pgtest.DB, addr string, o Options) []byte {
 	maps.Copy(core, o.Core)
 	hub := map[string]any{"handler": "wisehosting_hub"}
 	maps.Copy(hub, o.Hub)
-	handlers := []any{hub, map[string]any{"handler": "wisehosting_api"}}
+	api := map[string]any{"handler": "wisehosting_api"}
+	maps.Copy(api, o.API)
+	handlers := []any{hub, api}
 	for _, h := range o.Handlers {
 		handlers = append(handlers, h)
 	}

@@ -45,6 +45,7 @@ func TestOnDemandCertificateFromPebble(t *testing.T) {
 	p := addr[strings.LastIndex(addr, ":")+1:]
 	cfg := fmt.Sprintf(`{
 	admin off
+	http_port %[7]d
 	storage file_system %[1]s/data
 	email ops@customer.test
 	on_demand_tls {
@@ -72,7 +73,7 @@ https://:%[4]s {
 		dynamic wisehosting
 	}
 }
-`, dir, f.cpURL, cptest.ProxyToken, p, acmeDir, caFile)
+`, dir, f.cpURL, cptest.ProxyToken, p, acmeDir, caFile, peers.FreePort(t))
 	runProxy(t, dir, cfg, addr)
 
 	get := func(host string) (string, error) {
@@ -150,6 +151,7 @@ func wildcardByDNS01(t *testing.T, dnsAddr, provider string, state func() (chall
 	p := addr[strings.LastIndex(addr, ":")+1:]
 	cfg := fmt.Sprintf(`{
 	admin off
+	http_port %[7]d
 	storage file_system %[1]s/data
 	email ops@apps.test
 }
@@ -164,7 +166,7 @@ https://*.apps.test:%[2]s {
 	}
 	respond "wildcard {host}"
 }
-`, dir, p, acmeDir, caFile, provider, dnsAddr)
+`, dir, p, acmeDir, caFile, provider, dnsAddr, peers.FreePort(t))
 	runProxy(t, dir, cfg, addr)
 	t.Cleanup(func() {
 		if t.Failed() {

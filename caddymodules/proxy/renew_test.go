@@ -16,6 +16,7 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/certs"
 	"github.com/wisehosting/wisehosting/caddymodules/cptest"
 	"github.com/wisehosting/wisehosting/internal/network"
+	"github.com/wisehosting/wisehosting/internal/peers"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
 )
 
@@ -50,7 +51,8 @@ func TestControlPlaneRenewsFromSharedStorage(t *testing.T) {
 	acmeDir, roots, caFile := pebble(t, "")
 	cp := cptest.Start(t, db, cptest.Options{Apps: map[string]any{"wisehosting_certs": map[string]any{
 		"interval": "1h", "warn": "100000h", // every certificate counts as expiring
-		"renew": map[string]any{"ca": acmeDir, "email": "ops@customer.test", "trusted_roots_pem_files": []string{caFile}},
+		"renew": map[string]any{"ca": acmeDir, "email": "ops@customer.test", "trusted_roots_pem_files": []string{caFile},
+			"challenge_ports": []int{peers.FreePort(t), peers.FreePort(t)}},
 	}}})
 
 	dir := t.TempDir()
@@ -58,6 +60,7 @@ func TestControlPlaneRenewsFromSharedStorage(t *testing.T) {
 	p := addr[strings.LastIndex(addr, ":")+1:]
 	cfg := fmt.Sprintf(`{
 	admin off
+	http_port %[8]d
 	email ops@customer.test
 	storage wisehosting {
 		database_url %[7]s
@@ -87,7 +90,7 @@ https://:%[4]s {
 		dynamic wisehosting
 	}
 }
-`, dir, cp.URL, cptest.ProxyToken, p, acmeDir, caFile, db.URL)
+`, dir, cp.URL, cptest.ProxyToken, p, acmeDir, caFile, db.URL, peers.FreePort(t))
 	runProxy(t, dir, cfg, addr)
 
 	waitFor(t, "certificate issued to the proxy", 30*time.Second, func() bool {

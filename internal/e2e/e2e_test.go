@@ -92,6 +92,7 @@ func (s *system) startProxy() {
 	s.t.Helper()
 	cfg := fmt.Sprintf(`{
 	admin off
+	http_port %[7]d
 	storage file_system %[1]s/data
 	email ops@customer.test
 	on_demand_tls {
@@ -120,7 +121,7 @@ https://:%[4]s {
 		dynamic wisehosting
 	}
 }
-`, s.pxDir, s.cpAddr, proxyToken, portOf(s.pxAddr), s.pebble.Directory, s.pebble.CAFile)
+`, s.pxDir, s.cpAddr, proxyToken, portOf(s.pxAddr), s.pebble.Directory, s.pebble.CAFile, peers.FreePort(s.t))
 	path := filepath.Join(s.pxDir, "proxy.Caddyfile")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		s.t.Fatal(err)

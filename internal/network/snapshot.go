@@ -25,8 +25,9 @@ func NotifyChanged(ctx context.Context, q Execer) error {
 	return err
 }
 
-// Route is one path of an app: traffic for PathPrefix goes to Port on the
-// app's worker; routes of the same prefix split traffic by Weight.
+// Route is one path of an app: traffic for PathPrefix goes to Port of the
+// app (the app's port is published on its worker at the app's host port);
+// routes of the same prefix split traffic by Weight.
 type Route struct {
 	PathPrefix  string
 	Port        int
@@ -42,6 +43,7 @@ type App struct {
 	WorkerID int64
 	Zone     string // the worker's zone ("" when none)
 	Upstream string // host:port on the worker's mesh address
+	Port     int    // the port the app listens on (Upstream's port publishes it)
 	Domains  []string
 	Routes   []Route
 }
@@ -63,7 +65,7 @@ type Querier interface {
 // however many apps there are.
 func Load(ctx context.Context, q Querier, subdomainBase string) (*Snapshot, error) {
 	rows, err := q.Query(ctx, `SELECT a.id, a.slug, a.worker_id, w.zone, host(w.wg_ip),
-			CASE WHEN a.host_port > 0 THEN a.host_port ELSE a.port END
+			CASE WHEN a.host_port > 0 THEN a.host_port ELSE a.port END, a.port
 		FROM apps a JOIN workers w ON w.id = a.worker_id
 		WHERE a.status = 'running' AND a.port > 0 AND w.wg_ip IS NOT NULL
 		ORDER BY a.slug`)
@@ -76,7 +78,7 @@ func Load(ctx context.Context, q Querier, subdomainBase string) (*Snapshot, erro
 		var a App
 		var ip string
 		var port int
-		if err := rows.Scan(&a.ID, &a.Slug, &a.WorkerID, &a.Zone, &ip, &port); err != nil {
+		if err := rows.Scan(&a.ID, &a.Slug, &a.WorkerID, &a.Zone, &ip, &port, &a.Port); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -142,12 +144,20 @@ func containsColon(s string) bool {
 
 // Hosts returns the host names an app answers on: <slug>.<subdomain_base>,
 // <slug>.<worker zone> and its verified domains, sorted and unique.
-func (s *Snapshot) Hosts(a *App) []string {
+func (s *Snapshot) Hosts(a *App) []string { return s.hosts(a, true) }
+
+// ProxyHosts returns the names that resolve to the proxies:
+// <slug>.<subdomain_base> and the verified domains. <slug>.<zone> resolves
+// to the worker, so a proxy that asked a CA for it would fail the HTTP-01
+// challenge, and with it the certificate of every name of the router.
+func (s *Snapshot) ProxyHosts(a *App) []string { return s.hosts(a, false) }
+
+func (s *Snapshot) hosts(a *App, zone bool) []string {
 	set := map[string]bool{}
 	if s.SubdomainBase != "" {
 		set[a.Slug+"."+s.SubdomainBase] = true
 	}
-	if a.Zone != "" {
+	if zone && a.Zone != "" {
 		set[a.Slug+"."+a.Zone] = true
 	}
 	for _, d := range a.Domains {

@@ -52,13 +52,13 @@ func BuildTable(s *Snapshot) *Table {
 				if sc == "http" {
 					sc = ""
 				}
-				p.Upstreams = append(p.Upstreams, Upstream{Dial: hostPort(upstreamHost(a), r.Port), Scheme: sc, Weight: max(r.Weight, 0)})
+				p.Upstreams = append(p.Upstreams, Upstream{Dial: routeDial(a, r), Scheme: sc, Weight: max(r.Weight, 0)})
 			}
 			e.Paths = append(e.Paths, p)
 		}
 		// Longest prefix first: the first match wins.
 		sort.SliceStable(e.Paths, func(i, j int) bool { return len(e.Paths[i].Prefix) > len(e.Paths[j].Prefix) })
-		for _, h := range s.Hosts(a) {
+		for _, h := range s.ProxyHosts(a) {
 			t.Hosts[h] = e
 		}
 	}

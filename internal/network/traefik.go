@@ -19,6 +19,16 @@ type Traefik struct {
 	// CertResolver, when set, asks Traefik for certificates of each
 	// router's hosts (ACME).
 	CertResolver string
+	// ZoneHosts adds <slug>.<worker zone> to the hosts (a worker's zone
+	// router: those names resolve to the worker). Otherwise only names
+	// that resolve to the proxies are routed (Snapshot.ProxyHosts).
+	ZoneHosts bool
+}
+
+// Key names the document rendered with these options (the provider's
+// cache key): handlers configured differently get their own.
+func (t Traefik) Key(doc string) string {
+	return fmt.Sprintf("%s|%s|%s|%t", doc, strings.Join(t.EntryPoints, ","), t.CertResolver, t.ZoneHosts)
 }
 
 type tfConfig struct {
@@ -120,6 +130,16 @@ func upstreamHost(a *App) string {
 	return a.Upstream[:i]
 }
 
+// routeDial is where a route's traffic goes: the app's port is reached at
+// its published address; another port (routes written before ports were
+// checked) on the worker's mesh address as is.
+func routeDial(a *App, r Route) string {
+	if a.Port != 0 && r.Port == a.Port {
+		return a.Upstream
+	}
+	return hostPort(upstreamHost(a), r.Port)
+}
+
 // Render implements Router. Map keys are sorted by encoding/json, so equal
 // snapshots give equal bytes.
 func (t Traefik) Render(s *Snapshot) ([]byte, error) {
@@ -130,7 +150,10 @@ func (t Traefik) Render(s *Snapshot) ([]byte, error) {
 	}
 	for i := range s.Apps {
 		a := &s.Apps[i]
-		hosts := s.Hosts(a)
+		hosts := s.ProxyHosts(a)
+		if t.ZoneHosts {
+			hosts = s.Hosts(a)
+		}
 		if len(hosts) == 0 {
 			continue
 		}
@@ -156,7 +179,7 @@ func (t Traefik) Render(s *Snapshot) ([]byte, error) {
 			cfg.HTTP.Routers[rname] = r
 			if len(g.routes) == 1 {
 				rt := g.routes[0]
-				cfg.HTTP.Services[rname] = tfService{LoadBalancer: &tfLB{Servers: []tfServer{{URL: scheme(rt.Protocol) + "://" + hostPort(upstreamHost(a), rt.Port)}}}}
+				cfg.HTTP.Services[rname] = tfService{LoadBalancer: &tfLB{Servers: []tfServer{{URL: scheme(rt.Protocol) + "://" + routeDial(a, rt)}}}}
 				continue
 			}
 			// Traffic splitting: a weighted service over one service per
@@ -164,7 +187,7 @@ func (t Traefik) Render(s *Snapshot) ([]byte, error) {
 			var refs []tfWeightedRef
 			for ri, rt := range g.routes {
 				child := fmt.Sprintf("%s-w%d", rname, ri)
-				cfg.HTTP.Services[child] = tfService{LoadBalancer: &tfLB{Servers: []tfServer{{URL: scheme(rt.Protocol) + "://" + hostPort(upstreamHost(a), rt.Port)}}}}
+				cfg.HTTP.Services[child] = tfService{LoadBalancer: &tfLB{Servers: []tfServer{{URL: scheme(rt.Protocol) + "://" + routeDial(a, rt)}}}}
 				refs = append(refs, tfWeightedRef{Name: child, Weight: rt.Weight})
 			}
 			cfg.HTTP.Services[rname] = tfService{Weighted: &tfWeighted{Services: refs}}

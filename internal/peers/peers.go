@@ -66,6 +66,22 @@ type Pebble struct {
 	CAFile string
 	// Issued holds the root of the certificates Pebble issues.
 	Issued *x509.CertPool
+	// HTTPPort and TLSPort are the loopback ports Pebble's validation
+	// authority dials for HTTP-01 and TLS-ALPN-01 challenges: ephemeral,
+	// so no test needs :80 or :443 (or any fixed port) free.
+	HTTPPort, TLSPort int
+}
+
+// FreePort returns a free loopback port: for servers a test configures
+// (e.g. Caddy's http_port, which is 80 unless set).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 func freeAddr(t testing.TB) string {
@@ -87,10 +103,11 @@ func StartPebble(t testing.TB, dnsServer string) *Pebble {
 	modcache, _ := exec.Command("go", "env", "GOMODCACHE").Output()
 	certs := filepath.Join(strings.TrimSpace(string(modcache)), "github.com/letsencrypt/pebble/v2@"+PebbleVersion, "test/certs")
 	addr, mgmt := freeAddr(t), freeAddr(t)
+	httpPort, tlsPort := FreePort(t), FreePort(t)
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress": addr, "managementListenAddress": mgmt,
 		"certificate": filepath.Join(certs, "localhost/cert.pem"), "privateKey": filepath.Join(certs, "localhost/key.pem"),
-		"httpPort": 5002, "tlsPort": 5001, "ocspResponderURL": "", "externalAccountBindingRequired": false,
+		"httpPort": httpPort, "tlsPort": tlsPort, "ocspResponderURL": "", "externalAccountBindingRequired": false,
 	}}
 	b, _ := json.Marshal(cfg)
 	dir := t.TempDir()
@@ -109,7 +126,7 @@ func StartPebble(t testing.TB, dnsServer string) *Pebble {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
-	p := &Pebble{Directory: "https://" + addr + "/dir", CAFile: filepath.Join(certs, "pebble.minica.pem")}
+	p := &Pebble{Directory: "https://" + addr + "/dir", CAFile: filepath.Join(certs, "pebble.minica.pem"), HTTPPort: httpPort, TLSPort: tlsPort}
 	minica := x509.NewCertPool()
 	pem, _ := os.ReadFile(p.CAFile)
 	minica.AppendCertsFromPEM(pem)

@@ -172,3 +172,14 @@ type DesiredApp struct {
 type DesiredState struct {
 	Apps []DesiredApp `json:"apps"`
 }
+
+// TypeZoneTable carries a worker's zone routing document (CP → worker),
+// sent after its hello and whenever routing changes.
+const TypeZoneTable = "zone.table"
+
+// ZoneTable is the worker's zone routing: the document
+// /v1/traefik/config?worker_id=N serves, with its ETag.
+type ZoneTable struct {
+	ETag string          `json:"etag"`
+	Doc  json.RawMessage `json:"doc"`
+}
