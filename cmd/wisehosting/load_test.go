@@ -174,9 +174,11 @@ func TestExampleCaddyfileUnderLoad(t *testing.T) {
 	}
 
 	// The first account, from the one-time password in the log.
-	pw := regexp.MustCompile(`"password":"([^"]+)"`).FindStringSubmatch(out.String())
-	if pw == nil {
-		t.Fatal("no one-time password in the log")
+	var pw []string
+	for wait := time.Now().Add(15 * time.Second); pw == nil; time.Sleep(50 * time.Millisecond) {
+		if pw = regexp.MustCompile(`One-time password:\s+(\S+)`).FindStringSubmatch(out.String()); pw == nil && time.Now().After(wait) {
+			t.Fatal("no one-time password in the log")
+		}
 	}
 	const timeout = 5 * time.Second
 	client := &http.Client{Timeout: timeout}
