@@ -41,7 +41,7 @@ func TestZoneTablePushedOverWebSocket(t *testing.T) {
 	db := pgtest.New(t)
 	cp := cptest.Start(t, db, cptest.Options{})
 	ctx := t.Context()
-	w, key, err := workers.Add(ctx, db.Pool, "w1", "de.apps.test", "127.0.0.5")
+	w, key, err := workers.Add(ctx, db.Pool, cptest.Keyring(t), "w1", "de.apps.test", "127.0.0.5")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,8 +57,8 @@ func TestZoneTablePushedOverWebSocket(t *testing.T) {
 	r := zone.New(zone.Config{URL: cp.URL, WorkerID: client.WorkerID, Token: client.BearerToken, Client: client.HTTPClient(),
 		Interval: time.Hour, LocalIP: "127.0.0.5"})
 	client.Handle(wsproto.TypeZoneTable, r.HandlePush)
-	client.OnConnect(func(ctx context.Context) {
-		client.Send(ctx, wsproto.TypeHello, wsproto.Hello{Version: "test", WGIP: "127.0.0.5", CPUMillis: 1000, MemoryMB: 1024, DiskQuota: "none", MaxJobs: 1})
+	client.SetHello(func() wsproto.Hello {
+		return wsproto.Hello{Version: "test", WGIP: "127.0.0.5", CPUMillis: 1000, MemoryMB: 1024, DiskQuota: "none", MaxJobs: 1}
 	})
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
