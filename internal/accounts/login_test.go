@@ -112,7 +112,8 @@ func rss(t *testing.T, field string) int {
 
 // RSSBoundMiB is the most 50 concurrent sign-ins may add to the
 // process's peak RSS: HashSlots hashes of 19 MiB with the garbage
-// collector's headroom. Unbounded 64 MiB hashes needed about 3 GiB.
+// collector's headroom. Without the bound, each concurrent sign-in held
+// its own 64 MiB hash.
 const RSSBoundMiB = 128
 
 // 50 sign-ins at once, from 50 addresses, right and wrong passwords, keep
