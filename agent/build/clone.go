@@ -23,6 +23,8 @@ type Source struct {
 	Branch string
 	Commit string // optional: exact commit to check out
 	Token  string // optional: OAuth token of a private repository
+	// User goes with Token over HTTP Basic (default "x-access-token").
+	User string
 }
 
 // Options of Clone.
@@ -54,6 +56,9 @@ func Validate(s Source, o Options) error {
 	if strings.ContainsAny(s.Token, "\r\n\x00") {
 		return errors.New("invalid repository token")
 	}
+	if len(s.User) > 100 || strings.ContainsAny(s.User, ":\r\n\x00") {
+		return errors.New("invalid repository user name")
+	}
 	return nil
 }
 
@@ -69,7 +74,11 @@ func gitEnv(s Source, home string, o Options) []string {
 		kv = append(kv, [2]string{"http.sslCAInfo", o.CAFile})
 	}
 	if s.Token != "" {
-		basic := base64.StdEncoding.EncodeToString([]byte("x-access-token:" + s.Token))
+		user := s.User
+		if user == "" {
+			user = "x-access-token"
+		}
+		basic := base64.StdEncoding.EncodeToString([]byte(user + ":" + s.Token))
 		kv = append(kv, [2]string{"http.extraHeader", "Authorization: Basic " + basic})
 	}
 	env = append(env, fmt.Sprintf("GIT_CONFIG_COUNT=%d", len(kv)))

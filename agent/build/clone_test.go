@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"encoding/base64"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,4 +118,22 @@ func FuzzValidate(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The token goes with the provider's user name (GitLab's OAuth tokens
+// need "oauth2"); a user name that could split the Basic pair is refused.
+func TestCloneUser(t *testing.T) {
+	s := Source{URL: "https://gitlab.example.com/a/b.git", Branch: "main", Token: "glo_tok", User: "oauth2"}
+	env := strings.Join(gitEnv(s, "/tmp/h", Options{}), "\n")
+	if !strings.Contains(env, "Authorization: Basic "+base64.StdEncoding.EncodeToString([]byte("oauth2:glo_tok"))) {
+		t.Fatalf("user name not used: %s", env)
+	}
+	s.User = ""
+	if env := strings.Join(gitEnv(s, "/tmp/h", Options{}), "\n"); !strings.Contains(env, base64.StdEncoding.EncodeToString([]byte("x-access-token:glo_tok"))) {
+		t.Fatalf("default user name: %s", env)
+	}
+	s.User = "a:b"
+	if Validate(s, Options{}) == nil {
+		t.Fatal("a user name with a colon was accepted")
+	}
 }

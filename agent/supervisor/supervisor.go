@@ -682,7 +682,7 @@ func (s *Supervisor) build(ctx context.Context, j wsproto.JobAssign, p wsproto.D
 	}
 	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "src")
-	commit, err = build.Clone(ctx, build.Source{URL: p.GitURL, Branch: p.Branch, Commit: p.Commit, Token: p.GitToken}, dir,
+	commit, err = build.Clone(ctx, build.Source{URL: p.GitURL, Branch: p.Branch, Commit: p.Commit, Token: p.GitToken, User: p.GitUser}, dir,
 		build.Options{AllowLocal: s.cfg.AllowLocalGit, CAFile: s.cfg.GitCAFile})
 	if err != nil {
 		return "", 0, "", err

@@ -113,7 +113,7 @@ func (a *App) prepare(ctx context.Context, j jobs.Job) (json.RawMessage, error) 
 	}
 	p.Env = env
 	if p.Image == "" {
-		if p.GitToken, err = deploys.GitToken(ctx, a.wh.Pool(), a.wh.Keyring(), j.AppID); err != nil {
+		if p.GitUser, p.GitToken, err = deploys.GitCredentials(ctx, a.wh.Pool(), a.wh.Keyring(), j.AppID); err != nil {
 			return nil, err
 		}
 	}

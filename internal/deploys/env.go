@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/wisehosting/wisehosting/internal/gitproviders"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/secrets"
 )
@@ -78,24 +79,36 @@ func ConnectionAD(connID int64) []byte {
 // connection it was created from. Previews use their parent's; a fork's
 // preview gets none.
 func GitToken(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, appID int64) (string, error) {
+	_, tok, err := GitCredentials(ctx, q, kr, appID)
+	return tok, err
+}
+
+// GitCredentials is GitToken with the user name the app's provider
+// expects with it over HTTP Basic.
+func GitCredentials(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, appID int64) (user, token string, err error) {
 	var owner, conn int64
+	var provider string
 	var enc, connEnc *string
-	err := q.QueryRow(ctx, `SELECT a.id, a.git_token_enc, COALESCE(c.id, 0), c.token_enc FROM apps a
+	err = q.QueryRow(ctx, `SELECT a.id, a.git_provider, a.git_token_enc, COALESCE(c.id, 0), c.token_enc FROM apps a
 		LEFT JOIN git_connections c ON c.id = a.git_connection_id AND c.team_id = a.team_id
-		WHERE a.id = (SELECT COALESCE(preview_of, id) FROM apps WHERE id = $1 AND NOT from_fork)`, appID).Scan(&owner, &enc, &conn, &connEnc)
+		WHERE a.id = (SELECT COALESCE(preview_of, id) FROM apps WHERE id = $1 AND NOT from_fork)`, appID).Scan(&owner, &provider, &enc, &conn, &connEnc)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return "", nil
+		return "", "", nil
 	}
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	if enc != nil && *enc != "" {
-		return kr.DecryptString(secrets.PurposeGitTokens, *enc, AppAD(owner))
+	user = gitproviders.CloneUser(provider)
+	switch {
+	case enc != nil && *enc != "":
+		token, err = kr.DecryptString(secrets.PurposeGitTokens, *enc, AppAD(owner))
+	case connEnc != nil && *connEnc != "":
+		token, err = kr.DecryptString(secrets.PurposeGitTokens, *connEnc, ConnectionAD(conn))
 	}
-	if connEnc != nil && *connEnc != "" {
-		return kr.DecryptString(secrets.PurposeGitTokens, *connEnc, ConnectionAD(conn))
+	if token == "" {
+		user = ""
 	}
-	return "", nil
+	return user, token, err
 }
 
 // SetGitToken stores an app's repository token, encrypted ("" removes it).

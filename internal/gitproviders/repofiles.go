@@ -341,6 +341,19 @@ func Explain(provider, what string, err error) error {
 	return &Error{Status: http.StatusBadGateway, Msg: fmt.Sprintf("%s answered %d while %s", name, ae.Status, what)}
 }
 
+// CloneUser is the HTTP Basic user name a provider expects with a token
+// over git's smart HTTP: GitHub and Gitea take any, GitLab's OAuth tokens
+// need "oauth2", Bitbucket's "x-token-auth".
+func CloneUser(provider string) string {
+	switch provider {
+	case GitLab:
+		return "oauth2"
+	case Bitbucket:
+		return "x-token-auth"
+	}
+	return "x-access-token"
+}
+
 // DisplayName is the provider's name for people.
 func DisplayName(provider string) string {
 	switch provider {

@@ -5,11 +5,14 @@ package wsproto
 // GitToken (decrypted) only when it delivers the job over the
 // authenticated channel, and the worker never writes them to disk.
 type DeployPayload struct {
-	Slug      string `json:"slug"`
-	GitURL    string `json:"git_url,omitempty"`
-	Branch    string `json:"branch,omitempty"`
-	Commit    string `json:"commit,omitempty"`
-	GitToken  string `json:"git_token,omitempty"`
+	Slug     string `json:"slug"`
+	GitURL   string `json:"git_url,omitempty"`
+	Branch   string `json:"branch,omitempty"`
+	Commit   string `json:"commit,omitempty"`
+	GitToken string `json:"git_token,omitempty"`
+	// GitUser is the user name sent with GitToken (HTTP Basic): each
+	// provider expects its own ("x-access-token" when empty).
+	GitUser   string `json:"git_user,omitempty"`
 	Framework string `json:"framework,omitempty"` // auto, node, nextjs, vite, go, python, static, dockerfile
 	Port      int    `json:"port"`
 	CPUMillis int    `json:"cpu_millis"`
