@@ -33,6 +33,7 @@ import (
 	"github.com/wisehosting/wisehosting/agent/build"
 	"github.com/wisehosting/wisehosting/agent/runtime"
 	"github.com/wisehosting/wisehosting/internal/frameworks"
+	"github.com/wisehosting/wisehosting/internal/gitsource"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -687,10 +688,20 @@ func (s *Supervisor) build(ctx context.Context, j wsproto.JobAssign, p wsproto.D
 	if err != nil {
 		return "", 0, "", err
 	}
-	plan, err := frameworks.Detect(dir, p.Framework)
+	root, err := buildRoot(dir, p.RootDir)
 	if err != nil {
 		return "", 0, "", err
 	}
+	var plan *frameworks.Plan
+	if p.Dockerfile != "" {
+		if err := gitsource.CheckPath(p.Dockerfile); err != nil {
+			return "", 0, "", err
+		}
+		plan = &frameworks.Plan{Framework: frameworks.Dockerfile, Containerfile: p.Dockerfile, OwnFile: true, Port: 8080}
+	} else if plan, err = frameworks.Detect(root, p.Framework); err != nil {
+		return "", 0, "", err
+	}
+	dir = root
 	s.progress(ctx, j, "build", fmt.Sprintf("building %s (%s)", shortSHA(commit), plan.Framework), 20)
 	w := s.logs.writer(j.AppID, j.DeploymentID, "build")
 	img = fmt.Sprintf("localhost/wisehosting/%s:d%d", p.Slug, j.DeploymentID)
@@ -710,6 +721,29 @@ func (s *Supervisor) build(ctx context.Context, j wsproto.JobAssign, p wsproto.D
 		return "", 0, "", err
 	}
 	return img, plan.Port, commit, nil
+}
+
+// buildRoot is the checkout's sub-directory rel (validated, and still
+// inside the checkout once symbolic links are resolved).
+func buildRoot(dir, rel string) (string, error) {
+	if rel == "" {
+		return dir, nil
+	}
+	if err := gitsource.CheckPath(rel); err != nil {
+		return "", err
+	}
+	real, err := filepath.EvalSymlinks(filepath.Join(dir, rel))
+	if err != nil {
+		return "", fmt.Errorf("the root directory %q is not in the repository", rel)
+	}
+	top, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", err
+	}
+	if st, err := os.Stat(real); err != nil || !st.IsDir() || (real != top && !strings.HasPrefix(real, top+string(filepath.Separator))) {
+		return "", fmt.Errorf("the root directory %q is not a directory of the repository", rel)
+	}
+	return real, nil
 }
 
 func shortSHA(c string) string {

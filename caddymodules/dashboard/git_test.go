@@ -90,7 +90,7 @@ func TestGitConnectionsAreTeamScoped(t *testing.T) {
 	}
 	// Settings errors name their field.
 	for field, body := range map[string]map[string]any{"framework": {"framework": "cobol"}, "git_branch": {"git_branch": "-x"},
-		"health_path": {"health_path": "no-slash"}, "port": {"port": 70000}} {
+		"health_path": {"health_path": "no-slash"}, "port": {"port": 70000}, "root_dir": {"root_dir": "../etc"}, "dockerfile": {"dockerfile": "/etc/passwd"}} {
 		if got := alice.want(422, "PATCH", fmt.Sprintf("/api/apps/%d", appID), body); got["field"] != field {
 			t.Errorf("%v: %v", body, got)
 		}

@@ -152,7 +152,10 @@ http://%s {
 	for _, r := range []string{"alice/shop", "alice/blog", "alice/docs"} {
 		gh.CreateRepo(r)
 	}
-	sha1 := gh.Commit("alice/shop", "main", map[string]string{"index.html": "<h1>shop version one</h1>\n"}, "first")
+	// The site lives in site/ (the app's root directory); the top-level
+	// page must not be what is served.
+	sha1 := gh.Commit("alice/shop", "main", map[string]string{"index.html": "<h1>the repository's top level</h1>\n",
+		"site/index.html": "<h1>shop version one</h1>\n"}, "first")
 	gh.Commit("alice/blog", "main", map[string]string{"package.json": `{"dependencies":{"next":"15.0.0"}}`}, "blog")
 	gh.Commit("alice/docs", "main", map[string]string{"index.html": "docs"}, "docs")
 
@@ -228,6 +231,8 @@ http://%s {
 	if shop["git_repo"] != gh.CloneURL("alice/shop") || shop["git_branch"] != "main" || shop["hook"].(map[string]any)["installed"] != true {
 		t.Fatalf("created: %v", shop)
 	}
+	api.wantError("PATCH", fmt.Sprintf("/api/apps/%d", shopID), map[string]any{"root_dir": "../etc"}, 422, "root_dir", regexp.MustCompile(`not valid`))
+	api.call("PATCH", fmt.Sprintf("/api/apps/%d", shopID), map[string]any{"root_dir": "site"}, 200)
 	hooks := gh.Hooks("alice/shop")
 	if len(hooks) != 1 || hooks[0].URL != fmt.Sprintf("http://%s/v1/hooks/github/%d", cpAddr, shopID) || len(hooks[0].Secret) < 20 {
 		t.Fatalf("hooks at the provider: %+v", hooks)
@@ -264,7 +269,7 @@ http://%s {
 	waitStatus(sha1, "success", "https://store.apps.test")
 
 	// A pull request → preview at shop-pr-7 with its commit status.
-	sha2 := gh.Commit("alice/shop", "feature", map[string]string{"index.html": "<h1>shop pull request seven</h1>\n"}, "feature")
+	sha2 := gh.Commit("alice/shop", "feature", map[string]string{"site/index.html": "<h1>shop pull request seven</h1>\n"}, "feature")
 	codes, bodies = gh.PullRequest("alice/shop", 7, "opened", "feature", sha2, "")
 	var outcome struct {
 		Action string `json:"action"`
@@ -282,7 +287,7 @@ http://%s {
 	// A fork's pull request: no preview unless the app allows forks; then
 	// one without the app's secrets, saying so in its log.
 	gh.CreatePublicRepo("mallory/shop")
-	sha3 := gh.Commit("mallory/shop", "evil", map[string]string{"index.html": "<h1>from a fork</h1>\n"}, "fork")
+	sha3 := gh.Commit("mallory/shop", "evil", map[string]string{"site/index.html": "<h1>from a fork</h1>\n"}, "fork")
 	codes, bodies = gh.PullRequest("alice/shop", 8, "opened", "evil", sha3, "mallory/shop")
 	if codes[0] != 200 || !strings.Contains(bodies[0], "forks get no preview") {
 		t.Fatalf("fork pull request, forks not allowed: %v %v", codes, bodies)

@@ -56,6 +56,26 @@ func CheckBranch(b string) error {
 	return nil
 }
 
+// CheckPath accepts a path inside a repository (a build's root directory,
+// a Dockerfile): relative, letters, digits and . _ / - only, no ".."
+// component, no leading dash or slash; "" means the repository's root.
+func CheckPath(p string) error {
+	if p == "" {
+		return nil
+	}
+	ok := len(p) <= 200 && pathRe.MatchString(p) && !strings.HasPrefix(p, "-") && !strings.HasPrefix(p, "/") &&
+		!strings.Contains(p, "//")
+	for _, part := range strings.Split(p, "/") {
+		ok = ok && part != ".." && part != "."
+	}
+	if !ok {
+		return fmt.Errorf("the path %q is not valid: a relative path in the repository with letters, digits, '.', '_', '/' and '-', without ..", p)
+	}
+	return nil
+}
+
+var pathRe = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
+
 // CheckCommit accepts a hexadecimal commit id of 7 to 64 digits.
 func CheckCommit(c string) error {
 	if !commitRe.MatchString(c) {

@@ -72,3 +72,18 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+// Paths inside a repository (root directory, Dockerfile) stay relative
+// and inside it.
+func TestCheckPath(t *testing.T) {
+	for _, ok := range []string{"", "web", "apps/web", "docker/Dockerfile.prod", "a_b-c.d"} {
+		if err := CheckPath(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"..", "../x", "a/../../b", "/etc", "-x", "a//b", "./a", "a b", "a\nb", "a;b", strings.Repeat("a", 201)} {
+		if CheckPath(bad) == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

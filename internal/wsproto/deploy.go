@@ -19,9 +19,14 @@ type DeployPayload struct {
 	MemoryMB  int    `json:"memory_mb"`
 	DiskMB    int    `json:"disk_mb,omitempty"`
 	// BandwidthKbit limits the container's egress (0: unlimited).
-	BandwidthKbit int               `json:"bandwidth_kbit,omitempty"`
-	HealthPath    string            `json:"health_path,omitempty"`
-	Env           map[string]string `json:"env,omitempty"`
+	BandwidthKbit int    `json:"bandwidth_kbit,omitempty"`
+	HealthPath    string `json:"health_path,omitempty"`
+	// RootDir is the build's directory inside the repository ("" = its
+	// root); Dockerfile, when set, is the Dockerfile to build (relative to
+	// RootDir) instead of detecting.
+	RootDir    string            `json:"root_dir,omitempty"`
+	Dockerfile string            `json:"dockerfile,omitempty"`
+	Env        map[string]string `json:"env,omitempty"`
 	// Image, when set, is deployed as is without building (rollback).
 	Image string `json:"image,omitempty"`
 }
