@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"syscall"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -23,7 +25,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "infra",
-		Usage: "status|setup [--infra infra.yaml] [--config Caddyfile] [--json] [--dry-run] [--step dns|proxy] [--proxy-dir DIR]",
+		Usage: "status|setup|ssh <host> [-- command…] [--infra infra.yaml] [--config Caddyfile] [--json] [--dry-run] [--step dns|proxy] [--proxy-dir DIR]",
 		Short: "Checks or sets up the hosts described in infra.yaml",
 		Long: `
 "infra status" checks every host of infra.yaml in parallel: control planes
@@ -33,9 +35,13 @@ wildcard DNS record of the app zone points at the proxies, and certificates
 are not about to expire. It exits 1 when a check fails.
 
 "infra setup" ensures the wildcard A records *.<subdomain_base> of the
-proxies at the DNS provider (step dns) and writes each proxy host's
-Caddyfile for the proxy mode (step proxy); --dry-run prints what it would
+proxies at the DNS provider (step dns) and writes each proxy host's files
+(step proxy): Traefik's traefik.yml, start script and unit, or with
+proxy.kind caddy the proxy-mode Caddyfile; --dry-run prints what it would
 change.
+
+"infra ssh <host>" runs the system ssh to the host's public (else mesh)
+address as its ssh_user (root), on ssh_port (22), with ssh_key if given.
 With a hetzner: section, servers are discovered from the Hetzner Cloud API.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("infra", "infra.yaml", "the installation's description")
@@ -45,7 +51,7 @@ With a hetzner: section, servers are discovered from the Hetzner Cloud API.`,
 			cmd.Flags().Bool("dry-run", false, "setup: only print the planned changes")
 			cmd.Flags().String("step", "", "setup: run only this step (dns, proxy)")
 			cmd.Flags().String("proxy-dir", ".", "setup: where the proxy hosts' files (traefik.yml, start script and unit; or Caddyfile) are written")
-			cmd.Args = cobra.ExactArgs(1)
+			cmd.Args = cobra.MinimumNArgs(1)
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdInfra)
 		},
 	})
@@ -69,6 +75,20 @@ func cmdInfra(fl caddycmd.Flags) (int, error) {
 		}
 	}
 	switch fl.Arg(0) {
+	case "ssh":
+		if fl.NArg() < 2 {
+			return caddy.ExitCodeFailedStartup, errors.New("usage: infra ssh <host> [-- command…]")
+		}
+		args, err := cfg.SSHArgs(fl.Arg(1), fl.Args()[2:]...)
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		bin, err := exec.LookPath("ssh")
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, fmt.Errorf("the ssh client is not installed: %w", err)
+		}
+		// Replace this process: the session gets the terminal and signals.
+		return caddy.ExitCodeFailedStartup, syscall.Exec(bin, args, os.Environ())
 	case "status":
 		return status(ctx, fl, cfg)
 	case "setup":
@@ -90,7 +110,7 @@ func cmdInfra(fl caddycmd.Flags) (int, error) {
 		fmt.Println("done")
 		return 0, nil
 	}
-	return caddy.ExitCodeFailedStartup, errors.New("usage: infra status|setup")
+	return caddy.ExitCodeFailedStartup, errors.New("usage: infra status|setup|ssh <host>")
 }
 
 // WorkerSource reads the workers' state from the control plane's database.

@@ -103,6 +103,12 @@ type Host struct {
 	URL string `yaml:"url,omitempty"`
 	// Zone is a worker's DNS zone (e.g. de.example.com).
 	Zone string `yaml:"zone,omitempty"`
+	// SSHUser (default root), SSHPort (default 22) and SSHKey (a private
+	// key file; a leading ~ is the home directory) are what
+	// `wisehosting infra ssh` connects with.
+	SSHUser string `yaml:"ssh_user,omitempty"`
+	SSHPort int    `yaml:"ssh_port,omitempty"`
+	SSHKey  string `yaml:"ssh_key,omitempty"`
 }
 
 // Hetzner enables server discovery: Cloud servers by label (their "role"

@@ -187,3 +187,34 @@ hosts:
 		t.Fatalf("not idempotent: %+v", acts)
 	}
 }
+
+func TestSSHArgs(t *testing.T) {
+	t.Setenv("HOME", "/home/ops")
+	c, err := Parse([]byte(`
+hosts:
+  - {name: cp1, role: control-plane, public_ip: 203.0.113.10, ssh_user: deploy, ssh_port: 2222, ssh_key: ~/.ssh/wh_ed25519}
+  - {name: w1, role: worker, mesh_ip: 10.50.0.11}
+  - {name: px1, role: proxy, url: "https://px1.example.com"}
+  - {name: bad, role: proxy, public_ip: 203.0.113.9, ssh_user: "-oProxyCommand=x"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]string{
+		"cp1": "ssh -p 2222 -i /home/ops/.ssh/wh_ed25519 deploy@203.0.113.10 -- uptime",
+		"w1":  "ssh -p 22 root@10.50.0.11 -- uptime",
+	} {
+		args, err := c.SSHArgs(host, "uptime")
+		if got := strings.Join(args, " "); err != nil || got != want {
+			t.Errorf("%s: %q %v, want %q", host, got, err, want)
+		}
+	}
+	if args, _ := c.SSHArgs("w1"); len(args) != 4 {
+		t.Errorf("no command: %v", args)
+	}
+	for _, host := range []string{"px1", "bad", "nope"} {
+		if args, err := c.SSHArgs(host); err == nil {
+			t.Errorf("%s: %v accepted", host, args)
+		}
+	}
+}
