@@ -363,6 +363,7 @@ func (s *Scheduler) onHello(ctx context.Context, workerID int64, p json.RawMessa
 	if err := json.Unmarshal(p, &h); err != nil {
 		return fmt.Errorf("decoding hello: %w", err)
 	}
+	s.cfg.Logger.Info("scheduler: worker hello", zap.Int64("worker", workerID), zap.Int64s("running", h.RunningIDs), zap.Int64s("results", h.ResultIDs))
 	var recovered []Recovered
 	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
 		var err error
