@@ -162,7 +162,7 @@ function followLog(dep) {
       $("#log-status").textContent = status;
       $("#log-status").className = `badge ${status}`;
       if (status === "succeeded") $("#progress-bar").style.width = "100%";
-      if (["succeeded", "failed", "cancelled"].includes(status)) {
+      if (["succeeded", "failed", "cancelled", "superseded"].includes(status)) {
         clearInterval(logTimer); logTimer = null;
         await loadDeployments(false);
         const a = await call("GET", `/api/apps/${current.id}`);
