@@ -53,6 +53,7 @@ func run() error {
 	fs.BoolVar(&cfg.AllowLocalGit, "allow-local-git", false, "accept file:// repositories (single-host installs)")
 	fs.StringVar(&cfg.GitCAFile, "git-ca-file", "", "PEM file of a private CA that signed your git server's certificate (self-hosted git)")
 	fs.StringVar(&caFile, "ca-file", "", "PEM file of a private CA that signed the control plane's certificate")
+	fs.StringVar(&cfg.Instance, "instance", "", "separates several agents sharing one Podman service: each sees only its own containers and images")
 	fs.BoolVar(&debug, "debug", false, "debug logging")
 	fs.VisitAll(func(f *flag.Flag) {
 		env := "WISEHOSTING_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))

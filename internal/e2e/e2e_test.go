@@ -52,11 +52,13 @@ type system struct {
 	key      string
 	zoneAddr string
 	agent    *proc
-	tfAddr   string
-	traefik  *proc
-	pxAddr   string
-	pxDir    string
-	proxy    *proc
+	// agentArgs are extra flags of the agent.
+	agentArgs []string
+	tfAddr    string
+	traefik   *proc
+	pxAddr    string
+	pxDir     string
+	proxy     *proc
 }
 
 func (s *system) startCP() {
@@ -67,9 +69,9 @@ func (s *system) startCP() {
 
 func (s *system) startAgent() {
 	s.t.Helper()
-	s.agent = startProc(s.t, "agent", s.work, []string{"WISEHOSTING_WORKER_KEY=" + s.key}, bins.agent,
-		"-cp", "http://"+s.cpAddr, "-mesh-ip", "127.0.0.1", "-zone", "z.test", "-zone-listen", s.zoneAddr,
-		"-podman", s.svc.URL, "-allow-local-git", "-work-dir", s.work)
+	argv := append([]string{bins.agent, "-cp", "http://" + s.cpAddr, "-mesh-ip", "127.0.0.1", "-zone", "z.test", "-zone-listen", s.zoneAddr,
+		"-podman", s.svc.URL, "-allow-local-git", "-work-dir", s.work}, s.agentArgs...)
+	s.agent = startProc(s.t, "agent", s.work, []string{"WISEHOSTING_WORKER_KEY=" + s.key}, argv...)
 	waitListen(s.t, s.agent, s.zoneAddr)
 }
 
