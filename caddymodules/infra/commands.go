@@ -25,7 +25,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "infra",
-		Usage: "status|setup|ssh <host> [-- command…] [--infra infra.yaml] [--config Caddyfile] [--json] [--dry-run] [--step dns|proxy] [--proxy-dir DIR]",
+		Usage: "status|setup|ssh <host> [-- command…]|lb status|lb create|snapshot <host> [--description D] [--infra infra.yaml] [--config Caddyfile] [--json] [--dry-run] [--step dns|proxy] [--proxy-dir DIR]",
 		Short: "Checks or sets up the hosts described in infra.yaml",
 		Long: `
 "infra status" checks every host of infra.yaml in parallel: control planes
@@ -40,6 +40,11 @@ proxies at the DNS provider (step dns) and writes each proxy host's files
 proxy.kind caddy the proxy-mode Caddyfile; --dry-run prints what it would
 change.
 
+"infra lb status|create" shows (address, services, health of each target)
+or creates the Hetzner Cloud load balancer of infra.yaml's
+hetzner.load_balancer; "infra snapshot <host>" starts a snapshot of that
+Hetzner Cloud server.
+
 "infra ssh <host>" runs the system ssh to the host's public (else mesh)
 address as its ssh_user (root), on ssh_port (22), with ssh_key if given.
 With a hetzner: section, servers are discovered from the Hetzner Cloud API.`,
@@ -50,6 +55,7 @@ With a hetzner: section, servers are discovered from the Hetzner Cloud API.`,
 			cmd.Flags().Bool("json", false, "print results as JSON")
 			cmd.Flags().Bool("dry-run", false, "setup: only print the planned changes")
 			cmd.Flags().String("step", "", "setup: run only this step (dns, proxy)")
+			cmd.Flags().String("description", "", "snapshot: the image description")
 			cmd.Flags().String("proxy-dir", ".", "setup: where the proxy hosts' files (traefik.yml, start script and unit; or Caddyfile) are written")
 			cmd.Args = cobra.MinimumNArgs(1)
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdInfra)
@@ -89,6 +95,8 @@ func cmdInfra(fl caddycmd.Flags) (int, error) {
 		}
 		// Replace this process: the session gets the terminal and signals.
 		return caddy.ExitCodeFailedStartup, syscall.Exec(bin, args, os.Environ())
+	case "lb", "snapshot":
+		return hetzner(ctx, fl, cfg)
 	case "status":
 		return status(ctx, fl, cfg)
 	case "setup":
@@ -110,7 +118,55 @@ func cmdInfra(fl caddycmd.Flags) (int, error) {
 		fmt.Println("done")
 		return 0, nil
 	}
-	return caddy.ExitCodeFailedStartup, errors.New("usage: infra status|setup|ssh <host>")
+	return caddy.ExitCodeFailedStartup, errors.New("usage: infra status|setup|ssh <host>|lb status|lb create|snapshot <host>")
+}
+
+// hetzner runs "lb status", "lb create" and "snapshot <host>".
+func hetzner(ctx context.Context, fl caddycmd.Flags, cfg *infra.Config) (int, error) {
+	h := cfg.Hetzner
+	if h == nil || h.TokenFile == "" {
+		return caddy.ExitCodeFailedStartup, errors.New("infra.yaml has no hetzner section with a token_file")
+	}
+	args := fl.Args()
+	if args[0] == "snapshot" {
+		if len(args) != 2 {
+			return caddy.ExitCodeFailedStartup, errors.New("usage: infra snapshot <host> [--description D]")
+		}
+		snap, err := h.CreateSnapshot(ctx, args[1], fl.String("description"))
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		fmt.Printf("snapshot %d of %s: %s\n", snap.ID, args[1], snap.Status)
+		return 0, nil
+	}
+	if h.LoadBalancer == nil || h.LoadBalancer.Name == "" {
+		return caddy.ExitCodeFailedStartup, errors.New("infra.yaml has no hetzner.load_balancer with a name")
+	}
+	switch {
+	case len(args) == 2 && args[1] == "status":
+		lb, err := h.FindLoadBalancer(ctx, h.LoadBalancer.Name)
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		if lb == nil {
+			fmt.Printf("no load balancer %s (infra lb create makes it)\n", h.LoadBalancer.Name)
+			return 1, nil
+		}
+		infra.PrintLoadBalancer(os.Stdout, lb)
+		return 0, nil
+	case len(args) == 2 && args[1] == "create":
+		lb, created, err := h.EnsureLoadBalancer(ctx, *h.LoadBalancer)
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		if created {
+			fmt.Printf("created load balancer %s (id %d) at %s\n", lb.Name, lb.ID, lb.PublicNet.IPv4.IP)
+		} else {
+			fmt.Printf("load balancer %s exists (id %d)\n", lb.Name, lb.ID)
+		}
+		return 0, nil
+	}
+	return caddy.ExitCodeFailedStartup, errors.New("usage: infra lb status|create")
 }
 
 // WorkerSource reads the workers' state from the control plane's database.

@@ -122,6 +122,9 @@ type Hetzner struct {
 	RobotUserFile     string `yaml:"robot_user_file,omitempty"`
 	RobotPasswordFile string `yaml:"robot_password_file,omitempty"`
 	RobotAPIURL       string `yaml:"robot_api_url,omitempty"`
+	// LoadBalancer is what `infra lb create` makes and `infra lb status`
+	// shows.
+	LoadBalancer *LoadBalancer `yaml:"load_balancer,omitempty"`
 }
 
 // Load reads and validates path.

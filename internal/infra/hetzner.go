@@ -39,9 +39,9 @@ func DiscoverHetzner(ctx context.Context, h *Hetzner, opts ...httpx.Option) ([]H
 	return out, nil
 }
 
-// discoverRobot lists dedicated servers (GET /server of the Robot web
-// service, HTTP basic auth).
-func discoverRobot(ctx context.Context, h *Hetzner, opts ...httpx.Option) ([]HetznerServer, error) {
+// robot is the Robot web service (dedicated servers, HTTP basic auth) on
+// the shared retrying client.
+func (h *Hetzner) robot(opts ...httpx.Option) (*httpx.APIClient, error) {
 	user, err := os.ReadFile(h.RobotUserFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading hetzner robot user: %w", err)
@@ -55,10 +55,45 @@ func discoverRobot(ctx context.Context, h *Hetzner, opts ...httpx.Option) ([]Het
 		base = "https://robot-ws.your-server.de"
 	}
 	u, p := strings.TrimSpace(string(user)), strings.TrimSpace(string(pass))
-	c := httpx.New(append([]httpx.Option{httpx.WithPrefix(base), httpx.WithAuth(func(r *http.Request) error {
+	return httpx.New(append([]httpx.Option{httpx.WithPrefix(base), httpx.WithAuth(func(r *http.Request) error {
 		r.SetBasicAuth(u, p)
 		return nil
-	})}, opts...)...)
+	})}, opts...)...), nil
+}
+
+// RobotServer is a dedicated server as the Robot web service describes it.
+type RobotServer struct {
+	ServerIP     string `json:"server_ip"`
+	ServerNumber int64  `json:"server_number"`
+	ServerName   string `json:"server_name"`
+	Product      string `json:"product"`
+	DC           string `json:"dc"`
+	Status       string `json:"status"`
+	Cancelled    bool   `json:"cancelled"`
+}
+
+// GetRobotServer returns the dedicated server with the main address ip
+// (GET /server/<ip>; the answer is wrapped in {"server": …}).
+func (h *Hetzner) GetRobotServer(ctx context.Context, ip string, opts ...httpx.Option) (*RobotServer, error) {
+	c, err := h.robot(opts...)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Server RobotServer `json:"server"`
+	}
+	if err := c.Do(ctx, http.MethodGet, "/server/"+url.PathEscape(ip), nil, &resp); err != nil {
+		return nil, fmt.Errorf("getting hetzner robot server %s: %w", ip, err)
+	}
+	return &resp.Server, nil
+}
+
+// discoverRobot lists dedicated servers (GET /server).
+func discoverRobot(ctx context.Context, h *Hetzner, opts ...httpx.Option) ([]HetznerServer, error) {
+	c, err := h.robot(opts...)
+	if err != nil {
+		return nil, err
+	}
 	var resp []struct {
 		Server struct {
 			ServerIP   string `json:"server_ip"`
@@ -76,15 +111,10 @@ func discoverRobot(ctx context.Context, h *Hetzner, opts ...httpx.Option) ([]Het
 }
 
 func discoverCloud(ctx context.Context, h *Hetzner, opts ...httpx.Option) ([]HetznerServer, error) {
-	tok, err := os.ReadFile(h.TokenFile)
+	c, err := h.hcloud(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("reading hetzner token: %w", err)
+		return nil, err
 	}
-	base := h.APIURL
-	if base == "" {
-		base = "https://api.hetzner.cloud/v1"
-	}
-	c := httpx.New(append([]httpx.Option{httpx.WithPrefix(base), httpx.WithBearer(strings.TrimSpace(string(tok)))}, opts...)...)
 	var out []HetznerServer
 	for page := 1; page <= 50; page++ {
 		var resp struct {
