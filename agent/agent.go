@@ -69,6 +69,13 @@ type Config struct {
 	// ones (self-hosted git servers with a private CA).
 	GitCAFile string
 	TLSConfig *tls.Config
+	// LogSpoolDir holds runtime and build log lines the control plane has
+	// not confirmed yet, beyond LogMemoryLines (default 10 000) and up to
+	// LogSpoolBytes (default 256 MiB). Default: <StateDir>/log-spool;
+	// "off" keeps them in memory only.
+	LogSpoolDir    string
+	LogMemoryLines int
+	LogSpoolBytes  int64
 	// Instance separates agents sharing one Podman (tests).
 	Instance string
 	// Tuning, mostly for tests (zero: defaults).
@@ -114,6 +121,12 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.StateDir == "" {
 		cfg.StateDir = filepath.Join(cfg.WorkDir, "wisehosting-state"+suffix)
 	}
+	switch cfg.LogSpoolDir {
+	case "":
+		cfg.LogSpoolDir = filepath.Join(cfg.StateDir, "log-spool")
+	case "off":
+		cfg.LogSpoolDir = ""
+	}
 	rt, err := runtime.New(ctx, runtime.Config{Socket: cfg.Podman, BindIP: cfg.MeshIP, Instance: cfg.Instance,
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Logger: cfg.Logger})
 	if err != nil {
@@ -138,7 +151,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		CloneDir: filepath.Join(cfg.WorkDir, "wisehosting-clones"+suffix), StateDir: cfg.StateDir,
 		ImageRetention: cfg.ImageRetention, BuildCacheMB: cfg.BuildCacheMB,
 		DiskQuota: quota, DrainDelay: cfg.DrainDelay, HealthTimeout: cfg.HealthTimeout, ReconcileInterval: cfg.ReconcileInterval,
-		StatsInterval: cfg.StatsInterval, CrashLoopCrashes: cfg.CrashLoopCrashes, Logger: cfg.Logger})
+		StatsInterval: cfg.StatsInterval, CrashLoopCrashes: cfg.CrashLoopCrashes, Logger: cfg.Logger,
+		LogSpoolDir: cfg.LogSpoolDir, LogMemoryLines: cfg.LogMemoryLines, LogSpoolBytes: cfg.LogSpoolBytes})
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +164,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	client.Handle(wsproto.TypeRetry, a.retry)
 	client.SetHello(a.helloMessage)
 	client.OnConnect(a.afterHello)
+	client.Handle(wsproto.TypeLogsAck, sup.HandleLogsAck)
 	if cfg.ZoneListen != "off" {
 		a.Zone = zone.New(zone.Config{URL: cfg.ControlPlane, WorkerID: client.WorkerID, Token: client.BearerToken,
 			Client: client.HTTPClient(), Interval: cfg.ZoneInterval, LocalIP: cfg.MeshIP, Redirect: sup.Redirect, Logger: cfg.Logger})

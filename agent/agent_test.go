@@ -71,10 +71,16 @@ type env struct {
 	work   string
 }
 
-func setup(t testing.TB, repo string) *env {
+// setup starts a control plane (core overrides its wisehosting app's
+// fields), Podman, a worker and an app of repo.
+func setup(t testing.TB, repo string, core ...func(*pgtest.DB) map[string]any) *env {
 	t.Helper()
 	db := pgtest.New(t)
-	cp := cptest.Start(t, db, cptest.Options{Apps: map[string]any{
+	var coreCfg map[string]any
+	for _, f := range core {
+		coreCfg = f(db)
+	}
+	cp := cptest.Start(t, db, cptest.Options{Core: coreCfg, Apps: map[string]any{
 		"wisehosting_scheduler": map[string]any{"poll_interval": "200ms", "resend_interval": "1s"},
 		"wisehosting_usage":     map[string]any{"sample_interval": "1s"},
 		"wisehosting_logs":      map[string]any{},

@@ -71,6 +71,19 @@ type Config struct {
 	// is then restarted only after a back-off. Defaults: 5 in 5 minutes.
 	CrashLoopCrashes int
 	CrashLoopWindow  time.Duration
+	// LogSpoolDir holds log batches the control plane has not confirmed
+	// beyond LogMemoryLines, and all of them when the agent stops; they
+	// are sent again after a restart. "" keeps them in memory only.
+	LogSpoolDir string
+	// LogMemoryLines bounds unconfirmed log lines in memory. Default
+	// 10 000.
+	LogMemoryLines int
+	// LogSpoolBytes bounds LogSpoolDir; past it the oldest batches are
+	// dropped. Default 256 MiB.
+	LogSpoolBytes int64
+	// LogAckTimeout is how long a log batch waits for the control plane's
+	// ack before it is sent again. Default 20s.
+	LogAckTimeout time.Duration
 	// DiskQuota is the probed quota support (containers get DiskMB only
 	// when enforced).
 	DiskQuota runtime.DiskQuota
@@ -194,7 +207,8 @@ func New(cfg Config) (*Supervisor, error) {
 		apps: map[int64]*appRun{}, retiring: map[string]time.Time{}, redirects: map[int]redirect{},
 		following: map[string]context.CancelFunc{}, kick: make(chan struct{}, 1),
 		appSlots: map[int64]chan struct{}{}, resend: make(chan struct{}, 1), acked: map[int64]time.Time{}}
-	s.logs = newShipper(cfg.Send, cfg.Logger)
+	s.logs = newShipper(cfg.Send, spoolConfig{Dir: cfg.LogSpoolDir, MemoryLines: cfg.LogMemoryLines,
+		DiskBytes: cfg.LogSpoolBytes, AckTimeout: cfg.LogAckTimeout}, cfg.Logger)
 	// Checkouts a crash left behind: no job runs yet.
 	if err := os.RemoveAll(cfg.CloneDir); err != nil {
 		return nil, fmt.Errorf("cleaning the clone directory: %w", err)

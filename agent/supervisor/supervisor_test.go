@@ -14,6 +14,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/agent/runtime"
 	"github.com/wisehosting/wisehosting/agent/runtime/podmantest"
+	"github.com/wisehosting/wisehosting/internal/logline"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -185,18 +186,18 @@ func TestCancelBeforeTheJobArrives(t *testing.T) {
 
 func TestLineWriterSplitsAndBoundsLines(t *testing.T) {
 	rec := &recorder{}
-	sh := newShipper(rec.send, nil)
+	sh := newShipper(rec.send, spoolConfig{}, nil)
 	w := sh.writer(1, 2, "build")
 	w.Write([]byte("STEP 1/2: FROM x\nSTEP 2/2: RU"))
-	w.Write([]byte("N true\r\n\n" + strings.Repeat("é", maxLine) + "\nlast"))
+	w.Write([]byte("N true\r\n\n" + strings.Repeat("é", logline.MaxBytes) + "\nlast"))
 	w.Close()
 	sh.mu.Lock()
-	lines := append([]wsproto.LogLine(nil), sh.lines...)
+	lines := append([]wsproto.LogLine(nil), sh.open...)
 	sh.mu.Unlock()
 	if len(lines) != 4 || lines[0].Line != "STEP 1/2: FROM x" || lines[1].Line != "STEP 2/2: RUN true" || lines[3].Line != "last" {
 		t.Fatalf("lines %+v", lines)
 	}
-	if l := lines[2].Line; len(l) > maxLine+8 || !strings.HasSuffix(l, " …") || !strings.HasPrefix(l, "é") {
+	if l := lines[2].Line; len(l) > logline.MaxBytes || !strings.HasSuffix(l, " …") || !strings.HasPrefix(l, "é") {
 		t.Fatalf("long line not cut cleanly: %d bytes", len(l))
 	}
 	for _, l := range lines {

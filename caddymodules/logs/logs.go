@@ -9,6 +9,7 @@ package logs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -18,10 +19,12 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/logbus"
+	"github.com/wisehosting/wisehosting/internal/logline"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -39,12 +42,14 @@ type App struct {
 	// How often old lines are deleted. Default: 1h.
 	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
 
-	wh     *core.App
-	logger *zap.Logger
-	bus    *logbus.Bus
-	stop   func()
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wh         *core.App
+	logger     *zap.Logger
+	bus        *logbus.Bus
+	deliveries *logbus.Deliveries
+	dropped    *prometheus.CounterVec
+	stop       func()
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 }
 
 // CaddyModule returns the Caddy module information.
@@ -63,8 +68,29 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.SweepInterval <= 0 {
 		a.SweepInterval = caddy.Duration(time.Hour)
 	}
-	a.bus = logbus.New(logbus.Config{Pool: wh.Pool(), Logger: a.logger, RingSize: a.RingSize, Retention: time.Duration(a.Retention)})
+	a.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "wisehosting", Name: "log_lines_dropped_total",
+		Help: "Runtime log lines never stored, by reason (invalid: refused by the database; deleted_app; overflow: backlog full).",
+	}, []string{"reason"})
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		if err := reg.Register(a.dropped); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return fmt.Errorf("registering log metrics: %w", err)
+			}
+			a.dropped = are.ExistingCollector.(*prometheus.CounterVec)
+		}
+	}
+	a.deliveries = logbus.NewDeliveries(0)
+	a.bus = logbus.New(logbus.Config{Pool: wh.Pool(), Logger: a.logger, RingSize: a.RingSize, Retention: time.Duration(a.Retention),
+		OnDrop: a.onDrop})
 	return nil
+}
+
+// onDrop counts lines that will never be stored and names their app.
+func (a *App) onDrop(appID int64, lines int, reason string) {
+	a.dropped.WithLabelValues(reason).Add(float64(lines))
+	a.logger.Warn("logs: lines dropped", zap.Int64("app", appID), zap.Int("lines", lines), zap.String("reason", reason))
 }
 
 // Bus is the running log bus (for the dashboard's live views).
@@ -93,42 +119,97 @@ func (a *App) Stop() error {
 	return nil
 }
 
+// errBacklog means the bus holds as many lines as it may: the worker keeps
+// the batch and sends it again.
+var errBacklog = errors.New("log backlog full")
+
 // onLogs accepts lines only for apps the worker runs (a worker cannot
-// write into another app's log).
+// write into another app's log). A batch with an id is acknowledged once
+// its lines are committed, or at once with "retry" when they cannot be
+// taken now; the worker keeps it until then.
 func (a *App) onLogs(ctx context.Context, workerID int64, p json.RawMessage) error {
 	var msg wsproto.Logs
 	if err := json.Unmarshal(p, &msg); err != nil {
 		return fmt.Errorf("decoding logs: %w", err)
 	}
+	if msg.Batch == "" {
+		return a.accept(ctx, workerID, msg.Lines, func() {})
+	}
+	key := fmt.Sprintf("%d/%s", workerID, msg.Batch)
+	ack := func(retry bool) {
+		if err := a.wh.Workers().Send(workerID, wsproto.TypeLogsAck, wsproto.LogsAck{Batch: msg.Batch, Retry: retry}); err != nil {
+			a.logger.Debug("logs: ack not sent; the worker sends the batch again", zap.Int64("worker", workerID), zap.Error(err))
+		}
+	}
+	switch a.deliveries.Begin(key) {
+	case logbus.Stored:
+		ack(false)
+		return nil
+	case logbus.Pending:
+		return nil // the ack follows the commit
+	}
+	err := a.accept(ctx, workerID, msg.Lines, func() {
+		a.deliveries.Done(key)
+		ack(false)
+	})
+	if err != nil {
+		a.deliveries.Abort(key)
+		ack(true)
+	}
+	return err
+}
+
+// accept stores build lines at once and hands runtime lines to the bus;
+// stored runs when all of them are committed (or dropped as unstorable).
+func (a *App) accept(ctx context.Context, workerID int64, lines []wsproto.LogLine, stored func()) error {
 	var runtime []logbus.Line
 	build := map[int64][]string{}
-	for _, l := range msg.Lines {
+	var deps []int64
+	for _, l := range lines {
+		text := logline.Clean(l.Line, logline.MaxBytes)
 		if l.DeploymentID != 0 {
-			build[l.DeploymentID] = append(build[l.DeploymentID], l.Line)
+			if build[l.DeploymentID] == nil {
+				deps = append(deps, l.DeploymentID)
+			}
+			build[l.DeploymentID] = append(build[l.DeploymentID], text)
 			continue
 		}
-		runtime = append(runtime, logbus.Line{AppID: l.AppID, TS: time.Unix(0, l.TS), Stream: l.Stream, Text: l.Line})
+		runtime = append(runtime, logbus.Line{AppID: l.AppID, TS: time.Unix(0, l.TS), Stream: l.Stream, Text: text})
 	}
+	var kept []logbus.Line
 	if len(runtime) > 0 {
 		allowed, err := a.appsOn(ctx, workerID, runtime)
 		if err != nil {
 			return err
 		}
-		kept := runtime[:0]
 		for _, l := range runtime {
 			if allowed[l.AppID] {
 				kept = append(kept, l)
 			}
 		}
-		a.bus.Publish(kept...)
 	}
-	for dep, lines := range build {
-		if _, err := a.wh.Pool().Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line)
-			SELECT $1, 'build', l FROM unnest($3::text[]) AS l
-			WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = $1 AND j.worker_id = $2 AND j.state IN ('assigned', 'running'))`,
-			dep, workerID, lines); err != nil {
+	if len(deps) > 0 {
+		err := pgx.BeginFunc(ctx, a.wh.Pool(), func(tx pgx.Tx) error {
+			for _, dep := range deps {
+				if _, err := tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line)
+					SELECT $1, 'build', l FROM unnest($3::text[]) AS l
+					WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = $1 AND j.worker_id = $2 AND j.state IN ('assigned', 'running'))`,
+					dep, workerID, build[dep]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if logbus.RowError(err) {
+			// Sending them again would fail the same way.
+			a.dropped.WithLabelValues("invalid").Add(float64(len(lines) - len(runtime)))
+			a.logger.Warn("logs: build lines dropped", zap.Int64("worker", workerID), zap.Int64s("deployments", deps), zap.Error(err))
+		} else if err != nil {
 			return err
 		}
+	}
+	if !a.bus.PublishStored(stored, kept...) {
+		return errBacklog
 	}
 	return nil
 }

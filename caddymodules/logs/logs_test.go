@@ -2,6 +2,8 @@ package logs_test
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,4 +70,70 @@ func TestWorkerLogsReachTheBus(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("stored %d runtime lines, %d build lines", stored, build)
+}
+
+// A batch with an id is acknowledged after its lines are committed; the
+// same batch sent again (its ack lost) is acknowledged again and stored
+// once; lines with NUL bytes and half characters are stored cleaned.
+func TestLogBatchesAckedAfterCommitAndStoredOnce(t *testing.T) {
+	db := pgtest.New(t)
+	cp := cptest.Start(t, db, cptest.Options{Apps: map[string]any{"wisehosting_logs": map[string]any{}}})
+	ctx := context.Background()
+	w, key, _ := workers.Add(ctx, db.Pool, "w1", "", "")
+	var team, app int64
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name, worker_id) VALUES ($1, 'mine', 'mine', $2) RETURNING id", team, w.ID).Scan(&app)
+
+	agent, _ := transport.New(transport.Config{URL: cp.URL, APIKey: key})
+	acks := make(chan wsproto.LogsAck, 4)
+	agent.Handle(wsproto.TypeLogsAck, func(_ context.Context, p json.RawMessage) error {
+		var a wsproto.LogsAck
+		json.Unmarshal(p, &a)
+		acks <- a
+		return nil
+	})
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go agent.Run(actx)
+	deadline := time.Now().Add(10 * time.Second)
+	for agent.Connects() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	batch := wsproto.Logs{Batch: "b1", Lines: []wsproto.LogLine{
+		{AppID: app, TS: time.Now().UnixNano(), Stream: "stdout", Line: "nul\x00byte"},
+		{AppID: app, TS: time.Now().UnixNano(), Stream: "stdout", Line: "half a euro \xe2\x82"},
+	}}
+	count := func() int {
+		var n int
+		db.Pool.QueryRow(ctx, "SELECT count(*) FROM runtime_logs WHERE app_id = $1", app).Scan(&n)
+		return n
+	}
+	for round := range 2 {
+		if err := agent.Send(ctx, wsproto.TypeLogs, batch); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case a := <-acks:
+			if a.Batch != "b1" || a.Retry {
+				t.Fatalf("ack %+v", a)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: no ack", round)
+		}
+		// The ack comes after the commit: the lines are there already.
+		if n := count(); n != 2 {
+			t.Fatalf("round %d: %d rows at the ack", round, n)
+		}
+	}
+	var lines []string
+	rows, _ := db.Pool.Query(ctx, "SELECT line FROM runtime_logs WHERE app_id = $1 ORDER BY id", app)
+	for rows.Next() {
+		var l string
+		rows.Scan(&l)
+		lines = append(lines, l)
+	}
+	// (JSON on the wire already turns each invalid byte into U+FFFD.)
+	if len(lines) != 2 || lines[0] != "nulbyte" || !strings.HasPrefix(lines[1], "half a euro \uFFFD") {
+		t.Fatalf("%q", lines)
+	}
 }

@@ -50,6 +50,10 @@ func run() error {
 	fs.StringVar(&portRange, "port-range", "20000-29999", "host ports given to apps (must be outside net.ipv4.ip_local_port_range)")
 	fs.IntVar(&cfg.ImageRetention, "image-retention", 3, "images of an app's newest deployments kept for rollbacks")
 	fs.IntVar(&cfg.BuildCacheMB, "build-cache-mb", 2048, "build layer cache size above which it is pruned")
+	var spoolMB int64
+	fs.StringVar(&cfg.LogSpoolDir, "log-spool-dir", "", `log lines not yet confirmed by the control plane, beyond memory (default: <state-dir>/log-spool; "off": memory only)`)
+	fs.IntVar(&cfg.LogMemoryLines, "log-memory-lines", 10000, "unconfirmed log lines kept in memory before the spool")
+	fs.Int64Var(&spoolMB, "log-spool-mb", 256, "size bound of the log spool; past it the oldest lines are dropped")
 	fs.BoolVar(&cfg.AllowLocalGit, "allow-local-git", false, "accept file:// repositories (single-host installs)")
 	fs.StringVar(&cfg.GitCAFile, "git-ca-file", "", "PEM file of a private CA that signed your git server's certificate (self-hosted git)")
 	fs.StringVar(&caFile, "ca-file", "", "PEM file of a private CA that signed the control plane's certificate")
@@ -63,6 +67,7 @@ func run() error {
 	})
 	fs.Parse(os.Args[1:])
 
+	cfg.LogSpoolBytes = spoolMB << 20
 	cfg.APIKey = strings.TrimSpace(os.Getenv("WISEHOSTING_WORKER_KEY"))
 	if keyFile != "" {
 		b, err := os.ReadFile(keyFile)

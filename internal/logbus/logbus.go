@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
+	"github.com/wisehosting/wisehosting/internal/logline"
 	"github.com/wisehosting/wisehosting/internal/store"
 )
 
@@ -28,7 +29,7 @@ type Line struct {
 }
 
 // MaxLineBytes bounds one stored line.
-const MaxLineBytes = 8 << 10
+const MaxLineBytes = logline.MaxBytes
 
 // Config tunes a Bus.
 type Config struct {
@@ -40,8 +41,13 @@ type Config struct {
 	// before a batch insert. Defaults 200ms and 5000.
 	FlushInterval time.Duration
 	FlushLines    int
+	// MaxPending bounds the lines waiting for the database. Default 200 000.
+	MaxPending int
 	// Retention: lines older than this are deleted by Sweep. Default 7 days.
 	Retention time.Duration
+	// OnDrop learns of lines that are never stored: reason is "invalid"
+	// (the database refused the row), "deleted_app" or "overflow".
+	OnDrop func(appID int64, lines int, reason string)
 }
 
 // Bus is the log bus. Publish never blocks on the database.
@@ -52,9 +58,23 @@ type Bus struct {
 	rings map[int64]*ring
 
 	pmu     sync.Mutex
-	pending []Line
+	pending []entry
 	kick    chan struct{}
 	dropped int64
+}
+
+// entry is a line waiting for the database, with the delivery it belongs
+// to (nil for lines nobody waits on).
+type entry struct {
+	Line
+	d *delivery
+}
+
+// delivery is a set of lines published together whose publisher wants to
+// know when every one of them is stored or dropped for good.
+type delivery struct {
+	left int
+	done func()
 }
 
 type ring struct {
@@ -75,6 +95,9 @@ func New(cfg Config) *Bus {
 	}
 	if cfg.FlushLines <= 0 {
 		cfg.FlushLines = 5000
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 200_000
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = 7 * 24 * time.Hour
@@ -101,19 +124,39 @@ func (b *Bus) ring(app int64) *ring {
 	return r
 }
 
-// maxPending bounds memory while the database is slow or down; beyond it
-// the oldest unwritten lines are dropped (and counted).
-const maxPending = 200_000
-
 // Publish adds lines: to each app's ring and subscribers at once, to the
 // database with the next batch. Subscribers that do not keep up miss
-// lines rather than slowing the bus.
+// lines rather than slowing the bus. Past MaxPending lines waiting for the
+// database, the oldest are dropped (and counted).
 func (b *Bus) Publish(lines ...Line) {
+	b.publish(lines, nil)
+}
+
+// PublishStored is Publish for a sender that must know when the lines are
+// in the database: stored is called (from the writer) once every line is
+// committed or dropped as unstorable. It returns false, and takes nothing,
+// when MaxPending lines already wait: the sender keeps its lines and
+// offers them again later.
+func (b *Bus) PublishStored(stored func(), lines ...Line) bool {
+	if len(lines) == 0 {
+		stored()
+		return true
+	}
+	b.pmu.Lock()
+	full := len(b.pending)+len(lines) > b.cfg.MaxPending
+	b.pmu.Unlock()
+	if full {
+		return false
+	}
+	b.publish(lines, &delivery{left: len(lines), done: stored})
+	return true
+}
+
+func (b *Bus) publish(lines []Line, d *delivery) {
 	for i := range lines {
 		l := &lines[i]
-		if len(l.Text) > MaxLineBytes {
-			l.Text = l.Text[:MaxLineBytes]
-		}
+		l.Text = logline.Clean(l.Text, MaxLineBytes)
+		l.Stream = logline.Stream(l.Stream)
 		if l.TS.IsZero() {
 			l.TS = time.Now()
 		}
@@ -133,13 +176,17 @@ func (b *Bus) Publish(lines ...Line) {
 		r.mu.Unlock()
 	}
 	b.pmu.Lock()
-	b.pending = append(b.pending, lines...)
-	if over := len(b.pending) - maxPending; over > 0 {
+	for _, l := range lines {
+		b.pending = append(b.pending, entry{Line: l, d: d})
+	}
+	var lost []entry
+	if over := len(b.pending) - b.cfg.MaxPending; over > 0 {
+		lost = append(lost, b.pending[:over]...)
 		b.pending = b.pending[over:]
-		b.dropped += int64(over)
 	}
 	n := len(b.pending)
 	b.pmu.Unlock()
+	b.drop(lost, "overflow")
 	if n >= b.cfg.FlushLines {
 		select {
 		case b.kick <- struct{}{}:
@@ -196,7 +243,7 @@ func (b *Bus) Run(ctx context.Context) {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			if err := b.Flush(fctx); err != nil {
-				b.cfg.Logger.Error("logbus: lines lost at shutdown", zap.Error(err))
+				b.cfg.Logger.Error("logbus: lines not stored at shutdown", zap.Error(err))
 			}
 			cancel()
 			return
@@ -209,8 +256,10 @@ func (b *Bus) Run(ctx context.Context) {
 	}
 }
 
-// Flush writes pending lines with COPY. On failure they are kept for the
-// next attempt.
+// Flush writes pending lines with COPY. Rows the database refuses are
+// found by splitting the batch, dropped and counted; the rest is stored,
+// so no line can hold up the others. When the database cannot be reached,
+// the lines not yet written stay pending for the next attempt.
 func (b *Bus) Flush(ctx context.Context) error {
 	b.pmu.Lock()
 	batch := b.pending
@@ -219,24 +268,113 @@ func (b *Bus) Flush(ctx context.Context) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	err := b.copy(ctx, batch)
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23503" {
-		// Lines of an app deleted meanwhile would fail every retry of the
-		// batch: drop them, keep the rest.
-		if batch, err = b.withoutDeletedApps(ctx, batch); err == nil {
-			err = b.copy(ctx, batch)
-		}
-	}
-	if err != nil {
+	left, err := b.store(ctx, batch)
+	if len(left) > 0 {
 		b.pmu.Lock()
-		b.pending = append(batch, b.pending...)
+		b.pending = append(left, b.pending...)
 		b.pmu.Unlock()
 	}
 	return err
 }
 
-func (b *Bus) copy(ctx context.Context, batch []Line) error {
+// store writes batch and returns the entries it could not write because
+// of err (a failure that is not about the rows themselves).
+func (b *Bus) store(ctx context.Context, batch []entry) ([]entry, error) {
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	err := b.copy(ctx, batch)
+	if err == nil {
+		b.settle(batch)
+		return nil, nil
+	}
+	if !RowError(err) {
+		return batch, err
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23503" {
+		// Lines of an app deleted meanwhile: drop them in one query
+		// rather than one split per line.
+		kept, gone, qerr := b.withoutDeletedApps(ctx, batch)
+		if qerr != nil {
+			return batch, qerr
+		}
+		b.drop(gone, "deleted_app")
+		if len(gone) > 0 {
+			return b.store(ctx, kept)
+		}
+	}
+	if len(batch) == 1 {
+		b.drop(batch, "invalid")
+		b.cfg.Logger.Warn("logbus: dropped a log line the database refused", zap.Int64("app", batch[0].AppID), zap.Error(err))
+		return nil, nil
+	}
+	half := len(batch) / 2
+	left, err := b.store(ctx, batch[:half])
+	if err != nil {
+		return append(left, batch[half:]...), err
+	}
+	return b.store(ctx, batch[half:])
+}
+
+// RowError reports whether err is about the data of some rows (a data
+// exception or an integrity violation) rather than the database being
+// unreachable or busy.
+func RowError(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || len(pe.Code) != 5 {
+		return false
+	}
+	switch pe.Code[:2] {
+	case "22", "23":
+		return true
+	}
+	return false
+}
+
+// settle marks entries as stored or dropped for good and calls the
+// callbacks of the deliveries they complete.
+func (b *Bus) settle(es []entry) {
+	var done []func()
+	b.pmu.Lock()
+	for _, e := range es {
+		if e.d == nil {
+			continue
+		}
+		if e.d.left--; e.d.left == 0 {
+			done = append(done, e.d.done)
+		}
+	}
+	b.pmu.Unlock()
+	for _, fn := range done {
+		fn()
+	}
+}
+
+// drop counts lines that will never be stored.
+func (b *Bus) drop(es []entry, reason string) {
+	if len(es) == 0 {
+		return
+	}
+	b.pmu.Lock()
+	b.dropped += int64(len(es))
+	b.pmu.Unlock()
+	if b.cfg.OnDrop != nil {
+		per := map[int64]int{}
+		for _, e := range es {
+			per[e.AppID]++
+		}
+		for app, n := range per {
+			b.cfg.OnDrop(app, n, reason)
+		}
+	}
+	if reason == "overflow" {
+		b.cfg.Logger.Warn("logbus: backlog full, oldest lines dropped", zap.Int("lines", len(es)))
+	}
+	b.settle(es)
+}
+
+func (b *Bus) copy(ctx context.Context, batch []entry) error {
 	_, err := b.cfg.Pool.CopyFrom(ctx, pgx.Identifier{"runtime_logs"}, []string{"app_id", "ts", "stream", "line"},
 		pgx.CopyFromSlice(len(batch), func(i int) ([]any, error) {
 			l := batch[i]
@@ -245,7 +383,7 @@ func (b *Bus) copy(ctx context.Context, batch []Line) error {
 	return err
 }
 
-func (b *Bus) withoutDeletedApps(ctx context.Context, batch []Line) ([]Line, error) {
+func (b *Bus) withoutDeletedApps(ctx context.Context, batch []entry) (kept, gone []entry, err error) {
 	ids := map[int64]bool{}
 	var list []int64
 	for _, l := range batch {
@@ -256,29 +394,28 @@ func (b *Bus) withoutDeletedApps(ctx context.Context, batch []Line) ([]Line, err
 	}
 	rows, err := b.cfg.Pool.Query(ctx, "SELECT id FROM apps WHERE id = ANY($1)", list)
 	if err != nil {
-		return batch, err
+		return nil, nil, err
 	}
 	live, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
-		return batch, err
+		return nil, nil, err
 	}
 	keep := map[int64]bool{}
 	for _, id := range live {
 		keep[id] = true
 	}
-	out := batch[:0:0]
 	for _, l := range batch {
 		if keep[l.AppID] {
-			out = append(out, l)
+			kept = append(kept, l)
+		} else {
+			gone = append(gone, l)
 		}
 	}
-	b.pmu.Lock()
-	b.dropped += int64(len(batch) - len(out))
-	b.pmu.Unlock()
-	return out, nil
+	return kept, gone, nil
 }
 
-// Dropped counts lines never stored (backlog overflow, deleted apps).
+// Dropped counts lines never stored (backlog overflow, deleted apps, rows
+// the database refused).
 func (b *Bus) Dropped() int64 {
 	b.pmu.Lock()
 	defer b.pmu.Unlock()

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/wisehosting/wisehosting/internal/pgtest"
 	"go.uber.org/zap"
 )
@@ -159,4 +161,110 @@ func BenchmarkIngest(b *testing.B) {
 		b.Fatalf("only %d of %d lines stored", stored, n)
 	}
 	b.ReportMetric(float64(stored)/elapsed.Seconds(), "lines/s")
+}
+
+// Lines with NUL bytes, invalid UTF-8 and characters cut in half are
+// stored (cleaned), and so are every other tenant's lines after them.
+func TestCopyStoresLinesThatOnceFailedTheBatch(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	teamA, _, app := seed(t, db)
+	var other int64
+	db.Pool.QueryRow(context.Background(), "INSERT INTO apps (team_id, slug, name) VALUES ($1, 'o', 'o') RETURNING id", teamA).Scan(&other)
+	b := New(Config{Pool: db.Pool})
+	long := strings.Repeat("€", MaxLineBytes/3+5) // cut at 8192 bytes would split a character
+	b.Publish(
+		Line{AppID: app, Text: "nul\x00inside"},
+		Line{AppID: app, Text: "half a euro \xe2\x82"},
+		Line{AppID: app, Text: long},
+		Line{AppID: other, Text: "other tenant"},
+	)
+	if err := b.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := db.Pool.Query(context.Background(), "SELECT line FROM runtime_logs ORDER BY id")
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(got) != 4 || got[0] != "nulinside" || got[1] != "half a euro \uFFFD" || got[3] != "other tenant" {
+		t.Fatalf("%q %v", got, err)
+	}
+	if len(got[2]) > MaxLineBytes || !strings.HasSuffix(got[2], "€ …") || b.Dropped() != 0 {
+		t.Fatalf("long line %d bytes, ends %q; dropped %d", len(got[2]), got[2][len(got[2])-8:], b.Dropped())
+	}
+}
+
+// Rows the database refuses are found by splitting the batch and dropped
+// (counted, named by app); the rest of the batch is stored and the queue
+// moves on.
+func TestRefusedRowsAreSplitOutAndDropped(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	_, _, app := seed(t, db)
+	drops := map[string]int{}
+	b := New(Config{Pool: db.Pool, OnDrop: func(a int64, n int, reason string) {
+		if a == app {
+			drops[reason] += n
+		}
+	}})
+	// Bypass the cleaning at Publish: rows as a broken edge would pass them.
+	var batch []entry
+	stored := 0
+	d := &delivery{done: func() { stored++ }}
+	for i := range 100 {
+		text := fmt.Sprintf("line %d", i)
+		if i == 17 || i == 60 {
+			text = "bad\x00row"
+		}
+		if i == 61 {
+			text = "cut \xe2\x82"
+		}
+		batch = append(batch, entry{Line: Line{AppID: app, TS: time.Now(), Stream: "stdout", Text: text}, d: d})
+	}
+	d.left = len(batch)
+	b.pending = batch
+	if err := b.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM runtime_logs WHERE app_id = $1", app).Scan(&n)
+	if n != 97 || drops["invalid"] != 3 || b.Dropped() != 3 || stored != 1 || len(b.pending) != 0 {
+		t.Fatalf("stored %d rows, drops %v, dropped %d, delivery done %d times, pending %d", n, drops, b.Dropped(), stored, len(b.pending))
+	}
+	// The next batch goes through.
+	b.Publish(Line{AppID: app, Text: "after"})
+	if err := b.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM runtime_logs WHERE line = 'after'").Scan(&n)
+	if n != 1 {
+		t.Fatal("the queue did not move on")
+	}
+}
+
+// A sender that waits for its lines hears back only after they are
+// committed; a full backlog refuses new deliveries instead of dropping.
+func TestPublishStoredWaitsForCommit(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	_, _, app := seed(t, db)
+	b := New(Config{Pool: db.Pool, MaxPending: 3})
+	done := 0
+	if !b.PublishStored(func() { done++ }, Line{AppID: app, Text: "a"}, Line{AppID: app, Text: "b"}) {
+		t.Fatal("refused")
+	}
+	if b.PublishStored(func() { done++ }, Line{AppID: app, Text: "c"}, Line{AppID: app, Text: "d"}) {
+		t.Fatal("accepted past MaxPending")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := b.Flush(ctx); err == nil || done != 0 {
+		t.Fatalf("failed write: err %v, done %d", err, done)
+	}
+	if err := b.Flush(context.Background()); err != nil || done != 1 {
+		t.Fatalf("err %v, done %d", err, done)
+	}
+	var n int
+	db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM runtime_logs").Scan(&n)
+	if n != 2 {
+		t.Fatalf("%d rows", n)
+	}
 }

@@ -71,11 +71,12 @@ func (m *Meter) Sample(ctx context.Context, now time.Time) (int, error) {
 	var ids []int64
 	var cpu, mem []float64
 	var memMax, rx, tx, disk []int64
+	var curRx, curTx []int64
 	for id, s := range m.latest {
 		pr, seen := m.prevRx[id]
 		rxd := delta(s.NetRxBytes, pr, seen)
 		txd := delta(s.NetTxBytes, m.prevTx[id], seen)
-		m.prevRx[id], m.prevTx[id] = s.NetRxBytes, s.NetTxBytes
+		curRx, curTx = append(curRx, s.NetRxBytes), append(curTx, s.NetTxBytes)
 		ids = append(ids, id)
 		cpu = append(cpu, s.CPUPercent)
 		mem = append(mem, float64(s.MemBytes))
@@ -101,7 +102,17 @@ func (m *Meter) Sample(ctx context.Context, now time.Time) (int, error) {
 			net_tx_bytes = usage_samples.net_tx_bytes + EXCLUDED.net_tx_bytes,
 			disk_bytes = EXCLUDED.disk_bytes`,
 		bucket, ids, cpu, mem, memMax, rx, tx, disk)
-	return len(ids), err
+	if err != nil {
+		// The counters stay where they were: the next sample carries this
+		// minute's traffic too.
+		return 0, err
+	}
+	m.mu.Lock()
+	for i, id := range ids {
+		m.prevRx[id], m.prevTx[id] = curRx[i], curTx[i]
+	}
+	m.mu.Unlock()
+	return len(ids), nil
 }
 
 // Prune deletes buckets older than keep and returns how many.

@@ -53,3 +53,34 @@ func TestSamplingIntoBuckets(t *testing.T) {
 		t.Fatalf("pruned %d %v", n, err)
 	}
 }
+
+// A sample whose insert fails leaves the network counters where they were:
+// the next sample counts that minute's traffic too.
+func TestFailedSampleKeepsCounters(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	var team, app int64
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('a', 'a') RETURNING id").Scan(&team)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name) VALUES ($1, 'a', 'a') RETURNING id", team).Scan(&app)
+	m := New(db.Pool)
+	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	m.Observe([]wsproto.AppStats{{AppID: app, NetRxBytes: 1000, NetTxBytes: 100}})
+	if _, err := m.Sample(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	m.Observe([]wsproto.AppStats{{AppID: app, NetRxBytes: 1600, NetTxBytes: 160}})
+	down, cancel := context.WithCancel(ctx)
+	cancel() // the database is unreachable for this sample
+	if _, err := m.Sample(down, t0.Add(time.Minute)); err == nil {
+		t.Fatal("sample with a cancelled context succeeded")
+	}
+	m.Observe([]wsproto.AppStats{{AppID: app, NetRxBytes: 2000, NetTxBytes: 200}})
+	if _, err := m.Sample(ctx, t0.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	pts, err := Series(ctx, db.Pool, team, app, t0.Add(-time.Hour))
+	if err != nil || len(pts) != 1 || pts[0].NetRxBytes != 1000 || pts[0].NetTxBytes != 100 {
+		t.Fatalf("%+v %v", pts, err)
+	}
+}

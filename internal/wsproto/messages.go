@@ -13,6 +13,7 @@ const (
 	TypeJobCancel    = "job.cancel"    // CP → worker
 	TypeStats        = "stats"         // worker → CP
 	TypeLogs         = "logs"          // worker → CP
+	TypeLogsAck      = "logs.ack"      // CP → worker
 	TypeAppState     = "app.state"     // worker → CP
 	TypeDesiredState = "desired.state" // CP → worker
 	TypeChallenge    = "challenge"     // CP → worker, first frame of a connection (handshake)
@@ -132,9 +133,20 @@ type LogLine struct {
 	Line         string `json:"line"`
 }
 
-// Logs carries a batch of lines.
+// Logs carries a batch of lines. A batch with an id is answered with a
+// LogsAck once its lines are committed; the worker keeps it, and sends it
+// again under the same id, until then.
 type Logs struct {
+	Batch string    `json:"batch,omitempty"`
 	Lines []LogLine `json:"lines"`
+}
+
+// LogsAck answers a Logs batch. Retry means nothing of it was kept (the
+// database is unavailable or the backlog full): send it again later.
+// Without Retry every line is stored, or dropped for good as unstorable.
+type LogsAck struct {
+	Batch string `json:"batch"`
+	Retry bool   `json:"retry,omitempty"`
 }
 
 // AppState reports what a worker observes about an app's container.

@@ -1,0 +1,167 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wisehosting/wisehosting/internal/wsproto"
+)
+
+// fakeCP receives log batches and acknowledges them as told.
+type fakeCP struct {
+	mu      sync.Mutex
+	batches []wsproto.Logs
+	stored  map[string][]wsproto.LogLine
+	down    bool // refuse to send (disconnected)
+}
+
+func (f *fakeCP) send(_ context.Context, t string, p any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return fmt.Errorf("not connected")
+	}
+	if t == wsproto.TypeLogs {
+		f.batches = append(f.batches, p.(wsproto.Logs))
+	}
+	return nil
+}
+
+// ackAll acknowledges every batch received so far (retry: as refused).
+func (f *fakeCP) ackAll(sh *shipper, retry bool) int {
+	f.mu.Lock()
+	got := f.batches
+	f.batches = nil
+	if f.stored == nil {
+		f.stored = map[string][]wsproto.LogLine{}
+	}
+	if !retry {
+		for _, b := range got {
+			f.stored[b.Batch] = b.Lines
+		}
+	}
+	f.mu.Unlock()
+	for _, b := range got {
+		sh.acked(wsproto.LogsAck{Batch: b.Batch, Retry: retry})
+	}
+	return len(got)
+}
+
+func (f *fakeCP) lines() map[string]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]bool{}
+	for _, ls := range f.stored {
+		for _, l := range ls {
+			out[l.Line] = true
+		}
+	}
+	return out
+}
+
+// A batch stays until the control plane acknowledges it: a refused batch
+// and one whose ack never came are sent again under the same id.
+func TestShipperKeepsBatchesUntilAcked(t *testing.T) {
+	cp := &fakeCP{}
+	sh := newShipper(cp.send, spoolConfig{AckTimeout: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond}, nil)
+	for i := range 5 {
+		sh.add(wsproto.LogLine{AppID: 1, Stream: "stdout", Line: fmt.Sprint("line ", i)})
+	}
+	sh.flush(context.Background())
+	if len(cp.batches) != 1 {
+		t.Fatalf("%d batches sent", len(cp.batches))
+	}
+	id := cp.batches[0].Batch
+	if cp.ackAll(sh, true) != 1 || sh.pending() != 5 {
+		t.Fatalf("refused batch not kept: %d pending", sh.pending())
+	}
+	sh.flush(context.Background()) // within the retry delay: nothing
+	if len(cp.batches) != 0 {
+		t.Fatal("resent before the retry delay")
+	}
+	time.Sleep(60 * time.Millisecond)
+	sh.flush(context.Background())
+	if len(cp.batches) != 1 || cp.batches[0].Batch != id {
+		t.Fatalf("not resent under the same id: %+v", cp.batches)
+	}
+	cp.batches = nil
+	time.Sleep(210 * time.Millisecond) // no ack: sent again after the timeout
+	sh.flush(context.Background())
+	if len(cp.batches) != 1 || cp.batches[0].Batch != id {
+		t.Fatalf("not resent after the ack timeout: %d", len(cp.batches))
+	}
+	cp.ackAll(sh, false)
+	if sh.pending() != 0 || len(cp.lines()) != 5 {
+		t.Fatalf("pending %d, stored %d", sh.pending(), len(cp.lines()))
+	}
+}
+
+// Beyond memory, batches wait on disk; they survive a restart of the agent
+// and every line arrives once the control plane confirms.
+func TestShipperSpoolsBeyondMemoryAndAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	cp := &fakeCP{down: true}
+	sh := newShipper(cp.send, spoolConfig{Dir: dir, MemoryLines: 20}, nil)
+	for i := range 150 {
+		sh.add(wsproto.LogLine{AppID: 1, Stream: "stdout", Line: fmt.Sprint("line ", i)})
+	}
+	sh.flush(context.Background())
+	sh.mu.Lock()
+	mem, files := sh.memLines, len(sh.q)
+	sh.mu.Unlock()
+	entries, _ := os.ReadDir(dir)
+	if mem > 20 || len(entries) == 0 {
+		t.Fatalf("%d lines in memory, %d spool files, %d batches", mem, len(entries), files)
+	}
+	// The agent stops: what is still in memory goes to disk too.
+	sh.persist()
+	// A new agent process sends everything.
+	cp.down = false
+	sh2 := newShipper(cp.send, spoolConfig{Dir: dir, MemoryLines: 20}, nil)
+	if sh2.pending() != 150 {
+		t.Fatalf("restarted shipper holds %d lines", sh2.pending())
+	}
+	for range 20 {
+		sh2.flush(context.Background())
+		if cp.ackAll(sh2, false) == 0 {
+			break
+		}
+	}
+	if got := cp.lines(); len(got) != 150 || sh2.pending() != 0 {
+		t.Fatalf("stored %d distinct lines, %d pending", len(got), sh2.pending())
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("%d spool files left", len(entries))
+	}
+}
+
+// Past the spool's bound the oldest lines are dropped, not the newest.
+func TestShipperDropsOldestPastTheBound(t *testing.T) {
+	dir := t.TempDir()
+	cp := &fakeCP{down: true}
+	sh := newShipper(cp.send, spoolConfig{Dir: dir, MemoryLines: 10, DiskBytes: 4 << 10}, nil)
+	for i := range 400 {
+		sh.add(wsproto.LogLine{AppID: 1, Stream: "stdout", Line: fmt.Sprintf("line %03d", i)})
+	}
+	sh.mu.Lock()
+	disk, dropped := sh.diskBytes, sh.dropped
+	sh.mu.Unlock()
+	if disk > 4<<10 || dropped == 0 || sh.pending()+dropped != 400 {
+		t.Fatalf("disk %d, dropped %d, pending %d", disk, dropped, sh.pending())
+	}
+	cp.down = false
+	for range 50 {
+		sh.flush(context.Background())
+		if cp.ackAll(sh, false) == 0 {
+			break
+		}
+	}
+	got := cp.lines()
+	if !got["line 399"] || got["line 000"] {
+		t.Fatalf("kept the wrong end: newest %v, oldest %v", got["line 399"], got["line 000"])
+	}
+}
