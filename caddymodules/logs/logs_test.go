@@ -17,6 +17,27 @@ import (
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
+// connect runs a worker's transport (prepared by prep) until the test ends
+// and waits for its first connection.
+func connect(t *testing.T, url, key string, prep func(*transport.Client)) *transport.Client {
+	t.Helper()
+	c, err := transport.New(transport.Config{URL: url, APIKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prep != nil {
+		prep(c)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go c.Run(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Connects() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return c
+}
+
 // A worker's log lines reach the app's live ring and runtime_logs; lines
 // for an app the worker does not run are refused; build lines land in the
 // deployment's log while its job runs on that worker.
@@ -32,14 +53,8 @@ func TestWorkerLogsReachTheBus(t *testing.T) {
 	db.Pool.QueryRow(ctx, "INSERT INTO deployments (app_id) VALUES ($1) RETURNING id", mine).Scan(&dep)
 	db.Pool.Exec(ctx, "INSERT INTO jobs (kind, app_id, deployment_id, worker_id, state) VALUES ('deploy', $1, $2, $3, 'running')", mine, dep, w.ID)
 
-	agent, _ := transport.New(transport.Config{URL: cp.URL, APIKey: key})
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go agent.Run(actx)
+	agent := connect(t, cp.URL, key, nil)
 	deadline := time.Now().Add(10 * time.Second)
-	for agent.Connects() == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
 	now := time.Now().UnixNano()
 	err := agent.Send(ctx, wsproto.TypeLogs, wsproto.Logs{Lines: []wsproto.LogLine{
 		{AppID: mine, TS: now, Stream: "stdout", Line: "listening on :8080"},
@@ -84,21 +99,15 @@ func TestLogBatchesAckedAfterCommitAndStoredOnce(t *testing.T) {
 	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
 	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name, worker_id) VALUES ($1, 'mine', 'mine', $2) RETURNING id", team, w.ID).Scan(&app)
 
-	agent, _ := transport.New(transport.Config{URL: cp.URL, APIKey: key})
 	acks := make(chan wsproto.LogsAck, 4)
-	agent.Handle(wsproto.TypeLogsAck, func(_ context.Context, p json.RawMessage) error {
-		var a wsproto.LogsAck
-		json.Unmarshal(p, &a)
-		acks <- a
-		return nil
+	agent := connect(t, cp.URL, key, func(c *transport.Client) {
+		c.Handle(wsproto.TypeLogsAck, func(_ context.Context, p json.RawMessage) error {
+			var a wsproto.LogsAck
+			json.Unmarshal(p, &a)
+			acks <- a
+			return nil
+		})
 	})
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go agent.Run(actx)
-	deadline := time.Now().Add(10 * time.Second)
-	for agent.Connects() == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
 	batch := wsproto.Logs{Batch: "b1", Lines: []wsproto.LogLine{
 		{AppID: app, TS: time.Now().UnixNano(), Stream: "stdout", Line: "nul\x00byte"},
 		{AppID: app, TS: time.Now().UnixNano(), Stream: "stdout", Line: "half a euro \xe2\x82"},
