@@ -64,12 +64,24 @@ func Validate(s Source, o Options) error {
 
 // gitEnv isolates git from the host's configuration and hands it the
 // token as an Authorization header (through GIT_CONFIG_*, not argv).
+//
+// Transports: https only (file too with AllowLocal), and no HTTP
+// redirects at all: a redirect could lead from https to plain http (where
+// the token would travel in clear) or to an address inside the worker's
+// network (the mesh, the cloud metadata service), which git cannot check.
+// A repository that moved must be saved with its new URL.
 func gitEnv(s Source, home string, o Options) []string {
 	env := []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + home, "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1",
 		"GIT_CONFIG_GLOBAL=/dev/null", "LC_ALL=C",
 	}
-	kv := [][2]string{{"protocol.ext.allow", "never"}, {"core.hooksPath", "/dev/null"}}
+	kv := [][2]string{
+		{"protocol.allow", "never"}, {"protocol.https.allow", "always"},
+		{"http.followRedirects", "false"}, {"core.hooksPath", "/dev/null"},
+	}
+	if o.AllowLocal {
+		kv = append(kv, [2]string{"protocol.file.allow", "always"})
+	}
 	if o.CAFile != "" {
 		kv = append(kv, [2]string{"http.sslCAInfo", o.CAFile})
 	}
