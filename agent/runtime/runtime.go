@@ -276,7 +276,11 @@ func (r *Runtime) RemoveImage(ctx context.Context, name string) error {
 
 // RunSpec describes an app container.
 type RunSpec struct {
-	AppID        int64
+	AppID int64
+	// TeamID picks the container's network: one bridge network per team
+	// (0: the shared AppNetwork, for apps of a control plane that does
+	// not send it).
+	TeamID       int64
 	DeploymentID int64
 	Slug         string
 	Image        string

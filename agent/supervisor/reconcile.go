@@ -135,7 +135,7 @@ func (s *Supervisor) recreate(ctx context.Context, d wsproto.DesiredApp) error {
 		s.report(ctx, d, "stopped", 0, "", "the image of deployment "+fmt.Sprint(d.DeploymentID)+" is not on this worker; redeploy")
 		return nil
 	}
-	spec := runtime.RunSpec{AppID: d.AppID, DeploymentID: d.DeploymentID, Slug: d.Slug, Image: d.Image, Port: d.Port,
+	spec := runtime.RunSpec{AppID: d.AppID, TeamID: d.TeamID, DeploymentID: d.DeploymentID, Slug: d.Slug, Image: d.Image, Port: d.Port,
 		HostPort: d.HostPort, CPUMillis: d.CPUMillis, MemoryMB: d.MemoryMB, Env: d.Env}
 	c, err := s.rt.Run(ctx, spec)
 	if err != nil && d.HostPort != 0 {

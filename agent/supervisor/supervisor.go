@@ -616,7 +616,7 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (_ *deploy
 		port = 8080
 	}
 	s.progress(ctx, j, "start", "starting container", 60)
-	c, err := s.rt.Run(ctx, runtime.RunSpec{AppID: j.AppID, DeploymentID: j.DeploymentID, Slug: p.Slug, Image: img, Port: port,
+	c, err := s.rt.Run(ctx, runtime.RunSpec{AppID: j.AppID, TeamID: p.TeamID, DeploymentID: j.DeploymentID, Slug: p.Slug, Image: img, Port: port,
 		CPUMillis: p.CPUMillis, MemoryMB: p.MemoryMB, DiskMB: p.DiskMB, Env: p.Env, DiskQuota: s.cfg.DiskQuota.Enforced()})
 	if err != nil {
 		return nil, err
@@ -645,7 +645,7 @@ func (s *Supervisor) switchTo(ctx context.Context, j wsproto.JobAssign, p wsprot
 	s.progress(ctx, j, "switch", "switching traffic", 90)
 	s.mu.Lock()
 	prev, hadPrev := s.desired[j.AppID]
-	s.desired[j.AppID] = wsproto.DesiredApp{AppID: j.AppID, Slug: p.Slug, DeploymentID: j.DeploymentID, Image: img, Port: port,
+	s.desired[j.AppID] = wsproto.DesiredApp{AppID: j.AppID, Slug: p.Slug, TeamID: p.TeamID, DeploymentID: j.DeploymentID, Image: img, Port: port,
 		HostPort: c.HostPort, CPUMillis: p.CPUMillis, MemoryMB: p.MemoryMB, Env: p.Env}
 	now := time.Now()
 	if hadPrev && prev.HostPort != 0 && prev.HostPort != c.HostPort {

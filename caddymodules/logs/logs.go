@@ -214,6 +214,9 @@ func (a *App) accept(ctx context.Context, workerID int64, lines []wsproto.LogLin
 	return nil
 }
 
+// appsOn returns the apps of lines that run on the worker, or that it is
+// deploying (a new container prints before its job's result records the
+// app on the worker).
 func (a *App) appsOn(ctx context.Context, workerID int64, lines []logbus.Line) (map[int64]bool, error) {
 	ids := map[int64]bool{}
 	var list []int64
@@ -223,7 +226,8 @@ func (a *App) appsOn(ctx context.Context, workerID int64, lines []logbus.Line) (
 			list = append(list, l.AppID)
 		}
 	}
-	rows, err := a.wh.Pool().Query(ctx, "SELECT id FROM apps WHERE id = ANY($1) AND worker_id = $2", list, workerID)
+	rows, err := a.wh.Pool().Query(ctx, `SELECT id FROM apps WHERE id = ANY($1) AND (worker_id = $2
+		OR EXISTS (SELECT 1 FROM jobs j WHERE j.app_id = apps.id AND j.worker_id = $2 AND j.state IN ('assigned', 'running')))`, list, workerID)
 	if err != nil {
 		return nil, err
 	}

@@ -39,19 +39,23 @@ func connect(t *testing.T, url, key string, prep func(*transport.Client)) *trans
 }
 
 // A worker's log lines reach the app's live ring and runtime_logs; lines
-// for an app the worker does not run are refused; build lines land in the
+// for an app the worker does not run are refused (an app it is deploying
+// for the first time counts as its own); build lines land in the
 // deployment's log while its job runs on that worker.
 func TestWorkerLogsReachTheBus(t *testing.T) {
 	db := pgtest.New(t)
 	cp := cptest.Start(t, db, cptest.Options{Apps: map[string]any{"wisehosting_logs": map[string]any{}}})
 	ctx := context.Background()
 	w, key, _ := workers.Add(ctx, db.Pool, cptest.Keyring(t), "w1", "", "")
-	var team, mine, other, dep int64
+	var team, mine, other, dep, fresh, freshDep int64
 	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
 	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name, worker_id) VALUES ($1, 'mine', 'mine', $2) RETURNING id", team, w.ID).Scan(&mine)
 	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name) VALUES ($1, 'other', 'other') RETURNING id", team).Scan(&other)
 	db.Pool.QueryRow(ctx, "INSERT INTO deployments (app_id) VALUES ($1) RETURNING id", mine).Scan(&dep)
 	db.Pool.Exec(ctx, "INSERT INTO jobs (kind, app_id, deployment_id, worker_id, state) VALUES ('deploy', $1, $2, $3, 'running')", mine, dep, w.ID)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name) VALUES ($1, 'fresh', 'fresh') RETURNING id", team).Scan(&fresh)
+	db.Pool.QueryRow(ctx, "INSERT INTO deployments (app_id) VALUES ($1) RETURNING id", fresh).Scan(&freshDep)
+	db.Pool.Exec(ctx, "INSERT INTO jobs (kind, app_id, deployment_id, worker_id, state) VALUES ('deploy', $1, $2, $3, 'running')", fresh, freshDep, w.ID)
 
 	agent := connect(t, cp.URL, key, nil)
 	deadline := time.Now().Add(10 * time.Second)
@@ -59,6 +63,7 @@ func TestWorkerLogsReachTheBus(t *testing.T) {
 	err := agent.Send(ctx, wsproto.TypeLogs, wsproto.Logs{Lines: []wsproto.LogLine{
 		{AppID: mine, TS: now, Stream: "stdout", Line: "listening on :8080"},
 		{AppID: other, TS: now, Stream: "stdout", Line: "forged line"},
+		{AppID: fresh, TS: now, Stream: "stdout", Line: "first start, health check pending"},
 		{AppID: mine, DeploymentID: dep, TS: now, Stream: "build", Line: "STEP 1/3: FROM scratch"},
 	}})
 	if err != nil {
@@ -74,6 +79,9 @@ func TestWorkerLogsReachTheBus(t *testing.T) {
 	}
 	if r := bus.Recent(other, 10); len(r) != 0 {
 		t.Fatalf("a worker wrote into another app's log: %+v", r)
+	}
+	if r := bus.Recent(fresh, 10); len(r) != 1 {
+		t.Fatalf("lines of an app in its first deploy: %+v", r)
 	}
 	var stored, build int
 	for time.Now().Before(deadline) {
@@ -94,7 +102,7 @@ func TestLogBatchesAckedAfterCommitAndStoredOnce(t *testing.T) {
 	db := pgtest.New(t)
 	cp := cptest.Start(t, db, cptest.Options{Apps: map[string]any{"wisehosting_logs": map[string]any{}}})
 	ctx := context.Background()
-	w, key, _ := workers.Add(ctx, db.Pool, "w1", "", "")
+	w, key, _ := workers.Add(ctx, db.Pool, cptest.Keyring(t), "w1", "", "")
 	var team, app int64
 	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
 	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name, worker_id) VALUES ($1, 'mine', 'mine', $2) RETURNING id", team, w.ID).Scan(&app)

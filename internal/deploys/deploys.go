@@ -139,7 +139,7 @@ func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 		}
 	}
 	payload := wsproto.DeployPayload{
-		Slug: app.Slug, GitURL: app.GitRepo, Branch: app.GitBranch, Commit: s.Commit, Framework: app.Framework,
+		Slug: app.Slug, TeamID: app.TeamID, GitURL: app.GitRepo, Branch: app.GitBranch, Commit: s.Commit, Framework: app.Framework,
 		Port: app.Port, CPUMillis: app.CPUMillis, MemoryMB: app.MemoryMB, DiskMB: app.DiskMB,
 		BandwidthKbit: app.BandwidthKbit, HealthPath: app.HealthPath, RootDir: app.RootDir, Dockerfile: app.Dockerfile,
 	}

@@ -5,7 +5,10 @@ package wsproto
 // GitToken (decrypted) only when it delivers the job over the
 // authenticated channel, and the worker never writes them to disk.
 type DeployPayload struct {
-	Slug     string `json:"slug"`
+	Slug string `json:"slug"`
+	// TeamID picks the app's network: each team's containers share one
+	// bridge network and no other team's.
+	TeamID   int64  `json:"team_id,omitempty"`
 	GitURL   string `json:"git_url,omitempty"`
 	Branch   string `json:"branch,omitempty"`
 	Commit   string `json:"commit,omitempty"`

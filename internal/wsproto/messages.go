@@ -168,6 +168,7 @@ type AppState struct {
 type DesiredApp struct {
 	AppID        int64  `json:"app_id"`
 	Slug         string `json:"slug"`
+	TeamID       int64  `json:"team_id,omitempty"` // picks the team's network
 	DeploymentID int64  `json:"deployment_id"`
 	Image        string `json:"image"`
 	Port         int    `json:"port"`
