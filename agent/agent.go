@@ -40,6 +40,10 @@ type Config struct {
 	// MeshIP is the worker's WireGuard address: app ports are published
 	// on it and the control plane's proxies reach them there.
 	MeshIP string
+	// Egress filters what app containers may connect to: each team has
+	// its own network, and the mesh range, the metadata address, private
+	// ranges and the worker's own addresses are blocked unless allowed.
+	Egress runtime.Egress
 	// Zone is the worker's zone (e.g. de.example.com), informational; the
 	// control plane's worker record is authoritative.
 	Zone string
@@ -127,7 +131,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	case "off":
 		cfg.LogSpoolDir = ""
 	}
-	rt, err := runtime.New(ctx, runtime.Config{Socket: cfg.Podman, BindIP: cfg.MeshIP, Instance: cfg.Instance,
+	rt, err := runtime.New(ctx, runtime.Config{Socket: cfg.Podman, BindIP: cfg.MeshIP, Instance: cfg.Instance, Egress: cfg.Egress,
 		PortMin: cfg.PortMin, PortMax: cfg.PortMax, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err

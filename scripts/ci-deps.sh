@@ -22,6 +22,8 @@ command -v runc >/dev/null || need_apt+=(runc)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
 [ -x /usr/libexec/podman/catatonit ] || need_apt+=(catatonit)
 command -v tc >/dev/null || need_apt+=(iproute2)
+# The agent isolates each team's app network with nftables rules.
+command -v nft >/dev/null || need_apt+=(nftables)
 [ -f /usr/include/btrfs/version.h ] || need_apt+=(libbtrfs-dev)
 # The dashboard's browser test drives Debian's Chromium with playwright-core.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)

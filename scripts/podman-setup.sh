@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a worker host for the agent: Podman with runc, the containers.conf
 # settings these hosts need, catatonit as the container init, tc/nsenter/ss
-# for limits, and the Podman API socket the agent talks to. Idempotent.
+# for limits, nftables for the app networks' egress rules, and the Podman API socket the agent talks to. Idempotent.
 #
 #   scripts/podman-setup.sh            # install and start the socket
 #   scripts/podman-setup.sh --check    # only report what is missing
@@ -16,6 +16,7 @@ command -v runc >/dev/null || need+=(runc)
 [ -x /usr/libexec/podman/catatonit ] || need+=(catatonit)
 command -v tc >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
+command -v nft >/dev/null || need+=(nftables)
 command -v git >/dev/null || need+=(git)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$check" = 1 ]; then

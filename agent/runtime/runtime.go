@@ -56,9 +56,12 @@ type Config struct {
 	// BuildNetwork is the bridge network builds run on. Default:
 	// wisehosting-build.
 	BuildNetwork string
-	// AppNetwork is the bridge network app containers join. Default:
-	// wisehosting-apps.
+	// AppNetwork is the bridge network of app containers that name no
+	// team. Default: wisehosting-apps. Apps of a team join the team's own
+	// network (TeamNetwork).
 	AppNetwork string
+	// Egress filters what app containers may connect to (see Egress).
+	Egress Egress
 	// PortMin and PortMax bound the host ports given to apps. Defaults:
 	// 20000 and 29999. The range must not overlap the kernel's ephemeral
 	// range (ip_local_port_range): New refuses one that does, since an
@@ -111,8 +114,11 @@ type Runtime struct {
 	cfg  Config
 	conn context.Context
 
+	egress *egressRules // nil: no filtering
+
 	mu       sync.Mutex
 	reserved map[int]time.Time // host ports handed out but maybe not yet bound
+	teams    map[int64]*sync.Mutex
 }
 
 // New connects to Podman and creates the build and app networks when they
@@ -132,11 +138,18 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to podman at %s: %w", cfg.Socket, err)
 	}
-	r := &Runtime{cfg: cfg, conn: conn, reserved: map[int]time.Time{}}
+	egress, err := parseEgress(cfg.Egress)
+	if err != nil {
+		return nil, err
+	}
+	r := &Runtime{cfg: cfg, conn: conn, reserved: map[int]time.Time{}, egress: egress}
 	for _, n := range []string{cfg.BuildNetwork, cfg.AppNetwork} {
 		if err := r.ensureNetwork(ctx, n); err != nil {
 			return nil, err
 		}
+	}
+	if err := r.restoreEgress(ctx); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -382,7 +395,18 @@ func (r *Runtime) run(ctx context.Context, s RunSpec, hp int) (Container, error)
 	g.StopTimeout = &stop
 	g.RestartPolicy = "no" // the agent restarts crashed apps and counts crashes
 	g.NetNS = specgen.Namespace{NSMode: specgen.Bridge}
-	g.Networks = map[string]nettypes.PerNetworkOptions{r.cfg.AppNetwork: {}}
+	netName := r.cfg.AppNetwork
+	if s.TeamID != 0 {
+		g.Labels[LabelTeam] = strconv.FormatInt(s.TeamID, 10)
+		l := r.teamLock(s.TeamID)
+		l.Lock()
+		defer l.Unlock()
+		var err error
+		if netName, err = r.ensureTeamNetwork(ctx, s.TeamID); err != nil {
+			return Container{}, err
+		}
+	}
+	g.Networks = map[string]nettypes.PerNetworkOptions{netName: {}}
 	g.PortMappings = []nettypes.PortMapping{{HostIP: r.cfg.BindIP, HostPort: uint16(hp), ContainerPort: uint16(s.Port), Protocol: "tcp"}}
 	res := &spec.LinuxResources{}
 	if s.MemoryMB > 0 {
@@ -436,12 +460,24 @@ func (r *Runtime) Kill(ctx context.Context, id string) error {
 	return containers.Kill(r.connFor(ctx), id, &containers.KillOptions{Signal: &sig})
 }
 
-// Remove deletes a container, stopping it first if needed.
+// Remove deletes a container, stopping it first if needed; the last
+// container of a team takes the team's network with it.
 func (r *Runtime) Remove(ctx context.Context, id string) error {
+	var team int64
+	if d, err := containers.Inspect(r.connFor(ctx), id, nil); err == nil && d.Config != nil {
+		team, _ = strconv.ParseInt(d.Config.Labels[LabelTeam], 10, 64)
+	}
 	force := true
 	t := uint(r.cfg.StopTimeout / time.Second)
-	_, err := containers.Remove(r.connFor(ctx), id, &containers.RemoveOptions{Force: &force, Timeout: &t})
-	return err
+	if _, err := containers.Remove(r.connFor(ctx), id, &containers.RemoveOptions{Force: &force, Timeout: &t}); err != nil {
+		return err
+	}
+	if team != 0 {
+		if err := r.releaseTeamNetwork(ctx, team); err != nil {
+			r.cfg.Logger.Warn("runtime: removing a team network", zap.Int64("team", team), zap.Error(err))
+		}
+	}
+	return nil
 }
 
 // Inspect returns one container.

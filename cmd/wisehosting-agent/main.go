@@ -50,6 +50,11 @@ func run() error {
 	fs.StringVar(&portRange, "port-range", "20000-29999", "host ports given to apps (must be outside net.ipv4.ip_local_port_range)")
 	fs.IntVar(&cfg.ImageRetention, "image-retention", 3, "images of an app's newest deployments kept for rollbacks")
 	fs.IntVar(&cfg.BuildCacheMB, "build-cache-mb", 2048, "build layer cache size above which it is pruned")
+	var egressAllow string
+	var egressOff bool
+	fs.StringVar(&cfg.Egress.MeshRange, "mesh-range", "10.50.0.0/24", "the WireGuard mesh; app containers may not connect to it")
+	fs.StringVar(&egressAllow, "egress-allow", "", "comma-separated CIDR ranges app containers may reach although private (e.g. a database)")
+	fs.BoolVar(&egressOff, "no-egress-filter", false, "do not filter app containers' connections (hosts without nftables)")
 	var spoolMB int64
 	fs.StringVar(&cfg.LogSpoolDir, "log-spool-dir", "", `log lines not yet confirmed by the control plane, beyond memory (default: <state-dir>/log-spool; "off": memory only)`)
 	fs.IntVar(&cfg.LogMemoryLines, "log-memory-lines", 10000, "unconfirmed log lines kept in memory before the spool")
@@ -68,6 +73,12 @@ func run() error {
 	fs.Parse(os.Args[1:])
 
 	cfg.LogSpoolBytes = spoolMB << 20
+	cfg.Egress.Off = egressOff
+	for _, r := range strings.Split(egressAllow, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			cfg.Egress.Allow = append(cfg.Egress.Allow, r)
+		}
+	}
 	cfg.APIKey = strings.TrimSpace(os.Getenv("WISEHOSTING_WORKER_KEY"))
 	if keyFile != "" {
 		b, err := os.ReadFile(keyFile)
