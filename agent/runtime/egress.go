@@ -165,6 +165,14 @@ func addrs(as []netip.Addr, v4 bool) []string {
 	return out
 }
 
+// ipKeyword is nft's name of the address family.
+func ipKeyword(v4 bool) string {
+	if v4 {
+		return "ip"
+	}
+	return "ip6"
+}
+
 var ifaceRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
 // tableName is the nftables table of a network (network names start
@@ -194,10 +202,7 @@ func (e *egressRules) ruleset(table, iface string, subnets []netip.Prefix) (stri
 	b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority -5; policy accept;\n")
 	fmt.Fprintf(&b, "\t\t%s ct state established,related accept\n", in)
 	for _, v4 := range []bool{true, false} {
-		ip := "ip"
-		if !v4 {
-			ip = "ip6"
-		}
+		ip := ipKeyword(v4)
 		if own := family(subnets, v4); len(own) > 0 {
 			fmt.Fprintf(&b, "\t\t%s %s daddr { %s } accept\n", in, ip, strings.Join(own, ", "))
 		}
@@ -219,10 +224,7 @@ func (e *egressRules) ruleset(table, iface string, subnets []netip.Prefix) (stri
 	b.WriteString("\tchain input {\n\t\ttype filter hook input priority -5; policy accept;\n")
 	fmt.Fprintf(&b, "\t\t%s ct state established,related accept\n", in)
 	for _, v4 := range []bool{true, false} {
-		ip := "ip"
-		if !v4 {
-			ip = "ip6"
-		}
+		ip := ipKeyword(v4)
 		if allow := family(merged(e.allow), v4); len(allow) > 0 {
 			fmt.Fprintf(&b, "\t\t%s %s daddr { %s } accept\n", in, ip, strings.Join(allow, ", "))
 		}
