@@ -196,11 +196,14 @@ func (s *Supervisor) crashed(ctx context.Context, d wsproto.DesiredApp, c runtim
 	if state == "crashloop" {
 		return // restarted after the back-off, on a later pass
 	}
+	// Follow from before the start: what the app prints at once must not
+	// fall before the start of the log stream.
+	started := time.Now()
 	if err := s.rt.Start(ctx, c.ID); err != nil {
 		s.cfg.Logger.Warn("supervisor: restarting", zap.String("slug", d.Slug), zap.Error(err))
 		return
 	}
-	s.follow(c, time.Now())
+	s.follow(c, started)
 }
 
 // report sends an app.state when it differs from the last one sent: in
