@@ -212,7 +212,9 @@ func (a *App) Validate() error {
 			errs = append(errs, fmt.Errorf("public_url %q must be an absolute http(s) URL", a.PublicURL))
 		}
 	}
-	if a.SubdomainBase != "" && (strings.ContainsAny(a.SubdomainBase, "/: ") || !strings.Contains(a.SubdomainBase, ".") && a.SubdomainBase != "localhost") {
+	// Every app's host name is built on it, and host names go into proxy
+	// rules: a valid host name only.
+	if a.SubdomainBase != "" && (network.CheckHostname(a.SubdomainBase) != nil || !strings.Contains(a.SubdomainBase, ".") && a.SubdomainBase != "localhost") {
 		errs = append(errs, fmt.Errorf("subdomain_base %q must be a domain name such as apps.example.com", a.SubdomainBase))
 	}
 	if _, err := plans.NewRegistry(a.Plans, a.DefaultPlan); err != nil {

@@ -93,14 +93,16 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, mut := range map[string]func(*App){
-		"no db":           func(a *App) { a.DatabaseURL = "" },
-		"short secret":    func(a *App) { a.Secret = "short" },
-		"short token":     func(a *App) { a.ProxyToken = "abc" },
-		"bad public url":  func(a *App) { a.PublicURL = "cp.example.com" },
-		"bad base":        func(a *App) { a.SubdomainBase = "http://apps.example.com" },
-		"unknown default": func(a *App) { a.DefaultPlan = "gold" },
-		"no free plan":    func(a *App) { a.Plans = map[string]plans.Plan{"basic": {}} },
-		"negative limit":  func(a *App) { a.Plans = map[string]plans.Plan{"free": {Apps: -1}} },
+		"no db":                             func(a *App) { a.DatabaseURL = "" },
+		"short secret":                      func(a *App) { a.Secret = "short" },
+		"short token":                       func(a *App) { a.ProxyToken = "abc" },
+		"bad public url":                    func(a *App) { a.PublicURL = "cp.example.com" },
+		"bad base":                          func(a *App) { a.SubdomainBase = "http://apps.example.com" },
+		"base breaking out of a proxy rule": func(a *App) { a.SubdomainBase = "apps.test`)||HostRegexp(`.+" },
+		"base with an underscore":           func(a *App) { a.SubdomainBase = "apps_x.example.com" },
+		"unknown default":                   func(a *App) { a.DefaultPlan = "gold" },
+		"no free plan":                      func(a *App) { a.Plans = map[string]plans.Plan{"basic": {}} },
+		"negative limit":                    func(a *App) { a.Plans = map[string]plans.Plan{"free": {Apps: -1}} },
 	} {
 		a := good()
 		mut(a)

@@ -12,6 +12,8 @@
 // Endpoints (JSON):
 //
 //	GET  /v1/workers                    every worker
+//	POST /v1/workers                    add one: {"name", "zone", "wg_ip"} → the worker and its API key (shown once)
+//	PATCH /v1/workers/{name}            set its zone and/or mesh IP: {"zone", "wg_ip"}
 //	GET  /v1/apps                       every app: team, plan, status, placement, limits
 //	GET  /v1/jobs?state=failed&limit=N  recent jobs, newest first
 //	POST /v1/workers/{name}/drain       no new jobs on the worker (apps keep running)
@@ -40,7 +42,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/workers"
 )
 
@@ -171,6 +175,8 @@ func (a *App) Stop() error {
 func (a *App) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/workers", a.listWorkers)
+	mux.HandleFunc("POST /v1/workers", a.addWorker)
+	mux.HandleFunc("PATCH /v1/workers/{name}", a.placeWorker)
 	mux.HandleFunc("GET /v1/apps", a.listApps)
 	mux.HandleFunc("GET /v1/jobs", a.listJobs)
 	mux.HandleFunc("POST /v1/workers/{name}/drain", a.drain(true))
@@ -328,6 +334,77 @@ func (a *App) listJobs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"jobs": out})
+}
+
+// workerError answers an error of the workers service.
+func (a *App) workerError(w http.ResponseWriter, name string, err error) {
+	switch {
+	case errors.Is(err, workers.ErrInvalid):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, workers.ErrExists):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, workers.ErrNotFound):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no worker named %q (or it is revoked)", name))
+	default:
+		a.fail(w, "changing the worker", err)
+	}
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// addWorker creates a worker; its zone and mesh IP are set here (or with
+// PATCH), never by the worker itself.
+func (a *App) addWorker(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Name string `json:"name"`
+		Zone string `json:"zone"`
+		WGIP string `json:"wg_ip"`
+	}
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	wk, key, err := workers.Add(r.Context(), a.wh.Pool(), a.wh.Keyring(), body.Name, body.Zone, body.WGIP)
+	if err != nil {
+		a.workerError(w, body.Name, err)
+		return
+	}
+	a.logger.Info("internal API: worker added", zap.String("worker", wk.Name), zap.String("zone", wk.Zone), zap.String("wg_ip", wk.WGIP))
+	writeJSON(w, http.StatusCreated, map[string]any{"worker": wk, "api_key": key})
+}
+
+// placeWorker changes a worker's zone and/or mesh IP.
+func (a *App) placeWorker(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Zone *string `json:"zone"`
+		WGIP *string `json:"wg_ip"`
+	}
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	name := r.PathValue("name")
+	if body.Zone == nil && body.WGIP == nil {
+		writeError(w, http.StatusBadRequest, `give "zone" and/or "wg_ip"`)
+		return
+	}
+	wk, err := workers.SetPlacement(r.Context(), a.wh.Pool(), name, body.Zone, body.WGIP)
+	if err != nil {
+		a.workerError(w, name, err)
+		return
+	}
+	if err := network.NotifyChanged(r.Context(), a.wh.Pool()); err != nil {
+		a.logger.Warn("internal API: announcing the routing change", zap.Error(err))
+	}
+	a.wh.Events().Publish(events.Event{Kind: events.RouteChanged, Data: map[string]any{"worker": name}})
+	a.logger.Info("internal API: worker placement changed", zap.String("worker", name), zap.String("zone", wk.Zone), zap.String("wg_ip", wk.WGIP))
+	writeJSON(w, http.StatusOK, wk)
 }
 
 func (a *App) drain(draining bool) http.HandlerFunc {

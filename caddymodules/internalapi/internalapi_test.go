@@ -15,17 +15,29 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
+	"github.com/wisehosting/wisehosting/agent/transport"
 	"github.com/wisehosting/wisehosting/caddymodules/cptest"
 	"github.com/wisehosting/wisehosting/caddymodules/internalapi"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
 const token = "internal-token-0123456789abcdef"
 
 func call(t *testing.T, method, url, tok string) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest(method, url, nil)
+	return callJSON(t, method, url, tok, "")
+}
+
+// callJSON sends body (none when "") as JSON.
+func callJSON(t *testing.T, method, url, tok, body string) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, url, rd)
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
@@ -259,5 +271,88 @@ func TestRequeueDeploy(t *testing.T) {
 	}
 	if code, _ := call(t, "POST", base+"/v1/jobs/abc/requeue", token); code != http.StatusBadRequest {
 		t.Fatalf("bad id: %d", code)
+	}
+}
+
+// Workers are added and placed by the operator only: zone and mesh IP are
+// validated here, at the edge, and a worker's hello cannot change them.
+func TestWorkerPlacementByOperatorOnly(t *testing.T) {
+	db := pgtest.New(t)
+	addr := cptest.FreeAddr(t)
+	cp := cptest.Start(t, db, cptest.Options{
+		Core: map[string]any{"internal_token": token},
+		Apps: map[string]any{"wisehosting_internal": map[string]any{"listen": addr}},
+	})
+	base := "http://" + addr
+	for body, want := range map[string]int{
+		"{\"name\":\"w1\",\"zone\":\"z`) || HostRegexp(`.+\"}":  http.StatusBadRequest,
+		`{"name":"w1","zone":"z.test) || Host(x"}`:              http.StatusBadRequest,
+		`{"name":"w1","zone":"z.test","wg_ip":"127.0.0.1; rm"}`: http.StatusBadRequest,
+		`{"name":"W 1"}`:             http.StatusBadRequest,
+		`{"name":"w1","owner":"me"}`: http.StatusBadRequest,
+		`not json`:                   http.StatusBadRequest,
+	} {
+		if code, out := callJSON(t, "POST", base+"/v1/workers", token, body); code != want || out["error"] == "" {
+			t.Errorf("add %s: %d %v, want %d", body, code, out, want)
+		}
+	}
+	code, out := callJSON(t, "POST", base+"/v1/workers", token, `{"name":"w1","zone":"z.test","wg_ip":"127.0.0.1"}`)
+	key, _ := out["api_key"].(string)
+	if code != http.StatusCreated || !strings.HasPrefix(key, "whk_") || fmt.Sprint(out["worker"]) == "" {
+		t.Fatalf("add: %d %v", code, out)
+	}
+	if code, _ := callJSON(t, "POST", base+"/v1/workers", token, `{"name":"w1"}`); code != http.StatusConflict {
+		t.Fatalf("second w1: %d", code)
+	}
+
+	// The worker connects and claims another zone and mesh IP.
+	agent, err := transport.New(transport.Config{URL: cp.URL, APIKey: key, MinBackoff: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent.SetHello(func() wsproto.Hello {
+		return wsproto.Hello{Version: "test", Zone: "bank.example", WGIP: "127.0.0.66", CPUMillis: 1000, MemoryMB: 512}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- agent.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	worker := func() map[string]any {
+		_, out := call(t, "GET", base+"/v1/workers", token)
+		ws, _ := out["workers"].([]any)
+		if len(ws) != 1 {
+			t.Fatalf("workers: %v", out)
+		}
+		return ws[0].(map[string]any)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for worker()["status"] != "online" || worker()["cpu_millis"] != float64(1000) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker's hello was not recorded: %v", worker())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if w := worker(); w["zone"] != "z.test" || w["wg_ip"] != "127.0.0.1" {
+		t.Fatalf("the hello changed the placement: %v", w)
+	}
+
+	// The operator moves it.
+	for body, want := range map[string]int{
+		`{"zone":"a` + "`" + `b"}`: http.StatusBadRequest,
+		`{"wg_ip":"x"}`:            http.StatusBadRequest,
+		`{}`:                       http.StatusBadRequest,
+	} {
+		if code, _ := callJSON(t, "PATCH", base+"/v1/workers/w1", token, body); code != want {
+			t.Errorf("patch %s: %d, want %d", body, code, want)
+		}
+	}
+	if code, _ := callJSON(t, "PATCH", base+"/v1/workers/nope", token, `{"zone":"eu.test"}`); code != http.StatusNotFound {
+		t.Errorf("patch of an unknown worker: %d", code)
+	}
+	if code, out := callJSON(t, "PATCH", base+"/v1/workers/w1", token, `{"zone":"eu.test"}`); code != 200 || out["zone"] != "eu.test" || out["wg_ip"] != "127.0.0.1" {
+		t.Fatalf("patch zone: %d %v", code, out)
+	}
+	if code, out := callJSON(t, "PATCH", base+"/v1/workers/w1", token, `{"wg_ip":"::1"}`); code != 200 || out["zone"] != "eu.test" || out["wg_ip"] != "::1" {
+		t.Fatalf("patch mesh IP: %d %v", code, out)
 	}
 }

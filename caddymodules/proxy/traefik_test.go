@@ -88,3 +88,31 @@ func TestTraefikInterop(t *testing.T) {
 		t.Fatalf("after control plane loss: %d %q", c, b)
 	}
 }
+
+// A worker zone written around the checks at the edge (e.g. a row from
+// before them) that tries to break out of its rule, as a worker's hello
+// once could: real Traefik, reading what the control plane renders, still
+// routes each app on its own hosts only and answers 404 for the others.
+func TestTraefikZoneCannotCaptureOtherHosts(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	if _, err := f.db.Pool.Exec(ctx, "UPDATE workers SET zone = $2 WHERE id = $1", f.wrk, "z`) || HostRegexp(`.+"); err != nil {
+		t.Fatal(err)
+	}
+	site, shop := backend(t, "site", nil), backend(t, "shop", nil)
+	f.addApp(t, "site", port(site))
+	f.addApp(t, "shop", port(shop))
+	traefik := startTraefik(t, fmt.Sprintf("%s/v1/traefik/config?worker_id=%d", f.cpURL, f.wrk), "web", 500*time.Millisecond)
+	waitFor(t, "traefik routing site", 20*time.Second, func() bool {
+		c, b := hit(t, traefik, "site.apps.test", "/")
+		return c == 200 && b == "site /"
+	})
+	if c, b := hit(t, traefik, "shop.apps.test", "/x"); c != 200 || b != "shop /x" {
+		t.Fatalf("shop: %d %q", c, b)
+	}
+	for _, host := range []string{"unknown.apps.test", "bank.example", "z"} {
+		if c, b := hit(t, traefik, host, "/"); c != 404 {
+			t.Errorf("%s captured: %d %q", host, c, b)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -143,7 +144,10 @@ func containsColon(s string) bool {
 }
 
 // Hosts returns the host names an app answers on: <slug>.<subdomain_base>,
-// <slug>.<worker zone> and its verified domains, sorted and unique.
+// <slug>.<worker zone> and its verified domains, sorted and unique. Every
+// part was validated where it entered the system; a name that still is not
+// a valid host name (a row written around those checks) is left out, so it
+// never reaches a rule.
 func (s *Snapshot) Hosts(a *App) []string { return s.hosts(a, true) }
 
 // ProxyHosts returns the names that resolve to the proxies:
@@ -153,6 +157,9 @@ func (s *Snapshot) Hosts(a *App) []string { return s.hosts(a, true) }
 func (s *Snapshot) ProxyHosts(a *App) []string { return s.hosts(a, false) }
 
 func (s *Snapshot) hosts(a *App, zone bool) []string {
+	if strings.Contains(a.Slug, ".") || CheckHostname(a.Slug) != nil {
+		return nil // not one DNS label: no host, no router named after it
+	}
 	set := map[string]bool{}
 	if s.SubdomainBase != "" {
 		set[a.Slug+"."+s.SubdomainBase] = true
@@ -165,7 +172,9 @@ func (s *Snapshot) hosts(a *App, zone bool) []string {
 	}
 	out := make([]string, 0, len(set))
 	for h := range set {
-		out = append(out, h)
+		if CheckHostname(h) == nil {
+			out = append(out, h)
+		}
 	}
 	sort.Strings(out)
 	return out

@@ -87,7 +87,7 @@ type tfStrip struct {
 func hostRule(hosts []string) string {
 	parts := make([]string, len(hosts))
 	for i, h := range hosts {
-		parts[i] = "Host(`" + h + "`)"
+		parts[i] = "Host(" + ruleArg(h) + ")"
 	}
 	return strings.Join(parts, " || ")
 }
@@ -108,10 +108,13 @@ type prefixGroup struct {
 	routes []Route
 }
 
+// groups are the HTTP routes of an app by path prefix. A route whose
+// prefix is not a valid URL path (a row written around the checks where
+// routes enter) is left out.
 func groups(a *App) []prefixGroup {
 	var out []prefixGroup
 	for _, r := range a.Routes {
-		if r.Protocol == "tcp" {
+		if r.Protocol == "tcp" || CheckPathPrefix(r.PathPrefix) != nil {
 			continue // TCP routes are not HTTP routers
 		}
 		if n := len(out); n > 0 && out[n-1].prefix == r.PathPrefix {
@@ -168,7 +171,7 @@ func (t Traefik) Render(s *Snapshot) ([]byte, error) {
 			rname := fmt.Sprintf("%s-p%d", name, gi)
 			rule := hostRule(hosts)
 			if g.prefix != "/" {
-				rule = "(" + rule + ") && PathPrefix(`" + g.prefix + "`)"
+				rule = "(" + rule + ") && PathPrefix(" + ruleArg(g.prefix) + ")"
 			}
 			r := tfRouter{Rule: rule, Service: rname, EntryPoints: t.EntryPoints, TLS: tls, Priority: 100 + len(g.prefix)}
 			if g.routes[0].StripPrefix && g.prefix != "/" {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/jobs"
@@ -75,6 +76,9 @@ func scan(row pgx.Row) (Worker, error) {
 var ErrNotFound = errors.New("worker not found")
 
 var nameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
+
+// ErrExists means a worker of that name exists.
+var ErrExists = errors.New("worker exists")
 
 // ErrInvalid wraps a problem with operator input; its message is shown as is.
 var ErrInvalid = errors.New("invalid worker settings")
@@ -154,6 +158,9 @@ func Add(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, name, zone, w
 	}
 	w, err := scan(q.QueryRow(ctx, `INSERT INTO workers (id, name, api_key_hash, mac_key_sealed, zone, wg_ip) VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+columns,
 		id, name, LookupHash(k), sealed, zone, ip))
+	if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "23505" {
+		return w, "", fmt.Errorf("%w: a worker named %s exists", ErrExists, name)
+	}
 	if err != nil {
 		return w, "", fmt.Errorf("adding worker %s: %w", name, err)
 	}
