@@ -175,8 +175,8 @@ func ipKeyword(v4 bool) string {
 
 var ifaceRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
-// tableName is the nftables table of a network (network names start
-// with "wh-": wh-team-7 has the table wh_team_7).
+// tableName is the nftables table of a network (wh-team-7 has the table
+// wh_team_7, wisehosting-apps wisehosting_apps).
 func tableName(netName string) string {
 	var b strings.Builder
 	for _, c := range netName {

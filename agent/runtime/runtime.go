@@ -151,6 +151,11 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err := r.restoreEgress(ctx); err != nil {
 		return nil, err
 	}
+	// Containers of apps whose deploy named no team (queued before teams
+	// got networks) share AppNetwork: they get the same egress rules.
+	if err := r.applyEgress(ctx, cfg.AppNetwork); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
