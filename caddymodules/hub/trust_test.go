@@ -64,6 +64,13 @@ func ping(t *testing.T, ws *websocket.Conn, sk wsproto.Key, seq uint64) {
 	if err := ws.WriteMessage(websocket.TextMessage, sealed(t, sk, wsproto.TypePing, seq, nil)); err != nil {
 		t.Fatalf("ping: %v", err)
 	}
+	readPong(t, ws)
+}
+
+// readPong reads until a pong, passing over what the control plane sends
+// a registered worker anyway (e.g. its zone table).
+func readPong(t *testing.T, ws *websocket.Conn) {
+	t.Helper()
 	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {
 		_, msg, err := ws.ReadMessage()
@@ -155,10 +162,7 @@ func TestFramesDoNotCrossConnections(t *testing.T) {
 	pingFrame := sealed(t, skA, wsproto.TypePing, 2, nil)
 	a.WriteMessage(websocket.TextMessage, hello)
 	a.WriteMessage(websocket.TextMessage, pingFrame)
-	a.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, msg, err := a.ReadMessage(); err != nil || !strings.Contains(string(msg), `"t":"pong"`) {
-		t.Fatalf("real connection: %s %v", msg, err)
-	}
+	readPong(t, a)
 	waitFor(t, "registration", 5*time.Second, func() bool { return hub.Default().Connected(w.ID) })
 
 	for name, replay := range map[string][][]byte{
