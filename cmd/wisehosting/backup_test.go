@@ -1,0 +1,107 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wisehosting/wisehosting/internal/pgtest"
+)
+
+// waitHealthy waits for base/health to answer 200 while the process runs.
+func waitHealthy(t *testing.T, base string, done chan error) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(base + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("control plane exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no /health 200 within 60s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A backup taken from a running control plane with the CLI, restored with
+// the CLI into a new empty database, brings back the account, the app and
+// its variables: a control plane started on it with the same master
+// secret serves them.
+func TestBackupRestoreJourney(t *testing.T) {
+	db := pgtest.NewEmpty(t, false)
+	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
+	site := addr()
+	_, out, done := startExample(t, db.URL, 16, "http://"+site, addr(), addr(), plainHTTPSite)
+	base := "http://" + site
+	waitHealthy(t, base, done)
+	pw := regexp.MustCompile(`"password":"([^"]+)"`).FindStringSubmatch(out.String())
+	if pw == nil {
+		t.Fatal("no one-time password in the log")
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	sess := login(t, client, base, "ops@example.com", pw[1])
+	sess.do(t, "POST", "/api/password", map[string]any{"current_password": pw[1], "new_password": "a long new passphrase"}, 200)
+	var me struct {
+		Teams []struct {
+			ID int64 `json:"id"`
+		} `json:"teams"`
+	}
+	json.Unmarshal(sess.do(t, "GET", "/api/me", nil, 200), &me)
+	var app struct {
+		ID int64 `json:"id"`
+	}
+	json.Unmarshal(sess.do(t, "POST", fmt.Sprintf("/api/teams/%d/apps", me.Teams[0].ID), map[string]any{"name": "Kept", "slug": "kept", "port": 8080}, 201), &app)
+	sess.do(t, "PUT", fmt.Sprintf("/api/apps/%d/env/DB_PASSWORD", app.ID), map[string]any{"value": "hunter2-but-longer"}, 200)
+
+	dir := t.TempDir()
+	cli := func(dbURL string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(binPath, args...)
+		cmd.Env = append(os.Environ(), "WISEHOSTING_DATABASE_URL="+dbURL, "WISEHOSTING_SECRET="+loadSecret)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("wisehosting %v: %v\n%s", args, err, b)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	cli(db.URL, "backup", "create", "--dir", dir)
+	list := cli(db.URL, "backup", "list", "--dir", dir)
+	file := regexp.MustCompile(`\S+\.whbackup`).FindString(list)
+	if file == "" {
+		t.Fatalf("backup list: %s", list)
+	}
+
+	fresh := pgtest.NewEmpty(t, false)
+	cli(fresh.URL, "backup", "restore", file, "--dir", dir)
+
+	site2 := addr()
+	_, _, done2 := startExample(t, fresh.URL, 16, "http://"+site2, addr(), addr(), plainHTTPSite)
+	base2 := "http://" + site2
+	waitHealthy(t, base2, done2)
+	s2 := login(t, client, base2, "ops@example.com", "a long new passphrase")
+	var got struct {
+		Slug string `json:"slug"`
+	}
+	json.Unmarshal(s2.do(t, "GET", fmt.Sprintf("/api/apps/%d", app.ID), nil, 200), &got)
+	if got.Slug != "kept" {
+		t.Fatalf("restored app %+v", got)
+	}
+	if env := string(s2.do(t, "GET", fmt.Sprintf("/api/apps/%d/env", app.ID), nil, 200)); !strings.Contains(env, "DB_PASSWORD") {
+		t.Fatalf("restored variables: %s", env)
+	}
+}

@@ -1,0 +1,180 @@
+// Package backup makes and restores encrypted dumps of the control plane's
+// database: pg_dump in custom format, sealed with AES-GCM under a key
+// derived from the master secret (internal/secrets, purpose "backup"), so a
+// backup is useless without the secret and the secret alone restores it.
+package backup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/wisehosting/wisehosting/internal/secrets"
+)
+
+// header opens every backup file; it is also the ciphertext's additional
+// data, so a file cannot pass for another format.
+const header = "WISEHOSTING-BACKUP 1\n"
+
+// Ext is the file name extension of backups.
+const Ext = ".whbackup"
+
+const purpose = "backup"
+
+// Target is the database to dump or restore into. Password, when set,
+// replaces the URL's (it reaches pg_dump through the environment, never
+// its command line).
+type Target struct {
+	URL      string
+	Password string
+}
+
+// pgArgs returns the URL without its password and the environment that
+// carries the password.
+func (t Target) pgArgs() (string, []string, error) {
+	u, err := url.Parse(t.URL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", nil, errors.New("the database URL is not a postgres:// URL")
+	}
+	pass := t.Password
+	if p, ok := u.User.Password(); ok && pass == "" {
+		pass = p
+	}
+	if u.User != nil {
+		u.User = url.User(u.User.Username())
+	}
+	env := os.Environ()
+	if pass != "" {
+		env = append(env, "PGPASSWORD="+pass)
+	}
+	return u.String(), env, nil
+}
+
+// Create dumps the database into dir as wisehosting-<UTC time>.whbackup
+// (mode 0600) and returns its path.
+func Create(ctx context.Context, db Target, kr *secrets.Keyring, dir string, now time.Time) (string, error) {
+	dsn, env, err := db.pgArgs()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "pg_dump", "--format=custom", "--no-owner", "--no-privileges", "--dbname", dsn)
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	dump, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("pg_dump: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	sealed, err := kr.Encrypt(purpose, dump, []byte(header))
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "wisehosting-"+now.UTC().Format("20060102T150405Z")+Ext)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.WriteString(header + sealed + "\n"); err != nil {
+		f.Close()
+		os.Remove(path)
+		return "", err
+	}
+	return path, f.Close()
+}
+
+// Info describes one backup file.
+type Info struct {
+	Path string
+	Size int64
+	Time time.Time
+}
+
+// List returns the backups in dir, newest first.
+func List(dir string) ([]Info, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || !strings.HasPrefix(name, "wisehosting-") || !strings.HasSuffix(name, Ext) {
+			continue
+		}
+		ts, err := time.Parse("20060102T150405Z", strings.TrimSuffix(strings.TrimPrefix(name, "wisehosting-"), Ext))
+		if err != nil {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Info{Path: filepath.Join(dir, name), Size: fi.Size(), Time: ts})
+	}
+	slices.SortFunc(out, func(a, b Info) int { return b.Time.Compare(a.Time) })
+	return out, nil
+}
+
+// Restore decrypts the backup at path and restores it into db, which must
+// be empty (no table in the public schema): a restore never mixes with
+// live data.
+func Restore(ctx context.Context, path string, db Target, kr *secrets.Keyring) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	body, ok := strings.CutPrefix(string(b), header)
+	if !ok {
+		return fmt.Errorf("%s is not a WiseHosting backup", path)
+	}
+	dump, err := kr.Decrypt(purpose, strings.TrimSpace(body), []byte(header))
+	if err != nil {
+		return fmt.Errorf("decrypting %s (is this the master secret it was made with?): %w", path, err)
+	}
+	dsn, env, err := db.pgArgs()
+	if err != nil {
+		return err
+	}
+	cfg, err := pgx.ParseConfig(db.URL)
+	if err != nil {
+		return err
+	}
+	if db.Password != "" {
+		cfg.Password = db.Password
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connecting to the target database: %w", err)
+	}
+	var tables int
+	err = conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").Scan(&tables)
+	conn.Close(ctx)
+	if err != nil {
+		return err
+	}
+	if tables > 0 {
+		return fmt.Errorf("the target database has %d tables: restore into an empty database", tables)
+	}
+	cmd := exec.CommandContext(ctx, "pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction", "--dbname", dsn)
+	cmd.Env = env
+	cmd.Stdin = bytes.NewReader(dump)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("pg_restore: %v: %s", err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
