@@ -49,23 +49,12 @@ func TestBackupRestoreJourney(t *testing.T) {
 	_, out, done := startExample(t, db.URL, 16, "http://"+site, addr(), addr(), plainHTTPSite)
 	base := "http://" + site
 	waitHealthy(t, base, done)
-	pw := regexp.MustCompile(`"password":"([^"]+)"`).FindStringSubmatch(out.String())
-	if pw == nil {
-		t.Fatal("no one-time password in the log")
-	}
 	client := &http.Client{Timeout: 10 * time.Second}
-	sess := login(t, client, base, "ops@example.com", pw[1])
-	sess.do(t, "POST", "/api/password", map[string]any{"current_password": pw[1], "new_password": "a long new passphrase"}, 200)
-	var me struct {
-		Teams []struct {
-			ID int64 `json:"id"`
-		} `json:"teams"`
-	}
-	json.Unmarshal(sess.do(t, "GET", "/api/me", nil, 200), &me)
+	sess, team := firstAdmin(t, client, base, out)
 	var app struct {
 		ID int64 `json:"id"`
 	}
-	json.Unmarshal(sess.do(t, "POST", fmt.Sprintf("/api/teams/%d/apps", me.Teams[0].ID), map[string]any{"name": "Kept", "slug": "kept", "port": 8080}, 201), &app)
+	json.Unmarshal(sess.do(t, "POST", fmt.Sprintf("/api/teams/%d/apps", team), map[string]any{"name": "Kept", "slug": "kept", "port": 8080}, 201), &app)
 	sess.do(t, "PUT", fmt.Sprintf("/api/apps/%d/env/DB_PASSWORD", app.ID), map[string]any{"value": "hunter2-but-longer"}, 200)
 
 	dir := t.TempDir()

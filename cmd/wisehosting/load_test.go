@@ -153,47 +153,11 @@ func TestExampleCaddyfileUnderLoad(t *testing.T) {
 	// The smallest accepted pool.
 	_, out, done = startExample(t, db.URL, need, "http://"+site, mesh, internal, plainHTTPSite)
 	base, meshBase := "http://"+site, "http://"+mesh
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(base + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("control plane exited with max_conns %d: %v", need, err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no /health 200 within 60s with max_conns %d", need)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitHealthy(t, base, done)
 
-	// The first account, from the one-time password in the log.
-	var pw []string
-	for wait := time.Now().Add(15 * time.Second); pw == nil; time.Sleep(50 * time.Millisecond) {
-		if pw = regexp.MustCompile(`One-time password:\s+(\S+)`).FindStringSubmatch(out.String()); pw == nil && time.Now().After(wait) {
-			t.Fatal("no one-time password in the log")
-		}
-	}
 	const timeout = 5 * time.Second
 	client := &http.Client{Timeout: timeout}
-	sess := login(t, client, base, "ops@example.com", pw[1])
-	sess.do(t, "POST", "/api/password", map[string]any{"current_password": pw[1], "new_password": "a long new passphrase"}, 200)
-	var me struct {
-		Teams []struct {
-			ID int64 `json:"id"`
-		} `json:"teams"`
-	}
-	json.Unmarshal(sess.do(t, "GET", "/api/me", nil, 200), &me)
-	if len(me.Teams) == 0 {
-		t.Fatal("admin has no team")
-	}
-	team := me.Teams[0].ID
+	sess, team := firstAdmin(t, client, base, out)
 	var app struct {
 		ID int64 `json:"id"`
 	}
@@ -318,6 +282,31 @@ watch:
 	if listen != 1 || pooled > need {
 		t.Fatalf("%d listen connections (want 1), %d pool connections (max %d)", listen, pooled, need)
 	}
+}
+
+// firstAdmin signs in the bootstrap account with the one-time password
+// from the log, replaces the password with "a long new passphrase", and
+// returns the session and the account's team.
+func firstAdmin(t *testing.T, client *http.Client, base string, out *lockedBuffer) (*session, int64) {
+	t.Helper()
+	var pw []string
+	for wait := time.Now().Add(15 * time.Second); pw == nil; time.Sleep(50 * time.Millisecond) {
+		if pw = regexp.MustCompile(`One-time password:\s+(\S+)`).FindStringSubmatch(out.String()); pw == nil && time.Now().After(wait) {
+			t.Fatal("no one-time password in the log")
+		}
+	}
+	sess := login(t, client, base, "ops@example.com", pw[1])
+	sess.do(t, "POST", "/api/password", map[string]any{"current_password": pw[1], "new_password": "a long new passphrase"}, 200)
+	var me struct {
+		Teams []struct {
+			ID int64 `json:"id"`
+		} `json:"teams"`
+	}
+	json.Unmarshal(sess.do(t, "GET", "/api/me", nil, 200), &me)
+	if len(me.Teams) == 0 {
+		t.Fatal("admin has no team")
+	}
+	return sess, me.Teams[0].ID
 }
 
 // session is a signed-in dashboard session.
