@@ -396,7 +396,11 @@ func ParseTraefik(b []byte) (*Table, error) {
 		}
 		route := &Route{Prefix: "/"}
 		if m := prefixRe.FindStringSubmatch(rt.Rule); m != nil {
+			// (Path(`/api`) || PathPrefix(`/api/`)) is the prefix /api.
 			route.Prefix = m[1]
+			if len(route.Prefix) > 1 {
+				route.Prefix = strings.TrimSuffix(route.Prefix, "/")
+			}
 		}
 		for _, mw := range rt.Middlewares {
 			if m, ok := cfg.HTTP.Middlewares[mw]; ok && m.StripPrefix != nil {

@@ -69,6 +69,9 @@ func TestRoutesRenderedConfig(t *testing.T) {
 	if code, body := get(t, r, "shop.apps.test", "/apiary"); code != 200 || strings.HasPrefix(body, "api ") {
 		t.Fatalf("/apiary is not under /api: %d %q", code, body)
 	}
+	if code, body := get(t, r, "shop.apps.test", "/api"); code != 200 || body != "api shop.apps.test /" {
+		t.Fatalf("/api itself: %d %q", code, body)
+	}
 	seen := map[string]int{}
 	for i := 0; i < 400; i++ {
 		_, body := get(t, r, "shop.de.apps.test", "/")

@@ -115,7 +115,7 @@ func TestTraefikProviderEndpoints(t *testing.T) {
 		t.Fatalf("weighted service %+v", doc.HTTP.Services["app-shop-p0"])
 	}
 	api := doc.HTTP.Routers["app-shop-p1"]
-	if !strings.Contains(api.Rule, "PathPrefix(`/api`)") || len(api.Middlewares) != 1 ||
+	if !strings.Contains(api.Rule, "&& (Path(`/api`) || PathPrefix(`/api/`))") || len(api.Middlewares) != 1 ||
 		doc.HTTP.Middlewares[api.Middlewares[0]].StripPrefix.Prefixes[0] != "/api" {
 		t.Fatalf("api router %+v", api)
 	}

@@ -44,6 +44,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/gitconn"
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
 	"github.com/wisehosting/wisehosting/internal/gitsource"
+	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/plans"
 )
 
@@ -80,6 +81,7 @@ type Handler struct {
 	wh      *core.App
 	acc     *accounts.Service
 	domains *domains.Service
+	routes  *network.Routes
 	logger  *zap.Logger
 	mux     *http.ServeMux
 	ui      http.Handler
@@ -151,6 +153,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.authRoutes(handle)
 	h.gitRoutes(handle)
 	h.opsRoutes(handle)
+	h.appRoutes(handle)
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusNotFound, "no such endpoint")
 	})

@@ -2,10 +2,8 @@ package proxy_test
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -76,12 +74,7 @@ hosts:
 		"LEGO_CA_CERTIFICATES="+peb.CAFile) // Pebble's own HTTPS certificate
 	runTraefik(t, cmd, out)
 
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: peb.Issued, ServerName: "www.customer.test"},
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, httpsAddr)
-		},
-	}}
+	client := tlsClientTo(httpsAddr, peb.Issued, "www.customer.test")
 	var body string
 	waitFor(t, "a certificate from Pebble and the route", 60*time.Second, func() bool {
 		resp, err := client.Get("https://www.customer.test/hello")

@@ -102,6 +102,15 @@ func scheme(protocol string) string {
 	return "http"
 }
 
+// PrefixRule is the Traefik matcher of a path prefix with the meaning every
+// router of the platform gives it: the path itself and what lies below it
+// on a segment boundary (/api matches /api, /api/ and /api/x, never /apix),
+// like the proxy mode and the agent's zone router.
+func PrefixRule(prefix string) string {
+	p := strings.TrimSuffix(prefix, "/")
+	return "(Path(" + ruleArg(p) + ") || PathPrefix(" + ruleArg(p+"/") + "))"
+}
+
 // prefixGroup is the routes of one app sharing a path prefix.
 type prefixGroup struct {
 	prefix string
@@ -171,7 +180,7 @@ func (t Traefik) Render(s *Snapshot) ([]byte, error) {
 			rname := fmt.Sprintf("%s-p%d", name, gi)
 			rule := hostRule(hosts)
 			if g.prefix != "/" {
-				rule = "(" + rule + ") && PathPrefix(" + ruleArg(g.prefix) + ")"
+				rule = "(" + rule + ") && " + PrefixRule(g.prefix)
 			}
 			r := tfRouter{Rule: rule, Service: rname, EntryPoints: t.EntryPoints, TLS: tls, Priority: 100 + len(g.prefix)}
 			if g.routes[0].StripPrefix && g.prefix != "/" {

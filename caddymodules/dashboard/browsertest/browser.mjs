@@ -53,11 +53,26 @@ try {
   await page.waitForFunction(() => document.querySelector("#domain-list").textContent.includes("www.browser-site.test"));
   await shot("04-env-and-domain");
 
+
   await page.click("#deploy");
   await page.waitForFunction(() => document.querySelector("#log").textContent.includes("[clone]"), null, { timeout: 60000 });
   await shot("05-deploy-live-log");
   await page.waitForFunction(() => document.querySelector("#log-status").textContent === "succeeded", null, { timeout: 120000 });
   await page.waitForFunction(() => document.querySelector("#app-status").textContent === "running", null, { timeout: 30000 });
+
+  // Routes (the app's port is known once it ran): a path of the app, its weight changed, a broken rule refused
+  // with the API's sentence.
+  await page.fill("#route-form input[name=path_prefix]", "/api");
+  await page.check("#route-form input[name=strip_prefix]");
+  await page.click("#route-form button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#route-list").textContent.includes("/api"));
+  await page.fill("#route-list li input[type=number]", "40");
+  await page.click("#route-list li button.link:has-text('set weight')");
+  await page.waitForFunction(() => document.querySelector("#route-list li input[type=number]").value === "40");
+  await page.fill("#route-form input[name=path_prefix]", "/api/");
+  await page.click("#route-form button[type=submit]");
+  await page.waitForFunction(() => document.body.textContent.includes("without a trailing slash"));
+  await shot("04b-routes");
   await shot("06-deployed");
 
   // Operations: the live runtime log connects over a WebSocket, the usage

@@ -108,6 +108,7 @@ async function openApp(id) {
   await Promise.all([loadDeployments(), loadEnv(), loadDomains()]);
   gitOpenApp();
   opsOpenApp();
+  routesOpenApp();
 }
 
 async function loadDeployments(follow = true) {
