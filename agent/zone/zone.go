@@ -398,7 +398,7 @@ func ParseTraefik(b []byte) (*Table, error) {
 		if m := prefixRe.FindStringSubmatch(rt.Rule); m != nil {
 			// (Path(`/api`) || PathPrefix(`/api/`)) is the prefix /api.
 			route.Prefix = m[1]
-			if len(route.Prefix) > 1 {
+			if len(route.Prefix) > 1 && strings.Contains(rt.Rule, "Path(") {
 				route.Prefix = strings.TrimSuffix(route.Prefix, "/")
 			}
 		}

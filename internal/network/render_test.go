@@ -154,10 +154,13 @@ func checkRendered(t *testing.T, s *Snapshot) {
 						t.Fatalf("rule %q of app %q matches host %q, not one of its own %v", r.Rule, a.Slug, h, hosts)
 					}
 				}
-			case "PathPrefix":
+			case "Path", "PathPrefix":
+				// A prefix p is rendered (Path(p) || PathPrefix(p/)).
 				for _, p := range args {
-					if CheckPathPrefix(p) != nil || !slices.ContainsFunc(a.Routes, func(rt Route) bool { return rt.PathPrefix == p }) {
-						t.Fatalf("rule %q has path prefix %q, not one of the app's routes", r.Rule, p)
+					if CheckPathPrefix(p) != nil || !slices.ContainsFunc(a.Routes, func(rt Route) bool {
+						return rt.PathPrefix == p || matcher == "PathPrefix" && rt.PathPrefix+"/" == p
+					}) {
+						t.Fatalf("rule %q has path %s %q, not one of the app's routes", r.Rule, matcher, p)
 					}
 				}
 			default:

@@ -106,9 +106,13 @@ func scheme(protocol string) string {
 // router of the platform gives it: the path itself and what lies below it
 // on a segment boundary (/api matches /api, /api/ and /api/x, never /apix),
 // like the proxy mode and the agent's zone router.
+// A stored prefix ending in / (written before prefixes were checked) keeps
+// its literal meaning: below it only.
 func PrefixRule(prefix string) string {
-	p := strings.TrimSuffix(prefix, "/")
-	return "(Path(" + ruleArg(p) + ") || PathPrefix(" + ruleArg(p+"/") + "))"
+	if strings.HasSuffix(prefix, "/") {
+		return "PathPrefix(" + ruleArg(prefix) + ")"
+	}
+	return "(Path(" + ruleArg(prefix) + ") || PathPrefix(" + ruleArg(prefix+"/") + "))"
 }
 
 // prefixGroup is the routes of one app sharing a path prefix.
