@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -43,6 +44,11 @@ var importOnce sync.Mutex
 // the test ends, and makes sure the base image exists. Podman is part of
 // the test environment (scripts/ci-deps.sh installs it): a missing podman
 // fails the test.
+//
+// Each service has its own image and container storage in that directory,
+// so tests running in parallel (go test runs packages at once) never see
+// each other's images, build caches or containers: an agent pruning its
+// dangling images cannot remove a layer another test's build is using.
 func Start(t testing.TB) *Service {
 	t.Helper()
 	if _, err := exec.LookPath("podman"); err != nil {
@@ -52,13 +58,22 @@ func Start(t testing.TB) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		unmountBelow(dir)
+		os.RemoveAll(dir)
+	})
 	conf := filepath.Join(dir, "containers.conf")
 	if err := os.WriteFile(conf, []byte(ContainersConf), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	storage := filepath.Join(dir, "storage.conf")
+	storageConf := fmt.Sprintf("[storage]\ndriver = \"overlay\"\ngraphroot = %q\nrunroot = %q\n",
+		filepath.Join(dir, "graph"), filepath.Join(dir, "run"))
+	if err := os.WriteFile(storage, []byte(storageConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	sock := filepath.Join(dir, "podman.sock")
-	env := append(os.Environ(), "CONTAINERS_CONF="+conf)
+	env := append(os.Environ(), "CONTAINERS_CONF="+conf, "CONTAINERS_STORAGE_CONF="+storage)
 	cmd := exec.Command("podman", "system", "service", "--time=0", "unix://"+sock)
 	cmd.Env = env
 	var logs bytes.Buffer
@@ -69,6 +84,10 @@ func Start(t testing.TB) *Service {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
+		// Containers still running would keep their overlay mounts in dir.
+		rm := exec.Command("podman", "rm", "--all", "--force", "--time", "0")
+		rm.Env = env
+		rm.Run()
 		cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-exited:
@@ -173,4 +192,24 @@ func ImportBusybox(ctx context.Context, env []string) error {
 		return fmt.Errorf("podman import: %v: %s", err, out.String())
 	}
 	return tar.Wait()
+}
+
+// unmountBelow detaches every mount below dir (the storage driver's own
+// mounts), so the directory can be removed.
+func unmountBelow(dir string) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			points = append(points, f[4])
+		}
+	}
+	// Deepest first.
+	for i := len(points) - 1; i >= 0; i-- {
+		syscall.Unmount(points[i], syscall.MNT_DETACH)
+	}
 }
