@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -12,6 +13,12 @@ import (
 // after every successful deploy.
 func (s *Supervisor) pruneImages(ctx context.Context, appID int64) {
 	list, err := s.rt.Images(ctx)
+	for attempt := 0; err != nil && attempt < 5; attempt++ {
+		// Listing fails as a whole when an image goes away meanwhile
+		// (another build or removal on this host): ask again.
+		time.Sleep(time.Duration(attempt+1) * 300 * time.Millisecond)
+		list, err = s.rt.Images(ctx)
+	}
 	if err != nil {
 		s.cfg.Logger.Warn("supervisor: listing images", zap.Error(err))
 		return
