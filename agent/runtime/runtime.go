@@ -308,6 +308,8 @@ type RunSpec struct {
 	MemoryMB     int
 	DiskMB       int
 	Env          map[string]string
+	// Command, when set, replaces the image's entrypoint and command.
+	Command []string
 	// DiskQuota enables the storage size limit (only where the storage
 	// filesystem supports it; see ProbeDiskQuota).
 	DiskQuota bool
@@ -393,6 +395,9 @@ func (r *Runtime) run(ctx context.Context, s RunSpec, hp int) (Container, error)
 	}
 	env["PORT"] = strconv.Itoa(s.Port)
 	g.Env = env
+	if len(s.Command) > 0 {
+		g.Entrypoint = s.Command // the image's CMD is then not appended
+	}
 	yes := true
 	g.Init = &yes // signals reach the app even when it is PID 1-unaware
 	g.NoNewPrivileges = &yes

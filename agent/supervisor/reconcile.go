@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/agent/runtime"
+	"github.com/wisehosting/wisehosting/internal/frameworks"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -137,6 +138,13 @@ func (s *Supervisor) recreate(ctx context.Context, d wsproto.DesiredApp) error {
 	}
 	spec := runtime.RunSpec{AppID: d.AppID, TeamID: d.TeamID, DeploymentID: d.DeploymentID, Slug: d.Slug, Image: d.Image, Port: d.Port,
 		HostPort: d.HostPort, CPUMillis: d.CPUMillis, MemoryMB: d.MemoryMB, Env: d.Env}
+	if d.StartCommand != "" {
+		if err := frameworks.CheckCommand(d.StartCommand); err != nil {
+			s.report(ctx, d, "stopped", 0, "", "start command: "+err.Error())
+			return err
+		}
+		spec.Command = frameworks.StartArgv(d.StartCommand)
+	}
 	c, err := s.rt.Run(ctx, spec)
 	if err != nil && d.HostPort != 0 {
 		spec.HostPort = 0 // the old port is taken: take another one

@@ -615,9 +615,18 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (_ *deploy
 	if port == 0 {
 		port = 8080
 	}
-	s.progress(ctx, j, "start", "starting container", 60)
-	c, err := s.rt.Run(ctx, runtime.RunSpec{AppID: j.AppID, TeamID: p.TeamID, DeploymentID: j.DeploymentID, Slug: p.Slug, Image: img, Port: port,
-		CPUMillis: p.CPUMillis, MemoryMB: p.MemoryMB, DiskMB: p.DiskMB, Env: p.Env, DiskQuota: s.cfg.DiskQuota.Enforced()})
+	spec := runtime.RunSpec{AppID: j.AppID, TeamID: p.TeamID, DeploymentID: j.DeploymentID, Slug: p.Slug, Image: img, Port: port,
+		CPUMillis: p.CPUMillis, MemoryMB: p.MemoryMB, DiskMB: p.DiskMB, Env: p.Env, DiskQuota: s.cfg.DiskQuota.Enforced()}
+	msg := "starting container"
+	if p.StartCommand != "" {
+		if err := frameworks.CheckCommand(p.StartCommand); err != nil {
+			return nil, fmt.Errorf("start command: %w", err)
+		}
+		spec.Command = frameworks.StartArgv(p.StartCommand)
+		msg = "starting container with the start command /bin/sh -c " + strconv.Quote(p.StartCommand)
+	}
+	s.progress(ctx, j, "start", msg, 60)
+	c, err := s.rt.Run(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -646,7 +655,7 @@ func (s *Supervisor) switchTo(ctx context.Context, j wsproto.JobAssign, p wsprot
 	s.mu.Lock()
 	prev, hadPrev := s.desired[j.AppID]
 	s.desired[j.AppID] = wsproto.DesiredApp{AppID: j.AppID, Slug: p.Slug, TeamID: p.TeamID, DeploymentID: j.DeploymentID, Image: img, Port: port,
-		HostPort: c.HostPort, CPUMillis: p.CPUMillis, MemoryMB: p.MemoryMB, Env: p.Env}
+		HostPort: c.HostPort, CPUMillis: p.CPUMillis, MemoryMB: p.MemoryMB, Env: p.Env, StartCommand: p.StartCommand}
 	now := time.Now()
 	if hadPrev && prev.HostPort != 0 && prev.HostPort != c.HostPort {
 		s.redirects[prev.HostPort] = redirect{to: c.HostPort, until: now.Add(10 * time.Minute)}
@@ -713,6 +722,9 @@ func (s *Supervisor) build(ctx context.Context, j wsproto.JobAssign, p wsproto.D
 		}
 		plan = &frameworks.Plan{Framework: frameworks.Dockerfile, Containerfile: p.Dockerfile, OwnFile: true, Port: 8080}
 	} else if plan, err = frameworks.Detect(root, p.Framework); err != nil {
+		return "", 0, "", err
+	}
+	if err := plan.SetBuildCommand(p.BuildCommand); err != nil {
 		return "", 0, "", err
 	}
 	dir = root

@@ -452,6 +452,8 @@ type appView struct {
 	PreviewOf       int64  `json:"preview_of,omitempty"`
 	RootDir         string `json:"root_dir"`
 	Dockerfile      string `json:"dockerfile"`
+	BuildCommand    string `json:"build_command"`
+	StartCommand    string `json:"start_command"`
 	// Hook is set once, when the app is created with a webhook.
 	Hook *gitconn.Hook `json:"hook,omitempty"`
 }
@@ -461,10 +463,10 @@ func (h *Handler) view(ctx context.Context, id int64) (appView, error) {
 	err := h.wh.Pool().QueryRow(ctx, `SELECT id, team_id, slug, name, git_repo, git_branch, framework, port, cpu_millis, memory_mb,
 		CASE WHEN deleting_at IS NOT NULL THEN 'deleting' ELSE status END, git_provider, COALESCE(git_connection_id, 0), git_repo_name,
 		health_path, auto_deploy, previews, fork_previews, hook_id <> '', git_token_enc IS NOT NULL, COALESCE(preview_of, 0),
-		root_dir, dockerfile
+		root_dir, dockerfile, build_command, start_command
 		FROM apps WHERE id = $1`, id).Scan(&a.ID, &a.TeamID, &a.Slug, &a.Name, &a.GitRepo, &a.GitBranch, &a.Framework, &a.Port, &a.CPUMillis, &a.MemoryMB, &a.Status,
 		&a.GitProvider, &a.GitConnectionID, &a.Repo, &a.HealthPath, &a.AutoDeploy, &a.Previews, &a.ForkPreviews, &a.HookInstalled, &a.HasGitToken, &a.PreviewOf,
-		&a.RootDir, &a.Dockerfile)
+		&a.RootDir, &a.Dockerfile, &a.BuildCommand, &a.StartCommand)
 	if err == nil && h.wh.SubdomainBase != "" {
 		a.URL = "https://" + a.Slug + "." + h.wh.SubdomainBase
 	}
@@ -667,6 +669,8 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 		ForkPreviews *bool   `json:"fork_previews"`
 		RootDir      *string `json:"root_dir"`
 		Dockerfile   *string `json:"dockerfile"`
+		BuildCommand *string `json:"build_command"`
+		StartCommand *string `json:"start_command"`
 	}{}
 	if !decode(w, r, &in) {
 		return
@@ -714,6 +718,20 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		*pth.p = *pth.v
+	}
+	for _, c := range []struct {
+		name string
+		p    *string
+		v    *string
+	}{{"build_command", &app.BuildCommand, in.BuildCommand}, {"start_command", &app.StartCommand, in.StartCommand}} {
+		if c.v == nil {
+			continue
+		}
+		if err := frameworks.CheckCommand(*c.v); err != nil {
+			field(c.name, err.Error())
+			return
+		}
+		*c.p = *c.v
 	}
 	if in.GitBranch != nil {
 		if err := gitsource.CheckBranch(*in.GitBranch); err != nil {
@@ -782,9 +800,9 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 		}
 		if _, err := tx.Exec(r.Context(), `UPDATE apps SET cpu_millis = $2, memory_mb = $3, git_repo = $4, git_repo_name = $5, git_branch = $6,
 			framework = $7, port = $8, health_path = $9, auto_deploy = $10, previews = $11, fork_previews = $12, root_dir = $13, dockerfile = $14,
-			updated_at = now() WHERE id = $1`,
+			build_command = $15, start_command = $16, updated_at = now() WHERE id = $1`,
 			app.ID, app.CPUMillis, app.MemoryMB, app.GitRepo, app.RepoName, app.GitBranch, app.Framework, app.Port, app.HealthPath,
-			app.AutoDeploy, app.Previews, app.ForkPreviews, app.RootDir, app.Dockerfile); err != nil {
+			app.AutoDeploy, app.Previews, app.ForkPreviews, app.RootDir, app.Dockerfile, app.BuildCommand, app.StartCommand); err != nil {
 			return err
 		}
 		action := "app.update"
@@ -794,7 +812,7 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 		return h.audit1(r.Context(), tx, r, app.TeamID, action, app.Slug, map[string]any{"cpu_millis": app.CPUMillis, "memory_mb": app.MemoryMB,
 			"repo": app.RepoName, "git_repo": app.GitRepo, "git_branch": app.GitBranch, "framework": app.Framework, "port": app.Port,
 			"health_path": app.HealthPath, "auto_deploy": app.AutoDeploy, "previews": app.Previews, "fork_previews": app.ForkPreviews,
-			"root_dir": app.RootDir, "dockerfile": app.Dockerfile})
+			"root_dir": app.RootDir, "dockerfile": app.Dockerfile, "build_command": app.BuildCommand, "start_command": app.StartCommand})
 	})
 	if err != nil {
 		h.fail(w, "updating the app", err)

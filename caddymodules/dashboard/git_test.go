@@ -90,13 +90,20 @@ func TestGitConnectionsAreTeamScoped(t *testing.T) {
 	}
 	// Settings errors name their field.
 	for field, body := range map[string]map[string]any{"framework": {"framework": "cobol"}, "git_branch": {"git_branch": "-x"},
-		"health_path": {"health_path": "no-slash"}, "port": {"port": 70000}, "root_dir": {"root_dir": "../etc"}, "dockerfile": {"dockerfile": "/etc/passwd"}} {
+		"health_path": {"health_path": "no-slash"}, "port": {"port": 70000}, "root_dir": {"root_dir": "../etc"}, "dockerfile": {"dockerfile": "/etc/passwd"},
+		"build_command": {"build_command": "make\nRUN id"}, "start_command": {"start_command": "a\x00b"}} {
 		if got := alice.want(422, "PATCH", fmt.Sprintf("/api/apps/%d", appID), body); got["field"] != field {
 			t.Errorf("%v: %v", body, got)
 		}
 	}
 	if v := alice.want(200, "PATCH", fmt.Sprintf("/api/apps/%d", appID), map[string]any{"auto_deploy": false, "framework": "static", "health_path": "/up"}); v["auto_deploy"] != false || v["framework"] != "static" || v["health_path"] != "/up" {
 		t.Fatalf("update: %v", v)
+	}
+	if v := alice.want(200, "PATCH", fmt.Sprintf("/api/apps/%d", appID), map[string]any{"build_command": "make site", "start_command": "./serve --port $PORT"}); v["build_command"] != "make site" || v["start_command"] != "./serve --port $PORT" {
+		t.Fatalf("commands: %v", v)
+	}
+	if ev := fmt.Sprint(alice.want(200, "GET", fmt.Sprintf("/api/teams/%d/audit", a), nil)["events"]); !strings.Contains(ev, "start_command:./serve --port $PORT") {
+		t.Errorf("the audit log has no start command: %s", ev)
 	}
 }
 

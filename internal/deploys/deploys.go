@@ -55,19 +55,23 @@ type App struct {
 	// and which Dockerfile it uses ("": detect).
 	RootDir    string
 	Dockerfile string
+	// BuildCommand and StartCommand override the framework's build step
+	// and the image's command ("": keep them).
+	BuildCommand string
+	StartCommand string
 }
 
 const appColumns = `id, team_id, slug, name, git_repo, git_branch, git_provider, framework, port, cpu_millis,
 	memory_mb, disk_mb, bandwidth_kbit, health_path, COALESCE(preview_of, 0), COALESCE(pr_number, 0), status,
 	deleting_at IS NOT NULL, COALESCE(git_connection_id, 0), git_repo_name, hook_id, auto_deploy, previews,
-	fork_previews, from_fork, root_dir, dockerfile`
+	fork_previews, from_fork, root_dir, dockerfile, build_command, start_command`
 
 func scanApp(row pgx.Row) (App, error) {
 	var a App
 	err := row.Scan(&a.ID, &a.TeamID, &a.Slug, &a.Name, &a.GitRepo, &a.GitBranch, &a.GitProvider, &a.Framework,
 		&a.Port, &a.CPUMillis, &a.MemoryMB, &a.DiskMB, &a.BandwidthKbit, &a.HealthPath, &a.PreviewOf, &a.PRNumber, &a.Status, &a.Deleting,
 		&a.ConnectionID, &a.RepoName, &a.HookID, &a.AutoDeploy, &a.Previews, &a.ForkPreviews, &a.FromFork,
-		&a.RootDir, &a.Dockerfile)
+		&a.RootDir, &a.Dockerfile, &a.BuildCommand, &a.StartCommand)
 	return a, err
 }
 
@@ -142,6 +146,7 @@ func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 		Slug: app.Slug, TeamID: app.TeamID, GitURL: app.GitRepo, Branch: app.GitBranch, Commit: s.Commit, Framework: app.Framework,
 		Port: app.Port, CPUMillis: app.CPUMillis, MemoryMB: app.MemoryMB, DiskMB: app.DiskMB,
 		BandwidthKbit: app.BandwidthKbit, HealthPath: app.HealthPath, RootDir: app.RootDir, Dockerfile: app.Dockerfile,
+		BuildCommand: app.BuildCommand, StartCommand: app.StartCommand,
 	}
 	kind := wsproto.JobDeploy
 	if s.RollbackOf != 0 {

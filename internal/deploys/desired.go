@@ -24,7 +24,7 @@ type Pool interface {
 // image. Env holds the decrypted variables (sent only over the worker's
 // authenticated channel).
 func Desired(ctx context.Context, q Pool, kr *secrets.Keyring, workerID int64) (wsproto.DesiredState, error) {
-	rows, err := q.Query(ctx, `SELECT a.id, a.slug, a.team_id, d.id, d.image, a.port, a.host_port, a.cpu_millis, a.memory_mb
+	rows, err := q.Query(ctx, `SELECT a.id, a.slug, a.team_id, d.id, d.image, a.port, a.host_port, a.cpu_millis, a.memory_mb, a.start_command
 		FROM apps a
 		JOIN LATERAL (SELECT id, image FROM deployments
 			WHERE app_id = a.id AND status = 'succeeded' AND image <> '' AND worker_id = a.worker_id
@@ -37,7 +37,7 @@ func Desired(ctx context.Context, q Pool, kr *secrets.Keyring, workerID int64) (
 	ds := wsproto.DesiredState{Apps: []wsproto.DesiredApp{}}
 	for rows.Next() {
 		var a wsproto.DesiredApp
-		if err := rows.Scan(&a.AppID, &a.Slug, &a.TeamID, &a.DeploymentID, &a.Image, &a.Port, &a.HostPort, &a.CPUMillis, &a.MemoryMB); err != nil {
+		if err := rows.Scan(&a.AppID, &a.Slug, &a.TeamID, &a.DeploymentID, &a.Image, &a.Port, &a.HostPort, &a.CPUMillis, &a.MemoryMB, &a.StartCommand); err != nil {
 			rows.Close()
 			return ds, err
 		}

@@ -189,10 +189,11 @@ func handlePR(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event, p
 		// A fork's preview clones the fork, with no token and no variables
 		// of the parent (from_fork); a same-repository preview inherits them.
 		preview, err = scanApp(tx.QueryRow(ctx, `INSERT INTO apps (team_id, slug, name, git_repo, git_branch, git_provider,
-			git_token_enc, framework, port, cpu_millis, memory_mb, disk_mb, bandwidth_kbit, health_path, preview_of, pr_number, from_fork, root_dir, dockerfile)
+			git_token_enc, framework, port, cpu_millis, memory_mb, disk_mb, bandwidth_kbit, health_path, preview_of, pr_number, from_fork, root_dir, dockerfile,
+			build_command, start_command)
 			SELECT team_id, $2, name || ' (PR #' || $3::int || ')', CASE WHEN $5 THEN $6 ELSE git_repo END, $4, git_provider,
 				CASE WHEN $5 THEN NULL ELSE git_token_enc END, framework, port,
-				cpu_millis, memory_mb, disk_mb, bandwidth_kbit, health_path, id, $3, $5, root_dir, dockerfile
+				cpu_millis, memory_mb, disk_mb, bandwidth_kbit, health_path, id, $3, $5, root_dir, dockerfile, build_command, start_command
 			FROM apps WHERE id = $1
 			RETURNING `+appColumns, app.ID, slug, pr.Number, pr.HeadBranch, pr.Fork, pr.HeadRepo))
 		if err != nil {

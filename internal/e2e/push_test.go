@@ -233,6 +233,13 @@ http://%s {
 	}
 	api.wantError("PATCH", fmt.Sprintf("/api/apps/%d", shopID), map[string]any{"root_dir": "../etc"}, 422, "root_dir", regexp.MustCompile(`not valid`))
 	api.call("PATCH", fmt.Sprintf("/api/apps/%d", shopID), map[string]any{"root_dir": "site"}, 200)
+	// Build and start commands: one line each, run by the containers'
+	// own shell (the build writes a copy of the site, the start command
+	// serves that copy on $PORT).
+	api.wantError("PATCH", fmt.Sprintf("/api/apps/%d", shopID), map[string]any{"build_command": "true\nUSER root"}, 422, "build_command", regexp.MustCompile(`one line`))
+	api.call("PATCH", fmt.Sprintf("/api/apps/%d", shopID), map[string]any{
+		"build_command": "echo built-by-command > built.txt && mkdir copy && cp index.html built.txt copy/ && echo served-from-the-copy > copy/started.txt",
+		"start_command": `exec httpd -f -p "$PORT" -h /srv/copy`}, 200)
 	hooks := gh.Hooks("alice/shop")
 	if len(hooks) != 1 || hooks[0].URL != fmt.Sprintf("http://%s/v1/hooks/github/%d", cpAddr, shopID) || len(hooks[0].Secret) < 20 {
 		t.Fatalf("hooks at the provider: %+v", hooks)
@@ -254,6 +261,11 @@ http://%s {
 		})
 	}
 	waitServes("store.z.test", "shop version one")
+	for path, want := range map[string]string{"/built.txt": "built-by-command", "/started.txt": "served-from-the-copy"} {
+		if c, b, err := getHost(zone, "http://"+zoneAddr, "store.z.test", path); err != nil || c != 200 || !strings.Contains(b, want) {
+			t.Fatalf("%s: %d %q %v", path, c, b, err)
+		}
+	}
 	waitStatus := func(sha, state, url string) {
 		t.Helper()
 		waitFor(t, "status "+state+" on "+sha, 30*time.Second, func() bool {

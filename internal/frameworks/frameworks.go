@@ -225,7 +225,8 @@ func pythonFile(root string) string {
 
 // staticFile serves the site with busybox httpd: a 2 MB image.
 const staticFile = `FROM docker.io/library/busybox:stable
-COPY . /srv
+WORKDIR /srv
+COPY . .
 USER 65534
 EXPOSE 8080
 CMD ["httpd", "-f", "-v", "-p", "8080", "-h", "/srv"]

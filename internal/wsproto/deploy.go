@@ -27,9 +27,14 @@ type DeployPayload struct {
 	// RootDir is the build's directory inside the repository ("" = its
 	// root); Dockerfile, when set, is the Dockerfile to build (relative to
 	// RootDir) instead of detecting.
-	RootDir    string            `json:"root_dir,omitempty"`
-	Dockerfile string            `json:"dockerfile,omitempty"`
-	Env        map[string]string `json:"env,omitempty"`
+	RootDir    string `json:"root_dir,omitempty"`
+	Dockerfile string `json:"dockerfile,omitempty"`
+	// BuildCommand and StartCommand override the framework's build step
+	// and the image's command; each runs inside its container only, as
+	// the argv ["/bin/sh", "-c", command].
+	BuildCommand string            `json:"build_command,omitempty"`
+	StartCommand string            `json:"start_command,omitempty"`
+	Env          map[string]string `json:"env,omitempty"`
 	// Image, when set, is deployed as is without building (rollback).
 	Image string `json:"image,omitempty"`
 }

@@ -175,6 +175,9 @@ type DesiredApp struct {
 	HostPort     int    `json:"host_port,omitempty"`
 	CPUMillis    int    `json:"cpu_millis"`
 	MemoryMB     int    `json:"memory_mb"`
+	// StartCommand overrides the image's command (["/bin/sh", "-c", it]
+	// inside the container).
+	StartCommand string `json:"start_command,omitempty"`
 	// Env holds decrypted variables; the channel is authenticated and
 	// encrypted (WSS), and the worker never writes them to disk.
 	Env map[string]string `json:"env,omitempty"`

@@ -171,6 +171,8 @@ async function gitOpenApp() {
   s.elements.health_path.value = a.health_path;
   s.elements.root_dir.value = a.root_dir;
   s.elements.dockerfile.value = a.dockerfile;
+  s.elements.build_command.value = a.build_command;
+  s.elements.start_command.value = a.start_command;
   s.elements.auto_deploy.checked = a.auto_deploy;
   s.elements.previews.checked = a.previews;
   s.elements.fork_previews.checked = a.fork_previews;
@@ -216,7 +218,8 @@ document.addEventListener("DOMContentLoaded", () => {
     const f = e.target;
     clearFieldErrors(f);
     const body = { git_branch: f.elements.git_branch.value, framework: f.elements.framework.value, port: Number(f.elements.port.value),
-      health_path: f.elements.health_path.value, root_dir: f.elements.root_dir.value, dockerfile: f.elements.dockerfile.value, auto_deploy: f.elements.auto_deploy.checked, previews: f.elements.previews.checked,
+      health_path: f.elements.health_path.value, root_dir: f.elements.root_dir.value, dockerfile: f.elements.dockerfile.value,
+      build_command: f.elements.build_command.value, start_command: f.elements.start_command.value, auto_deploy: f.elements.auto_deploy.checked, previews: f.elements.previews.checked,
       fork_previews: f.elements.fork_previews.checked };
     try {
       const v = await call("PATCH", `/api/apps/${current.id}`, body);
