@@ -705,29 +705,19 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 		}
 		app.HealthPath = *in.HealthPath
 	}
-	for _, pth := range []struct {
-		name string
-		p    *string
-		v    *string
-	}{{"root_dir", &app.RootDir, in.RootDir}, {"dockerfile", &app.Dockerfile, in.Dockerfile}} {
-		if pth.v == nil {
-			continue
-		}
-		if err := gitsource.CheckPath(*pth.v); err != nil {
-			field(pth.name, err.Error())
-			return
-		}
-		*pth.p = *pth.v
-	}
+	// Paths stay inside the checkout; commands are one line each.
 	for _, c := range []struct {
-		name string
-		p    *string
-		v    *string
-	}{{"build_command", &app.BuildCommand, in.BuildCommand}, {"start_command", &app.StartCommand, in.StartCommand}} {
+		name  string
+		p     *string
+		v     *string
+		check func(string) error
+	}{{"root_dir", &app.RootDir, in.RootDir, gitsource.CheckPath}, {"dockerfile", &app.Dockerfile, in.Dockerfile, gitsource.CheckPath},
+		{"build_command", &app.BuildCommand, in.BuildCommand, frameworks.CheckCommand},
+		{"start_command", &app.StartCommand, in.StartCommand, frameworks.CheckCommand}} {
 		if c.v == nil {
 			continue
 		}
-		if err := frameworks.CheckCommand(*c.v); err != nil {
+		if err := c.check(*c.v); err != nil {
 			field(c.name, err.Error())
 			return
 		}
