@@ -3,7 +3,8 @@
 GO        ?= go
 GOTAGS    ?= remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper
 GOFLAGS_B := -trimpath -tags '$(GOTAGS)'
-LDFLAGS   := -s -w
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin
 
 .PHONY: all build run test test-short e2e bench lint fuzz xcaddy clean

@@ -337,8 +337,15 @@ func TestAgentLifecycle(t *testing.T) {
 	})
 	var d3err string
 	e.db.Pool.QueryRow(context.Background(), "SELECT error FROM deployments WHERE id = $1", d3).Scan(&d3err)
-	if !strings.Contains(d3err, "health check failed") {
+	if !strings.Contains(d3err, "health check failed, the previous deployment keeps running") {
 		t.Fatalf("failed deployment error %q", d3err)
+	}
+	// Its log ends with what the container wrote (httpd wrote nothing).
+	var tail int
+	e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM deployment_logs WHERE deployment_id = $1
+		AND line = '[health] the container wrote nothing'`, d3).Scan(&tail)
+	if tail != 1 {
+		t.Fatalf("the failed deployment's log has %d lines about the container's output", tail)
 	}
 	if status, _, _ := e.appRow(); status != "running" {
 		t.Fatalf("app status after a failed redeploy: %s", status)

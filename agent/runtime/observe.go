@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"time"
 
@@ -99,4 +100,32 @@ func (r *Runtime) Follow(ctx context.Context, id string, since time.Time, fn fun
 			}
 		}
 	}
+}
+
+// Tail returns the last n lines a container wrote (stdout and stderr,
+// each line prefixed by its stream when it is stderr), oldest first.
+func (r *Runtime) Tail(ctx context.Context, id string, n int) ([]string, error) {
+	yes, no := true, false
+	tail := strconv.Itoa(n)
+	stdout, stderr := make(chan string, n+1), make(chan string, n+1)
+	var lines []string
+	done := make(chan error, 1)
+	go func() {
+		done <- containers.Logs(r.connFor(ctx), id, &containers.LogOptions{Follow: &no, Stdout: &yes, Stderr: &yes, Tail: &tail, Timestamps: &no}, stdout, stderr)
+	}()
+	var err error
+	for finished := false; !finished || len(stdout)+len(stderr) > 0; {
+		select {
+		case l := <-stdout:
+			lines = append(lines, strings.TrimRight(l, "\r\n"))
+		case l := <-stderr:
+			lines = append(lines, "stderr: "+strings.TrimRight(l, "\r\n"))
+		case err = <-done:
+			finished = true
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines, err
 }

@@ -640,8 +640,15 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (_ *deploy
 	s.progress(ctx, j, "health", fmt.Sprintf("waiting for the app on port %d", port), 75)
 	if err := s.waitHealthy(ctx, c, p.HealthPath); err != nil {
 		s.unfollow(c.ID)
+		s.lastOutput(j, c.ID)
 		s.rt.Remove(context.Background(), c.ID)
-		return nil, fmt.Errorf("health check failed, the previous deployment keeps running: %w", err)
+		s.mu.Lock()
+		_, hadPrev := s.desired[j.AppID]
+		s.mu.Unlock()
+		if hadPrev {
+			return nil, fmt.Errorf("health check failed, the previous deployment keeps running: %w", err)
+		}
+		return nil, fmt.Errorf("health check failed: %w", err)
 	}
 	return s.switchTo(ctx, j, p, c, img, port, commit), nil
 }
@@ -777,6 +784,31 @@ func shortSHA(c string) string {
 		return c[:12]
 	}
 	return c
+}
+
+// tailLines is how much of a failed container's output its deployment
+// log shows.
+const tailLines = 50
+
+// lastOutput copies the last lines a failed new container wrote into its
+// deployment's log: why it did not answer is usually there.
+func (s *Supervisor) lastOutput(j wsproto.JobAssign, id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	lines, err := s.rt.Tail(ctx, id, tailLines)
+	w := s.logs.writer(j.AppID, j.DeploymentID, "build")
+	switch {
+	case err != nil:
+		fmt.Fprintf(w, "[health] the container's output could not be read: %v\n", err)
+	case len(lines) == 0:
+		fmt.Fprintln(w, "[health] the container wrote nothing")
+	default:
+		fmt.Fprintf(w, "[health] the container's last %d lines of output:\n", len(lines))
+		for _, l := range lines {
+			fmt.Fprintln(w, l)
+		}
+	}
+	w.Close()
 }
 
 // waitHealthy polls the new container: HTTP when a health path is set

@@ -72,6 +72,11 @@ type App struct {
 	// Apps are served at <slug>.<subdomain_base>, e.g. `apps.example.com`.
 	SubdomainBase string `json:"subdomain_base,omitempty"`
 
+	// The HTTPS port apps' URLs name, when the entry point serving
+	// <slug>.<subdomain_base> is not on 443 (a development server on
+	// https://<slug>.localhost:8443). Default: 443, left out of URLs.
+	AppsPort int `json:"apps_port,omitempty"`
+
 	// The URL users and workers reach the control plane at, e.g.
 	// `https://cp.example.com`. Used in links, OAuth callbacks and webhook
 	// URLs.
@@ -191,6 +196,19 @@ func (a *App) Resolve() error {
 	return nil
 }
 
+// AppURL is the URL an app is served at under subdomain_base ("" without
+// one): https://<slug>.<subdomain_base>, with apps_port when it is not 443.
+func (a *App) AppURL(slug string) string {
+	if a.SubdomainBase == "" {
+		return ""
+	}
+	u := "https://" + slug + "." + a.SubdomainBase
+	if a.AppsPort != 0 && a.AppsPort != 443 {
+		u += ":" + strconv.Itoa(a.AppsPort)
+	}
+	return u
+}
+
 // Validate checks the resolved configuration.
 func (a *App) Validate() error {
 	var errs []error
@@ -216,6 +234,9 @@ func (a *App) Validate() error {
 	// rules: a valid host name only.
 	if a.SubdomainBase != "" && (network.CheckHostname(a.SubdomainBase) != nil || !strings.Contains(a.SubdomainBase, ".") && a.SubdomainBase != "localhost") {
 		errs = append(errs, fmt.Errorf("subdomain_base %q must be a domain name such as apps.example.com", a.SubdomainBase))
+	}
+	if a.AppsPort < 0 || a.AppsPort > 65535 {
+		errs = append(errs, fmt.Errorf("apps_port %d is not a TCP port", a.AppsPort))
 	}
 	if _, err := plans.NewRegistry(a.Plans, a.DefaultPlan); err != nil {
 		errs = append(errs, err)

@@ -27,6 +27,7 @@ func init() {
 //		proxy_token       <token>
 //		internal_token    <token>
 //		subdomain_base    <domain>
+//		apps_port         <port>
 //		public_url        <url>
 //		admin_email       <email>|off
 //		worker_token_ttl  <duration>
@@ -98,6 +99,12 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			app.InternalToken = val
 		case "subdomain_base":
 			app.SubdomainBase = val
+		case "apps_port":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 || n > 65535 {
+				return nil, d.Errf("apps_port: %q is not a TCP port", val)
+			}
+			app.AppsPort = n
 		case "public_url":
 			app.PublicURL = val
 		case "admin_email":

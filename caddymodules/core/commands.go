@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
@@ -34,8 +36,7 @@ The database is read from the wisehosting app of --config (a Caddyfile or
 JSON config), else from $WISEHOSTING_DATABASE_URL or $DATABASE_URL.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			addConfigFlags(cmd)
-			cmd.Args = cobra.RangeArgs(1, 2)
-			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdMigrate)
+			cmd.RunE = RunE("migrate", cmdMigrate)
 		},
 	})
 }
@@ -49,6 +50,9 @@ func addConfigFlags(cmd *cobra.Command) {
 // command: from the config file given with --config, else from the
 // environment. Placeholders and systemd credentials are applied.
 func LoadConfig(fl caddycmd.Flags) (*App, error) {
+	if err := loadDevEnv(); err != nil {
+		return nil, err
+	}
 	a := new(App)
 	if path := fl.String("config"); path != "" {
 		cfgJSON, _, _, err := caddycmd.LoadConfig(path, fl.String("adapter"))
@@ -82,9 +86,65 @@ func LoadConfig(fl caddycmd.Flags) (*App, error) {
 		return nil, err
 	}
 	if a.DatabaseURL == "" {
-		return nil, errors.New("no database: pass --config or set WISEHOSTING_DATABASE_URL")
+		return nil, errors.New("no database: pass --config /etc/wisehosting/Caddyfile, set WISEHOSTING_DATABASE_URL, or run `make run` once in a dev checkout")
 	}
 	return a, nil
+}
+
+// DevEnvFile is where `make run` keeps the development control plane's
+// database URL and secrets, relative to the checkout.
+const DevEnvFile = ".data/dev.env"
+
+// loadDevEnv lets operator commands run in a dev checkout without flags:
+// when neither WISEHOSTING_DATABASE_URL nor DATABASE_URL is set, the
+// variables of the nearest .data/dev.env (this directory or a parent) are
+// set where unset, so the dev Caddyfile's {env.…} placeholders resolve.
+func loadDevEnv() error {
+	if os.Getenv("WISEHOSTING_DATABASE_URL") != "" || os.Getenv("DATABASE_URL") != "" {
+		return nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return nil
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, DevEnvFile))
+		if err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+				if !ok || !strings.HasPrefix(k, "WISEHOSTING_") {
+					continue
+				}
+				if _, set := os.LookupEnv(k); !set {
+					os.Setenv(k, v)
+				}
+			}
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("reading %s: %w", filepath.Join(dir, DevEnvFile), err)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return nil
+		}
+		dir = parent
+	}
+}
+
+// OpenCommandDB loads the configuration of an operator command and opens
+// its database; done closes the pool and ends the context.
+func OpenCommandDB(fl caddycmd.Flags) (ctx context.Context, pool *pgxpool.Pool, done func(), err error) {
+	a, err := LoadConfig(fl)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := CommandContext()
+	if pool, err = a.OpenPool(ctx); err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return ctx, pool, func() { pool.Close(); cancel() }, nil
 }
 
 // OpenPool connects to the configured database without migrating it.
@@ -102,25 +162,28 @@ func CommandContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 2*time.Minute)
 }
 
-func cmdMigrate(fl caddycmd.Flags) (int, error) {
+func cmdMigrate(fl caddycmd.Flags) error {
+	args := fl.Args()
+	if len(args) == 0 || len(args) > 2 {
+		return Usagef("expected status, up, down [N] or force VERSION")
+	}
 	a, err := LoadConfig(fl)
 	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
+		return err
 	}
 	ctx, cancel := CommandContext()
 	defer cancel()
 	pool, err := a.OpenPool(ctx)
 	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
+		return err
 	}
 	defer pool.Close()
 	mg, err := store.NewMigrator(pool)
 	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
+		return err
 	}
 	defer mg.Close()
 
-	args := fl.Args()
 	switch args[0] {
 	case "status":
 	case "up":
@@ -129,33 +192,33 @@ func cmdMigrate(fl caddycmd.Flags) (int, error) {
 		n := 1
 		if len(args) == 2 {
 			if n, err = strconv.Atoi(args[1]); err != nil || n < 1 {
-				return caddy.ExitCodeFailedStartup, fmt.Errorf("down: %q is not a positive number of steps", args[1])
+				return Usagef("down: %q is not a positive number of steps", args[1])
 			}
 		}
 		err = mg.Down(n)
 	case "force":
 		if len(args) != 2 {
-			return caddy.ExitCodeFailedStartup, errors.New("force needs a version")
+			return Usagef("force needs a VERSION")
 		}
 		v, perr := strconv.Atoi(args[1])
 		if perr != nil || v < -1 {
-			return caddy.ExitCodeFailedStartup, fmt.Errorf("force: %q is not a version", args[1])
+			return Usagef("force: %q is not a version", args[1])
 		}
 		err = mg.Force(v)
 	default:
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("unknown migrate action %q (status, up, down, force)", args[0])
+		return Usagef("unknown migrate action %q (status, up, down, force)", args[0])
 	}
 	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
+		return err
 	}
 	st, err := mg.Status()
 	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
+		return err
 	}
 	state := "clean"
 	if st.Dirty {
 		state = "DIRTY"
 	}
 	fmt.Printf("schema version %d (%s), latest %d\n", st.Version, state, st.Latest)
-	return 0, nil
+	return nil
 }

@@ -75,6 +75,11 @@ type Handler struct {
 	// session or token is still valid and the app still exists; the
 	// stream closes when not. Default: 15s.
 	LiveRecheck caddy.Duration `json:"live_recheck,omitempty"`
+	// NoWorkerHint is what the apps page and Deploy say when no worker is
+	// online (placeholders such as {env.X} are resolved; empty values fall
+	// back to the default, which tells how to add a worker). `make run`
+	// sets it to the reason its local worker did not start.
+	NoWorkerHint string `json:"no_worker_hint,omitempty"`
 	// AuthConfig: OAuth providers and sign-up (routes_auth.go).
 	AuthConfig
 
@@ -91,6 +96,8 @@ type Handler struct {
 	// deployments already reported as pending.
 	statusStop func()
 	pending    seenSet
+
+	noWorkerHint string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -105,6 +112,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.wh, h.logger = wh, ctx.Logger()
+	h.noWorkerHint = strings.TrimSpace(caddy.NewReplacer().ReplaceKnown(h.NoWorkerHint, ""))
+	if h.noWorkerHint == "" {
+		h.noWorkerHint = DefaultNoWorkerHint
+	}
 	if err := h.oauthCredentials(); err != nil {
 		return err
 	}
@@ -154,6 +165,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.gitRoutes(handle)
 	h.opsRoutes(handle)
 	h.appRoutes(handle)
+	h.invitationRoutes(handle)
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusNotFound, "no such endpoint")
 	})
@@ -438,7 +450,11 @@ type appView struct {
 	CPUMillis int    `json:"cpu_millis"`
 	MemoryMB  int    `json:"memory_mb"`
 	Status    string `json:"status"`
-	URL       string `json:"url,omitempty"`
+	// URL is https://<slug>.<subdomain_base>; URLs adds the verified
+	// custom domains.
+	URL          string     `json:"url,omitempty"`
+	URLs         []string   `json:"urls"`
+	LastDeployAt *time.Time `json:"last_deploy_at"`
 
 	GitProvider     string `json:"git_provider"`
 	GitConnectionID int64  `json:"git_connection_id,omitempty"`
@@ -460,17 +476,28 @@ type appView struct {
 
 func (h *Handler) view(ctx context.Context, id int64) (appView, error) {
 	var a appView
+	var domains []string
 	err := h.wh.Pool().QueryRow(ctx, `SELECT id, team_id, slug, name, git_repo, git_branch, framework, port, cpu_millis, memory_mb,
 		CASE WHEN deleting_at IS NOT NULL THEN 'deleting' ELSE status END, git_provider, COALESCE(git_connection_id, 0), git_repo_name,
 		health_path, auto_deploy, previews, fork_previews, hook_id <> '', git_token_enc IS NOT NULL, COALESCE(preview_of, 0),
-		root_dir, dockerfile, build_command, start_command
+		root_dir, dockerfile, build_command, start_command,
+		(SELECT max(created_at) FROM deployments WHERE app_id = apps.id),
+		ARRAY(SELECT hostname FROM domains WHERE app_id = apps.id AND verified_at IS NOT NULL ORDER BY hostname)
 		FROM apps WHERE id = $1`, id).Scan(&a.ID, &a.TeamID, &a.Slug, &a.Name, &a.GitRepo, &a.GitBranch, &a.Framework, &a.Port, &a.CPUMillis, &a.MemoryMB, &a.Status,
 		&a.GitProvider, &a.GitConnectionID, &a.Repo, &a.HealthPath, &a.AutoDeploy, &a.Previews, &a.ForkPreviews, &a.HookInstalled, &a.HasGitToken, &a.PreviewOf,
-		&a.RootDir, &a.Dockerfile, &a.BuildCommand, &a.StartCommand)
-	if err == nil && h.wh.SubdomainBase != "" {
-		a.URL = "https://" + a.Slug + "." + h.wh.SubdomainBase
+		&a.RootDir, &a.Dockerfile, &a.BuildCommand, &a.StartCommand, &a.LastDeployAt, &domains)
+	if err != nil {
+		return a, err
 	}
-	return a, err
+	a.URL = h.wh.AppURL(a.Slug)
+	a.URLs = []string{}
+	if a.URL != "" {
+		a.URLs = append(a.URLs, a.URL)
+	}
+	for _, d := range domains {
+		a.URLs = append(a.URLs, "https://"+d)
+	}
+	return a, nil
 }
 
 func (h *Handler) listApps(w http.ResponseWriter, r *http.Request) {
@@ -1146,6 +1173,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 				return nil, d.Errf("live_recheck: invalid duration %q", d.Val())
 			}
 			hd.LiveRecheck = caddy.Duration(dur)
+		case "no_worker_hint":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			hd.NoWorkerHint = d.Val()
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
 		case "oauth", "allow_signup":
 			if err := hd.AuthConfig.parseCaddyfile(d); err != nil {
 				return nil, err

@@ -198,27 +198,8 @@ func validRole(r string) bool {
 
 // addMember adds an existing account, found by e-mail, to the team.
 func (h *Handler) addMember(w http.ResponseWriter, r *http.Request) {
-	team, ok := h.teamRole(w, r, accounts.RoleAdmin)
+	team, in, ok := h.grantRequest(w, r)
 	if !ok {
-		return
-	}
-	var in struct {
-		Email string `json:"email"`
-		Role  string `json:"role"`
-	}
-	if !decode(w, r, &in) {
-		return
-	}
-	if in.Role == "" {
-		in.Role = accounts.RoleMember
-	}
-	if !validRole(in.Role) {
-		unprocessable(w, "role is owner, admin or member")
-		return
-	}
-	myRole, _ := h.acc.Role(r.Context(), principal(r), team)
-	if !canGrant(myRole, in.Role) {
-		api.WriteError(w, http.StatusForbidden, "only owners can make owners")
 		return
 	}
 	email := strings.ToLower(strings.TrimSpace(in.Email))
@@ -240,7 +221,7 @@ func (h *Handler) addMember(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, errAlreadyMember):
 		api.WriteError(w, http.StatusConflict, m.Email+" is a member already")
 	case errors.Is(err, pgx.ErrNoRows):
-		unprocessable(w, "no account has this e-mail address; the person signs in once first")
+		unprocessable(w, "no account has this e-mail address: invite it by link instead (Invite by link, below)")
 	case err != nil:
 		h.fail(w, "adding the member", err)
 	default:
@@ -249,6 +230,35 @@ func (h *Handler) addMember(w http.ResponseWriter, r *http.Request) {
 }
 
 var errAlreadyMember = errors.New("already a member")
+
+// grantRequest reads {email, role} for adding someone to the path's team:
+// the caller is an admin there, the role is valid (default member) and
+// the caller may grant it.
+func (h *Handler) grantRequest(w http.ResponseWriter, r *http.Request) (int64, grantInput, bool) {
+	var in grantInput
+	team, ok := h.teamRole(w, r, accounts.RoleAdmin)
+	if !ok || !decode(w, r, &in) {
+		return 0, in, false
+	}
+	if in.Role == "" {
+		in.Role = accounts.RoleMember
+	}
+	if !validRole(in.Role) {
+		unprocessable(w, "role is owner, admin or member")
+		return 0, in, false
+	}
+	myRole, _ := h.acc.Role(r.Context(), principal(r), team)
+	if !canGrant(myRole, in.Role) {
+		api.WriteError(w, http.StatusForbidden, "only owners can make owners")
+		return 0, in, false
+	}
+	return team, in, true
+}
+
+type grantInput struct {
+	Email string `json:"email"`
+	Role  string `json:"role"`
+}
 
 // changeMember applies fn to the path's member under a lock on the team's
 // memberships, so two changes cannot both take away the last owner.

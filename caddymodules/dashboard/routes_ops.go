@@ -24,6 +24,7 @@ func (h *Handler) opsRoutes(handle func(string, http.HandlerFunc)) {
 	handle("GET /api/teams/{team}/webhooks/{hook}/deliveries", h.authed(h.webhookDeliveries))
 	handle("POST /api/teams/{team}/webhooks/{hook}/test", h.authed(h.testWebhook))
 	handle("GET /api/workers", h.authed(h.listWorkers))
+	handle("GET /api/workers/online", h.authed(h.workerStatus))
 	handle("POST /api/workers/{worker}/drain", h.authed(h.drainWorker))
 	handle("POST /api/workers/{worker}/resume", h.authed(h.resumeWorker))
 	handle("POST /api/teams", h.authed(h.createTeam))

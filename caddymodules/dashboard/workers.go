@@ -10,6 +10,27 @@ import (
 	"github.com/wisehosting/wisehosting/internal/workers"
 )
 
+// DefaultNoWorkerHint is what the dashboard says when no worker is online
+// and no_worker_hint is not set.
+const DefaultNoWorkerHint = "Deployments wait in the queue until a worker is online. On the worker host: " +
+	"wisehosting worker add NAME --zone ZONE --wg-ip MESH_IP on the control plane, then " +
+	"WISEHOSTING_WORKER_KEY=whk_… wisehosting-agent -cp PUBLIC_URL -mesh-ip MESH_IP -zone ZONE (README: The worker agent)."
+
+// workerStatus tells any signed-in person whether deploys can run now:
+// how many workers take deploys and, when none does, what to do about it.
+func (h *Handler) workerStatus(w http.ResponseWriter, r *http.Request) {
+	n, err := workers.Online(r.Context(), h.wh.Pool())
+	if err != nil {
+		h.fail(w, "counting workers", err)
+		return
+	}
+	out := map[string]any{"online": n}
+	if n == 0 {
+		out["message"] = h.noWorkerHint
+	}
+	api.WriteJSON(w, http.StatusOK, out)
+}
+
 // drainWorker and resumeWorker stop and restart new placements on a
 // worker (instance administrators, from a session): the same as
 // `wisehosting worker drain|resume` and the internal API.

@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -37,8 +36,13 @@ disconnected within one ping interval.`,
 			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter")
 			cmd.Flags().String("zone", "", "DNS zone the worker serves (e.g. de.example.com)")
 			cmd.Flags().String("wg-ip", "", "the worker's mesh (WireGuard) IP")
-			cmd.Args = cobra.RangeArgs(1, 2)
-			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdWorker)
+			cmd.RunE = core.RunE("worker", func(fl caddycmd.Flags) error {
+				if n := len(fl.Args()); n == 0 || n > 2 {
+					return core.Usagef("expected add, set, list, drain, resume or revoke")
+				}
+				_, err := cmdWorker(fl)
+				return err
+			})
 		},
 	})
 }
@@ -59,7 +63,7 @@ func cmdWorker(fl caddycmd.Flags) (int, error) {
 	switch args[0] {
 	case "add":
 		if len(args) != 2 {
-			return caddy.ExitCodeFailedStartup, errors.New("usage: worker add <name>")
+			return caddy.ExitCodeFailedStartup, core.Usagef("worker add needs one NAME")
 		}
 		kr, err := a.OpenKeyring()
 		if err != nil {
@@ -73,7 +77,7 @@ func cmdWorker(fl caddycmd.Flags) (int, error) {
 		fmt.Println("On the worker: put it in /etc/wisehosting/credentials/worker_api_key (the agent unit loads it with LoadCredential=) and start wisehosting-agent.")
 	case "set":
 		if len(args) != 2 {
-			return caddy.ExitCodeFailedStartup, errors.New("usage: worker set <name> [--zone <zone>] [--wg-ip <ip>]")
+			return caddy.ExitCodeFailedStartup, core.Usagef("worker set needs one NAME")
 		}
 		var zone, ip *string
 		if fl.Changed("zone") {
@@ -83,7 +87,7 @@ func cmdWorker(fl caddycmd.Flags) (int, error) {
 			ip = new(fl.String("wg-ip"))
 		}
 		if zone == nil && ip == nil {
-			return caddy.ExitCodeFailedStartup, errors.New("worker set: give --zone and/or --wg-ip")
+			return caddy.ExitCodeFailedStartup, core.Usagef("worker set: give --zone and/or --wg-ip")
 		}
 		w, err := workers.SetPlacement(ctx, pool, args[1], zone, ip)
 		if err != nil {
@@ -107,7 +111,7 @@ func cmdWorker(fl caddycmd.Flags) (int, error) {
 		tw.Flush()
 	case "drain", "resume":
 		if len(args) != 2 {
-			return caddy.ExitCodeFailedStartup, fmt.Errorf("usage: worker %s <name>", args[0])
+			return caddy.ExitCodeFailedStartup, core.Usagef("worker %s needs one NAME", args[0])
 		}
 		w, err := workers.SetDraining(ctx, pool, args[1], args[0] == "drain")
 		if err != nil {
@@ -116,7 +120,7 @@ func cmdWorker(fl caddycmd.Flags) (int, error) {
 		fmt.Printf("worker %d (%s) is %s\n", w.ID, w.Name, w.Status)
 	case "revoke":
 		if len(args) != 2 {
-			return caddy.ExitCodeFailedStartup, errors.New("usage: worker revoke <name>")
+			return caddy.ExitCodeFailedStartup, core.Usagef("worker revoke needs one NAME")
 		}
 		w, err := workers.Revoke(ctx, pool, args[1])
 		if err != nil {
@@ -124,7 +128,7 @@ func cmdWorker(fl caddycmd.Flags) (int, error) {
 		}
 		fmt.Printf("worker %d (%s) revoked\n", w.ID, w.Name)
 	default:
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("unknown worker action %q (add, set, list, drain, resume, revoke)", args[0])
+		return caddy.ExitCodeFailedStartup, core.Usagef("unknown worker action %q (add, set, list, drain, resume, revoke)", args[0])
 	}
 	return 0, nil
 }

@@ -80,6 +80,12 @@ var nameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
 // ErrExists means a worker of that name exists.
 var ErrExists = errors.New("worker exists")
 
+// nameTaken says which name is taken; errors.Is(err, ErrExists) holds.
+type nameTaken string
+
+func (n nameTaken) Error() string        { return fmt.Sprintf("a worker named %s already exists", string(n)) }
+func (n nameTaken) Is(target error) bool { return target == ErrExists }
+
 // ErrInvalid wraps a problem with operator input; its message is shown as is.
 var ErrInvalid = errors.New("invalid worker settings")
 
@@ -159,7 +165,7 @@ func Add(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, name, zone, w
 	w, err := scan(q.QueryRow(ctx, `INSERT INTO workers (id, name, api_key_hash, mac_key_sealed, zone, wg_ip) VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+columns,
 		id, name, LookupHash(k), sealed, zone, ip))
 	if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "23505" {
-		return w, "", fmt.Errorf("%w: a worker named %s exists", ErrExists, name)
+		return w, "", nameTaken(name)
 	}
 	if err != nil {
 		return w, "", fmt.Errorf("adding worker %s: %w", name, err)
@@ -352,4 +358,12 @@ func RecordImagesBytes(ctx context.Context, q jobs.Querier, id, n int64) error {
 	}
 	_, err := q.Exec(ctx, "UPDATE workers SET images_bytes = $2 WHERE id = $1", id, n)
 	return err
+}
+
+// Online counts the workers that take new deploys (connected, not
+// draining, not revoked).
+func Online(ctx context.Context, q jobs.Querier) (int, error) {
+	var n int
+	err := q.QueryRow(ctx, `SELECT count(*) FROM workers WHERE status = 'online'`).Scan(&n)
+	return n, err
 }

@@ -33,6 +33,7 @@ var figures = []figure{
 	{"BenchmarkProxyThroughput", "Routing", "requests per second through the Caddy proxy mode against real Traefik, same backend, same run (wrk)", "throughput-ratio ≥ 1"},
 	{"BenchmarkIngest", "Log bus", "log lines persisted per second (COPY batches)", ""},
 	{"BenchmarkIdleControlPlane", "System", "control plane idle with 100 running apps and a proxy polling every 5 s: resident memory and CPU, against plain Caddy (same binary, one static site) in the same run", "< 80 MiB RSS, < 1% CPU (Coolify idles near 300 MiB: its published figure, not measured here)"},
+	{"BenchmarkNewcomer", "System", "`make run` in a clean copy of the repository (fresh network namespace, private Postgres, Podman storage and CA) → sign in, change the password, deploy the static sample through the API → first 200 at its https://<slug>.localhost link; warm Go build cache unless NEWCOMER_COLD=1", "< 60 s warm, < 5 min cold"},
 	{"BenchmarkPushToFirst200", "System", "git push webhook → first 200 with the new content through the zone router, static site, warm build cache", "< 15 s"},
 }
 

@@ -32,7 +32,7 @@ function showError(err) {
 }
 
 function show(id) {
-  for (const s of ["login", "apps", "app", "team-page", "workers-page"]) $("#" + s).hidden = s !== id;
+  for (const s of ["login", "invite", "apps", "app", "team-page", "workers-page"]) $("#" + s).hidden = s !== id;
   $("#nav").hidden = id === "login";
   if (logTimer && id !== "app") { clearInterval(logTimer); logTimer = null; }
   opsShow(id);
@@ -49,7 +49,12 @@ async function boot() {
   try {
     me = await call("GET", "/api/me");
   } catch (err) {
-    if (err.status === 401) { if (!authOnUnauthorized(err)) show("login"); return; }
+    if (err.status === 401) {
+      const inv = invitePath();
+      if (inv) { me = null; openInvite(inv); return; }
+      if (!authOnUnauthorized(err)) show("login");
+      return;
+    }
     showError(err); return;
   }
   csrf = me.csrf_token;
@@ -61,8 +66,53 @@ async function boot() {
   route();
 }
 
+function invitePath() {
+  const m = location.pathname.match(/^\/invite\/([A-Za-z0-9_-]+)$/);
+  return m && m[1];
+}
+
+// openInvite shows what an invitation link is for: join (signed in as the
+// invited address), sign in first, or create the account.
+async function openInvite(token) {
+  show("invite");
+  $("#nav").hidden = !me;
+  for (const id of ["#invite-accept", "#invite-signin", "#invite-signup"]) $(id).hidden = true;
+  let inv;
+  try {
+    inv = await call("GET", `/api/invitations/${token}`);
+  } catch (err) { $("#invite-what").textContent = ""; showError(err); return; }
+  $("#invite-what").textContent = `You are invited to join the team ${inv.team_name} as ${inv.role} (${inv.email}).`;
+  const hint = $("#invite-hint");
+  if (me && me.user.email.toLowerCase() === inv.email) {
+    hint.textContent = "";
+    $("#invite-accept").hidden = false;
+  } else if (me) {
+    hint.textContent = `You are signed in as ${me.user.email}: sign out, then open this link again and sign in as ${inv.email}.`;
+  } else if (inv.has_account) {
+    hint.textContent = `Sign in as ${inv.email} to join.`;
+    $("#invite-signin").hidden = false;
+  } else {
+    hint.textContent = `Create the account of ${inv.email} to join.`;
+    $("#invite-signup").hidden = false;
+  }
+  $("#invite-accept").onclick = async () => {
+    try { await call("POST", `/api/invitations/${token}/accept`); location.assign("/team"); } catch (err) { showError(err); }
+  };
+  $("#invite-signin").onclick = () => show("login");
+  $("#invite-signup").onsubmit = async (e) => {
+    e.preventDefault();
+    try {
+      const r = await call("POST", `/api/invitations/${token}/signup`, formData(e.target));
+      csrf = r.csrf_token;
+      location.assign("/team");
+    } catch (err) { showError(err); }
+  };
+}
+
 function route() {
   const m = location.pathname.match(/^\/apps\/(\d+)$/);
+  const inv = invitePath();
+  if (inv) { openInvite(inv); return; }
   if (m) openApp(Number(m[1]));
   else if (location.pathname === "/team") openTeam();
   else if (location.pathname === "/workers") openWorkers();
@@ -71,8 +121,25 @@ function route() {
 
 function go(path) { history.pushState({}, "", path); showError(null); route(); }
 
+// showWorkerStatus tells, on the apps page and next to Deploy, when no
+// worker is online: deployments would wait in the queue.
+async function showWorkerStatus() {
+  try {
+    const { online, message } = await call("GET", "/api/workers/online");
+    for (const p of document.querySelectorAll(".no-worker")) {
+      p.hidden = online > 0;
+      p.textContent = online > 0 ? "" : "No worker online. " + (message || "");
+    }
+  } catch (err) { showError(err); }
+}
+
+function appLink(url) {
+  return el("a", { href: url, textContent: url, target: "_blank", rel: "noopener" });
+}
+
 async function listApps() {
   show("apps");
+  showWorkerStatus();
   if (!team) {
     $("#app-list").replaceChildren(el("li", { className: "muted", textContent: "You are not in a team yet: create one on the Team page, or ask a team's owner to add you." }));
     $("#new-app").hidden = true;
@@ -85,8 +152,10 @@ async function listApps() {
     list.replaceChildren(...apps.map((a) => {
       const link = el("a", { href: `/apps/${a.id}`, textContent: a.name });
       link.addEventListener("click", (e) => { e.preventDefault(); go(`/apps/${a.id}`); });
+      const deployed = a.last_deploy_at ? "last deploy " + new Date(a.last_deploy_at).toLocaleString() : "never deployed";
       return el("li", {}, link, " ", el("span", { className: `badge ${a.status}`, textContent: a.status }),
-        el("div", { className: "muted", textContent: a.slug + (a.git_repo ? " · " + a.git_repo : "") }));
+        a.url ? el("div", {}, appLink(a.url)) : "",
+        el("div", { className: "muted", textContent: a.slug + (a.git_repo ? " · " + a.git_repo : "") + " · " + deployed }));
     }));
     if (apps.length === 0) list.replaceChildren(el("li", { className: "muted", textContent: "No apps yet: create one below." }));
     $("#new-app").open = apps.length === 0;
@@ -102,7 +171,9 @@ async function openApp(id) {
     current = await call("GET", `/api/apps/${id}`);
   } catch (err) { showError(err); return; }
   $("#app-name").textContent = current.name;
-  $("#app-meta").textContent = `${current.slug} · ${current.git_repo || "no repository"} (${current.git_branch}) · ${current.cpu_millis}m CPU · ${current.memory_mb} MB` + (current.url ? ` · ${current.url}` : "");
+  $("#app-meta").textContent = `${current.slug} · ${current.git_repo || "no repository"} (${current.git_branch}) · ${current.cpu_millis}m CPU · ${current.memory_mb} MB`;
+  $("#app-links").replaceChildren(...(current.urls || []).flatMap((u, i) => i ? [" · ", appLink(u)] : [appLink(u)]));
+  showWorkerStatus();
   $("#app-status").textContent = current.status;
   $("#app-status").className = `badge ${current.status}`;
   await Promise.all([loadDeployments(), loadEnv(), loadDomains()]);

@@ -368,9 +368,11 @@ async function openTeam() {
   $("#team-meta").textContent = t ? `${t.slug} · plan ${t.plan} · your role: ${t.role}` : "Create a team below.";
   if (!t) return;
   $("#member-form").hidden = !canAdmin();
+  $("#invite-box").hidden = !canAdmin();
+  $("#invite-link").hidden = true;
   $("#team-audit-box").hidden = !canAdmin();
   const tasks = [loadMembers(), loadTeamUsage(), loadTeamAlerts(), renderWebhooks($("#team-hooks"), 0), loadGitConnections()];
-  if (canAdmin()) tasks.push(loadAudit());
+  if (canAdmin()) tasks.push(loadAudit(), loadInvites());
   for (const r of await Promise.allSettled(tasks)) if (r.status === "rejected") showError(r.reason);
 }
 
@@ -401,6 +403,14 @@ async function loadMembers() {
     }
     return row;
   }));
+}
+
+// loadInvites lists the team's pending invitations (admins).
+async function loadInvites() {
+  const { invitations } = await call("GET", `/api/teams/${team}/invitations`);
+  $("#invite-list").replaceChildren(...invitations.map((i) => el("li", {},
+    `${i.email} as ${i.role}, until ${new Date(i.expires_at).toLocaleDateString()} `,
+    action("revoke", async () => { await call("DELETE", `/api/teams/${team}/invitations/${i.id}`); await loadInvites(); }))));
 }
 
 let teamRange = "24h";
@@ -502,6 +512,16 @@ document.addEventListener("DOMContentLoaded", () => {
     try { await call("POST", `/api/apps/${current.id}/alert-rules`, body); f.threshold.value = ""; showError(null); await loadAlerts(); } catch (err) { showError(err); }
   });
   $("#team-ranges") && rangePicker($("#team-ranges"), (r) => { teamRange = r; loadTeamUsage().catch(showError); }, teamRange);
+  $("#invite-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const { url } = await call("POST", `/api/teams/${team}/invitations`, formData(e.target));
+      const box = $("#invite-link");
+      box.replaceChildren("Send this link (shown once): ", el("code", { textContent: url }));
+      box.hidden = false;
+      e.target.reset(); showError(null); await loadInvites();
+    } catch (err) { showError(err); }
+  });
   $("#member-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     try { await call("POST", `/api/teams/${team}/members`, formData(e.target)); e.target.reset(); showError(null); await loadMembers(); } catch (err) { showError(err); }

@@ -1,0 +1,194 @@
+package dashboard
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/wisehosting/wisehosting/caddymodules/api"
+	"github.com/wisehosting/wisehosting/internal/accounts"
+	"github.com/wisehosting/wisehosting/internal/teams"
+)
+
+// Team invitations: owners and admins create a one-time link
+// (<public_url>/invite/<token>) and send it however they like; whoever
+// holds it signs in as the invited address, or creates that account, and
+// joins with the invited role.
+func (h *Handler) invitationRoutes(handle func(string, http.HandlerFunc)) {
+	handle("GET /api/teams/{team}/invitations", h.authed(h.listInvitations))
+	handle("POST /api/teams/{team}/invitations", h.authed(h.createInvitation))
+	handle("DELETE /api/teams/{team}/invitations/{inv}", h.authed(h.revokeInvitation))
+	handle("GET /api/invitations/{token}", h.showInvitation)
+	handle("POST /api/invitations/{token}/accept", h.authed(h.acceptInvitation))
+	handle("POST /api/invitations/{token}/signup", h.signupInvitation)
+}
+
+func (h *Handler) invitations() *teams.Service { return &teams.Service{Pool: h.wh.Pool()} }
+
+// inviteURL is the link of a token: on public_url, else on the host the
+// inviter used.
+func (h *Handler) inviteURL(r *http.Request, token string) string {
+	base := h.publicURL()
+	if base == "" {
+		base = "https://" + r.Host
+	}
+	return base + "/invite/" + token
+}
+
+func (h *Handler) createInvitation(w http.ResponseWriter, r *http.Request) {
+	team, in, ok := h.grantRequest(w, r)
+	if !ok {
+		return
+	}
+	var inv teams.Invitation
+	var token string
+	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
+		var err error
+		if inv, token, err = h.invitations().Create(r.Context(), tx, team, principal(r).UserID, in.Email, in.Role); err != nil {
+			return err
+		}
+		return h.audit1(r.Context(), tx, r, team, "invitation.create", inv.Email, map[string]any{"invitation_id": inv.ID, "role": inv.Role})
+	})
+	if h.invitationFail(w, "creating the invitation", err) {
+		return
+	}
+	api.WriteJSON(w, http.StatusCreated, map[string]any{"invitation": inv, "url": h.inviteURL(r, token)})
+}
+
+func (h *Handler) listInvitations(w http.ResponseWriter, r *http.Request) {
+	team, ok := h.teamRole(w, r, accounts.RoleAdmin)
+	if !ok {
+		return
+	}
+	list, err := h.invitations().Pending(r.Context(), team)
+	if err != nil {
+		h.fail(w, "listing invitations", err)
+		return
+	}
+	if list == nil {
+		list = []teams.Invitation{}
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"invitations": list})
+}
+
+func (h *Handler) revokeInvitation(w http.ResponseWriter, r *http.Request) {
+	team, ok := h.teamRole(w, r, accounts.RoleAdmin)
+	if !ok {
+		return
+	}
+	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
+		inv, err := h.invitations().Revoke(r.Context(), tx, team, pathID(r, "inv"))
+		if err != nil {
+			return err
+		}
+		return h.audit1(r.Context(), tx, r, team, "invitation.revoke", inv.Email, map[string]any{"invitation_id": inv.ID})
+	})
+	if h.invitationFail(w, "revoking the invitation", err) {
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
+}
+
+// showInvitation tells the link's holder what it is for and whether the
+// invited address has an account (sign in) or not (choose a password).
+func (h *Handler) showInvitation(w http.ResponseWriter, r *http.Request) {
+	var inv teams.Invitation
+	var hasAccount bool
+	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
+		var err error
+		if inv, err = h.invitations().Lookup(r.Context(), tx, r.PathValue("token")); err != nil {
+			return err
+		}
+		return tx.QueryRow(r.Context(), "SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = $1)", inv.Email).Scan(&hasAccount)
+	})
+	if h.invitationFail(w, "reading the invitation", err) {
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"team_name": inv.TeamName, "email": inv.Email, "role": inv.Role,
+		"expires_at": inv.ExpiresAt, "has_account": hasAccount})
+}
+
+// acceptInvitation: the signed-in person (a session) joins the team.
+func (h *Handler) acceptInvitation(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	if p.SessionID == 0 {
+		api.WriteError(w, http.StatusForbidden, "accept invitations signed in, not with an API token")
+		return
+	}
+	var inv teams.Invitation
+	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
+		var err error
+		if inv, err = h.invitations().Accept(r.Context(), tx, r.PathValue("token"), p.UserID, p.Email); err != nil {
+			return err
+		}
+		return accounts.Audit(r.Context(), tx, inv.TeamID, p.UserID, "invitation.accept", inv.Email, api.ClientIP(r), map[string]any{"invitation_id": inv.ID, "role": inv.Role})
+	})
+	if h.invitationFail(w, "accepting the invitation", err) {
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"team_id": inv.TeamID, "team_name": inv.TeamName, "role": inv.Role})
+}
+
+// signupInvitation creates the invited address's account with the chosen
+// password, makes it a member and signs it in.
+func (h *Handler) signupInvitation(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		api.WriteError(w, http.StatusUnsupportedMediaType, "send JSON")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	var in struct {
+		Name     string `json:"name"`
+		Password string `json:"password"`
+	}
+	if !decode(w, r, &in) {
+		return
+	}
+	var inv teams.Invitation
+	var uid int64
+	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
+		var err error
+		if inv, err = h.invitations().Lookup(r.Context(), tx, r.PathValue("token")); err != nil {
+			return err
+		}
+		if uid, err = h.acc.CreateInvited(r.Context(), tx, inv.Email, in.Name, in.Password); err != nil {
+			return err
+		}
+		if inv, err = h.invitations().Accept(r.Context(), tx, r.PathValue("token"), uid, inv.Email); err != nil {
+			return err
+		}
+		return accounts.Audit(r.Context(), tx, inv.TeamID, uid, "invitation.signup", inv.Email, api.ClientIP(r), map[string]any{"invitation_id": inv.ID, "role": inv.Role})
+	})
+	if h.invitationFail(w, "creating the account", err) {
+		return
+	}
+	sess, err := h.acc.Open(r.Context(), uid, api.ClientIP(r), r.UserAgent())
+	if err != nil {
+		h.fail(w, "signing in", err)
+		return
+	}
+	h.setCookie(w, sess.Token, int(h.acc.SessionTTL.Seconds()))
+	api.WriteJSON(w, http.StatusCreated, map[string]any{"csrf_token": sess.CSRF, "team_id": inv.TeamID, "team_name": inv.TeamName, "role": inv.Role})
+}
+
+// invitationFail answers err (true when there was one) in plain words.
+func (h *Handler) invitationFail(w http.ResponseWriter, what string, err error) bool {
+	var ie accounts.InputError
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, teams.ErrNotFound):
+		api.WriteError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, teams.ErrInvalid), errors.As(err, &ie):
+		unprocessable(w, err.Error())
+	case errors.Is(err, teams.ErrWrongFor):
+		api.WriteError(w, http.StatusForbidden, err.Error()+": sign in with the invited address")
+	case errors.Is(err, teams.ErrMember):
+		api.WriteError(w, http.StatusConflict, err.Error())
+	default:
+		h.fail(w, what, err)
+	}
+	return true
+}

@@ -1,0 +1,151 @@
+// Package teams holds team invitations: one-time links an owner or admin
+// copies from the dashboard and sends however they like (no mail server
+// is needed). Whoever opens the link signs in (or creates the account of
+// the invited address) and joins the team with the invited role.
+package teams
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/wisehosting/wisehosting/internal/auth"
+)
+
+// TokenPrefix starts every invitation token.
+const TokenPrefix = "whi_"
+
+// TTL is how long an invitation link works.
+const TTL = 7 * 24 * time.Hour
+
+// Invitation is a pending (or used) invitation; the token is never stored.
+type Invitation struct {
+	ID        int64     `json:"id"`
+	TeamID    int64     `json:"team_id"`
+	TeamName  string    `json:"team_name"`
+	Email     string    `json:"email"`
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Errors callers map to HTTP answers.
+var (
+	ErrInvalid  = errors.New("invalid invitation")
+	ErrNotFound = errors.New("this invitation link is unknown, used or expired")
+	ErrWrongFor = errors.New("this invitation is for another e-mail address")
+	ErrMember   = errors.New("already a member of this team")
+)
+
+// Service keeps invitations in Postgres.
+type Service struct {
+	Pool *pgxpool.Pool
+	Now  func() time.Time // tests; default time.Now
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func hashToken(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+// Create makes an invitation of email into team with role and returns its
+// one-time token (shown once). Callers check that the inviter may grant
+// the role.
+func (s *Service) Create(ctx context.Context, q pgx.Tx, teamID, inviterID int64, email, role string) (Invitation, string, error) {
+	e := strings.ToLower(strings.TrimSpace(email))
+	if a, err := mail.ParseAddress(e); err != nil || a.Address != e || len(e) > 254 {
+		return Invitation{}, "", fmt.Errorf("%w: %q is not an e-mail address", ErrInvalid, email)
+	}
+	var member bool
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id
+		WHERE m.team_id = $1 AND lower(u.email) = $2)`, teamID, e).Scan(&member); err != nil {
+		return Invitation{}, "", err
+	}
+	if member {
+		return Invitation{}, "", fmt.Errorf("%s is %w", e, ErrMember)
+	}
+	token := TokenPrefix + auth.RandomToken(32)
+	inv := Invitation{TeamID: teamID, Email: e, Role: role}
+	err := q.QueryRow(ctx, `INSERT INTO team_invitations (team_id, email, role, token_hash, invited_by, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at, expires_at, (SELECT name FROM teams WHERE id = $1)`,
+		teamID, e, role, hashToken(token), inviterID, s.now().Add(TTL)).Scan(&inv.ID, &inv.CreatedAt, &inv.ExpiresAt, &inv.TeamName)
+	return inv, token, err
+}
+
+// Pending lists a team's invitations that can still be used.
+func (s *Service) Pending(ctx context.Context, teamID int64) ([]Invitation, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT i.id, i.team_id, t.name, i.email, i.role, i.created_at, i.expires_at
+		FROM team_invitations i JOIN teams t ON t.id = i.team_id
+		WHERE i.team_id = $1 AND i.accepted_at IS NULL AND i.expires_at > $2 ORDER BY i.id`, teamID, s.now())
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Invitation, error) {
+		var i Invitation
+		err := r.Scan(&i.ID, &i.TeamID, &i.TeamName, &i.Email, &i.Role, &i.CreatedAt, &i.ExpiresAt)
+		return i, err
+	})
+}
+
+// Revoke deletes a pending invitation of the team.
+func (s *Service) Revoke(ctx context.Context, q pgx.Tx, teamID, id int64) (Invitation, error) {
+	var i Invitation
+	err := q.QueryRow(ctx, `DELETE FROM team_invitations WHERE id = $1 AND team_id = $2 AND accepted_at IS NULL
+		RETURNING id, team_id, email, role, created_at, expires_at`, id, teamID).Scan(&i.ID, &i.TeamID, &i.Email, &i.Role, &i.CreatedAt, &i.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return i, ErrNotFound
+	}
+	return i, err
+}
+
+// Lookup finds the usable invitation of a token (for the page the link
+// opens), locking it when q is a transaction that will use it.
+func (s *Service) Lookup(ctx context.Context, q pgx.Tx, token string) (Invitation, error) {
+	var i Invitation
+	if !strings.HasPrefix(token, TokenPrefix) || len(token) > 100 {
+		return i, ErrNotFound
+	}
+	err := q.QueryRow(ctx, `SELECT i.id, i.team_id, t.name, i.email, i.role, i.created_at, i.expires_at
+		FROM team_invitations i JOIN teams t ON t.id = i.team_id
+		WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.expires_at > $2 FOR UPDATE OF i`, hashToken(token), s.now()).
+		Scan(&i.ID, &i.TeamID, &i.TeamName, &i.Email, &i.Role, &i.CreatedAt, &i.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return i, ErrNotFound
+	}
+	return i, err
+}
+
+// Accept makes userID (whose e-mail must be the invited one) a member with
+// the invited role and uses the invitation up.
+func (s *Service) Accept(ctx context.Context, q pgx.Tx, token string, userID int64, userEmail string) (Invitation, error) {
+	i, err := s.Lookup(ctx, q, token)
+	if err != nil {
+		return i, err
+	}
+	if !strings.EqualFold(strings.TrimSpace(userEmail), i.Email) {
+		return i, ErrWrongFor
+	}
+	tag, err := q.Exec(ctx, `INSERT INTO memberships (team_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, i.TeamID, userID, i.Role)
+	if err != nil {
+		return i, err
+	}
+	if tag.RowsAffected() == 0 {
+		return i, ErrMember
+	}
+	_, err = q.Exec(ctx, `UPDATE team_invitations SET accepted_at = $2, accepted_by = $3 WHERE id = $1`, i.ID, s.now(), userID)
+	return i, err
+}
