@@ -94,6 +94,8 @@ func (s *Supervisor) Reconcile(ctx context.Context) error {
 		delete(s.retiring, c.ID)
 		s.mu.Unlock()
 		s.cfg.Logger.Info("supervisor: removed container", zap.String("container", c.Name), zap.Int64("deployment", c.DeploymentID))
+		// Its image was kept while it ran; beyond the retention it goes now.
+		s.pruneImages(ctx, c.AppID)
 	}
 	if !have {
 		return nil

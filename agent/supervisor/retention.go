@@ -10,7 +10,8 @@ import (
 // pruneImages keeps the images of an app's newest ImageRetention
 // deployments on this worker (the rollback targets) and of any container,
 // and removes the older ones; then it bounds the build cache. It runs
-// after every successful deploy.
+// after every successful deploy and when a retired container is removed
+// (its image was in use until then).
 func (s *Supervisor) pruneImages(ctx context.Context, appID int64) {
 	list, err := s.rt.Images(ctx)
 	for attempt := 0; err != nil && attempt < 5; attempt++ {
