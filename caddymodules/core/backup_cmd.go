@@ -1,7 +1,6 @@
 package core
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -34,13 +33,16 @@ $WISEHOSTING_SECRET.`,
 			addConfigFlags(cmd)
 			cmd.Flags().String("dir", "/var/lib/wisehosting/backups", "where backups are written and listed")
 			cmd.Args = cobra.RangeArgs(1, 2)
-			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdBackup)
+			cmd.RunE = RunCode("backup", cmdBackup)
 		},
 	})
 }
 
 func cmdBackup(fl caddycmd.Flags) (int, error) {
 	args := fl.Args()
+	if n := map[string]int{"create": 1, "list": 1, "restore": 2}[fl.Arg(0)]; n == 0 || len(args) != n {
+		return caddy.ExitCodeFailedStartup, Usagef("expected create | list | restore <file>")
+	}
 	if args[0] == "list" && len(args) == 1 {
 		list, err := backup.List(fl.String("dir"))
 		if err != nil {
@@ -78,7 +80,7 @@ func cmdBackup(fl caddycmd.Flags) (int, error) {
 		}
 		fmt.Println("restored", args[1])
 	default:
-		return caddy.ExitCodeFailedStartup, errors.New("usage: backup create | list | restore <file>")
+		return caddy.ExitCodeFailedStartup, Usagef("expected create | list | restore <file>")
 	}
 	return 0, nil
 }

@@ -29,10 +29,19 @@ func Usagef(format string, args ...any) error { return UsageError(fmt.Sprintf(fo
 // UsageError, ExitFailure otherwise. Arguments are checked by the command
 // itself (cobra's checks would exit 1 with cobra's wording).
 func RunE(name string, f func(fl caddycmd.Flags) error) func(cmd *cobra.Command, args []string) error {
+	return RunCode(name, func(fl caddycmd.Flags) (int, error) { return 0, f(fl) })
+}
+
+// RunCode is RunE for a command that also chooses its exit code when it
+// has no error to print (infra status exits 1 when a check fails).
+func RunCode(name string, f func(fl caddycmd.Flags) (int, error)) func(cmd *cobra.Command, args []string) error {
 	return func(cmd *cobra.Command, _ []string) error {
 		cmd.SilenceUsage, cmd.SilenceErrors = true, true
-		err := f(caddycmd.Flags{FlagSet: cmd.Flags()})
+		code, err := f(caddycmd.Flags{FlagSet: cmd.Flags()})
 		if err == nil {
+			if code != 0 {
+				os.Exit(code)
+			}
 			return nil
 		}
 		fmt.Fprintf(os.Stderr, "wisehosting %s: %v\n", name, err)

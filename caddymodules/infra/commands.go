@@ -58,12 +58,17 @@ With a hetzner: section, servers are discovered from the Hetzner Cloud API.`,
 			cmd.Flags().String("description", "", "snapshot: the image description")
 			cmd.Flags().String("proxy-dir", ".", "setup: where the proxy hosts' files (traefik.yml, start script and unit; or Caddyfile) are written")
 			cmd.Args = cobra.MinimumNArgs(1)
-			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdInfra)
+			cmd.RunE = core.RunCode("infra", cmdInfra)
 		},
 	})
 }
 
 func cmdInfra(fl caddycmd.Flags) (int, error) {
+	switch fl.Arg(0) {
+	case "ssh", "lb", "snapshot", "status", "setup":
+	default:
+		return caddy.ExitCodeFailedStartup, core.Usagef("expected status|setup|ssh <host>|lb status|lb create|snapshot <host>")
+	}
 	cfg, err := infra.Load(fl.String("infra"))
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
@@ -83,7 +88,7 @@ func cmdInfra(fl caddycmd.Flags) (int, error) {
 	switch fl.Arg(0) {
 	case "ssh":
 		if fl.NArg() < 2 {
-			return caddy.ExitCodeFailedStartup, errors.New("usage: infra ssh <host> [-- command…]")
+			return caddy.ExitCodeFailedStartup, core.Usagef("expected ssh <host> [-- command…]")
 		}
 		args, err := cfg.SSHArgs(fl.Arg(1), fl.Args()[2:]...)
 		if err != nil {
@@ -118,7 +123,7 @@ func cmdInfra(fl caddycmd.Flags) (int, error) {
 		fmt.Println("done")
 		return 0, nil
 	}
-	return caddy.ExitCodeFailedStartup, errors.New("usage: infra status|setup|ssh <host>|lb status|lb create|snapshot <host>")
+	return caddy.ExitCodeFailedStartup, core.Usagef("expected status|setup|ssh <host>|lb status|lb create|snapshot <host>")
 }
 
 // hetzner runs "lb status", "lb create" and "snapshot <host>".
@@ -130,7 +135,7 @@ func hetzner(ctx context.Context, fl caddycmd.Flags, cfg *infra.Config) (int, er
 	args := fl.Args()
 	if args[0] == "snapshot" {
 		if len(args) != 2 {
-			return caddy.ExitCodeFailedStartup, errors.New("usage: infra snapshot <host> [--description D]")
+			return caddy.ExitCodeFailedStartup, core.Usagef("expected snapshot <host> [--description D]")
 		}
 		snap, err := h.CreateSnapshot(ctx, args[1], fl.String("description"))
 		if err != nil {
@@ -166,7 +171,7 @@ func hetzner(ctx context.Context, fl caddycmd.Flags, cfg *infra.Config) (int, er
 		}
 		return 0, nil
 	}
-	return caddy.ExitCodeFailedStartup, errors.New("usage: infra lb status|create")
+	return caddy.ExitCodeFailedStartup, core.Usagef("expected lb status|create")
 }
 
 // WorkerSource reads the workers' state from the control plane's database.

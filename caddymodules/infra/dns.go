@@ -30,12 +30,15 @@ provider (cloudflare, cloudns). Names are relative to the zone ("*.apps", "@").
 			cmd.Flags().String("infra", "infra.yaml", "the installation's description")
 			cmd.Flags().Duration("ttl", 5*time.Minute, "record TTL for set")
 			cmd.Args = cobra.RangeArgs(1, 4)
-			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdDNS)
+			cmd.RunE = core.RunCode("dns", cmdDNS)
 		},
 	})
 }
 
 func cmdDNS(fl caddycmd.Flags) (int, error) {
+	if n := map[string]int{"list": 1, "set": 4, "delete": 3}[fl.Arg(0)]; n == 0 || fl.NArg() != n {
+		return caddy.ExitCodeFailedStartup, core.Usagef("expected list | set <name> <type> <value> | delete <name> <type>")
+	}
 	cfg, err := infra.Load(fl.String("infra"))
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
@@ -75,7 +78,7 @@ func cmdDNS(fl caddycmd.Flags) (int, error) {
 		}
 		fmt.Printf("deleted %s %s from %s\n", args[1], strings.ToUpper(args[2]), zone)
 	default:
-		return caddy.ExitCodeFailedStartup, errors.New("usage: dns list | set <name> <type> <value> | delete <name> <type>")
+		return caddy.ExitCodeFailedStartup, core.Usagef("expected list | set <name> <type> <value> | delete <name> <type>")
 	}
 	return 0, nil
 }

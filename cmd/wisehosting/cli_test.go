@@ -74,6 +74,12 @@ func TestOperatorCLI(t *testing.T) {
 	if _, _, code := cli(t, dir, nil, "migrate", "sideways"); code != 2 {
 		t.Fatalf("migrate sideways: exit %d", code)
 	}
+	for _, args := range [][]string{{"infra", "sideways"}, {"dns", "sideways"}, {"backup", "sideways"}} {
+		_, errs, code := cli(t, dir, nil, args...)
+		if code != 2 || !strings.HasPrefix(errs, "wisehosting "+args[0]+": expected ") || !strings.Contains(errs, "usage: wisehosting "+args[0]) || strings.Contains(errs, `"level"`) {
+			t.Fatalf("%v: %d %q", args, code, errs)
+		}
+	}
 
 	out, errs, code = cli(t, dir, nil, "user", "add", "ops@example.test", "--admin")
 	pw := regexp.MustCompile(`(?m)^  (\S{15,})$`).FindStringSubmatch(out)
