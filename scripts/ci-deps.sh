@@ -24,6 +24,9 @@ command -v runc >/dev/null || need_apt+=(runc)
 command -v tc >/dev/null || need_apt+=(iproute2)
 # The agent isolates each team's app network with nftables rules.
 command -v nft >/dev/null || need_apt+=(nftables)
+# The prebuilt-image journey pushes to and pulls from a real registry on
+# loopback (the distribution registry, with htpasswd authentication).
+[ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
 [ -f /usr/include/btrfs/version.h ] || need_apt+=(libbtrfs-dev)
 # The dashboard's browser test drives Debian's Chromium with playwright-core.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
@@ -31,6 +34,11 @@ command -v node >/dev/null || need_apt+=(nodejs npm)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# The tests start their own registries; the package's system service (on
+# port 5000) is not wanted.
+if command -v systemctl >/dev/null && systemctl is-enabled docker-registry >/dev/null 2>&1; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 ensure_postgres_for_tests
 go mod download

@@ -3,8 +3,13 @@ package runtime
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/containers/podman/v5/pkg/bindings/images"
 )
@@ -80,4 +85,69 @@ func (r *Runtime) PruneBuildCache(ctx context.Context, limit int64) (int64, erro
 	}
 	_, err = images.Prune(r.connFor(ctx), &images.PruneOptions{Filters: map[string][]string{"dangling": {"true"}}})
 	return n, err
+}
+
+// PullSpec is a prebuilt image to deploy: Ref is pulled (with the
+// registry login when User is set, sent to Podman in its API's
+// X-Registry-Auth header, never on a command line) and re-tagged as Tag
+// with the agent's labels, so it is listed, collected and rolled back to
+// like a built image.
+type PullSpec struct {
+	Ref, User, Password string
+	Tag                 string
+	Labels              map[string]string
+}
+
+// Pull fetches a prebuilt image and names it Tag; progress lines go to
+// out. The image's ID is returned with the tag.
+func (r *Runtime) Pull(ctx context.Context, p PullSpec, out io.Writer) (string, error) {
+	if p.Ref == "" || p.Tag == "" {
+		return "", errors.New("pull needs an image reference and a tag")
+	}
+	if out == nil {
+		out = io.Discard
+	}
+	opts := new(images.PullOptions).WithPolicy("always").WithProgressWriter(out)
+	if p.User != "" {
+		opts = opts.WithUsername(p.User).WithPassword(p.Password)
+	}
+	ids, err := images.Pull(r.connFor(ctx), p.Ref, opts)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("pull cancelled: %w", ctx.Err())
+		}
+		return "", pullError(p.Ref, err)
+	}
+	if len(ids) == 0 {
+		return "", fmt.Errorf("pulling %s gave no image", p.Ref)
+	}
+	// A one-line build adds the agent's labels (a tag alone would leave
+	// the image outside the agent's listing and collection).
+	dir, err := os.MkdirTemp("", "wh-pull-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	if _, err := r.Build(ctx, BuildSpec{Dir: dir, Containerfile: "FROM " + ids[0] + "\n", Tag: p.Tag, Labels: p.Labels}, out); err != nil {
+		return "", err
+	}
+	// The registry's name goes; the layers stay under the new tag.
+	images.Untag(r.connFor(ctx), ids[0], "", "", nil)
+	return ids[0], nil
+}
+
+// pullError turns the registry's answer into a sentence the user can act
+// on; the reference is the user's, the credentials never appear.
+func pullError(ref string, err error) error {
+	msg := err.Error()
+	low := strings.ToLower(msg)
+	switch {
+	case strings.Contains(low, "unauthorized") || strings.Contains(low, "authentication required") || strings.Contains(low, "401"):
+		return fmt.Errorf("the registry refused the credentials for %s: check the registry user name and password", ref)
+	case strings.Contains(low, "denied") || strings.Contains(low, "403"):
+		return fmt.Errorf("the registry denied access to %s: the credentials cannot read this image", ref)
+	case strings.Contains(low, "manifest unknown") || strings.Contains(low, "not found") || strings.Contains(low, "404"):
+		return fmt.Errorf("the image %s was not found in its registry", ref)
+	}
+	return fmt.Errorf("pulling %s: %w", ref, err)
 }

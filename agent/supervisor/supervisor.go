@@ -34,6 +34,7 @@ import (
 	"github.com/wisehosting/wisehosting/agent/runtime"
 	"github.com/wisehosting/wisehosting/internal/frameworks"
 	"github.com/wisehosting/wisehosting/internal/gitsource"
+	"github.com/wisehosting/wisehosting/internal/imageref"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -594,13 +595,20 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (_ *deploy
 			return nil, err
 		}
 		if !ok {
-			if p.GitURL == "" {
+			if p.GitURL == "" && p.Pull == "" {
 				return nil, fmt.Errorf("image %s is no longer on this worker; redeploy from source", img)
 			}
 			img = ""
 		} else {
 			s.progress(ctx, j, "build", "reusing image "+img+" (no rebuild)", 40)
 		}
+	}
+	if img == "" && p.Pull != "" {
+		pulled, err := s.pull(ctx, j, p)
+		if err != nil {
+			return nil, err
+		}
+		img, builtImg = pulled, pulled
 	}
 	if img == "" {
 		built, detected, c, err := s.build(ctx, j, p)
@@ -754,6 +762,26 @@ func (s *Supervisor) build(ctx context.Context, j wsproto.JobAssign, p wsproto.D
 		return "", 0, "", err
 	}
 	return img, plan.Port, commit, nil
+}
+
+// pull fetches the prebuilt image of an image-sourced app with its
+// registry login and names it like a built image of the deployment.
+func (s *Supervisor) pull(ctx context.Context, j wsproto.JobAssign, p wsproto.DeployPayload) (string, error) {
+	if err := imageref.Check(p.Pull); err != nil {
+		return "", err
+	}
+	s.progress(ctx, j, "pull", "pulling "+p.Pull, 10)
+	w := s.logs.writer(j.AppID, j.DeploymentID, "build")
+	defer w.Close()
+	img := fmt.Sprintf("localhost/wisehosting/%s:d%d", p.Slug, j.DeploymentID)
+	id, err := s.rt.Pull(ctx, runtime.PullSpec{Ref: p.Pull, User: p.RegistryUser, Password: p.RegistryPassword, Tag: img,
+		Labels: map[string]string{runtime.LabelApp: strconv.FormatInt(j.AppID, 10), runtime.LabelDeployment: strconv.FormatInt(j.DeploymentID, 10)}}, w)
+	if err != nil {
+		fmt.Fprintln(w, err.Error())
+		return "", err
+	}
+	s.progress(ctx, j, "build", fmt.Sprintf("pulled %s (image %s)", p.Pull, shortSHA(id)), 40)
+	return img, nil
 }
 
 // buildRoot is the checkout's sub-directory rel (validated, and still

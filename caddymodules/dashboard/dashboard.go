@@ -44,6 +44,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/gitconn"
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
 	"github.com/wisehosting/wisehosting/internal/gitsource"
+	"github.com/wisehosting/wisehosting/internal/imageref"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/plans"
 )
@@ -467,9 +468,14 @@ type appView struct {
 	HasGitToken     bool   `json:"has_git_token"`
 	PreviewOf       int64  `json:"preview_of,omitempty"`
 	RootDir         string `json:"root_dir"`
-	Dockerfile      string `json:"dockerfile"`
-	BuildCommand    string `json:"build_command"`
-	StartCommand    string `json:"start_command"`
+	// Image-sourced apps: the image and the registry user; the password
+	// is never returned (HasRegistryPassword says whether there is one).
+	Image               string `json:"image"`
+	RegistryUsername    string `json:"registry_username"`
+	HasRegistryPassword bool   `json:"has_registry_password"`
+	Dockerfile          string `json:"dockerfile"`
+	BuildCommand        string `json:"build_command"`
+	StartCommand        string `json:"start_command"`
 	// Hook is set once, when the app is created with a webhook.
 	Hook *gitconn.Hook `json:"hook,omitempty"`
 }
@@ -480,12 +486,12 @@ func (h *Handler) view(ctx context.Context, id int64) (appView, error) {
 	err := h.wh.Pool().QueryRow(ctx, `SELECT id, team_id, slug, name, git_repo, git_branch, framework, port, cpu_millis, memory_mb,
 		CASE WHEN deleting_at IS NOT NULL THEN 'deleting' ELSE status END, git_provider, COALESCE(git_connection_id, 0), git_repo_name,
 		health_path, auto_deploy, previews, fork_previews, hook_id <> '', git_token_enc IS NOT NULL, COALESCE(preview_of, 0),
-		root_dir, dockerfile, build_command, start_command,
+		root_dir, dockerfile, build_command, start_command, source_image, registry_username, registry_password_enc IS NOT NULL,
 		(SELECT max(created_at) FROM deployments WHERE app_id = apps.id),
 		ARRAY(SELECT hostname FROM domains WHERE app_id = apps.id AND verified_at IS NOT NULL ORDER BY hostname)
 		FROM apps WHERE id = $1`, id).Scan(&a.ID, &a.TeamID, &a.Slug, &a.Name, &a.GitRepo, &a.GitBranch, &a.Framework, &a.Port, &a.CPUMillis, &a.MemoryMB, &a.Status,
 		&a.GitProvider, &a.GitConnectionID, &a.Repo, &a.HealthPath, &a.AutoDeploy, &a.Previews, &a.ForkPreviews, &a.HookInstalled, &a.HasGitToken, &a.PreviewOf,
-		&a.RootDir, &a.Dockerfile, &a.BuildCommand, &a.StartCommand, &a.LastDeployAt, &domains)
+		&a.RootDir, &a.Dockerfile, &a.BuildCommand, &a.StartCommand, &a.Image, &a.RegistryUsername, &a.HasRegistryPassword, &a.LastDeployAt, &domains)
 	if err != nil {
 		return a, err
 	}
@@ -546,6 +552,12 @@ type appInput struct {
 	AutoDeploy   *bool  `json:"auto_deploy"`
 	Previews     *bool  `json:"previews"`
 	ForkPreviews bool   `json:"fork_previews"`
+	// Image deploys a prebuilt image (registry/name:tag or @digest)
+	// instead of a repository, pulled with the optional registry login
+	// (the password is write-only).
+	Image            string `json:"image"`
+	RegistryUsername string `json:"registry_username"`
+	RegistryPassword string `json:"registry_password"`
 }
 
 func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
@@ -577,7 +589,8 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 			in.GitBranch = repo.DefaultBranch
 		}
 	}
-	if in.GitBranch == "" {
+	in.Image = strings.TrimSpace(in.Image)
+	if in.GitBranch == "" && in.Image == "" {
 		in.GitBranch = "main"
 	}
 	in.Slug = strings.ToLower(strings.TrimSpace(in.Slug))
@@ -596,7 +609,22 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 			problem("git_repo", err.Error())
 		}
 	}
-	if err := gitsource.CheckBranch(in.GitBranch); err != nil {
+	if in.Image != "" {
+		// A prebuilt image: no repository, so no hook, pushes or previews.
+		if in.GitRepo != "" || in.GitConnectionID != 0 || in.GitBranch != "" || in.GitProvider != "" {
+			problem("image", "an app deploys either a git repository or a prebuilt image, not both")
+		}
+		if err := imageref.Check(in.Image); err != nil {
+			problem("image", err.Error())
+		}
+		if f, err := imageref.CheckCredentials(in.RegistryUsername, in.RegistryPassword); err != nil {
+			problem(f, err.Error())
+		}
+		no := false
+		in.AutoDeploy, in.Previews, in.ForkPreviews = &no, &no, false
+	} else if in.RegistryUsername != "" || in.RegistryPassword != "" {
+		problem("registry_username", "registry credentials go with a prebuilt image")
+	} else if err := gitsource.CheckBranch(in.GitBranch); err != nil {
 		problem("git_branch", err.Error())
 	}
 	if in.Port < 0 || in.Port > 65535 || in.CPUMillis < 0 || in.MemoryMB < 0 {
@@ -616,12 +644,19 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		if err := tx.QueryRow(r.Context(), `INSERT INTO apps (team_id, slug, name, git_repo, git_branch, framework, port, cpu_millis, memory_mb,
-			git_provider, git_connection_id, git_repo_name, auto_deploy, previews, fork_previews)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id`, team, in.Slug, in.Name, in.GitRepo, in.GitBranch, in.Framework,
-			in.Port, in.CPUMillis, in.MemoryMB, in.GitProvider, nullable(conn.ID), in.Repo, autoDeploy, previews, in.ForkPreviews).Scan(&id); err != nil {
+			git_provider, git_connection_id, git_repo_name, auto_deploy, previews, fork_previews, source_image)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id`, team, in.Slug, in.Name, in.GitRepo, in.GitBranch, in.Framework,
+			in.Port, in.CPUMillis, in.MemoryMB, in.GitProvider, nullable(conn.ID), in.Repo, autoDeploy, previews, in.ForkPreviews, in.Image).Scan(&id); err != nil {
 			return err
 		}
-		return h.audit1(r.Context(), tx, r, team, "app.create", in.Slug, map[string]any{"app_id": id, "git_connection_id": conn.ID, "repo": in.Repo})
+		if err := deploys.SetRegistryCredentials(r.Context(), tx, h.wh.Keyring(), id, in.RegistryUsername, in.RegistryPassword); err != nil {
+			return err
+		}
+		ev := map[string]any{"app_id": id, "git_connection_id": conn.ID, "repo": in.Repo}
+		if in.Image != "" {
+			ev = map[string]any{"app_id": id, "image": in.Image, "registry_username": in.RegistryUsername}
+		}
+		return h.audit1(r.Context(), tx, r, team, "app.create", in.Slug, ev)
 	})
 	if err != nil {
 		if strings.Contains(err.Error(), "apps_slug_key") {
@@ -698,6 +733,11 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 		Dockerfile   *string `json:"dockerfile"`
 		BuildCommand *string `json:"build_command"`
 		StartCommand *string `json:"start_command"`
+		// Image-sourced apps: a new image, or a new registry login (both
+		// fields; both "" remove it).
+		Image            *string `json:"image"`
+		RegistryUsername *string `json:"registry_username"`
+		RegistryPassword *string `json:"registry_password"`
 	}{}
 	if !decode(w, r, &in) {
 		return
@@ -765,6 +805,10 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 			*b.p = *b.v
 		}
 	}
+	if (in.GitRepo != nil || in.Repo != nil) && app.SourceImage != "" {
+		field("git_repo", "this app deploys a prebuilt image: change its image instead")
+		return
+	}
 	if in.GitRepo != nil {
 		if app.ConnectionID != 0 {
 			field("git_repo", "this app follows a connected repository: change repo instead")
@@ -800,6 +844,35 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 		}
 		app.RepoName, app.GitRepo = repo.FullName, repo.CloneURL
 	}
+	if in.Image != nil {
+		if app.SourceImage == "" {
+			field("image", "this app deploys a git repository; create an app to deploy a prebuilt image")
+			return
+		}
+		if err := imageref.Check(strings.TrimSpace(*in.Image)); err != nil {
+			field("image", err.Error())
+			return
+		}
+		app.SourceImage = strings.TrimSpace(*in.Image)
+	}
+	login := in.RegistryUsername != nil || in.RegistryPassword != nil
+	var user, password string
+	if login {
+		if app.SourceImage == "" {
+			field("registry_username", "registry credentials go with a prebuilt image")
+			return
+		}
+		if in.RegistryUsername != nil {
+			user = *in.RegistryUsername
+		}
+		if in.RegistryPassword != nil {
+			password = *in.RegistryPassword
+		}
+		if f, err := imageref.CheckCredentials(user, password); err != nil {
+			field(f, err.Error())
+			return
+		}
+	}
 	if app.ConnectionID != 0 && (app.RepoName != old.RepoName || app.GitBranch != old.GitBranch) {
 		c, err := h.git.Get(r.Context(), app.TeamID, app.ConnectionID)
 		if err == nil {
@@ -817,10 +890,15 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 		}
 		if _, err := tx.Exec(r.Context(), `UPDATE apps SET cpu_millis = $2, memory_mb = $3, git_repo = $4, git_repo_name = $5, git_branch = $6,
 			framework = $7, port = $8, health_path = $9, auto_deploy = $10, previews = $11, fork_previews = $12, root_dir = $13, dockerfile = $14,
-			build_command = $15, start_command = $16, updated_at = now() WHERE id = $1`,
+			build_command = $15, start_command = $16, source_image = $17, updated_at = now() WHERE id = $1`,
 			app.ID, app.CPUMillis, app.MemoryMB, app.GitRepo, app.RepoName, app.GitBranch, app.Framework, app.Port, app.HealthPath,
-			app.AutoDeploy, app.Previews, app.ForkPreviews, app.RootDir, app.Dockerfile, app.BuildCommand, app.StartCommand); err != nil {
+			app.AutoDeploy, app.Previews, app.ForkPreviews, app.RootDir, app.Dockerfile, app.BuildCommand, app.StartCommand, app.SourceImage); err != nil {
 			return err
+		}
+		if login {
+			if err := deploys.SetRegistryCredentials(r.Context(), tx, h.wh.Keyring(), app.ID, user, password); err != nil {
+				return err
+			}
 		}
 		action := "app.update"
 		if in.CPUMillis != nil || in.MemoryMB != nil {
@@ -829,7 +907,8 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 		return h.audit1(r.Context(), tx, r, app.TeamID, action, app.Slug, map[string]any{"cpu_millis": app.CPUMillis, "memory_mb": app.MemoryMB,
 			"repo": app.RepoName, "git_repo": app.GitRepo, "git_branch": app.GitBranch, "framework": app.Framework, "port": app.Port,
 			"health_path": app.HealthPath, "auto_deploy": app.AutoDeploy, "previews": app.Previews, "fork_previews": app.ForkPreviews,
-			"root_dir": app.RootDir, "dockerfile": app.Dockerfile, "build_command": app.BuildCommand, "start_command": app.StartCommand})
+			"root_dir": app.RootDir, "dockerfile": app.Dockerfile, "build_command": app.BuildCommand, "start_command": app.StartCommand,
+			"image": app.SourceImage, "registry_login_changed": login})
 	})
 	if err != nil {
 		h.fail(w, "updating the app", err)

@@ -96,7 +96,8 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// prepare adds what the jobs table never stores (env vars, the git token)
+// prepare adds what the jobs table never stores (env vars, the git token,
+// the registry login)
 // to a deploy job's payload just before it is sent over the authenticated
 // channel.
 func (a *App) prepare(ctx context.Context, j jobs.Job) (json.RawMessage, error) {
@@ -112,7 +113,11 @@ func (a *App) prepare(ctx context.Context, j jobs.Job) (json.RawMessage, error) 
 		return nil, err
 	}
 	p.Env = env
-	if p.Image == "" {
+	if p.Pull != "" {
+		if p.RegistryUser, p.RegistryPassword, err = deploys.RegistryCredentials(ctx, a.wh.Pool(), a.wh.Keyring(), j.AppID); err != nil {
+			return nil, err
+		}
+	} else if p.Image == "" {
 		if p.GitUser, p.GitToken, err = deploys.GitCredentials(ctx, a.wh.Pool(), a.wh.Keyring(), j.AppID); err != nil {
 			return nil, err
 		}

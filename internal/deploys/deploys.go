@@ -59,19 +59,22 @@ type App struct {
 	// and the image's command ("": keep them).
 	BuildCommand string
 	StartCommand string
+	// SourceImage, when set, is the prebuilt image the app deploys
+	// (pulled by the worker) instead of building a repository.
+	SourceImage string
 }
 
 const appColumns = `id, team_id, slug, name, git_repo, git_branch, git_provider, framework, port, cpu_millis,
 	memory_mb, disk_mb, bandwidth_kbit, health_path, COALESCE(preview_of, 0), COALESCE(pr_number, 0), status,
 	deleting_at IS NOT NULL, COALESCE(git_connection_id, 0), git_repo_name, hook_id, auto_deploy, previews,
-	fork_previews, from_fork, root_dir, dockerfile, build_command, start_command`
+	fork_previews, from_fork, root_dir, dockerfile, build_command, start_command, source_image`
 
 func scanApp(row pgx.Row) (App, error) {
 	var a App
 	err := row.Scan(&a.ID, &a.TeamID, &a.Slug, &a.Name, &a.GitRepo, &a.GitBranch, &a.GitProvider, &a.Framework,
 		&a.Port, &a.CPUMillis, &a.MemoryMB, &a.DiskMB, &a.BandwidthKbit, &a.HealthPath, &a.PreviewOf, &a.PRNumber, &a.Status, &a.Deleting,
 		&a.ConnectionID, &a.RepoName, &a.HookID, &a.AutoDeploy, &a.Previews, &a.ForkPreviews, &a.FromFork,
-		&a.RootDir, &a.Dockerfile, &a.BuildCommand, &a.StartCommand)
+		&a.RootDir, &a.Dockerfile, &a.BuildCommand, &a.StartCommand, &a.SourceImage)
 	return a, err
 }
 
@@ -146,7 +149,7 @@ func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 		Slug: app.Slug, TeamID: app.TeamID, GitURL: app.GitRepo, Branch: app.GitBranch, Commit: s.Commit, Framework: app.Framework,
 		Port: app.Port, CPUMillis: app.CPUMillis, MemoryMB: app.MemoryMB, DiskMB: app.DiskMB,
 		BandwidthKbit: app.BandwidthKbit, HealthPath: app.HealthPath, RootDir: app.RootDir, Dockerfile: app.Dockerfile,
-		BuildCommand: app.BuildCommand, StartCommand: app.StartCommand,
+		BuildCommand: app.BuildCommand, StartCommand: app.StartCommand, Pull: app.SourceImage,
 	}
 	kind := wsproto.JobDeploy
 	if s.RollbackOf != 0 {
@@ -162,7 +165,9 @@ func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 		if status != "succeeded" || image == "" {
 			return c, fmt.Errorf("deployment %d did not succeed, so there is no image to roll back to", s.RollbackOf)
 		}
-		kind, payload.Image, s.Commit = wsproto.JobRollback, image, commit
+		// A prebuilt image's rollback is the worker's copy of it, never
+		// the tag's current content in the registry.
+		kind, payload.Image, payload.Pull, s.Commit = wsproto.JobRollback, image, "", commit
 		payload.Commit = commit
 	}
 	if s.Trigger == "" {

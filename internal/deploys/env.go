@@ -127,3 +127,42 @@ func SetGitToken(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, appID
 	_, err = q.Exec(ctx, "UPDATE apps SET git_token_enc = $2 WHERE id = $1", appID, ct)
 	return err
 }
+
+// registryAD binds an app's sealed registry password to its row.
+func registryAD(appID int64) []byte {
+	return []byte("registry:" + strconv.FormatInt(appID, 10))
+}
+
+// RegistryCredentials decrypts the registry login of an image-sourced app
+// ("" when it has none). Previews have no image source.
+func RegistryCredentials(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, appID int64) (user, password string, err error) {
+	var enc *string
+	err = q.QueryRow(ctx, `SELECT registry_username, registry_password_enc FROM apps WHERE id = $1`, appID).Scan(&user, &enc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", "", nil
+	}
+	if err != nil || enc == nil || *enc == "" {
+		return user, "", err
+	}
+	password, err = kr.DecryptString(secrets.PurposeRegistry, *enc, registryAD(appID))
+	if err != nil {
+		return "", "", fmt.Errorf("decrypting the registry password of app %d: %w", appID, err)
+	}
+	return user, password, nil
+}
+
+// SetRegistryCredentials stores an app's registry login, the password
+// sealed (both "" remove it). Callers check them with
+// imageref.CheckCredentials.
+func SetRegistryCredentials(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, appID int64, user, password string) error {
+	if user == "" && password == "" {
+		_, err := q.Exec(ctx, "UPDATE apps SET registry_username = '', registry_password_enc = NULL WHERE id = $1", appID)
+		return err
+	}
+	ct, err := kr.EncryptString(secrets.PurposeRegistry, password, registryAD(appID))
+	if err != nil {
+		return err
+	}
+	_, err = q.Exec(ctx, "UPDATE apps SET registry_username = $2, registry_password_enc = $3 WHERE id = $1", appID, user, ct)
+	return err
+}

@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -85,7 +82,6 @@ func TestPushToDeploy(t *testing.T) {
 	_, dbURL := startPostgres(t)
 	svc := podmantest.Start(t)
 	gh := gitfake.Start(t)
-	cpAddr, zoneAddr := freeAddr(t), freeAddr(t)
 	t.Cleanup(func() {
 		for _, slug := range []string{"store", "store-pr-7", "store-pr-8", "docs"} {
 			out, _ := svc.Podman(context.Background(), "ps", "-aq", "--filter", "label=io.wisehosting.slug="+slug)
@@ -94,57 +90,12 @@ func TestPushToDeploy(t *testing.T) {
 			}
 		}
 	})
-	cpFile := filepath.Join(work, "cp.Caddyfile")
-	os.WriteFile(cpFile, []byte(fmt.Sprintf(`{
-	admin off
-	wisehosting_scheduler {
-		poll_interval 200ms
-	}
-	wisehosting {
-		database_url %s
-		secret %s
-		proxy_token %s
-		subdomain_base apps.test
-		public_url http://%s
-		admin_email owner@acme.test
-	}
-}
-http://%s {
-	route {
-		wisehosting_hub
-		wisehosting_api
-		wisehosting_dashboard {
-			insecure_cookie
-			oauth github {
+	j := startJourney(t, work, dbURL, svc, fmt.Sprintf(`			oauth github {
 				client_id gh-client
 				client_secret gh-secret
 				base_url %s
-			}
-		}
-	}
-}
-`, dbURL, secret, proxyToken, cpAddr, cpAddr, gh.API)), 0o600)
-	cp := startProc(t, "cp", work, nil, bins.cp, "run", "--config", cpFile, "--adapter", "caddyfile")
-	waitListen(t, cp, cpAddr)
-	out, err := exec.Command(bins.cp, "worker", "add", "w1", "--zone", "z.test", "--wg-ip", "127.0.0.1", "--config", cpFile, "--adapter", "caddyfile").CombinedOutput()
-	if err != nil {
-		t.Fatalf("worker add: %v\n%s", err, out)
-	}
-	key := regexp.MustCompile(`whk_[A-Za-z0-9_-]+`).FindString(string(out))
-	agent := startProc(t, "agent", work, []string{"WISEHOSTING_WORKER_KEY=" + key}, bins.agent,
-		"-cp", "http://"+cpAddr, "-mesh-ip", "127.0.0.1", "-zone", "z.test", "-zone-listen", zoneAddr,
-		"-podman", svc.URL, "-git-ca-file", gh.CAFile, "-work-dir", work)
-	waitListen(t, agent, zoneAddr)
-
-	raw, _ := os.ReadFile(cp.log)
-	m := regexp.MustCompile(`"password":"([^"]+)"`).FindSubmatch(raw)
-	if m == nil {
-		t.Fatalf("no one-time password in the control plane's log")
-	}
-	api := newAPIClient(t, "http://"+cpAddr)
-	api.login("owner@acme.test", string(m[1]))
-	api.call("POST", "/api/password", map[string]any{"current_password": string(m[1]), "new_password": "a long new passphrase"}, 200)
-	team := int64(api.call("GET", "/api/me", nil, 200)["teams"].([]any)[0].(map[string]any)["id"].(float64))
+			}`, gh.API), "-git-ca-file", gh.CAFile)
+	cpAddr, zoneAddr, api, team := j.cpAddr, j.zoneAddr, j.api, j.team
 	tp := func(p string, a ...any) string { return fmt.Sprintf("/api/teams/%d", team) + fmt.Sprintf(p, a...) }
 
 	// At GitHub: alice's private repositories and her token.

@@ -36,6 +36,7 @@ const (
 	PurposeDNS         = "dns-credentials"
 	PurposeGitHooks    = "git-webhooks"
 	PurposeWorkerKeys  = "worker-keys"
+	PurposeRegistry    = "registry-credentials"
 )
 
 const prefix = "whs1."

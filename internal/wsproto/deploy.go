@@ -37,4 +37,10 @@ type DeployPayload struct {
 	Env          map[string]string `json:"env,omitempty"`
 	// Image, when set, is deployed as is without building (rollback).
 	Image string `json:"image,omitempty"`
+	// Pull, when set, is a prebuilt image the worker pulls and deploys
+	// instead of building GitURL; RegistryUser and RegistryPassword log in
+	// to its registry (added just before sending, like GitToken).
+	Pull             string `json:"pull,omitempty"`
+	RegistryUser     string `json:"registry_user,omitempty"`
+	RegistryPassword string `json:"registry_password,omitempty"`
 }

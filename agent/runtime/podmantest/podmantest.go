@@ -43,13 +43,14 @@ var importOnce sync.Mutex
 // Start runs a Podman service on a socket in a temporary directory until
 // the test ends, and makes sure the base image exists. Podman is part of
 // the test environment (scripts/ci-deps.sh installs it): a missing podman
-// fails the test.
+// fails the test. env adds variables to the service's and the test's
+// podman commands (e.g. CONTAINERS_REGISTRIES_CONF for a test registry).
 //
 // Each service has its own image and container storage in that directory,
 // so tests running in parallel (go test runs packages at once) never see
 // each other's images, build caches or containers: an agent pruning its
 // dangling images cannot remove a layer another test's build is using.
-func Start(t testing.TB) *Service {
+func Start(t testing.TB, env ...string) *Service {
 	t.Helper()
 	if _, err := exec.LookPath("podman"); err != nil {
 		t.Fatalf("podman is not installed (scripts/ci-deps.sh installs it): %v", err)
@@ -73,7 +74,7 @@ func Start(t testing.TB) *Service {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "podman.sock")
-	env := append(os.Environ(), "CONTAINERS_CONF="+conf, "CONTAINERS_STORAGE_CONF="+storage)
+	env = append(append(os.Environ(), "CONTAINERS_CONF="+conf, "CONTAINERS_STORAGE_CONF="+storage), env...)
 	cmd := exec.Command("podman", "system", "service", "--time=0", "unix://"+sock)
 	cmd.Env = env
 	var logs bytes.Buffer

@@ -58,6 +58,34 @@ try {
   await page.click("#settings-form button[type=submit]");
   await page.waitForSelector("#settings-saved:not([hidden])");
   await shot("g6-settings-saved");
+
+  // An app from a prebuilt image: the reference's error next to its
+  // field, then the app page shows the image, never the password.
+  await page.goto(BASE + "/");
+  await page.waitForSelector("#apps:not([hidden])");
+  await page.evaluate(() => { document.querySelector("#new-app").open = true; });
+  await page.check("#app-form input[name=source_kind][value=image]");
+  await page.waitForSelector("#image-fields:not([hidden])");
+  await page.fill("#app-form input[name=name]", "Prebuilt");
+  await page.fill("#app-form input[name=slug]", "browser-image");
+  await page.fill("#app-form input[name=image]", "nginx:1");
+  await page.click("#app-form button[type=submit]");
+  await page.waitForSelector("#app-form .field-error");
+  const imgErr = await page.textContent("#app-form .field-error");
+  if (!/must name its registry/.test(imgErr)) throw new Error("image error: " + imgErr);
+  await shot("g7-image-error");
+  await page.fill("#app-form input[name=image]", "registry.example.test/acme/site:1.0");
+  await page.fill("#app-form input[name=registry_username]", "ci-bot");
+  await page.fill("#app-form input[name=registry_password]", "browser-registry-pass");
+  await page.click("#app-form button[type=submit]");
+  await page.waitForSelector("#app:not([hidden])");
+  await page.click("#git-box > summary");
+  await page.waitForSelector("#image-form:not([hidden])");
+  const shown = await page.inputValue("#image-form input[name=image]");
+  if (shown !== "registry.example.test/acme/site:1.0") throw new Error("image shown: " + shown);
+  if (await page.inputValue("#image-form input[name=registry_password]") !== "") throw new Error("the password is shown");
+  if (!(await page.isHidden("#git-only"))) throw new Error("git settings shown for an image app");
+  await shot("g8-image-app");
   console.log(JSON.stringify({ ok: true, steps }));
 } catch (err) {
   if (page) await page.screenshot({ path: `${OUT}/failure.png`, fullPage: true }).catch(() => {});

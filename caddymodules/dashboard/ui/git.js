@@ -132,6 +132,14 @@ async function gitDetect() {
 // gitAppPayload turns the new-app form into the create request.
 function gitAppPayload(d) {
   delete d.repo_branch;
+  const kind = d.source_kind;
+  delete d.source_kind;
+  if (kind === "image") {
+    for (const k of ["git_repo", "git_branch", "git_provider", "framework"]) delete d[k];
+    if (!d.registry_username && !d.registry_password) { delete d.registry_username; delete d.registry_password; }
+    return d;
+  }
+  delete d.image; delete d.registry_username; delete d.registry_password;
   if (picker.conn) {
     delete d.git_repo;
     d.git_connection_id = picker.conn;
@@ -179,6 +187,17 @@ async function gitOpenApp() {
   $("#token-state").textContent = a.has_git_token ? "A deploy token is set." : (a.git_connection_id ? "Clones with the connection's token." : "No token: public repositories only.");
   $("#git-box").hidden = !!a.preview_of;
   if (a.preview_of) return;
+  const im = $("#image-form");
+  im.hidden = !a.image;
+  $("#git-only").hidden = !!a.image;
+  if (a.image) {
+    clearFieldErrors(im);
+    im.elements.image.value = a.image;
+    im.elements.registry_username.value = a.registry_username;
+    im.elements.registry_password.value = "";
+    im.elements.registry_password.placeholder = a.has_registry_password ? "(set: type to replace)" : "";
+    return;
+  }
   if (shownOnce) { renderHook(shownOnce); shownOnce = null; return; }
   try { renderHook(await call("GET", `/api/apps/${a.id}/hook`)); } catch (err) { showError(err); }
 }
@@ -197,6 +216,29 @@ document.addEventListener("DOMContentLoaded", () => {
     } catch (err) { fieldError(e.target, err); }
   });
   $("#app-conn").addEventListener("change", gitPickerChanged);
+  for (const r of document.querySelectorAll('input[name="source_kind"]')) {
+    r.addEventListener("change", () => {
+      const image = $("#app-form").elements.source_kind.value === "image";
+      $("#image-fields").hidden = !image;
+      $("#git-fields").hidden = image;
+      clearFieldErrors($("#app-form"));
+    });
+  }
+  $("#image-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = e.target;
+    clearFieldErrors(f);
+    const body = { image: f.elements.image.value };
+    // The login changes only when a password is typed, or both are cleared.
+    if (f.elements.registry_password.value || !f.elements.registry_username.value) {
+      body.registry_username = f.elements.registry_username.value;
+      body.registry_password = f.elements.registry_password.value;
+    }
+    try {
+      current = await call("PATCH", `/api/apps/${current.id}`, body);
+      showError(null); gitOpenApp();
+    } catch (err) { fieldError(f, err); }
+  });
   $("#repo-search").addEventListener("input", () => { picker.page = 1; clearTimeout(picker.t); picker.t = setTimeout(gitLoadRepos, 250); });
   $("#repo-prev").addEventListener("click", () => { picker.page--; gitLoadRepos(); });
   $("#repo-next").addEventListener("click", () => { picker.page++; gitLoadRepos(); });
@@ -221,6 +263,7 @@ document.addEventListener("DOMContentLoaded", () => {
       health_path: f.elements.health_path.value, root_dir: f.elements.root_dir.value, dockerfile: f.elements.dockerfile.value,
       build_command: f.elements.build_command.value, start_command: f.elements.start_command.value, auto_deploy: f.elements.auto_deploy.checked, previews: f.elements.previews.checked,
       fork_previews: f.elements.fork_previews.checked };
+    if (current.image) delete body.git_branch; // an image has no branch
     try {
       const v = await call("PATCH", `/api/apps/${current.id}`, body);
       showError(null);

@@ -1,0 +1,77 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"github.com/wisehosting/wisehosting/agent/runtime/podmantest"
+)
+
+// journey is a control plane and one worker agent (zone z.test) started
+// from their binaries as an operator would, with the first owner signed
+// in through the API and their team's id.
+type journey struct {
+	cpAddr, zoneAddr string
+	api              *apiClient
+	team             int64
+}
+
+// startJourney writes the control plane's Caddyfile (dashboard holds
+// extra lines of its wisehosting_dashboard block), adds the worker with
+// the CLI and starts its agent on svc with agentArgs added.
+func startJourney(t *testing.T, work, dbURL string, svc *podmantest.Service, dashboard string, agentArgs ...string) *journey {
+	t.Helper()
+	j := &journey{cpAddr: freeAddr(t), zoneAddr: freeAddr(t)}
+	cpFile := filepath.Join(work, "cp.Caddyfile")
+	os.WriteFile(cpFile, []byte(fmt.Sprintf(`{
+	admin off
+	wisehosting_scheduler {
+		poll_interval 200ms
+	}
+	wisehosting {
+		database_url %s
+		secret %s
+		proxy_token %s
+		subdomain_base apps.test
+		public_url http://%s
+		admin_email owner@acme.test
+	}
+}
+http://%s {
+	route {
+		wisehosting_hub
+		wisehosting_api
+		wisehosting_dashboard {
+			insecure_cookie
+%s
+		}
+	}
+}
+`, dbURL, secret, proxyToken, j.cpAddr, j.cpAddr, dashboard)), 0o600)
+	cp := startProc(t, "cp", work, nil, bins.cp, "run", "--config", cpFile, "--adapter", "caddyfile")
+	waitListen(t, cp, j.cpAddr)
+	out, err := exec.Command(bins.cp, "worker", "add", "w1", "--zone", "z.test", "--wg-ip", "127.0.0.1", "--config", cpFile, "--adapter", "caddyfile").CombinedOutput()
+	if err != nil {
+		t.Fatalf("worker add: %v\n%s", err, out)
+	}
+	key := regexp.MustCompile(`whk_[A-Za-z0-9_-]+`).FindString(string(out))
+	agent := startProc(t, "agent", work, []string{"WISEHOSTING_WORKER_KEY=" + key}, append([]string{bins.agent,
+		"-cp", "http://" + j.cpAddr, "-mesh-ip", "127.0.0.1", "-zone", "z.test", "-zone-listen", j.zoneAddr,
+		"-podman", svc.URL, "-work-dir", work}, agentArgs...)...)
+	waitListen(t, agent, j.zoneAddr)
+
+	raw, _ := os.ReadFile(cp.log)
+	m := regexp.MustCompile(`"password":"([^"]+)"`).FindSubmatch(raw)
+	if m == nil {
+		t.Fatalf("no one-time password in the control plane's log")
+	}
+	j.api = newAPIClient(t, "http://"+j.cpAddr)
+	j.api.login("owner@acme.test", string(m[1]))
+	j.api.call("POST", "/api/password", map[string]any{"current_password": string(m[1]), "new_password": "a long new passphrase"}, 200)
+	j.team = int64(j.api.call("GET", "/api/me", nil, 200)["teams"].([]any)[0].(map[string]any)["id"].(float64))
+	return j
+}
