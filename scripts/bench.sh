@@ -14,8 +14,9 @@ out="${BENCH_OUT:-bench-results.txt}"
   go test -tags "$tags" -run '^$' -bench "${BENCH:-.}" -benchmem -benchtime "${BENCHTIME:-1s}" -timeout 30m ./... 2>&1 | grep -vE '^(ok|PASS|\?)\s'
 } | tee "$out"
 report="${BENCH_REPORT:-BENCHMARKS.md}"
-# The fault test's figures come from `make test`, not from benchmarks: keep them.
-faults="$(sed -n '/^## Fault test/,$p' "$report" 2>/dev/null || true)"
+# The proxy mode's profile notes and the fault test's figures do not come
+# from this run: keep them (they close the report, in that order).
+faults="$(sed -n '/^## \(Proxy mode profile\|Fault test\)/,$p' "$report" 2>/dev/null || true)"
 go run ./scripts/benchreport <"$out" >"$report"
 if [ -n "$faults" ]; then printf '\n%s\n' "$faults" >>"$report"; fi
 echo "wrote $report"

@@ -1,14 +1,22 @@
 package proxy_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/wisehosting/wisehosting/caddymodules/cptest"
 )
 
 func percentile(d []time.Duration, p int) float64 {
@@ -64,37 +72,77 @@ func BenchmarkPropagation(b *testing.B) {
 }
 
 var (
-	wrkRPS = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	wrkP99 = regexp.MustCompile(`\s99%\s+([0-9.]+)(us|ms|s)`)
+	wrkRPS  = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkP99  = regexp.MustCompile(`\s99%\s+([0-9.]+)(us|ms|s)`)
+	wrkReqs = regexp.MustCompile(`(\d+) requests in`)
 )
 
-func wrk(b *testing.B, url, host string) (rps, p99ms float64) {
-	out, err := exec.Command("wrk", "-t2", "-c64", "-d5s", "--latency", "-H", "Host: "+host, url).CombinedOutput()
+// wrkRun is one wrk run: requests per second, p99 in ms, requests served.
+type wrkRun struct{ rps, p99ms, n float64 }
+
+// wrk loads url for d, on the core the proxies are not pinned to.
+func wrk(b *testing.B, url, host string, d time.Duration) wrkRun {
+	out, err := exec.Command("taskset", "-c", "0", "wrk", "-t2", "-c64", "-d"+d.String(), "--latency", "-H", "Host: "+host, url).CombinedOutput()
 	if err != nil {
 		b.Fatalf("wrk (apt-get install wrk): %v\n%s", err, out)
 	}
 	m := wrkRPS.FindSubmatch(out)
 	l := wrkP99.FindSubmatch(out)
-	if m == nil || l == nil {
+	n := wrkReqs.FindSubmatch(out)
+	if m == nil || l == nil || n == nil {
 		b.Fatalf("unexpected wrk output:\n%s", out)
 	}
-	rps, _ = strconv.ParseFloat(string(m[1]), 64)
-	p99ms, _ = strconv.ParseFloat(string(l[1]), 64)
+	var r wrkRun
+	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	r.p99ms, _ = strconv.ParseFloat(string(l[1]), 64)
+	r.n, _ = strconv.ParseFloat(string(n[1]), 64)
 	switch string(l[2]) {
 	case "us":
-		p99ms /= 1000
+		r.p99ms /= 1000
 	case "s":
-		p99ms *= 1000
+		r.p99ms *= 1000
 	}
-	return rps, p99ms
+	return r
+}
+
+// memStats reads the proxy's allocation counters from its admin endpoint.
+func memStats(b *testing.B, admin string) (mallocs, bytes float64) {
+	resp, err := http.Get("http://" + admin + "/debug/vars")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Memstats struct{ Mallocs, TotalAlloc float64 }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		b.Fatal(err)
+	}
+	return v.Memstats.Mallocs, v.Memstats.TotalAlloc
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // BenchmarkProxyThroughput: wrk through the proxy mode and through Traefik
-// to the same loopback backend, one after the other in one run.
+// to the same loopback backend, both proxies pinned to core 1 and wrk to
+// core 0, in interleaved rounds (WH_BENCH_ROUNDS, default 3, 5 s each);
+// figures are medians, the ratio is the median of the rounds' ratios.
+// With WH_PROXY_PPROF=dir, a last round under load writes the proxy mode's
+// CPU and allocation profiles to dir.
 func BenchmarkProxyThroughput(b *testing.B) {
 	f := setup(b)
 	site := backend(b, "site", nil)
 	f.addApp(b, "site", port(site))
+	pinCPU, proxyAdmin = "1", cptest.FreeAddr(b)
+	defer func() { pinCPU, proxyAdmin = "", "" }()
+	admin := proxyAdmin
 	proxy, _ := startProxy(b, f.cpURL, b.TempDir())
 	traefik := startTraefik(b, fmt.Sprintf("%s/v1/traefik/config?worker_id=%d", f.cpURL, f.wrk), "web", time.Second)
 	waitFor(b, "proxies ready", 30*time.Second, func() bool {
@@ -102,14 +150,50 @@ func BenchmarkProxyThroughput(b *testing.B) {
 		c2, _ := hit(b, traefik, "site.apps.test", "/")
 		return c1 == 200 && c2 == 200
 	})
+	rounds := 3
+	if n, err := strconv.Atoi(os.Getenv("WH_BENCH_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	var crps, cp99, trps, tp99, ratio, allocs, bytes []float64
 	b.ResetTimer()
-	crps, cp99 := wrk(b, proxy+"/", "site.apps.test")
-	trps, tp99 := wrk(b, traefik+"/", "site.apps.test")
+	for i := 0; i < rounds; i++ {
+		m0, b0 := memStats(b, admin)
+		c := wrk(b, proxy+"/", "site.apps.test", 5*time.Second)
+		m1, b1 := memStats(b, admin)
+		t := wrk(b, traefik+"/", "site.apps.test", 5*time.Second)
+		crps, cp99 = append(crps, c.rps), append(cp99, c.p99ms)
+		trps, tp99 = append(trps, t.rps), append(tp99, t.p99ms)
+		ratio = append(ratio, c.rps/t.rps)
+		allocs, bytes = append(allocs, (m1-m0)/c.n), append(bytes, (b1-b0)/c.n)
+		fmt.Fprintf(os.Stderr, "round %d: proxy mode %.0f req/s p99 %.2f ms %.0f allocs/req; traefik %.0f req/s p99 %.2f ms; ratio %.3f\n",
+			i+1, c.rps, c.p99ms, (m1-m0)/c.n, t.rps, t.p99ms, c.rps/t.rps)
+	}
 	b.StopTimer()
-	b.ReportMetric(crps, "caddy-req/s")
-	b.ReportMetric(trps, "traefik-req/s")
-	b.ReportMetric(crps/trps, "throughput-ratio")
-	b.ReportMetric(cp99, "caddy-p99-ms")
-	b.ReportMetric(tp99, "traefik-p99-ms")
-	fmt.Fprintf(os.Stderr, "proxy mode %.0f req/s p99 %.2f ms; traefik %.0f req/s p99 %.2f ms; ratio %.2f\n", crps, cp99, trps, tp99, crps/trps)
+	if dir := os.Getenv("WH_PROXY_PPROF"); dir != "" {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			exec.Command("taskset", "-c", "0", "wrk", "-t2", "-c64", "-d6s", "-H", "Host: site.apps.test", proxy+"/").Run()
+		}()
+		for _, p := range []string{"profile?seconds=5", "allocs"} {
+			resp, err := http.Get("http://" + admin + "/debug/pprof/" + p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			os.WriteFile(filepath.Join(dir, strings.SplitN(p, "?", 2)[0]+".pprof"), body, 0o644)
+		}
+		<-done
+	}
+	b.ReportMetric(median(crps), "caddy-req/s")
+	b.ReportMetric(median(trps), "traefik-req/s")
+	b.ReportMetric(median(ratio), "throughput-ratio")
+	b.ReportMetric(slices.Min(ratio), "ratio-min")
+	b.ReportMetric(slices.Max(ratio), "ratio-max")
+	b.ReportMetric(median(cp99), "caddy-p99-ms")
+	b.ReportMetric(median(tp99), "traefik-p99-ms")
+	b.ReportMetric(median(cp99)/median(tp99), "p99-ratio")
+	b.ReportMetric(median(allocs), "caddy-allocs/req")
+	b.ReportMetric(median(bytes), "caddy-B/req")
 }

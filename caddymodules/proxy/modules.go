@@ -40,8 +40,10 @@ func lookup(host, path string) (*network.HostEntry, *network.PathEntry) {
 	if t == nil {
 		return nil, nil
 	}
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if strings.IndexByte(host, ':') >= 0 { // most Host headers carry no port
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
 	}
 	e := t.Hosts[strings.ToLower(strings.TrimSuffix(host, "."))]
 	if e == nil {
@@ -59,8 +61,12 @@ func lookup(host, path string) (*network.HostEntry, *network.PathEntry) {
 // Route is the `wisehosting_route` handler: it resolves the request in the
 // routing table, answers 404 for hosts and paths it does not know, strips
 // the route's prefix when asked, and hands the route to the upstream
-// source.
-type Route struct{}
+// source. With Forward, it proxies routes whose upstreams all speak plain
+// HTTP itself (one shared transport, no per-request upstream values, no
+// placeholders) and leaves only https and h2c upstreams to reverse_proxy.
+type Route struct {
+	Forward bool `json:"forward,omitempty"`
+}
 
 // CaddyModule returns the Caddy module information.
 func (*Route) CaddyModule() caddy.ModuleInfo {
@@ -68,7 +74,7 @@ func (*Route) CaddyModule() caddy.ModuleInfo {
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
-func (*Route) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+func (rt *Route) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	_, p := lookup(r.Host, r.URL.Path)
 	if p == nil {
 		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("no app serves %s%s", r.Host, r.URL.Path))
@@ -79,14 +85,24 @@ func (*Route) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		r.URL.RawPath = ""
 	}
 	caddyhttp.SetVar(r.Context(), pathVar, p)
+	if rt.Forward && plainHTTP(p) {
+		return forward(w, r, p)
+	}
 	return next.ServeHTTP(w, r)
 }
 
-// UnmarshalCaddyfile: `wisehosting_route` takes no arguments.
-func (*Route) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+// UnmarshalCaddyfile: `wisehosting_route` takes no arguments, and
+// optionally a block with `forward`.
+func (rt *Route) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
-	if d.NextArg() || d.NextBlock(0) {
+	if d.NextArg() {
 		return d.Err("wisehosting_route takes no arguments")
+	}
+	for d.NextBlock(0) {
+		if d.Val() != "forward" || d.NextArg() {
+			return d.Errf("wisehosting_route: unknown option %q (only `forward`)", d.Val())
+		}
+		rt.Forward = true
 	}
 	return nil
 }
@@ -115,10 +131,14 @@ func (*Upstreams) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, error
 	if p == nil || len(p.Upstreams) == 0 {
 		return nil, ErrNoRoute
 	}
-	ups := p.Upstreams
+	return order(p.Upstreams), nil
+}
+
+// order returns ups as Caddy upstreams ordered by a weighted draw.
+func order(ups []network.Upstream) []*reverseproxy.Upstream {
 	out := make([]*reverseproxy.Upstream, 0, len(ups))
 	if len(ups) == 1 {
-		return append(out, &reverseproxy.Upstream{Dial: ups[0].Dial}), nil
+		return append(out, &reverseproxy.Upstream{Dial: ups[0].Dial})
 	}
 	// Weighted draw without replacement.
 	rest := append([]network.Upstream(nil), ups...)
@@ -142,7 +162,7 @@ func (*Upstreams) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, error
 		out = append(out, &reverseproxy.Upstream{Dial: rest[i].Dial})
 		rest = append(rest[:i], rest[i+1:]...)
 	}
-	return out, nil
+	return out
 }
 
 // UnmarshalCaddyfile: `dynamic wisehosting` takes no arguments.

@@ -58,9 +58,17 @@ func port(s *httptest.Server) int { return s.Listener.Addr().(*net.TCPAddr).Port
 func startProxy(t testing.TB, cpURL, dir string) (string, func()) {
 	t.Helper()
 	addr := cptest.FreeAddr(t)
+	admin := "off"
+	if proxyAdmin != "" {
+		admin = proxyAdmin
+	}
 	cfg := fmt.Sprintf(`{
-	admin off
+	admin %[6]s
 	storage file_system %[1]s/data
+	# as shipped: reverse_proxy's per-request debug logger is excluded
+	log default {
+		exclude http.handlers.reverse_proxy
+	}
 	wisehosting_proxy {
 		control_plane %[2]s
 		token %[3]s
@@ -70,7 +78,9 @@ func startProxy(t testing.TB, cpURL, dir string) (string, func()) {
 }
 http://:%[5]s {
 	bind 127.0.0.1
-	wisehosting_route
+	wisehosting_route {
+		forward
+	}
 	reverse_proxy {
 		dynamic wisehosting
 		lb_policy first
@@ -79,8 +89,27 @@ http://:%[5]s {
 		}
 	}
 }
-`, dir, cpURL, cptest.ProxyToken, addr, addr[strings.LastIndex(addr, ":")+1:])
+`, dir, cpURL, cptest.ProxyToken, addr, addr[strings.LastIndex(addr, ":")+1:], admin)
 	return runProxy(t, dir, cfg, addr)
+}
+
+// pinCPU, when set (benchmarks), runs the proxies under `taskset -c
+// pinCPU`, so both sides get the same single core; proxyAdmin, when set,
+// is the proxy mode's admin address (for pprof).
+var pinCPU, proxyAdmin string
+
+// pinned wraps cmd in taskset when pinCPU is set.
+func pinned(cmd *exec.Cmd) *exec.Cmd {
+	if pinCPU == "" {
+		return cmd
+	}
+	ts, err := exec.LookPath("taskset")
+	if err != nil {
+		return cmd
+	}
+	cmd.Args = append([]string{"taskset", "-c", pinCPU}, cmd.Args...)
+	cmd.Path = ts
+	return cmd
 }
 
 // runProxy starts the binary with Caddyfile cfg and waits for addr.
@@ -88,7 +117,7 @@ func runProxy(t testing.TB, dir, cfg, addr string) (string, func()) {
 	t.Helper()
 	path := filepath.Join(dir, "proxy.Caddyfile")
 	os.WriteFile(path, []byte(cfg), 0o600)
-	cmd := exec.Command(binPath, "run", "--config", path, "--adapter", "caddyfile")
+	cmd := pinned(exec.Command(binPath, "run", "--config", path, "--adapter", "caddyfile"))
 	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
 	logf, _ := os.Create(filepath.Join(dir, "proxy.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf

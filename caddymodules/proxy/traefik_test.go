@@ -45,6 +45,7 @@ func startTraefik(t testing.TB, endpoint, entryPoint string, poll time.Duration)
 func runTraefik(t testing.TB, cmd *exec.Cmd, dir string) {
 	t.Helper()
 	logf, _ := os.Create(filepath.Join(dir, "traefik.log"))
+	cmd = pinned(cmd)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

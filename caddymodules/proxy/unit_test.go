@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/wisehosting/wisehosting/internal/network"
 )
@@ -110,5 +114,58 @@ https:// {
 	}
 	if _, _, err := (caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}).Adapt([]byte(strings.Replace(in, "poll_interval 3s", "poll_interval soon", 1)), nil); err == nil {
 		t.Fatal("bad duration accepted")
+	}
+	fwd, _, err := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}.Adapt([]byte(strings.Replace(in, "wisehosting_route\n", "wisehosting_route {\n\t\tforward\n\t}\n", 1)), nil)
+	if err != nil || !bytes.Contains(fwd, []byte(`"forward":true`)) {
+		t.Fatalf("forward option: %v\n%s", err, fwd)
+	}
+	if _, _, err := (caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}).Adapt([]byte(strings.Replace(in, "wisehosting_route\n", "wisehosting_route {\n\t\tbackward\n\t}\n", 1)), nil); err == nil {
+		t.Fatal("unknown wisehosting_route option accepted")
+	}
+}
+
+// The direct path draws upstreams by weight, keeps Host, sets the
+// forwarded headers, strips prefixes, and turns a dead upstream into a 502
+// Caddy error; https upstreams go on to reverse_proxy.
+func TestForward(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s %s %s", r.Host, r.URL.Path, r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Host"))
+	}))
+	defer app.Close()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadAddr := dead.Listener.Addr().String()
+	dead.Close()
+	live := app.Listener.Addr().String()
+	setTable(&network.Table{Hosts: map[string]*network.HostEntry{
+		"shop.test": {App: "shop", Paths: []network.PathEntry{
+			{Prefix: "/api", StripPrefix: true, Upstreams: []network.Upstream{{Dial: live, Weight: 1}}},
+			{Prefix: "/dead", Upstreams: []network.Upstream{{Dial: deadAddr, Weight: 1}}},
+			{Prefix: "/tls", Upstreams: []network.Upstream{{Dial: live, Scheme: "https", Weight: 1}}},
+			{Prefix: "/", Upstreams: []network.Upstream{{Dial: deadAddr, Weight: 0}, {Dial: live, Weight: 1}}},
+		}},
+	}})
+	rt := &Route{Forward: true}
+	serve := func(path string) (*httptest.ResponseRecorder, error, bool) {
+		r := httptest.NewRequest("GET", "http://shop.test"+path, nil)
+		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{}))
+		w := httptest.NewRecorder()
+		nextCalled := false
+		err := rt.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { nextCalled = true; return nil }))
+		return w, err, nextCalled
+	}
+	if w, err, next := serve("/api/items"); err != nil || next || w.Body.String() != "shop.test /items 192.0.2.1 shop.test" {
+		t.Fatalf("strip: %v next=%v %q", err, next, w.Body.String())
+	}
+	for i := 0; i < 50; i++ { // weight 0 never drawn
+		if w, err, _ := serve("/"); err != nil || w.Code != 200 {
+			t.Fatalf("weighted: %v %d", err, w.Code)
+		}
+	}
+	var he caddyhttp.HandlerError
+	if _, err, _ := serve("/dead/x"); !errors.As(err, &he) || he.StatusCode != http.StatusBadGateway {
+		t.Fatalf("dead upstream: %v", err)
+	}
+	if _, err, next := serve("/tls"); err != nil || !next {
+		t.Fatalf("https upstream not left to reverse_proxy: %v next=%v", err, next)
 	}
 }
