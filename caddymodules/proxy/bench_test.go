@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wisehosting/wisehosting/caddymodules/cptest"
+	"github.com/wisehosting/wisehosting/internal/peers"
 )
 
 func percentile(d []time.Duration, p int) float64 {
@@ -96,6 +98,9 @@ func wrk(b *testing.B, url, host string, d time.Duration) wrkRun {
 	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
 	r.p99ms, _ = strconv.ParseFloat(string(l[1]), 64)
 	r.n, _ = strconv.ParseFloat(string(n[1]), 64)
+	if r.n == 0 || strings.Contains(string(out), "Non-2xx") {
+		b.Fatalf("requests failed:\n%s", out)
+	}
 	switch string(l[2]) {
 	case "us":
 		r.p99ms /= 1000
@@ -150,6 +155,12 @@ func BenchmarkProxyThroughput(b *testing.B) {
 		c2, _ := hit(b, traefik, "site.apps.test", "/")
 		return c1 == 200 && c2 == 200
 	})
+	compare(b, proxy, traefik, admin)
+}
+
+// compare runs the interleaved wrk rounds against both proxies and reports
+// the figures (see BenchmarkProxyThroughput).
+func compare(b *testing.B, proxy, traefik, admin string) {
 	rounds := 3
 	if n, err := strconv.Atoi(os.Getenv("WH_BENCH_ROUNDS")); err == nil && n > 0 {
 		rounds = n
@@ -196,4 +207,78 @@ func BenchmarkProxyThroughput(b *testing.B) {
 	b.ReportMetric(median(cp99)/median(tp99), "p99-ratio")
 	b.ReportMetric(median(allocs), "caddy-allocs/req")
 	b.ReportMetric(median(bytes), "caddy-B/req")
+}
+
+// BenchmarkProxyThroughputTLS: the same comparison over TLS (HTTP/1.1,
+// keep-alive): the proxy mode with an on-demand certificate from Caddy's
+// internal CA, Traefik with its default certificate on a TLS entry point.
+func BenchmarkProxyThroughputTLS(b *testing.B) {
+	f := setup(b)
+	site := backend(b, "site", nil)
+	f.addApp(b, "site", port(site))
+	pinCPU = "1"
+	defer func() { pinCPU = "" }()
+	dir := b.TempDir()
+	addr, admin := cptest.FreeAddr(b), cptest.FreeAddr(b)
+	cfg := fmt.Sprintf(`{
+	admin %[6]s
+	storage file_system %[1]s/data
+	skip_install_trust
+	default_sni site.apps.test
+	log default {
+		exclude http.handlers.reverse_proxy
+	}
+	on_demand_tls {
+		permission wisehosting
+	}
+	wisehosting_proxy {
+		control_plane %[2]s
+		token %[3]s
+		cache_file %[1]s/routes.json
+		poll_interval 200ms
+	}
+}
+https://:%[5]s {
+	bind 127.0.0.1
+	tls internal {
+		on_demand
+	}
+	wisehosting_route {
+		forward
+	}
+	reverse_proxy {
+		dynamic wisehosting
+		lb_policy first
+	}
+}
+# wrk sends the address as SNI: a certificate for it; requests still
+# route by Host through the site above
+https://127.0.0.1:%[5]s {
+	bind 127.0.0.1
+	tls internal
+	respond 421
+}
+`, dir, f.cpURL, cptest.ProxyToken, addr, addr[strings.LastIndex(addr, ":")+1:], admin)
+	runProxy(b, dir, cfg, addr)
+	taddr := cptest.FreeAddr(b)
+	runTraefik(b, exec.Command(peers.TraefikBin(b),
+		"--entryPoints.web.address="+taddr, "--entryPoints.web.http.tls=true",
+		fmt.Sprintf("--providers.http.endpoint=%s/v1/traefik/config?worker_id=%d", f.cpURL, f.wrk),
+		"--providers.http.pollInterval=1s",
+		"--providers.http.headers.Authorization=Bearer "+cptest.ProxyToken,
+		"--global.checkNewVersion=false", "--global.sendAnonymousUsage=false"), b.TempDir())
+	proxy, traefik := "https://"+addr, "https://"+taddr
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	get := func(u string) int {
+		req, _ := http.NewRequest("GET", u+"/", nil)
+		req.Host = "site.apps.test"
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	waitFor(b, "proxies ready over TLS", 60*time.Second, func() bool { return get(proxy) == 200 && get(traefik) == 200 })
+	compare(b, proxy, traefik, admin)
 }
