@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/internal/credentials"
+	"github.com/wisehosting/wisehosting/internal/domains"
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/plans"
@@ -71,6 +72,12 @@ type App struct {
 
 	// Apps are served at <slug>.<subdomain_base>, e.g. `apps.example.com`.
 	SubdomainBase string `json:"subdomain_base,omitempty"`
+
+	// DNS servers (IP or IP:port, port 53 by default) asked for custom
+	// domains' TXT verification records. Default: public resolvers
+	// (1.1.1.1, 8.8.8.8, 9.9.9.9), asked directly so a stale local cache
+	// cannot delay a verification; set it where those are unreachable.
+	DomainResolvers []string `json:"domain_resolvers,omitempty"`
 
 	// The HTTPS port apps' URLs name, when the entry point serving
 	// <slug>.<subdomain_base> is not on 443 (a development server on
@@ -234,6 +241,9 @@ func (a *App) Validate() error {
 	// rules: a valid host name only.
 	if a.SubdomainBase != "" && (network.CheckHostname(a.SubdomainBase) != nil || !strings.Contains(a.SubdomainBase, ".") && a.SubdomainBase != "localhost") {
 		errs = append(errs, fmt.Errorf("subdomain_base %q must be a domain name such as apps.example.com", a.SubdomainBase))
+	}
+	if _, err := domains.ParseResolvers(strings.Join(a.DomainResolvers, " ")); err != nil {
+		errs = append(errs, fmt.Errorf("domain_resolvers: %w", err))
 	}
 	if a.AppsPort < 0 || a.AppsPort > 65535 {
 		errs = append(errs, fmt.Errorf("apps_port %d is not a TCP port", a.AppsPort))

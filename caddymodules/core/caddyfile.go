@@ -2,6 +2,7 @@ package core
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -99,6 +100,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			app.InternalToken = val
 		case "subdomain_base":
 			app.SubdomainBase = val
+		case "domain_resolvers":
+			// One argument, comma-separated: "127.0.0.1:5353, 1.1.1.1".
+			app.DomainResolvers = strings.FieldsFunc(val, func(r rune) bool { return r == ',' || r == ' ' })
 		case "apps_port":
 			n, err := strconv.Atoi(val)
 			if err != nil || n < 1 || n > 65535 {

@@ -101,6 +101,7 @@ func TestValidate(t *testing.T) {
 		"base breaking out of a proxy rule": func(a *App) { a.SubdomainBase = "apps.test`)||HostRegexp(`.+" },
 		"base with an underscore":           func(a *App) { a.SubdomainBase = "apps_x.example.com" },
 		"unknown default":                   func(a *App) { a.DefaultPlan = "gold" },
+		"resolver given by name":            func(a *App) { a.DomainResolvers = []string{"dns.google"} },
 		"no free plan":                      func(a *App) { a.Plans = map[string]plans.Plan{"basic": {}} },
 		"negative limit":                    func(a *App) { a.Plans = map[string]plans.Plan{"free": {Apps: -1}} },
 	} {

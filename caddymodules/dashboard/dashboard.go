@@ -124,6 +124,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	reg := wh.PlanRegistry()
 	h.domains = &domains.Service{Pool: wh.Pool(), Events: wh.Events(), SubdomainBase: wh.SubdomainBase,
 		Allow: func(ctx context.Context, tx pgx.Tx, teamID int64) error { return reg.CheckDomain(ctx, tx, teamID) }}
+	if len(wh.DomainResolvers) > 0 {
+		resolvers, err := domains.ParseResolvers(strings.Join(wh.DomainResolvers, " "))
+		if err != nil {
+			return fmt.Errorf("domain_resolvers: %w", err)
+		}
+		h.domains.Verifier = &domains.Verifier{Resolvers: resolvers}
+	}
 	sub, err := fs.Sub(uiFiles, "ui")
 	if err != nil {
 		return err

@@ -23,12 +23,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/wisehosting/wisehosting/agent/runtime/podmantest"
-	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/dnsprov/cftest"
-	"github.com/wisehosting/wisehosting/internal/domains"
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
 	"github.com/wisehosting/wisehosting/internal/peers"
-	"github.com/wisehosting/wisehosting/internal/secrets"
 )
 
 const (
@@ -289,6 +286,8 @@ func TestEndToEnd(t *testing.T) {
 		subdomain_base apps.test
 		admin_email owner@acme.test
 		allow_local_git on
+		domain_resolvers %s
+		public_url http://%s
 	}
 }
 http://%s {
@@ -300,7 +299,7 @@ http://%s {
 		}
 	}
 }
-`, s.dbURL, secret, proxyToken, s.cpAddr)), 0o600)
+`, s.dbURL, secret, proxyToken, cf.DNSAddr, s.cpAddr, s.cpAddr)), 0o600)
 	s.startCP()
 	if s.pool, err = pgxpool.New(ctx, s.dbURL); err != nil {
 		t.Fatal(err)
@@ -341,12 +340,14 @@ http://%s {
 	git(t, repo, "init", "-q", "-b", "main")
 	sha1 := commit(t, repo, "<h1>shop version one</h1>\n")
 	created := api.call("POST", fmt.Sprintf("/api/teams/%d/apps", team), map[string]any{"name": "Shop", "slug": "shop",
-		"git_repo": repo, "git_branch": "main", "cpu_millis": 250, "memory_mb": 64}, 201)
+		"git_repo": repo, "git_branch": "main", "git_provider": "github", "cpu_millis": 250, "memory_mb": 64}, 201)
 	appID := int64(created["id"].(float64))
-	kr, _ := secrets.NewKeyring(secret)
-	hookSecret, err := deploys.HookSecret(ctx, s.pool, kr, appID, true)
-	if err != nil {
-		t.Fatal(err)
+	// No provider connection: the answer gives the secret once, with the
+	// steps to add the hook by hand.
+	hook := api.call("POST", fmt.Sprintf("/api/apps/%d/hook", appID), nil, 200)
+	hookSecret, _ := hook["secret"].(string)
+	if hookSecret == "" {
+		t.Fatalf("the hook answer has no secret: %v", hook)
 	}
 
 	// Push → deploy → running.
@@ -354,14 +355,11 @@ http://%s {
 
 	// A verified custom domain: TXT record in the customer's DNS, checked
 	// by the control plane's verifier against that DNS server.
-	dsvc := &domains.Service{Pool: s.pool, SubdomainBase: "apps.test", Verifier: &domains.Verifier{Resolvers: []string{cf.DNSAddr}, Timeout: 2 * time.Second}}
-	dom, err := dsvc.Add(ctx, team, appID, customHost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addTXT(t, cf, dom.RecordName(), dom.Token)
-	if dom, err = dsvc.Verify(ctx, team, dom.ID); err != nil || dom.VerifiedAt == nil {
-		t.Fatalf("verify: %+v %v", dom, err)
+	// (domain_resolvers points the control plane at that DNS server.)
+	dom := api.call("POST", fmt.Sprintf("/api/apps/%d/domains", appID), map[string]any{"hostname": customHost}, 201)
+	addTXT(t, cf, dom["record"].(string), dom["token"].(string))
+	if v := api.call("POST", fmt.Sprintf("/api/apps/%d/domains/%d/verify", appID, int64(dom["id"].(float64))), nil, 200); v["verified_at"] == nil {
+		t.Fatalf("verify: %v", v)
 	}
 
 	s.startTraefik()
