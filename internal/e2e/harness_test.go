@@ -287,24 +287,9 @@ func (c *apiClient) login(email, password string) {
 
 func (c *apiClient) call(method, path string, body any, want int) map[string]any {
 	c.t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, c.base+path, r)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-CSRF-Token", c.csrf)
-	req.AddCookie(c.cookie)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	json.NewDecoder(resp.Body).Decode(&out)
-	if resp.StatusCode != want {
-		c.t.Fatalf("%s %s: %s %v", method, path, resp.Status, out)
+	code, _, out := c.rawCall(method, path, body)
+	if code != want {
+		c.t.Fatalf("%s %s: %d %s %v", method, path, code, http.StatusText(code), out)
 	}
 	return out
 }
