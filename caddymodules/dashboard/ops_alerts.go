@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -10,26 +9,8 @@ import (
 
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
+	"github.com/wisehosting/wisehosting/internal/alerts"
 )
-
-// alertKinds are the kinds of alert_rules' CHECK constraint with what their
-// threshold means (see internal/alerts): a number above which the rule
-// breaches, or nothing for the kinds that are a condition.
-var alertKinds = map[string]struct {
-	unit     string
-	min, max float64 // threshold range; 0, 0: no threshold
-}{
-	"cpu":               {"% of one core", 1, 6400},
-	"memory":            {"MB", 1, 1 << 20},
-	"disk":              {"MB", 1, 1 << 24},
-	"network":           {"bytes/s", 1, 1 << 40},
-	"offline":           {"", 0, 0},
-	"crashloop":         {"", 0, 0},
-	"deployment_failed": {"", 0, 0},
-}
-
-// maxSustain bounds how long a condition must hold before its alert fires.
-const maxSustain = 7 * 24 * 3600
 
 type alertRule struct {
 	ID        int64      `json:"id"`
@@ -44,22 +25,6 @@ type alertRule struct {
 	CreatedAt time.Time  `json:"created_at"`
 }
 
-// checkRule validates a rule's threshold and sustain window for its kind.
-func checkRule(kind string, threshold float64, sustain int) string {
-	k, ok := alertKinds[kind]
-	switch {
-	case !ok:
-		return "kind is one of cpu, memory, disk, network, offline, crashloop, deployment_failed"
-	case k.max == 0 && threshold != 0:
-		return kind + " takes no threshold"
-	case k.max != 0 && (threshold < k.min || threshold > k.max):
-		return fmt.Sprintf("a %s threshold is between %g and %g (%s)", kind, k.min, k.max, k.unit)
-	case sustain < 0 || sustain > maxSustain:
-		return "sustain_s is between 0 and 604800 (7 days)"
-	}
-	return ""
-}
-
 func (h *Handler) loadRules(r *http.Request, team, app, id int64) ([]alertRule, error) {
 	rows, err := h.wh.Pool().Query(r.Context(), `SELECT ru.id, ru.app_id, ru.kind, ru.threshold, ru.sustain_s, ru.enabled, ru.pending_since,
 			EXISTS (SELECT 1 FROM alerts al WHERE al.rule_id = ru.id AND al.resolved_at IS NULL), ru.created_at
@@ -71,7 +36,8 @@ func (h *Handler) loadRules(r *http.Request, team, app, id int64) ([]alertRule, 
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (alertRule, error) {
 		var x alertRule
 		err := row.Scan(&x.ID, &x.AppID, &x.Kind, &x.Threshold, &x.SustainS, &x.Enabled, &x.Pending, &x.Firing, &x.CreatedAt)
-		x.Unit = alertKinds[x.Kind].unit
+		k, _ := alerts.Kind(x.Kind)
+		x.Unit = k.Unit
 		return x, err
 	})
 	if out == nil {
@@ -114,7 +80,7 @@ func (h *Handler) createAlertRule(w http.ResponseWriter, r *http.Request) {
 	if in.Enabled != nil {
 		enabled = *in.Enabled
 	}
-	if msg := checkRule(in.Kind, in.Threshold, sustain); msg != "" {
+	if msg := alerts.CheckRule(in.Kind, in.Threshold, sustain); msg != "" {
 		unprocessable(w, msg)
 		return
 	}
@@ -184,7 +150,7 @@ func (h *Handler) updateAlertRule(w http.ResponseWriter, r *http.Request) {
 	if in.Enabled != nil {
 		cur.Enabled = *in.Enabled
 	}
-	if msg := checkRule(cur.Kind, cur.Threshold, cur.SustainS); msg != "" {
+	if msg := alerts.CheckRule(cur.Kind, cur.Threshold, cur.SustainS); msg != "" {
 		unprocessable(w, msg)
 		return
 	}

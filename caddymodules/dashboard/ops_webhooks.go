@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,20 +15,15 @@ import (
 	"github.com/wisehosting/wisehosting/internal/webhooks"
 )
 
-// webhookEvents are the events a team's webhook may subscribe to ("*":
-// all of them). Platform events without a team (workers) are not.
-var webhookEvents = []string{"*",
-	events.DeploymentStarted, events.DeploymentFinished, events.DeploymentFailed, events.AppStatusChanged,
-	events.DomainAdded, events.DomainVerified, events.DomainRemoved, events.CertProvisioned, events.CertExpiring,
-	events.RouteChanged, events.AlertFired, events.AlertResolved,
-}
+// webhookEvents is what the webhook screens offer, "*" (all) first.
+var webhookEvents = append([]string{events.AllTeamEvents}, events.TeamEvents...)
 
 func checkEvents(evs []string) string {
 	if len(evs) > len(webhookEvents) {
 		return "too many events"
 	}
 	for _, e := range evs {
-		if !slices.Contains(webhookEvents, e) {
+		if !events.Subscribable(e) {
 			return "unknown event " + strconv.Quote(e) + "; known: " + strings.Join(webhookEvents, ", ")
 		}
 	}

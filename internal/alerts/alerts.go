@@ -51,24 +51,13 @@ func (r *ruleState) breached() bool {
 	if r.value == nil {
 		return false
 	}
-	switch r.kind {
-	case "offline", "crashloop", "deployment_failed":
+	if k, _ := Kind(r.kind); k.Max == 0 {
 		return *r.value > 0
 	}
 	return *r.value > r.threshold
 }
 
-func unit(kind string) string {
-	switch kind {
-	case "cpu":
-		return "%"
-	case "memory", "disk":
-		return " MB"
-	case "network":
-		return " B/s"
-	}
-	return ""
-}
+func unit(kind string) string { k, _ := Kind(kind); return k.Short }
 
 // Evaluate checks every rule at now and applies firing and resolving. One
 // evaluator runs at a time across replicas (transaction-scoped advisory

@@ -6,6 +6,7 @@
 package events
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -27,6 +28,24 @@ const (
 	AlertFired         = "alert.fired"
 	AlertResolved      = "alert.resolved"
 )
+
+// TeamEvents are the kinds a team may subscribe to with a webhook or a
+// notification channel: every kind that concerns one team's apps. Platform
+// kinds without a team (workers) are not among them.
+var TeamEvents = []string{
+	DeploymentStarted, DeploymentFinished, DeploymentFailed, AppStatusChanged,
+	DomainAdded, DomainVerified, DomainRemoved, CertProvisioned, CertExpiring,
+	RouteChanged, AlertFired, AlertResolved,
+}
+
+// AllTeamEvents is the subscription that matches every kind of TeamEvents.
+const AllTeamEvents = "*"
+
+// Subscribable reports whether a webhook may subscribe to kind: one of
+// TeamEvents or AllTeamEvents.
+func Subscribable(kind string) bool {
+	return kind == AllTeamEvents || slices.Contains(TeamEvents, kind)
+}
 
 // Event is one occurrence. Data is JSON-marshalable.
 type Event struct {
