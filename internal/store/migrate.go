@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/golang-migrate/migrate/v4"
 	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
@@ -15,13 +16,41 @@ import (
 
 // DirtyError means a migration failed half-way and the schema is in an
 // unknown state. The control plane refuses to start on it.
-type DirtyError struct{ Version uint }
+type DirtyError struct {
+	Version uint
+	// Previous is the migration before Version, the one to force when
+	// Version's did not complete: -1 when Version is the first (golang-
+	// migrate's "no migration applied"). Version numbers have gaps, so it
+	// is not Version-1.
+	Previous int
+}
 
 func (e *DirtyError) Error() string {
+	prev := strconv.Itoa(e.Previous)
+	if e.Previous < 0 {
+		prev = "-- -1" // "--": a negative number is not a flag
+	}
 	return fmt.Sprintf("database schema is dirty at migration version %d: a migration failed part-way. "+
 		"Inspect the schema and repair it by hand, then mark the version you are really at with "+
-		"`wisehosting migrate force <version>` (%d if the migration completed, %d if it did not) and start again",
-		e.Version, e.Version, e.Version-1)
+		"`wisehosting migrate force %d` if the migration completed, or `wisehosting migrate force %s` if it did not "+
+		"(flags such as --config before the version), and start again",
+		e.Version, e.Version, prev)
+}
+
+func dirty(version uint) *DirtyError {
+	return &DirtyError{Version: version, Previous: PreviousVersion(version)}
+}
+
+// PreviousVersion is the newest embedded migration older than v, or -1
+// when there is none.
+func PreviousVersion(v uint) int {
+	prev := -1
+	for _, x := range versions() {
+		if x < v {
+			prev = int(x)
+		}
+	}
+	return prev
 }
 
 // Status describes the schema of a database.
@@ -87,7 +116,7 @@ func (mg *Migrator) Up() error {
 		return err
 	}
 	if st.Dirty {
-		return &DirtyError{Version: st.Version}
+		return dirty(st.Version)
 	}
 	if st.Version > st.Latest {
 		return fmt.Errorf("database schema is at version %d but this binary knows migrations up to %d: "+
@@ -96,7 +125,7 @@ func (mg *Migrator) Up() error {
 	if err := mg.m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
 		var de migrate.ErrDirty
 		if errors.As(err, &de) {
-			return &DirtyError{Version: uint(de.Version)}
+			return dirty(uint(de.Version))
 		}
 		return fmt.Errorf("applying migrations: %w", err)
 	}
@@ -128,20 +157,31 @@ func (mg *Migrator) Force(version int) error {
 
 // LatestVersion is the number of the newest embedded migration.
 func LatestVersion() uint {
+	vs := versions()
+	if len(vs) == 0 {
+		return 0
+	}
+	return vs[len(vs)-1]
+}
+
+// versions lists the embedded migrations' numbers, oldest first.
+func versions() []uint {
 	src, err := iofs.New(migrations.FS, ".")
 	if err != nil {
-		return 0
+		return nil
 	}
 	defer src.Close()
 	v, err := src.First()
 	if err != nil {
-		return 0
+		return nil
 	}
+	out := []uint{v}
 	for {
 		next, err := src.Next(v)
 		if err != nil {
-			return v
+			return out
 		}
+		out = append(out, next)
 		v = next
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -111,6 +114,95 @@ func TestDirtySchemaRefused(t *testing.T) {
 	if err := mg.Up(); err != nil {
 		t.Fatalf("after force: %v", err)
 	}
+}
+
+// TestDirtyMessageNamesForceableVersions: the message names, for a
+// migration that did not complete, the previous existing migration (the
+// numbers have gaps) and -1 before the first; golang-migrate accepts both,
+// and the control plane then migrates to the latest.
+func TestDirtyMessageNamesForceableVersions(t *testing.T) {
+	t.Parallel()
+	ents, err := os.ReadDir("../../migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nums []int
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ".up.sql"); ok {
+			v, err := strconv.Atoi(n[:strings.IndexByte(n, '_')])
+			if err != nil {
+				t.Fatal(err)
+			}
+			nums = append(nums, v)
+		}
+	}
+	slices.Sort(nums)
+	if len(nums) < 2 {
+		t.Fatalf("migrations %v", nums)
+	}
+	latest, previous := nums[len(nums)-1], nums[len(nums)-2]
+	ctx := context.Background()
+	for _, c := range []struct {
+		name        string
+		dirtyAt     int
+		force, want string
+	}{
+		{"latest", latest, strconv.Itoa(previous), "wisehosting migrate force " + strconv.Itoa(previous) + "`"},
+		{"first", nums[0], "-1", "wisehosting migrate force -- -1`"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			db := pgtest.NewEmpty(t, false)
+			mg, err := store.NewMigrator(db.Pool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mg.Close()
+			// Apply up to the migration before the one that "fails",
+			// then record that one as started and dirty, as golang-migrate
+			// does when its SQL fails part-way.
+			if err := mg.Up(); err != nil {
+				t.Fatal(err)
+			}
+			if c.name == "first" {
+				err = mg.Down(0)
+			} else {
+				err = mg.Down(1)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Pool.Exec(ctx, "DELETE FROM schema_migrations"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Pool.Exec(ctx, "INSERT INTO schema_migrations (version, dirty) VALUES ($1, true)", c.dirtyAt); err != nil {
+				t.Fatal(err)
+			}
+			err = mg.Up()
+			var de *store.DirtyError
+			if !errors.As(err, &de) || de.Previous != must(strconv.Atoi(c.force)) {
+				t.Fatalf("dirty at %d: %v (%+v)", c.dirtyAt, err, de)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("message %q lacks %q", err, c.want)
+			}
+			if err := mg.Force(de.Previous); err != nil {
+				t.Fatalf("golang-migrate refused force %d: %v", de.Previous, err)
+			}
+			if err := mg.Up(); err != nil {
+				t.Fatalf("up after force %d: %v", de.Previous, err)
+			}
+			if st, err := mg.Status(); err != nil || st.Dirty || st.Version != uint(latest) {
+				t.Fatalf("after up: %+v %v", st, err)
+			}
+		})
+	}
+}
+
+func must(v int, err error) int {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 func TestNewerSchemaRefused(t *testing.T) {
