@@ -59,6 +59,14 @@ w1  HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw= 203.0.113.11:51820 10.50.0.11
 	if st, _ := os.Stat(filepath.Join(root, "etc/wireguard/wg0.key")); st == nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("private key mode %v", st)
 	}
+	// Credentials: the default credstore directory (0700), and the former
+	// path names the same place.
+	if st, err := os.Stat(filepath.Join(root, "etc/credstore/wisehosting")); err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
+		t.Fatalf("credstore: %v %v", st, err)
+	}
+	if l, err := os.Readlink(filepath.Join(root, "etc/wisehosting/credentials")); err != nil || l != "/etc/credstore/wisehosting" {
+		t.Fatalf("former credentials path: %q %v", l, err)
+	}
 	if _, err := os.Stat(filepath.Join(root, "etc/systemd/system/wisehosting-agent.service")); err != nil {
 		t.Fatal("worker unit not installed")
 	}
@@ -82,6 +90,58 @@ w1  HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw= 203.0.113.11:51820 10.50.0.11
 	} {
 		if out, err := run(t, append(bad, "--root", t.TempDir())...); err == nil {
 			t.Errorf("%v accepted:\n%s", bad, out)
+		}
+	}
+}
+
+// TestWireguardSetupKeepsFormerCredentials: a host whose secrets are in the
+// former /etc/wisehosting/credentials keeps them; the default credstore
+// path the units load from links there.
+func TestWireguardSetupKeepsFormerCredentials(t *testing.T) {
+	root := t.TempDir()
+	old := filepath.Join(root, "etc/wisehosting/credentials")
+	if err := os.MkdirAll(old, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(old, "worker_api_key"), []byte("k"), 0o600)
+	peers := filepath.Join(root, "peers")
+	os.WriteFile(peers, []byte("cp1 xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg= 203.0.113.10:51820 10.50.0.1\n"), 0o600)
+	if out, err := run(t, "worker", "--mesh-ip", "10.50.0.11", "--peers", peers, "--root", root); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if l, err := os.Readlink(filepath.Join(root, "etc/credstore/wisehosting")); err != nil || l != "/etc/wisehosting/credentials" {
+		t.Fatalf("credstore link: %q %v", l, err)
+	}
+	if st, err := os.Lstat(old); err != nil || !st.IsDir() {
+		t.Fatalf("former directory: %v %v", st, err)
+	}
+}
+
+// TestUnits: every unit restarts after 5 s, waits for and wants the mesh
+// interface, and loads its secrets from the default credstore.
+func TestUnits(t *testing.T) {
+	files, _ := filepath.Glob("systemd/*.service")
+	if len(files) != 3 {
+		t.Fatalf("units %v", files)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := string(b)
+		for _, want := range []string{"RestartSec=5s", "LoadCredential="} {
+			if !strings.Contains(u, want) {
+				t.Errorf("%s lacks %s", f, want)
+			}
+		}
+		for _, l := range strings.Split(u, "\n") {
+			if (strings.HasPrefix(l, "After=") || strings.HasPrefix(l, "Wants=")) && !strings.Contains(l, "wg-quick@wg0.service") {
+				t.Errorf("%s: %s does not name the WireGuard unit", f, l)
+			}
+			if strings.HasPrefix(l, "LoadCredential=") && !strings.Contains(l, ":/etc/credstore/wisehosting/") {
+				t.Errorf("%s: %s is not in the default credstore", f, l)
+			}
 		}
 	}
 }

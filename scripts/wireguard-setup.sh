@@ -167,8 +167,19 @@ case "$role" in
 esac
 here="$(cd "$(dirname "$0")" && pwd)"
 unitdir="$root/etc/systemd/system"
-mkdir -p "$unitdir" "$root/etc/wisehosting/credentials"
-chmod 700 "$root/etc/wisehosting/credentials"
+mkdir -p "$unitdir" "$root/etc/credstore"
+# Secrets live in the default credstore, /etc/credstore/wisehosting, which
+# the units load with LoadCredential=. A host set up with the former
+# /etc/wisehosting/credentials keeps it: the credstore path links to it.
+# Otherwise the former path links to the credstore, so both name one place.
+creds="$root/etc/credstore/wisehosting" old="$root/etc/wisehosting/credentials"
+if [ ! -e "$creds" ] && [ -d "$old" ] && [ ! -L "$old" ]; then
+  ln -s /etc/wisehosting/credentials "$creds"
+else
+  mkdir -p "$creds" "$root/etc/wisehosting"
+  chmod 700 "$creds"
+  [ -e "$old" ] || [ -L "$old" ] || ln -s /etc/credstore/wisehosting "$old"
+fi
 # The units wait for the mesh interface: name it.
 sed "s/wg-quick@wg0/wg-quick@$iface/g" "$here/systemd/$unit" > "$tmp"
 if ! cmp -s "$tmp" "$unitdir/$unit"; then

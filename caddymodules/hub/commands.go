@@ -74,7 +74,7 @@ func cmdWorker(fl caddycmd.Flags) (int, error) {
 			return caddy.ExitCodeFailedStartup, err
 		}
 		fmt.Printf("worker %d (%s) added.\nAPI key (shown once, store it now):\n\n  %s\n\n", w.ID, w.Name, key)
-		fmt.Println("On the worker: put it in /etc/wisehosting/credentials/worker_api_key (the agent unit loads it with LoadCredential=) and start wisehosting-agent.")
+		fmt.Println("On the worker: put it in /etc/credstore/wisehosting/worker_api_key (the agent unit loads it with LoadCredential=) and start wisehosting-agent.")
 	case "set":
 		if len(args) != 2 {
 			return caddy.ExitCodeFailedStartup, core.Usagef("worker set needs one NAME")

@@ -90,11 +90,11 @@ func TraefikUnit(h Host) string {
 [Unit]
 Description=Traefik proxy (WiseHosting)
 After=network-online.target wg-quick@wg0.service
-Wants=network-online.target
+Wants=network-online.target wg-quick@wg0.service
 
 [Service]
 DynamicUser=yes
-LoadCredential=proxy_token:/etc/wisehosting/credentials/proxy_token
+LoadCredential=proxy_token:/etc/credstore/wisehosting/proxy_token
 ExecStart=/etc/wisehosting/traefik-start.sh
 StateDirectory=traefik
 StateDirectoryMode=0700
@@ -107,6 +107,7 @@ ProtectSystem=strict
 ProtectHome=true
 PrivateTmp=true
 Restart=on-failure
+RestartSec=5s
 LimitNOFILE=1048576
 
 [Install]
