@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/errs"
 )
 
 func init() {
@@ -129,6 +130,27 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 // WriteError writes {"error": msg}.
 func WriteError(w http.ResponseWriter, code int, msg string) {
 	WriteJSON(w, code, map[string]string{"error": msg})
+}
+
+// Fail answers err: an error for the person (internal/errs) with its
+// kind's status and its sentence ({"error": …, "field": …}); anything else
+// is logged under what and answered 500 "<what> failed", never shown. It
+// is the one place errors become HTTP answers.
+func Fail(w http.ResponseWriter, log *zap.Logger, what string, err error) {
+	if e, ok := errs.As(err); ok && e.Kind != errs.Internal {
+		body := map[string]string{"error": e.Msg}
+		if e.Field != "" {
+			body["field"] = e.Field
+		}
+		WriteJSON(w, e.Kind.Status(), body)
+		return
+	}
+	if k := errs.KindOf(err); k != errs.Internal {
+		WriteError(w, k.Status(), "not found")
+		return
+	}
+	log.Error(what, zap.Error(err))
+	WriteError(w, http.StatusInternalServerError, what+" failed")
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

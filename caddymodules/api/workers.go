@@ -5,12 +5,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/ratelimit"
 	"github.com/wisehosting/wisehosting/internal/workers"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
@@ -40,13 +40,10 @@ type TokenResponse struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// BearerToken returns the token of an "Authorization: Bearer" header.
+// BearerToken returns the token of an "Authorization: Bearer" header, or "".
 func BearerToken(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
+	tok, _ := auth.BearerToken(r.Header)
+	return tok
 }
 
 func (e *workerEndpoints) issue(w http.ResponseWriter, id int64) {

@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/jackc/pgx/v5"
@@ -30,7 +29,7 @@ func (h *Handler) listRoutes(w http.ResponseWriter, r *http.Request) {
 	}
 	rs, err := h.routes.List(r.Context(), app.ID)
 	if err != nil {
-		h.failRoute(w, "listing routes", err)
+		h.fail(w, "listing routes", err)
 		return
 	}
 	if rs == nil {
@@ -67,7 +66,7 @@ func (h *Handler) saveRoute(w http.ResponseWriter, r *http.Request, code int, ac
 		return h.audit1(r.Context(), tx, r, app.TeamID, action, app.Slug+rt.PathPrefix, routeDetails(rt))
 	})
 	if err != nil {
-		h.failRoute(w, "saving the route", err)
+		h.fail(w, "saving the route", err)
 		return
 	}
 	api.WriteJSON(w, code, rt)
@@ -82,7 +81,7 @@ func (h *Handler) removeRoute(w http.ResponseWriter, r *http.Request) {
 		return h.audit1(r.Context(), tx, r, app.TeamID, "route.remove", app.Slug+rt.PathPrefix, routeDetails(rt))
 	})
 	if err != nil {
-		h.failRoute(w, "removing the route", err)
+		h.fail(w, "removing the route", err)
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
@@ -91,18 +90,4 @@ func (h *Handler) removeRoute(w http.ResponseWriter, r *http.Request) {
 func routeDetails(rt network.StoredRoute) map[string]any {
 	return map[string]any{"app_id": rt.AppID, "route_id": rt.ID, "path_prefix": rt.PathPrefix, "port": rt.Port,
 		"protocol": rt.Protocol, "weight": rt.Weight, "strip_prefix": rt.StripPrefix}
-}
-
-// failRoute maps the routes service's errors: a rule the user broke is
-// 422 with its sentence, another app's route is 404.
-func (h *Handler) failRoute(w http.ResponseWriter, what string, err error) {
-	var re *network.RouteError
-	switch {
-	case errors.As(err, &re):
-		api.WriteError(w, http.StatusUnprocessableEntity, re.Error())
-	case errors.Is(err, network.ErrRouteNotFound):
-		api.WriteError(w, http.StatusNotFound, "not found")
-	default:
-		h.fail(w, what, err)
-	}
 }

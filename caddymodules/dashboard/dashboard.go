@@ -40,6 +40,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/domains"
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/frameworks"
 	"github.com/wisehosting/wisehosting/internal/gitconn"
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
@@ -215,7 +216,7 @@ func (h *Handler) authed(fn http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var p *accounts.Principal
 		var err error
-		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		if tok, ok := auth.BearerToken(r.Header); ok {
 			p, err = h.acc.FromToken(r.Context(), tok)
 		} else if c, cerr := r.Cookie(CookieName); cerr == nil {
 			p, err = h.acc.FromSession(r.Context(), c.Value)
@@ -257,23 +258,9 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
+// fail answers err (see api.Fail); what names the failed step in logs.
 func (h *Handler) fail(w http.ResponseWriter, what string, err error) {
-	var le *plans.LimitError
-	var ue *domains.UserError
-	var pe *deploys.PolicyError
-	switch {
-	case errors.As(err, &le):
-		api.WriteError(w, http.StatusForbidden, le.Error())
-	case errors.As(err, &pe):
-		api.WriteError(w, http.StatusForbidden, pe.Error())
-	case errors.As(err, &ue):
-		api.WriteError(w, http.StatusUnprocessableEntity, ue.Error())
-	case errors.Is(err, domains.ErrNotFound), errors.Is(err, pgx.ErrNoRows):
-		api.WriteError(w, http.StatusNotFound, "not found")
-	default:
-		h.logger.Error("dashboard: "+what, zap.Error(err))
-		api.WriteError(w, http.StatusInternalServerError, what+" failed")
-	}
+	api.Fail(w, h.logger, "dashboard: "+what, err)
 }
 
 func pathID(r *http.Request, name string) int64 {
@@ -581,7 +568,7 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 		var err error
 		if conn, err = h.git.Get(r.Context(), team, in.GitConnectionID); err != nil {
 			if errors.Is(err, gitconn.ErrNotFound) {
-				err = &gitconn.InputError{Field: "git_connection_id", Msg: "no such git connection in this team"}
+				err = errs.Field("git_connection_id", "no such git connection in this team")
 			}
 			h.gitFail(w, "loading the git connection", err)
 			return
@@ -666,11 +653,8 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 		return h.audit1(r.Context(), tx, r, team, "app.create", in.Slug, ev)
 	})
 	if err != nil {
-		if strings.Contains(err.Error(), "apps_slug_key") {
-			api.WriteError(w, http.StatusConflict, fmt.Sprintf("the slug %q is taken", in.Slug))
-			return
-		}
-		h.fail(w, "creating the app", err)
+		h.fail(w, "creating the app", errs.Constraint(err, map[string]*errs.Error{
+			"apps_slug_key": {Kind: errs.Conflict, Field: "slug", Msg: fmt.Sprintf("the slug %q is taken", in.Slug)}}))
 		return
 	}
 	v, _ := h.view(r.Context(), id)
@@ -964,10 +948,6 @@ func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) {
 		return h.audit1(r.Context(), tx, r, app.TeamID, "deployment.create", app.Slug, map[string]any{"deployment_id": c.DeploymentID, "rollback_of": in.RollbackOf})
 	})
 	if err != nil {
-		if strings.Contains(err.Error(), "no image to roll back") || strings.Contains(err.Error(), "not found") {
-			api.WriteError(w, http.StatusUnprocessableEntity, err.Error())
-			return
-		}
 		h.fail(w, "starting the deployment", err)
 		return
 	}
@@ -1106,10 +1086,6 @@ func (h *Handler) setEnv(w http.ResponseWriter, r *http.Request) {
 		return h.audit1(r.Context(), tx, r, app.TeamID, "env.set", app.Slug+"/"+key, nil)
 	})
 	if err != nil {
-		if strings.Contains(err.Error(), "invalid") || strings.Contains(err.Error(), "env_vars_key_check") {
-			api.WriteError(w, http.StatusUnprocessableEntity, "a variable name is letters, digits and _, not starting with a digit")
-			return
-		}
 		h.fail(w, "saving the variable", err)
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
 	"github.com/wisehosting/wisehosting/internal/deploys"
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/gitconn"
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
@@ -79,19 +80,13 @@ func (h *Handler) Cleanup() error {
 // provider's refusal (with Retry-After when it rate-limits), or the
 // generic failure.
 func (h *Handler) gitFail(w http.ResponseWriter, what string, err error) {
-	var ie *gitconn.InputError
 	var pe *gitproviders.Error
-	switch {
-	case errors.As(err, &ie):
-		api.WriteJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": ie.Msg, "field": ie.Field})
-	case errors.As(err, &pe):
+	if errors.As(err, &pe) {
 		if pe.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(pe.RetryAfter.Round(time.Second).Seconds())))
 		}
 		api.WriteError(w, pe.Status, pe.Msg)
-	case errors.Is(err, gitconn.ErrNotFound):
-		api.WriteError(w, http.StatusNotFound, "not found")
-	default:
+	} else {
 		h.fail(w, what, err)
 	}
 }
@@ -288,7 +283,7 @@ func (h *Handler) setGitToken(w http.ResponseWriter, r *http.Request) {
 	}
 	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
 		if err := deploys.SetGitToken(r.Context(), tx, h.wh.Keyring(), app.ID, strings.TrimSpace(in.Token)); err != nil {
-			return &gitconn.InputError{Field: "token", Msg: err.Error()}
+			return errs.Field("token", err.Error())
 		}
 		return h.audit1(r.Context(), tx, r, app.TeamID, "app.git_token_set", app.Slug, nil)
 	})
@@ -442,8 +437,7 @@ func (h *Handler) connectCallback(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		var pe *gitproviders.Error
-		var ie *gitconn.InputError
-		if errors.As(err, &pe) || errors.As(err, &ie) {
+		if errors.As(err, &pe) || errs.Is(err, errs.Invalid) {
 			oauthPage(w, http.StatusBadGateway, err.Error())
 			return
 		}

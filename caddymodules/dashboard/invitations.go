@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"errors"
 	"net/http"
 	"strings"
 
@@ -175,20 +174,9 @@ func (h *Handler) signupInvitation(w http.ResponseWriter, r *http.Request) {
 
 // invitationFail answers err (true when there was one) in plain words.
 func (h *Handler) invitationFail(w http.ResponseWriter, what string, err error) bool {
-	var ie accounts.InputError
-	switch {
-	case err == nil:
+	if err == nil {
 		return false
-	case errors.Is(err, teams.ErrNotFound):
-		api.WriteError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, teams.ErrInvalid), errors.As(err, &ie):
-		unprocessable(w, err.Error())
-	case errors.Is(err, teams.ErrWrongFor):
-		api.WriteError(w, http.StatusForbidden, err.Error()+": sign in with the invited address")
-	case errors.Is(err, teams.ErrMember):
-		api.WriteError(w, http.StatusConflict, err.Error())
-	default:
-		h.fail(w, what, err)
 	}
+	h.fail(w, what, err)
 	return true
 }

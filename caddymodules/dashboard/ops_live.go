@@ -15,6 +15,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
+	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/logbus"
 )
 
@@ -230,7 +231,7 @@ func (h *Handler) liveStillAllowed(ctx context.Context, r *http.Request, appID i
 	defer cancel()
 	var p *accounts.Principal
 	var err error
-	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+	if tok, ok := auth.BearerToken(r.Header); ok {
 		p, err = h.acc.FromToken(ctx, tok)
 	} else if c, cerr := r.Cookie(CookieName); cerr == nil {
 		p, err = h.acc.FromSession(ctx, c.Value)

@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/webhooks"
 )
@@ -28,19 +28,6 @@ func checkEvents(evs []string) string {
 		}
 	}
 	return ""
-}
-
-// hookFail answers the webhook service's errors for the person.
-func (h *Handler) hookFail(w http.ResponseWriter, what string, err error) {
-	var ue *webhooks.UserError
-	switch {
-	case errors.As(err, &ue):
-		unprocessable(w, ue.Error())
-	case errors.Is(err, webhooks.ErrNotFound):
-		api.WriteError(w, http.StatusNotFound, "not found")
-	default:
-		h.fail(w, what, err)
-	}
 }
 
 // hostOf is what the audit log records of a webhook URL: the host only,
@@ -62,7 +49,7 @@ func (h *Handler) listWebhooks(w http.ResponseWriter, r *http.Request) {
 	app, _ := strconv.ParseInt(r.URL.Query().Get("app"), 10, 64)
 	all, err := h.ops.hooks.List(r.Context(), team)
 	if err != nil {
-		h.hookFail(w, "listing webhooks", err)
+		h.fail(w, "listing webhooks", err)
 		return
 	}
 	out := []webhooks.Webhook{}
@@ -125,15 +112,14 @@ func (h *Handler) createWebhook(w http.ResponseWriter, r *http.Request) {
 		}
 	case "shoutrrr":
 		created, err = h.ops.hooks.CreateChannel(r.Context(), team, in.AppID, in.URL, in.Events)
-		var ue *webhooks.UserError
-		if err != nil && !errors.As(err, &ue) {
-			err = &webhooks.UserError{Msg: "not a usable notification URL: " + err.Error()}
+		if err != nil && !errs.Is(err, errs.Invalid) {
+			err = errs.Wrap(errs.Invalid, "not a usable notification URL: "+err.Error(), err)
 		}
 	default:
-		err = &webhooks.UserError{Msg: "kind is http or shoutrrr"}
+		err = errs.Field("kind", "kind is http or shoutrrr")
 	}
 	if err != nil {
-		h.hookFail(w, "creating the webhook", err)
+		h.fail(w, "creating the webhook", err)
 		return
 	}
 	h.audit1(r.Context(), h.wh.Pool(), r, team, "webhook.create", hostOf(created.URL), map[string]any{"webhook_id": created.ID,
@@ -166,7 +152,7 @@ func (h *Handler) updateWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	got, err := h.ops.hooks.Update(r.Context(), team, pathID(r, "hook"), in.Enabled, in.Events)
 	if err != nil {
-		h.hookFail(w, "updating the webhook", err)
+		h.fail(w, "updating the webhook", err)
 		return
 	}
 	h.audit1(r.Context(), h.wh.Pool(), r, team, "webhook.update", hostOf(got.URL), map[string]any{"webhook_id": got.ID,
@@ -185,7 +171,7 @@ func (h *Handler) deleteWebhook(w http.ResponseWriter, r *http.Request) {
 		err = h.ops.hooks.Delete(r.Context(), team, id)
 	}
 	if err != nil {
-		h.hookFail(w, "deleting the webhook", err)
+		h.fail(w, "deleting the webhook", err)
 		return
 	}
 	h.audit1(r.Context(), h.wh.Pool(), r, team, "webhook.delete", hostOf(got.URL), map[string]any{"webhook_id": id})
@@ -202,14 +188,14 @@ func (h *Handler) rotateWebhookSecret(w http.ResponseWriter, r *http.Request) {
 	id := pathID(r, "hook")
 	got, err := h.ops.hooks.Get(r.Context(), team, id)
 	if err == nil && got.Kind != "http" {
-		err = &webhooks.UserError{Msg: "only http webhooks are signed"}
+		err = errs.New(errs.Invalid, "only http webhooks are signed")
 	}
 	var secret string
 	if err == nil {
 		secret, err = h.ops.hooks.RotateSecret(r.Context(), team, id)
 	}
 	if err != nil {
-		h.hookFail(w, "rotating the secret", err)
+		h.fail(w, "rotating the secret", err)
 		return
 	}
 	h.audit1(r.Context(), h.wh.Pool(), r, team, "webhook.rotate_secret", hostOf(got.URL), map[string]any{"webhook_id": id})
@@ -223,12 +209,12 @@ func (h *Handler) webhookDeliveries(w http.ResponseWriter, r *http.Request) {
 	}
 	id := pathID(r, "hook")
 	if _, err := h.ops.hooks.Get(r.Context(), team, id); err != nil {
-		h.hookFail(w, "listing deliveries", err)
+		h.fail(w, "listing deliveries", err)
 		return
 	}
 	ds, err := h.ops.hooks.Deliveries(r.Context(), team, id, 50)
 	if err != nil {
-		h.hookFail(w, "listing deliveries", err)
+		h.fail(w, "listing deliveries", err)
 		return
 	}
 	if ds == nil {
@@ -249,12 +235,12 @@ func (h *Handler) testWebhook(w http.ResponseWriter, r *http.Request) {
 	id := pathID(r, "hook")
 	got, err := h.ops.hooks.Get(r.Context(), team, id)
 	if err != nil {
-		h.hookFail(w, "sending a test", err)
+		h.fail(w, "sending a test", err)
 		return
 	}
 	did, err := webhooks.EnqueueTest(r.Context(), h.wh.Pool(), team, id)
 	if err != nil {
-		h.hookFail(w, "sending a test", err)
+		h.fail(w, "sending a test", err)
 		return
 	}
 	h.audit1(r.Context(), h.wh.Pool(), r, team, "webhook.test", hostOf(got.URL), map[string]any{"webhook_id": id, "delivery_id": did})

@@ -125,7 +125,6 @@ func (h *Handler) gate(w http.ResponseWriter, r *http.Request, p *accounts.Princ
 
 // authFail answers an error of the accounts service.
 func (h *Handler) authFail(w http.ResponseWriter, what string, err error) {
-	var ie accounts.InputError
 	switch {
 	case errors.Is(err, auth.ErrBusy):
 		w.Header().Set("Retry-After", "5")
@@ -135,15 +134,6 @@ func (h *Handler) authFail(w http.ResponseWriter, what string, err error) {
 		api.WriteError(w, http.StatusTooManyRequests, "too many wrong passwords or codes; wait a few minutes")
 	case errors.Is(err, accounts.ErrBadCredentials):
 		api.WriteError(w, http.StatusForbidden, "wrong password")
-	case errors.Is(err, accounts.ErrBadCode):
-		api.WriteError(w, http.StatusForbidden, err.Error())
-	case errors.Is(err, accounts.ErrNotFresh), errors.Is(err, accounts.ErrSessionRequired):
-		api.WriteError(w, http.StatusForbidden, err.Error())
-	case errors.Is(err, accounts.ErrTOTPEnabled), errors.Is(err, accounts.ErrTOTPNotEnabled),
-		errors.Is(err, accounts.ErrNoEnrollment), errors.Is(err, accounts.ErrNoPendingSession):
-		api.WriteError(w, http.StatusConflict, err.Error())
-	case errors.As(err, &ie):
-		api.WriteError(w, http.StatusUnprocessableEntity, ie.Error())
 	default:
 		h.fail(w, what, err)
 	}

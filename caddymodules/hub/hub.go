@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/workerbus"
 	"github.com/wisehosting/wisehosting/internal/workers"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
@@ -143,11 +143,8 @@ func hijackable(w http.ResponseWriter) http.ResponseWriter {
 }
 
 func bearer(r *http.Request) string {
-	a := r.Header.Get("Authorization")
-	if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		return strings.TrimSpace(a[7:])
-	}
-	return ""
+	tok, _ := auth.BearerToken(r.Header)
+	return tok
 }
 
 func (h *Handler) serveWS(w http.ResponseWriter, r *http.Request) {

@@ -42,6 +42,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/network"
@@ -183,8 +184,7 @@ func (a *App) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/workers/{name}/resume", a.drain(false))
 	mux.HandleFunc("POST /v1/jobs/{id}/requeue", a.requeue)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		ok = ok && strings.EqualFold(scheme, "Bearer")
+		tok, ok := auth.BearerToken(r.Header)
 		want := a.wh.InternalToken
 		if !ok || want == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(want)) != 1 {
 			writeError(w, http.StatusUnauthorized, "missing or invalid internal token")

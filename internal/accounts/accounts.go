@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/wisehosting/wisehosting/internal/auth"
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/ratelimit"
 	"github.com/wisehosting/wisehosting/internal/secrets"
 )
@@ -31,8 +32,8 @@ import (
 var (
 	ErrBadCredentials = errors.New("wrong e-mail or password")
 	ErrRateLimited    = errors.New("too many sign-in attempts; wait a few minutes")
-	ErrUnauthorized   = errors.New("not signed in")
-	ErrForbidden      = errors.New("not allowed")
+	ErrUnauthorized   = errs.New(errs.Unauthorized, "not signed in")
+	ErrForbidden      = errs.New(errs.Forbidden, "not allowed")
 )
 
 // Roles in a team, weakest first.

@@ -18,6 +18,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/wisehosting/wisehosting/internal/auth"
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/secrets"
 )
 
@@ -36,13 +37,13 @@ const (
 
 // Second-factor errors.
 var (
-	ErrBadCode          = errors.New("wrong or already used code")
-	ErrTOTPEnabled      = errors.New("two-factor authentication is already on; turn it off first")
-	ErrTOTPNotEnabled   = errors.New("two-factor authentication is not on")
-	ErrNoEnrollment     = errors.New("start the two-factor setup first")
-	ErrNotFresh         = errors.New("sign in again first: this needs a session opened in the last 15 minutes")
-	ErrSessionRequired  = errors.New("this needs a signed-in browser session, not an API token")
-	ErrNoPendingSession = errors.New("this session does not wait for a code")
+	ErrBadCode          = errs.New(errs.Forbidden, "wrong or already used code")
+	ErrTOTPEnabled      = errs.New(errs.Conflict, "two-factor authentication is already on; turn it off first")
+	ErrTOTPNotEnabled   = errs.New(errs.Conflict, "two-factor authentication is not on")
+	ErrNoEnrollment     = errs.New(errs.Conflict, "start the two-factor setup first")
+	ErrNotFresh         = errs.New(errs.Forbidden, "sign in again first: this needs a session opened in the last 15 minutes")
+	ErrSessionRequired  = errs.New(errs.Forbidden, "this needs a signed-in browser session, not an API token")
+	ErrNoPendingSession = errs.New(errs.Conflict, "this session does not wait for a code")
 )
 
 // Fresh reports whether the principal's session was opened recently

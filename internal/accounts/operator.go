@@ -19,7 +19,7 @@ func normalizeEmail(email string) (string, error) {
 	e := strings.ToLower(strings.TrimSpace(email))
 	a, err := mail.ParseAddress(e)
 	if err != nil || a.Address != e || len(e) > 254 {
-		return "", InputError(fmt.Sprintf("%q is not an e-mail address", email))
+		return "", inputErr(fmt.Sprintf("%q is not an e-mail address", email))
 	}
 	return e, nil
 }
@@ -45,13 +45,13 @@ func (s *Service) AddUser(ctx context.Context, email string, admin bool) (int64,
 			return err
 		}
 		if taken {
-			return InputError(fmt.Sprintf("an account for %s already exists (wisehosting user reset-password %s gives it a new password)", e, e))
+			return inputErr(fmt.Sprintf("an account for %s already exists (wisehosting user reset-password %s gives it a new password)", e, e))
 		}
 		if err := tx.QueryRow(ctx, `INSERT INTO users (email, name, password_hash, is_admin, must_change_password)
 			VALUES ($1, '', $2, $3, true) RETURNING id`, e, hash, admin).Scan(&id); err != nil {
 			var pe *pgconn.PgError
 			if errors.As(err, &pe) && pe.Code == "23505" {
-				return InputError(fmt.Sprintf("an account for %s already exists", e))
+				return inputErr(fmt.Sprintf("an account for %s already exists", e))
 			}
 			return err
 		}
@@ -81,7 +81,7 @@ func (s *Service) ResetPassword(ctx context.Context, email string) (string, erro
 		err := tx.QueryRow(ctx, `UPDATE users SET password_hash = $2, must_change_password = true, updated_at = now()
 			WHERE lower(email) = $1 RETURNING id`, e, hash).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return InputError(fmt.Sprintf("there is no account for %s", e))
+			return inputErr(fmt.Sprintf("there is no account for %s", e))
 		}
 		if err != nil {
 			return err
@@ -105,10 +105,10 @@ func (s *Service) CreateInvited(ctx context.Context, tx pgx.Tx, email, name, pas
 		return 0, err
 	}
 	if utf8.RuneCountInString(password) < MinPasswordLen {
-		return 0, InputError(fmt.Sprintf("the password must have at least %d characters", MinPasswordLen))
+		return 0, inputErr(fmt.Sprintf("the password must have at least %d characters", MinPasswordLen))
 	}
 	if len(password) > auth.MaxPasswordLen {
-		return 0, InputError(fmt.Sprintf("the password may have at most %d bytes", auth.MaxPasswordLen))
+		return 0, inputErr(fmt.Sprintf("the password may have at most %d bytes", auth.MaxPasswordLen))
 	}
 	if len(name) > 100 {
 		name = name[:100]
@@ -121,7 +121,7 @@ func (s *Service) CreateInvited(ctx context.Context, tx pgx.Tx, email, name, pas
 	err = tx.QueryRow(ctx, `INSERT INTO users (email, name, password_hash)
 		SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM users WHERE lower(email) = $1) RETURNING id`, e, name, hash).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, InputError(fmt.Sprintf("an account for %s exists: sign in, then open the invitation link again", e))
+		return 0, inputErr(fmt.Sprintf("an account for %s exists: sign in, then open the invitation link again", e))
 	}
 	return id, err
 }

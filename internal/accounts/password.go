@@ -8,15 +8,14 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/wisehosting/wisehosting/internal/auth"
+	"github.com/wisehosting/wisehosting/internal/errs"
 )
 
 // MinPasswordLen is the shortest password a person may choose.
 const MinPasswordLen = 12
 
-// InputError is a request the user can correct; its text says how.
-type InputError string
-
-func (e InputError) Error() string { return string(e) }
+// inputErr is a request the user can correct; its text says how.
+func inputErr(msg string) error { return errs.New(errs.Invalid, msg) }
 
 // ChangePassword replaces the principal's password. The current password
 // is required (accounts that have none, made through OAuth, need a fresh
@@ -28,10 +27,10 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 		return 0, ErrSessionRequired
 	}
 	if utf8.RuneCountInString(next) < MinPasswordLen {
-		return 0, InputError(fmt.Sprintf("the new password must have at least %d characters", MinPasswordLen))
+		return 0, inputErr(fmt.Sprintf("the new password must have at least %d characters", MinPasswordLen))
 	}
 	if len(next) > auth.MaxPasswordLen {
-		return 0, InputError(fmt.Sprintf("the new password may have at most %d bytes", auth.MaxPasswordLen))
+		return 0, inputErr(fmt.Sprintf("the new password may have at most %d bytes", auth.MaxPasswordLen))
 	}
 	var revoked int64
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
@@ -43,7 +42,7 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 			return ErrNotFresh
 		}
 		if has && current == next {
-			return InputError("the new password must differ from the current one")
+			return inputErr("the new password must differ from the current one")
 		}
 		hash, err := auth.HashPassword(ctx, next)
 		if err != nil {

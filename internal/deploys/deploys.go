@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
@@ -112,13 +113,6 @@ type Spec struct {
 	Policy DeployPolicy
 }
 
-// PolicyError is a deploy refused by Spec.Policy (e.g. the app's limits
-// exceed its team's plan); its message is for the user.
-type PolicyError struct{ Err error }
-
-func (e *PolicyError) Error() string { return e.Err.Error() }
-func (e *PolicyError) Unwrap() error { return e.Err }
-
 // Created reports the rows a Trigger wrote.
 type Created struct {
 	DeploymentID int64
@@ -138,11 +132,13 @@ func nullable(id int64) any {
 func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 	var c Created
 	if app.Deleting {
-		return c, &PolicyError{Err: fmt.Errorf("the app %s is being deleted", app.Slug)}
+		return c, errs.Forbiddenf("the app %s is being deleted", app.Slug)
 	}
 	if s.Policy != nil {
+		// A refusal is an errs.Forbidden error (e.g. the app's limits
+		// exceed its team's plan); its message is for the user.
 		if err := s.Policy(ctx, tx, app); err != nil {
-			return c, &PolicyError{Err: err}
+			return c, err
 		}
 	}
 	payload := wsproto.DeployPayload{
@@ -157,13 +153,13 @@ func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 		err := tx.QueryRow(ctx, "SELECT image, commit_sha, status FROM deployments WHERE id = $1 AND app_id = $2",
 			s.RollbackOf, app.ID).Scan(&image, &commit, &status)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return c, fmt.Errorf("deployment %d of app %s not found", s.RollbackOf, app.Slug)
+			return c, errs.Invalidf("deployment %d of app %s not found", s.RollbackOf, app.Slug)
 		}
 		if err != nil {
 			return c, err
 		}
 		if status != "succeeded" || image == "" {
-			return c, fmt.Errorf("deployment %d did not succeed, so there is no image to roll back to", s.RollbackOf)
+			return c, errs.Invalidf("deployment %d did not succeed, so there is no image to roll back to", s.RollbackOf)
 		}
 		// A prebuilt image's rollback is the worker's copy of it, never
 		// the tag's current content in the registry.

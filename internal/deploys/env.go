@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/secrets"
@@ -28,10 +29,10 @@ const MaxEnvValue = 32 << 10
 // SetEnv stores (encrypted) or replaces one variable of an app.
 func SetEnv(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, appID int64, key, value string) error {
 	if !envKeyRe.MatchString(key) {
-		return fmt.Errorf("invalid variable name %q: letters, digits and _, not starting with a digit", key)
+		return errs.Field("key", fmt.Sprintf("invalid variable name %q: a variable name is letters, digits and _, not starting with a digit", key))
 	}
 	if len(value) > MaxEnvValue {
-		return fmt.Errorf("value of %s is larger than %d bytes", key, MaxEnvValue)
+		return errs.Field("value", fmt.Sprintf("the value of %s is larger than %d bytes", key, MaxEnvValue))
 	}
 	ct, err := kr.EncryptString(secrets.PurposeEnvVars, value, AppAD(appID))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
 	"github.com/wisehosting/wisehosting/internal/gitsource"
 	"github.com/wisehosting/wisehosting/internal/jobs"
@@ -92,9 +93,8 @@ func handlePush(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event,
 		return err
 	}
 	c, err := Trigger(ctx, tx, app, Spec{Commit: ev.Commit, Message: ev.Message, Trigger: "push", Policy: pol.Deploy})
-	var pe *PolicyError
-	if errors.As(err, &pe) {
-		*out = Outcome{Action: "refused", AppID: app.ID, Reason: pe.Error()}
+	if errs.Is(err, errs.Forbidden) {
+		*out = Outcome{Action: "refused", AppID: app.ID, Reason: err.Error()}
 		return nil
 	}
 	if err != nil {
@@ -216,9 +216,8 @@ func handlePR(ctx context.Context, tx pgx.Tx, app App, ev *gitproviders.Event, p
 		}
 	}
 	c, err := Trigger(ctx, tx, preview, Spec{Commit: pr.HeadSHA, Message: pr.Title, Trigger: "pull_request", Policy: pol.Deploy})
-	var pe *PolicyError
-	if errors.As(err, &pe) {
-		*out = Outcome{Action: "refused", AppID: preview.ID, Reason: pe.Error()}
+	if errs.Is(err, errs.Forbidden) {
+		*out = Outcome{Action: "refused", AppID: preview.ID, Reason: err.Error()}
 		return nil
 	}
 	if err != nil {

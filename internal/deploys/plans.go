@@ -11,7 +11,7 @@ import (
 // would deploy: previews only on plans that include them, and a deploy
 // (push, manual, rollback, preview) only while the app's limits fit its
 // team's plan, so a downgraded team scales down before it deploys again.
-// Refusals are *plans.LimitError (wrapped in *PolicyError by Trigger).
+// Refusals are errs.Forbidden errors.
 func PlanPolicy(reg *plans.Registry) Policy {
 	return Policy{
 		Previews: func(ctx context.Context, q jobs.Querier, teamID int64) error { return reg.CheckPreview(ctx, q, teamID) },

@@ -2,12 +2,12 @@ package deploys
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
 	"github.com/wisehosting/wisehosting/internal/plans"
@@ -41,9 +41,7 @@ func TestPlanPolicyRefusesEveryDeployPath(t *testing.T) {
 			_, err := Trigger(ctx, tx, app, spec)
 			return err
 		})
-		var pe *PolicyError
-		var le *plans.LimitError
-		if !errors.As(err, &pe) || !errors.As(err, &le) || le.Limit != "memory_mb" || !strings.Contains(err.Error(), `plan "free": memory_mb is at most 128 (asked for 256)`) {
+		if !errs.Is(err, errs.Forbidden) || !strings.Contains(err.Error(), `plan "free": memory_mb is at most 128 (asked for 256)`) {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}

@@ -21,19 +21,16 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/net/idna"
 
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/network"
 )
 
-// UserError is a problem the user can fix; its message is shown as is.
-type UserError struct{ Msg string }
-
-func (e *UserError) Error() string { return e.Msg }
-
-func userErr(format string, a ...any) error { return &UserError{Msg: fmt.Sprintf(format, a...)} }
+// userErr is a problem the user can fix; its message is shown as is.
+func userErr(format string, a ...any) error { return errs.Invalidf(format, a...) }
 
 // ErrNotFound means no such domain in the caller's team.
-var ErrNotFound = errors.New("domain not found")
+var ErrNotFound = errs.New(errs.NotFound, "domain not found")
 
 var profile = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.Transitional(false), idna.StrictDomainName(true), idna.ValidateLabels(true), idna.VerifyDNSLength(true))
 

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/miekg/dns"
 
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
 	"github.com/wisehosting/wisehosting/internal/plans"
@@ -39,8 +40,8 @@ func TestNormalize(t *testing.T) {
 	} {
 		if got, err := Normalize(bad, "apps.example.net"); err == nil {
 			t.Errorf("%q accepted as %q", bad, got)
-		} else if _, ok := err.(*UserError); !ok {
-			t.Errorf("%q: error %T is not a UserError", bad, err)
+		} else if !errs.Is(err, errs.Invalid) {
+			t.Errorf("%q: error %T is not an errs.Invalid", bad, err)
 		}
 	}
 }
@@ -387,8 +388,7 @@ func TestAddRefusedByPlan(t *testing.T) {
 	f.db.Pool.Exec(ctx, "UPDATE teams SET plan = 'pro' WHERE id = $1", f.teamB)
 	f.svc.Allow = func(ctx context.Context, tx pgx.Tx, teamID int64) error { return reg.CheckDomain(ctx, tx, teamID) }
 	_, err = f.svc.Add(ctx, f.teamA, f.appA, "shop.example.com")
-	var le *plans.LimitError
-	if !errors.As(err, &le) || le.Limit != "custom_domains" || !strings.Contains(err.Error(), `plan "free" does not include custom domains`) {
+	if !errs.Is(err, errs.Forbidden) || !strings.Contains(err.Error(), `plan "free" does not include custom domains`) {
 		t.Fatalf("err = %v", err)
 	}
 	if _, err := f.svc.Add(ctx, f.teamB, f.appB, "shop.example.com"); err != nil {
@@ -412,8 +412,7 @@ func TestUnverifiedClaimLapses(t *testing.T) {
 		t.Fatal("a live claim was taken over")
 	}
 	f.db.Pool.Exec(ctx, "UPDATE domains SET created_at = now() - interval '7 days 1 minute' WHERE id = $1", squat.ID)
-	var ue *UserError
-	if _, err := f.svc.Verify(ctx, f.teamA, squat.ID); !errors.As(err, &ue) || !strings.Contains(err.Error(), "lapsed") {
+	if _, err := f.svc.Verify(ctx, f.teamA, squat.ID); !errs.Is(err, errs.Invalid) || !strings.Contains(err.Error(), "lapsed") {
 		t.Fatalf("verifying a lapsed claim: %v", err)
 	}
 	owner, err := f.svc.Add(ctx, f.teamB, f.appB, "shop.customer.com")

@@ -45,7 +45,7 @@ type Verifier struct {
 	Timeout time.Duration
 }
 
-// Typed verification failures (all *UserError for the user).
+// Typed verification failures (all errs.Invalid, for the user).
 var (
 	ErrNoRecord   = errors.New("no TXT record")
 	ErrWrongValue = errors.New("TXT record has another value")

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/wisehosting/wisehosting/internal/deploys"
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
 	"github.com/wisehosting/wisehosting/internal/httpx"
 	"github.com/wisehosting/wisehosting/internal/secrets"
@@ -39,16 +40,8 @@ type Connection struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// InputError is a request the user must change; its message says how.
-type InputError struct {
-	Field string
-	Msg   string
-}
-
-func (e *InputError) Error() string { return e.Msg }
-
 // ErrNotFound: no such connection in the caller's team.
-var ErrNotFound = errors.New("git connection not found")
+var ErrNotFound = errs.New(errs.NotFound, "git connection not found")
 
 // OAuthApp is the operator's OAuth application at a provider (the sign-in
 // configuration), used to refresh and revoke connection grants.
@@ -116,7 +109,7 @@ func checkAPIURL(raw string) (string, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", &InputError{Field: "api_url", Msg: "api_url must be the https:// API root of your instance, e.g. https://gitlab.example.com/api/v4"}
+		return "", errs.Field("api_url", "api_url must be the https:// API root of your instance, e.g. https://gitlab.example.com/api/v4")
 	}
 	return raw, nil
 }
@@ -161,11 +154,11 @@ type Tokens struct {
 // stores the connection. method is "token" (pasted) or "oauth".
 func (s *Service) Create(ctx context.Context, q pgx.Tx, teamID, userID int64, provider, apiURL, method string, t Tokens) (Connection, error) {
 	if !gitproviders.Known(provider) {
-		return Connection{}, &InputError{Field: "provider", Msg: "provider must be one of " + strings.Join(gitproviders.Providers, ", ")}
+		return Connection{}, errs.Field("provider", "provider must be one of "+strings.Join(gitproviders.Providers, ", "))
 	}
 	t.Access = strings.TrimSpace(t.Access)
 	if t.Access == "" || len(t.Access) > 4096 || strings.ContainsAny(t.Access, " \t\r\n\x00") {
-		return Connection{}, &InputError{Field: "token", Msg: "paste the personal access token (one line, no spaces)"}
+		return Connection{}, errs.Field("token", "paste the personal access token (one line, no spaces)")
 	}
 	root, err := checkAPIURL(apiURL)
 	if err != nil {
@@ -201,7 +194,7 @@ func nullable(id int64) any {
 func fieldErr(field string, err error) error {
 	var pe *gitproviders.Error
 	if errors.As(err, &pe) && pe.Status == http.StatusUnprocessableEntity {
-		return &InputError{Field: field, Msg: pe.Msg}
+		return errs.Field(field, pe.Msg)
 	}
 	return err
 }

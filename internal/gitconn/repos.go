@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/wisehosting/wisehosting/internal/deploys"
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/frameworks"
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
 	"github.com/wisehosting/wisehosting/internal/httpx"
@@ -68,8 +69,8 @@ func (s *Service) Repo(ctx context.Context, c Connection, fullName string) (gitp
 	}
 	i := slices.IndexFunc(all, func(r gitproviders.Repo) bool { return strings.EqualFold(r.FullName, fullName) })
 	if i < 0 {
-		return gitproviders.Repo{}, &InputError{Field: "repo", Msg: fmt.Sprintf("%s has no repository %q that this connection can see (deleted, renamed or no access)",
-			gitproviders.DisplayName(c.Provider), fullName)}
+		return gitproviders.Repo{}, errs.Field("repo", fmt.Sprintf("%s has no repository %q that this connection can see (deleted, renamed or no access)",
+			gitproviders.DisplayName(c.Provider), fullName))
 	}
 	return all[i], nil
 }
@@ -106,7 +107,7 @@ func (s *Service) Detect(ctx context.Context, c Connection, repo, ref string) (s
 		return b, gitproviders.Explain(c.Provider, "reading package.json", err)
 	})
 	if errors.Is(err, frameworks.ErrUnknown) {
-		return "", &InputError{Field: "framework", Msg: err.Error()}
+		return "", errs.Field("framework", err.Error())
 	}
 	return fw, err
 }

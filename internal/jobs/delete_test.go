@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/wisehosting/wisehosting/internal/deploys"
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
@@ -68,8 +69,7 @@ func TestDeleteApp(t *testing.T) {
 	}
 	a, _ = deploys.LoadApp(ctx, db.Pool, app)
 	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error { _, err := deploys.Trigger(ctx, tx, a, deploys.Spec{}); return err })
-	var pe *deploys.PolicyError
-	if !errors.As(err, &pe) {
+	if !errs.Is(err, errs.Forbidden) {
 		t.Fatalf("deploy of an app being deleted: %v", err)
 	}
 	// Deleting again while the jobs wait adds none.

@@ -3,26 +3,22 @@ package network
 import (
 	"context"
 	"errors"
-	"fmt"
 	"regexp"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/events"
 )
 
-// RouteError is a route a user asked for that cannot be; its message is
+// routeErr is a route a user asked for that cannot be; its message is
 // shown as is.
-type RouteError struct{ Msg string }
-
-func (e *RouteError) Error() string { return e.Msg }
-
-func routeErr(format string, a ...any) error { return &RouteError{Msg: fmt.Sprintf(format, a...)} }
+func routeErr(format string, a ...any) error { return errs.Invalidf(format, a...) }
 
 // ErrRouteNotFound means no such route on the app.
-var ErrRouteNotFound = errors.New("route not found")
+var ErrRouteNotFound = errs.New(errs.NotFound, "route not found")
 
 // prefixRE: "/" or segments of URL-safe characters, no trailing slash, no
 // empty, "." or ".." segment. Nothing here can break out of a Traefik rule

@@ -4,7 +4,7 @@
 // run inside the transaction of the change they guard, with the team's row
 // locked, so two concurrent requests cannot both take the last app slot.
 //
-// A refusal is a *LimitError whose message names the plan and the limit,
+// A refusal is an errs.Forbidden error whose message names the plan and the limit,
 // for the user.
 package plans
 
@@ -18,6 +18,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/wisehosting/wisehosting/internal/errs"
 )
 
 // Plan is what a team may use. A zero limit is no limit.
@@ -50,18 +52,10 @@ func Builtin() map[string]Plan {
 // DefaultPlan is the plan of new teams when none is configured.
 const DefaultPlan = "free"
 
-// LimitError is a refusal for the user.
-type LimitError struct {
-	Plan, Limit string
-	Msg         string
-}
-
-func (e *LimitError) Error() string { return e.Msg }
-
 // refuse builds a refusal; the message starts with the plan's name
 // (`plan "free" allows 3 apps; …`, `plan "free": memory_mb is at most …`).
 func refuse(plan, limit, format string, a ...any) error {
-	return &LimitError{Plan: plan, Limit: limit, Msg: fmt.Sprintf("plan %q", plan) + fmt.Sprintf(format, a...)}
+	return errs.New(errs.Forbidden, fmt.Sprintf("plan %q", plan)+fmt.Sprintf(format, a...))
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$`)

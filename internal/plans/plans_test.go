@@ -2,13 +2,13 @@ package plans
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
 )
 
@@ -66,8 +66,7 @@ func (f *fixture) tx(t *testing.T, fn func(tx pgx.Tx) error) error {
 
 func limitErr(t *testing.T, err error, limit string) {
 	t.Helper()
-	var le *LimitError
-	if !errors.As(err, &le) || le.Limit != limit || !strings.Contains(le.Error(), limit) || !strings.Contains(le.Error(), `plan "`) {
+	if !errs.Is(err, errs.Forbidden) || !strings.Contains(err.Error(), limit) || !strings.Contains(err.Error(), `plan "`) {
 		t.Fatalf("err = %v, want a refusal naming %s", err, limit)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"net/mail"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/wisehosting/wisehosting/internal/auth"
+	"github.com/wisehosting/wisehosting/internal/errs"
 )
 
 // TokenPrefix starts every invitation token.
@@ -36,12 +36,11 @@ type Invitation struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// Errors callers map to HTTP answers.
+// Errors for the person (errs kinds).
 var (
-	ErrInvalid  = errors.New("invalid invitation")
-	ErrNotFound = errors.New("this invitation link is unknown, used or expired")
-	ErrWrongFor = errors.New("this invitation is for another e-mail address")
-	ErrMember   = errors.New("already a member of this team")
+	ErrNotFound = errs.New(errs.NotFound, "this invitation link is unknown, used or expired")
+	ErrWrongFor = errs.New(errs.Forbidden, "this invitation is for another e-mail address: sign in with the invited address")
+	ErrMember   = errs.New(errs.Conflict, "already a member of this team")
 )
 
 // Service keeps invitations in Postgres.
@@ -68,7 +67,7 @@ func hashToken(token string) []byte {
 func (s *Service) Create(ctx context.Context, q pgx.Tx, teamID, inviterID int64, email, role string) (Invitation, string, error) {
 	e := strings.ToLower(strings.TrimSpace(email))
 	if a, err := mail.ParseAddress(e); err != nil || a.Address != e || len(e) > 254 {
-		return Invitation{}, "", fmt.Errorf("%w: %q is not an e-mail address", ErrInvalid, email)
+		return Invitation{}, "", errs.Invalidf("invalid invitation: %q is not an e-mail address", email)
 	}
 	var member bool
 	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id
@@ -76,7 +75,7 @@ func (s *Service) Create(ctx context.Context, q pgx.Tx, teamID, inviterID int64,
 		return Invitation{}, "", err
 	}
 	if member {
-		return Invitation{}, "", fmt.Errorf("%s is %w", e, ErrMember)
+		return Invitation{}, "", errs.Conflictf("%s is already a member of this team", e)
 	}
 	token := TokenPrefix + auth.RandomToken(32)
 	inv := Invitation{TeamID: teamID, Email: e, Role: role}

@@ -107,10 +107,10 @@ func locate(rawURL string, client *channelClient) (types.Service, string, error)
 	scheme, _, _ = strings.Cut(strings.ToLower(scheme), "+")
 	u, err := url.Parse(rawURL)
 	if err != nil || scheme == "" {
-		return nil, "", &UserError{"not a valid notification URL"}
+		return nil, "", userErr("not a valid notification URL")
 	}
 	if !channelServices[scheme] {
-		return nil, "", &UserError{fmt.Sprintf("%s notifications are not supported; use an HTTPS webhook instead", scheme)}
+		return nil, "", userErr(fmt.Sprintf("%s notifications are not supported; use an HTTPS webhook instead", scheme))
 	}
 	r, err := router.New(log.New(io.Discard, "", 0))
 	if err != nil {
@@ -118,15 +118,15 @@ func locate(rawURL string, client *channelClient) (types.Service, string, error)
 	}
 	svc, err := r.NewService(scheme)
 	if err != nil {
-		return nil, "", &UserError{fmt.Sprintf("%s notifications are not supported; use an HTTPS webhook instead", scheme)}
+		return nil, "", userErr(fmt.Sprintf("%s notifications are not supported; use an HTTPS webhook instead", scheme))
 	}
 	if u.Scheme != scheme {
 		custom, ok := svc.(types.CustomURLService)
 		if !ok {
-			return nil, "", &UserError{fmt.Sprintf("%s notifications take no custom URL", scheme)}
+			return nil, "", userErr(fmt.Sprintf("%s notifications take no custom URL", scheme))
 		}
 		if u, err = custom.GetServiceURLFromCustom(u); err != nil {
-			return nil, "", &UserError{"not a valid notification URL"}
+			return nil, "", userErr("not a valid notification URL")
 		}
 	}
 	setter := svc.(types.HTTPClientSetter)
@@ -136,7 +136,7 @@ func locate(rawURL string, client *channelClient) (types.Service, string, error)
 	// it logs in again, through the guard, when it sends.
 	if err != nil && !(client.http == nil && errors.Is(err, errNoNetwork)) {
 		if client.http == nil {
-			return nil, "", &UserError{fmt.Sprintf("not a valid %s notification URL", scheme)}
+			return nil, "", userErr(fmt.Sprintf("not a valid %s notification URL", scheme))
 		}
 		return nil, "", client.failure(scheme)
 	}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/httpx"
 )
 
@@ -64,8 +65,7 @@ func TestSavingAChannelMakesNoRequest(t *testing.T) {
 	// with a sentence.
 	for _, u := range []string{"smtp://u:p@" + host + "/?to=a@b.c", "rocketchat://" + host + "/token/a", "mqtt://" + host + "/t", "logger://"} {
 		_, err := f.svc.CreateChannel(ctx, f.teamA, 0, u, nil)
-		var ue *UserError
-		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "not supported") {
+		if !errs.Is(err, errs.Invalid) || !strings.Contains(err.Error(), "not supported") {
 			t.Errorf("%s: %v", u, err)
 		}
 	}

@@ -31,12 +31,12 @@ func CheckTarget(rawURL string, guard httpx.GuardOptions) error {
 	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
 	if ip, err := netip.ParseAddr(host); err == nil {
 		if err := guard.CheckAddr(ip); err != nil {
-			return &UserError{"the webhook URL points to an internal address (" + ip.String() + "), which is not allowed"}
+			return userErr("the webhook URL points to an internal address (" + ip.String() + "), which is not allowed")
 		}
 		return nil
 	}
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return &UserError{"the webhook URL points to localhost, which is not allowed"}
+		return userErr("the webhook URL points to localhost, which is not allowed")
 	}
 	return nil
 }

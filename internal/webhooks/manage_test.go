@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/httpx"
 )
 
@@ -29,8 +30,7 @@ func TestCheckTargetRefusesInternalAddresses(t *testing.T) {
 		{"https://u:p@hooks.example.com/", httpx.GuardOptions{}, false},
 	} {
 		err := CheckTarget(c.url, c.guard)
-		var ue *UserError
-		if (err == nil) != c.ok || (err != nil && !errors.As(err, &ue)) {
+		if (err == nil) != c.ok || (err != nil && !errs.Is(err, errs.Invalid)) {
 			t.Errorf("%s: %v", c.url, err)
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/secrets"
 )
@@ -44,13 +45,11 @@ type Webhook struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// UserError is shown to the user as is.
-type UserError struct{ Msg string }
-
-func (e *UserError) Error() string { return e.Msg }
+// userErr is a problem the user can fix; its message is shown as is.
+func userErr(msg string) error { return errs.New(errs.Invalid, msg) }
 
 // ErrNotFound means no such webhook in the caller's team.
-var ErrNotFound = errors.New("webhook not found")
+var ErrNotFound = errs.New(errs.NotFound, "webhook not found")
 
 // Service manages webhooks, team-scoped.
 type Service struct {
@@ -70,7 +69,7 @@ func NewSecret() string {
 func validURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil {
-		return &UserError{"the webhook URL must be an http(s) URL without credentials"}
+		return userErr("the webhook URL must be an http(s) URL without credentials")
 	}
 	return nil
 }
