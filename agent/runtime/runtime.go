@@ -43,6 +43,8 @@ const (
 	LabelSlug       = "io.wisehosting.slug"
 	LabelPort       = "io.wisehosting.port"
 	LabelManaged    = "io.wisehosting.managed"
+	// LabelSlot is the app's instance a container runs (absent: 0).
+	LabelSlot = "io.wisehosting.slot"
 )
 
 // Config configures a Runtime.
@@ -300,14 +302,17 @@ type RunSpec struct {
 	// not send it).
 	TeamID       int64
 	DeploymentID int64
-	Slug         string
-	Image        string
-	Port         int // the port the app listens on inside the container
-	HostPort     int // 0: pick a free one
-	CPUMillis    int
-	MemoryMB     int
-	DiskMB       int
-	Env          map[string]string
+	// Slot is the app's instance (0: the first); a worker may run several
+	// instances of one app.
+	Slot      int
+	Slug      string
+	Image     string
+	Port      int // the port the app listens on inside the container
+	HostPort  int // 0: pick a free one
+	CPUMillis int
+	MemoryMB  int
+	DiskMB    int
+	Env       map[string]string
 	// Command, when set, replaces the image's entrypoint and command.
 	Command []string
 	// DiskQuota enables the storage size limit (only where the storage
@@ -321,6 +326,7 @@ type Container struct {
 	Name         string
 	AppID        int64
 	DeploymentID int64
+	Slot         int
 	Slug         string
 	Image        string
 	Port         int
@@ -336,12 +342,17 @@ type Container struct {
 // Running reports whether the container's process is up.
 func (c Container) Running() bool { return c.State == "running" }
 
-// ContainerName is the name of a deployment's container.
-func (r *Runtime) ContainerName(slug string, deploymentID int64) string {
+// ContainerName is the name of a deployment's container of an app's
+// instance slot.
+func (r *Runtime) ContainerName(slug string, deploymentID int64, slot int) string {
+	name := fmt.Sprintf("wh-%s-%d", slug, deploymentID)
 	if r.cfg.Instance != "" {
-		return fmt.Sprintf("wh-%s-%s-%d", r.cfg.Instance, slug, deploymentID)
+		name = fmt.Sprintf("wh-%s-%s-%d", r.cfg.Instance, slug, deploymentID)
 	}
-	return fmt.Sprintf("wh-%s-%d", slug, deploymentID)
+	if slot > 0 {
+		name += "-i" + strconv.Itoa(slot)
+	}
+	return name
 }
 
 func (r *Runtime) managed() string {
@@ -381,13 +392,16 @@ func (r *Runtime) Run(ctx context.Context, s RunSpec) (Container, error) {
 func (r *Runtime) run(ctx context.Context, s RunSpec, hp int) (Container, error) {
 	defer r.release(hp)
 	g := specgen.NewSpecGenerator(s.Image, false)
-	g.Name = r.ContainerName(s.Slug, s.DeploymentID)
+	g.Name = r.ContainerName(s.Slug, s.DeploymentID, s.Slot)
 	g.Labels = map[string]string{
 		LabelManaged:    r.managed(),
 		LabelApp:        strconv.FormatInt(s.AppID, 10),
 		LabelDeployment: strconv.FormatInt(s.DeploymentID, 10),
 		LabelSlug:       s.Slug,
 		LabelPort:       strconv.Itoa(s.Port),
+	}
+	if s.Slot > 0 {
+		g.Labels[LabelSlot] = strconv.Itoa(s.Slot)
 	}
 	env := map[string]string{}
 	for k, v := range s.Env {
@@ -499,6 +513,7 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (Container, error) {
 	c := Container{ID: d.ID, Name: d.Name, Image: d.ImageName, Restarts: int(d.RestartCount)}
 	if d.Config != nil {
 		c.AppID, c.DeploymentID, c.Slug, c.Port = fromLabels(d.Config.Labels)
+		c.Slot, _ = strconv.Atoi(d.Config.Labels[LabelSlot])
 	}
 	if d.State != nil {
 		c.State, c.ExitCode, c.Pid = d.State.Status, int(d.State.ExitCode), d.State.Pid
@@ -551,6 +566,7 @@ func (r *Runtime) List(ctx context.Context) ([]Container, error) {
 			c.Name = lc.Names[0]
 		}
 		c.AppID, c.DeploymentID, c.Slug, c.Port = fromLabels(lc.Labels)
+		c.Slot, _ = strconv.Atoi(lc.Labels[LabelSlot])
 		for _, p := range lc.Ports {
 			if c.HostPort == 0 {
 				c.HostPort = int(p.HostPort)

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -30,7 +34,7 @@ func (s *Supervisor) Reconcile(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	have := s.haveDesired
-	desired := make(map[int64]wsproto.DesiredApp, len(s.desired))
+	desired := make(map[unit]wsproto.DesiredApp, len(s.desired))
 	for k, v := range s.desired {
 		desired[k] = v
 	}
@@ -40,9 +44,13 @@ func (s *Supervisor) Reconcile(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 
-	byDeployment := map[int64]runtime.Container{}
+	type depSlot struct {
+		dep  int64
+		slot int
+	}
+	byDeployment := map[depSlot]runtime.Container{}
 	for _, c := range list {
-		byDeployment[c.DeploymentID] = c
+		byDeployment[depSlot{c.DeploymentID, c.Slot}] = c
 	}
 	if have {
 		desired = s.adoptNewer(list, desired, busy)
@@ -53,7 +61,7 @@ func (s *Supervisor) Reconcile(ctx context.Context) error {
 		if busy[c.AppID] {
 			continue
 		}
-		if d, ok := desired[c.AppID]; ok && d.DeploymentID == c.DeploymentID {
+		if d, ok := desired[containerUnit(c)]; ok && d.DeploymentID == c.DeploymentID {
 			if c.Running() {
 				s.follow(c, now.Add(-s.cfg.ReconcileInterval*2))
 			}
@@ -62,7 +70,7 @@ func (s *Supervisor) Reconcile(ctx context.Context) error {
 		if !have {
 			continue
 		}
-		if _, ok := desired[c.AppID]; !ok && c.Running() && s.results.pendingDeployment(c.AppID, c.DeploymentID) {
+		if _, ok := desired[containerUnit(c)]; !ok && c.Running() && s.results.pendingDeployment(c.AppID, c.DeploymentID) {
 			continue // live, and its result is not recorded yet
 		}
 		s.mu.Lock()
@@ -101,14 +109,23 @@ func (s *Supervisor) Reconcile(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
-	for appID, d := range desired {
-		if busy[appID] {
+	probes := map[unit]runtime.Container{}
+	for u, d := range desired {
+		if c, ok := byDeployment[depSlot{d.DeploymentID, d.Slot}]; ok && !busy[u.app] && c.Running() {
+			probes[u] = c
+		}
+	}
+	healthy := s.probeAll(ctx, desired, probes)
+	for u, d := range desired {
+		if busy[u.app] {
 			continue
 		}
-		c, ok := byDeployment[d.DeploymentID]
+		c, ok := byDeployment[depSlot{d.DeploymentID, d.Slot}]
 		switch {
 		case !ok:
 			errs = append(errs, s.recreate(ctx, d))
+		case c.Running() && !healthy[u]:
+			s.report(ctx, d, "unhealthy", c.HostPort, c.Image, "failing its health check")
 		case c.Running():
 			s.report(ctx, d, "running", c.HostPort, c.Image, "")
 		default:
@@ -126,6 +143,73 @@ func (s *Supervisor) Reconcile(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// unhealthyAfter is how many health probes in a row a running instance
+// fails before it is reported unhealthy (one probe per reconcile pass).
+const unhealthyAfter = 2
+
+// probeAll probes the running desired containers at once and returns
+// which instances count as healthy: the ones that answered, and the ones
+// that failed fewer than unhealthyAfter probes in a row.
+func (s *Supervisor) probeAll(ctx context.Context, desired map[unit]wsproto.DesiredApp, running map[unit]runtime.Container) map[unit]bool {
+	type result struct {
+		u  unit
+		ok bool
+	}
+	out := make(chan result, len(running))
+	sem := make(chan struct{}, 8)
+	for u, c := range running {
+		go func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out <- result{u, s.probe(ctx, c, desired[u].HealthPath) == nil}
+		}()
+	}
+	healthy := make(map[unit]bool, len(running))
+	for range running {
+		r := <-out
+		s.mu.Lock()
+		a := s.app(r.u)
+		if r.ok {
+			a.failedProbes = 0
+		} else {
+			a.failedProbes++
+		}
+		healthy[r.u] = a.failedProbes < unhealthyAfter
+		s.mu.Unlock()
+	}
+	return healthy
+}
+
+// probe checks a running container once: HTTP on path (any answer below
+// 500), or a TCP connect when path is "".
+func (s *Supervisor) probe(ctx context.Context, c runtime.Container, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	addr := net.JoinHostPort(s.rt.BindIP(), strconv.Itoa(c.HostPort))
+	if path == "" {
+		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := probeClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		return fmt.Errorf("%s answered %d", path, resp.StatusCode)
+	}
+	return nil
+}
+
+var probeClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
 // recreate starts a desired deployment whose container is missing (e.g.
 // the host rebooted, or the agent was moved): from its image, on its old
 // host port when that is free.
@@ -138,7 +222,7 @@ func (s *Supervisor) recreate(ctx context.Context, d wsproto.DesiredApp) error {
 		s.report(ctx, d, "stopped", 0, "", "the image of deployment "+fmt.Sprint(d.DeploymentID)+" is not on this worker; redeploy")
 		return nil
 	}
-	spec := runtime.RunSpec{AppID: d.AppID, TeamID: d.TeamID, DeploymentID: d.DeploymentID, Slug: d.Slug, Image: d.Image, Port: d.Port,
+	spec := runtime.RunSpec{AppID: d.AppID, TeamID: d.TeamID, DeploymentID: d.DeploymentID, Slot: d.Slot, Slug: d.Slug, Image: d.Image, Port: d.Port,
 		HostPort: d.HostPort, CPUMillis: d.CPUMillis, MemoryMB: d.MemoryMB, Env: d.Env}
 	if d.StartCommand != "" {
 		if err := frameworks.CheckCommand(d.StartCommand); err != nil {
@@ -158,9 +242,9 @@ func (s *Supervisor) recreate(ctx context.Context, d wsproto.DesiredApp) error {
 	}
 	s.follow(c, time.Time{})
 	s.mu.Lock()
-	if cur, ok := s.desired[d.AppID]; ok && cur.DeploymentID == d.DeploymentID {
+	if cur, ok := s.desired[unitOf(d)]; ok && cur.DeploymentID == d.DeploymentID {
 		cur.HostPort = c.HostPort
-		s.desired[d.AppID] = cur
+		s.desired[unitOf(d)] = cur
 	}
 	s.mu.Unlock()
 	s.cfg.Logger.Info("supervisor: started missing container", zap.String("slug", d.Slug), zap.Int64("deployment", d.DeploymentID), zap.Int("host_port", c.HostPort))
@@ -172,7 +256,7 @@ func (s *Supervisor) recreate(ctx context.Context, d wsproto.DesiredApp) error {
 func (s *Supervisor) crashed(ctx context.Context, d wsproto.DesiredApp, c runtime.Container) {
 	now := time.Now()
 	s.mu.Lock()
-	a := s.app(d.AppID)
+	a := s.app(unitOf(d))
 	if a.crashloop && now.Before(a.nextTry) {
 		s.mu.Unlock()
 		return
@@ -202,7 +286,7 @@ func (s *Supervisor) crashed(ctx context.Context, d wsproto.DesiredApp, c runtim
 	s.mu.Unlock()
 	msg := fmt.Sprintf("exited with code %d", c.ExitCode)
 	s.cfg.Logger.Warn("supervisor: app crashed", zap.String("slug", d.Slug), zap.Int("exit_code", c.ExitCode), zap.String("state", state), zap.Int("restarts", restarts))
-	s.sendState(ctx, wsproto.AppState{AppID: d.AppID, DeploymentID: d.DeploymentID, State: state, HostPort: c.HostPort, Restarts: restarts, Message: msg})
+	s.sendState(ctx, wsproto.AppState{AppID: d.AppID, Slot: d.Slot, DeploymentID: d.DeploymentID, State: state, HostPort: c.HostPort, Restarts: restarts, Message: msg})
 	if state == "crashloop" {
 		return // restarted after the back-off, on a later pass
 	}
@@ -222,7 +306,7 @@ func (s *Supervisor) crashed(ctx context.Context, d wsproto.DesiredApp, c runtim
 func (s *Supervisor) report(ctx context.Context, d wsproto.DesiredApp, state string, hostPort int, image, msg string) {
 	key := reportKey{state: state, deployment: d.DeploymentID, hostPort: hostPort}
 	s.mu.Lock()
-	a := s.app(d.AppID)
+	a := s.app(unitOf(d))
 	changed := a.reported != key
 	if state == "running" && a.crashloop {
 		// The loop ends when the app stays up long enough for its crashes
@@ -238,7 +322,7 @@ func (s *Supervisor) report(ctx context.Context, d wsproto.DesiredApp, state str
 	if !changed {
 		return
 	}
-	s.sendState(ctx, wsproto.AppState{AppID: d.AppID, DeploymentID: d.DeploymentID, State: state, HostPort: hostPort, Image: image, Restarts: restarts, Message: msg})
+	s.sendState(ctx, wsproto.AppState{AppID: d.AppID, Slot: d.Slot, DeploymentID: d.DeploymentID, State: state, HostPort: hostPort, Image: image, Restarts: restarts, Message: msg})
 }
 
 // adoptNewer makes a running container of a newer deployment than the
@@ -247,9 +331,10 @@ func (s *Supervisor) report(ctx context.Context, d wsproto.DesiredApp, state str
 // or this agent restarted before sending it). The agent keeps it and
 // reports it; it never goes back to the older deployment. It returns the
 // updated copy of the desired state.
-func (s *Supervisor) adoptNewer(list []runtime.Container, desired map[int64]wsproto.DesiredApp, busy map[int64]bool) map[int64]wsproto.DesiredApp {
+func (s *Supervisor) adoptNewer(list []runtime.Container, desired map[unit]wsproto.DesiredApp, busy map[int64]bool) map[unit]wsproto.DesiredApp {
 	for _, c := range list {
-		d, ok := desired[c.AppID]
+		u := containerUnit(c)
+		d, ok := desired[u]
 		if !ok || busy[c.AppID] || !c.Running() || c.DeploymentID <= d.DeploymentID || c.Image == "" {
 			continue
 		}
@@ -259,15 +344,15 @@ func (s *Supervisor) adoptNewer(list []runtime.Container, desired map[int64]wspr
 		if c.Port > 0 {
 			d.Port = c.Port
 		}
-		desired[c.AppID] = d
+		desired[u] = d
 		s.mu.Lock()
-		if cur, ok := s.desired[c.AppID]; ok && cur.DeploymentID < c.DeploymentID {
-			s.desired[c.AppID] = d
+		if cur, ok := s.desired[u]; ok && cur.DeploymentID < c.DeploymentID {
+			s.desired[u] = d
 		}
 		// The older containers may still be routed to until the control
 		// plane adopts this one: they go after the drain delay.
 		for _, o := range list {
-			if o.AppID == c.AppID && o.ID != c.ID {
+			if containerUnit(o) == u && o.ID != c.ID {
 				if _, ok := s.retiring[o.ID]; !ok {
 					s.retiring[o.ID] = time.Now().Add(s.cfg.DrainDelay)
 				}
@@ -280,12 +365,12 @@ func (s *Supervisor) adoptNewer(list []runtime.Container, desired map[int64]wspr
 
 func (s *Supervisor) sendState(ctx context.Context, st wsproto.AppState) {
 	s.mu.Lock()
-	s.app(st.AppID).reported = reportKey{state: st.State, deployment: st.DeploymentID, hostPort: st.HostPort}
+	s.app(unit{st.AppID, st.Slot}).reported = reportKey{state: st.State, deployment: st.DeploymentID, hostPort: st.HostPort}
 	s.mu.Unlock()
 	if err := s.cfg.Send(ctx, wsproto.TypeAppState, st); err != nil {
 		// Not delivered: send again on the next pass.
 		s.mu.Lock()
-		s.app(st.AppID).reported = reportKey{}
+		s.app(unit{st.AppID, st.Slot}).reported = reportKey{}
 		s.mu.Unlock()
 	}
 }
@@ -358,11 +443,13 @@ func (s *Supervisor) SendStats(ctx context.Context, withDisk bool) error {
 	if err != nil {
 		return err
 	}
-	desired := s.Desired()
+	s.mu.Lock()
+	desired := maps.Clone(s.desired)
+	s.mu.Unlock()
 	byID := map[string]runtime.Container{}
 	var ids []string
 	for _, c := range list {
-		if d, ok := desired[c.AppID]; ok && d.DeploymentID == c.DeploymentID && c.Running() {
+		if d, ok := desired[containerUnit(c)]; ok && d.DeploymentID == c.DeploymentID && c.Running() {
 			byID[c.ID] = c
 			ids = append(ids, c.ID)
 		}

@@ -92,7 +92,7 @@ func TestDesiredNeverGoesBack(t *testing.T) {
 	s, _ := newSupervisor(t)
 	s.SetDesired(wsproto.DesiredState{Apps: []wsproto.DesiredApp{{AppID: 1, DeploymentID: 5, Image: "a:5"}}})
 	s.mu.Lock()
-	s.desired[1] = wsproto.DesiredApp{AppID: 1, DeploymentID: 7, Image: "a:7", HostPort: 21007} // a deploy switched
+	s.desired[unit{1, 0}] = wsproto.DesiredApp{AppID: 1, DeploymentID: 7, Image: "a:7", HostPort: 21007} // a deploy switched
 	s.mu.Unlock()
 	s.SetDesired(wsproto.DesiredState{Apps: []wsproto.DesiredApp{{AppID: 1, DeploymentID: 5, Image: "a:5", Env: map[string]string{"K": "v"}}}})
 	if d := s.Desired()[1]; d.DeploymentID != 7 || d.Env["K"] != "v" {

@@ -146,13 +146,27 @@ func (c *Config) defaults() {
 	}
 }
 
-// appRun is what the supervisor knows about one app.
+// unit is one instance of an app: the app and its slot. A worker may run
+// several instances of one app, each its own container.
+type unit struct {
+	app  int64
+	slot int
+}
+
+func unitOf(d wsproto.DesiredApp) unit { return unit{d.AppID, d.Slot} }
+
+func containerUnit(c runtime.Container) unit { return unit{c.AppID, c.Slot} }
+
+// appRun is what the supervisor knows about one app instance.
 type appRun struct {
 	crashes   []time.Time
 	crashloop bool
 	nextTry   time.Time
 	reported  reportKey // last state sent
 	restarts  int
+	// failedProbes counts the health probes failed in a row while the
+	// container runs.
+	failedProbes int
 }
 
 // reportKey is what an app.state says: any change of it is reported, a
@@ -171,12 +185,12 @@ type Supervisor struct {
 	results *resultStore
 
 	mu          sync.Mutex
-	desired     map[int64]wsproto.DesiredApp
+	desired     map[unit]wsproto.DesiredApp
 	haveDesired bool
 	busy        map[int64]int64 // app → newest job in flight
 	appSlots    map[int64]chan struct{}
 	jobs        map[int64]*jobRun
-	apps        map[int64]*appRun
+	apps        map[unit]*appRun
 	retiring    map[string]time.Time // container → removal time
 	acked       map[int64]time.Time  // app → when its last deploy result was acknowledged
 	redirects   map[int]redirect     // old host port → new (local zone routing)
@@ -204,8 +218,8 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, errors.New("supervisor needs a runtime and a send function")
 	}
 	s := &Supervisor{cfg: cfg, rt: cfg.Runtime,
-		desired: map[int64]wsproto.DesiredApp{}, busy: map[int64]int64{}, jobs: map[int64]*jobRun{},
-		apps: map[int64]*appRun{}, retiring: map[string]time.Time{}, redirects: map[int]redirect{},
+		desired: map[unit]wsproto.DesiredApp{}, busy: map[int64]int64{}, jobs: map[int64]*jobRun{},
+		apps: map[unit]*appRun{}, retiring: map[string]time.Time{}, redirects: map[int]redirect{},
 		following: map[string]context.CancelFunc{}, kick: make(chan struct{}, 1),
 		appSlots: map[int64]chan struct{}{}, resend: make(chan struct{}, 1), acked: map[int64]time.Time{}}
 	s.logs = newShipper(cfg.Send, spoolConfig{Dir: cfg.LogSpoolDir, MemoryLines: cfg.LogMemoryLines,
@@ -331,26 +345,26 @@ func (s *Supervisor) HandleDesired(ctx context.Context, p json.RawMessage) error
 // an older deployment (or none) never replaces a newer running one. The
 // agent reports what it runs and the control plane adopts it.
 func (s *Supervisor) SetDesired(ds wsproto.DesiredState) {
-	m := make(map[int64]wsproto.DesiredApp, len(ds.Apps))
+	m := make(map[unit]wsproto.DesiredApp, len(ds.Apps))
 	for _, a := range ds.Apps {
-		m[a.AppID] = a
+		m[unitOf(a)] = a
 	}
 	s.mu.Lock()
-	for app := range s.busy {
-		if cur, ok := s.desired[app]; ok {
-			m[app] = cur
+	for u, cur := range s.desired {
+		if _, busy := s.busy[u.app]; busy {
+			m[u] = cur
 		}
 	}
-	for app, cur := range s.desired {
-		want, ok := m[app]
+	for u, cur := range s.desired {
+		want, ok := m[u]
 		switch {
 		case ok && want.DeploymentID < cur.DeploymentID:
 			if want.Env != nil {
 				cur.Env = want.Env
 			}
-			m[app] = cur
-		case !ok && s.results.pendingDeployment(app, cur.DeploymentID):
-			m[app] = cur
+			m[u] = cur
+		case !ok && s.results.pendingDeployment(u.app, cur.DeploymentID):
+			m[u] = cur
 		}
 	}
 	s.desired, s.haveDesired = m, true
@@ -358,11 +372,32 @@ func (s *Supervisor) SetDesired(ds wsproto.DesiredState) {
 	s.wake()
 }
 
-// Desired returns a copy of the desired state.
+// Desired returns a copy of the desired state of each app's first
+// instance, by app.
 func (s *Supervisor) Desired() map[int64]wsproto.DesiredApp {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return maps.Clone(s.desired)
+	out := map[int64]wsproto.DesiredApp{}
+	for u, d := range s.desired {
+		if u.slot == 0 {
+			out[u.app] = d
+		}
+	}
+	return out
+}
+
+// Instances returns a copy of the desired state: every app instance.
+func (s *Supervisor) Instances() []wsproto.DesiredApp {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Collect(maps.Values(s.desired))
+	slices.SortFunc(out, func(a, b wsproto.DesiredApp) int {
+		if a.AppID != b.AppID {
+			return int(a.AppID - b.AppID)
+		}
+		return a.Slot - b.Slot
+	})
+	return out
 }
 
 // HandleJob takes a job.assign. A job id seen before is acknowledged again
@@ -579,7 +614,11 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (_ *deploy
 	}
 	// The deployment already runs here (this job ran before and its result
 	// was lost with the agent): it is checked, not built and started again.
-	if c, ok := s.runningDeployment(ctx, j.AppID, j.DeploymentID); ok {
+	if p.Slot < 0 {
+		return nil, fmt.Errorf("invalid instance slot %d", p.Slot)
+	}
+	u := unit{j.AppID, p.Slot}
+	if c, ok := s.runningDeployment(ctx, u, j.DeploymentID); ok {
 		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := s.waitHealthy(hctx, c, p.HealthPath)
 		cancel()
@@ -623,7 +662,13 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (_ *deploy
 	if port == 0 {
 		port = 8080
 	}
-	spec := runtime.RunSpec{AppID: j.AppID, TeamID: p.TeamID, DeploymentID: j.DeploymentID, Slug: p.Slug, Image: img, Port: port,
+	if p.StopFirst {
+		// The roll may take this instance down before its successor is up.
+		if err := s.stopUnit(ctx, u); err != nil {
+			return nil, err
+		}
+	}
+	spec := runtime.RunSpec{AppID: j.AppID, TeamID: p.TeamID, DeploymentID: j.DeploymentID, Slot: p.Slot, Slug: p.Slug, Image: img, Port: port,
 		CPUMillis: p.CPUMillis, MemoryMB: p.MemoryMB, DiskMB: p.DiskMB, Env: p.Env, DiskQuota: s.cfg.DiskQuota.Enforced()}
 	msg := "starting container"
 	if p.StartCommand != "" {
@@ -651,7 +696,7 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (_ *deploy
 		s.lastOutput(j, c.ID)
 		s.rt.Remove(context.Background(), c.ID)
 		s.mu.Lock()
-		_, hadPrev := s.desired[j.AppID]
+		_, hadPrev := s.desired[u]
 		s.mu.Unlock()
 		if hadPrev {
 			return nil, fmt.Errorf("health check failed, the previous deployment keeps running: %w", err)
@@ -667,22 +712,24 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (_ *deploy
 // after the drain delay.
 func (s *Supervisor) switchTo(ctx context.Context, j wsproto.JobAssign, p wsproto.DeployPayload, c runtime.Container, img string, port int, commit string) *deployOutput {
 	s.progress(ctx, j, "switch", "switching traffic", 90)
+	u := unit{j.AppID, p.Slot}
 	s.mu.Lock()
-	prev, hadPrev := s.desired[j.AppID]
-	s.desired[j.AppID] = wsproto.DesiredApp{AppID: j.AppID, Slug: p.Slug, TeamID: p.TeamID, DeploymentID: j.DeploymentID, Image: img, Port: port,
-		HostPort: c.HostPort, CPUMillis: p.CPUMillis, MemoryMB: p.MemoryMB, Env: p.Env, StartCommand: p.StartCommand}
+	prev, hadPrev := s.desired[u]
+	s.desired[u] = wsproto.DesiredApp{AppID: j.AppID, Slot: p.Slot, Slug: p.Slug, TeamID: p.TeamID, DeploymentID: j.DeploymentID, Image: img, Port: port,
+		HostPort: c.HostPort, CPUMillis: p.CPUMillis, MemoryMB: p.MemoryMB, Env: p.Env, StartCommand: p.StartCommand,
+		HealthPath: p.HealthPath}
 	now := time.Now()
 	if hadPrev && prev.HostPort != 0 && prev.HostPort != c.HostPort {
 		s.redirects[prev.HostPort] = redirect{to: c.HostPort, until: now.Add(10 * time.Minute)}
 	}
-	ar := s.app(j.AppID)
+	ar := s.app(u)
 	ar.crashes, ar.crashloop, ar.restarts = nil, false, 0
 	ar.reported = reportKey{state: "running", deployment: j.DeploymentID, hostPort: c.HostPort}
 	s.mu.Unlock()
 	if list, err := s.rt.List(ctx); err == nil {
 		s.mu.Lock()
 		for _, o := range list {
-			if o.AppID == j.AppID && o.ID != c.ID {
+			if containerUnit(o) == u && o.ID != c.ID {
 				if o.HostPort != 0 && o.HostPort != c.HostPort {
 					s.redirects[o.HostPort] = redirect{to: c.HostPort, until: now.Add(10 * time.Minute)}
 				}
@@ -697,14 +744,15 @@ func (s *Supervisor) switchTo(ctx context.Context, j wsproto.JobAssign, p wsprot
 	return &deployOutput{Image: img, HostPort: c.HostPort, Port: port, Commit: commit}
 }
 
-// runningDeployment finds the running container of a deployment.
-func (s *Supervisor) runningDeployment(ctx context.Context, appID, deploymentID int64) (runtime.Container, bool) {
+// runningDeployment finds the running container of a deployment on an
+// instance.
+func (s *Supervisor) runningDeployment(ctx context.Context, u unit, deploymentID int64) (runtime.Container, bool) {
 	list, err := s.rt.List(ctx)
 	if err != nil {
 		return runtime.Container{}, false
 	}
 	for _, c := range list {
-		if c.AppID == appID && c.DeploymentID == deploymentID && c.Running() && c.Image != "" && c.Port > 0 {
+		if containerUnit(c) == u && c.DeploymentID == deploymentID && c.Running() && c.Image != "" && c.Port > 0 {
 			return c, true
 		}
 	}
@@ -884,19 +932,46 @@ func (s *Supervisor) waitHealthy(ctx context.Context, c runtime.Container, path 
 	}
 }
 
-func (s *Supervisor) app(id int64) *appRun {
-	a := s.apps[id]
+func (s *Supervisor) app(u unit) *appRun {
+	a := s.apps[u]
 	if a == nil {
 		a = &appRun{}
-		s.apps[id] = a
+		s.apps[u] = a
 	}
 	return a
 }
 
+// stopUnit removes an instance's containers (a roll that may take it
+// down before its successor starts).
+func (s *Supervisor) stopUnit(ctx context.Context, u unit) error {
+	list, err := s.rt.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range list {
+		if containerUnit(c) != u {
+			continue
+		}
+		s.unfollow(c.ID)
+		if err := s.rt.Remove(ctx, c.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *Supervisor) stopApp(ctx context.Context, appID int64, removeImages bool) error {
 	s.mu.Lock()
-	delete(s.desired, appID)
-	delete(s.apps, appID)
+	for u := range s.desired {
+		if u.app == appID {
+			delete(s.desired, u)
+		}
+	}
+	for u := range s.apps {
+		if u.app == appID {
+			delete(s.apps, u)
+		}
+	}
 	s.mu.Unlock()
 	list, err := s.rt.List(ctx)
 	if err != nil {
@@ -921,28 +996,44 @@ func (s *Supervisor) stopApp(ctx context.Context, appID int64, removeImages bool
 	return nil
 }
 
+// restartApp restarts every instance of the app on this worker.
 func (s *Supervisor) restartApp(ctx context.Context, appID int64) error {
 	s.mu.Lock()
-	d, ok := s.desired[appID]
+	var mine []wsproto.DesiredApp
+	for u, d := range s.desired {
+		if u.app == appID {
+			mine = append(mine, d)
+		}
+	}
 	s.mu.Unlock()
-	if !ok {
+	if len(mine) == 0 {
 		return errors.New("the app does not run on this worker")
 	}
 	list, err := s.rt.List(ctx)
 	if err != nil {
 		return err
 	}
-	for _, c := range list {
-		if c.AppID == appID && c.DeploymentID == d.DeploymentID {
-			if err := s.rt.Stop(ctx, c.ID); err != nil {
-				return err
+	for _, d := range mine {
+		found := false
+		for _, c := range list {
+			if containerUnit(c) == unitOf(d) && c.DeploymentID == d.DeploymentID {
+				if err := s.rt.Stop(ctx, c.ID); err != nil {
+					return err
+				}
+				s.mu.Lock()
+				a := s.app(unitOf(d))
+				a.crashes, a.crashloop = nil, false
+				s.mu.Unlock()
+				if err := s.rt.Start(ctx, c.ID); err != nil {
+					return err
+				}
+				found = true
+				break
 			}
-			s.mu.Lock()
-			a := s.app(appID)
-			a.crashes, a.crashloop = nil, false
-			s.mu.Unlock()
-			return s.rt.Start(ctx, c.ID)
+		}
+		if !found {
+			return errors.New("the app's container is missing; it will be recreated")
 		}
 	}
-	return errors.New("the app's container is missing; it will be recreated")
+	return nil
 }

@@ -48,6 +48,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/imageref"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/plans"
+	"github.com/wisehosting/wisehosting/internal/replicas"
 )
 
 //go:embed ui
@@ -470,6 +471,14 @@ type appView struct {
 	Dockerfile          string `json:"dockerfile"`
 	BuildCommand        string `json:"build_command"`
 	StartCommand        string `json:"start_command"`
+	// Replicas is how many instances the app runs; a rolling deploy
+	// starts at most MaxSurge new ones at a time and stops at most
+	// MaxUnavailable old ones before their successor runs. Instances
+	// lists where each runs.
+	Replicas       int                 `json:"replicas"`
+	MaxSurge       int                 `json:"max_surge"`
+	MaxUnavailable int                 `json:"max_unavailable"`
+	Instances      []replicas.Instance `json:"instances"`
 	// Hook is set once, when the app is created with a webhook.
 	Hook *gitconn.Hook `json:"hook,omitempty"`
 }
@@ -481,12 +490,17 @@ func (h *Handler) view(ctx context.Context, id int64) (appView, error) {
 		CASE WHEN deleting_at IS NOT NULL THEN 'deleting' ELSE status END, git_provider, COALESCE(git_connection_id, 0), git_repo_name,
 		health_path, auto_deploy, previews, fork_previews, hook_id <> '', git_token_enc IS NOT NULL, COALESCE(preview_of, 0),
 		root_dir, dockerfile, build_command, start_command, source_image, registry_username, registry_password_enc IS NOT NULL,
+		replicas, max_surge, max_unavailable,
 		(SELECT max(created_at) FROM deployments WHERE app_id = apps.id),
 		ARRAY(SELECT hostname FROM domains WHERE app_id = apps.id AND verified_at IS NOT NULL ORDER BY hostname)
 		FROM apps WHERE id = $1`, id).Scan(&a.ID, &a.TeamID, &a.Slug, &a.Name, &a.GitRepo, &a.GitBranch, &a.Framework, &a.Port, &a.CPUMillis, &a.MemoryMB, &a.Status,
 		&a.GitProvider, &a.GitConnectionID, &a.Repo, &a.HealthPath, &a.AutoDeploy, &a.Previews, &a.ForkPreviews, &a.HookInstalled, &a.HasGitToken, &a.PreviewOf,
-		&a.RootDir, &a.Dockerfile, &a.BuildCommand, &a.StartCommand, &a.Image, &a.RegistryUsername, &a.HasRegistryPassword, &a.LastDeployAt, &domains)
+		&a.RootDir, &a.Dockerfile, &a.BuildCommand, &a.StartCommand, &a.Image, &a.RegistryUsername, &a.HasRegistryPassword,
+		&a.Replicas, &a.MaxSurge, &a.MaxUnavailable, &a.LastDeployAt, &domains)
 	if err != nil {
+		return a, err
+	}
+	if a.Instances, err = replicas.List(ctx, h.wh.Pool(), id); err != nil {
 		return a, err
 	}
 	a.URL = h.wh.AppURL(a.Slug)
@@ -729,6 +743,11 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 		Image            *string `json:"image"`
 		RegistryUsername *string `json:"registry_username"`
 		RegistryPassword *string `json:"registry_password"`
+		// Instances: scaling starts or stops instances at once, from the
+		// current image.
+		Replicas       *int `json:"replicas"`
+		MaxSurge       *int `json:"max_surge"`
+		MaxUnavailable *int `json:"max_unavailable"`
 	}{}
 	if !decode(w, r, &in) {
 		return
@@ -745,6 +764,22 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 	set(&app.CPUMillis, in.CPUMillis)
 	set(&app.MemoryMB, in.MemoryMB)
 	set(&app.Port, in.Port)
+	var inst replicas.Settings
+	scaling := in.Replicas != nil || in.MaxSurge != nil || in.MaxUnavailable != nil
+	if scaling {
+		if err := h.wh.Pool().QueryRow(r.Context(), "SELECT replicas, max_surge, max_unavailable FROM apps WHERE id = $1", app.ID).Scan(
+			&inst.Replicas, &inst.MaxSurge, &inst.MaxUnavailable); err != nil {
+			h.fail(w, "updating the app", err)
+			return
+		}
+		set(&inst.Replicas, in.Replicas)
+		set(&inst.MaxSurge, in.MaxSurge)
+		set(&inst.MaxUnavailable, in.MaxUnavailable)
+		if f, err := inst.Check(); err != nil {
+			field(f, err.Error())
+			return
+		}
+	}
 	if in.Port != nil && (app.Port < 0 || app.Port > 65535) {
 		field("port", "port must be between 0 (detect) and 65535")
 		return
@@ -876,8 +911,13 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 	}
 	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
 		if err := h.wh.PlanRegistry().CheckScale(r.Context(), tx, app.TeamID, plans.Limits{CPUMillis: app.CPUMillis, MemoryMB: app.MemoryMB,
-			DiskMB: app.DiskMB, BandwidthKbit: app.BandwidthKbit}); err != nil {
+			DiskMB: app.DiskMB, BandwidthKbit: app.BandwidthKbit, Replicas: inst.Replicas}); err != nil {
 			return err
+		}
+		if scaling {
+			if _, err := replicas.Scale(r.Context(), tx, app.ID, inst); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.Exec(r.Context(), `UPDATE apps SET cpu_millis = $2, memory_mb = $3, git_repo = $4, git_repo_name = $5, git_branch = $6,
 			framework = $7, port = $8, health_path = $9, auto_deploy = $10, previews = $11, fork_previews = $12, root_dir = $13, dockerfile = $14,
@@ -892,14 +932,14 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		action := "app.update"
-		if in.CPUMillis != nil || in.MemoryMB != nil {
+		if in.CPUMillis != nil || in.MemoryMB != nil || scaling {
 			action = "app.scale"
 		}
 		return h.audit1(r.Context(), tx, r, app.TeamID, action, app.Slug, map[string]any{"cpu_millis": app.CPUMillis, "memory_mb": app.MemoryMB,
 			"repo": app.RepoName, "git_repo": app.GitRepo, "git_branch": app.GitBranch, "framework": app.Framework, "port": app.Port,
 			"health_path": app.HealthPath, "auto_deploy": app.AutoDeploy, "previews": app.Previews, "fork_previews": app.ForkPreviews,
 			"root_dir": app.RootDir, "dockerfile": app.Dockerfile, "build_command": app.BuildCommand, "start_command": app.StartCommand,
-			"image": app.SourceImage, "registry_login_changed": login})
+			"image": app.SourceImage, "registry_login_changed": login, "replicas": inst.Replicas})
 	})
 	if err != nil {
 		h.fail(w, "updating the app", err)

@@ -227,6 +227,7 @@ func (a *App) appsOn(ctx context.Context, workerID int64, lines []logbus.Line) (
 		}
 	}
 	rows, err := a.wh.Pool().Query(ctx, `SELECT id FROM apps WHERE id = ANY($1) AND (worker_id = $2
+		OR EXISTS (SELECT 1 FROM app_instances i WHERE i.app_id = apps.id AND i.worker_id = $2)
 		OR EXISTS (SELECT 1 FROM jobs j WHERE j.app_id = apps.id AND j.worker_id = $2 AND j.state IN ('assigned', 'running')))`, list, workerID)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -28,6 +29,8 @@ import (
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/network"
+	"github.com/wisehosting/wisehosting/internal/replicas"
+	"github.com/wisehosting/wisehosting/internal/store"
 	"github.com/wisehosting/wisehosting/internal/workers"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
@@ -81,6 +84,20 @@ func (a *App) Provision(ctx caddy.Context) error {
 		AckTimeout: time.Duration(a.AckTimeout), Resend: time.Duration(a.ResendInterval),
 		RecoverInterval: time.Duration(a.RecoverInterval), Batch: a.Batch,
 		Plans: wh.PlanRegistry(), Prepare: a.prepare,
+		AfterResult: func(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int64, r wsproto.JobResult) error {
+			var out jobs.DeployOutput
+			if len(r.Output) > 0 {
+				json.Unmarshal(r.Output, &out)
+			}
+			return replicas.OnResult(ctx, tx, j, workerID, r.OK, r.Error, out.HostPort)
+		},
+		AfterRecover: func(ctx context.Context, tx pgx.Tx) error {
+			n, err := replicas.Replace(ctx, tx)
+			if n > 0 {
+				a.logger.Warn("scheduler: starting instances of offline workers elsewhere", zap.Int("instances", n))
+			}
+			return err
+		},
 	})
 	return nil
 }
@@ -117,7 +134,9 @@ func (a *App) prepare(ctx context.Context, j jobs.Job) (json.RawMessage, error) 
 		if p.RegistryUser, p.RegistryPassword, err = deploys.RegistryCredentials(ctx, a.wh.Pool(), a.wh.Keyring(), j.AppID); err != nil {
 			return nil, err
 		}
-	} else if p.Image == "" {
+	} else if p.GitURL != "" {
+		// Also with an image: a worker that lacks it (another instance's
+		// worker) builds the same commit.
 		if p.GitUser, p.GitToken, err = deploys.GitCredentials(ctx, a.wh.Pool(), a.wh.Keyring(), j.AppID); err != nil {
 			return nil, err
 		}
@@ -197,7 +216,22 @@ func (a *App) Start() error {
 	unHello := a.wh.Workers().Handle(wsproto.TypeHello, a.sendDesired)
 	unState := a.wh.Workers().Handle(wsproto.TypeAppState, a.onAppState)
 	unStats := a.wh.Workers().Handle(wsproto.TypeStats, a.onStats)
-	a.cancel = func() { unHello(); unState(); unStats(); cancel() }
+	// A worker whose instances changed (scaled down, moved) gets its
+	// desired state again from the replica that holds its connection.
+	unDesired := a.wh.Notifications().Subscribe(replicas.DesiredChannel, func(n store.Notification) {
+		id, _ := strconv.ParseInt(n.Payload, 10, 64)
+		if id == 0 || !a.wh.Workers().Connected(id) {
+			return
+		}
+		go func() {
+			sctx, c := context.WithTimeout(ctx, 10*time.Second)
+			defer c()
+			if err := a.sendDesired(sctx, id, nil); err != nil && sctx.Err() == nil {
+				a.logger.Warn("scheduler: sending a desired state", zap.Int64("worker", id), zap.Error(err))
+			}
+		}()
+	})
+	a.cancel = func() { unHello(); unState(); unStats(); unDesired(); cancel() }
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()

@@ -116,7 +116,9 @@ func (a *App) onStats(ctx context.Context, workerID int64, p json.RawMessage) er
 	for i, s := range st.Apps {
 		ids[i] = s.AppID
 	}
-	rows, err := a.wh.Pool().Query(ctx, "SELECT id FROM apps WHERE id = ANY($1) AND worker_id = $2", ids, workerID)
+	// The worker runs the app's first instance or another one.
+	rows, err := a.wh.Pool().Query(ctx, `SELECT id FROM apps WHERE id = ANY($1) AND (worker_id = $2
+		OR EXISTS (SELECT 1 FROM app_instances i WHERE i.app_id = apps.id AND i.worker_id = $2))`, ids, workerID)
 	if err != nil {
 		return err
 	}

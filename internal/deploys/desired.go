@@ -24,20 +24,26 @@ type Pool interface {
 // image. Env holds the decrypted variables (sent only over the worker's
 // authenticated channel).
 func Desired(ctx context.Context, q Pool, kr *secrets.Keyring, workerID int64) (wsproto.DesiredState, error) {
-	rows, err := q.Query(ctx, `SELECT a.id, a.slug, a.team_id, d.id, d.image, a.port, a.host_port, a.cpu_millis, a.memory_mb, a.start_command
+	// The app's first instance is its row; the others are app_instances
+	// rows (internal/replicas).
+	rows, err := q.Query(ctx, `SELECT a.id, 0, a.slug, a.team_id, d.id, d.image, a.port, a.host_port, a.cpu_millis, a.memory_mb, a.start_command, a.health_path
 		FROM apps a
 		JOIN LATERAL (SELECT id, image FROM deployments
 			WHERE app_id = a.id AND status = 'succeeded' AND image <> '' AND worker_id = a.worker_id
 			ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1) d ON true
 		WHERE a.worker_id = $1 AND a.status IN ('running', 'crashed', 'building', 'deploying', 'failed')
-		ORDER BY a.id`, workerID)
+		UNION ALL
+		SELECT a.id, i.slot, a.slug, a.team_id, d.id, d.image, a.port, i.host_port, a.cpu_millis, a.memory_mb, a.start_command, a.health_path
+		FROM app_instances i JOIN apps a ON a.id = i.app_id JOIN deployments d ON d.id = i.deployment_id AND d.image <> ''
+		WHERE i.worker_id = $1 AND i.slot < a.replicas AND a.status IN ('running', 'crashed', 'building', 'deploying', 'failed')
+		ORDER BY 1, 2`, workerID)
 	if err != nil {
 		return wsproto.DesiredState{}, fmt.Errorf("loading desired state: %w", err)
 	}
 	ds := wsproto.DesiredState{Apps: []wsproto.DesiredApp{}}
 	for rows.Next() {
 		var a wsproto.DesiredApp
-		if err := rows.Scan(&a.AppID, &a.Slug, &a.TeamID, &a.DeploymentID, &a.Image, &a.Port, &a.HostPort, &a.CPUMillis, &a.MemoryMB, &a.StartCommand); err != nil {
+		if err := rows.Scan(&a.AppID, &a.Slot, &a.Slug, &a.TeamID, &a.DeploymentID, &a.Image, &a.Port, &a.HostPort, &a.CPUMillis, &a.MemoryMB, &a.StartCommand, &a.HealthPath); err != nil {
 			rows.Close()
 			return ds, err
 		}
@@ -47,10 +53,15 @@ func Desired(ctx context.Context, q Pool, kr *secrets.Keyring, workerID int64) (
 	if err := rows.Err(); err != nil {
 		return ds, err
 	}
+	envs := map[int64]map[string]string{}
 	for i := range ds.Apps {
-		env, err := LoadEnv(ctx, q, kr, ds.Apps[i].AppID)
-		if err != nil {
-			return ds, err
+		env, ok := envs[ds.Apps[i].AppID]
+		if !ok {
+			var err error
+			if env, err = LoadEnv(ctx, q, kr, ds.Apps[i].AppID); err != nil {
+				return ds, err
+			}
+			envs[ds.Apps[i].AppID] = env
 		}
 		ds.Apps[i].Env = env
 	}
@@ -87,6 +98,8 @@ func ApplyAppState(ctx context.Context, q Pool, workerID int64, st wsproto.AppSt
 	switch st.State {
 	case "running":
 		status = "running"
+	case "unhealthy":
+		status = "running" // still up; out of routing while another instance is healthy
 	case "crashed", "crashloop":
 		status = "crashed"
 	case "stopped":
@@ -96,6 +109,12 @@ func ApplyAppState(ctx context.Context, q Pool, workerID int64, st wsproto.AppSt
 	}
 	if st.HostPort < 0 || st.HostPort > 65535 {
 		return res, fmt.Errorf("invalid host port %d", st.HostPort)
+	}
+	if st.Slot < 0 {
+		return res, fmt.Errorf("invalid instance slot %d", st.Slot)
+	}
+	if st.Slot > 0 {
+		return applyInstanceState(ctx, q, workerID, st, status)
 	}
 	var oldStatus string
 	var oldPort int
@@ -136,10 +155,51 @@ func ApplyAppState(ctx context.Context, q Pool, workerID int64, st wsproto.AppSt
 			}
 		}
 	}
-	if _, err := q.Exec(ctx, `UPDATE apps SET status = $2, host_port = $3, updated_at = now() WHERE id = $1`,
-		st.AppID, newStatus, newPort); err != nil {
+	var wasUnhealthy, isUnhealthy bool
+	if err := q.QueryRow(ctx, `WITH old AS (SELECT unhealthy_since IS NOT NULL AS was FROM apps WHERE id = $1)
+		UPDATE apps SET status = $2, host_port = $3, updated_at = now(),
+			unhealthy_since = CASE WHEN $4 THEN COALESCE(unhealthy_since, now()) ELSE NULL END
+		WHERE id = $1 RETURNING (SELECT was FROM old), unhealthy_since IS NOT NULL`,
+		st.AppID, newStatus, newPort, st.State == "unhealthy").Scan(&wasUnhealthy, &isUnhealthy); err != nil {
 		return res, err
 	}
-	res.StatusChanged, res.PortChanged = oldStatus != newStatus, oldPort != newPort
+	res.StatusChanged, res.PortChanged = oldStatus != newStatus || wasUnhealthy != isUnhealthy, oldPort != newPort
+	return res, nil
+}
+
+// applyInstanceState records a worker's report on an instance beyond the
+// app's first: its status and host port, and a newer deployment it runs.
+func applyInstanceState(ctx context.Context, q Pool, workerID int64, st wsproto.AppState, status string) (AppStateResult, error) {
+	var res AppStateResult
+	if st.State == "unhealthy" {
+		status = "unhealthy"
+	}
+	var oldStatus string
+	var oldPort int
+	var dep int64
+	err := q.QueryRow(ctx, `SELECT status, host_port, COALESCE(deployment_id, 0) FROM app_instances
+		WHERE app_id = $1 AND slot = $2 AND worker_id = $3 FOR UPDATE`, st.AppID, st.Slot, workerID).Scan(&oldStatus, &oldPort, &dep)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return res, ErrNotOnWorker
+	}
+	if err != nil {
+		return res, err
+	}
+	newPort := oldPort
+	if st.HostPort > 0 {
+		newPort = st.HostPort
+	}
+	if st.State == "running" && st.DeploymentID > dep && st.Image != "" {
+		// A newer deployment the worker put live (its result was lost).
+		if _, err := q.Exec(ctx, `UPDATE app_instances SET deployment_id = $3 WHERE app_id = $1 AND slot = $2
+			AND EXISTS (SELECT 1 FROM deployments WHERE id = $3 AND app_id = $1)`, st.AppID, st.Slot, st.DeploymentID); err != nil {
+			return res, err
+		}
+	}
+	if _, err := q.Exec(ctx, `UPDATE app_instances SET status = $3, host_port = $4, updated_at = now() WHERE app_id = $1 AND slot = $2`,
+		st.AppID, st.Slot, status, newPort); err != nil {
+		return res, err
+	}
+	res.StatusChanged, res.PortChanged = oldStatus != status, oldPort != newPort
 	return res, nil
 }

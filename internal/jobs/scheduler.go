@@ -49,6 +49,15 @@ type Config struct {
 	// Prepare builds the payload sent to the worker from the stored one,
 	// adding secrets (env vars, git token) that are never stored in jobs.
 	Prepare func(ctx context.Context, j Job) (json.RawMessage, error)
+	// AfterResult, when set, runs in the transaction that records a job's
+	// result, after the job's own updates (e.g. the next step of a
+	// rolling deploy). An error rolls the result back: the worker sends
+	// it again.
+	AfterResult func(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsproto.JobResult) error
+	// AfterRecover, when set, runs in recovery's transaction, under its
+	// lock, after silent workers were marked offline (e.g. re-placing
+	// their instances).
+	AfterRecover func(ctx context.Context, tx pgx.Tx) error
 }
 
 func (c *Config) defaults() {
@@ -310,8 +319,13 @@ func (s *Scheduler) RecoverOnce(ctx context.Context) error {
 		if offline, err = MarkOfflineWorkers(ctx, tx, s.cfg.Heartbeat); err != nil {
 			return err
 		}
-		recovered, err = RecoverJobs(ctx, tx, s.cfg.Heartbeat)
-		return err
+		if recovered, err = RecoverJobs(ctx, tx, s.cfg.Heartbeat); err != nil {
+			return err
+		}
+		if s.cfg.AfterRecover != nil {
+			return s.cfg.AfterRecover(ctx, tx)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -422,6 +436,11 @@ func (s *Scheduler) onResult(ctx context.Context, workerID int64, p json.RawMess
 		if err := applyResult(ctx, tx, j, workerID, r); err != nil {
 			return err
 		}
+		if s.cfg.AfterResult != nil {
+			if err := s.cfg.AfterResult(ctx, tx, j, workerID, r); err != nil {
+				return err
+			}
+		}
 		// Its slot is free: every replica places the next job now.
 		_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, "finished")
 		return err
@@ -456,6 +475,16 @@ func (s *Scheduler) onResult(ctx context.Context, workerID int64, p json.RawMess
 	return nil
 }
 
+// PayloadSlot is the instance slot a deploy or rollback payload names (0,
+// the app's first instance, when none).
+func PayloadSlot(payload json.RawMessage) int {
+	var p struct {
+		Slot int `json:"slot"`
+	}
+	json.Unmarshal(payload, &p)
+	return max(p.Slot, 0)
+}
+
 func applyResult(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsproto.JobResult) error {
 	if r.OK && j.Kind != wsproto.JobRestart {
 		// Routing follows the result on every replica (a new host port, a
@@ -463,6 +492,11 @@ func applyResult(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsprot
 		if err := network.NotifyChanged(ctx, tx); err != nil {
 			return err
 		}
+	}
+	if (j.Kind == wsproto.JobDeploy || j.Kind == wsproto.JobRollback) && PayloadSlot(j.Payload) > 0 && j.State != "cancelled" {
+		// Instances beyond the first are recorded by AfterResult; the
+		// app's row and the deployment follow its first instance.
+		return nil
 	}
 	if !r.OK {
 		if j.DeploymentID == 0 {

@@ -115,6 +115,9 @@ func loadWorkers(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) (map[i
 	rows, err = tx.Query(ctx, `SELECT worker_id, sum(cpu_millis), sum(memory_mb), 0 FROM apps
 			WHERE worker_id IS NOT NULL AND status IN ('running', 'deploying', 'crashed') GROUP BY worker_id
 		UNION ALL
+		SELECT i.worker_id, sum(a.cpu_millis), sum(a.memory_mb), 0 FROM app_instances i JOIN apps a ON a.id = i.app_id
+			WHERE i.worker_id IS NOT NULL AND i.slot < a.replicas AND a.status <> 'stopped' GROUP BY i.worker_id
+		UNION ALL
 		SELECT worker_id, sum(cpu_millis), sum(memory_mb), count(*) FROM jobs
 			WHERE state IN ('assigned', 'running') AND worker_id IS NOT NULL GROUP BY worker_id`)
 	if err != nil {
@@ -133,6 +136,73 @@ func loadWorkers(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) (map[i
 		}
 	}
 	return out, rows.Err()
+}
+
+// spread is where an app's other instances run, for anti-affinity.
+type spread struct {
+	perWorker map[int64]int
+	perZone   map[string]int
+	zoneOf    map[int64]string
+}
+
+// spreadOf reads where the app's instances other than slot run (and the
+// workers chosen for its jobs earlier in the batch), with every worker's
+// zone.
+func spreadOf(ctx context.Context, tx pgx.Tx, appID int64, slot int, batch []int64) (*spread, error) {
+	sp := &spread{perWorker: map[int64]int{}, perZone: map[string]int{}, zoneOf: map[int64]string{}}
+	rows, err := tx.Query(ctx, `SELECT id, zone FROM workers WHERE status IN ('online', 'draining')`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var id int64
+		var zone string
+		if err := rows.Scan(&id, &zone); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		sp.zoneOf[id] = zone
+	}
+	rows.Close()
+	if appID == 0 {
+		return sp, rows.Err()
+	}
+	rows, err = tx.Query(ctx, `SELECT worker_id FROM apps WHERE id = $1 AND worker_id IS NOT NULL AND $2 <> 0
+		UNION ALL SELECT i.worker_id FROM app_instances i JOIN apps a ON a.id = i.app_id
+			WHERE i.app_id = $1 AND i.slot <> $2 AND i.slot < a.replicas AND i.worker_id IS NOT NULL`, appID, slot)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range append(ids, batch...) {
+		sp.perWorker[id]++
+		if z := sp.zoneOf[id]; z != "" {
+			sp.perZone[z]++
+		}
+	}
+	return sp, nil
+}
+
+// less orders candidate workers for one instance: fewer instances of the
+// app on the worker, then in its zone, then lower utilisation, fewer
+// running jobs, lower id.
+func (sp *spread) less(a, b *workerLoad) bool {
+	if x, y := sp.perWorker[a.id], sp.perWorker[b.id]; x != y {
+		return x < y
+	}
+	if x, y := sp.perZone[sp.zoneOf[a.id]], sp.perZone[sp.zoneOf[b.id]]; x != y {
+		return x < y
+	}
+	if a.utilisation() != b.utilisation() {
+		return a.utilisation() < b.utilisation()
+	}
+	if a.running != b.running {
+		return a.running < b.running
+	}
+	return a.id < b.id
 }
 
 // Placement records where one job goes.
@@ -165,8 +235,12 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 	var placed []Placement
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		placed = placed[:0]
+		// A job of an instance beyond the first (payload slot > 0) belongs
+		// to the worker that runs that instance, not the app's row's.
 		rows, err := tx.Query(ctx, `SELECT j.id, j.kind, COALESCE(j.app_id, 0), COALESCE(j.deployment_id, 0), j.cpu_millis, j.memory_mb,
-				j.payload, COALESCE(a.worker_id, 0), COALESCE(t.plan, ''),
+				j.payload, CASE WHEN COALESCE((j.payload->>'slot')::int, 0) > 0 AND j.kind IN ('deploy', 'rollback')
+					THEN COALESCE((SELECT worker_id FROM app_instances WHERE app_id = j.app_id AND slot = (j.payload->>'slot')::int), 0)
+					ELSE COALESCE(a.worker_id, 0) END, COALESCE(t.plan, ''),
 				COALESCE(a.cpu_millis, 0), COALESCE(a.memory_mb, 0), COALESCE(a.disk_mb, 0), COALESCE(a.bandwidth_kbit, 0)
 			FROM jobs j LEFT JOIN apps a ON a.id = j.app_id LEFT JOIN teams t ON t.id = a.team_id
 			WHERE j.state = 'pending' AND j.run_after <= now()
@@ -223,6 +297,7 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 		}
 		var jobIDs, workerIDs []int64
 		var noWorker []int64
+		placedFor := map[int64][]int64{} // app → workers chosen in this batch
 		for i := range batch {
 			j := &batch[i]
 			// An app with no worker yet (first deploy) waits for any job of
@@ -248,21 +323,27 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 			if w := load[j.appWorker]; w != nil && w.fits(&j.Job) {
 				best = w
 			} else {
+				spread, err := spreadOf(ctx, tx, j.AppID, PayloadSlot(j.Payload), placedFor[j.AppID])
+				if err != nil {
+					return err
+				}
 				for _, w := range load {
 					if !w.fits(&j.Job) {
 						continue
 					}
-					// Lowest utilisation, then fewest running jobs, then
-					// lowest id: deterministic ties.
-					if best == nil || w.utilisation() < best.utilisation() ||
-						(w.utilisation() == best.utilisation() && (w.running < best.running ||
-							(w.running == best.running && w.id < best.id))) {
+					// Fewest instances of the app on the worker, then in
+					// its zone (anti-affinity), then lowest utilisation,
+					// fewest running jobs, lowest id: deterministic ties.
+					if best == nil || spread.less(w, best) {
 						best = w
 					}
 				}
 			}
 			if best == nil {
 				continue
+			}
+			if j.AppID != 0 {
+				placedFor[j.AppID] = append(placedFor[j.AppID], best.id)
 			}
 			best.usedCPU += j.CPUMillis
 			best.usedMem += j.MemoryMB

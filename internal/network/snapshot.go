@@ -41,12 +41,29 @@ type Route struct {
 type App struct {
 	ID       int64
 	Slug     string
-	WorkerID int64
-	Zone     string // the worker's zone ("" when none)
-	Upstream string // host:port on the worker's mesh address
+	WorkerID int64  // the worker of the first listed instance
+	Zone     string // that worker's zone ("" when none)
+	Upstream string // the first instance: host:port on its worker's mesh address
 	Port     int    // the port the app listens on (Upstream's port publishes it)
-	Domains  []string
-	Routes   []Route
+	// Instances are every healthy instance traffic goes to, in slot
+	// order (Upstream is the first).
+	Instances []Instance
+	Domains   []string
+	Routes    []Route
+}
+
+// Instance is one healthy instance of an app: its worker and the address
+// that publishes the app's port there.
+type Instance struct {
+	WorkerID int64
+	Zone     string
+	IP       string // the worker's mesh address
+	HostPort int
+}
+
+// Query is satisfied by pgx.Tx and *pgxpool.Pool.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // Snapshot is every routable app, sorted by slug: the input of every
@@ -56,43 +73,81 @@ type Snapshot struct {
 	Apps          []App
 }
 
-// Querier is satisfied by pgx.Tx and *pgxpool.Pool.
-type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
-
-// Load reads the routable apps (running, with a port and a worker with a
-// mesh address) with their routes and verified domains: three queries,
-// however many apps there are.
+// Load reads the routable apps (with a port and at least one running
+// instance on a worker with a mesh address) with their routes and
+// verified domains: three queries, however many apps there are. An
+// app's instances are its healthy ones on reachable (online or draining)
+// workers; when there are none, its healthy ones wherever they are, and
+// then the ones failing their health check (the control plane's view may
+// lag; serving beats a 502).
 func Load(ctx context.Context, q Querier, subdomainBase string) (*Snapshot, error) {
 	rows, err := q.Query(ctx, `SELECT a.id, a.slug, a.worker_id, w.zone, host(w.wg_ip),
-			CASE WHEN a.host_port > 0 THEN a.host_port ELSE a.port END, a.port
+			CASE WHEN a.host_port > 0 THEN a.host_port ELSE a.port END, a.port, 0 AS slot, w.status IN ('online', 'draining'),
+			a.unhealthy_since IS NULL
 		FROM apps a JOIN workers w ON w.id = a.worker_id
 		WHERE a.status = 'running' AND a.port > 0 AND w.wg_ip IS NOT NULL
-		ORDER BY a.slug`)
+		UNION ALL
+		SELECT a.id, a.slug, i.worker_id, w.zone, host(w.wg_ip),
+			CASE WHEN i.host_port > 0 THEN i.host_port ELSE a.port END, a.port, i.slot, w.status IN ('online', 'draining'),
+			i.status = 'running'
+		FROM app_instances i JOIN apps a ON a.id = i.app_id JOIN workers w ON w.id = i.worker_id
+		WHERE i.status IN ('running', 'unhealthy') AND i.slot < a.replicas AND a.status IN ('running', 'crashed') AND a.port > 0
+			AND w.wg_ip IS NOT NULL
+		ORDER BY 2, 8`)
 	if err != nil {
 		return nil, fmt.Errorf("loading routable apps: %w", err)
 	}
 	s := &Snapshot{SubdomainBase: subdomainBase}
 	idx := map[int64]int{}
+	type candidate struct {
+		Instance
+		reachable, healthy bool
+	}
+	var cands [][]candidate
 	for rows.Next() {
 		var a App
-		var ip string
-		var port int
-		if err := rows.Scan(&a.ID, &a.Slug, &a.WorkerID, &a.Zone, &ip, &port, &a.Port); err != nil {
+		var c candidate
+		var slot int
+		if err := rows.Scan(&a.ID, &a.Slug, &c.WorkerID, &c.Zone, &c.IP, &c.HostPort, &a.Port, &slot, &c.reachable, &c.healthy); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		a.Upstream = hostPort(ip, port)
-		idx[a.ID] = len(s.Apps)
-		s.Apps = append(s.Apps, a)
+		i, ok := idx[a.ID]
+		if !ok {
+			i = len(s.Apps)
+			idx[a.ID] = i
+			s.Apps = append(s.Apps, a)
+			cands = append(cands, nil)
+		}
+		cands[i] = append(cands[i], c)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil || len(s.Apps) == 0 {
 		return s, err
 	}
+	for i := range s.Apps {
+		a := &s.Apps[i]
+		// The best tier that has an instance: healthy on a reachable
+		// worker, healthy anywhere, then whatever runs.
+		for _, keep := range []func(c candidate) bool{
+			func(c candidate) bool { return c.healthy && c.reachable },
+			func(c candidate) bool { return c.healthy },
+			func(c candidate) bool { return true },
+		} {
+			for _, c := range cands[i] {
+				if keep(c) {
+					a.Instances = append(a.Instances, c.Instance)
+				}
+			}
+			if len(a.Instances) > 0 {
+				break
+			}
+		}
+		first := a.Instances[0]
+		a.WorkerID, a.Zone, a.Upstream = first.WorkerID, first.Zone, hostPort(first.IP, first.HostPort)
+	}
 	rows, err = q.Query(ctx, `SELECT d.app_id, lower(d.hostname) FROM domains d JOIN apps a ON a.id = d.app_id
-		WHERE d.verified_at IS NOT NULL AND a.status = 'running' ORDER BY 2`)
+		WHERE d.verified_at IS NOT NULL AND a.status IN ('running', 'crashed') ORDER BY 2`)
 	if err != nil {
 		return nil, fmt.Errorf("loading domains: %w", err)
 	}
@@ -109,7 +164,7 @@ func Load(ctx context.Context, q Querier, subdomainBase string) (*Snapshot, erro
 	}
 	rows.Close()
 	rows, err = q.Query(ctx, `SELECT r.app_id, r.path_prefix, r.port, r.protocol, r.weight, r.strip_prefix
-		FROM routes r JOIN apps a ON a.id = r.app_id WHERE a.status = 'running' ORDER BY r.app_id, r.path_prefix, r.id`)
+		FROM routes r JOIN apps a ON a.id = r.app_id WHERE a.status IN ('running', 'crashed') ORDER BY r.app_id, r.path_prefix, r.id`)
 	if err != nil {
 		return nil, fmt.Errorf("loading routes: %w", err)
 	}
@@ -180,13 +235,38 @@ func (s *Snapshot) hosts(a *App, zone bool) []string {
 	return out
 }
 
-// ForWorker keeps only the apps of one worker.
+// ForWorker keeps the apps with an instance on one worker, each with
+// only its instances there (a worker's zone router reaches its own
+// containers).
 func (s *Snapshot) ForWorker(id int64) *Snapshot {
 	out := &Snapshot{SubdomainBase: s.SubdomainBase}
 	for _, a := range s.Apps {
-		if a.WorkerID == id {
-			out.Apps = append(out.Apps, a)
+		var mine []Instance
+		for _, in := range a.instances() {
+			if in.WorkerID == id {
+				mine = append(mine, in)
+			}
 		}
+		if len(mine) == 0 {
+			continue
+		}
+		a.Instances = mine
+		a.WorkerID, a.Zone, a.Upstream = id, mine[0].Zone, hostPort(mine[0].IP, mine[0].HostPort)
+		out.Apps = append(out.Apps, a)
 	}
 	return out
+}
+
+// instances are the app's instances; an App built without any (tests,
+// older callers) has one, at Upstream.
+func (a *App) instances() []Instance {
+	if len(a.Instances) > 0 {
+		return a.Instances
+	}
+	host, port := a.Upstream, 0
+	if i := strings.LastIndex(a.Upstream, ":"); i >= 0 {
+		host = strings.Trim(a.Upstream[:i], "[]")
+		port, _ = strconv.Atoi(a.Upstream[i+1:])
+	}
+	return []Instance{{WorkerID: a.WorkerID, Zone: a.Zone, IP: host, HostPort: port}}
 }

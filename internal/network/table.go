@@ -43,7 +43,11 @@ func BuildTable(s *Snapshot) *Table {
 		e := &HostEntry{App: a.Slug}
 		gs := groups(a)
 		if len(gs) == 0 {
-			e.Paths = []PathEntry{{Prefix: "/", Upstreams: []Upstream{{Dial: a.Upstream, Weight: 1}}}}
+			p := PathEntry{Prefix: "/"}
+			for _, d := range appDials(a) {
+				p.Upstreams = append(p.Upstreams, Upstream{Dial: d, Weight: 1})
+			}
+			e.Paths = []PathEntry{p}
 		}
 		for _, g := range gs {
 			p := PathEntry{Prefix: g.prefix, StripPrefix: g.routes[0].StripPrefix && g.prefix != "/"}
@@ -52,7 +56,12 @@ func BuildTable(s *Snapshot) *Table {
 				if sc == "http" {
 					sc = ""
 				}
-				p.Upstreams = append(p.Upstreams, Upstream{Dial: routeDial(a, r), Scheme: sc, Weight: max(r.Weight, 0)})
+				// Each instance gets the route's weight: the routes of an app
+				// all reach the same instances, so the split between them holds.
+				ds := routeDials(a, r)
+				for _, d := range ds {
+					p.Upstreams = append(p.Upstreams, Upstream{Dial: d, Scheme: sc, Weight: max(r.Weight, 0)})
+				}
 			}
 			e.Paths = append(e.Paths, p)
 		}

@@ -140,20 +140,40 @@ func groups(a *App) []prefixGroup {
 	return out
 }
 
-// upstreamHost is the mesh address of the app's worker.
-func upstreamHost(a *App) string {
-	i := strings.LastIndex(a.Upstream, ":")
-	return a.Upstream[:i]
+// routeDials are where a route's traffic goes, one address per instance:
+// the app's port is reached at each instance's published address; another
+// port (routes written before ports were checked) on each instance's
+// worker's mesh address as is.
+func routeDials(a *App, r Route) []string {
+	ins := a.instances()
+	out := make([]string, 0, len(ins))
+	for _, in := range ins {
+		if a.Port != 0 && r.Port == a.Port {
+			out = append(out, hostPort(in.IP, in.HostPort))
+		} else {
+			out = append(out, hostPort(in.IP, r.Port))
+		}
+	}
+	return out
 }
 
-// routeDial is where a route's traffic goes: the app's port is reached at
-// its published address; another port (routes written before ports were
-// checked) on the worker's mesh address as is.
-func routeDial(a *App, r Route) string {
-	if a.Port != 0 && r.Port == a.Port {
-		return a.Upstream
+// appDials are the addresses of every instance of the app.
+func appDials(a *App) []string {
+	ins := a.instances()
+	out := make([]string, 0, len(ins))
+	for _, in := range ins {
+		out = append(out, hostPort(in.IP, in.HostPort))
 	}
-	return hostPort(upstreamHost(a), r.Port)
+	return out
+}
+
+// servers is a load balancer's server list: one per address.
+func servers(scheme string, dials []string) []tfServer {
+	out := make([]tfServer, len(dials))
+	for i, d := range dials {
+		out[i] = tfServer{URL: scheme + "://" + d}
+	}
+	return out
 }
 
 // Render implements Router. Map keys are sorted by encoding/json, so equal
@@ -177,7 +197,7 @@ func (t Traefik) Render(s *Snapshot) ([]byte, error) {
 		gs := groups(a)
 		if len(gs) == 0 {
 			cfg.HTTP.Routers[name] = tfRouter{Rule: hostRule(hosts), Service: name, EntryPoints: t.EntryPoints, TLS: tls}
-			cfg.HTTP.Services[name] = tfService{LoadBalancer: &tfLB{Servers: []tfServer{{URL: "http://" + a.Upstream}}}}
+			cfg.HTTP.Services[name] = tfService{LoadBalancer: &tfLB{Servers: servers("http", appDials(a))}}
 			continue
 		}
 		for gi, g := range gs {
@@ -195,7 +215,7 @@ func (t Traefik) Render(s *Snapshot) ([]byte, error) {
 			cfg.HTTP.Routers[rname] = r
 			if len(g.routes) == 1 {
 				rt := g.routes[0]
-				cfg.HTTP.Services[rname] = tfService{LoadBalancer: &tfLB{Servers: []tfServer{{URL: scheme(rt.Protocol) + "://" + routeDial(a, rt)}}}}
+				cfg.HTTP.Services[rname] = tfService{LoadBalancer: &tfLB{Servers: servers(scheme(rt.Protocol), routeDials(a, rt))}}
 				continue
 			}
 			// Traffic splitting: a weighted service over one service per
@@ -203,7 +223,7 @@ func (t Traefik) Render(s *Snapshot) ([]byte, error) {
 			var refs []tfWeightedRef
 			for ri, rt := range g.routes {
 				child := fmt.Sprintf("%s-w%d", rname, ri)
-				cfg.HTTP.Services[child] = tfService{LoadBalancer: &tfLB{Servers: []tfServer{{URL: scheme(rt.Protocol) + "://" + routeDial(a, rt)}}}}
+				cfg.HTTP.Services[child] = tfService{LoadBalancer: &tfLB{Servers: servers(scheme(rt.Protocol), routeDials(a, rt))}}
 				refs = append(refs, tfWeightedRef{Name: child, Weight: rt.Weight})
 			}
 			cfg.HTTP.Services[rname] = tfService{Weighted: &tfWeighted{Services: refs}}

@@ -43,4 +43,17 @@ type DeployPayload struct {
 	Pull             string `json:"pull,omitempty"`
 	RegistryUser     string `json:"registry_user,omitempty"`
 	RegistryPassword string `json:"registry_password,omitempty"`
+	// Slot is the app's instance the job starts (0: the first). Each slot
+	// is one container on its worker; a deploy replaces the slot's
+	// container only, after the new one passed its health check.
+	Slot int `json:"slot,omitempty"`
+	// StopFirst removes the slot's old container before the new one
+	// starts (a rolling deploy's max_unavailable).
+	StopFirst bool `json:"stop_first,omitempty"`
+	// Restore and Replace mark jobs the control plane's rolling deploys
+	// and re-placements send (a slot going back to the previous
+	// deployment, a slot moved to another worker); the worker runs them
+	// like any deploy.
+	Restore bool `json:"restore,omitempty"`
+	Replace bool `json:"replace,omitempty"`
 }

@@ -151,9 +151,11 @@ type LogsAck struct {
 
 // AppState reports what a worker observes about an app's container.
 type AppState struct {
-	AppID        int64  `json:"app_id"`
+	AppID int64 `json:"app_id"`
+	// Slot is the instance (0: the app's first).
+	Slot         int    `json:"slot,omitempty"`
 	DeploymentID int64  `json:"deployment_id,omitempty"`
-	State        string `json:"state"` // running, stopped, crashed, crashloop
+	State        string `json:"state"` // running, unhealthy, stopped, crashed, crashloop
 	HostPort     int    `json:"host_port,omitempty"`
 	// Image is the running container's image (set for running).
 	Image    string `json:"image,omitempty"`
@@ -166,7 +168,10 @@ type AppState struct {
 // deployment of the app than the one desired keeps it and reports it (the
 // control plane has not recorded its result yet) instead of going back.
 type DesiredApp struct {
-	AppID        int64  `json:"app_id"`
+	AppID int64 `json:"app_id"`
+	// Slot is the instance of the app (0: the first); a worker may run
+	// several instances of one app, one container each.
+	Slot         int    `json:"slot,omitempty"`
 	Slug         string `json:"slug"`
 	TeamID       int64  `json:"team_id,omitempty"` // picks the team's network
 	DeploymentID int64  `json:"deployment_id"`
@@ -178,12 +183,16 @@ type DesiredApp struct {
 	// StartCommand overrides the image's command (["/bin/sh", "-c", it]
 	// inside the container).
 	StartCommand string `json:"start_command,omitempty"`
+	// HealthPath is probed while the instance runs (HTTP, any answer below
+	// 500 is healthy; "": a TCP connect); failing probes are reported as
+	// the state "unhealthy".
+	HealthPath string `json:"health_path,omitempty"`
 	// Env holds decrypted variables; the channel is authenticated and
 	// encrypted (WSS), and the worker never writes them to disk.
 	Env map[string]string `json:"env,omitempty"`
 }
 
-// DesiredState is the full set of apps a worker should run. Workers
+// DesiredState is the full set of app instances a worker should run. Workers
 // reconcile to it after every (re)connect: level-triggered, not replayed.
 type DesiredState struct {
 	Apps []DesiredApp `json:"apps"`

@@ -1,0 +1,99 @@
+package dashboard
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
+
+	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/plans"
+	"github.com/wisehosting/wisehosting/internal/replicas"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "app",
+		Usage: "scale <slug> <replicas> [--max-surge N] [--max-unavailable N]  [--config <path>]",
+		Short: "Scales an app's instances",
+		Long: `
+"app scale SLUG N" runs N instances of the app, within its team's plan:
+new instances start at once from the app's current image (no rebuild),
+removed ones leave routing at once and stop after the drain delay.
+--max-surge and --max-unavailable set how the app's rolling deploys
+move its instances (see the README, "Replicas and rolling deploys").`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.Flags().StringP("config", "c", "", "Caddyfile or JSON config holding the wisehosting app")
+			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter")
+			cmd.Flags().Int("max-surge", 0, "instances a rolling deploy moves at once (default: unchanged)")
+			cmd.Flags().Int("max-unavailable", -1, "instances that may stop before their successor runs (default: unchanged)")
+			cmd.RunE = core.RunE("app", cmdApp)
+		},
+	})
+}
+
+func cmdApp(fl caddycmd.Flags) error {
+	args := fl.Args()
+	if len(args) != 3 || args[0] != "scale" {
+		return core.Usagef("expected scale SLUG REPLICAS")
+	}
+	n, err := strconv.Atoi(args[2])
+	if err != nil {
+		return core.Usagef("replicas must be a number, not %q", args[2])
+	}
+	a, err := core.LoadConfig(fl)
+	if err != nil {
+		return err
+	}
+	reg, err := plans.NewRegistry(a.Plans, a.DefaultPlan)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := core.CommandContext()
+	defer cancel()
+	pool, err := a.OpenPool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	var started int
+	var s replicas.Settings
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var id, team int64
+		err := tx.QueryRow(ctx, `SELECT id, team_id, max_surge, max_unavailable FROM apps WHERE slug = $1 AND deleting_at IS NULL`,
+			args[1]).Scan(&id, &team, &s.MaxSurge, &s.MaxUnavailable)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("no app %q", args[1])
+		}
+		if err != nil {
+			return err
+		}
+		s.Replicas = n
+		if v := fl.Int("max-surge"); v != 0 {
+			s.MaxSurge = v
+		}
+		if v := fl.Int("max-unavailable"); v >= 0 {
+			s.MaxUnavailable = v
+		}
+		if _, err := s.Check(); err != nil {
+			return err
+		}
+		if err := reg.CheckScale(ctx, tx, team, plans.Limits{Replicas: n}); err != nil {
+			return err
+		}
+		started, err = replicas.Scale(ctx, tx, id, s)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	noun := "instances"
+	if s.Replicas == 1 {
+		noun = "instance"
+	}
+	fmt.Printf("app %s runs %d %s (max surge %d, max unavailable %d); %d starting now.\n", args[1], s.Replicas, noun, s.MaxSurge, s.MaxUnavailable, started)
+	return nil
+}

@@ -1,0 +1,40 @@
+// Package replicas runs an app as several instances spread over workers:
+// the instance list, scaling, rolling deploys and the re-placement of the
+// instances of a worker that went offline. All its SQL is here.
+//
+// # Instances
+//
+// An app runs apps.replicas instances, numbered by slot. Slot 0 is the
+// app's own row (apps.worker_id, apps.host_port, apps.status, at the
+// app's newest succeeded deployment), which is all a single-instance app
+// has; slots 1 and up are rows of app_instances. Every instance is one
+// container on its worker, started by a deploy or rollback job whose
+// payload names the slot (wsproto.DeployPayload.Slot). The scheduler
+// (internal/jobs) places a slot's job on the worker that runs the slot
+// when it has room, and otherwise spreads the app: the worker with the
+// fewest instances of the app, then the zone with the fewest, then the
+// least utilised; each instance reserves the app's CPU and memory there.
+//
+// # Rolling deploys
+//
+// A deployment's first job moves slot 0 (it builds or pulls the image
+// once). Each successful slot job then starts the next ones (OnResult):
+// up to max_surge jobs at once start a new container, pass its health
+// check and only then replace the slot's old one, which drains; with
+// max_unavailable above zero, that many more slots stop their old
+// container first. A failed slot stops the roll: the deployment fails,
+// its queued slot jobs are cancelled and the slots it already moved go
+// back to the previous deployment, while the slots it did not reach keep
+// serving. Instances on other workers reuse the image when their worker
+// has it and otherwise build the same commit (or pull the same image).
+//
+// # Worker loss
+//
+// When a worker goes offline (missed heartbeats), the instances of
+// multi-instance apps on it are started again elsewhere (Replace, run by
+// the scheduler's recovery): their slot's job goes to another worker with
+// room, and stays queued until one has. Routing meanwhile lists only the
+// instances on online workers, so the app stays reachable through them.
+// When the worker comes back its containers of moved slots are no longer
+// desired and go after the drain delay.
+package replicas

@@ -1,0 +1,318 @@
+package replicas_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/wisehosting/wisehosting/internal/deploys"
+	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/network"
+	"github.com/wisehosting/wisehosting/internal/pgtest"
+	"github.com/wisehosting/wisehosting/internal/replicas"
+	"github.com/wisehosting/wisehosting/internal/workerbus"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
+)
+
+// fleet answers job assignments the way agents do: ack, then a result
+// with a fresh host port; fail decides which jobs fail their health check.
+type fleet struct {
+	bus  *workerbus.Bus
+	ids  []int64
+	port atomic.Int64
+	mu   sync.Mutex
+	fail func(workerID int64, p wsproto.DeployPayload, depID int64) bool
+	seen map[int64]bool
+	runs []run
+}
+
+type run struct {
+	worker, deployment int64
+	p                  wsproto.DeployPayload
+}
+
+func (f *fleet) Connected(id int64) bool {
+	for _, x := range f.ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *fleet) Send(workerID int64, typ string, raw json.RawMessage) error {
+	if typ != wsproto.TypeJobAssign {
+		return nil
+	}
+	var ja wsproto.JobAssign
+	json.Unmarshal(raw, &ja)
+	var p wsproto.DeployPayload
+	json.Unmarshal(ja.Payload, &p)
+	f.mu.Lock()
+	if f.seen[ja.JobID] {
+		f.mu.Unlock()
+		return nil
+	}
+	f.seen[ja.JobID] = true
+	f.runs = append(f.runs, run{workerID, ja.DeploymentID, p})
+	fail := f.fail != nil && f.fail(workerID, p, ja.DeploymentID)
+	f.mu.Unlock()
+	go func() {
+		ctx := context.Background()
+		ack, _ := json.Marshal(wsproto.JobAck{JobID: ja.JobID})
+		f.bus.Dispatch(ctx, workerID, wsproto.TypeJobAck, ack)
+		r := wsproto.JobResult{JobID: ja.JobID, OK: !fail}
+		if fail {
+			r.Error = "health check failed"
+		} else {
+			r.Output, _ = json.Marshal(map[string]any{"image": fmt.Sprintf("localhost/wisehosting/app:d%d", ja.DeploymentID),
+				"host_port": 20000 + f.port.Add(1), "port": 8080})
+		}
+		res, _ := json.Marshal(r)
+		f.bus.Dispatch(ctx, workerID, wsproto.TypeJobResult, res)
+	}()
+	return nil
+}
+
+type bundle struct {
+	pool    *pgxpool.Pool
+	fleet   *fleet
+	workers []int64
+	app     deploys.App
+	sched   *jobs.Scheduler
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	b := &bundle{pool: db.Pool}
+	for i, zone := range []string{"za.test", "zb.test"} {
+		var id int64
+		if err := db.Pool.QueryRow(ctx, `INSERT INTO workers (name, api_key_hash, status, zone, wg_ip, cpu_millis, memory_mb, max_jobs, last_seen)
+			VALUES ($1, sha256(convert_to($1, 'UTF8')), 'online', $2, $3, 4000, 4096, 8, now() + interval '1 hour') RETURNING id`,
+			fmt.Sprintf("w%d", i), zone, fmt.Sprintf("127.0.0.%d", i+1)).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		b.workers = append(b.workers, id)
+	}
+	var team, app int64
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO apps (team_id, slug, name, git_repo, port, cpu_millis, memory_mb, replicas)
+		VALUES ($1, 'app', 'App', 'https://git.example/app.git', 8080, 100, 64, 3) RETURNING id`, team).Scan(&app); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if b.app, err = deploys.LoadApp(ctx, db.Pool, app); err != nil {
+		t.Fatal(err)
+	}
+	b.fleet = &fleet{bus: new(workerbus.Bus), ids: b.workers, seen: map[int64]bool{}}
+	b.fleet.bus.SetSender(b.fleet)
+	b.sched = jobs.NewScheduler(jobs.Config{Pool: db.Pool, Workers: b.fleet.bus, PollInterval: 100 * time.Millisecond,
+		Resend: 300 * time.Millisecond, RecoverInterval: 200 * time.Millisecond, Heartbeat: 30 * time.Second,
+		AfterResult: func(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int64, r wsproto.JobResult) error {
+			var out jobs.DeployOutput
+			json.Unmarshal(r.Output, &out)
+			return replicas.OnResult(ctx, tx, j, workerID, r.OK, r.Error, out.HostPort)
+		},
+		AfterRecover: func(ctx context.Context, tx pgx.Tx) error { _, err := replicas.Replace(ctx, tx); return err },
+	})
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.sched.Run(rctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for _, id := range b.workers {
+		b.fleet.bus.NotifyConnection(id, true)
+	}
+	return b
+}
+
+func (b *bundle) deploy(t *testing.T) int64 {
+	t.Helper()
+	var c deploys.Created
+	err := pgx.BeginFunc(context.Background(), b.pool, func(tx pgx.Tx) error {
+		var err error
+		c, err = deploys.Trigger(context.Background(), tx, b.app, deploys.Spec{Trigger: "manual"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.DeploymentID
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// allAt waits until the app has n instances, all at dep and running.
+func (b *bundle) allAt(t *testing.T, n int, dep int64) []replicas.Instance {
+	t.Helper()
+	var ins []replicas.Instance
+	eventually(t, fmt.Sprintf("%d instances at deployment %d", n, dep), func() bool {
+		var err error
+		if ins, err = replicas.List(context.Background(), b.pool, b.app.ID); err != nil {
+			t.Fatal(err)
+		}
+		if len(ins) != n {
+			return false
+		}
+		for _, in := range ins {
+			if in.DeploymentID != dep || in.Status != "running" {
+				return false
+			}
+		}
+		return true
+	})
+	return ins
+}
+
+func perWorker(ins []replicas.Instance) map[int64]int {
+	out := map[int64]int{}
+	for _, in := range ins {
+		out[in.WorkerID]++
+	}
+	return out
+}
+
+// A deployment of a 3-instance app builds once and rolls over the slots
+// one at a time, spread 2/1 over two workers in two zones; routing lists
+// every instance. A failing instance stops the next roll: the deployment
+// fails and the slots it moved go back to the previous deployment. A
+// worker that goes offline leaves routing and its instances move.
+func TestRollSpreadFailAndReplace(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	d1 := b.deploy(t)
+	ins := b.allAt(t, 3, d1)
+	pw := perWorker(ins)
+	if len(pw) != 2 || pw[b.workers[0]]+pw[b.workers[1]] != 3 {
+		t.Fatalf("instances not spread over both workers: %+v", ins)
+	}
+	b.fleet.mu.Lock()
+	for i, r := range b.fleet.runs {
+		if r.p.Slot != i {
+			t.Errorf("run %d is slot %d: the roll goes one slot at a time, in order", i, r.p.Slot)
+		}
+		if i > 0 && r.p.Image == "" {
+			t.Errorf("slot %d was sent without the image: it would build again", r.p.Slot)
+		}
+	}
+	b.fleet.mu.Unlock()
+
+	snap, err := network.Load(ctx, b.pool, "apps.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Apps) != 1 || len(snap.Apps[0].Instances) != 3 {
+		t.Fatalf("routing: %+v", snap.Apps)
+	}
+	table := network.BuildTable(snap)
+	if n := len(table.Hosts["app.apps.test"].Paths[0].Upstreams); n != 3 {
+		t.Fatalf("proxy table has %d upstreams, want 3", n)
+	}
+	doc, _ := network.Traefik{}.Render(snap)
+	var tf struct {
+		HTTP struct {
+			Services map[string]struct {
+				LoadBalancer struct {
+					Servers []struct{ URL string } `json:"servers"`
+				} `json:"loadBalancer"`
+			} `json:"services"`
+		} `json:"http"`
+	}
+	json.Unmarshal(doc, &tf)
+	if n := len(tf.HTTP.Services["app-app"].LoadBalancer.Servers); n != 3 {
+		t.Fatalf("traefik service has %d servers, want 3: %s", n, doc)
+	}
+	for _, w := range b.workers {
+		if got, want := len(snap.ForWorker(w).Apps[0].Instances), pw[w]; got != want {
+			t.Fatalf("worker %d's zone routing lists %d instances, want %d", w, got, want)
+		}
+	}
+
+	// The third instance of the next deployment fails its health check.
+	b.fleet.mu.Lock()
+	b.fleet.fail = func(_ int64, p wsproto.DeployPayload, dep int64) bool { return dep != d1 && p.Slot == 2 && !p.Restore }
+	b.fleet.mu.Unlock()
+	d2 := b.deploy(t)
+	eventually(t, "the deployment to fail", func() bool {
+		var st string
+		b.pool.QueryRow(ctx, "SELECT status FROM deployments WHERE id = $1", d2).Scan(&st)
+		return st == "failed"
+	})
+	// Slot 0 counts as back as soon as d2 failed (its current deployment
+	// is the newest succeeded one); its container follows with its job.
+	eventually(t, "the two slots the roll moved to go back", func() bool {
+		var restored, pending int
+		b.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'succeeded'), count(*) FILTER (WHERE state <> 'succeeded')
+			FROM jobs WHERE deployment_id = $1 AND payload->>'restore' = 'true'`, d1).Scan(&restored, &pending)
+		if restored > 2 || restored+pending > 2 {
+			t.Fatalf("%d slots went back, want 2 (the two the roll moved)", restored+pending)
+		}
+		return restored == 2
+	})
+	b.allAt(t, 3, d1)
+
+	// Worker 1 goes offline: routing keeps worker 0's instances only and
+	// its instances start again on worker 0.
+	lost := b.workers[1]
+	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'offline', last_seen = now() - interval '1 hour' WHERE id = $1", lost); err != nil {
+		t.Fatal(err)
+	}
+	snap, _ = network.Load(ctx, b.pool, "apps.test")
+	for _, in := range snap.Apps[0].Instances {
+		if in.WorkerID == lost {
+			t.Fatalf("routing still lists the offline worker's instance: %+v", snap.Apps[0].Instances)
+		}
+	}
+	eventually(t, "the lost worker's instances to move", func() bool {
+		ins, _ := replicas.List(ctx, b.pool, b.app.ID)
+		return len(ins) == 3 && perWorker(ins)[b.workers[0]] == 3
+	})
+
+	// Scale down: the slots beyond leave at once.
+	err = pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		_, err := replicas.Scale(ctx, tx, b.app.ID, replicas.Settings{Replicas: 1, MaxSurge: 1})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ins, _ := replicas.List(ctx, b.pool, b.app.ID); len(ins) != 1 {
+		t.Fatalf("after scaling to 1: %+v", ins)
+	}
+}
+
+// Settings are checked with sentences.
+func TestSettingsCheck(t *testing.T) {
+	for _, c := range []struct {
+		s     replicas.Settings
+		field string
+	}{
+		{replicas.Settings{Replicas: 0, MaxSurge: 1}, "replicas"},
+		{replicas.Settings{Replicas: 2, MaxSurge: 0}, "max_surge"},
+		{replicas.Settings{Replicas: 2, MaxSurge: 1, MaxUnavailable: -1}, "max_unavailable"},
+		{replicas.Settings{Replicas: 2, MaxSurge: 1, MaxUnavailable: 2}, "max_unavailable"},
+		{replicas.Settings{Replicas: 3, MaxSurge: 2, MaxUnavailable: 1}, ""},
+		{replicas.Settings{Replicas: 1, MaxSurge: 1}, ""},
+	} {
+		if f, _ := c.s.Check(); f != c.field {
+			t.Errorf("%+v: field %q, want %q", c.s, f, c.field)
+		}
+	}
+}

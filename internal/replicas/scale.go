@@ -1,0 +1,163 @@
+package replicas
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/wisehosting/wisehosting/internal/network"
+)
+
+// Settings are an app's instance count and rolling-deploy bounds.
+type Settings struct {
+	Replicas       int `json:"replicas"`
+	MaxSurge       int `json:"max_surge"`
+	MaxUnavailable int `json:"max_unavailable"`
+}
+
+// Check validates settings; the message is for the user. The plan's
+// bound on replicas is checked by the caller (plans.Registry).
+func (s Settings) Check() (field string, err error) {
+	switch {
+	case s.Replicas < 1:
+		return "replicas", errors.New("an app runs at least 1 instance (stop it to run none)")
+	case s.MaxSurge < 1:
+		return "max_surge", errors.New("max_surge is at least 1: a rolling deploy starts at least one new instance at a time")
+	case s.MaxUnavailable < 0:
+		return "max_unavailable", errors.New("max_unavailable must not be negative")
+	case s.MaxUnavailable >= s.Replicas && s.Replicas > 1:
+		return "max_unavailable", fmt.Errorf("max_unavailable must be below replicas (%d): at least one instance keeps serving", s.Replicas)
+	}
+	return "", nil
+}
+
+// Scale sets an app's settings in tx. More instances start at once from
+// the app's current deployment (its image, no rebuild on workers that
+// have it); fewer ones leave routing at once and their containers stop
+// after the drain delay. It returns the number of instances started.
+func Scale(ctx context.Context, tx pgx.Tx, appID int64, s Settings) (int, error) {
+	a, err := lockApp(ctx, tx, appID)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE apps SET replicas = $2, max_surge = $3, max_unavailable = $4, updated_at = now() WHERE id = $1`,
+		appID, s.Replicas, s.MaxSurge, s.MaxUnavailable); err != nil {
+		return 0, err
+	}
+	old := a.replicas
+	a.replicas, a.surge, a.unavailable = s.Replicas, s.MaxSurge, s.MaxUnavailable
+	if s.Replicas < old {
+		rows, err := tx.Query(ctx, `DELETE FROM app_instances WHERE app_id = $1 AND slot >= $2 RETURNING COALESCE(worker_id, 0)`, appID, s.Replicas)
+		if err != nil {
+			return 0, err
+		}
+		gone, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return 0, err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE jobs SET state = 'cancelled', error = 'the app was scaled down', finished_at = now()
+			WHERE app_id = $1 AND state = 'pending' AND kind IN ('deploy', 'rollback') AND COALESCE((payload->>'slot')::int, 0) >= $2`,
+			appID, s.Replicas); err != nil {
+			return 0, err
+		}
+		if err := NotifyDesired(ctx, tx, gone...); err != nil {
+			return 0, err
+		}
+		return 0, network.NotifyChanged(ctx, tx)
+	}
+	if s.Replicas == old {
+		return 0, nil
+	}
+	// The app's current deployment: slot 0's.
+	var dep int64
+	err = tx.QueryRow(ctx, `SELECT d.id FROM apps a JOIN deployments d ON d.app_id = a.id AND d.status = 'succeeded' AND d.image <> ''
+			AND d.worker_id = a.worker_id
+		WHERE a.id = $1 AND a.status IN ('running', 'crashed') ORDER BY d.finished_at DESC NULLS LAST, d.id DESC LIMIT 1`, appID).Scan(&dep)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil // not deployed yet: its first deployment starts them all
+	}
+	if err != nil {
+		return 0, err
+	}
+	active, _, err := activeSlots(ctx, tx, appID)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for slot := old; slot < s.Replicas; slot++ {
+		if active[slot] {
+			continue
+		}
+		if err := slotJob(ctx, tx, appID, dep, a, slot, map[string]any{"replace": true}); err != nil {
+			return n, err
+		}
+		if err := logLine(ctx, tx, dep, fmt.Sprintf("scaled to %d instances: starting instance %d", s.Replicas, slot+1)); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Replace starts again elsewhere the instances of multi-instance apps
+// whose worker is offline or revoked (run by the scheduler's recovery,
+// under its lock). Each gets its slot's job at its deployment; the
+// scheduler places it on another worker with room, or keeps it queued
+// until one has. It returns how many it queued.
+func Replace(ctx context.Context, tx pgx.Tx) (int, error) {
+	rows, err := tx.Query(ctx, `WITH gone AS (SELECT id FROM workers WHERE status IN ('offline', 'revoked'))
+		SELECT a.id, 0, COALESCE((SELECT id FROM deployments WHERE app_id = a.id AND status = 'succeeded' AND image <> '' AND worker_id = a.worker_id
+			ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1), 0)
+		FROM apps a WHERE a.replicas > 1 AND a.worker_id IN (SELECT id FROM gone) AND a.status IN ('running', 'crashed') AND a.deleting_at IS NULL
+		UNION ALL
+		SELECT i.app_id, i.slot, COALESCE(i.deployment_id, 0) FROM app_instances i JOIN apps a ON a.id = i.app_id
+		WHERE (i.worker_id IS NULL OR i.worker_id IN (SELECT id FROM gone)) AND a.status NOT IN ('stopped') AND a.deleting_at IS NULL
+			AND i.slot < a.replicas`)
+	if err != nil {
+		return 0, err
+	}
+	type lost struct {
+		app  int64
+		slot int
+		dep  int64
+	}
+	var all []lost
+	for rows.Next() {
+		var l lost
+		if err := rows.Scan(&l.app, &l.slot, &l.dep); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		if l.dep != 0 {
+			all = append(all, l)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, l := range all {
+		a, err := lockApp(ctx, tx, l.app)
+		if err != nil {
+			return n, err
+		}
+		active, _, err := activeSlots(ctx, tx, l.app)
+		if err != nil {
+			return n, err
+		}
+		if active[l.slot] {
+			continue
+		}
+		if err := slotJob(ctx, tx, l.app, l.dep, a, l.slot, map[string]any{"replace": true}); err != nil {
+			return n, err
+		}
+		if err := logLine(ctx, tx, l.dep, fmt.Sprintf("instance %d's worker is offline: starting it on another worker", l.slot+1)); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
