@@ -1,3 +1,5 @@
+//go:build remote && containers_image_openpgp
+
 // Package agent assembles the worker agent: the transport to the control
 // plane, the Podman runtime, the supervisor and the zone router. The
 // command cmd/wisehosting-agent is a thin wrapper around Run.

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_postgres_for_tests
-tags='remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper'
+tags="$(go_tags)"
 out="${BENCH_OUT:-bench-results.txt}"
 {
   echo "# $(date -u +%FT%TZ) $(uname -srm), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(go version | awk '{print $3}')"

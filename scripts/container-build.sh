@@ -32,8 +32,8 @@ trap 'rm -rf "$ctx"' EXIT
 mkdir -p "$ctx/rootfs/usr/local/bin" "$ctx/rootfs/etc/ssl/certs" "$ctx/rootfs/etc/wisehosting" "$ctx/state" "$ctx/rootfs/tmp"
 chmod 1777 "$ctx/rootfs/tmp"
 if [ -z "$binary" ]; then
-  tags="$(sed -n 's/^GOTAGS *[:?]*= *//p' "$root/Makefile" | head -1)"
-  (cd "$root" && CGO_ENABLED=0 go build -trimpath -tags "${tags:-remote containers_image_openpgp}" -ldflags '-s -w' \
+  # The control plane needs no build tags (only the agent's Podman bindings do).
+  (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' \
     -o "$ctx/rootfs/usr/local/bin/wisehosting" ./cmd/wisehosting)
 else
   install -m 755 "$binary" "$ctx/rootfs/usr/local/bin/wisehosting"

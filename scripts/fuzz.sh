@@ -2,8 +2,9 @@
 # Runs every Fuzz target for a short budget each: scripts/fuzz.sh [duration]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 budget="${1:-5s}"
-tags='remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper'
+tags="$(go_tags)"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 git grep -l -E '^func Fuzz[A-Za-z0-9_]*\(' -- '*_test.go' | while read -r f; do

@@ -1,6 +1,13 @@
 # shellcheck shell=bash
 # Shared shell functions for scripts/*.sh (sourced, not run).
 
+# go_tags: the build tags of the agent's Podman bindings, from the one
+# definition (GOTAGS in the Makefile); $GOTAGS, when set, wins.
+go_tags() {
+  if [ -n "${GOTAGS:-}" ]; then echo "$GOTAGS"; return; fi
+  sed -n 's/^GOTAGS *[:?]*= *//p' "$(dirname "${BASH_SOURCE[0]}")/../Makefile" | head -1
+}
+
 pg_bin() {
   local d best=""
   for d in /usr/lib/postgresql/*/bin; do [ -d "$d" ] && best="$d"; done

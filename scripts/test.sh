@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ensure_postgres_for_tests
-tags='remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper'
+tags="$(go_tags)"
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 # Each package gets its own databases (internal/pgtest), so packages run in parallel.

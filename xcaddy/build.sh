@@ -15,7 +15,8 @@ fi
 mkdir -p "$root/bin"
 cd "$here"
 # The local tree is given a version (v0.0.0) because xcaddy requires one.
-XCADDY_SKIP_CLEANUP=0 CGO_ENABLED=0 XCADDY_GO_BUILD_FLAGS="-trimpath -tags=remote,containers_image_openpgp -ldflags=-s\ -w" \
+# The control plane needs no build tags (only the agent's Podman bindings do).
+XCADDY_SKIP_CLEANUP=0 CGO_ENABLED=0 XCADDY_GO_BUILD_FLAGS="-trimpath -ldflags=-s\ -w" \
   go tool xcaddy build "$caddy_version" \
   --output "$root/bin/wisehosting-custom" \
   --replace "github.com/wisehosting/wisehosting@v0.0.0=$root" \

@@ -1,3 +1,5 @@
+//go:build remote && containers_image_openpgp
+
 // Package runtime runs apps in Podman for the worker agent, through the
 // Podman bindings against the local API socket. Builds run on a dedicated
 // bridge network (never the host's), app containers get the app's CPU and

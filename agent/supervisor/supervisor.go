@@ -1,3 +1,5 @@
+//go:build remote && containers_image_openpgp
+
 // Package supervisor is the worker agent's brain: it runs the jobs the
 // control plane assigns (clone, build, start, health check, cut-over),
 // keeps the containers that run equal to the control plane's desired

@@ -1,3 +1,5 @@
+//go:build remote && containers_image_openpgp
+
 // Command wisehosting-agent runs on every worker host: it dials out to the
 // control plane, builds and runs apps in Podman, ships stats and logs, and
 // serves the worker's zone on :8080.

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,13 +26,27 @@ import (
 
 var bins struct{ cp, agent string }
 
+// makefileTags reads the agent's build tags from their one definition,
+// GOTAGS in the Makefile.
+func makefileTags() string {
+	b, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		panic(err)
+	}
+	m := regexp.MustCompile(`(?m)^GOTAGS\s*[:?]?=\s*(.+)$`).FindSubmatch(b)
+	if m == nil {
+		panic("no GOTAGS in the Makefile")
+	}
+	return strings.TrimSpace(string(m[1]))
+}
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "wh-e2e-bin")
 	if err != nil {
 		panic(err)
 	}
 	bins.cp, bins.agent = filepath.Join(dir, "wisehosting"), filepath.Join(dir, "wisehosting-agent")
-	tags := "remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper"
+	tags := makefileTags()
 	for out, pkg := range map[string]string{bins.cp: "../../cmd/wisehosting", bins.agent: "../../cmd/wisehosting-agent"} {
 		cmd := exec.Command("go", "build", "-tags", tags, "-o", out, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
