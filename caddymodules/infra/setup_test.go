@@ -30,7 +30,7 @@ hosts:
 	if err != nil || len(warnings) > 0 {
 		t.Fatalf("%v %v\n%s", err, warnings, text)
 	}
-	for _, want := range []string{`"wisehosting_proxy":{"control_plane":"http://10.50.0.1:8080"}`, `"storage":{"module":"wisehosting"}`, `"handler":"wisehosting_route"`,
+	for _, want := range []string{`"wisehosting_proxy":{"control_plane":"http://10.50.0.1:8080"}`, `"storage":{"control_plane":"http://10.50.0.1:8080","module":"wisehosting_cp"}`, `"handler":"wisehosting_route"`,
 		`"admin":{"listen":"unix//run/wisehosting-proxy/admin.sock"}`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("adapted config lacks %s:\n%s", want, out)

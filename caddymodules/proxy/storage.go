@@ -2,19 +2,19 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/certmagic"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/wisehosting/wisehosting/internal/certstore"
 	"github.com/wisehosting/wisehosting/internal/credentials"
 	"github.com/wisehosting/wisehosting/internal/store"
 )
@@ -24,27 +24,38 @@ func init() {
 }
 
 // Storage is `caddy.storage.wisehosting`: certmagic storage in the control
-// plane's Postgres (tables certmagic_data and certmagic_locks), so several
-// proxies share certificates, ACME accounts and locks: a certificate is
-// issued once, not once per proxy.
+// plane's Postgres (tables certmagic_data and certmagic_locks). The control
+// plane uses it; proxies use `caddy.storage.wisehosting_cp`, which reaches
+// the same storage through the control plane and holds no database
+// credential.
 type Storage struct {
-	// Postgres URL of the control plane's database (over the mesh).
-	// Credential `database_url` overrides it.
+	// Postgres URL of the control plane's database. Credential
+	// `database_url` overrides it.
 	DatabaseURL string `json:"database_url,omitempty"`
 	// Replaces the URL's password. Credential `database_password`
 	// overrides it.
 	DatabasePassword string `json:"database_password,omitempty"`
 
-	pool *pgxpool.Pool
-	key  string
+	db     certstore.DB
+	key    string
+	holder string
 
 	mu    sync.Mutex
-	locks map[string]context.CancelFunc // refreshers of held locks
+	locks map[string]context.CancelFunc // extenders of held locks
 }
 
 // NewStorage is a Storage on an open pool (the control plane's own).
 func NewStorage(pool *pgxpool.Pool) *Storage {
-	return &Storage{pool: pool, locks: map[string]context.CancelFunc{}}
+	s := &Storage{db: certstore.DB{Pool: pool}}
+	s.init()
+	return s
+}
+
+func (s *Storage) init() {
+	b := make([]byte, 16)
+	rand.Read(b)
+	s.holder = hex.EncodeToString(b)
+	s.locks = map[string]context.CancelFunc{}
 }
 
 // CaddyModule returns the Caddy module information.
@@ -70,7 +81,7 @@ func (s *Storage) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if s.DatabaseURL == "" {
-		return errors.New("caddy.storage.wisehosting: database_url is required")
+		return errors.New("caddy.storage.wisehosting: database_url is required (a proxy uses storage wisehosting_cp instead)")
 	}
 	s.key = s.DatabaseURL + "\x00" + s.DatabasePassword
 	v, _, err := storagePools.LoadOrNew(s.key, func() (caddy.Destructor, error) {
@@ -85,8 +96,8 @@ func (s *Storage) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("caddy.storage.wisehosting: %w", err)
 	}
-	s.pool = v.(poolDestructor).Pool
-	s.locks = map[string]context.CancelFunc{}
+	s.db = certstore.DB{Pool: v.(poolDestructor).Pool}
+	s.init()
 	return nil
 }
 
@@ -104,103 +115,49 @@ func (s *Storage) CertMagicStorage() (certmagic.Storage, error) { return s, nil 
 
 // Store implements certmagic.Storage.
 func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO certmagic_data (key, value, modified_at) VALUES ($1, $2, now())
-		ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, modified_at = now()`, key, value)
-	return err
+	return s.db.Put(ctx, key, value)
 }
 
 // Load implements certmagic.Storage; a missing key is fs.ErrNotExist.
 func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
-	var v []byte
-	err := s.pool.QueryRow(ctx, "SELECT value FROM certmagic_data WHERE key = $1", key).Scan(&v)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fs.ErrNotExist
-	}
+	v, _, err := s.db.Get(ctx, key)
 	return v, err
-}
-
-func likePrefix(p string) string {
-	p = strings.TrimSuffix(p, "/")
-	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
-	return r.Replace(p) + "/%"
 }
 
 // Delete implements certmagic.Storage: the key and, like a directory,
 // everything below it.
-func (s *Storage) Delete(ctx context.Context, key string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM certmagic_data WHERE key = $1 OR key LIKE $2`, key, likePrefix(key))
-	if err == nil && tag.RowsAffected() == 0 {
-		return fs.ErrNotExist
-	}
-	return err
-}
+func (s *Storage) Delete(ctx context.Context, key string) error { return s.db.Delete(ctx, key) }
 
 // Exists implements certmagic.Storage.
 func (s *Storage) Exists(ctx context.Context, key string) bool {
-	var ok bool
-	s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM certmagic_data WHERE key = $1 OR key LIKE $2)`, key, likePrefix(key)).Scan(&ok)
-	return ok
+	_, err := s.db.Stat(ctx, key)
+	return err == nil
 }
 
 // List implements certmagic.Storage.
 func (s *Storage) List(ctx context.Context, prefix string, recursive bool) ([]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT key FROM certmagic_data WHERE key LIKE $1 ORDER BY key`, likePrefix(prefix))
-	if err != nil {
-		return nil, err
-	}
-	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, err
-	}
-	if len(keys) == 0 {
-		return nil, fs.ErrNotExist
-	}
-	if recursive {
-		return keys, nil
-	}
-	base := strings.TrimSuffix(prefix, "/") + "/"
-	seen := map[string]bool{}
-	var out []string
-	for _, k := range keys {
-		child := base + strings.SplitN(strings.TrimPrefix(k, base), "/", 2)[0]
-		if !seen[child] {
-			seen[child] = true
-			out = append(out, child)
-		}
-	}
-	return out, nil
+	return s.db.List(ctx, prefix, recursive)
 }
 
 // Stat implements certmagic.Storage.
 func (s *Storage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
-	var ki certmagic.KeyInfo
-	var size int64
-	err := s.pool.QueryRow(ctx, "SELECT modified_at, length(value) FROM certmagic_data WHERE key = $1", key).Scan(&ki.Modified, &size)
-	if errors.Is(err, pgx.ErrNoRows) {
-		if s.Exists(ctx, key) {
-			return certmagic.KeyInfo{Key: key, IsTerminal: false}, nil
-		}
-		return ki, fs.ErrNotExist
-	}
-	ki.Key, ki.Size, ki.IsTerminal = key, size, true
-	return ki, err
+	ki, err := s.db.Stat(ctx, key)
+	return certmagic.KeyInfo{Key: key, Modified: ki.Modified, Size: ki.Size, IsTerminal: ki.Terminal}, err
 }
 
-// lockTTL is how long a lock lives without its holder refreshing it: a
-// proxy that dies holding one blocks the others for at most this long.
+// lockTTL is how long a lock lives without its holder extending it: a
+// process that dies holding one blocks the others for at most this long.
 const lockTTL = 2 * time.Minute
 
-// Lock implements certmagic.Locker: a row in certmagic_locks, taken over
-// when expired, refreshed while held.
+// Lock implements certmagic.Locker: a row in certmagic_locks naming this
+// storage as holder, taken over when lapsed, extended while held.
 func (s *Storage) Lock(ctx context.Context, name string) error {
 	for {
-		tag, err := s.pool.Exec(ctx, `INSERT INTO certmagic_locks (key, expires_at) VALUES ($1, now() + $2::interval)
-			ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE certmagic_locks.expires_at < now()`,
-			name, lockTTL.String())
+		ok, err := s.db.TryLock(ctx, name, s.holder, lockTTL)
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 1 {
+		if ok {
 			break
 		}
 		select {
@@ -211,6 +168,9 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.mu.Lock()
+	if old := s.locks[name]; old != nil {
+		old()
+	}
 	s.locks[name] = cancel
 	s.mu.Unlock()
 	go func() {
@@ -221,7 +181,7 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 			case <-rctx.Done():
 				return
 			case <-t.C:
-				s.pool.Exec(rctx, "UPDATE certmagic_locks SET expires_at = now() + $2::interval WHERE key = $1", name, lockTTL.String())
+				s.db.TryLock(rctx, name, s.holder, lockTTL)
 			}
 		}
 	}()
@@ -236,8 +196,7 @@ func (s *Storage) Unlock(ctx context.Context, name string) error {
 		delete(s.locks, name)
 	}
 	s.mu.Unlock()
-	_, err := s.pool.Exec(ctx, "DELETE FROM certmagic_locks WHERE key = $1", name)
-	return err
+	return s.db.Unlock(ctx, name, s.holder)
 }
 
 // UnmarshalCaddyfile reads `storage wisehosting [{ database_url …; database_password … }]`.

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -50,8 +51,12 @@ type Proxy struct {
 	ACMEEmail string `yaml:"acme_email,omitempty"`
 	// ACMECA is the ACME directory (default: Let's Encrypt production).
 	ACMECA string `yaml:"acme_ca,omitempty"`
-	// HTTPAddress and HTTPSAddress are Traefik's entry points (default
-	// :80 and :443).
+	// ACMECARoot is a PEM file on the proxy host with the root of a
+	// private ACME CA's HTTPS certificate (kind caddy).
+	ACMECARoot string `yaml:"acme_ca_root,omitempty"`
+	// HTTPAddress and HTTPSAddress are where the proxy listens: Traefik's
+	// entry points, the Caddy proxy mode's ports and bind address
+	// (default :80 and :443).
 	HTTPAddress  string `yaml:"http_address,omitempty"`
 	HTTPSAddress string `yaml:"https_address,omitempty"`
 }
@@ -177,6 +182,12 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("proxy address %q is not host:port", a))
 			}
 		}
+	}
+	if strings.ContainsAny(c.Proxy.ACMECA, " \t\"\n\\{}") {
+		errs = append(errs, fmt.Errorf("proxy.acme_ca %q is not an https URL", c.Proxy.ACMECA))
+	}
+	if r := c.Proxy.ACMECARoot; r != "" && (!filepath.IsAbs(r) || strings.ContainsAny(r, " \t\"\n\\{}")) {
+		errs = append(errs, fmt.Errorf("proxy.acme_ca_root %q is not an absolute file path", r))
 	}
 	if strings.ContainsAny(c.Proxy.ACMEEmail, "\"\n\\") {
 		errs = append(errs, fmt.Errorf("proxy.acme_email %q is not an e-mail address", c.Proxy.ACMEEmail))

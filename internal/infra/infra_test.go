@@ -172,14 +172,15 @@ hosts:
 	}
 	s := &Setup{Config: c, ProxyDir: t.TempDir()}
 	acts, err := s.Plan(context.Background(), "proxy")
-	if err != nil || len(acts) != 1 || !strings.Contains(acts[0].Description, "px1.Caddyfile") {
+	if err != nil || len(acts) != 2 || !strings.Contains(acts[0].Description, "px1.Caddyfile") || !strings.Contains(acts[1].Description, "px1.wisehosting-proxy.service") {
 		t.Fatalf("%+v %v", acts, err)
 	}
 	if err := Apply(context.Background(), acts); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(filepath.Join(s.ProxyDir, "px1.Caddyfile"))
-	if !strings.Contains(string(b), "control_plane http://10.50.0.1:8080") || !strings.Contains(string(b), "permission wisehosting") {
+	if !strings.Contains(string(b), "control_plane http://10.50.0.1:8080") || !strings.Contains(string(b), "permission wisehosting") ||
+		!strings.Contains(string(b), "storage wisehosting_cp") || strings.Contains(string(b), "database") {
 		t.Fatalf("%s", b)
 	}
 	acts, _ = s.Plan(context.Background(), "proxy")

@@ -1,0 +1,1 @@
+ALTER TABLE certmagic_locks DROP COLUMN holder;
