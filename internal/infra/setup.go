@@ -182,14 +182,14 @@ func ProxyUnit(h Host) string {
 [Unit]
 Description=WiseHosting proxy
 After=network-online.target wg-quick@wg0.service
-Wants=network-online.target
+Wants=network-online.target wg-quick@wg0.service
 
 [Service]
 Type=notify
 DynamicUser=yes
 ExecStart=/usr/local/bin/wisehosting run --config /etc/wisehosting/proxy.Caddyfile
 ExecReload=/usr/local/bin/wisehosting reload --config /etc/wisehosting/proxy.Caddyfile --force
-LoadCredential=proxy_token:/etc/wisehosting/credentials/proxy_token
+LoadCredential=proxy_token:/etc/credstore/wisehosting/proxy_token
 # Routing table and certificates kept across restarts (served while the
 # control plane is down): $XDG_DATA_HOME/caddy.
 StateDirectory=wisehosting-proxy
@@ -207,6 +207,7 @@ ProtectHome=true
 PrivateTmp=true
 TimeoutStopSec=30s
 Restart=on-failure
+RestartSec=5s
 LimitNOFILE=1048576
 
 [Install]
