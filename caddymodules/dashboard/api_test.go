@@ -249,12 +249,16 @@ func TestAPIAndTeamIsolation(t *testing.T) {
 
 func TestPlanLimitsAtTheEdges(t *testing.T) {
 	f := start(t, map[string]any{"plans": map[string]any{
-		"free": map[string]any{"apps": 1, "memory_mb": 256},
+		"free": map[string]any{"apps": 1, "memory_mb": 256, "replicas": 2},
 	}})
 	team := f.team("small", "free")
 	f.user("dana@small.test", "dana-password-1", map[int64]string{team: "owner"})
 	dana := f.login("dana@small.test", "dana-password-1")
-	out := dana.want(403, "POST", fmt.Sprintf("/api/teams/%d/apps", team), map[string]any{"name": "Big", "slug": "big", "memory_mb": 1024})
+	out := dana.want(403, "POST", fmt.Sprintf("/api/teams/%d/apps", team), map[string]any{"name": "Many", "slug": "many", "replicas": 5})
+	if !strings.Contains(fmt.Sprint(out["error"]), "replicas is at most 2") {
+		t.Fatalf("error %v", out)
+	}
+	out = dana.want(403, "POST", fmt.Sprintf("/api/teams/%d/apps", team), map[string]any{"name": "Big", "slug": "big", "memory_mb": 1024})
 	if !strings.Contains(fmt.Sprint(out["error"]), "memory_mb is at most 256") {
 		t.Fatalf("error %v", out)
 	}
@@ -266,6 +270,30 @@ func TestPlanLimitsAtTheEdges(t *testing.T) {
 	id := int64(app["id"].(float64))
 	dana.want(403, "PATCH", fmt.Sprintf("/api/apps/%d", id), map[string]any{"memory_mb": 512})
 	dana.want(200, "PATCH", fmt.Sprintf("/api/apps/%d", id), map[string]any{"memory_mb": 128})
+	// Instances within the plan; the rolling-deploy bounds are checked.
+	out = dana.want(403, "PATCH", fmt.Sprintf("/api/apps/%d", id), map[string]any{"replicas": 3})
+	if !strings.Contains(fmt.Sprint(out["error"]), "replicas is at most 2 (asked for 3)") {
+		t.Fatalf("error %v", out)
+	}
+	out = dana.want(422, "PATCH", fmt.Sprintf("/api/apps/%d", id), map[string]any{"replicas": 2, "max_unavailable": 2})
+	if out["field"] != "max_unavailable" {
+		t.Fatalf("error %v", out)
+	}
+	if v := dana.want(200, "PATCH", fmt.Sprintf("/api/apps/%d", id), map[string]any{"replicas": 2, "max_surge": 2}); v["replicas"] != 2.0 || v["max_surge"] != 2.0 {
+		t.Fatalf("scaled: %v", v)
+	}
+	// Another team's member cannot scale it.
+	other := f.team("other", "free")
+	f.user("olga@other.test", "olga-password-1", map[int64]string{other: "owner"})
+	olga := f.login("olga@other.test", "olga-password-1")
+	if code, _, _ := olga.do("PATCH", fmt.Sprintf("/api/apps/%d", id), map[string]any{"replicas": 1}); code != http.StatusNotFound && code != http.StatusForbidden {
+		t.Fatalf("another team scaled the app: %d", code)
+	}
+	var n int
+	f.db.Pool.QueryRow(context.Background(), "SELECT replicas FROM apps WHERE id = $1", id).Scan(&n)
+	if n != 2 {
+		t.Fatalf("replicas %d after another team's request, want 2", n)
+	}
 	out = dana.want(403, "POST", fmt.Sprintf("/api/apps/%d/domains", id), map[string]any{"hostname": "www.small.test"})
 	if !strings.Contains(fmt.Sprint(out["error"]), "custom_domains") {
 		t.Fatalf("error %v", out)

@@ -566,6 +566,8 @@ type appInput struct {
 	Image            string `json:"image"`
 	RegistryUsername string `json:"registry_username"`
 	RegistryPassword string `json:"registry_password"`
+	// Replicas is how many instances the app runs (0: 1).
+	Replicas int `json:"replicas"`
 }
 
 func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
@@ -641,6 +643,12 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 	if in.GitProvider != "" && !gitproviders.Known(in.GitProvider) {
 		problem("git_provider", "git_provider must be one of "+strings.Join(gitproviders.Providers, ", "))
 	}
+	if in.Replicas == 0 {
+		in.Replicas = 1
+	}
+	if f, err := (replicas.Settings{Replicas: in.Replicas, MaxSurge: 1}).Check(); err != nil {
+		problem(f, err.Error())
+	}
 	if len(problems) > 0 {
 		api.WriteJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": strings.Join(problems, "; "), "field": fields[0], "fields": fields})
 		return
@@ -648,7 +656,8 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 	autoDeploy, previews := in.AutoDeploy == nil || *in.AutoDeploy, in.Previews == nil || *in.Previews
 	var id int64
 	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		if err := h.wh.PlanRegistry().CheckCreateApp(r.Context(), tx, team, plans.Limits{CPUMillis: in.CPUMillis, MemoryMB: in.MemoryMB}); err != nil {
+		if err := h.wh.PlanRegistry().CheckCreateApp(r.Context(), tx, team, plans.Limits{CPUMillis: in.CPUMillis, MemoryMB: in.MemoryMB,
+			Replicas: in.Replicas}); err != nil {
 			return err
 		}
 		if err := tx.QueryRow(r.Context(), `INSERT INTO apps (team_id, slug, name, git_repo, git_branch, framework, port, cpu_millis, memory_mb,
@@ -658,6 +667,9 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		if err := deploys.SetRegistryCredentials(r.Context(), tx, h.wh.Keyring(), id, in.RegistryUsername, in.RegistryPassword); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(r.Context(), "UPDATE apps SET replicas = $2 WHERE id = $1", id, in.Replicas); err != nil {
 			return err
 		}
 		ev := map[string]any{"app_id": id, "git_connection_id": conn.ID, "repo": in.Repo}

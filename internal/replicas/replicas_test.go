@@ -285,6 +285,36 @@ func TestRollSpreadFailAndReplace(t *testing.T) {
 		return len(ins) == 3 && perWorker(ins)[b.workers[0]] == 3
 	})
 
+	// With max_unavailable 1, a second instance moves at the same time,
+	// stopping its old container first.
+	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'online', last_seen = now() + interval '1 hour' WHERE id = $1", lost); err != nil {
+		t.Fatal(err)
+	}
+	err = pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		_, err := replicas.Scale(ctx, tx, b.app.ID, replicas.Settings{Replicas: 3, MaxSurge: 1, MaxUnavailable: 1})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.fleet.mu.Lock()
+	b.fleet.fail = nil
+	from := len(b.fleet.runs)
+	b.fleet.mu.Unlock()
+	d3 := b.deploy(t)
+	b.allAt(t, 3, d3)
+	b.fleet.mu.Lock()
+	stopFirst := 0
+	for _, r := range b.fleet.runs[from:] {
+		if r.p.StopFirst {
+			stopFirst++
+		}
+	}
+	b.fleet.mu.Unlock()
+	if stopFirst != 1 {
+		t.Fatalf("%d instances stopped first, want 1 (max_unavailable 1 beside max_surge 1)", stopFirst)
+	}
+
 	// Scale down: the slots beyond leave at once.
 	err = pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
 		_, err := replicas.Scale(ctx, tx, b.app.ID, replicas.Settings{Replicas: 1, MaxSurge: 1})

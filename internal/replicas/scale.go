@@ -151,6 +151,17 @@ func Replace(ctx context.Context, tx pgx.Tx) (int, error) {
 		if active[l.slot] {
 			continue
 		}
+		// A start elsewhere that just failed is tried again a minute later,
+		// not on every recovery pass.
+		var failedLately bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM jobs WHERE app_id = $1 AND kind IN ('deploy', 'rollback')
+			AND state = 'failed' AND payload->>'replace' = 'true' AND COALESCE((payload->>'slot')::int, 0) = $2
+			AND finished_at > now() - interval '1 minute')`, l.app, l.slot).Scan(&failedLately); err != nil {
+			return n, err
+		}
+		if failedLately {
+			continue
+		}
 		if err := slotJob(ctx, tx, l.app, l.dep, a, l.slot, map[string]any{"replace": true}); err != nil {
 			return n, err
 		}
