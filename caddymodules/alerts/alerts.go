@@ -17,7 +17,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/alerts"
-	"github.com/wisehosting/wisehosting/internal/events"
+	"github.com/wisehosting/wisehosting/internal/store"
 )
 
 func init() {
@@ -69,21 +69,13 @@ func (a *App) Start() error {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		t := time.NewTicker(time.Duration(a.Interval))
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-t.C:
-				a.RunOnce(ctx, now)
-			}
-		}
+		store.Every(ctx, time.Duration(a.Interval), false, func(ctx context.Context) { a.RunOnce(ctx, time.Now()) })
 	}()
 	return nil
 }
 
-// RunOnce evaluates the rules at now and publishes the changes.
+// RunOnce evaluates the rules at now (the evaluator emits the changes'
+// events) and logs the changes.
 func (a *App) RunOnce(ctx context.Context, now time.Time) {
 	changes, err := a.eval.Evaluate(ctx, now)
 	if err != nil {
@@ -93,15 +85,11 @@ func (a *App) RunOnce(ctx context.Context, now time.Time) {
 		return
 	}
 	for _, c := range changes {
-		kind := events.AlertResolved
 		if c.Fired {
-			kind = events.AlertFired
 			a.logger.Warn(fmt.Sprintf("alerts: fired %s for app %d", c.Kind, c.AppID), zap.String("message", c.Message))
 		} else {
 			a.logger.Info(fmt.Sprintf("alerts: resolved %s for app %d", c.Kind, c.AppID))
 		}
-		a.wh.Events().Publish(events.Event{Kind: kind, AppID: c.AppID, Data: map[string]any{
-			"alert_id": c.AlertID, "rule_id": c.RuleID, "kind": c.Kind, "value": c.Value, "message": c.Message}})
 	}
 }
 

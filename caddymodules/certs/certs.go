@@ -25,7 +25,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/certs"
-	"github.com/wisehosting/wisehosting/internal/events"
+	"github.com/wisehosting/wisehosting/internal/store"
 )
 
 func init() {
@@ -89,18 +89,11 @@ func (a *App) Start() error {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		t := time.NewTicker(time.Duration(a.Interval))
-		defer t.Stop()
-		for {
+		store.Every(ctx, time.Duration(a.Interval), true, func(ctx context.Context) {
 			if err := a.RunOnce(ctx); err != nil && ctx.Err() == nil {
 				a.logger.Error("certs: checking certificates", zap.Error(err))
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
+		})
 	}()
 	return nil
 }
@@ -119,17 +112,15 @@ func (a *App) Stop() error {
 
 // RunOnce syncs once, on one replica at a time.
 func (a *App) RunOnce(ctx context.Context) error {
-	ch, err := certs.Sync(ctx, a.wh.Pool(), time.Now(), time.Duration(a.Warn))
+	ch, err := certs.Sync(ctx, a.wh.Pool(), time.Now(), time.Duration(a.Warn), a.wh.SubdomainBase)
 	if err != nil {
 		return err
 	}
 	for _, c := range ch.Provisioned {
 		a.logger.Info("certs: certificate provisioned", zap.String("host", c.Hostname), zap.Time("expires", c.NotAfter))
-		a.wh.Events().Publish(events.Event{Kind: events.CertProvisioned, Data: map[string]any{"hostname": c.Hostname, "not_after": c.NotAfter}})
 	}
 	for _, c := range ch.Expiring {
 		a.logger.Warn("certs: certificate expiring and not renewed", zap.String("host", c.Hostname), zap.Time("expires", c.NotAfter))
-		a.wh.Events().Publish(events.Event{Kind: events.CertExpiring, Data: map[string]any{"hostname": c.Hostname, "not_after": c.NotAfter}})
 		a.renew(ctx, c.Hostname)
 	}
 	return nil

@@ -21,6 +21,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/plans"
 	"github.com/wisehosting/wisehosting/internal/secrets"
 	"github.com/wisehosting/wisehosting/internal/store"
+	"github.com/wisehosting/wisehosting/internal/webhooks"
 	"github.com/wisehosting/wisehosting/internal/workerbus"
 	workerkeys "github.com/wisehosting/wisehosting/internal/workers"
 )
@@ -126,6 +127,10 @@ type App struct {
 	routingOnce sync.Once
 	routing     *network.Provider
 	zoneOnce    sync.Once
+
+	relay     *events.Relay
+	relayStop context.CancelFunc
+	relayDone chan struct{}
 }
 
 // CaddyModule returns the Caddy module information.
@@ -315,6 +320,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	sp := val.(sharedPool)
 	a.pool, a.notify = sp.Pool, sp.listener
+	a.relay = &events.Relay{Pool: a.pool, Notify: a.notify, Bus: a.bus, Logger: a.logger,
+		Sinks: []events.Sink{webhooks.Fanout}}
+	a.NeedConns("events", 1)
 	if loaded {
 		a.logger.Debug("reusing database pool")
 	}
@@ -347,8 +355,8 @@ func migrate(p *pgxpool.Pool, logger *zap.Logger) error {
 }
 
 // Start checks that the pool is large enough for the configured modules
-// and that every team is on a configured plan, and creates the first admin
-// account if the database has no users.
+// and that every team is on a configured plan, creates the first admin
+// account if the database has no users, and starts the event relay.
 func (a *App) Start() error {
 	if err := a.checkPoolSize(); err != nil {
 		return fmt.Errorf("wisehosting: %w", err)
@@ -358,12 +366,28 @@ func (a *App) Start() error {
 	if err := a.plans.CheckTeams(ctx, a.pool); err != nil {
 		return fmt.Errorf("wisehosting: %w", err)
 	}
-	return a.bootstrapAdmin(ctx)
+	if err := a.bootstrapAdmin(ctx); err != nil {
+		return err
+	}
+	rctx, stop := context.WithCancel(context.Background())
+	a.relayStop, a.relayDone = stop, make(chan struct{})
+	go func() {
+		defer close(a.relayDone)
+		a.relay.Run(rctx)
+	}()
+	return nil
 }
 
-// Stop is a no-op: the pool lives until Cleanup so other apps can still
-// use it while they stop.
-func (a *App) Stop() error { return nil }
+// Stop stops the event relay (what it has not dispatched stays in the
+// outbox for the next one). The pool lives until Cleanup so other apps can
+// still use it while they stop.
+func (a *App) Stop() error {
+	if a.relayStop != nil {
+		a.relayStop()
+		<-a.relayDone
+	}
+	return nil
+}
 
 // Cleanup releases this config's use of the shared pool.
 func (a *App) Cleanup() error {

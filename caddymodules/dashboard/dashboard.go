@@ -124,7 +124,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.acc = accounts.New(wh.Pool())
 	reg := wh.PlanRegistry()
-	h.domains = &domains.Service{Pool: wh.Pool(), Events: wh.Events(), SubdomainBase: wh.SubdomainBase,
+	h.domains = &domains.Service{Pool: wh.Pool(), SubdomainBase: wh.SubdomainBase,
 		Allow: func(ctx context.Context, tx pgx.Tx, teamID int64) error { return reg.CheckDomain(ctx, tx, teamID) }}
 	if len(wh.DomainResolvers) > 0 {
 		resolvers, err := domains.ParseResolvers(strings.Join(wh.DomainResolvers, " "))

@@ -402,7 +402,9 @@ func (a *App) placeWorker(w http.ResponseWriter, r *http.Request) {
 	if err := network.NotifyChanged(r.Context(), a.wh.Pool()); err != nil {
 		a.logger.Warn("internal API: announcing the routing change", zap.Error(err))
 	}
-	a.wh.Events().Publish(events.Event{Kind: events.RouteChanged, Data: map[string]any{"worker": name}})
+	if err := events.Emit(r.Context(), a.wh.Pool(), events.Event{Kind: events.RouteChanged, Data: map[string]any{"worker": name}}); err != nil {
+		a.logger.Warn("internal API: recording the routing change", zap.Error(err))
+	}
 	a.logger.Info("internal API: worker placement changed", zap.String("worker", name), zap.String("zone", wk.Zone), zap.String("wg_ip", wk.WGIP))
 	writeJSON(w, http.StatusOK, wk)
 }

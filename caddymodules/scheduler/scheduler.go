@@ -79,7 +79,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx, a.wh, a.logger = ctx, wh, ctx.Logger()
 	wh.NeedConns("scheduler", 3) // placement, delivery and recovery loops
 	a.sched = jobs.NewScheduler(jobs.Config{
-		Pool: wh.Pool(), Notify: wh.Notifications(), Workers: wh.Workers(), Events: wh.Events(), Logger: a.logger,
+		Pool: wh.Pool(), Notify: wh.Notifications(), Workers: wh.Workers(), Logger: a.logger,
 		PollInterval: time.Duration(a.PollInterval), Heartbeat: time.Duration(a.HeartbeatTimeout),
 		AckTimeout: time.Duration(a.AckTimeout), Resend: time.Duration(a.ResendInterval),
 		RecoverInterval: time.Duration(a.RecoverInterval), Batch: a.Batch,
@@ -165,8 +165,20 @@ func (a *App) onAppState(ctx context.Context, workerID int64, p json.RawMessage)
 	var res deploys.AppStateResult
 	err := pgx.BeginFunc(ctx, a.wh.Pool(), func(tx pgx.Tx) error {
 		var err error
-		res, err = deploys.ApplyAppState(ctx, tx, workerID, st)
-		return err
+		if res, err = deploys.ApplyAppState(ctx, tx, workerID, st); err != nil {
+			return err
+		}
+		if res.Adopted != 0 {
+			if err := events.Emit(ctx, tx, events.Event{Kind: events.DeploymentFinished, AppID: st.AppID,
+				Data: map[string]any{"deployment_id": res.Adopted, "adopted": true}}); err != nil {
+				return err
+			}
+		}
+		if res.StatusChanged || st.State != "running" {
+			return events.Emit(ctx, tx, events.Event{Kind: events.AppStatusChanged, AppID: st.AppID,
+				Data: map[string]any{"state": st.State, "restarts": st.Restarts, "message": st.Message, "worker_id": workerID}})
+		}
+		return nil
 	})
 	if err != nil {
 		if err == deploys.ErrNotOnWorker {
@@ -177,8 +189,6 @@ func (a *App) onAppState(ctx context.Context, workerID int64, p json.RawMessage)
 	}
 	if res.Adopted != 0 {
 		a.logger.Warn("scheduler: adopted a deployment the worker runs", zap.Int64("app", st.AppID), zap.Int64("deployment", res.Adopted), zap.Int64("worker", workerID))
-		a.wh.Events().Publish(events.Event{Kind: events.DeploymentFinished, AppID: st.AppID,
-			Data: map[string]any{"deployment_id": res.Adopted, "adopted": true}})
 	}
 	if res.PortChanged || res.StatusChanged || res.Adopted != 0 {
 		if err := network.NotifyChanged(ctx, a.wh.Pool()); err != nil {
@@ -188,10 +198,6 @@ func (a *App) onAppState(ctx context.Context, workerID int64, p json.RawMessage)
 	if st.State != "running" {
 		a.logger.Warn("scheduler: app not running on its worker", zap.Int64("app", st.AppID), zap.Int64("worker", workerID),
 			zap.String("state", st.State), zap.Int("restarts", st.Restarts), zap.String("message", st.Message))
-	}
-	if res.StatusChanged || st.State != "running" {
-		a.wh.Events().Publish(events.Event{Kind: events.AppStatusChanged, AppID: st.AppID,
-			Data: map[string]any{"state": st.State, "restarts": st.Restarts, "message": st.Message, "worker_id": workerID}})
 	}
 	return nil
 }

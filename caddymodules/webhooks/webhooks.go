@@ -1,6 +1,6 @@
-// Package webhooks is the `wisehosting_webhooks` Caddy app: it turns the
-// control plane's events into outbox rows for the teams' webhooks and runs
-// the dispatcher that delivers them (internal/webhooks). On shutdown it
+// Package webhooks is the `wisehosting_webhooks` Caddy app: it runs the
+// dispatcher that sends the deliveries the event relay queued for the
+// teams' webhooks and chat channels (internal/webhooks). On shutdown it
 // stops claiming and drains the deliveries under way.
 package webhooks
 
@@ -18,7 +18,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
-	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/httpx"
 	"github.com/wisehosting/wisehosting/internal/webhooks"
 )
@@ -42,7 +41,6 @@ type App struct {
 	wh     *core.App
 	logger *zap.Logger
 	disp   *webhooks.Dispatcher
-	unsub  func()
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -59,7 +57,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.wh, a.logger = wh, ctx.Logger()
-	wh.NeedConns("webhooks", 2) // the dispatcher and the enqueuer
+	wh.NeedConns("webhooks", 1) // the dispatcher
 	guard := httpx.GuardOptions{Timeout: time.Duration(a.Timeout)}
 	for _, n := range a.AllowNetworks {
 		p, err := netip.ParsePrefix(n)
@@ -69,24 +67,22 @@ func (a *App) Provision(ctx caddy.Context) error {
 		guard.Allow = append(guard.Allow, p)
 	}
 	a.disp = &webhooks.Dispatcher{Pool: wh.Pool(), Keyring: wh.Keyring(), Client: httpx.NewWebhookClient(guard),
-		Logger: a.logger, MaxAttempts: a.MaxAttempts}
+		Logger: a.logger, MaxAttempts: a.MaxAttempts, Notify: wh.Notifications()}
+	if a.Timeout > 0 {
+		// A delivery whose sender died is taken over once its request
+		// could not still be running.
+		a.disp.Lease = time.Duration(a.Timeout) + 30*time.Second
+	}
 	return nil
 }
 
 // Dispatcher is the running dispatcher (test deliveries).
 func (a *App) Dispatcher() *webhooks.Dispatcher { return a.disp }
 
-// Start subscribes to events and delivers.
+// Start delivers.
 func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
-	a.unsub = a.wh.Events().Subscribe(func(e events.Event) {
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			a.enqueue(e)
-		}()
-	})
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -95,39 +91,8 @@ func (a *App) Start() error {
 	return nil
 }
 
-// enqueue writes the event's deliveries (team from the event, or its app).
-func (a *App) enqueue(e events.Event) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	team := e.TeamID
-	if team == 0 && e.AppID != 0 {
-		a.wh.Pool().QueryRow(ctx, "SELECT team_id FROM apps WHERE id = $1", e.AppID).Scan(&team)
-	}
-	if team == 0 {
-		return // platform events (workers, certificates) have no team
-	}
-	data := map[string]any{}
-	for k, v := range e.Data {
-		data[k] = v
-	}
-	if e.AppID != 0 {
-		data["app_id"] = e.AppID
-	}
-	n, err := webhooks.Enqueue(ctx, a.wh.Pool(), team, e.AppID, webhooks.Event{Type: e.Kind, Timestamp: e.Time, Data: data})
-	if err != nil {
-		a.logger.Error("webhook: queuing deliveries", zap.String("event", e.Kind), zap.Error(err))
-		return
-	}
-	if n > 0 {
-		a.disp.Wake()
-	}
-}
-
 // Stop stops claiming and waits for deliveries in flight.
 func (a *App) Stop() error {
-	if a.unsub != nil {
-		a.unsub()
-	}
 	if a.cancel != nil {
 		a.cancel()
 	}

@@ -44,7 +44,9 @@ func TestEventDeliveredThroughTheApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wh.Events().Publish(events.Event{Kind: events.DeploymentFailed, AppID: app, Data: map[string]any{"error": "health check failed"}})
+	if err := events.Emit(ctx, db.Pool, events.Event{Kind: events.DeploymentFailed, AppID: app, Data: map[string]any{"error": "health check failed"}}); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case r := <-got:
 		body := <-bodies

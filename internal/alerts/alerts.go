@@ -13,6 +13,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/wisehosting/wisehosting/internal/events"
+	"github.com/wisehosting/wisehosting/internal/store"
 )
 
 // Change is an alert that fired or resolved.
@@ -24,6 +27,16 @@ type Change struct {
 	Value   float64
 	Fired   bool // false: resolved
 	Message string
+}
+
+// Event is the change as an event (alert.fired or alert.resolved).
+func (c Change) Event() events.Event {
+	kind := events.AlertResolved
+	if c.Fired {
+		kind = events.AlertFired
+	}
+	return events.Event{Kind: kind, AppID: c.AppID, Data: map[string]any{
+		"alert_id": c.AlertID, "rule_id": c.RuleID, "kind": c.Kind, "value": c.Value, "message": c.Message}}
 }
 
 // Evaluator evaluates every enabled rule.
@@ -59,7 +72,8 @@ func (r *ruleState) breached() bool {
 
 func unit(kind string) string { k, _ := Kind(kind); return k.Short }
 
-// Evaluate checks every rule at now and applies firing and resolving. One
+// Evaluate checks every rule at now and applies firing and resolving,
+// emitting alert.fired and alert.resolved in the same transaction. One
 // evaluator runs at a time across replicas (transaction-scoped advisory
 // lock); a replica that does not get the lock returns no changes.
 func (e *Evaluator) Evaluate(ctx context.Context, now time.Time) ([]Change, error) {
@@ -71,12 +85,8 @@ func (e *Evaluator) Evaluate(ctx context.Context, now time.Time) ([]Change, erro
 		minDur = 5 * time.Minute
 	}
 	var changes []Change
-	err := pgx.BeginFunc(ctx, e.Pool, func(tx pgx.Tx) error {
+	_, err := store.Exclusive(ctx, e.Pool, "wisehosting.alerts", func(tx pgx.Tx) error {
 		changes = nil
-		var got bool
-		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext('wisehosting.alerts'))").Scan(&got); err != nil || !got {
-			return err
-		}
 		rows, err := tx.Query(ctx, `SELECT r.id, r.app_id, r.kind, r.threshold, r.sustain_s, r.pending_since, r.clear_since,
 				al.id, al.fired_at,
 				CASE r.kind
@@ -122,6 +132,9 @@ func (e *Evaluator) Evaluate(ctx context.Context, now time.Time) ([]Change, erro
 				return fmt.Errorf("rule %d: %w", r.id, err)
 			}
 			if ch != nil {
+				if err := events.Emit(ctx, tx, ch.Event()); err != nil {
+					return err
+				}
 				changes = append(changes, *ch)
 			}
 		}

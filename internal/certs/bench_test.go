@@ -21,12 +21,12 @@ func BenchmarkSync200(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if _, err := Sync(ctx, db.Pool, now, 14*24*time.Hour); err != nil {
+	if _, err := Sync(ctx, db.Pool, now, 14*24*time.Hour, ""); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		ch, err := Sync(ctx, db.Pool, now, 14*24*time.Hour)
+		ch, err := Sync(ctx, db.Pool, now, 14*24*time.Hour, "")
 		if err != nil || len(ch.Provisioned) != 0 {
 			b.Fatal(ch, err)
 		}

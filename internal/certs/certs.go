@@ -10,12 +10,16 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"path"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/wisehosting/wisehosting/internal/events"
+	"github.com/wisehosting/wisehosting/internal/store"
 )
 
 // Cert is a row of the certificates table.
@@ -32,21 +36,48 @@ type Changes struct {
 	Expiring    []Cert // newly inside the warning window
 }
 
-// Sync reads every certificate in certmagic storage and updates the
-// certificates table. warn is the expiry warning window. One replica syncs
-// at a time: the others return no changes. All of it runs in one
-// transaction, on one connection (the lock is the transaction's).
-func Sync(ctx context.Context, pool *pgxpool.Pool, now time.Time, warn time.Duration) (Changes, error) {
+// Sync reads every certificate in certmagic storage, updates the
+// certificates table and emits the changes' events, each with the team and
+// app its hostname belongs to (a custom domain, or an app's subdomain of
+// subdomainBase), so that team's webhooks receive it. warn is the expiry
+// warning window. One replica syncs at a time: the others return no
+// changes. All of it runs in one transaction, on one connection (the lock
+// is the transaction's).
+func Sync(ctx context.Context, pool *pgxpool.Pool, now time.Time, warn time.Duration, subdomainBase string) (Changes, error) {
 	var ch Changes
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	_, err := store.Exclusive(ctx, pool, "wisehosting.certs", func(tx pgx.Tx) error {
 		ch = Changes{}
-		var got bool
-		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext('wisehosting.certs'))").Scan(&got); err != nil || !got {
+		if err := syncTx(ctx, tx, now, warn, &ch); err != nil {
 			return err
 		}
-		return syncTx(ctx, tx, now, warn, &ch)
+		for _, c := range ch.Provisioned {
+			if err := emit(ctx, tx, events.CertProvisioned, c, subdomainBase); err != nil {
+				return err
+			}
+		}
+		for _, c := range ch.Expiring {
+			if err := emit(ctx, tx, events.CertExpiring, c, subdomainBase); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return ch, err
+}
+
+// emit records a certificate event for the team and app of its hostname
+// (none for the platform's own names and wildcards).
+func emit(ctx context.Context, tx pgx.Tx, kind string, c Cert, subdomainBase string) error {
+	var team, app int64
+	err := tx.QueryRow(ctx, `SELECT a.team_id, a.id FROM domains d JOIN apps a ON a.id = d.app_id WHERE d.hostname = $1
+		UNION ALL
+		SELECT a.team_id, a.id FROM apps a WHERE $2 <> '' AND a.slug || '.' || $2 = $1
+		LIMIT 1`, c.Hostname, subdomainBase).Scan(&team, &app)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return err
+	}
+	return events.Emit(ctx, tx, events.Event{Kind: kind, TeamID: team, AppID: app,
+		Data: map[string]any{"hostname": c.Hostname, "not_after": c.NotAfter}})
 }
 
 func syncTx(ctx context.Context, tx pgx.Tx, now time.Time, warn time.Duration, ch *Changes) error {

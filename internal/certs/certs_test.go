@@ -45,7 +45,7 @@ func TestSyncProvisionedAndExpiring(t *testing.T) {
 	store("certificates/acme-v02/wildcard_.apps.example.com/wildcard_.apps.example.com.crt", certPEM(t, "*.apps.example.com", now.Add(5*24*time.Hour)))
 	store("certificates/acme-v02/www.customer.com/www.customer.com.key", []byte("not a cert"))
 
-	ch, err := Sync(ctx, db.Pool, now, 14*24*time.Hour)
+	ch, err := Sync(ctx, db.Pool, now, 14*24*time.Hour, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,13 +58,13 @@ func TestSyncProvisionedAndExpiring(t *testing.T) {
 		t.Fatalf("row %s %s", status, issuer)
 	}
 	// Nothing new: nothing reported (no event storms).
-	ch, _ = Sync(ctx, db.Pool, now, 14*24*time.Hour)
+	ch, _ = Sync(ctx, db.Pool, now, 14*24*time.Hour, "")
 	if len(ch.Provisioned) != 0 || len(ch.Expiring) != 0 {
 		t.Fatalf("second sync %+v", ch)
 	}
 	// The proxy renews the wildcard: provisioned again, no longer expiring.
 	store("certificates/acme-v02/wildcard_.apps.example.com/wildcard_.apps.example.com.crt", certPEM(t, "*.apps.example.com", now.Add(90*24*time.Hour)))
-	ch, _ = Sync(ctx, db.Pool, now, 14*24*time.Hour)
+	ch, _ = Sync(ctx, db.Pool, now, 14*24*time.Hour, "")
 	if len(ch.Provisioned) != 1 || ch.Provisioned[0].Hostname != "*.apps.example.com" || len(ch.Expiring) != 0 {
 		t.Fatalf("after renewal %+v", ch)
 	}

@@ -119,7 +119,6 @@ func (d Domain) Instructions() string {
 // Service adds, verifies, lists and removes domains.
 type Service struct {
 	Pool          *pgxpool.Pool
-	Events        *events.Bus
 	SubdomainBase string
 	// Verifier does the lookups; nil means public resolvers, 8 seconds.
 	Verifier *Verifier
@@ -170,7 +169,10 @@ func (s *Service) Add(ctx context.Context, teamID, appID int64, hostname string)
 		d, err = scan(tx.QueryRow(ctx, `INSERT INTO domains (app_id, hostname, token)
 			SELECT a.id, $3, $4 FROM apps a WHERE a.id = $2 AND a.team_id = $1
 			RETURNING id, app_id, hostname, token, verified_at, last_error, created_at`, teamID, appID, host, newToken()))
-		return err
+		if err != nil {
+			return err
+		}
+		return events.Emit(ctx, tx, events.Event{Kind: events.DomainAdded, TeamID: teamID, AppID: appID, Data: map[string]any{"hostname": host, "domain_id": d.ID}})
 	})
 	var pe *pgconn.PgError
 	switch {
@@ -181,7 +183,6 @@ func (s *Service) Add(ctx context.Context, teamID, appID int64, hostname string)
 	case err != nil:
 		return Domain{}, err
 	}
-	s.Events.Publish(events.Event{Kind: events.DomainAdded, TeamID: teamID, AppID: appID, Data: map[string]any{"hostname": host, "domain_id": d.ID}})
 	return d, nil
 }
 
@@ -237,6 +238,10 @@ func (s *Service) Verify(ctx context.Context, teamID, domainID int64) (Domain, e
 			return err
 		}
 		flipped, d.LastError, d.ExpiresAt = true, "", nil
+		if err := events.Emit(ctx, tx, events.Event{Kind: events.DomainVerified, TeamID: teamID, AppID: d.AppID,
+			Data: map[string]any{"hostname": d.Hostname, "domain_id": d.ID}}); err != nil {
+			return err
+		}
 		return network.NotifyChanged(ctx, tx)
 	})
 	if err != nil {
@@ -245,7 +250,6 @@ func (s *Service) Verify(ctx context.Context, teamID, domainID int64) (Domain, e
 	if !flipped {
 		return s.Get(ctx, teamID, domainID)
 	}
-	s.Events.Publish(events.Event{Kind: events.DomainVerified, TeamID: teamID, AppID: d.AppID, Data: map[string]any{"hostname": d.Hostname, "domain_id": d.ID}})
 	return d, nil
 }
 
@@ -259,11 +263,11 @@ func (s *Service) Remove(ctx context.Context, teamID, domainID int64) error {
 		if err != nil {
 			return err
 		}
+		if err := events.Emit(ctx, tx, events.Event{Kind: events.DomainRemoved, TeamID: teamID, AppID: d.AppID,
+			Data: map[string]any{"hostname": d.Hostname}}); err != nil {
+			return err
+		}
 		return network.NotifyChanged(ctx, tx)
 	})
-	if err != nil {
-		return err
-	}
-	s.Events.Publish(events.Event{Kind: events.DomainRemoved, TeamID: teamID, AppID: d.AppID, Data: map[string]any{"hostname": d.Hostname}})
-	return nil
+	return err
 }

@@ -1,7 +1,11 @@
-// Package events is the control plane's in-process event bus. Producers
-// publish typed events (a domain verified, a route changed, a deployment
-// finished); consumers such as the routing cache, alerts and outbound
-// webhooks subscribe. Delivery is synchronous and in publish order, so a
+// Package events owns the control plane's domain events (a domain
+// verified, a route changed, a deployment finished...): their names, the
+// outbox they are written to in the transaction that causes them (Emit),
+// and the relay that delivers them once committed, in order, to webhook
+// and chat channel deliveries and to the in-process bus (Relay).
+//
+// The bus is what in-process consumers (the routing cache, commit status
+// reports) subscribe to. Delivery is synchronous and in commit order, so a
 // subscriber must return quickly and hand long work to its own goroutine.
 package events
 
@@ -49,6 +53,8 @@ func Subscribable(kind string) bool {
 
 // Event is one occurrence. Data is JSON-marshalable.
 type Event struct {
+	// ID is the event's outbox row (set by the relay).
+	ID     int64          `json:"-"`
 	Kind   string         `json:"type"`
 	TeamID int64          `json:"team_id,omitempty"`
 	AppID  int64          `json:"app_id,omitempty"`

@@ -28,7 +28,6 @@ type Config struct {
 	// nil: the scheduler opens one of its own, outside the pool.
 	Notify  store.Notifier
 	Workers *workerbus.Bus
-	Events  *events.Bus
 	Logger  *zap.Logger
 
 	// PollInterval is the fallback when no notification arrives.
@@ -63,9 +62,6 @@ type Config struct {
 func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
-	}
-	if c.Events == nil {
-		c.Events = new(events.Bus)
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 2 * time.Second
@@ -279,15 +275,16 @@ func (s *Scheduler) failJob(ctx context.Context, j Job, reason string) {
 			return err
 		}
 		if j.DeploymentID != 0 {
-			return FailDeployment(ctx, tx, j.DeploymentID, j.AppID, reason)
+			if err := FailDeployment(ctx, tx, j.DeploymentID, j.AppID, reason); err != nil {
+				return err
+			}
 		}
-		return nil
+		return events.Emit(ctx, tx, events.Event{Kind: events.DeploymentFailed, AppID: j.AppID,
+			Data: map[string]any{"job_id": j.ID, "deployment_id": j.DeploymentID, "error": reason}})
 	})
 	if err != nil {
 		s.cfg.Logger.Error("scheduler: failing job", zap.Int64("job", j.ID), zap.Error(err))
 	}
-	s.cfg.Events.Publish(events.Event{Kind: events.DeploymentFailed, AppID: j.AppID,
-		Data: map[string]any{"job_id": j.ID, "deployment_id": j.DeploymentID, "error": reason}})
 }
 
 func (s *Scheduler) recoverLoop(ctx context.Context) {
@@ -310,16 +307,20 @@ func (s *Scheduler) recoverLoop(ctx context.Context) {
 func (s *Scheduler) RecoverOnce(ctx context.Context) error {
 	var offline []int64
 	var recovered []Recovered
-	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
-		var got bool
-		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext('wisehosting.scheduler.recover'))").Scan(&got); err != nil || !got {
-			return err
-		}
+	_, err := store.Exclusive(ctx, s.cfg.Pool, "wisehosting.scheduler.recover", func(tx pgx.Tx) error {
 		var err error
 		if offline, err = MarkOfflineWorkers(ctx, tx, s.cfg.Heartbeat); err != nil {
 			return err
 		}
+		for _, id := range offline {
+			if err := events.Emit(ctx, tx, events.Event{Kind: events.WorkerOffline, Data: map[string]any{"worker_id": id}}); err != nil {
+				return err
+			}
+		}
 		if recovered, err = RecoverJobs(ctx, tx, s.cfg.Heartbeat); err != nil {
+			return err
+		}
+		if err := emitRecovered(ctx, tx, recovered); err != nil {
 			return err
 		}
 		if s.cfg.AfterRecover != nil {
@@ -332,7 +333,6 @@ func (s *Scheduler) RecoverOnce(ctx context.Context) error {
 	}
 	for _, id := range offline {
 		s.cfg.Logger.Warn("scheduler: worker missed heartbeats, marked offline", zap.Int64("worker", id))
-		s.cfg.Events.Publish(events.Event{Kind: events.WorkerOffline, Data: map[string]any{"worker_id": id}})
 	}
 	s.reportRecovered(recovered)
 	return nil
@@ -353,19 +353,22 @@ func (s *Scheduler) onProgress(ctx context.Context, workerID int64, p json.RawMe
 		return fmt.Errorf("decoding progress: %w", err)
 	}
 	line := "[" + pr.Stage + "] " + pr.Message
-	var depID, appID int64
-	err := s.cfg.Pool.QueryRow(ctx, `WITH j AS (SELECT deployment_id, app_id FROM jobs WHERE id = $1 AND worker_id = $2 AND state IN ('assigned', 'running')),
+	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
+		var depID, appID int64
+		err := tx.QueryRow(ctx, `WITH j AS (SELECT deployment_id, app_id FROM jobs WHERE id = $1 AND worker_id = $2 AND state IN ('assigned', 'running')),
 			d AS (UPDATE deployments SET status = CASE WHEN $3 IN ('clone', 'build') THEN 'building' ELSE 'deploying' END,
 				started_at = COALESCE(started_at, now()), worker_id = $2
 				WHERE id = (SELECT deployment_id FROM j) AND status IN ('queued', 'building', 'deploying') RETURNING id),
 			l AS (INSERT INTO deployment_logs (deployment_id, stream, line) SELECT deployment_id, 'build', $4 FROM j WHERE deployment_id IS NOT NULL)
 		SELECT COALESCE(deployment_id, 0), COALESCE(app_id, 0) FROM j`, pr.JobID, workerID, pr.Stage, truncate(line, 8000)).Scan(&depID, &appID)
+		if err != nil || depID == 0 {
+			return err
+		}
+		return events.Emit(ctx, tx, events.Event{Kind: events.DeploymentStarted, AppID: appID,
+			Data: map[string]any{"deployment_id": depID, "stage": pr.Stage, "message": pr.Message}})
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil // not this worker's active job
-	}
-	if err == nil && depID != 0 {
-		s.cfg.Events.Publish(events.Event{Kind: events.DeploymentStarted, AppID: appID,
-			Data: map[string]any{"deployment_id": depID, "stage": pr.Stage, "message": pr.Message}})
 	}
 	return err
 }
@@ -381,8 +384,10 @@ func (s *Scheduler) onHello(ctx context.Context, workerID int64, p json.RawMessa
 	var recovered []Recovered
 	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
 		var err error
-		recovered, err = ReconcileWorker(ctx, tx, workerID, append(h.RunningIDs, h.ResultIDs...))
-		return err
+		if recovered, err = ReconcileWorker(ctx, tx, workerID, append(h.RunningIDs, h.ResultIDs...)); err != nil {
+			return err
+		}
+		return emitRecovered(ctx, tx, recovered)
 	})
 	if err != nil {
 		return fmt.Errorf("reconciling the worker's jobs: %w", err)
@@ -391,16 +396,28 @@ func (s *Scheduler) onHello(ctx context.Context, workerID int64, p json.RawMessa
 	return nil
 }
 
-// reportRecovered logs and publishes what recovery did and wakes placement
-// for requeued jobs.
+// emitRecovered records the deployments recovery failed, in its
+// transaction.
+func emitRecovered(ctx context.Context, tx pgx.Tx, recovered []Recovered) error {
+	for _, rc := range recovered {
+		if rc.State != "failed" {
+			continue
+		}
+		if err := events.Emit(ctx, tx, events.Event{Kind: events.DeploymentFailed, AppID: rc.AppID,
+			Data: map[string]any{"job_id": rc.JobID, "deployment_id": rc.DeploymentID, "error": rc.Reason}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reportRecovered logs what recovery did and wakes placement for requeued
+// jobs.
 func (s *Scheduler) reportRecovered(recovered []Recovered) {
 	requeued := false
 	for _, rc := range recovered {
 		s.cfg.Logger.Warn("scheduler: recovered job", zap.Int64("job", rc.JobID), zap.String("state", rc.State), zap.String("reason", rc.Reason))
-		if rc.State == "failed" {
-			s.cfg.Events.Publish(events.Event{Kind: events.DeploymentFailed, AppID: rc.AppID,
-				Data: map[string]any{"job_id": rc.JobID, "deployment_id": rc.DeploymentID, "error": rc.Reason}})
-		} else if rc.State == "pending" {
+		if rc.State == "pending" {
 			requeued = true
 		}
 	}
@@ -436,6 +453,9 @@ func (s *Scheduler) onResult(ctx context.Context, workerID int64, p json.RawMess
 		if err := applyResult(ctx, tx, j, workerID, r); err != nil {
 			return err
 		}
+		if err := emitResult(ctx, tx, j, r); err != nil {
+			return err
+		}
 		if s.cfg.AfterResult != nil {
 			if err := s.cfg.AfterResult(ctx, tx, j, workerID, r); err != nil {
 				return err
@@ -459,18 +479,35 @@ func (s *Scheduler) onResult(ctx context.Context, workerID int64, p json.RawMess
 	signal(s.place)
 	if r.OK {
 		s.cfg.Logger.Info("scheduler: job succeeded", zap.Int64("job", j.ID), zap.String("kind", j.Kind), zap.Int64("worker", workerID))
-		if j.DeploymentID != 0 {
-			s.cfg.Events.Publish(events.Event{Kind: events.DeploymentFinished, AppID: j.AppID,
-				Data: map[string]any{"deployment_id": j.DeploymentID, "job_id": j.ID}})
-		}
-		s.cfg.Events.Publish(events.Event{Kind: events.AppStatusChanged, AppID: j.AppID})
 	} else if j.State == "cancelled" {
 		s.cfg.Logger.Info("scheduler: job cancelled", zap.Int64("job", j.ID), zap.String("kind", j.Kind), zap.Int64("worker", workerID))
-		s.cfg.Events.Publish(events.Event{Kind: events.AppStatusChanged, AppID: j.AppID})
 	} else {
 		s.cfg.Logger.Warn("scheduler: job failed", zap.Int64("job", j.ID), zap.String("kind", j.Kind), zap.String("error", r.Error))
-		s.cfg.Events.Publish(events.Event{Kind: events.DeploymentFailed, AppID: j.AppID,
+	}
+	return nil
+}
+
+// emitResult records the events of a job's outcome in the transaction that
+// applies it.
+func emitResult(ctx context.Context, tx pgx.Tx, j Job, r wsproto.JobResult) error {
+	var evs []events.Event
+	switch {
+	case r.OK:
+		if j.DeploymentID != 0 {
+			evs = append(evs, events.Event{Kind: events.DeploymentFinished, AppID: j.AppID,
+				Data: map[string]any{"deployment_id": j.DeploymentID, "job_id": j.ID}})
+		}
+		evs = append(evs, events.Event{Kind: events.AppStatusChanged, AppID: j.AppID})
+	case j.State == "cancelled":
+		evs = append(evs, events.Event{Kind: events.AppStatusChanged, AppID: j.AppID})
+	default:
+		evs = append(evs, events.Event{Kind: events.DeploymentFailed, AppID: j.AppID,
 			Data: map[string]any{"deployment_id": j.DeploymentID, "job_id": j.ID, "error": r.Error}})
+	}
+	for _, e := range evs {
+		if err := events.Emit(ctx, tx, e); err != nil {
+			return err
+		}
 	}
 	return nil
 }

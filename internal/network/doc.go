@@ -5,8 +5,8 @@
 // with a fixed number of queries whatever the number of apps.
 //
 // Documents are cached and rebuilt only after something changed: features
-// that change routing publish events.RouteChanged (or DomainVerified,
-// DomainRemoved, AppStatusChanged) in-process and call NotifyChanged in
-// their transaction so the other replicas learn of it through Postgres
-// NOTIFY.
+// that change routing call NotifyChanged in their transaction, so every
+// replica learns of it through Postgres NOTIFY at commit, and emit
+// events.RouteChanged (or DomainVerified, DomainRemoved, AppStatusChanged),
+// which the event relay hands to the in-process bus too.
 package network

@@ -77,11 +77,10 @@ func ValidateRoute(r StoredRoute, appPort int) error {
 	return nil
 }
 
-// Routes manages apps' routes. Every change notifies the other replicas in
-// its transaction and publishes events.RouteChanged after commit.
+// Routes manages apps' routes. Every change notifies the other replicas
+// and emits events.RouteChanged in its transaction.
 type Routes struct {
-	Pool   *pgxpool.Pool
-	Events *events.Bus
+	Pool *pgxpool.Pool
 }
 
 const routeColumns = "id, app_id, path_prefix, port, protocol, weight, strip_prefix, created_at"
@@ -119,12 +118,14 @@ func (s *Routes) Add(ctx context.Context, teamID, appID int64, appPort int, in R
 		if err != nil {
 			return err
 		}
-		return audit(tx, r)
+		if err := audit(tx, r); err != nil {
+			return err
+		}
+		return emitRoute(ctx, tx, teamID, r, "added")
 	})
 	if err != nil {
 		return r, err
 	}
-	s.publish(teamID, r, "added")
 	return r, nil
 }
 
@@ -162,12 +163,14 @@ func (s *Routes) Update(ctx context.Context, teamID, appID int64, appPort int, i
 			r.ID, r.PathPrefix, r.Port, r.Protocol, r.Weight, r.StripPrefix); err != nil {
 			return err
 		}
-		return audit(tx, r)
+		if err := audit(tx, r); err != nil {
+			return err
+		}
+		return emitRoute(ctx, tx, teamID, r, "updated")
 	})
 	if err != nil {
 		return r, err
 	}
-	s.publish(teamID, r, "updated")
 	return r, nil
 }
 
@@ -191,12 +194,14 @@ func (s *Routes) Remove(ctx context.Context, teamID, appID, id int64, audit func
 		if others > 0 && live == 0 {
 			return routeErr("removing this route leaves the routes of %s with weight 0 only: raise another one's weight first", r.PathPrefix)
 		}
-		return audit(tx, r)
+		if err := audit(tx, r); err != nil {
+			return err
+		}
+		return emitRoute(ctx, tx, teamID, r, "removed")
 	})
 	if err != nil {
 		return err
 	}
-	s.publish(teamID, r, "removed")
 	return nil
 }
 
@@ -242,11 +247,8 @@ func (s *Routes) checkGroup(ctx context.Context, tx pgx.Tx, r StoredRoute) error
 	return nil
 }
 
-func (s *Routes) publish(teamID int64, r StoredRoute, change string) {
-	if s.Events == nil {
-		return
-	}
-	s.Events.Publish(events.Event{Kind: events.RouteChanged, TeamID: teamID, AppID: r.AppID, Data: map[string]any{
+func emitRoute(ctx context.Context, tx pgx.Tx, teamID int64, r StoredRoute, change string) error {
+	return events.Emit(ctx, tx, events.Event{Kind: events.RouteChanged, TeamID: teamID, AppID: r.AppID, Data: map[string]any{
 		"route_id": r.ID, "change": change, "path_prefix": r.PathPrefix, "port": r.Port, "protocol": r.Protocol,
 		"weight": r.Weight, "strip_prefix": r.StripPrefix}})
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/internal/httpx"
 	"github.com/wisehosting/wisehosting/internal/secrets"
+	"github.com/wisehosting/wisehosting/internal/store"
 )
 
 // Dispatcher sends due deliveries.
@@ -33,6 +34,13 @@ type Dispatcher struct {
 	Backoff func(n int) time.Duration
 	// Batch is how many deliveries one claim takes. Default 20.
 	Batch int
+	// Lease is how long a claimed delivery is held before another
+	// dispatcher may take it over (its sender died mid-request): longer
+	// than one request may take. Default 2 minutes.
+	Lease time.Duration
+	// Notify, when set, wakes the dispatcher as soon as deliveries are
+	// queued (NotifyChannel) instead of at its next poll.
+	Notify store.Notifier
 
 	wake chan struct{}
 	once sync.Once
@@ -58,6 +66,9 @@ func (d *Dispatcher) init() {
 		if d.Batch <= 0 {
 			d.Batch = 20
 		}
+		if d.Lease <= 0 {
+			d.Lease = 2 * time.Minute
+		}
 		d.wake = make(chan struct{}, 1)
 	})
 }
@@ -76,6 +87,9 @@ func (d *Dispatcher) Wake() {
 // cut deliveries off.
 func (d *Dispatcher) Run(ctx context.Context) {
 	d.init()
+	if d.Notify != nil {
+		defer d.Notify.Subscribe(NotifyChannel, func(store.Notification) { d.Wake() })()
+	}
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
 	t := time.NewTicker(time.Second)
@@ -108,8 +122,8 @@ type claimed struct {
 
 func (d *Dispatcher) claim(ctx context.Context, where string, args ...any) ([]claimed, error) {
 	rows, err := d.Pool.Query(ctx, `UPDATE webhook_deliveries d SET state = 'delivering', attempts = attempts + 1,
-			locked_until = now() + interval '2 minutes'
-		WHERE d.id IN (SELECT id FROM webhook_deliveries WHERE `+where+` FOR UPDATE SKIP LOCKED)
+			locked_until = now() + `+strconv.FormatInt(d.Lease.Milliseconds(), 10)+` * interval '1 millisecond'
+		WHERE d.id IN (SELECT id FROM webhook_deliveries w WHERE `+where+` FOR UPDATE SKIP LOCKED)
 		RETURNING d.id, d.webhook_id, d.msg_id, d.event, d.payload::text, d.attempts`, args...)
 	if err != nil {
 		return nil, err
@@ -129,8 +143,14 @@ func (d *Dispatcher) claim(ctx context.Context, where string, args ...any) ([]cl
 }
 
 func (d *Dispatcher) claimAndSend(ctx context.Context, inflight *sync.WaitGroup) (int, error) {
+	// An app's deliveries to one endpoint go one at a time, oldest first:
+	// a delivery waits while an earlier one of its app and webhook is not
+	// done (delivered, or failed for good).
 	batch, err := d.claim(ctx, `state IN ('pending', 'delivering') AND next_attempt_at <= now()
-		AND (locked_until IS NULL OR locked_until < now()) ORDER BY next_attempt_at, id LIMIT $1`, d.Batch)
+		AND (locked_until IS NULL OR locked_until < now())
+		AND (app_id IS NULL OR NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.webhook_id = w.webhook_id
+			AND e.app_id = w.app_id AND e.id < w.id AND e.state IN ('pending', 'delivering')))
+		ORDER BY next_attempt_at, id LIMIT $1`, d.Batch)
 	if err != nil {
 		return 0, err
 	}

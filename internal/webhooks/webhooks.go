@@ -1,10 +1,12 @@
 // Package webhooks delivers the platform's events to users' HTTPS
-// endpoints. Deliveries are rows of an outbox (webhook_deliveries) written
-// before anything is sent, so nothing is lost on restart; a dispatcher
-// claims due rows (FOR UPDATE SKIP LOCKED, so replicas never send one
-// twice), signs them the Standard Webhooks way and retries failures with
-// backoff. Every URL goes through the SSRF-guarded client; redirects are
-// failures.
+// endpoints and chat channels. The event relay (internal/events) writes one
+// delivery row per endpoint and event (webhook_deliveries, Fanout) in the
+// transaction that marks the event dispatched, so nothing is lost or
+// doubled on a crash; a dispatcher claims due rows (FOR UPDATE SKIP LOCKED,
+// so replicas never send one at the same time), one at a time per app and
+// endpoint so an app's events arrive in order, signs them the Standard
+// Webhooks way and retries failures with backoff. Every URL goes through
+// the SSRF-guarded client; redirects are failures.
 package webhooks
 
 import (
@@ -26,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/wisehosting/wisehosting/internal/errs"
+	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/secrets"
 )
@@ -161,6 +164,36 @@ type Event struct {
 // subscribes to the event (and to the app, for app-bound webhooks), in q's
 // transaction. It returns the number of deliveries.
 func Enqueue(ctx context.Context, q jobs.Querier, teamID, appID int64, ev Event) (int, error) {
+	return enqueue(ctx, q, teamID, appID, 0, ev)
+}
+
+// Fanout is the event relay's sink (events.Relay): it writes the event's
+// deliveries in the relay's transaction, at most one per webhook and event
+// however often it runs, and wakes the dispatchers on commit. Events
+// without a team (platform events) have no webhooks.
+func Fanout(ctx context.Context, tx pgx.Tx, e events.Event) error {
+	if e.TeamID == 0 {
+		return nil
+	}
+	data := map[string]any{}
+	for k, v := range e.Data {
+		data[k] = v
+	}
+	if e.AppID != 0 {
+		data["app_id"] = e.AppID
+	}
+	n, err := enqueue(ctx, tx, e.TeamID, e.AppID, e.ID, Event{Type: e.Kind, Timestamp: e.Time, Data: data})
+	if err != nil || n == 0 {
+		return err
+	}
+	_, err = tx.Exec(ctx, "SELECT pg_notify($1, '')", NotifyChannel)
+	return err
+}
+
+// NotifyChannel is notified when deliveries are queued.
+const NotifyChannel = "wisehosting_webhooks"
+
+func enqueue(ctx context.Context, q jobs.Querier, teamID, appID, eventID int64, ev Event) (int, error) {
 	if ev.Timestamp.IsZero() {
 		ev.Timestamp = time.Now().UTC()
 	}
@@ -170,13 +203,21 @@ func Enqueue(ctx context.Context, q jobs.Querier, teamID, appID int64, ev Event)
 	}
 	var n int
 	err = q.QueryRow(ctx, `WITH ins AS (
-			INSERT INTO webhook_deliveries (webhook_id, event, msg_id, payload)
-			SELECT w.id, $3, 'msg_' || md5(random()::text || clock_timestamp()::text || w.id), $4
+			INSERT INTO webhook_deliveries (webhook_id, event, msg_id, payload, event_id, app_id)
+			SELECT w.id, $3, 'msg_' || md5(random()::text || clock_timestamp()::text || w.id), $4, $5, $6
 			FROM webhooks w WHERE w.team_id = $1 AND w.enabled
 				AND (w.app_id IS NULL OR w.app_id = $2) AND ($3 = ANY (w.events) OR '*' = ANY (w.events))
+			ON CONFLICT (webhook_id, event_id) DO NOTHING
 			RETURNING 1)
-		SELECT count(*) FROM ins`, teamID, appID, ev.Type, body).Scan(&n)
+		SELECT count(*) FROM ins`, teamID, appID, ev.Type, body, nullID(eventID), nullID(appID)).Scan(&n)
 	return n, err
+}
+
+func nullID(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
 }
 
 // Sign returns the webhook-signature header value for body: one "v1,<b64>"

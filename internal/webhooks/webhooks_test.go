@@ -2,7 +2,9 @@ package webhooks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/httpx"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
 	"github.com/wisehosting/wisehosting/internal/secrets"
@@ -279,5 +284,67 @@ func TestStopDrainsInFlight(t *testing.T) {
 	<-done
 	if st, _, _ := state(t, f); st != "succeeded" {
 		t.Fatalf("in-flight delivery cut off: %s", st)
+	}
+}
+
+// An app's deliveries to one endpoint arrive in event order even when the
+// first one needs retries, and the relay's fan-out writes one delivery per
+// endpoint and event however often it runs.
+func TestAppDeliveriesInOrderOncePerEvent(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	rcv := newReceiver(t, 2)
+	ctx := context.Background()
+	var appA int64
+	f.db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name) VALUES ($1, 'a', 'a') RETURNING id", f.teamA).Scan(&appA)
+	if _, _, err := f.svc.Create(ctx, f.teamA, 0, rcv.srv.URL, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		e := events.Event{ID: int64(100 + i), Kind: events.DomainAdded, TeamID: f.teamA, AppID: appA, Time: time.Now(),
+			Data: map[string]any{"hostname": fmt.Sprintf("h%d.example.com", i)}}
+		for range 2 { // a relay round that ran twice
+			if err := pgx.BeginFunc(ctx, f.db.Pool, func(tx pgx.Tx) error { return Fanout(ctx, tx, e) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var n int
+	f.db.Pool.QueryRow(ctx, "SELECT count(*) FROM webhook_deliveries").Scan(&n)
+	if n != 4 {
+		t.Fatalf("%d deliveries for 4 events", n)
+	}
+	d := f.dispatcher(loopbackOnly)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { d.Run(rctx); close(done) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var left int
+		f.db.Pool.QueryRow(ctx, "SELECT count(*) FROM webhook_deliveries WHERE state <> 'succeeded'").Scan(&left)
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries not delivered", left)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	var hosts []string
+	for _, b := range rcv.bodies {
+		var ev Event
+		if err := json.Unmarshal(b, &ev); err != nil {
+			t.Fatal(err)
+		}
+		hosts = append(hosts, ev.Data["hostname"].(string))
+	}
+	// Two failed attempts of the first, then each once, in order.
+	want := "h0.example.com h0.example.com h0.example.com h1.example.com h2.example.com h3.example.com"
+	if strings.Join(hosts, " ") != want {
+		t.Fatalf("arrivals %v", hosts)
 	}
 }
