@@ -73,3 +73,42 @@ func TestSyncProvisionedAndExpiring(t *testing.T) {
 		t.Fatalf("renewed status %s", status)
 	}
 }
+
+// A certificate's events name the team and app of its hostname (a custom
+// domain or an app's subdomain), so that team's webhooks receive them; the
+// platform's own names belong to no team.
+func TestCertificateEventsCarryTheirTeam(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	var team, app int64
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name) VALUES ($1, 'shop', 'shop') RETURNING id", team).Scan(&app)
+	db.Pool.Exec(ctx, "INSERT INTO domains (app_id, hostname, token) VALUES ($1, 'www.customer.com', 'x')", app)
+	now := time.Now()
+	for _, name := range []string{"www.customer.com", "shop.apps.example.com", "cp.example.com"} {
+		db.Pool.Exec(ctx, "INSERT INTO certmagic_data (key, value) VALUES ($1, $2)", "certificates/acme-v02/"+name+"/"+name+".crt",
+			certPEM(t, name, now.Add(60*24*time.Hour)))
+	}
+	if _, err := Sync(ctx, db.Pool, now, 14*24*time.Hour, "apps.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	owners := map[string][2]int64{}
+	rows, _ := db.Pool.Query(ctx, "SELECT payload->'data'->>'hostname', COALESCE(team_id, 0), COALESCE(app_id, 0) FROM event_outbox WHERE kind = 'cert.provisioned'")
+	for rows.Next() {
+		var h string
+		var o [2]int64
+		rows.Scan(&h, &o[0], &o[1])
+		owners[h] = o
+	}
+	rows.Close()
+	want := map[string][2]int64{"www.customer.com": {team, app}, "shop.apps.example.com": {team, app}, "cp.example.com": {0, 0}}
+	if len(owners) != 3 {
+		t.Fatalf("events %v", owners)
+	}
+	for h, o := range want {
+		if owners[h] != o {
+			t.Errorf("%s: team and app %v, want %v", h, owners[h], o)
+		}
+	}
+}
