@@ -665,7 +665,15 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (_ *deploy
 		port = 8080
 	}
 	if p.StopFirst {
-		// The roll may take this instance down before its successor is up.
+		// The roll may take this instance down before its successor is
+		// up: the control plane took it out of routing; the proxies poll,
+		// so it stops after a third of the drain delay.
+		s.progress(ctx, j, "start", "stopping the instance's old container first", 55)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(s.cfg.DrainDelay / 3):
+		}
 		if err := s.stopUnit(ctx, u); err != nil {
 			return nil, err
 		}

@@ -27,8 +27,8 @@ type replicaWorker struct {
 
 // TestReplicas is the replicas journey through the public API on two real
 // workers (two agents on loopback, each with its own Podman): an app
-// scaled to 3 instances runs on both workers (2 + 1); the proxy mode and
-// each worker's zone router list its instances; a rolling deploy under a
+// scaled to 3 instances runs on both workers (2 + 1); the proxy mode,
+// Traefik and each worker's zone router list its instances; a rolling deploy under a
 // request loop fails no request; scaling down and up again is immediate
 // (no rebuild); when one worker dies (its agent and its containers), the
 // app keeps serving through the other once the worker is seen offline,
@@ -37,7 +37,7 @@ func TestReplicas(t *testing.T) {
 	ctx := context.Background()
 	work := t.TempDir()
 	_, dbURL := startPostgres(t)
-	cpAddr, pxAddr := freeAddr(t), freeAddr(t)
+	cpAddr, pxAddr, tfAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	workers := []*replicaWorker{
 		{name: "wa", ip: "127.0.0.1", zone: "za.test", zoneAddr: freeAddr(t), svc: podmantest.Start(t)},
 		{name: "wb", ip: "127.0.0.2", zone: "zb.test", zoneAddr: freeAddr(t), svc: podmantest.Start(t)},
@@ -76,7 +76,10 @@ http://%s {
 		wisehosting_hub {
 			ping_interval 2s
 		}
-		wisehosting_api
+		wisehosting_api {
+			proxy_entry_points web
+			cert_resolver off
+		}
 		wisehosting_dashboard {
 			insecure_cookie
 		}
@@ -127,6 +130,15 @@ http://:%s {
 	px := startProc(t, "proxy", work, []string{"HOME=" + pxDir, "XDG_DATA_HOME=" + pxDir, "XDG_CONFIG_HOME=" + pxDir},
 		bins.cp, "run", "--config", pxFile, "--adapter", "caddyfile")
 	waitListen(t, px, pxAddr)
+
+	// Traefik on plain HTTP, from the same routing document.
+	tf := startProc(t, "traefik", work, nil, peers.TraefikBin(t),
+		"--entryPoints.web.address="+tfAddr,
+		"--providers.http.endpoint=http://"+cpAddr+"/v1/traefik/proxy-config",
+		"--providers.http.pollInterval=1s",
+		"--providers.http.headers.Authorization=Bearer "+proxyToken,
+		"--global.checkNewVersion=false", "--global.sendAnonymousUsage=false", "--log.level=INFO")
+	waitListen(t, tf, tfAddr)
 
 	raw, _ := os.ReadFile(cp.log)
 	m := regexp.MustCompile(`"password":"([^"]+)"`).FindSubmatch(raw)
@@ -202,7 +214,7 @@ http://:%s {
 	t.Logf("3 instances: %v", perWorker(ins))
 
 	plain := &http.Client{Timeout: 10 * time.Second}
-	paths := []path{{"caddy proxy", plain, "http://" + pxAddr, "rep.apps.test"}}
+	paths := []path{{"caddy proxy", plain, "http://" + pxAddr, "rep.apps.test"}, {"traefik", plain, "http://" + tfAddr, "rep.apps.test"}}
 	for _, w := range workers {
 		paths = append(paths, path{"zone router " + w.name, plain, "http://" + w.zoneAddr, "rep." + w.zone})
 	}
@@ -223,7 +235,7 @@ http://:%s {
 	}
 	time.Sleep(20 * time.Second) // past the drain delay: the old containers are gone
 	ok, failed, last := l.end()
-	t.Logf("rolling deploy of 3 instances over 2 workers: %s to the last instance; %d requests over three paths, %d failed", rolled.Round(100*time.Millisecond), ok, failed)
+	t.Logf("rolling deploy of 3 instances over 2 workers: %s to the last instance; %d requests over four paths, %d failed", rolled.Round(100*time.Millisecond), ok, failed)
 	if failed != 0 || ok < 100 {
 		t.Fatalf("rolling deploy: %d ok, %d failed; last failure: %v", ok, failed, last)
 	}
@@ -277,7 +289,7 @@ http://:%s {
 		t.Fatalf("removing wb's containers: %v %s", err, out)
 	}
 	died := time.Now()
-	proxy := paths[:2] // the proxy and wa's zone router
+	proxy := paths[:3] // the proxy mode, Traefik and wa's zone router
 	waitFor(t, "wb to be seen offline", 90*time.Second, func() bool {
 		for _, in := range api.call("GET", appPath, nil, 200)["instances"].([]any) {
 			if m := in.(map[string]any); m["worker"] == "wb" && m["worker_status"] == "offline" {
@@ -286,18 +298,20 @@ http://:%s {
 		}
 		return false
 	})
-	// The proxy polls every second: wait for a run of successes, then
-	// count.
-	streak := 0
-	waitFor(t, "the proxy to route around wb", 30*time.Second, func() bool {
-		code, body, err := proxy[0].get()
-		if err == nil && code == 200 && strings.Contains(body, "rep version two") {
-			streak++
-		} else {
-			streak = 0
-		}
-		return streak >= 20
-	})
+	// The proxies poll every second: wait for a run of successes on
+	// each, then count.
+	for _, p := range proxy {
+		streak := 0
+		waitFor(t, p.name+" to route around wb", 30*time.Second, func() bool {
+			code, body, err := p.get()
+			if err == nil && code == 200 && strings.Contains(body, "rep version two") {
+				streak++
+			} else {
+				streak = 0
+			}
+			return streak >= 20
+		})
+	}
 	window := time.Since(died)
 	l = startLoop(proxy, regexp.MustCompile(`rep version two`))
 	ins = instancesAt(3, second, 3*time.Minute)

@@ -239,6 +239,15 @@ func advance(ctx context.Context, q Querier, appID, dep int64, a appRoll) (bool,
 		if inFlight-stopFirst >= a.surge {
 			extra["stop_first"] = true
 			stopFirst++
+			// Out of routing now: its worker stops it before its successor
+			// runs.
+			if _, err := q.Exec(ctx, `UPDATE app_instances SET status = 'unhealthy', updated_at = now() WHERE app_id = $1 AND slot = $2`,
+				appID, s); err != nil {
+				return false, err
+			}
+			if err := network.NotifyChanged(ctx, q); err != nil {
+				return false, err
+			}
 		}
 		if err := slotJob(ctx, q, appID, dep, a, s, extra); err != nil {
 			return false, err
