@@ -244,9 +244,13 @@ func (s *Setup) planProxy() ([]Action, error) {
 			if err != nil {
 				return nil, err
 			}
+			cp, err := proxyControlPlane(s.Config, h)
+			if err != nil {
+				return nil, err
+			}
 			files = []file{
 				{h.Name + ".traefik.yml", text, "/etc/wisehosting/traefik.yml", 0o644},
-				{h.Name + ".traefik-start.sh", TraefikStartScript, "/etc/wisehosting/traefik-start.sh", 0o755},
+				{h.Name + ".traefik-start.sh", TraefikStartScript(cp), "/etc/wisehosting/traefik-start.sh", 0o755},
 				{h.Name + ".traefik.service", TraefikUnit(h), "/etc/systemd/system/traefik.service", 0o644},
 			}
 		}
