@@ -25,6 +25,7 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/logbus"
 	"github.com/wisehosting/wisehosting/internal/logline"
+	"github.com/wisehosting/wisehosting/internal/store"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -241,29 +242,16 @@ func (a *App) appsOn(ctx context.Context, workerID int64, lines []logbus.Line) (
 }
 
 func (a *App) sweepLoop(ctx context.Context) {
-	t := time.NewTicker(time.Duration(a.SweepInterval))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		err := pgx.BeginFunc(ctx, a.wh.Pool(), func(tx pgx.Tx) error {
-			var got bool
-			if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext('wisehosting.logs.sweep'))").Scan(&got); err != nil || !got {
-				return err
-			}
+	store.Periodic{Name: "wisehosting.logs.sweep", Interval: time.Duration(a.SweepInterval),
+		Run: func(ctx context.Context, tx pgx.Tx) error {
 			n, err := a.bus.Sweep(ctx, tx)
 			if n > 0 {
 				a.logger.Info(fmt.Sprintf("logs: pruned %d lines", n))
 			}
 			return err
-		})
-		if err != nil && ctx.Err() == nil {
-			a.logger.Warn("logs: sweeping", zap.Error(err))
-		}
-	}
+		},
+		OnError: func(err error) { a.logger.Warn("logs: sweeping", zap.Error(err)) },
+	}.Loop(ctx, a.wh.Pool())
 }
 
 // parseGlobalOption reads `wisehosting_logs { ring_size <n>; retention <d>; sweep_interval <d> }`.

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/store"
 	"github.com/wisehosting/wisehosting/internal/usage"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
@@ -141,11 +142,7 @@ func (a *App) onStats(ctx context.Context, workerID int64, p json.RawMessage) er
 }
 
 func (a *App) pruneOnce(ctx context.Context) {
-	err := pgx.BeginFunc(ctx, a.wh.Pool(), func(tx pgx.Tx) error {
-		var got bool
-		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock(hashtext('wisehosting.usage.prune'))").Scan(&got); err != nil || !got {
-			return err
-		}
+	_, err := store.Exclusive(ctx, a.wh.Pool(), "wisehosting.usage.prune", func(tx pgx.Tx) error {
 		n, err := usage.Prune(ctx, tx, time.Now(), time.Duration(a.Retention))
 		if err == nil {
 			a.logger.Info(fmt.Sprintf("usage: pruned %d samples", n))

@@ -24,8 +24,9 @@ import (
 // Config configures a Scheduler.
 type Config struct {
 	Pool *pgxpool.Pool
-	// Notify is the process's LISTEN connection (new jobs, assignments).
-	// nil: the scheduler opens one of its own, outside the pool.
+	// Notify is the process's one LISTEN connection (new jobs,
+	// assignments). nil: no notifications, placement and delivery poll
+	// (PollInterval, Resend).
 	Notify  store.Notifier
 	Workers *workerbus.Bus
 	Logger  *zap.Logger
@@ -126,18 +127,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 	}()
 	var wg sync.WaitGroup
-	if s.cfg.Notify == nil {
-		l := store.NewListener(s.cfg.Pool.Config().ConnConfig, s.cfg.Logger)
-		s.cfg.Notify = l
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.Run(ctx)
-		}()
+	if s.cfg.Notify != nil {
+		cancels = append(cancels,
+			s.cfg.Notify.Subscribe(NotifyChannel, func(store.Notification) { signal(s.place) }),
+			s.cfg.Notify.Subscribe(AssignChannel, s.onAssigned))
 	}
-	cancels = append(cancels,
-		s.cfg.Notify.Subscribe(NotifyChannel, func(store.Notification) { signal(s.place) }),
-		s.cfg.Notify.Subscribe(AssignChannel, s.onAssigned))
 	for _, loop := range []func(context.Context){s.placeLoop, s.deliverLoop, s.recoverLoop} {
 		wg.Add(1)
 		go func() {
@@ -288,18 +282,11 @@ func (s *Scheduler) failJob(ctx context.Context, j Job, reason string) {
 }
 
 func (s *Scheduler) recoverLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.RecoverInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	store.Every(ctx, s.cfg.RecoverInterval, false, func(ctx context.Context) {
 		if err := s.RecoverOnce(ctx); err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Error("scheduler: recovery", zap.Error(err))
 		}
-	}
+	})
 }
 
 // RecoverOnce marks silent workers offline and recovers stuck jobs. Only

@@ -13,6 +13,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
+	"github.com/wisehosting/wisehosting/internal/store"
 	"github.com/wisehosting/wisehosting/internal/workerbus"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
@@ -139,16 +140,19 @@ func enqueueN(t testing.TB, pool *pgxpool.Pool, n int) {
 }
 
 func runScheduler(t testing.TB, pool *pgxpool.Pool, f *fleet, tweak func(*jobs.Config)) (*jobs.Scheduler, context.CancelFunc) {
-	cfg := jobs.Config{Pool: pool, Workers: f.bus, PollInterval: 200 * time.Millisecond, Resend: 500 * time.Millisecond,
+	// The process's one LISTEN connection, as the control plane gives it.
+	l := store.NewListener(pool.Config().ConnConfig, nil)
+	cfg := jobs.Config{Pool: pool, Notify: l, Workers: f.bus, PollInterval: 200 * time.Millisecond, Resend: 500 * time.Millisecond,
 		RecoverInterval: 200 * time.Millisecond}
 	if tweak != nil {
 		tweak(&cfg)
 	}
 	s := jobs.NewScheduler(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	done, listening := make(chan struct{}), make(chan struct{})
+	go func() { l.Run(ctx); close(listening) }()
 	go func() { s.Run(ctx); close(done) }()
-	stop := func() { cancel(); <-done }
+	stop := func() { cancel(); <-done; <-listening }
 	t.Cleanup(stop)
 	f.connectAll()
 	return s, stop
