@@ -1,7 +1,9 @@
 package dashboard_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -71,6 +73,11 @@ func TestTOTPEnrollLoginReplayRecovery(t *testing.T) {
 	secret := setup["secret"].(string)
 	if u := setup["otpauth_url"].(string); !strings.HasPrefix(u, "otpauth://totp/WiseHosting:pat@x.test?") || !strings.Contains(u, "secret="+secret) {
 		t.Fatalf("otpauth URL %q", u)
+	}
+	// The QR code is a PNG drawn here (no third party sees the secret).
+	qr, _ := setup["qr_png"].(string)
+	if png, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(qr, "data:image/png;base64,")); !strings.HasPrefix(qr, "data:image/png;base64,") || err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Fatalf("QR code: %.60q (%v)", qr, err)
 	}
 	// Not on until confirmed: a password alone still signs in.
 	if _, out := f.loginRaw("pat@x.test", "pat-password-123"); out["mfa_required"] != false {

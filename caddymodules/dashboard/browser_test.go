@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,10 +21,12 @@ import (
 )
 
 // A person in real Chromium signs in, creates an app from a repository,
-// adds an env var and a domain, deploys and watches the live log until
+// adds env vars and a domain, deploys and watches the live log until
 // the app runs on a real worker, then opens the live runtime log, the usage
-// charts and the team page. Screenshots of every step are kept under
-// test-artifacts/dashboard.
+// charts, the team page and the Security page. Then every page and tab is
+// visited in light and dark, at 1400×900 and 390×844: axe-core finds no
+// serious or critical violation and nothing overflows on the phone.
+// Screenshots of every step and page are kept under test-artifacts/dashboard.
 func TestBrowserJourney(t *testing.T) {
 	if _, err := os.Stat("browsertest/node_modules/playwright-core"); err != nil {
 		t.Fatal("playwright-core is not installed: npm ci --prefix caddymodules/dashboard/browsertest (scripts/ci-deps.sh does it)")
@@ -45,7 +48,11 @@ func TestBrowserJourney(t *testing.T) {
 	ctx := context.Background()
 	f := &fixture{t: t, db: db, base: cp.URL}
 	team := f.team("web", "free")
-	f.user("pat@web.test", "pat-password-123", map[int64]string{team: "owner"})
+	pat := f.user("pat@web.test", "pat-password-123", map[int64]string{team: "owner"})
+	// Pat also administers the instance (the Workers page).
+	if _, err := db.Pool.Exec(ctx, "UPDATE users SET is_admin = true WHERE id = $1", pat); err != nil {
+		t.Fatal(err)
+	}
 
 	// A worker with a real agent, and a repository with a static site.
 	svc := podmantest.Start(t)
@@ -87,6 +94,7 @@ func TestBrowserJourney(t *testing.T) {
 	out, err := cmd.Output()
 	var res struct {
 		OK        bool     `json:"ok"`
+		AppID     int64    `json:"appId"`
 		Steps     []string `json:"steps"`
 		Error     string   `json:"error"`
 		PageError string   `json:"pageError"`
@@ -110,9 +118,36 @@ func TestBrowserJourney(t *testing.T) {
 		t.Fatalf("after the journey: env %d, domains %d, status %s", envN, domN, status)
 	}
 	for _, shot := range []string{"01-login", "03-app-created", "05-deploy-live-log", "06-deployed", "07-live-logs", "08-usage-charts", "09-team",
-		"11-2fa-on", "12-2fa-code-replay-refused", "13-signed-in-with-2fa"} {
+		"10-security-2fa-setup", "11-2fa-on", "12-2fa-code-replay-refused", "13-signed-in-with-2fa"} {
 		if st, err := os.Stat(filepath.Join(artifacts, shot+".png")); err != nil || st.Size() < 1000 {
 			t.Errorf("screenshot %s missing", shot)
 		}
 	}
+
+	// The tour: every page and tab, both themes, desktop and phone.
+	tour := exec.Command("node", "browsertest/tour.mjs")
+	tour.Env = append(os.Environ(), "BASE="+cp.URL, "EMAIL=pat@web.test", "PASSWORD=pat-password-123", "OUT="+artifacts, "CHROMIUM="+chromium,
+		"APP="+strconv.FormatInt(res.AppID, 10))
+	out, err = tour.Output()
+	var rep struct {
+		OK            bool             `json:"ok"`
+		Visited       []string         `json:"visited"`
+		Violations    []map[string]any `json:"violations"`
+		Overflow      []map[string]any `json:"overflow"`
+		Patterns      []map[string]any `json:"patterns"`
+		Errors        []string         `json:"errors"`
+		ConsoleErrors []string         `json:"consoleErrors"`
+	}
+	if jerr := json.Unmarshal(out, &rep); jerr != nil || err != nil || !rep.OK {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("tour of the dashboard: %d pages; serious/critical axe violations %v; overflow at 390 px %v; patterns %v; errors %v; console %v\n%s\n%s",
+			len(rep.Visited), rep.Violations, rep.Overflow, rep.Patterns, rep.Errors, rep.ConsoleErrors, out, stderr)
+	}
+	if len(rep.Visited) < 60 {
+		t.Fatalf("the tour visited %d pages: %v", len(rep.Visited), rep.Visited)
+	}
+	t.Logf("tour: %d pages in light and dark at 1400×900 and 390×844, 0 serious or critical axe violations, no overflow", len(rep.Visited))
 }

@@ -481,6 +481,8 @@ type appView struct {
 	Instances      []replicas.Instance `json:"instances"`
 	// Hook is set once, when the app is created with a webhook.
 	Hook *gitconn.Hook `json:"hook,omitempty"`
+	// Overview: worker, live deployment, newest deployment.
+	deploys.Overview
 }
 
 func (h *Handler) view(ctx context.Context, id int64) (appView, error) {
@@ -501,6 +503,9 @@ func (h *Handler) view(ctx context.Context, id int64) (appView, error) {
 		return a, err
 	}
 	if a.Instances, err = replicas.List(ctx, h.wh.Pool(), id); err != nil {
+		return a, err
+	}
+	if a.Overview, err = deploys.AppOverview(ctx, h.wh.Pool(), a.ID); err != nil {
 		return a, err
 	}
 	a.URL = h.wh.AppURL(a.Slug)
@@ -1007,13 +1012,17 @@ func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) {
 }
 
 type deploymentView struct {
-	ID         int64      `json:"id"`
-	Status     string     `json:"status"`
-	Commit     string     `json:"commit"`
-	Message    string     `json:"message"`
-	Trigger    string     `json:"trigger"`
-	Image      string     `json:"image"`
-	Error      string     `json:"error,omitempty"`
+	ID         int64  `json:"id"`
+	Status     string `json:"status"`
+	Commit     string `json:"commit"`
+	Message    string `json:"message"`
+	Trigger    string `json:"trigger"`
+	Image      string `json:"image"`
+	Error      string `json:"error,omitempty"`
+	RollbackOf *int64 `json:"rollback_of,omitempty"`
+	By         string `json:"by"`
+	// Live marks the deployment that serves the app now.
+	Live       bool       `json:"live"`
 	CreatedAt  time.Time  `json:"created_at"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 }
@@ -1023,15 +1032,22 @@ func (h *Handler) listDeployments(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rows, err := h.wh.Pool().Query(r.Context(), `SELECT id, status, commit_sha, commit_message, trigger, image, error, created_at, finished_at
-		FROM deployments WHERE app_id = $1 ORDER BY id DESC LIMIT 50`, app.ID)
+	ov, err := deploys.AppOverview(r.Context(), h.wh.Pool(), app.ID)
+	if err != nil {
+		h.fail(w, "listing deployments", err)
+		return
+	}
+	rows, err := h.wh.Pool().Query(r.Context(), `SELECT d.id, d.status, d.commit_sha, d.commit_message, d.trigger, d.image, d.error, d.rollback_of,
+			COALESCE(NULLIF(u.name, ''), u.email, ''), d.created_at, d.finished_at
+		FROM deployments d LEFT JOIN users u ON u.id = d.created_by WHERE d.app_id = $1 ORDER BY d.id DESC LIMIT 50`, app.ID)
 	if err != nil {
 		h.fail(w, "listing deployments", err)
 		return
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (deploymentView, error) {
 		var d deploymentView
-		err := row.Scan(&d.ID, &d.Status, &d.Commit, &d.Message, &d.Trigger, &d.Image, &d.Error, &d.CreatedAt, &d.FinishedAt)
+		err := row.Scan(&d.ID, &d.Status, &d.Commit, &d.Message, &d.Trigger, &d.Image, &d.Error, &d.RollbackOf, &d.By, &d.CreatedAt, &d.FinishedAt)
+		d.Live = d.ID == ov.LiveDeploymentID
 		return d, err
 	})
 	if err != nil {
@@ -1170,6 +1186,24 @@ type domainView struct {
 	domains.Domain
 	Record       string `json:"record"`
 	Instructions string `json:"instructions"`
+	// Records to publish (TXT proof, CNAME target), exact values.
+	Records []domains.Record `json:"records"`
+	// Certificate the proxies hold for the hostname; null until issued.
+	Certificate *domains.Certificate `json:"certificate"`
+}
+
+// domainView describes d for the app whose slug is given; certs are the
+// recorded certificates by hostname (nil: none looked up).
+func (h *Handler) domainView(d domains.Domain, slug string, certs map[string]domains.Certificate) domainView {
+	target := ""
+	if h.wh.SubdomainBase != "" {
+		target = slug + "." + h.wh.SubdomainBase
+	}
+	v := domainView{Domain: d, Record: d.RecordName(), Instructions: d.Instructions(), Records: d.Records(target)}
+	if c, ok := certs[d.Hostname]; ok {
+		v.Certificate = &c
+	}
+	return v
 }
 
 func (h *Handler) listDomains(w http.ResponseWriter, r *http.Request) {
@@ -1182,9 +1216,18 @@ func (h *Handler) listDomains(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "listing domains", err)
 		return
 	}
+	hosts := make([]string, 0, len(ds))
+	for _, d := range ds {
+		hosts = append(hosts, d.Hostname)
+	}
+	certs, err := h.domains.Certificates(r.Context(), hosts)
+	if err != nil {
+		h.fail(w, "listing domains", err)
+		return
+	}
 	out := []domainView{}
 	for _, d := range ds {
-		out = append(out, domainView{Domain: d, Record: d.RecordName(), Instructions: d.Instructions()})
+		out = append(out, h.domainView(d, app.Slug, certs))
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"domains": out})
 }
@@ -1206,7 +1249,7 @@ func (h *Handler) addDomain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.audit1(r.Context(), h.wh.Pool(), r, app.TeamID, "domain.add", d.Hostname, map[string]any{"app_id": app.ID})
-	api.WriteJSON(w, http.StatusCreated, domainView{Domain: d, Record: d.RecordName(), Instructions: d.Instructions()})
+	api.WriteJSON(w, http.StatusCreated, h.domainView(d, app.Slug, nil))
 }
 
 func (h *Handler) verifyDomain(w http.ResponseWriter, r *http.Request) {
@@ -1224,7 +1267,7 @@ func (h *Handler) verifyDomain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.audit1(r.Context(), h.wh.Pool(), r, app.TeamID, "domain.verify", d.Hostname, nil)
-	api.WriteJSON(w, http.StatusOK, domainView{Domain: d, Record: d.RecordName(), Instructions: d.Instructions()})
+	api.WriteJSON(w, http.StatusOK, h.domainView(d, app.Slug, nil))
 }
 
 func (h *Handler) audit(w http.ResponseWriter, r *http.Request) {

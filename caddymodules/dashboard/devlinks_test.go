@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/wisehosting/wisehosting/caddymodules/cptest"
@@ -47,6 +48,18 @@ func TestNoWorkerMessageAndAppLinks(t *testing.T) {
 	got := list[0].(map[string]any)
 	if fmt.Sprint(got["urls"]) != "[https://shop.localhost:8443 https://www.shop.example]" || got["last_deploy_at"] == nil {
 		t.Fatalf("listed app: %v", got)
+	}
+	// The overview: the newest deployment, who started it; not live yet.
+	ld, _ := got["last_deploy"].(map[string]any)
+	if ld == nil || ld["by"] != "alice@acme.test" || ld["status"] != "queued" || ld["trigger"] != "manual" || got["live_deployment_id"] != float64(0) {
+		t.Fatalf("listed app's overview: %v", got)
+	}
+	// A domain's records name the exact TXT and CNAME to publish.
+	doms := alice.want(200, "GET", fmt.Sprintf("/api/apps/%d/domains", id), nil)["domains"].([]any)
+	recs := fmt.Sprint(doms[0].(map[string]any)["records"])
+	if !strings.Contains(recs, "map[name:www.shop.example type:CNAME value:shop.localhost]") || !strings.Contains(recs, "name:_wisehosting.www.shop.example type:TXT") ||
+		doms[0].(map[string]any)["certificate"] != nil {
+		t.Fatalf("domain records: %v", doms[0])
 	}
 
 	kr, err := secrets.NewKeyring(cptest.Secret)

@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"html"
@@ -14,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/jackc/pgx/v5/pgxpool"
+	qrcode "github.com/skip2/go-qrcode"
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/api"
@@ -201,7 +203,15 @@ func (h *Handler) totpBegin(w http.ResponseWriter, r *http.Request) {
 		h.authFail(w, "starting two-factor setup", err)
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, setup)
+	// The QR code is drawn here, not by a third-party service: it holds
+	// the secret.
+	png, err := qrcode.Encode(setup.URL, qrcode.Medium, 256)
+	if err != nil {
+		h.fail(w, "drawing the QR code", err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"secret": setup.Secret, "otpauth_url": setup.URL,
+		"qr_png": "data:image/png;base64," + base64.StdEncoding.EncodeToString(png)})
 }
 
 func (h *Handler) totpConfirm(w http.ResponseWriter, r *http.Request) {

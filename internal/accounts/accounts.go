@@ -256,8 +256,10 @@ func (s *Service) Logout(ctx context.Context, token string) error {
 
 // SessionInfo is a session as its owner sees it.
 type SessionInfo struct {
-	ID         int64     `json:"id"`
-	UserAgent  string    `json:"user_agent"`
+	ID        int64  `json:"id"`
+	UserAgent string `json:"user_agent"`
+	// Device is the user agent in words ("Chrome on Linux").
+	Device     string    `json:"device"`
 	IP         string    `json:"ip"`
 	CreatedAt  time.Time `json:"created_at"`
 	LastSeenAt time.Time `json:"last_seen_at"`
@@ -275,6 +277,7 @@ func (s *Service) Sessions(ctx context.Context, p *Principal) ([]SessionInfo, er
 		var si SessionInfo
 		err := r.Scan(&si.ID, &si.UserAgent, &si.IP, &si.CreatedAt, &si.LastSeenAt)
 		si.Current = si.ID == p.SessionID
+		si.Device = DescribeUserAgent(si.UserAgent)
 		return si, err
 	})
 	return out, err

@@ -32,9 +32,8 @@ try {
   await shot("g2-connected");
 
   // Create an app from a repository.
-  await page.goto(BASE + "/");
-  await page.waitForSelector("#apps:not([hidden])");
-  await page.evaluate(() => { document.querySelector("#new-app").open = true; });
+  await page.goto(BASE + "/new");
+  await page.waitForSelector("#new-app:not([hidden])");
   await page.waitForSelector("#repo-picker:not([hidden])");
   await page.fill("#repo-search", "blo");
   await page.waitForFunction(() => document.querySelectorAll("#repo-list button").length === 1 && /alice\/blog/.test(document.querySelector("#repo-list").textContent));
@@ -44,7 +43,7 @@ try {
   await page.fill("#app-form input[name=slug]", "browser-blog");
   await page.click("#app-form button[type=submit]");
   await page.waitForSelector("#app:not([hidden])");
-  await page.click("#git-box > summary");
+  await page.click("#app-tabs a[data-tab=settings]");
   await page.waitForFunction(() => /webhook installed/.test(document.querySelector("#hook-box").textContent));
   await shot("g4-app-with-hook");
 
@@ -61,9 +60,8 @@ try {
 
   // An app from a prebuilt image: the reference's error next to its
   // field, then the app page shows the image, never the password.
-  await page.goto(BASE + "/");
-  await page.waitForSelector("#apps:not([hidden])");
-  await page.evaluate(() => { document.querySelector("#new-app").open = true; });
+  await page.goto(BASE + "/new");
+  await page.waitForSelector("#new-app:not([hidden])");
   await page.check("#app-form input[name=source_kind][value=image]");
   await page.waitForSelector("#image-fields:not([hidden])");
   await page.fill("#app-form input[name=name]", "Prebuilt");
@@ -79,7 +77,7 @@ try {
   await page.fill("#app-form input[name=registry_password]", "browser-registry-pass");
   await page.click("#app-form button[type=submit]");
   await page.waitForSelector("#app:not([hidden])");
-  await page.click("#git-box > summary");
+  await page.click("#app-tabs a[data-tab=settings]");
   await page.waitForSelector("#image-form:not([hidden])");
   const shown = await page.inputValue("#image-form input[name=image]");
   if (shown !== "registry.example.test/acme/site:1.0") throw new Error("image shown: " + shown);
@@ -89,7 +87,7 @@ try {
   console.log(JSON.stringify({ ok: true, steps }));
 } catch (err) {
   if (page) await page.screenshot({ path: `${OUT}/failure.png`, fullPage: true }).catch(() => {});
-  const errText = page ? await page.textContent("#error").catch(() => "") : "";
+  const errText = page ? await page.evaluate(() => [...document.querySelectorAll(".toast, .field-error")].map((e) => e.textContent).join(" | ")).catch(() => "") : "";
   console.log(JSON.stringify({ ok: false, steps, error: String(err), pageError: errText }));
   process.exitCode = 1;
 } finally {

@@ -1,12 +1,26 @@
 "use strict";
-// The dashboard: a few views over the JSON API. No framework, no build step.
+// The dashboard shell: API calls, the router (every page and tab has its
+// own URL), the sidebar, toasts and form validation. Pages live in
+// apppage.js (an app), ops.js (team, workers, logs, metrics, alerts),
+// auth.js (sign-in steps, Security) and git.js (providers, new app).
+// No framework and no build step: plain scripts sharing these helpers.
+
+/** @param {string} sel */
 const $ = (sel) => document.querySelector(sel);
 let csrf = "";
+/** @type {any} */
 let me = null;
+/** @type {number|null} */
 let team = null;
-let logTimer = null;
 
+/**
+ * call sends a JSON request to the API; a non-2xx answer throws an Error
+ * with the API's sentence, its status and its body (`data.field` names
+ * the input at fault).
+ * @param {string} method @param {string} path @param {any} [body]
+ */
 async function call(method, path, body) {
+  /** @type {RequestInit & {headers: Record<string,string>}} */
   const opts = { method, headers: {}, credentials: "same-origin" };
   if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
@@ -16,7 +30,7 @@ async function call(method, path, body) {
   const resp = await fetch(path, opts);
   const data = await resp.json().catch(() => ({}));
   if (!resp.ok) {
-    const err = new Error(data.error || resp.statusText);
+    const err = /** @type {Error & {status?: number, data?: any}} */ (new Error(data.error || resp.statusText));
     err.status = resp.status;
     err.data = data;
     throw err;
@@ -24,34 +38,218 @@ async function call(method, path, body) {
   return data;
 }
 
-function showError(err) {
-  const box = $("#error");
-  if (!err) { box.hidden = true; return; }
-  box.textContent = err.message || String(err);
-  box.hidden = false;
-}
-
-function show(id) {
-  for (const s of ["login", "invite", "apps", "app", "team-page", "workers-page"]) $("#" + s).hidden = s !== id;
-  $("#nav").hidden = id === "login";
-  if (logTimer && id !== "app") { clearInterval(logTimer); logTimer = null; }
-  opsShow(id);
-}
-
+/**
+ * el makes an element: properties are assigned, attributes under `attrs`.
+ * @param {string} tag @param {any} [props] @param {...(Node|string)} children
+ */
 function el(tag, props, ...children) {
   const e = document.createElement(tag);
-  Object.assign(e, props || {});
-  for (const c of children) e.append(c);
+  const { attrs, ...rest } = props || {};
+  Object.assign(e, rest);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  for (const c of children) if (c !== null && c !== undefined && c !== "") e.append(c);
   return e;
 }
+
+// ---- toasts ---------------------------------------------------------------
+
+/**
+ * toast shows a short message in the corner: success fades after 5 s,
+ * errors stay until closed.
+ * @param {string} text @param {"ok"|"error"} [kind]
+ */
+function toast(text, kind = "ok") {
+  const close = el("button", { type: "button", textContent: "×", attrs: { "aria-label": "Dismiss" } });
+  const t = el("div", { className: `toast ${kind}`, attrs: { role: kind === "error" ? "alert" : "status" } }, el("span", { textContent: text }), close);
+  close.addEventListener("click", () => t.remove());
+  $("#toasts").append(t);
+  while ($("#toasts").childElementCount > 4) $("#toasts").firstElementChild.remove();
+  if (kind !== "error") setTimeout(() => t.remove(), 5000);
+  return t;
+}
+
+/** showError reports an error in a toast (null clears nothing: toasts are dismissed by hand). @param {any} err */
+function showError(err) {
+  if (!err) return;
+  if (err.status === 401 && me) { toast("Your session ended: sign in again.", "error"); me = null; show("login"); return; }
+  toast(err.message || String(err), "error");
+}
+
+// ---- forms ----------------------------------------------------------------
+
+/** @param {HTMLFormElement} form */
+function formData(form) {
+  /** @type {Record<string, any>} */
+  const out = {};
+  for (const [k, v] of new FormData(form)) out[k] = v;
+  return out;
+}
+
+/** @param {HTMLFormElement} form */
+function clearFieldErrors(form) {
+  for (const old of form.querySelectorAll(".field-error")) old.remove();
+  for (const i of form.querySelectorAll("[aria-invalid]")) { i.removeAttribute("aria-invalid"); unlinkError(i); }
+}
+
+/** @param {Element} input */
+function unlinkError(input) {
+  const ids = (input.getAttribute("aria-describedby") || "").split(" ").filter((x) => x && !x.endsWith("-err"));
+  if (ids.length) input.setAttribute("aria-describedby", ids.join(" ")); else input.removeAttribute("aria-describedby");
+}
+
+let errSeq = 0;
+/**
+ * markField shows msg under the input and links it for screen readers.
+ * @param {HTMLElement} input @param {string} msg
+ */
+function markField(input, msg) {
+  const id = `f${++errSeq}-err`;
+  const note = el("p", { className: "field-error", id, textContent: msg });
+  const holder = input.closest(".field") || input.closest("label") || input;
+  holder.append(note);
+  input.setAttribute("aria-invalid", "true");
+  input.setAttribute("aria-describedby", [input.getAttribute("aria-describedby"), id].filter(Boolean).join(" "));
+}
+
+/** Human words for the browser's own checks. @param {HTMLInputElement} i */
+function validityText(i) {
+  const v = i.validity;
+  const label = (i.labels && i.labels[0] ? i.labels[0].textContent : i.name || "This field").replace(/\s*\(.*\)\s*$/, "").trim();
+  if (v.valueMissing) return `${label} is required.`;
+  if (v.typeMismatch && i.type === "email") return "Enter an e-mail address such as someone@example.com.";
+  if (v.patternMismatch && i.name === "slug") return "Use lowercase letters, digits and dashes, starting and ending with a letter or digit.";
+  if (v.patternMismatch && i.name === "key") return "Start with a letter or _, then letters, digits or _.";
+  if (v.tooShort) return `${label} needs at least ${i.minLength} characters.`;
+  if (v.rangeUnderflow) return `${label} must be at least ${i.min}.`;
+  if (v.rangeOverflow) return `${label} must be at most ${i.max}.`;
+  return i.validationMessage;
+}
+
+/**
+ * validate runs the browser's checks on the visible fields of form, shows
+ * each problem under its field and focuses the first. True when valid.
+ * @param {HTMLFormElement} form
+ */
+function validate(form) {
+  clearFieldErrors(form);
+  let first = null;
+  for (const i of /** @type {NodeListOf<HTMLInputElement>} */ (form.querySelectorAll("input, select, textarea"))) {
+    if (i.closest("[hidden]") || i.disabled || i.type === "hidden") continue;
+    if (!i.checkValidity()) { markField(i, validityText(i)); first = first || i; }
+  }
+  if (first) first.focus();
+  return !first;
+}
+
+/**
+ * fieldError shows an API error next to the field it names (the answer's
+ * `field`), else under the form; focus moves there.
+ * @param {HTMLFormElement} form @param {any} err
+ */
+function fieldError(form, err) {
+  clearFieldErrors(form);
+  const name = err && err.data && err.data.field;
+  /** @type {HTMLElement|null} */
+  const input = name ? form.querySelector(`[name="${CSS.escape(name)}"]`) : null;
+  if (input && !input.closest("[hidden]")) {
+    markField(input, err.message);
+    input.focus();
+    return;
+  }
+  const note = el("p", { className: "field-error", textContent: err.message || String(err), attrs: { role: "alert" } });
+  const actions = form.querySelector(".form-actions, .toolbar-actions");
+  (actions || form).after(note);
+  if (!actions) form.append(note);
+  note.tabIndex = -1;
+}
+
+/**
+ * onSubmit wires a form: client checks, then fn; errors land next to the
+ * fields, success text in a toast. The submit button is disabled meanwhile.
+ * @param {HTMLFormElement} form @param {(d: Record<string, any>, f: HTMLFormElement) => Promise<string|void>} fn
+ */
+function onSubmit(form, fn) {
+  form.noValidate = true;
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (!validate(form)) return;
+    const btn = /** @type {HTMLButtonElement|null} */ (form.querySelector("button[type=submit], button:not([type])"));
+    if (btn) btn.disabled = true;
+    try {
+      const msg = await fn(formData(form), form);
+      if (msg) toast(msg);
+    } catch (err) { fieldError(form, err); }
+    if (btn) btn.disabled = false;
+  });
+}
+
+/** slugify derives a slug from a name ("My Site!" → "my-site"). @param {string} s */
+function slugify(s) {
+  return s.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 63).replace(/-+$/, "");
+}
+
+/**
+ * linkSlug fills the slug from the name until the person edits the slug.
+ * @param {HTMLInputElement} name @param {HTMLInputElement} slug @param {(s: string) => void} [preview]
+ */
+function linkSlug(name, slug, preview) {
+  name.addEventListener("input", () => {
+    if (slug.dataset.edited !== "1") slug.value = slugify(name.value);
+    if (preview) preview(slug.value);
+  });
+  slug.addEventListener("input", () => { slug.dataset.edited = slug.value ? "1" : ""; if (preview) preview(slug.value); });
+}
+
+// ---- time and sizes -------------------------------------------------------
+
+/** ago says how long ago ts was ("3 min ago"). @param {string|number|Date|null|undefined} ts */
+function ago(ts) {
+  if (!ts) return "never";
+  const s = Math.round((Date.now() - new Date(ts).getTime()) / 1000);
+  if (s < 45) return "just now";
+  if (s < 3600) return `${Math.max(1, Math.round(s / 60))} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  if (s < 86400 * 30) return `${Math.round(s / 86400)} d ago`;
+  return new Date(ts).toLocaleDateString();
+}
+
+/** A <time> with the relative text and the exact moment on hover. @param {string} ts */
+function timeEl(ts) {
+  return el("time", { dateTime: ts, title: new Date(ts).toLocaleString(), textContent: ago(ts) });
+}
+
+// ---- router and layout ----------------------------------------------------
+
+/** show displays one page (a section of <main>). @param {string} id */
+function show(id) {
+  for (const s of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("main > section"))) s.hidden = s.id !== id;
+  const signedOut = ["login", "auth-totp", "auth-password"].includes(id) || (id === "invite" && !me);
+  document.body.classList.toggle("signed-out", signedOut);
+  $("#nav").hidden = signedOut;
+  const page = { apps: "apps", "new-app": "apps", app: "apps", "team-page": "team", "workers-page": "workers", "auth-security": "security" }[id] || "";
+  for (const a of document.querySelectorAll(".nav-links a")) {
+    if (a.getAttribute("data-page") === page) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  }
+  $("#side").classList.remove("open");
+  $("#menu").setAttribute("aria-expanded", "false");
+  const titles = { apps: "Apps", "new-app": "New app", "team-page": "Team", "workers-page": "Workers", "auth-security": "Security", login: "Sign in" };
+  if (titles[id]) document.title = `${titles[id]} · WiseHosting`;
+  pageLeave(id);
+}
+
+/** Hooks run when the page changes (pages stop their timers and sockets). */
+const leaveHooks = [];
+/** @param {string} id */
+function pageLeave(id) { for (const h of leaveHooks) h(id); }
 
 async function boot() {
   try {
     me = await call("GET", "/api/me");
   } catch (err) {
     if (err.status === 401) {
+      me = null;
       const inv = invitePath();
-      if (inv) { me = null; openInvite(inv); return; }
+      if (inv) { openInvite(inv); return; }
       if (!authOnUnauthorized(err)) show("login");
       return;
     }
@@ -60,9 +258,13 @@ async function boot() {
   csrf = me.csrf_token;
   if (me.user.must_change_password) { authForcePassword(); return; }
   $("#who").textContent = me.user.email;
-  const sel = $("#team");
-  sel.replaceChildren(...me.teams.map((t) => el("option", { value: t.id, textContent: `${t.name} (${t.plan})` })));
-  team = me.teams[0] && me.teams[0].id;
+  const sel = /** @type {HTMLSelectElement} */ ($("#team"));
+  sel.replaceChildren(...me.teams.map((t) => el("option", { value: t.id, textContent: t.name })));
+  let saved = 0;
+  try { saved = Number(localStorage.getItem("team")) || 0; } catch (_) { /* storage off */ }
+  team = (me.teams.find((t) => t.id === saved) || me.teams[0] || {}).id || null;
+  if (team) sel.value = String(team);
+  $("#nav-workers").hidden = !me.user.is_admin;
   route();
 }
 
@@ -73,14 +275,14 @@ function invitePath() {
 
 // openInvite shows what an invitation link is for: join (signed in as the
 // invited address), sign in first, or create the account.
+/** @param {string} token */
 async function openInvite(token) {
   show("invite");
-  $("#nav").hidden = !me;
   for (const id of ["#invite-accept", "#invite-signin", "#invite-signup"]) $(id).hidden = true;
   let inv;
   try {
     inv = await call("GET", `/api/invitations/${token}`);
-  } catch (err) { $("#invite-what").textContent = ""; showError(err); return; }
+  } catch (err) { $("#invite-what").textContent = err.message; return; }
   $("#invite-what").textContent = `You are invited to join the team ${inv.team_name} as ${inv.role} (${inv.email}).`;
   const hint = $("#invite-hint");
   if (me && me.user.email.toLowerCase() === inv.email) {
@@ -99,261 +301,192 @@ async function openInvite(token) {
     try { await call("POST", `/api/invitations/${token}/accept`); location.assign("/team"); } catch (err) { showError(err); }
   };
   $("#invite-signin").onclick = () => show("login");
-  $("#invite-signup").onsubmit = async (e) => {
-    e.preventDefault();
-    try {
-      const r = await call("POST", `/api/invitations/${token}/signup`, formData(e.target));
-      csrf = r.csrf_token;
-      location.assign("/team");
-    } catch (err) { showError(err); }
-  };
+  inviteToken = token;
 }
 
+let inviteToken = "";
+
+/** route shows the page of the current URL. */
 function route() {
-  const m = location.pathname.match(/^\/apps\/(\d+)$/);
+  const p = location.pathname;
   const inv = invitePath();
   if (inv) { openInvite(inv); return; }
-  if (m) openApp(Number(m[1]));
-  else if (location.pathname === "/team") openTeam();
-  else if (location.pathname === "/workers") openWorkers();
+  if (!me) { show("login"); return; }
+  const m = p.match(/^\/apps\/(\d+)(?:\/([a-z]+))?\/?$/);
+  if (m) openApp(Number(m[1]), m[2] || "overview");
+  else if (p === "/new") openNewApp();
+  else if (p === "/team") openTeam();
+  else if (p === "/workers") openWorkers();
+  else if (p === "/security") security();
   else listApps();
+  const main = $("#main");
+  if (document.activeElement && document.activeElement.closest("#nav")) main.focus({ preventScroll: true });
 }
 
-function go(path) { history.pushState({}, "", path); showError(null); route(); }
+/** go navigates inside the dashboard (history entry, then the page). @param {string} path */
+function go(path) {
+  if (path !== location.pathname + location.search) history.pushState({}, "", path);
+  route();
+  window.scrollTo(0, 0);
+}
 
 // showWorkerStatus tells, on the apps page and next to Deploy, when no
 // worker is online: deployments would wait in the queue.
 async function showWorkerStatus() {
   try {
     const { online, message } = await call("GET", "/api/workers/online");
-    for (const p of document.querySelectorAll(".no-worker")) {
+    for (const p of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll(".no-worker"))) {
       p.hidden = online > 0;
-      p.textContent = online > 0 ? "" : "No worker online. " + (message || "");
+      p.textContent = online > 0 ? "" : (message || "No worker is online: deployments wait in the queue until one connects.");
     }
-  } catch (err) { showError(err); }
+    return online;
+  } catch (err) { showError(err); return 0; }
 }
 
+/** @param {string} url */
 function appLink(url) {
-  return el("a", { href: url, textContent: url, target: "_blank", rel: "noopener" });
+  return el("a", { href: url, textContent: url.replace(/^https?:\/\//, ""), target: "_blank", rel: "noopener" });
+}
+
+// ---- apps overview ----------------------------------------------------------
+
+/** @param {any} a */
+function appCard(a) {
+  const ld = a.last_deploy;
+  const deploy = ld
+    ? el("div", { className: "deploy" }, el("span", { className: `badge ${ld.status}`, textContent: ld.status }), " ",
+      el("strong", { textContent: ld.commit ? ld.commit.slice(0, 7) : (ld.trigger === "rollback" ? "rollback" : "deploy") }),
+      ld.message ? ` ${ld.message.split("\n")[0].slice(0, 60)}` : "",
+      el("div", {}, `${ld.by ? ld.by + " · " : ""}${ld.trigger} · `, timeEl(ld.at)))
+    : el("div", { className: "deploy", textContent: "Never deployed." });
+  const source = a.image ? a.image : (a.repo || (a.git_repo || "").replace(/^https?:\/\//, "") || "no source");
+  return el("li", { className: "app-card" },
+    el("div", { className: "top" },
+      el("h2", {}, el("a", { href: `/apps/${a.id}`, textContent: a.name })),
+      el("span", { className: `badge ${a.status}`, textContent: a.status })),
+    a.url && a.status === "running" ? el("a", { className: "url", href: a.url, target: "_blank", rel: "noopener", textContent: a.url.replace(/^https?:\/\//, "") })
+      : el("span", { className: "url muted", textContent: a.url ? a.url.replace(/^https?:\/\//, "") : a.slug }),
+    el("div", { className: "meta" },
+      el("span", { textContent: frameworkLabel(a) }),
+      el("span", { textContent: source }),
+      el("span", { textContent: a.worker ? `${a.worker}${a.zone ? " · " + a.zone : ""}` : "not placed yet" })),
+    deploy);
+}
+
+/** @param {any} a */
+function frameworkLabel(a) {
+  if (a.image) return "prebuilt image";
+  if (a.framework === "auto") return "framework auto-detected";
+  return (typeof frameworkNames !== "undefined" && frameworkNames[a.framework]) || a.framework;
 }
 
 async function listApps() {
   show("apps");
-  showWorkerStatus();
+  document.title = "Apps · WiseHosting";
+  const list = $("#app-list");
   if (!team) {
-    $("#app-list").replaceChildren(el("li", { className: "muted", textContent: "You are not in a team yet: create one on the Team page, or ask a team's owner to add you." }));
-    $("#new-app").hidden = true;
+    $("#new-app-link").hidden = true;
+    list.replaceChildren(el("li", { className: "empty" }, el("h2", { textContent: "You are not in a team yet" }),
+      el("p", { textContent: "Create a team on the Team page, or ask a team's owner to invite you." }),
+      el("a", { className: "button primary", href: "/team", textContent: "Create a team" })));
     return;
   }
-  $("#new-app").hidden = false;
+  $("#new-app-link").hidden = false;
+  const t = me.teams.find((x) => x.id === team);
+  $("#apps-sub").textContent = t ? `${t.name} · ${t.plan} plan` : "";
   try {
-    const { apps } = await call("GET", `/api/teams/${team}/apps`);
-    const list = $("#app-list");
-    list.replaceChildren(...apps.map((a) => {
-      const link = el("a", { href: `/apps/${a.id}`, textContent: a.name });
-      link.addEventListener("click", (e) => { e.preventDefault(); go(`/apps/${a.id}`); });
-      const deployed = a.last_deploy_at ? "last deploy " + new Date(a.last_deploy_at).toLocaleString() : "never deployed";
-      return el("li", {}, link, " ", el("span", { className: `badge ${a.status}`, textContent: a.status }),
-        a.url ? el("div", {}, appLink(a.url)) : "",
-        el("div", { className: "muted", textContent: a.slug + (a.git_repo ? " · " + a.git_repo : "") + " · " + deployed }));
-    }));
-    if (apps.length === 0) list.replaceChildren(el("li", { className: "muted", textContent: "No apps yet: create one below." }));
-    $("#new-app").open = apps.length === 0;
-    gitNewAppInit();
+    const [{ apps }, online] = await Promise.all([call("GET", `/api/teams/${team}/apps`), showWorkerStatus()]);
+    if (apps.length === 0) {
+      list.replaceChildren(el("li", { className: "empty" },
+        el("h2", { textContent: "Deploy your first app" }),
+        el("p", { textContent: online > 0
+          ? "Connect a Git provider to pick a repository, or paste a repository URL or an image: the app is built and served on its own address."
+          : "No worker is online yet: an operator adds one with “wisehosting worker add”. You can already create the app; it deploys once a worker connects." }),
+        el("div", { className: "form-actions" }, el("a", { className: "button primary", href: "/new", textContent: "New app" }),
+          el("a", { className: "button", href: "/team", textContent: "Connect a Git provider" }))));
+      return;
+    }
+    list.replaceChildren(...apps.map(appCard));
   } catch (err) { showError(err); }
 }
 
-let current = null;
-
-async function openApp(id) {
-  show("app");
-  try {
-    current = await call("GET", `/api/apps/${id}`);
-  } catch (err) { showError(err); return; }
-  $("#app-name").textContent = current.name;
-  $("#app-meta").textContent = `${current.slug} · ${current.git_repo || "no repository"} (${current.git_branch}) · ${current.cpu_millis}m CPU · ${current.memory_mb} MB`;
-  $("#app-links").replaceChildren(...(current.urls || []).flatMap((u, i) => i ? [" · ", appLink(u)] : [appLink(u)]));
-  showWorkerStatus();
-  $("#app-status").textContent = current.status;
-  $("#app-status").className = `badge ${current.status}`;
-  await Promise.all([loadDeployments(), loadEnv(), loadDomains()]);
-  gitOpenApp();
-  opsOpenApp();
-  routesOpenApp();
+function openNewApp() {
+  show("new-app");
+  if (!team) { go("/"); return; }
+  const f = /** @type {HTMLFormElement} */ ($("#app-form"));
+  clearFieldErrors(f);
+  gitNewAppInit();
+  slugPreview(/** @type {HTMLInputElement} */ (f.elements.namedItem("slug")).value);
+  /** @type {HTMLInputElement} */ (f.elements.namedItem("name")).focus();
 }
 
-async function loadDeployments(follow = true) {
-  const { deployments } = await call("GET", `/api/apps/${current.id}/deployments`);
-  const body = $("#deployments tbody");
-  body.replaceChildren(...deployments.map((d) => {
-    const btn = el("button", { className: "link", textContent: "log" });
-    btn.addEventListener("click", () => followLog(d.id));
-    const row = el("tr", {}, el("td", { textContent: d.id }), el("td", {}, el("span", { className: `badge ${d.status}`, textContent: d.status })),
-      el("td", { textContent: (d.commit || "").slice(0, 10) }), el("td", { textContent: d.trigger }),
-      el("td", { textContent: new Date(d.created_at).toLocaleString() }), el("td", {}, btn));
-    if (d.status === "succeeded") {
-      const rb = el("button", { className: "link", textContent: "roll back" });
-      rb.addEventListener("click", () => deploy(d.id));
-      row.lastChild.append(" ", rb);
-    }
-    if (["queued", "building", "deploying"].includes(d.status)) {
-      const cb = el("button", { className: "link", textContent: "cancel" });
-      cb.addEventListener("click", async () => {
-        cb.disabled = true;
-        try {
-          await call("POST", `/api/apps/${current.id}/deployments/${d.id}/cancel`);
-          await loadDeployments(false);
-        } catch (err) { showError(err); cb.disabled = false; }
-      });
-      row.lastChild.append(" ", cb);
-    }
-    return row;
-  }));
-  if (follow && deployments.length && !logTimer) followLog(deployments[0].id);
+/** @param {string} slug */
+function slugPreview(slug) {
+  const base = me && me.subdomain_base;
+  $("#slug-preview").textContent = base ? `${slug || "<slug>"}.${base}` : (slug || "<slug>");
 }
 
-const stages = { clone: 10, build: 35, start: 65, health: 80, switch: 92, done: 100 };
-
-function followLog(dep) {
-  if (logTimer) clearInterval(logTimer);
-  $("#log-box").hidden = false;
-  $("#log-dep").textContent = "#" + dep;
-  const pre = $("#log");
-  pre.textContent = "";
-  let after = 0;
-  const tick = async () => {
-    try {
-      const { status, lines } = await call("GET", `/api/apps/${current.id}/deployments/${dep}/logs?after=${after}`);
-      for (const l of lines) {
-        after = l.id;
-        pre.append(l.line + "\n");
-        const m = l.line.match(/^\[(\w+)\]/);
-        if (m && stages[m[1]]) $("#progress-bar").style.width = stages[m[1]] + "%";
-      }
-      if (lines.length) pre.scrollTop = pre.scrollHeight;
-      $("#log-status").textContent = status;
-      $("#log-status").className = `badge ${status}`;
-      if (status === "succeeded") $("#progress-bar").style.width = "100%";
-      if (["succeeded", "failed", "cancelled", "superseded"].includes(status)) {
-        clearInterval(logTimer); logTimer = null;
-        await loadDeployments(false);
-        const a = await call("GET", `/api/apps/${current.id}`);
-        $("#app-status").textContent = a.status;
-        $("#app-status").className = `badge ${a.status}`;
-      }
-    } catch (err) { showError(err); }
-  };
-  tick();
-  logTimer = setInterval(tick, 1000);
-}
-
-async function deploy(rollbackOf) {
-  const btn = $("#deploy");
-  btn.disabled = true;
-  try {
-    const body = rollbackOf ? { rollback_of: rollbackOf } : {};
-    const { deployment_id } = await call("POST", `/api/apps/${current.id}/deployments`, body);
-    if (logTimer) { clearInterval(logTimer); logTimer = null; }
-    await loadDeployments();
-    followLog(deployment_id);
-  } catch (err) { showError(err); }
-  btn.disabled = false;
-}
-
-async function loadEnv() {
-  const { env } = await call("GET", `/api/apps/${current.id}/env`);
-  $("#env-list").replaceChildren(...env.map((v) => {
-    const del = el("button", { className: "link", textContent: "delete" });
-    del.addEventListener("click", async () => {
-      try { await call("DELETE", `/api/apps/${current.id}/env/${encodeURIComponent(v.key)}`); await loadEnv(); } catch (err) { showError(err); }
-    });
-    return el("li", {}, el("code", { textContent: v.key }), " = •••••• ", del);
-  }));
-}
-
-async function loadDomains() {
-  const { domains } = await call("GET", `/api/apps/${current.id}/domains`);
-  $("#domain-list").replaceChildren(...domains.map((d) => {
-    const li = el("li", {}, el("strong", { textContent: d.hostname }), " ",
-      el("span", { className: `badge ${d.verified_at ? "succeeded" : "queued"}`, textContent: d.verified_at ? "verified" : "waiting for DNS" }));
-    if (!d.verified_at) {
-      const verify = el("button", { className: "link", textContent: "check now" });
-      verify.addEventListener("click", async () => {
-        try { await call("POST", `/api/apps/${current.id}/domains/${d.id}/verify`); showError(null); } catch (err) { showError(err); }
-        await loadDomains();
-      });
-      li.append(" ", verify, el("div", { className: "muted", textContent: d.instructions }));
-    }
-    const rm = el("button", { className: "link", textContent: "remove" });
-    rm.addEventListener("click", async () => {
-      if (!confirm(`Remove ${d.hostname} from this app?`)) return;
-      try { await call("DELETE", `/api/apps/${current.id}/domains/${d.id}`); showError(null); } catch (err) { showError(err); }
-      await loadDomains();
-    });
-    li.append(" ", rm);
-    return li;
-  }));
-}
-
-function formData(form) {
-  const out = {};
-  for (const [k, v] of new FormData(form)) out[k] = v;
-  return out;
-}
+// ---- wiring -----------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("#login-form").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    try {
-      const r = await call("POST", "/api/login", formData(e.target));
-      csrf = r.csrf_token;
-      showError(null);
-      await boot();
-    } catch (err) { showError(err); }
+  onSubmit(/** @type {HTMLFormElement} */ ($("#login-form")), async (d) => {
+    const r = await call("POST", "/api/login", d);
+    csrf = r.csrf_token;
+    await boot();
   });
   $("#logout").addEventListener("click", async () => {
     try { await call("POST", "/api/logout"); } catch (_) { /* signed out anyway */ }
-    csrf = ""; show("login");
+    csrf = ""; me = null; show("login");
   });
-  $("#team").addEventListener("change", (e) => { team = Number(e.target.value); go("/"); });
-  $("#back").addEventListener("click", (e) => { e.preventDefault(); go("/"); });
-  $("#app-form").addEventListener("submit", async (e) => {
+  $("#team").addEventListener("change", (e) => {
+    team = Number(/** @type {HTMLSelectElement} */ (e.target).value);
+    try { localStorage.setItem("team", String(team)); } catch (_) { /* storage off */ }
+    go(location.pathname === "/team" ? "/team" : "/");
+  });
+  $("#menu").addEventListener("click", () => {
+    const open = $("#side").classList.toggle("open");
+    $("#menu").setAttribute("aria-expanded", String(open));
+  });
+  const themeBtn = $("#theme-toggle");
+  const themeLabel = () => {
+    const c = document.documentElement.dataset.themeChoice || "system";
+    themeBtn.textContent = `Theme: ${c}`;
+  };
+  themeBtn.addEventListener("click", () => {
+    const order = ["system", "light", "dark"];
+    const next = order[(order.indexOf(document.documentElement.dataset.themeChoice || "system") + 1) % 3];
+    try { localStorage.setItem("theme", next); } catch (_) { /* storage off */ }
+    window.themeApply();
+  });
+  document.addEventListener("themechange", themeLabel);
+  themeLabel();
+
+  // Links inside the dashboard change the page without reloading it.
+  document.addEventListener("click", (e) => {
+    const a = /** @type {HTMLElement} */ (e.target).closest("a");
+    if (!a || a.target || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+    const url = new URL(a.href, location.href);
+    if (url.origin !== location.origin || /^\/(api|oauth)\//.test(url.pathname) || a.hasAttribute("download")) return;
     e.preventDefault();
-    const d = gitAppPayload(formData(e.target));
+    go(url.pathname + url.search);
+  });
+
+  const f = /** @type {HTMLFormElement} */ ($("#app-form"));
+  linkSlug(/** @type {HTMLInputElement} */ (f.elements.namedItem("name")), /** @type {HTMLInputElement} */ (f.elements.namedItem("slug")), slugPreview);
+  onSubmit(f, async (raw) => {
+    const d = gitAppPayload(raw);
     d.cpu_millis = Number(d.cpu_millis); d.memory_mb = Number(d.memory_mb);
-    clearFieldErrors(e.target);
-    try {
-      const app = await call("POST", `/api/teams/${team}/apps`, d);
-      e.target.reset();
-      gitAfterCreate(app);
-      go(`/apps/${app.id}`);
-    } catch (err) { fieldError(e.target, err); }
+    const app = await call("POST", `/api/teams/${team}/apps`, d);
+    f.reset();
+    /** @type {HTMLInputElement} */ (f.elements.namedItem("slug")).dataset.edited = "";
+    gitAfterCreate(app);
+    go(`/apps/${app.id}`);
+    return `${app.name} created.`;
   });
-  $("#deploy").addEventListener("click", () => deploy());
-  $("#delete-app").addEventListener("click", async () => {
-    if (!confirm(`Delete ${current.name}? Its containers, deployments, variables and domains go too.`)) return;
-    try {
-      const r = await call("DELETE", `/api/apps/${current.id}`);
-      showError(null);
-      if (r.status === "deleted") { go("/"); return; }
-      $("#app-status").textContent = r.status;
-      $("#app-status").className = `badge ${r.status}`;
-    } catch (err) { showError(err); }
-  });
-  $("#env-form").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const d = formData(e.target);
-    try {
-      await call("PUT", `/api/apps/${current.id}/env/${encodeURIComponent(d.key)}`, { value: d.value });
-      e.target.reset(); showError(null); await loadEnv();
-    } catch (err) { showError(err); }
-  });
-  $("#domain-form").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    try {
-      await call("POST", `/api/apps/${current.id}/domains`, formData(e.target));
-      e.target.reset(); showError(null); await loadDomains();
-    } catch (err) { showError(err); }
+  onSubmit(/** @type {HTMLFormElement} */ ($("#invite-signup")), async (d) => {
+    const r = await call("POST", `/api/invitations/${inviteToken}/signup`, d);
+    csrf = r.csrf_token;
+    location.assign("/team");
   });
   window.addEventListener("popstate", route);
   boot();

@@ -5,36 +5,21 @@
 const providerNames = { github: "GitHub", gitlab: "GitLab", bitbucket: "Bitbucket", codeberg: "Codeberg / Gitea / Forgejo" };
 const frameworkNames = { nextjs: "Next.js", vite: "Vite", node: "Node.js", go: "Go", python: "Python", static: "a static site", dockerfile: "a Dockerfile" };
 
-// fieldError shows an API error next to the form field it names (the
-// answer's `field`), else in the page's error box.
-function fieldError(form, err) {
-  for (const old of form.querySelectorAll(".field-error")) old.remove();
-  const name = err && err.data && err.data.field;
-  const input = name && form.querySelector(`[name="${name}"]`);
-  if (!input) { showError(err); return; }
-  showError(null);
-  const msg = el("div", { className: "field-error", role: "alert", textContent: err.message });
-  (input.closest("label") || input).after(msg);
-  input.focus();
-}
-
-function clearFieldErrors(form) { for (const old of form.querySelectorAll(".field-error")) old.remove(); }
-
 // ---- team page: connections --------------------------------------------
 
 async function loadGitConnections() {
   const box = $("#git-connections");
   const { connections } = await call("GET", `/api/teams/${team}/git/connections`);
   box.replaceChildren(...connections.map((c) => {
-    const li = el("li", {}, el("strong", { textContent: providerNames[c.provider] || c.provider }), ` · ${c.account} · `,
-      el("span", { className: "muted", textContent: (c.method === "oauth" ? "OAuth" : "access token") + (c.api_url ? ` · ${c.api_url}` : "") }));
+    const li = el("li", {}, el("span", { className: "grow" }, el("strong", { textContent: providerNames[c.provider] || c.provider }), ` · ${c.account}`,
+      el("div", { className: "muted small", textContent: (c.method === "oauth" ? "OAuth" : "access token") + (c.api_url ? ` · ${c.api_url}` : "") })));
     if (canAdmin()) {
-      const rm = el("button", { className: "link", textContent: "disconnect" });
+      const rm = el("button", { type: "button", className: "link danger", textContent: "Disconnect" });
       rm.addEventListener("click", async () => {
         if (!confirm(`Disconnect ${c.account} at ${providerNames[c.provider]}? Webhooks it installed are removed.`)) return;
         try {
           const r = await call("DELETE", `/api/teams/${team}/git/connections/${c.id}`);
-          showError(r.warnings.length ? new Error(r.warnings.join(" ")) : null);
+          if (r.warnings.length) showError(new Error(r.warnings.join(" "))); else toast(`${c.account} disconnected.`);
           await loadGitConnections();
         } catch (err) { showError(err); }
       });
@@ -49,7 +34,7 @@ async function loadGitConnections() {
   try {
     const { providers } = await call("GET", "/api/auth/providers");
     for (const p of providers.filter((p) => providerNames[p.id])) {
-      oauth.append(el("a", { className: "button", href: `/api/teams/${team}/git/oauth/${p.id}`, textContent: `Connect ${p.name} (OAuth)` }), " ");
+      oauth.append(el("a", { className: "button", href: `/api/teams/${team}/git/oauth/${p.id}`, textContent: `Connect ${p.name} (OAuth)`, target: "_self" }), " ");
     }
   } catch (_) { /* token connections still work */ }
 }
@@ -87,6 +72,7 @@ async function gitLoadRepos() {
     const r = await call("GET", `/api/teams/${team}/git/connections/${picker.conn}/repos?q=${q}&page=${picker.page}&per_page=10`);
     list.replaceChildren(...r.repos.map((repo) => {
       const b = el("button", { type: "button", className: "link", textContent: repo.full_name });
+      b.setAttribute("aria-label", `Use ${repo.full_name}`);
       b.addEventListener("click", () => gitChooseRepo(repo));
       return el("li", {}, b, repo.private ? el("span", { className: "muted", textContent: " · private" }) : "");
     }));
@@ -106,7 +92,8 @@ async function gitChooseRepo(repo) {
   clearFieldErrors(form);
   $("#repo-chosen").textContent = repo.full_name;
   if (!form.elements.name.value) form.elements.name.value = repo.full_name.split("/").pop();
-  if (!form.elements.slug.value) form.elements.slug.value = repo.full_name.split("/").pop().toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 40);
+  if (!form.elements.slug.value) form.elements.slug.value = slugify(repo.full_name.split("/").pop());
+  slugPreview(form.elements.slug.value);
   const br = $("#repo-branch");
   br.replaceChildren(el("option", { value: repo.default_branch, textContent: repo.default_branch }));
   const base = `/api/teams/${team}/git/connections/${picker.conn}`;
@@ -184,8 +171,14 @@ async function gitOpenApp() {
   s.elements.auto_deploy.checked = a.auto_deploy;
   s.elements.previews.checked = a.previews;
   s.elements.fork_previews.checked = a.fork_previews;
+  s.elements.cpu_millis.value = a.cpu_millis;
+  s.elements.memory_mb.value = a.memory_mb;
+  s.elements.git_repo.value = a.git_repo;
+  $("#set-repo-field").hidden = !!a.image || !!a.git_connection_id;
+  s.elements.git_branch.closest(".field").hidden = !!a.image;
   $("#token-state").textContent = a.has_git_token ? "A deploy token is set." : (a.git_connection_id ? "Clones with the connection's token." : "No token: public repositories only.");
   $("#git-box").hidden = !!a.preview_of;
+  $("#settings-saved").hidden = true;
   if (a.preview_of) return;
   const im = $("#image-form");
   im.hidden = !a.image;
@@ -205,16 +198,6 @@ async function gitOpenApp() {
 document.addEventListener("DOMContentLoaded", () => {
   // The settings offer the frameworks of the new-app form.
   $("#settings-form").elements.framework.replaceChildren(...[...$("#app-form").elements.framework.options].map((o) => o.cloneNode(true)));
-  $("#git-connect-form").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const d = formData(e.target);
-    if (!d.api_url) delete d.api_url;
-    clearFieldErrors(e.target);
-    try {
-      await call("POST", `/api/teams/${team}/git/connections`, d);
-      e.target.reset(); showError(null); await loadGitConnections();
-    } catch (err) { fieldError(e.target, err); }
-  });
   $("#app-conn").addEventListener("change", gitPickerChanged);
   for (const r of document.querySelectorAll('input[name="source_kind"]')) {
     r.addEventListener("change", () => {
@@ -224,52 +207,49 @@ document.addEventListener("DOMContentLoaded", () => {
       clearFieldErrors($("#app-form"));
     });
   }
-  $("#image-form").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const f = e.target;
-    clearFieldErrors(f);
-    const body = { image: f.elements.image.value };
-    // The login changes only when a password is typed, or both are cleared.
-    if (f.elements.registry_password.value || !f.elements.registry_username.value) {
-      body.registry_username = f.elements.registry_username.value;
-      body.registry_password = f.elements.registry_password.value;
-    }
-    try {
-      current = await call("PATCH", `/api/apps/${current.id}`, body);
-      showError(null); gitOpenApp();
-    } catch (err) { fieldError(f, err); }
-  });
   $("#repo-search").addEventListener("input", () => { picker.page = 1; clearTimeout(picker.t); picker.t = setTimeout(gitLoadRepos, 250); });
   $("#repo-prev").addEventListener("click", () => { picker.page--; gitLoadRepos(); });
   $("#repo-next").addEventListener("click", () => { picker.page++; gitLoadRepos(); });
   $("#repo-branch").addEventListener("change", gitDetect);
   $("#hook-rotate").addEventListener("click", async () => {
     if (!confirm("Make a new webhook secret? Deliveries signed with the old one are refused from now on.")) return;
-    try { renderHook(await call("POST", `/api/apps/${current.id}/hook`)); showError(null); } catch (err) { showError(err); }
+    try { renderHook(await call("POST", `/api/apps/${current.id}/hook`)); toast("New webhook secret made."); } catch (err) { showError(err); }
   });
-  $("#token-form").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    clearFieldErrors(e.target);
-    try {
-      await call("PUT", `/api/apps/${current.id}/git-token`, formData(e.target));
-      e.target.reset(); current = await call("GET", `/api/apps/${current.id}`); gitOpenApp();
-    } catch (err) { fieldError(e.target, err); }
+  onSubmit($("#git-connect-form"), async (d, f) => {
+    if (!d.api_url) delete d.api_url;
+    await call("POST", `/api/teams/${team}/git/connections`, d);
+    f.reset(); await loadGitConnections();
+    return `${providerNames[d.provider] || d.provider} connected.`;
   });
-  $("#settings-form").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const f = e.target;
-    clearFieldErrors(f);
-    const body = { git_branch: f.elements.git_branch.value, framework: f.elements.framework.value, port: Number(f.elements.port.value),
-      health_path: f.elements.health_path.value, root_dir: f.elements.root_dir.value, dockerfile: f.elements.dockerfile.value,
-      build_command: f.elements.build_command.value, start_command: f.elements.start_command.value, auto_deploy: f.elements.auto_deploy.checked, previews: f.elements.previews.checked,
-      fork_previews: f.elements.fork_previews.checked };
+  onSubmit($("#image-form"), async (d, f) => {
+    const body = { image: d.image };
+    // The login changes only when a password is typed, or both are cleared.
+    if (d.registry_password || !d.registry_username) {
+      body.registry_username = d.registry_username;
+      body.registry_password = d.registry_password;
+    }
+    current = await call("PATCH", `/api/apps/${current.id}`, body);
+    renderAppHeader(); gitOpenApp();
+    return "Image saved: deploy to use it.";
+  });
+  onSubmit($("#token-form"), async (d, f) => {
+    await call("PUT", `/api/apps/${current.id}/git-token`, d);
+    f.reset(); current = await call("GET", `/api/apps/${current.id}`); gitOpenApp();
+    return "Deploy token saved.";
+  });
+  onSubmit($("#settings-form"), async (_d, f) => {
+    const e = f.elements;
+    const body = { git_branch: e.git_branch.value, framework: e.framework.value, port: Number(e.port.value),
+      health_path: e.health_path.value, root_dir: e.root_dir.value, dockerfile: e.dockerfile.value,
+      build_command: e.build_command.value, start_command: e.start_command.value, auto_deploy: e.auto_deploy.checked, previews: e.previews.checked,
+      fork_previews: e.fork_previews.checked, cpu_millis: Number(e.cpu_millis.value), memory_mb: Number(e.memory_mb.value) };
     if (current.image) delete body.git_branch; // an image has no branch
-    try {
-      const v = await call("PATCH", `/api/apps/${current.id}`, body);
-      showError(null);
-      if (v.hook) shownOnce = v.hook;
-      await openApp(current.id);
-      $("#settings-saved").hidden = false;
-    } catch (err) { fieldError(f, err); }
+    if (!current.image && !current.git_connection_id && e.git_repo.value !== current.git_repo) body.git_repo = e.git_repo.value;
+    const v = await call("PATCH", `/api/apps/${current.id}`, body);
+    if (v.hook) shownOnce = v.hook;
+    current = await call("GET", `/api/apps/${current.id}`);
+    renderAppHeader(); gitOpenApp();
+    $("#settings-saved").hidden = false;
+    return "Settings saved. They apply from the next deployment.";
   });
 });

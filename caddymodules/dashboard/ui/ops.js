@@ -1,15 +1,7 @@
 "use strict";
-// Operations views: runtime logs, usage charts, webhooks, alerts, workers, team members.
-// Uses call, el, $, go, show, showError, me, team and current from app.js.
-
-const SVG = "http://www.w3.org/2000/svg";
-
-function svg(tag, attrs, ...children) {
-  const e = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
-  for (const c of children) e.append(c);
-  return e;
-}
+// Operations views: an app's runtime logs, metrics, alerts and webhooks
+// tabs; the Team and Workers pages. Uses the helpers of app.js and
+// charts.js, and `current` of apppage.js.
 
 function myRole() {
   const t = me && me.teams.find((x) => x.id === Number(team));
@@ -17,107 +9,67 @@ function myRole() {
 }
 const canAdmin = () => ["owner", "admin"].includes(myRole());
 
-function fmtBytes(n) {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-  return `${n >= 100 || i === 0 ? Math.round(n) : n.toFixed(1)} ${units[i]}`;
-}
-const fmtPct = (n) => `${n >= 10 ? Math.round(n) : n.toFixed(1)}%`;
-
-function ago(ts) {
-  if (!ts) return "never";
-  const s = Math.round((Date.now() - new Date(ts).getTime()) / 1000);
-  if (s < 60) return `${Math.max(s, 0)}s ago`;
-  if (s < 3600) return `${Math.round(s / 60)} min ago`;
-  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
-  return new Date(ts).toLocaleString();
-}
-
+/** @param {HTMLElement} box @param {string} [text] */
 function loading(box, text) {
-  box.replaceChildren(el("p", { className: "muted loading", textContent: text || "Loading…" }));
+  box.replaceChildren(el("p", { className: "muted loading", textContent: text || "Loading" }));
 }
 
-// A button that shows progress while its action runs and reports errors.
-function action(label, fn, className) {
+/**
+ * action is a button that is disabled while fn runs; done is toasted.
+ * @param {string} label @param {() => Promise<string|void>} fn @param {string} [className] @param {string} [ariaLabel]
+ */
+function action(label, fn, className, ariaLabel) {
   const b = el("button", { className: className || "link", textContent: label, type: "button" });
+  if (ariaLabel) b.setAttribute("aria-label", ariaLabel);
   b.addEventListener("click", async () => {
     b.disabled = true;
-    try { await fn(); showError(null); } catch (err) { showError(err); }
+    try { const msg = await fn(); if (msg) toast(msg); } catch (err) { showError(err); }
     b.disabled = false;
   });
   return b;
 }
 
-// ---- charts -------------------------------------------------------------
+/** @param {string} label @param {Node|string} content */
+function td(label, ...content) { return el("td", { attrs: { "data-label": label } }, ...content); }
 
-// lineChart draws series over time as an inline SVG (attributes only: the
-// page's CSP allows no inline styles). Each column has a <title> tooltip.
-function lineChart({ title, times, series, fmt, limit }) {
-  const W = 640, H = 180, L = 64, R = 12, T = 12, B = 26;
-  const all = series.flatMap((s) => s.values).concat(limit ? [limit.value] : []);
-  const max = Math.max(1e-9, ...all) * 1.1;
-  const t0 = times[0], t1 = times[times.length - 1];
-  const x = (t) => L + (t1 === t0 ? (W - L - R) / 2 : ((t - t0) / (t1 - t0)) * (W - L - R));
-  const y = (v) => T + (H - T - B) * (1 - v / max);
-  const g = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": title });
-  for (let i = 0; i <= 4; i++) {
-    const v = (max / 4) * i;
-    g.append(svg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }),
-      svg("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end", class: "axis" }, fmt(v)));
-  }
-  const label = (t) => new Date(t).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
-  g.append(svg("text", { x: L, y: H - 6, class: "axis" }, label(t0)),
-    svg("text", { x: W - R, y: H - 6, "text-anchor": "end", class: "axis" }, label(t1)));
-  if (limit) {
-    g.append(svg("line", { x1: L, x2: W - R, y1: y(limit.value), y2: y(limit.value), class: "limit" }),
-      svg("text", { x: W - R, y: y(limit.value) - 4, "text-anchor": "end", class: "axis" }, limit.label));
-  }
-  series.forEach((s, i) => {
-    const pts = s.values.map((v, j) => `${x(times[j]).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
-    g.append(svg("polyline", { points: pts, class: `series s${i}` }));
-    if (times.length === 1) g.append(svg("circle", { cx: x(times[0]), cy: y(s.values[0]), r: 3, class: `dot s${i}` }));
-  });
-  const colW = (W - L - R) / Math.max(times.length, 1);
-  times.forEach((t, j) => {
-    const tip = `${label(t)}\n` + series.map((s) => `${s.name}: ${fmt(s.values[j])}`).join("\n");
-    g.append(svg("rect", { x: x(t) - colW / 2, y: T, width: colW, height: H - T - B, class: "hover" }, svg("title", {}, tip)));
-  });
-  const legend = el("div", { className: "legend" }, ...series.map((s, i) =>
-    el("span", {}, el("i", { className: `key s${i}` }), s.name)));
-  return el("figure", { className: "chart-box" }, el("figcaption", { textContent: title }), g, legend);
-}
+// ---- metrics ----------------------------------------------------------------
 
-function usageCharts(box, data) {
+/** @param {any} data @param {number} [memLimit] */
+function usageCharts(box, data, memLimit) {
   const pts = data.points;
   if (!pts.length) {
-    box.replaceChildren(el("p", { className: "muted", textContent: "No usage recorded in this range yet: points appear within five minutes of the app running on a worker." }));
+    box.replaceChildren(el("p", { className: "muted", textContent: "No usage recorded in this range yet: points appear within a few minutes of the app running on a worker." }));
     return;
   }
+  const to = Date.now();
+  const from = Math.min(new Date(data.since).getTime(), new Date(pts[0].at).getTime());
   const times = pts.map((p) => new Date(p.at).getTime());
-  const memLimit = data.limits && data.limits.memory_mb ? data.limits.memory_mb * 1048576 : 0;
+  const step = data.step_s >= 3600 ? `${data.step_s / 3600} h` : data.step_s >= 60 ? `${data.step_s / 60} min` : `${data.step_s} s`;
   const memPeak = Math.max(...pts.map((p) => p.mem_bytes_max));
-  const charts = [
-    lineChart({ title: "CPU", times, fmt: fmtPct, series: [
+  dropCharts();
+  box.replaceChildren(
+    timeChart({ title: "CPU", sub: "% of one core", from, to, times, kind: "pct", series: [
       { name: "average", values: pts.map((p) => p.cpu_pct_avg) }, { name: "peak", values: pts.map((p) => p.cpu_pct_max) }] }),
-    lineChart({ title: memLimit ? `Memory (limit ${fmtBytes(memLimit)})` : "Memory", times, fmt: fmtBytes,
-      // The limit line is drawn once usage comes near it; far below, it
-      // would flatten the curve into the axis.
-      limit: memLimit && memPeak >= memLimit / 2 ? { value: memLimit, label: "limit" } : null,
+    timeChart({ title: "Memory", sub: memLimit ? `limit ${fmtBytes(memLimit)}` : "", from, to, times, kind: "bytes",
+      // The limit is drawn when usage comes within reach of it; far
+      // below, it would flatten the curve into the axis.
+      limit: memLimit && memPeak >= memLimit / 4 ? { value: memLimit, label: "limit" } : null,
       series: [{ name: "average", values: pts.map((p) => p.mem_bytes_avg) }, { name: "peak", values: pts.map((p) => p.mem_bytes_max) }] }),
-    lineChart({ title: `Network per ${data.step_s / 60} min`, times, fmt: fmtBytes, series: [
+    timeChart({ title: "Network", sub: `per ${step}`, from, to, times, kind: "bytes", series: [
       { name: "received", values: pts.map((p) => p.net_rx_bytes) }, { name: "sent", values: pts.map((p) => p.net_tx_bytes) }] }),
-    lineChart({ title: "Disk", times, fmt: fmtBytes, series: [{ name: "used", values: pts.map((p) => p.disk_bytes) }] }),
-  ];
-  box.replaceChildren(...charts);
+    timeChart({ title: "Disk", from, to, times, kind: "bytes", series: [{ name: "used", values: pts.map((p) => p.disk_bytes) }] }));
 }
 
+const rangeNames = { "1h": "1 hour", "24h": "24 hours", "7d": "7 days", "30d": "30 days" };
+
+/** @param {HTMLElement} box @param {(r: string) => void} onPick @param {string} initial */
 function rangePicker(box, onPick, initial) {
-  box.replaceChildren(...["1h", "24h", "7d", "30d"].map((r) => {
-    const b = el("button", { type: "button", className: r === initial ? "chip on" : "chip", textContent: r });
+  box.replaceChildren(...Object.keys(rangeNames).map((r) => {
+    const b = el("button", { type: "button", className: r === initial ? "chip on" : "chip", textContent: r, title: `Last ${rangeNames[r]}`, attrs: { "aria-pressed": String(r === initial) } });
     b.addEventListener("click", () => {
-      for (const c of box.children) c.className = "chip";
+      for (const c of box.children) { c.className = "chip"; c.setAttribute("aria-pressed", "false"); }
       b.className = "chip on";
+      b.setAttribute("aria-pressed", "true");
       onPick(r);
     });
     return b;
@@ -126,22 +78,30 @@ function rangePicker(box, onPick, initial) {
 
 let usageRange = "24h";
 
+function openMetrics() {
+  rangePicker($("#usage-ranges"), (r) => { usageRange = r; loadAppUsage(); }, usageRange);
+  loadAppUsage();
+}
+
 async function loadAppUsage() {
   const box = $("#usage-charts");
-  loading(box, "Loading usage…");
+  loading(box, "Loading usage");
   try {
-    usageCharts(box, await call("GET", `/api/apps/${current.id}/usage?range=${usageRange}`));
+    const data = await call("GET", `/api/apps/${current.id}/usage?range=${usageRange}`);
+    usageCharts(box, data, data.limits && data.limits.memory_mb ? data.limits.memory_mb * 1048576 : 0);
   } catch (err) { box.replaceChildren(); showError(err); }
 }
 
-// ---- runtime logs ------------------------------------------------------
+// ---- runtime logs -------------------------------------------------------------
 
 const MAX_LOG_LINES = 2000;
+/** @type {WebSocket|null} */
 let liveWS = null;
 let liveWanted = false;
 let liveRetry = 0;
 let olderBefore = 0;
 
+/** @param {string} text @param {string} [cls] @param {string} [hint] */
 function setLogState(text, cls, hint) {
   const b = $("#logs-state");
   b.textContent = text;
@@ -149,11 +109,15 @@ function setLogState(text, cls, hint) {
   $("#logs-hint").textContent = hint || "";
 }
 
+/** @param {any} l */
 function logLine(l) {
   const ts = new Date(l.ts).toLocaleTimeString();
-  return el("div", { className: `logline ${l.stream}` }, el("span", { className: "ts", textContent: ts + " " }), l.line);
+  const d = el("div", { className: `logline ${l.stream}` }, el("span", { className: "ts", textContent: ts + " " }), l.line);
+  d.dataset.ts = l.ts;
+  return d;
 }
 
+/** @param {any[]} lines */
 function appendLive(lines) {
   const pre = $("#runtime-log");
   const atBottom = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 40;
@@ -176,13 +140,13 @@ function liveConnect() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${proto}//${location.host}/api/apps/${app}/logs/live`);
   liveWS = ws;
-  setLogState("connecting…", "queued");
-  ws.onopen = () => { liveRetry = 0; setLogState("live", "running", "New lines appear as the app writes them."); };
+  setLogState("connecting", "connecting");
+  ws.onopen = () => { liveRetry = 0; setLogState("live", "live", "New lines appear as the app writes them."); };
   ws.onmessage = (e) => {
     const fr = JSON.parse(e.data);
     if (fr.backlog) {
       $("#runtime-log").replaceChildren();
-      if (!fr.lines.length) setLogState("live", "running", "Connected: no recent lines; waiting for the app to write some.");
+      if (!fr.lines.length) setLogState("live", "live", "Connected: no recent lines; waiting for the app to write some.");
     }
     appendLive(fr.lines);
   };
@@ -194,13 +158,14 @@ function liveConnect() {
     if (!liveWanted || !current || current.id !== app) return;
     const delay = Math.min(30000, 1000 * 2 ** liveRetry++);
     const why = e.code === 4408 ? "The log came faster than this page could show it." : "Connection lost.";
-    setLogState("reconnecting", "queued", `${why} Reconnecting in ${Math.round(delay / 1000)}s…`);
-    setTimeout(() => { if (liveWanted && !liveWS && current && current.id === app) liveConnect(); }, delay);
+    setLogState("reconnecting", "connecting", `${why} Reconnecting in ${Math.round(delay / 1000)}s…`);
+    setTimeout(() => { if (liveWanted && !liveWS && current && current.id === app && currentTab === "logs") liveConnect(); }, delay);
   };
 }
 
+/** @param {boolean} older */
 async function searchLogs(older) {
-  const d = formData($("#logs-search"));
+  const d = formData(/** @type {HTMLFormElement} */ ($("#logs-search")));
   const params = new URLSearchParams({ limit: "200" });
   if (d.q) params.set("q", d.q);
   if (d.stream) params.set("stream", d.stream);
@@ -208,7 +173,7 @@ async function searchLogs(older) {
   if (older) params.set("before", String(olderBefore));
   liveClose();
   $("#logs-live-btn").hidden = false;
-  setLogState("searching…", "queued");
+  setLogState("searching", "connecting");
   try {
     const res = await call("GET", `/api/apps/${current.id}/logs?${params}`);
     const nodes = res.lines.slice().reverse().map(logLine);
@@ -221,22 +186,56 @@ async function searchLogs(older) {
   } catch (err) { setLogState("history", "failed"); showError(err); }
 }
 
-// ---- alerts -------------------------------------------------------------
+/** downloadLogs saves the lines shown as a text file. */
+function downloadLogs() {
+  const lines = [...$("#runtime-log").children].map((d) => `${/** @type {HTMLElement} */ (d).dataset.ts || ""} ${d.lastChild ? d.lastChild.textContent : ""}`);
+  const blob = new Blob([lines.join("\n") + "\n"], { type: "text/plain" });
+  const a = el("a", { href: URL.createObjectURL(blob), download: `${current.slug}-${new Date().toISOString().slice(0, 19).replace(/:/g, "")}.log` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+
+// ---- alerts -------------------------------------------------------------------
 
 const alertKinds = {
-  cpu: { unit: "% CPU", hint: "average CPU above this percentage of one core" },
-  memory: { unit: "MB", hint: "peak memory above this many MB" },
-  disk: { unit: "MB", hint: "disk use above this many MB" },
-  network: { unit: "bytes/s", hint: "network traffic above this rate" },
-  offline: { hint: "the app's worker stops answering" },
-  crashloop: { hint: "the app keeps crashing" },
-  deployment_failed: { hint: "the latest deployment failed" },
+  cpu: { name: "CPU", unit: "% CPU", hint: "average CPU is above this percentage of one core" },
+  memory: { name: "Memory", unit: "MB", hint: "peak memory is above this many MB" },
+  disk: { name: "Disk", unit: "MB", hint: "disk use is above this many MB" },
+  network: { name: "Network", unit: "bytes/s", hint: "network traffic is above this rate" },
+  offline: { name: "Worker offline", hint: "the app's worker stops answering" },
+  crashloop: { name: "Crash loop", hint: "the app keeps crashing" },
+  deployment_failed: { name: "Failed deployment", hint: "the latest deployment fails" },
 };
 
+/**
+ * parseDuration reads "90s", "2m", "1h30m", "1 h" or plain seconds.
+ * @param {string} s @returns {number} seconds, NaN when unreadable
+ */
+function parseDuration(s) {
+  const t = s.trim().toLowerCase().replace(/\s+/g, "");
+  if (/^\d+$/.test(t)) return Number(t);
+  const m = t.match(/^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)(?:m|min))?(?:(\d+)s)?$/);
+  if (!m || t === "") return NaN;
+  return (Number(m[1] || 0) * 86400) + (Number(m[2] || 0) * 3600) + (Number(m[3] || 0) * 60) + Number(m[4] || 0);
+}
+
+/** fmtDuration writes seconds the way people type them ("2m", "1h 30m"). @param {number} s */
+function fmtDuration(s) {
+  if (!s) return "0s";
+  const parts = [];
+  for (const [n, u] of [[86400, "d"], [3600, "h"], [60, "m"], [1, "s"]]) {
+    if (s >= n) { parts.push(`${Math.floor(s / n)}${u}`); s %= n; }
+  }
+  return parts.join(" ");
+}
+
+/** @param {any} a @param {boolean} withApp */
 function alertItem(a, withApp) {
-  const state = a.resolved_at ? el("span", { className: "badge succeeded", textContent: "resolved" }) : el("span", { className: "badge failed", textContent: "open" });
-  return el("li", {}, state, " ", el("strong", { textContent: a.message || a.kind }), withApp ? ` · ${a.app_slug}` : "",
-    el("div", { className: "muted", textContent: `fired ${ago(a.fired_at)}` + (a.resolved_at ? `, resolved ${ago(a.resolved_at)}` : "") }));
+  const state = a.resolved_at ? el("span", { className: "badge succeeded", textContent: "resolved" }) : el("span", { className: "badge open", textContent: "open" });
+  return el("li", {}, state, el("span", { className: "grow" }, el("strong", { textContent: a.message || (alertKinds[a.kind] || {}).name || a.kind }), withApp ? ` · ${a.app_slug}` : "",
+    el("div", { className: "muted small", textContent: `fired ${ago(a.fired_at)}` + (a.resolved_at ? `, resolved ${ago(a.resolved_at)}` : "") })));
 }
 
 async function loadAlerts() {
@@ -247,16 +246,16 @@ async function loadAlerts() {
   if (!alerts.length) list.replaceChildren(el("li", { className: "muted", textContent: "No alerts so far." }));
   const rl = $("#rule-list");
   rl.replaceChildren(...rules.map((r) => {
-    const k = alertKinds[r.kind] || {};
-    const what = k.unit ? `${r.kind} above ${r.threshold} ${k.unit}` : k.hint || r.kind;
-    const li = el("li", {}, r.firing ? el("span", { className: "badge failed", textContent: "firing" }) : el("span", { className: `badge ${r.enabled ? "running" : ""}`, textContent: r.enabled ? "on" : "off" }),
-      " ", el("strong", { textContent: what }), ` for ${r.sustain_s}s `);
+    const k = alertKinds[r.kind] || { name: r.kind };
+    const what = k.unit ? `${k.name} above ${r.threshold} ${k.unit}` : k.name;
+    const li = el("li", {}, r.firing ? el("span", { className: "badge firing", textContent: "firing" }) : el("span", { className: `badge ${r.enabled ? "on" : ""}`, textContent: r.enabled ? "on" : "off" }),
+      el("span", { className: "grow" }, el("strong", { textContent: what }), ` for at least ${fmtDuration(r.sustain_s)}`));
     if (canAdmin()) {
-      li.append(action(r.enabled ? "turn off" : "turn on", async () => {
+      li.append(action(r.enabled ? "Turn off" : "Turn on", async () => {
         await call("PATCH", `/api/apps/${current.id}/alert-rules/${r.id}`, { enabled: !r.enabled }); await loadAlerts();
-      }), " ", action("delete", async () => {
-        await call("DELETE", `/api/apps/${current.id}/alert-rules/${r.id}`); await loadAlerts();
-      }));
+      }, "link", `${r.enabled ? "Turn off" : "Turn on"} the rule ${what}`), action("Delete", async () => {
+        await call("DELETE", `/api/apps/${current.id}/alert-rules/${r.id}`); await loadAlerts(); return "Rule deleted.";
+      }, "link danger", `Delete the rule ${what}`));
     }
     return li;
   }));
@@ -265,112 +264,122 @@ async function loadAlerts() {
 }
 
 function ruleKindChanged() {
-  const f = $("#rule-form");
-  const k = alertKinds[f.kind.value];
-  f.threshold.disabled = !k.unit;
-  f.threshold.placeholder = k.unit ? `threshold (${k.unit})` : "no threshold";
-  $("#rule-hint").textContent = `Alerts when ${k.hint}.`;
+  const f = /** @type {HTMLFormElement} */ ($("#rule-form"));
+  const k = alertKinds[/** @type {HTMLSelectElement} */ (f.elements.namedItem("kind")).value];
+  const th = /** @type {HTMLInputElement} */ (f.elements.namedItem("threshold"));
+  th.disabled = !k.unit;
+  th.closest(".field").hidden = !k.unit;
+  th.required = !!k.unit;
+  $("#rule-threshold-label").textContent = k.unit ? `Threshold (${k.unit})` : "Threshold";
+  $("#rule-hint").textContent = `Alerts when ${k.hint} for at least the time given (e.g. 90s, 2m, 1h).`;
 }
 
-// ---- webhooks ------------------------------------------------------------
+// ---- webhooks -----------------------------------------------------------------
 
+const eventNames = {
+  "*": "Every event", "deployment.started": "Deployment started", "deployment.finished": "Deployment finished", "deployment.failed": "Deployment failed",
+  "app.status_changed": "App status changed", "domain.added": "Domain added", "domain.verified": "Domain verified", "domain.removed": "Domain removed",
+  "cert.provisioned": "Certificate issued", "cert.expiring": "Certificate expiring", "route.changed": "Route changed",
+  "alert.fired": "Alert fired", "alert.resolved": "Alert resolved",
+};
+/** @param {string} e */
+const eventName = (e) => eventNames[e] || e;
+
+let hookSeq = 0;
+/** @param {HTMLElement} box @param {number} appId */
 async function renderWebhooks(box, appId) {
   if (!canAdmin()) {
     box.replaceChildren(el("p", { className: "muted", textContent: "Owners and admins of the team manage webhooks." }));
     return;
   }
-  loading(box, "Loading webhooks…");
+  loading(box, "Loading webhooks");
   const q = appId ? `?app=${appId}` : "";
   const { webhooks, events } = await call("GET", `/api/teams/${team}/webhooks${q}`);
   const shown = appId ? webhooks : webhooks.filter((w) => !w.app_id);
   const secretBox = el("div", { className: "secret", hidden: true });
-  const list = el("ul", { className: "hooks" }, ...shown.map((w) => {
-    const deliveries = el("div", { hidden: true });
-    const li = el("li", {}, el("span", { className: `badge ${w.enabled ? "running" : ""}`, textContent: w.enabled ? "on" : "off" }), " ",
-      el("code", { textContent: w.url }), " ", el("span", { className: "muted", textContent: `${w.kind} · ${w.events.join(", ")}${w.app_id ? "" : " · all apps"}` }),
-      el("div", { className: "row" },
-        action("send test", async () => {
+  const list = el("ul", { className: "list hooks" }, ...shown.map((w) => {
+    const deliveries = el("div", { hidden: true, className: "grow" });
+    const evs = w.events.includes("*") ? "every event" : w.events.map(eventName).join(", ");
+    return el("li", {}, el("span", { className: `badge ${w.enabled ? "on" : ""}`, textContent: w.enabled ? "on" : "off" }),
+      el("span", { className: "grow" }, el("code", { textContent: w.url }), el("div", { className: "muted small", textContent: `${w.kind === "http" ? "signed HTTPS" : "chat channel"} · ${evs}${w.app_id ? "" : " · all apps"}` })),
+      el("div", { className: "row wrap-row" },
+        action("Send test", async () => {
           const r = await call("POST", `/api/teams/${team}/webhooks/${w.id}/test`);
           if (!r.ok) throw new Error(`Test delivery failed: ${r.error}`);
-          secretBox.hidden = false;
-          secretBox.replaceChildren(`Test delivered (HTTP ${r.status || "ok"}).`);
+          return `Test delivered (HTTP ${r.status || "ok"}).`;
         }),
-        action(w.enabled ? "turn off" : "turn on", async () => {
+        action(w.enabled ? "Turn off" : "Turn on", async () => {
           await call("PATCH", `/api/teams/${team}/webhooks/${w.id}`, { enabled: !w.enabled }); await renderWebhooks(box, appId);
         }),
-        w.kind === "http" ? action("rotate secret", async () => {
+        w.kind === "http" ? action("Rotate secret", async () => {
           const r = await call("POST", `/api/teams/${team}/webhooks/${w.id}/rotate-secret`);
           showSecret(secretBox, r.secret, "New signing secret (the previous one keeps signing until the next rotation):");
         }) : "",
-        action("deliveries", async () => {
+        action("Deliveries", async () => {
           deliveries.hidden = !deliveries.hidden;
           if (deliveries.hidden) return;
           loading(deliveries);
           const { deliveries: ds } = await call("GET", `/api/teams/${team}/webhooks/${w.id}/deliveries`);
           deliveries.replaceChildren(ds.length ? el("table", {}, el("tbody", {}, ...ds.map((d) => el("tr", {},
-            el("td", { textContent: d.event }), el("td", {}, el("span", { className: `badge ${d.state}`, textContent: d.state })),
+            el("td", { textContent: eventName(d.event) }), el("td", {}, el("span", { className: `badge ${d.state}`, textContent: d.state })),
             el("td", { textContent: d.last_status ? `HTTP ${d.last_status}` : "" }), el("td", { textContent: `${d.attempts} attempt(s)` }),
             el("td", { className: "muted", textContent: d.last_error || ago(d.delivered_at || d.created_at) }))))) : el("p", { className: "muted", textContent: "No deliveries yet." }));
         }),
-        action("delete", async () => { await call("DELETE", `/api/teams/${team}/webhooks/${w.id}`); await renderWebhooks(box, appId); })),
+        action("Delete", async () => { await call("DELETE", `/api/teams/${team}/webhooks/${w.id}`); await renderWebhooks(box, appId); return "Webhook deleted."; }, "link danger")),
       deliveries);
-    return li;
   }));
   if (!shown.length) list.replaceChildren(el("li", { className: "muted", textContent: appId ? "No webhooks for this app yet." : "No team-wide webhooks yet." }));
-  const form = el("form", { className: "inline wrap" },
-    el("select", { name: "kind", ariaLabel: "Kind" }, el("option", { value: "http", textContent: "HTTPS endpoint (signed)" }), el("option", { value: "shoutrrr", textContent: "Chat channel (Shoutrrr URL)" })),
-    el("input", { name: "url", placeholder: "https://example.com/hooks/wisehosting", required: true, ariaLabel: "URL" }),
-    el("select", { name: "events", multiple: true, size: 3, ariaLabel: "Events" }, ...events.map((e) => el("option", { value: e, textContent: e === "*" ? "every event" : e, selected: e === "*" }))),
-    el("button", { type: "submit", textContent: "Add webhook" }));
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const body = { kind: form.kind.value, url: form.url.value, events: [...form.events.selectedOptions].map((o) => o.value) };
-    if (appId) body.app_id = appId;
-    const btn = form.querySelector("button");
-    btn.disabled = true;
-    try {
-      const w = await call("POST", `/api/teams/${team}/webhooks`, body);
-      showError(null);
-      await renderWebhooks(box, appId);
-      if (w.secret) showSecret(box.querySelector(".secret"), w.secret, "Signing secret: copy it now, it is not shown again.");
-    } catch (err) { showError(err); }
-    btn.disabled = false;
+  const n = ++hookSeq;
+  // Events: a group of checkboxes; "every event" unticks the others.
+  const boxes = events.map((e) => el("label", { className: "check" }, el("input", { type: "checkbox", name: "events", value: e, checked: e === "*" }), eventName(e)));
+  const group = el("fieldset", { className: "events-pick" }, el("legend", { textContent: "Events" }), ...boxes);
+  group.addEventListener("change", (ev) => {
+    const t = /** @type {HTMLInputElement} */ (ev.target);
+    const all = group.querySelector('input[value="*"]');
+    if (t.value === "*" && t.checked) for (const c of group.querySelectorAll("input")) { if (c !== t) c.checked = false; }
+    else if (t.checked && all) all.checked = false;
   });
-  box.replaceChildren(list, secretBox, form);
+  const form = el("form", { className: "hook-form" },
+    el("div", { className: "grid2" },
+      el("div", { className: "field" }, el("label", { htmlFor: `hk-kind-${n}`, textContent: "Kind" }),
+        el("select", { name: "kind", id: `hk-kind-${n}` }, el("option", { value: "http", textContent: "HTTPS endpoint (signed)" }), el("option", { value: "shoutrrr", textContent: "Chat channel (Shoutrrr URL)" }))),
+      el("div", { className: "field" }, el("label", { htmlFor: `hk-url-${n}`, textContent: "URL" }),
+        el("input", { name: "url", id: `hk-url-${n}`, placeholder: "https://example.com/hooks/wisehosting", required: true, autocomplete: "off" }))),
+    group,
+    el("div", { className: "form-actions" }, el("button", { type: "submit", textContent: "Add webhook" })));
+  onSubmit(/** @type {HTMLFormElement} */ (form), async () => {
+    const picked = [...group.querySelectorAll("input:checked")].map((c) => /** @type {HTMLInputElement} */ (c).value);
+    if (!picked.length) throw Object.assign(new Error("Pick at least one event."), { data: {} });
+    const body = { kind: /** @type {any} */ (form).kind.value, url: /** @type {any} */ (form).url.value, events: picked };
+    if (appId) body.app_id = appId;
+    const w = await call("POST", `/api/teams/${team}/webhooks`, body);
+    await renderWebhooks(box, appId);
+    if (w.secret) showSecret(box.querySelector(".secret"), w.secret, "Signing secret: copy it now, it is not shown again.");
+    return "Webhook added.";
+  });
+  box.replaceChildren(list, secretBox, el("h3", { textContent: "Add a webhook" }), form);
 }
 
+/** @param {Element} box @param {string} secret @param {string} text */
 function showSecret(box, secret, text) {
-  box.hidden = false;
-  box.replaceChildren(text, " ", el("code", { textContent: secret }));
+  /** @type {HTMLElement} */ (box).hidden = false;
+  box.replaceChildren(text, " ", el("code", { textContent: secret }), " ", copyButton(secret, "Secret"));
 }
 
-// ---- app view -----------------------------------------------------------
-
-function opsOpenApp() {
-  liveClose();
-  for (const id of ["#ops-logs", "#ops-usage", "#ops-alerts", "#ops-hooks"]) if ($(id).open) $(id).dispatchEvent(new Event("toggle"));
-}
-
-// opsShow runs whenever app.js switches the view.
-function opsShow(id) {
-  if (id !== "app") liveClose();
-  const admin = me && me.user && me.user.is_admin;
-  $("#nav-workers").hidden = !admin;
-}
-
-// ---- team page ---------------------------------------------------------
+// ---- team page ------------------------------------------------------------------
 
 async function openTeam() {
   show("team-page");
-  liveClose();
   const t = me.teams.find((x) => x.id === Number(team));
-  $("#team-title").textContent = t ? `${t.name}` : "No team";
-  $("#team-meta").textContent = t ? `${t.slug} · plan ${t.plan} · your role: ${t.role}` : "Create a team below.";
+  $("#team-title").textContent = t ? `${t.name}` : "No team yet";
+  $("#team-meta").textContent = t ? `${t.slug} · ${t.plan} plan · your role: ${t.role}` : "Create a team below.";
+  for (const c of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("#team-page > .card"))) c.hidden = !t && !c.contains($("#team-form"));
   if (!t) return;
   $("#member-form").hidden = !canAdmin();
   $("#invite-box").hidden = !canAdmin();
   $("#invite-link").hidden = true;
   $("#team-audit-box").hidden = !canAdmin();
+  rangePicker($("#team-ranges"), (r) => { teamRange = r; loadTeamUsage().catch(showError); }, teamRange);
   const tasks = [loadMembers(), loadTeamUsage(), loadTeamAlerts(), renderWebhooks($("#team-hooks"), 0), loadGitConnections()];
   if (canAdmin()) tasks.push(loadAudit(), loadInvites());
   for (const r of await Promise.allSettled(tasks)) if (r.status === "rejected") showError(r.reason);
@@ -380,28 +389,30 @@ async function loadMembers() {
   const { members } = await call("GET", `/api/teams/${team}/members`);
   const role = myRole();
   $("#member-list tbody").replaceChildren(...members.map((m) => {
-    const cell = el("td");
+    const cell = td("Role");
     const manageable = m.you || role === "owner" || (role === "admin" && m.role !== "owner");
     if (canAdmin() && manageable) {
-      const sel = el("select", { ariaLabel: `Role of ${m.email}` }, ...["member", "admin", "owner"]
+      const sel = el("select", { attrs: { "aria-label": `Role of ${m.email}` } }, ...["member", "admin", "owner"]
         .filter((r) => role === "owner" || r !== "owner" || m.role === "owner")
         .map((r) => el("option", { value: r, textContent: r, selected: r === m.role })));
       sel.addEventListener("change", async () => {
-        try { await call("PATCH", `/api/teams/${team}/members/${m.user_id}`, { role: sel.value }); showError(null); } catch (err) { showError(err); }
+        try { await call("PATCH", `/api/teams/${team}/members/${m.user_id}`, { role: sel.value }); toast(`${m.email} is now ${sel.value}.`); } catch (err) { showError(err); }
         await loadMembers();
       });
       cell.append(sel);
     } else cell.append(m.role);
-    const row = el("tr", {}, el("td", { textContent: m.email + (m.you ? " (you)" : "") }), el("td", { textContent: m.name }), cell,
-      el("td", { textContent: new Date(m.since).toLocaleDateString() }), el("td"));
+    const actions = el("td", { className: "actions", attrs: { "data-label": "" } });
     if ((canAdmin() && manageable) || m.you) {
-      row.lastChild.append(action(m.you ? "leave team" : "remove", async () => {
+      actions.append(action(m.you ? "Leave team" : "Remove", async () => {
+        if (!confirm(m.you ? "Leave this team?" : `Remove ${m.email} from the team?`)) return;
         await call("DELETE", `/api/teams/${team}/members/${m.user_id}`);
         if (m.you) { location.assign("/"); return; }
         await loadMembers();
-      }));
+        return `${m.email} removed.`;
+      }, "link danger"));
     }
-    return row;
+    return el("tr", {}, td("E-mail", m.email + (m.you ? " (you)" : "")), td("Name", m.name || "—"), cell,
+      td("Since", new Date(m.since).toLocaleDateString()), actions);
   }));
 }
 
@@ -409,23 +420,30 @@ async function loadMembers() {
 async function loadInvites() {
   const { invitations } = await call("GET", `/api/teams/${team}/invitations`);
   $("#invite-list").replaceChildren(...invitations.map((i) => el("li", {},
-    `${i.email} as ${i.role}, until ${new Date(i.expires_at).toLocaleDateString()} `,
-    action("revoke", async () => { await call("DELETE", `/api/teams/${team}/invitations/${i.id}`); await loadInvites(); }))));
+    el("span", { className: "grow", textContent: `${i.email} as ${i.role}, until ${new Date(i.expires_at).toLocaleDateString()}` }),
+    action("Revoke", async () => { await call("DELETE", `/api/teams/${team}/invitations/${i.id}`); await loadInvites(); return "Invitation revoked."; }, "link danger", `Revoke the invitation of ${i.email}`))));
 }
 
 let teamRange = "24h";
 
 async function loadTeamUsage() {
   const box = $("#team-usage");
-  loading(box, "Loading usage…");
+  loading(box, "Loading usage");
   const data = await call("GET", `/api/teams/${team}/usage?range=${teamRange}`);
-  const charts = el("div", { className: "charts" });
-  usageCharts(charts, data);
-  const table = el("table", {}, el("thead", {}, el("tr", {}, ...["App", "Status", "CPU avg", "CPU peak", "Memory peak", "Received", "Sent", "Disk"].map((h) => el("th", { textContent: h })))),
-    el("tbody", {}, ...data.apps.map((a) => el("tr", {}, el("td", { textContent: a.name }), el("td", {}, el("span", { className: `badge ${a.status}`, textContent: a.status })),
-      el("td", { textContent: fmtPct(a.cpu_pct_avg) }), el("td", { textContent: fmtPct(a.cpu_pct_max) }), el("td", { textContent: fmtBytes(a.mem_bytes_max) }),
-      el("td", { textContent: fmtBytes(a.net_rx_bytes) }), el("td", { textContent: fmtBytes(a.net_tx_bytes) }), el("td", { textContent: fmtBytes(a.disk_bytes) })))));
-  box.replaceChildren(charts, table);
+  if (!data.apps.length) { box.replaceChildren(el("p", { className: "muted", textContent: "No apps yet." })); return; }
+  const charts = el("div", { className: "charts" },
+    barList("CPU by app (average)", data.apps.map((a) => ({ name: a.name, value: a.cpu_pct_avg })), fmtPct),
+    barList("Memory by app (peak)", data.apps.map((a) => ({ name: a.name, value: a.mem_bytes_max })), fmtBytes),
+    barList("Network by app (received + sent)", data.apps.map((a) => ({ name: a.name, value: a.net_rx_bytes + a.net_tx_bytes })), fmtBytes),
+    barList("Disk by app", data.apps.map((a) => ({ name: a.name, value: a.disk_bytes })), fmtBytes));
+  const over = el("div", { className: "charts" });
+  usageCharts(over, data, 0);
+  const table = el("div", { className: "table-wrap" }, el("table", { className: "rtable" },
+    el("thead", {}, el("tr", {}, ...["App", "Status", "CPU avg", "CPU peak", "Memory peak", "Received", "Sent", "Disk"].map((h) => el("th", { scope: "col", textContent: h })))),
+    el("tbody", {}, ...data.apps.map((a) => el("tr", {}, td("App", a.name), td("Status", el("span", { className: `badge ${a.status}`, textContent: a.status })),
+      td("CPU avg", fmtPct(a.cpu_pct_avg)), td("CPU peak", fmtPct(a.cpu_pct_max)), td("Memory peak", fmtBytes(a.mem_bytes_max)),
+      td("Received", fmtBytes(a.net_rx_bytes)), td("Sent", fmtBytes(a.net_tx_bytes)), td("Disk", fmtBytes(a.disk_bytes)))))));
+  box.replaceChildren(charts, el("h3", { textContent: "Whole team over time" }), over, table);
 }
 
 async function loadTeamAlerts() {
@@ -438,105 +456,96 @@ async function loadTeamAlerts() {
 async function loadAudit() {
   const { events } = await call("GET", `/api/teams/${team}/audit`);
   $("#team-audit tbody").replaceChildren(...events.map((e) => el("tr", {},
-    el("td", { textContent: new Date(e.at).toLocaleString() }), el("td", { textContent: e.user || "system" }),
-    el("td", {}, el("code", { textContent: e.action })), el("td", { textContent: e.target }), el("td", { className: "muted", textContent: e.ip }))));
+    td("When", timeEl(e.at)), td("Who", e.user || "system"),
+    td("Action", el("code", { textContent: e.action })), td("Target", e.target || "—"), td("IP", e.ip || "—"))));
 }
 
-// ---- workers page ------------------------------------------------------
+// ---- workers page -----------------------------------------------------------------
 
+/** @param {any} w */
 function drainButton(w) {
   if (w.status === "revoked") return "";
   const draining = w.status === "draining";
-  const b = el("button", { className: "link", textContent: draining ? "resume" : "drain" });
-  b.addEventListener("click", async () => {
-    b.disabled = true;
-    try { await call("POST", `/api/workers/${w.id}/${draining ? "resume" : "drain"}`); showError(null); await openWorkers(); } catch (err) { showError(err); b.disabled = false; }
-  });
-  return b;
+  return action(draining ? "Resume" : "Drain", async () => {
+    await call("POST", `/api/workers/${w.id}/${draining ? "resume" : "drain"}`);
+    await openWorkers();
+    return draining ? `${w.name} takes new apps again.` : `${w.name} is draining.`;
+  }, "link", `${draining ? "Resume" : "Drain"} ${w.name}`);
 }
 
 async function openWorkers() {
   show("workers-page");
-  liveClose();
   const body = $("#worker-list tbody");
+  if (!me.user.is_admin) {
+    body.replaceChildren(el("tr", {}, el("td", { colSpan: 9, className: "muted", textContent: "Only instance administrators see the workers." })));
+    return;
+  }
   body.replaceChildren(el("tr", {}, el("td", { colSpan: 9, className: "muted", textContent: "Loading workers…" })));
   try {
     const { workers } = await call("GET", "/api/workers");
     body.replaceChildren(...workers.map((w) => el("tr", {},
-      el("td", {}, el("strong", { textContent: w.name }), el("div", { className: "muted", textContent: [w.zone, w.agent_version].filter(Boolean).join(" · ") })),
-      el("td", {}, el("span", { className: `badge ${w.status === "online" ? "running" : w.status === "draining" ? "queued" : "failed"}`, textContent: w.status })),
-      el("td", { textContent: ago(w.last_seen) }),
-      el("td", { textContent: String(w.apps) }),
-      el("td", { textContent: `${w.reserved.cpu_millis} / ${w.capacity.cpu_millis || "?"} m · ${fmtPct(w.cpu_pct)} used` }),
-      el("td", { textContent: `${w.reserved.memory_mb} / ${w.capacity.memory_mb || "?"} MB · ${fmtBytes(w.mem_bytes)} used` }),
-      el("td", { textContent: `${w.active_jobs} / ${w.max_jobs}` }),
-      el("td", { className: "worker-images", textContent: fmtBytes(w.images_bytes) }),
-      el("td", {}, drainButton(w)))));
+      td("Worker", el("strong", { textContent: w.name }), el("div", { className: "sub", textContent: [w.zone, w.agent_version].filter(Boolean).join(" · ") })),
+      td("Status", el("span", { className: `badge ${w.status}`, textContent: w.status })),
+      td("Last seen", ago(w.last_seen)),
+      td("Apps", String(w.apps)),
+      td("CPU", `${w.reserved.cpu_millis} / ${w.capacity.cpu_millis || "?"} m · ${fmtPct(w.cpu_pct)} used`),
+      td("Memory", `${w.reserved.memory_mb} / ${w.capacity.memory_mb || "?"} MB · ${fmtBytes(w.mem_bytes)} used`),
+      td("Jobs", `${w.active_jobs} / ${w.max_jobs}`),
+      el("td", { className: "worker-images", attrs: { "data-label": "Image disk" }, textContent: fmtBytes(w.images_bytes) }),
+      el("td", { className: "actions", attrs: { "data-label": "" } }, drainButton(w)))));
     if (!workers.length) body.replaceChildren(el("tr", {}, el("td", { colSpan: 9, className: "muted", textContent: "No workers yet: add one with `wisehosting worker add`." })));
   } catch (err) { body.replaceChildren(); showError(err); }
 }
 
-// ---- wiring ------------------------------------------------------------
+// ---- wiring -----------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
-  for (const [id, path] of [["#nav-team", "/team"], ["#nav-workers", "/workers"]]) {
-    $(id).addEventListener("click", (e) => { e.preventDefault(); go(path); });
-  }
-  $("#ops-logs").addEventListener("toggle", (e) => {
-    if (!current) return;
-    if (e.target.open) liveConnect(); else liveClose();
-  });
-  $("#ops-usage").addEventListener("toggle", (e) => {
-    if (!e.target.open || !current) return;
-    rangePicker($("#usage-ranges"), (r) => { usageRange = r; loadAppUsage(); }, usageRange);
-    loadAppUsage();
-  });
-  $("#ops-alerts").addEventListener("toggle", async (e) => {
-    if (!e.target.open || !current) return;
-    try { await loadAlerts(); } catch (err) { showError(err); }
-  });
-  $("#ops-hooks").addEventListener("toggle", async (e) => {
-    if (!e.target.open || !current) return;
-    try { await renderWebhooks($("#app-hooks"), current.id); } catch (err) { showError(err); }
-  });
   $("#logs-search").addEventListener("submit", (e) => { e.preventDefault(); searchLogs(false); });
   $("#logs-older").addEventListener("click", () => searchLogs(true));
   $("#logs-live-btn").addEventListener("click", () => liveConnect());
-  $("#rule-form").kind.addEventListener("change", ruleKindChanged);
+  $("#logs-download").addEventListener("click", downloadLogs);
+  $("#logs-wrap").addEventListener("change", (e) => $("#runtime-log").classList.toggle("wrap", /** @type {HTMLInputElement} */ (e.target).checked));
+  const rf = /** @type {HTMLFormElement} */ ($("#rule-form"));
+  rf.elements.namedItem("kind").addEventListener("change", ruleKindChanged);
   ruleKindChanged();
-  $("#rule-form").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const f = e.target;
-    const body = { kind: f.kind.value, sustain_s: Number(f.sustain_s.value || 120) };
-    if (!f.threshold.disabled) body.threshold = Number(f.threshold.value);
-    try { await call("POST", `/api/apps/${current.id}/alert-rules`, body); f.threshold.value = ""; showError(null); await loadAlerts(); } catch (err) { showError(err); }
+  onSubmit(rf, async (d, f) => {
+    const sustain = parseDuration(d.sustain || "");
+    if (!Number.isFinite(sustain)) throw Object.assign(new Error("Write a duration such as 90s, 2m or 1h."), { data: { field: "sustain" } });
+    const body = { kind: d.kind, sustain_s: sustain };
+    const th = /** @type {HTMLInputElement} */ (f.elements.namedItem("threshold"));
+    if (!th.disabled) body.threshold = Number(th.value);
+    try { await call("POST", `/api/apps/${current.id}/alert-rules`, body); } catch (err) {
+      if (err.data && err.data.field === "sustain_s") err.data.field = "sustain";
+      throw err;
+    }
+    th.value = "";
+    await loadAlerts();
+    return "Rule added.";
   });
-  $("#team-ranges") && rangePicker($("#team-ranges"), (r) => { teamRange = r; loadTeamUsage().catch(showError); }, teamRange);
-  $("#invite-form").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    try {
-      const { url } = await call("POST", `/api/teams/${team}/invitations`, formData(e.target));
-      const box = $("#invite-link");
-      box.replaceChildren("Send this link (shown once): ", el("code", { textContent: url }));
-      box.hidden = false;
-      e.target.reset(); showError(null); await loadInvites();
-    } catch (err) { showError(err); }
+  onSubmit(/** @type {HTMLFormElement} */ ($("#invite-form")), async (d, f) => {
+    const { url } = await call("POST", `/api/teams/${team}/invitations`, d);
+    const box = $("#invite-link");
+    box.replaceChildren("Send this link (shown once): ", el("code", { textContent: url }), " ", copyButton(url, "Invitation link"));
+    box.hidden = false;
+    f.reset(); await loadInvites();
+    return `Invitation for ${d.email} created.`;
   });
-  $("#member-form").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    try { await call("POST", `/api/teams/${team}/members`, formData(e.target)); e.target.reset(); showError(null); await loadMembers(); } catch (err) { showError(err); }
+  onSubmit(/** @type {HTMLFormElement} */ ($("#member-form")), async (d, f) => {
+    await call("POST", `/api/teams/${team}/members`, d); f.reset(); await loadMembers();
+    return `${d.email} added.`;
   });
-  $("#team-form").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    try {
-      const t = await call("POST", "/api/teams", formData(e.target));
-      e.target.reset();
-      me.teams.push(t);
-      $("#team").append(el("option", { value: t.id, textContent: `${t.name} (${t.plan})` }));
-      $("#team").value = String(t.id);
-      team = t.id;
-      showError(null);
-      await openTeam();
-    } catch (err) { showError(err); }
+  const tf = /** @type {HTMLFormElement} */ ($("#team-form"));
+  linkSlug(/** @type {HTMLInputElement} */ (tf.elements.namedItem("name")), /** @type {HTMLInputElement} */ (tf.elements.namedItem("slug")));
+  onSubmit(tf, async (d, f) => {
+    const t = await call("POST", "/api/teams", d);
+    f.reset();
+    /** @type {HTMLInputElement} */ (f.elements.namedItem("slug")).dataset.edited = "";
+    me.teams.push(t);
+    $("#team").append(el("option", { value: t.id, textContent: t.name }));
+    /** @type {HTMLSelectElement} */ ($("#team")).value = String(t.id);
+    team = t.id;
+    try { localStorage.setItem("team", String(team)); } catch (_) { /* storage off */ }
+    await openTeam();
+    return `Team ${t.name} created.`;
   });
 });
