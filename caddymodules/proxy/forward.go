@@ -1,12 +1,10 @@
 package proxy
 
 import (
-	"errors"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -14,10 +12,10 @@ import (
 	"github.com/wisehosting/wisehosting/internal/network"
 )
 
-// forwardTransport carries every request of the direct path: one pool of
-// keep-alive connections per upstream address, shared by all routes and
-// kept across table swaps (an address that leaves the table only leaves
-// idle connections that time out).
+// forwardTransport carries the requests the lean path does not take: one
+// pool of keep-alive connections per upstream address, shared by all
+// routes and kept across table swaps (an address that leaves the table
+// only leaves idle connections that time out).
 var forwardTransport = &http.Transport{
 	Proxy:                 nil, // upstreams are private addresses of workers
 	DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -32,21 +30,15 @@ var forwardTransport = &http.Transport{
 // handler reports an upstream failure to ServeHTTP.
 const errKey = "wisehosting.forward_error"
 
-// bufferPool recycles the body copy buffers (32 KiB each) across requests.
-type bufferPool struct{ p sync.Pool }
+// bufferPool lends httputil.ReverseProxy the body copy buffers of copyBuf.
+type bufferPool struct{}
 
-func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
-	}
-	return make([]byte, 32<<10)
-}
-
-func (b *bufferPool) Put(v []byte) { b.p.Put(&v) }
+func (bufferPool) Get() []byte  { return *copyBuf.Get().(*[]byte) }
+func (bufferPool) Put(v []byte) { copyBuf.Put(&v) }
 
 var forwarder = &httputil.ReverseProxy{
 	Transport:  forwardTransport,
-	BufferPool: new(bufferPool),
+	BufferPool: bufferPool{},
 	Rewrite: func(pr *httputil.ProxyRequest) {
 		p, _ := caddyhttp.GetVar(pr.In.Context(), pathVar).(*network.PathEntry)
 		pr.Out.URL.Scheme = "http"
@@ -61,20 +53,22 @@ var forwarder = &httputil.ReverseProxy{
 	},
 }
 
-// forward proxies r to one of p's upstreams (weighted draw). Upstream
-// failures become Caddy errors (502, or 504 on timeouts), so the site's
+// forward proxies r to one of p's upstreams (weighted draw): requests
+// without a body, upgrade or Expect on the lean path (lean.go), the others
+// through httputil.ReverseProxy. Upstream failures become Caddy errors
+// (502, 504 on timeouts, 499 when the client left first), so the site's
 // error handling and logs see them as they see reverse_proxy's.
 func forward(w http.ResponseWriter, r *http.Request, p *network.PathEntry) error {
 	if len(p.Upstreams) == 0 {
 		return caddyhttp.Error(http.StatusBadGateway, ErrNoRoute)
 	}
+	if leanOK(r) {
+		return leanForward(w, r, pick(p.Upstreams).Dial)
+	}
+	caddyhttp.SetVar(r.Context(), pathVar, p)
 	forwarder.ServeHTTP(w, r)
 	if err, _ := caddyhttp.GetVar(r.Context(), errKey).(error); err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return caddyhttp.Error(http.StatusGatewayTimeout, err)
-		}
-		return caddyhttp.Error(http.StatusBadGateway, err)
+		return upstreamError(r.Context(), err)
 	}
 	return nil
 }

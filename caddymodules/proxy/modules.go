@@ -84,10 +84,10 @@ func (rt *Route) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		r.URL.Path = "/" + strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, prefix), "/")
 		r.URL.RawPath = ""
 	}
-	caddyhttp.SetVar(r.Context(), pathVar, p)
 	if rt.Forward && plainHTTP(p) {
 		return forward(w, r, p)
 	}
+	caddyhttp.SetVar(r.Context(), pathVar, p)
 	return next.ServeHTTP(w, r)
 }
 
