@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"os"
 	"strings"
 	"sync"
@@ -43,6 +46,7 @@ type upConn struct {
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	idle time.Time // when it was last put back
+	buf  []byte    // a response head's bytes while they are read
 }
 
 // limitedConn is the reader under an upConn's bufio.Reader: it caps how
@@ -319,8 +323,9 @@ var copyBuf = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 func leanForward(w http.ResponseWriter, r *http.Request, addr string) error {
 	ctx := r.Context()
 	pool := poolFor(addr)
-	var resp *http.Response
+	h := w.Header()
 	var c *upConn
+	var hd head
 	for attempt := 0; ; attempt++ {
 		var reused bool
 		var err error
@@ -334,7 +339,7 @@ func leanForward(w http.ResponseWriter, r *http.Request, addr string) error {
 		}
 		c.lim.ctx = ctx
 		c.conn.SetReadDeadline(time.Now().Add(watchEvery))
-		resp, err = roundTrip(w, c, r)
+		hd, err = roundTrip(w, h, c, r)
 		if err == nil {
 			break
 		}
@@ -343,30 +348,12 @@ func leanForward(w http.ResponseWriter, r *http.Request, addr string) error {
 			return upstreamError(ctx, err)
 		}
 	}
-
-	h := w.Header()
-	conn := resp.Header["Connection"]
-	for k, vv := range resp.Header {
-		if hopByHop(k) || (conn != nil && listed(conn, k)) {
-			continue
-		}
-		if old, ok := h[k]; ok {
-			h[k] = append(old, vv...)
-		} else {
-			h[k] = vv
-		}
+	if hd.trailer != "" {
+		h["Trailer"] = []string{hd.trailer}
 	}
-	announced := len(resp.Trailer)
-	if announced > 0 {
-		keys := make([]string, 0, announced)
-		for k := range resp.Trailer {
-			keys = append(keys, k)
-		}
-		h["Trailer"] = []string{strings.Join(keys, ", ")}
-	}
-	w.WriteHeader(resp.StatusCode)
+	w.WriteHeader(hd.status)
 
-	keep, err := copyBody(w, resp, streaming(resp))
+	err := copyBody(w, h, c, hd, hd.length < 0 || strings.HasPrefix(h.Get("Content-Type"), "text/event-stream"))
 	if err != nil {
 		c.conn.Close()
 		if errors.Is(err, errClientWrite) {
@@ -380,16 +367,10 @@ func leanForward(w http.ResponseWriter, r *http.Request, addr string) error {
 		}
 		panic(http.ErrAbortHandler)
 	}
-	if len(resp.Trailer) > 0 {
-		http.NewResponseController(w).Flush()
-		for k, vv := range resp.Trailer {
-			if _, ok := h[k]; !ok || announced == 0 {
-				k = http.TrailerPrefix + k
-			}
-			h[k] = vv
-		}
+	if cap(c.buf) > 64<<10 {
+		c.buf = nil // an unusually large head: do not keep its buffer
 	}
-	if !keep || resp.Close || c.br.Buffered() > 0 {
+	if hd.close || c.br.Buffered() > 0 {
 		c.conn.Close()
 	} else {
 		c.lim.ctx = nil
@@ -398,38 +379,52 @@ func leanForward(w http.ResponseWriter, r *http.Request, addr string) error {
 	return nil
 }
 
-// roundTrip writes r on c and reads the response head, passing on
-// informational responses (103 Early Hints) but 100 Continue (no Expect is
-// sent).
-func roundTrip(w http.ResponseWriter, c *upConn, r *http.Request) (*http.Response, error) {
+// roundTrip writes r on c and reads the final response's head into h,
+// passing on informational responses (103 Early Hints) but 100 Continue
+// (no Expect is sent).
+func roundTrip(w http.ResponseWriter, h http.Header, c *upConn, r *http.Request) (head, error) {
 	if err := writeRequest(c.bw, r); err != nil {
-		return nil, writeError{err}
+		return head{}, writeError{err}
 	}
 	c.lim.n = maxResponseHead
 	if _, err := c.br.Peek(1); err != nil {
-		return nil, closedError{err}
+		return head{}, closedError{err}
 	}
 	for {
-		resp, err := http.ReadResponse(c.br, r)
+		var err error
+		c.buf, err = readLines(c.br, c.buf[:0])
 		if err != nil {
-			return nil, err
+			return head{}, err
 		}
-		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			if resp.StatusCode == http.StatusSwitchingProtocols {
-				return nil, errors.New("upstream switched protocols unasked")
+		if len(c.buf) > 12 && c.buf[9] == '1' { // "HTTP/1.1 1xx": informational
+			info := http.Header{}
+			hd, err := parseHead(string(c.buf), r.Method, info)
+			if err != nil {
+				return head{}, err
 			}
-			c.lim.n = 1<<63 - 1
-			return resp, nil
-		}
-		if resp.StatusCode != http.StatusContinue {
-			h := w.Header()
-			for k, vv := range resp.Header {
-				h[k] = vv
+			if hd.status == http.StatusSwitchingProtocols {
+				return head{}, fmt.Errorf("%w: switching protocols unasked", errMalformed)
 			}
-			w.WriteHeader(resp.StatusCode)
-			clear(h) // 1xx headers are not the final response's
+			if hd.status != http.StatusContinue {
+				saved := maps.Clone(h)
+				clear(h)
+				maps.Copy(h, info)
+				w.WriteHeader(hd.status)
+				clear(h)
+				maps.Copy(h, saved)
+			}
+			c.lim.n = maxResponseHead
+			continue
 		}
-		c.lim.n = maxResponseHead
+		hd, err := parseHead(string(c.buf), r.Method, h)
+		if err != nil {
+			return head{}, err
+		}
+		if hd.status < 200 {
+			return head{}, fmt.Errorf("%w: status line %.20q", errMalformed, c.buf)
+		}
+		c.lim.n = 1<<63 - 1
+		return hd, nil
 	}
 }
 
@@ -448,50 +443,93 @@ func retryable(err error) bool {
 	return errors.As(err, &we) || errors.As(err, &ce)
 }
 
-// streaming: responses of unknown length and event streams are flushed
-// on every write, as httputil.ReverseProxy does.
-func streaming(resp *http.Response) bool {
-	if resp.ContentLength == -1 {
-		return true
-	}
-	ct := resp.Header.Get("Content-Type")
-	return strings.HasPrefix(ct, "text/event-stream")
-}
-
 var errClientWrite = errors.New("writing to the client")
 
-// copyBody copies the response body to w. keep is whether the whole body
-// was read (the connection can serve another request).
-func copyBody(w http.ResponseWriter, resp *http.Response, flush bool) (keep bool, err error) {
-	if resp.Body == http.NoBody {
-		return true, nil
+// copyBody copies the response body from c to w, and the trailers of a
+// chunked one into h. Bytes already buffered are written from c's
+// buffer; larger bodies go through a pooled 32 KiB buffer.
+func copyBody(w http.ResponseWriter, h http.Header, c *upConn, hd head, flush bool) error {
+	if hd.noBody {
+		return nil
 	}
-	bp := copyBuf.Get().(*[]byte)
-	defer copyBuf.Put(bp)
-	buf := *bp
 	var rc *http.ResponseController
 	if flush {
 		rc = http.NewResponseController(w)
 	}
-	for {
-		n, rerr := resp.Body.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return false, errClientWrite
-			}
-			if rc != nil {
-				if werr := rc.Flush(); werr != nil {
-					return false, errClientWrite
+	write := func(b []byte) error {
+		if _, err := w.Write(b); err != nil {
+			return errClientWrite
+		}
+		if rc != nil && rc.Flush() != nil {
+			return errClientWrite
+		}
+		return nil
+	}
+	if !hd.chunked && hd.length >= 0 {
+		for n := hd.length; n > 0; {
+			if k := c.br.Buffered(); k > 0 {
+				b, _ := c.br.Peek(int(min(int64(k), n)))
+				if err := write(b); err != nil {
+					return err
 				}
+				c.br.Discard(len(b))
+				n -= int64(len(b))
+				continue
+			}
+			bp := copyBuf.Get().(*[]byte)
+			m, err := c.br.Read((*bp)[:min(int64(len(*bp)), n)])
+			if m > 0 {
+				if werr := write((*bp)[:m]); werr != nil {
+					err = werr
+				}
+				n -= int64(m)
+			}
+			copyBuf.Put(bp)
+			if err == io.EOF {
+				return io.ErrUnexpectedEOF
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var src io.Reader = c.br
+	if hd.chunked {
+		src = httputil.NewChunkedReader(c.br)
+	}
+	bp := copyBuf.Get().(*[]byte)
+	defer copyBuf.Put(bp)
+	for {
+		m, rerr := src.Read(*bp)
+		if m > 0 {
+			if err := write((*bp)[:m]); err != nil {
+				return err
 			}
 		}
 		if rerr == io.EOF {
-			return true, nil
+			break
 		}
 		if rerr != nil {
-			return false, rerr
+			return rerr
 		}
 	}
+	if !hd.chunked {
+		return nil
+	}
+	c.lim.n = maxResponseHead
+	var err error
+	if c.buf, err = readLines(c.br, c.buf[:0]); err != nil {
+		return err
+	}
+	if len(c.buf) <= 2 {
+		return nil
+	}
+	if rc == nil {
+		rc = http.NewResponseController(w)
+	}
+	rc.Flush() // chunked to the client, so the trailers can follow
+	return parseTrailer(string(c.buf), h)
 }
 
 // upstreamError turns a failure before the response into the client's
