@@ -163,8 +163,8 @@ func parseHead(s, method string, h http.Header) (head, error) {
 			continue
 		}
 		seenLength = seenLength || name == "Content-Length"
-		if old, ok := h[name]; ok {
-			h[name] = append(old, value)
+		if old, ok := h[name]; ok { // never into a slice shared with others (Caddy's Server value)
+			h[name] = append(old[:len(old):len(old)], value)
 			continue
 		}
 		n--
