@@ -592,15 +592,7 @@ func (s *Supervisor) runJob(ctx context.Context, cancel context.CancelFunc, slot
 
 var slugRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
-// deployOutput matches what the control plane reads from a deploy result.
-type deployOutput struct {
-	Image    string `json:"image"`
-	HostPort int    `json:"host_port"`
-	Port     int    `json:"port"`
-	Commit   string `json:"commit,omitempty"`
-}
-
-func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (_ *deployOutput, err error) {
+func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (_ *wsproto.DeployOutput, err error) {
 	var builtImg string
 	defer func() {
 		if err != nil && builtImg != "" { // an image of a failed deployment is no rollback target
@@ -720,7 +712,7 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (_ *deploy
 // desired, local routing moves at once, the control plane moves the
 // proxies when it records the result, and the app's other containers go
 // after the drain delay.
-func (s *Supervisor) switchTo(ctx context.Context, j wsproto.JobAssign, p wsproto.DeployPayload, c runtime.Container, img string, port int, commit string) *deployOutput {
+func (s *Supervisor) switchTo(ctx context.Context, j wsproto.JobAssign, p wsproto.DeployPayload, c runtime.Container, img string, port int, commit string) *wsproto.DeployOutput {
 	s.progress(ctx, j, "switch", "switching traffic", 90)
 	u := unit{j.AppID, p.Slot}
 	s.mu.Lock()
@@ -751,7 +743,7 @@ func (s *Supervisor) switchTo(ctx context.Context, j wsproto.JobAssign, p wsprot
 		s.mu.Unlock()
 	}
 	s.progress(ctx, j, "done", fmt.Sprintf("running on port %d", c.HostPort), 100)
-	return &deployOutput{Image: img, HostPort: c.HostPort, Port: port, Commit: commit}
+	return &wsproto.DeployOutput{Image: img, HostPort: c.HostPort, Port: port, Commit: commit}
 }
 
 // runningDeployment finds the running container of a deployment on an

@@ -85,7 +85,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		RecoverInterval: time.Duration(a.RecoverInterval), Batch: a.Batch,
 		Plans: wh.PlanRegistry(), Prepare: a.prepare,
 		AfterResult: func(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int64, r wsproto.JobResult) error {
-			var out jobs.DeployOutput
+			var out wsproto.DeployOutput
 			if len(r.Output) > 0 {
 				json.Unmarshal(r.Output, &out)
 			}

@@ -413,18 +413,6 @@ func (s *Scheduler) reportRecovered(recovered []Recovered) {
 	}
 }
 
-// DeployOutput is what a worker reports when a deploy or rollback job
-// succeeds.
-type DeployOutput struct {
-	Image    string `json:"image"`
-	HostPort int    `json:"host_port"`
-	// Port is the port the app listens on in its container (detected by
-	// the build when the app had none configured).
-	Port int `json:"port,omitempty"`
-	// Commit is the commit that was built (for deploys of a branch head).
-	Commit string `json:"commit,omitempty"`
-}
-
 func (s *Scheduler) onResult(ctx context.Context, workerID int64, p json.RawMessage) error {
 	var r wsproto.JobResult
 	if err := json.Unmarshal(p, &r); err != nil {
@@ -533,7 +521,7 @@ func applyResult(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsprot
 	}
 	switch j.Kind {
 	case wsproto.JobDeploy, wsproto.JobRollback:
-		var out DeployOutput
+		var out wsproto.DeployOutput
 		if len(r.Output) > 0 {
 			json.Unmarshal(r.Output, &out)
 		}

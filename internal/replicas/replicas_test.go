@@ -118,7 +118,7 @@ func setup(t *testing.T) *bundle {
 	b.sched = jobs.NewScheduler(jobs.Config{Pool: db.Pool, Workers: b.fleet.bus, PollInterval: 100 * time.Millisecond,
 		Resend: 300 * time.Millisecond, RecoverInterval: 200 * time.Millisecond, Heartbeat: 30 * time.Second,
 		AfterResult: func(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int64, r wsproto.JobResult) error {
-			var out jobs.DeployOutput
+			var out wsproto.DeployOutput
 			json.Unmarshal(r.Output, &out)
 			return replicas.OnResult(ctx, tx, j, workerID, r.OK, r.Error, out.HostPort)
 		},

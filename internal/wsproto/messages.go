@@ -68,6 +68,18 @@ type JobResult struct {
 	Output json.RawMessage `json:"output,omitempty"`
 }
 
+// DeployOutput is JobResult.Output of a deploy or rollback job that
+// succeeded: what the worker runs, read by the control plane.
+type DeployOutput struct {
+	Image    string `json:"image"`
+	HostPort int    `json:"host_port"`
+	// Port is the port the app listens on in its container (detected by
+	// the build when the app had none configured).
+	Port int `json:"port,omitempty"`
+	// Commit is the commit that was built (for deploys of a branch head).
+	Commit string `json:"commit,omitempty"`
+}
+
 // JobResultAck acknowledges a committed (or no longer needed) result.
 type JobResultAck struct {
 	JobID int64 `json:"job_id"`
