@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/logbus"
 	"github.com/wisehosting/wisehosting/internal/logline"
 	"github.com/wisehosting/wisehosting/internal/store"
@@ -192,10 +193,7 @@ func (a *App) accept(ctx context.Context, workerID int64, lines []wsproto.LogLin
 	if len(deps) > 0 {
 		err := pgx.BeginFunc(ctx, a.wh.Pool(), func(tx pgx.Tx) error {
 			for _, dep := range deps {
-				if _, err := tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line)
-					SELECT $1, 'build', l FROM unnest($3::text[]) AS l
-					WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.deployment_id = $1 AND j.worker_id = $2 AND j.state IN ('assigned', 'running'))`,
-					dep, workerID, build[dep]); err != nil {
+				if err := deploys.AppendWorkerBuildLog(ctx, tx, workerID, dep, build[dep]); err != nil {
 					return err
 				}
 			}

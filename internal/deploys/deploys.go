@@ -181,8 +181,7 @@ func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 		return c, fmt.Errorf("creating deployment: %w", err)
 	}
 	if app.FromFork {
-		if _, err := tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'build', $2)`, c.DeploymentID,
-			ForkBanner); err != nil {
+		if err := AppendLog(ctx, tx, c.DeploymentID, StreamBuild, ForkBanner); err != nil {
 			return c, err
 		}
 	}

@@ -146,8 +146,8 @@ func ApplyAppState(ctx context.Context, q Pool, workerID int64, st wsproto.AppSt
 		}
 		if tag.RowsAffected() == 1 {
 			res.Adopted = st.DeploymentID
-			if _, err := q.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', $2)`,
-				st.DeploymentID, "deployment succeeded: the worker reports it running (its result had not been recorded)"); err != nil {
+			if err := AppendLog(ctx, q, st.DeploymentID, StreamSystem,
+				"deployment succeeded: the worker reports it running (its result had not been recorded)"); err != nil {
 				return res, err
 			}
 			if oldStatus != "stopped" {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
@@ -158,11 +159,7 @@ func slotJob(ctx context.Context, q Querier, appID, dep int64, a appRoll, slot i
 }
 
 func logLine(ctx context.Context, q Querier, dep int64, line string) error {
-	if dep == 0 {
-		return nil
-	}
-	_, err := q.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', $2)`, dep, line)
-	return err
+	return deploys.AppendLog(ctx, q, dep, deploys.StreamSystem, line)
 }
 
 // activeSlots are the slots with a deploy or rollback job in flight, and
