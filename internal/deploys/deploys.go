@@ -1,6 +1,8 @@
-// Package deploys turns causes (a push, a pull request, a click, a
-// rollback) into deployments: a deployments row and the job that performs
-// it, written in one transaction so neither exists without the other.
+// Package deploys owns deployments: it turns causes (a push, a pull
+// request, a click, a rollback) into a deployments row and the job that
+// performs it, written in one transaction so neither exists without the
+// other; it writes deployment logs (AppendLog), the desired state sent to
+// workers and what their app state reports change (ApplyAppState).
 package deploys
 
 import (

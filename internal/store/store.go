@@ -1,6 +1,9 @@
-// Package store opens the control plane's Postgres pool and owns its schema
-// migrations. Feature packages keep their SQL next to their logic but get
-// their pool from here.
+// Package store owns the control plane's Postgres plumbing: the pool, the
+// schema migrations, the process's one LISTEN connection (Listener, shared
+// by every consumer of notifications) and single-replica work (Exclusive,
+// Periodic: a transaction holding a named advisory lock, skipped by the
+// replicas that do not get it). Feature packages keep their SQL next to
+// their logic but get their pool from here.
 package store
 
 import (
