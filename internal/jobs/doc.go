@@ -21,9 +21,12 @@
 // workers' rows (FOR UPDATE, in id order) and reads their reservations, so
 // two replicas never place against the same stale view of capacity. Each job
 // goes to the online worker with room (max_jobs, reserved CPU and memory)
-// whose utilisation, max(cpu used/capacity, memory used/capacity), is
-// lowest; ties go to the worker with fewer active jobs, then the lower id. A
-// job whose app already runs on a worker with room stays there. Assigning
+// that runs the fewest instances of the job's app, then whose zone runs the
+// fewest (anti-affinity, see internal/replicas), then whose utilisation,
+// max(cpu used/capacity, memory used/capacity), is lowest; ties go to the
+// worker with fewer active jobs, then the lower id. A job whose app
+// instance (the payload's slot) already runs on a worker with room stays
+// there. Running instances reserve their app's CPU and memory. Assigning
 // increments attempt and sets deadline_at to now + the ack timeout.
 //
 // # Delivery across replicas
