@@ -128,6 +128,13 @@ func ApplyAppState(ctx context.Context, q Pool, workerID int64, st wsproto.AppSt
 	if err != nil {
 		return res, err
 	}
+	if st.DeploymentID != 0 && st.DeploymentID < current {
+		// About a deployment older than the app's newest success: a
+		// container the worker keeps while it retires, or a report sent
+		// before the newer result was recorded. The app's port and status
+		// are the newer deployment's.
+		return res, nil
+	}
 	newStatus, newPort := oldStatus, oldPort
 	if oldStatus == "running" || oldStatus == "crashed" {
 		newStatus = status

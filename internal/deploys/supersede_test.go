@@ -157,8 +157,17 @@ func TestAppStateAdoptsNewerDeployment(t *testing.T) {
 	if err != nil || len(ds.Apps) != 1 || ds.Apps[0].DeploymentID != d2 || ds.Apps[0].HostPort != 21002 {
 		t.Fatalf("desired after adoption: %+v %v", ds, err)
 	}
-	// An older deployment is never adopted back.
-	if res := apply(wsproto.AppState{AppID: app.ID, DeploymentID: d1, State: "running", HostPort: 21002, Image: "img:1"}); res.Adopted != 0 {
-		t.Fatalf("older deployment adopted: %+v", res)
+	// An older deployment is never adopted back, and its reports move
+	// neither the port nor the status: routing stays on the newer one.
+	if res := apply(wsproto.AppState{AppID: app.ID, DeploymentID: d1, State: "running", HostPort: 21005, Image: "img:1"}); res.Adopted != 0 || res.PortChanged || res.StatusChanged {
+		t.Fatalf("older deployment's report applied: %+v", res)
+	}
+	if res := apply(wsproto.AppState{AppID: app.ID, DeploymentID: d1, State: "crashed", HostPort: 21005}); res.PortChanged || res.StatusChanged {
+		t.Fatalf("older deployment's crash applied: %+v", res)
+	}
+	var port int
+	db.Pool.QueryRow(ctx, "SELECT status, host_port FROM apps WHERE id = $1", app.ID).Scan(&status, &port)
+	if status != "running" || port != 21002 {
+		t.Fatalf("app after an older deployment's reports: %s on %d, want running on 21002", status, port)
 	}
 }
