@@ -92,7 +92,7 @@ func TestRuntimeLogsSurviveDatabaseOutage(t *testing.T) {
 		t.Fatalf("cleaned lines: nul %d, euro %d", nul, euro)
 	}
 	waitFor(t, "spool emptied", 10*time.Second, func() bool {
-		entries, _ := os.ReadDir(spool)
-		return len(entries) == 0
+		batches, _ := filepath.Glob(filepath.Join(spool, "*.logs"))
+		return len(batches) == 0
 	})
 }

@@ -72,36 +72,91 @@ func (r *Runtime) DiskUsage(ctx context.Context) (map[string]int64, error) {
 	return out, nil
 }
 
-// Follow streams a container's output lines to fn until ctx ends or the
-// container stops. Lines since the given time are included.
-func (r *Runtime) Follow(ctx context.Context, id string, since time.Time, fn func(stream, line string)) error {
+// Follow streams a container's output lines to fn, with the time Podman
+// recorded for each, until ctx ends or the container stops. Lines since
+// the given time are included.
+func (r *Runtime) Follow(ctx context.Context, id string, since time.Time, fn func(stream, line string, at time.Time)) error {
 	yes := true
 	s := since.UTC().Format(time.RFC3339Nano)
 	stdout, stderr := make(chan string, 256), make(chan string, 256)
 	done := make(chan error, 1)
 	go func() {
-		done <- containers.Logs(r.connFor(ctx), id, &containers.LogOptions{Follow: &yes, Stdout: &yes, Stderr: &yes, Since: &s}, stdout, stderr)
+		done <- containers.Logs(r.connFor(ctx), id, &containers.LogOptions{Follow: &yes, Stdout: &yes, Stderr: &yes, Since: &s, Timestamps: &yes}, stdout, stderr)
+	}()
+	var lines partialLines
+	emit := func(stream, frame string) {
+		if at, line, ok := lines.feed(stream, frame); ok {
+			fn(stream, line, at)
+		}
+	}
+	defer func() {
+		for stream, p := range lines.open {
+			fn(stream, p.text, p.at)
+		}
 	}()
 	for {
 		select {
 		case l := <-stdout:
-			fn("stdout", strings.TrimRight(l, "\r\n"))
+			emit("stdout", l)
 		case l := <-stderr:
-			fn("stderr", strings.TrimRight(l, "\r\n"))
+			emit("stderr", l)
 		case err := <-done:
 			// Drain what arrived before the end.
 			for {
 				select {
 				case l := <-stdout:
-					fn("stdout", strings.TrimRight(l, "\r\n"))
+					emit("stdout", l)
 				case l := <-stderr:
-					fn("stderr", strings.TrimRight(l, "\r\n"))
+					emit("stderr", l)
 				default:
 					return err
 				}
 			}
 		}
 	}
+}
+
+// partialLines joins the pieces of a line Podman recorded in parts (its
+// log marks a line partial when the app's write reached the log in more
+// than one read): a frame without a final newline continues in the next
+// frame of its stream. A line is given the time of its first piece.
+type partialLines struct {
+	open map[string]partialLine
+}
+
+type partialLine struct {
+	at   time.Time
+	text string
+}
+
+// feed takes one frame ("<time> <text>", with a newline unless partial)
+// and returns a complete line when there is one.
+func (p *partialLines) feed(stream, frame string) (time.Time, string, bool) {
+	complete := strings.HasSuffix(frame, "\n")
+	at, text := splitTimestamp(strings.TrimRight(frame, "\r\n"))
+	if prev, ok := p.open[stream]; ok {
+		at, text = prev.at, prev.text+text
+		delete(p.open, stream)
+	}
+	if !complete && len(text) < 64<<10 {
+		if p.open == nil {
+			p.open = map[string]partialLine{}
+		}
+		p.open[stream] = partialLine{at: at, text: text}
+		return time.Time{}, "", false
+	}
+	return at, text, true
+}
+
+// splitTimestamp separates the RFC 3339 time Podman puts before a log
+// line; a line without one gets the current time.
+func splitTimestamp(l string) (time.Time, string) {
+	if i := strings.IndexByte(l, ' '); i > 0 {
+		if at, err := time.Parse(time.RFC3339Nano, l[:i]); err == nil {
+			return at, l[i+1:]
+		}
+	}
+	return time.Now(), l
 }
 
 // Tail returns the last n lines a container wrote (stdout and stderr,

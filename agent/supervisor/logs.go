@@ -101,14 +101,21 @@ type shipper struct {
 	seq       uint64
 	dropped   int
 	kick      chan struct{}
+	// cursors is, per container, the time of the last line added; it is
+	// written next to the spool whenever a batch is, so a new process
+	// follows each container from where the spool ends.
+	cursors map[string]int64
 }
+
+// cursorFile holds the cursors in the spool directory.
+const cursorFile = "cursors.json"
 
 func newShipper(send SendFunc, cfg spoolConfig, logger *zap.Logger) *shipper {
 	cfg.defaults()
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	sh := &shipper{cfg: cfg, send: send, logger: logger, kick: make(chan struct{}, 1)}
+	sh := &shipper{cfg: cfg, send: send, logger: logger, kick: make(chan struct{}, 1), cursors: map[string]int64{}}
 	if cfg.Dir != "" {
 		if err := sh.load(); err != nil {
 			logger.Warn("supervisor: log spool unusable; unconfirmed log lines are kept in memory only", zap.String("dir", cfg.Dir), zap.Error(err))
@@ -140,7 +147,45 @@ func (sh *shipper) load() error {
 	if len(sh.q) > 0 {
 		sh.logger.Info("supervisor: resending spooled log batches", zap.Int("batches", len(sh.q)))
 	}
+	if body, err := os.ReadFile(filepath.Join(sh.cfg.Dir, cursorFile)); err == nil {
+		if err := json.Unmarshal(body, &sh.cursors); err != nil || sh.cursors == nil {
+			sh.cursors = map[string]int64{}
+		}
+	}
 	return nil
+}
+
+// durable reports whether unconfirmed lines are kept on disk.
+func (sh *shipper) durable() bool { return sh.cfg.Dir != "" }
+
+// resumeAt returns the time of the last line of a container that was
+// queued (by this process, or by an earlier one and written down).
+func (sh *shipper) resumeAt(container string) (int64, bool) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ts, ok := sh.cursors[container]
+	return ts, ok
+}
+
+// forgetCursor drops the cursor of a removed container.
+func (sh *shipper) forgetCursor(container string) {
+	sh.mu.Lock()
+	delete(sh.cursors, container)
+	sh.mu.Unlock()
+}
+
+// saveCursors writes the cursors next to the spool (mu held); a batch
+// written before them holds every line up to them.
+func (sh *shipper) saveCursors() error {
+	body, err := json.Marshal(sh.cursors)
+	if err != nil {
+		return err
+	}
+	name := filepath.Join(sh.cfg.Dir, cursorFile)
+	if err := os.WriteFile(name+".tmp", body, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(name+".tmp", name)
 }
 
 func spoolName(seq uint64, id string, n int) string {
@@ -168,10 +213,17 @@ func newBatchID() string {
 
 // add queues one line, made storable here already: valid UTF-8, no NUL,
 // cut on a character boundary.
-func (sh *shipper) add(l wsproto.LogLine) {
+func (sh *shipper) add(l wsproto.LogLine) { sh.addFrom("", l) }
+
+// addFrom queues a line a container printed and moves its cursor (with
+// the line, so a cursor written down never passes a line not in a batch).
+func (sh *shipper) addFrom(container string, l wsproto.LogLine) {
 	l.Line = logline.Clean(l.Line, logline.MaxBytes)
 	l.Stream = logline.Stream(l.Stream)
 	sh.mu.Lock()
+	if container != "" {
+		sh.cursors[container] = max(sh.cursors[container], l.TS)
+	}
 	sh.open = append(sh.open, l)
 	sh.openBytes += len(l.Line)
 	sh.memLines++
@@ -198,8 +250,20 @@ func (sh *shipper) seal() {
 	if len(sh.open) == 0 {
 		return
 	}
-	sh.q = append(sh.q, &batch{id: newBatchID(), lines: sh.open, n: len(sh.open)})
+	b := &batch{id: newBatchID(), lines: sh.open, n: len(sh.open)}
+	sh.q = append(sh.q, b)
 	sh.open, sh.openBytes = nil, 0
+	if sh.cfg.Dir != "" {
+		// On disk at once (its lines stay in memory too): a batch
+		// survives the agent being killed, not only stopped.
+		err := sh.save(b)
+		if err == nil {
+			err = sh.saveCursors()
+		}
+		if err != nil {
+			sh.logger.Warn("supervisor: writing log spool", zap.Error(err))
+		}
+	}
 }
 
 // bound keeps memory and disk within their limits (mu held): the newest
@@ -234,6 +298,16 @@ func (sh *shipper) bound() {
 
 // spill writes b to the spool and frees its lines (mu held).
 func (sh *shipper) spill(b *batch) error {
+	if err := sh.save(b); err != nil {
+		return err
+	}
+	sh.memLines -= len(b.lines)
+	b.lines = nil
+	return nil
+}
+
+// save writes b to the spool unless it is there (mu held).
+func (sh *shipper) save(b *batch) error {
 	if b.file == "" {
 		sh.seq++
 		body, err := json.Marshal(wsproto.Logs{Batch: b.id, Lines: b.lines})
@@ -253,8 +327,6 @@ func (sh *shipper) spill(b *batch) error {
 		b.file, b.size = name, int64(len(body))
 		sh.diskBytes += b.size
 	}
-	sh.memLines -= len(b.lines)
-	b.lines = nil
 	return nil
 }
 

@@ -63,10 +63,18 @@ func (s *Supervisor) Reconcile(ctx context.Context) error {
 		if busy[c.AppID] {
 			continue
 		}
-		if d, ok := desired[containerUnit(c)]; ok && d.DeploymentID == c.DeploymentID {
-			if c.Running() {
-				s.follow(c, now.Add(-s.cfg.ReconcileInterval*2))
+		if c.Running() {
+			// Every running container's output is shipped, also one that
+			// is retiring (after a restart, or while the desired state is
+			// not known yet): from where it was shipped up to, or with
+			// the spool on disk, from its start.
+			since := now.Add(-s.cfg.ReconcileInterval * 2)
+			if s.logs.durable() {
+				since = time.Time{}
 			}
+			s.follow(c, since)
+		}
+		if d, ok := desired[containerUnit(c)]; ok && d.DeploymentID == c.DeploymentID {
 			continue
 		}
 		if !have {
@@ -95,17 +103,7 @@ func (s *Supervisor) Reconcile(ctx context.Context) error {
 		if now.Before(at) || s.results.pendingApp(c.AppID) {
 			continue
 		}
-		s.unfollow(c.ID)
-		if err := s.rt.Remove(ctx, c.ID); err != nil {
-			s.cfg.Logger.Warn("supervisor: removing retired container", zap.String("container", c.Name), zap.Error(err))
-			continue
-		}
-		s.mu.Lock()
-		delete(s.retiring, c.ID)
-		s.mu.Unlock()
-		s.cfg.Logger.Info("supervisor: removed container", zap.String("container", c.Name), zap.Int64("deployment", c.DeploymentID))
-		// Its image was kept while it ran; beyond the retention it goes now.
-		s.pruneImages(ctx, c.AppID)
+		s.retire(ctx, c)
 	}
 	if !have {
 		return nil
@@ -398,9 +396,18 @@ func (s *Supervisor) follow(c runtime.Container, since time.Time) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.following[c.ID] = cancel
 	s.mu.Unlock()
+	// Where the lines of this container were shipped up to (also by an
+	// earlier agent process): from there on, nothing twice.
+	last, resumed := s.logs.resumeAt(c.ID)
+	if resumed {
+		since = time.Unix(0, last)
+	}
 	go func() {
-		err := s.rt.Follow(ctx, c.ID, since, func(stream, line string) {
-			s.logs.add(wsproto.LogLine{AppID: c.AppID, TS: time.Now().UnixNano(), Stream: stream, Line: line})
+		err := s.rt.Follow(ctx, c.ID, since, func(stream, line string, at time.Time) {
+			if resumed && at.UnixNano() <= last {
+				return
+			}
+			s.logs.addFrom(c.ID, wsproto.LogLine{AppID: c.AppID, TS: at.UnixNano(), Stream: stream, Line: line})
 		})
 		if err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Debug("supervisor: log stream ended", zap.String("container", c.Name), zap.Error(err))
@@ -410,6 +417,111 @@ func (s *Supervisor) follow(c runtime.Container, since time.Time) {
 		s.mu.Unlock()
 		cancel()
 	}()
+}
+
+// retire removes a container nobody wants any more, in the background (a
+// stop may take the app's whole stop timeout; other containers and the
+// rest of the pass do not wait for it). The container is stopped first and
+// its log stream read to the end, so the app's last lines are shipped;
+// then it is removed and its app's old images are pruned.
+func (s *Supervisor) retire(ctx context.Context, c runtime.Container) {
+	s.mu.Lock()
+	if s.removing[c.ID] {
+		s.mu.Unlock()
+		return
+	}
+	s.removing[c.ID] = true
+	s.mu.Unlock()
+	go func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.removing, c.ID)
+			s.mu.Unlock()
+		}()
+		if err := s.rt.Stop(ctx, c.ID); err == nil {
+			s.drainFollow(c.ID, 15*time.Second)
+		}
+		s.unfollow(c.ID)
+		if err := s.rt.Remove(ctx, c.ID); err != nil {
+			s.cfg.Logger.Warn("supervisor: removing retired container", zap.String("container", c.Name), zap.Error(err))
+			return
+		}
+		s.mu.Lock()
+		delete(s.retiring, c.ID)
+		s.mu.Unlock()
+		s.logs.forgetCursor(c.ID)
+		s.cfg.Logger.Info("supervisor: removed container", zap.String("container", c.Name), zap.Int64("deployment", c.DeploymentID))
+		// Its image was kept while it ran; beyond the retention it goes now.
+		s.prune(c.AppID)
+	}()
+}
+
+// drainFollow waits up to d for the log stream of a stopped container to
+// reach its end.
+func (s *Supervisor) drainFollow(id string, d time.Duration) {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		s.mu.Lock()
+		_, ok := s.following[id]
+		s.mu.Unlock()
+		if !ok {
+			return
+		}
+	}
+}
+
+// prune asks the prune loop to apply the image retention to an app.
+func (s *Supervisor) prune(appID int64) {
+	s.mu.Lock()
+	s.pruneApps[appID] = true
+	s.mu.Unlock()
+	select {
+	case s.pruneKick <- struct{}{}:
+	default:
+	}
+}
+
+// pruneLoop applies the image retention to the apps prune named, one at a
+// time, outside job slots and reconcile passes.
+func (s *Supervisor) pruneLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.pruneKick:
+		}
+		s.mu.Lock()
+		apps := make([]int64, 0, len(s.pruneApps))
+		for id := range s.pruneApps {
+			apps = append(apps, id)
+		}
+		clear(s.pruneApps)
+		s.mu.Unlock()
+		retry := false
+		for _, id := range apps {
+			if ctx.Err() != nil {
+				return
+			}
+			ok := s.pruneImages(ctx, id)
+			s.mu.Lock()
+			if ok || s.pruneTries[id] >= 10 {
+				delete(s.pruneTries, id)
+			} else {
+				s.pruneTries[id]++
+				s.pruneApps[id] = true
+				retry = true
+			}
+			s.mu.Unlock()
+		}
+		if retry {
+			// Podman was busy or an image still in use: again shortly.
+			time.AfterFunc(5*time.Second, func() {
+				select {
+				case s.pruneKick <- struct{}{}:
+				default:
+				}
+			})
+		}
+	}
 }
 
 func (s *Supervisor) unfollow(id string) {

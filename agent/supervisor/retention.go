@@ -13,8 +13,9 @@ import (
 // deployments on this worker (the rollback targets) and of any container,
 // and removes the older ones; then it bounds the build cache. It runs
 // after every successful deploy and when a retired container is removed
-// (its image was in use until then).
-func (s *Supervisor) pruneImages(ctx context.Context, appID int64) {
+// (its image was in use until then). It reports false when something could
+// not be done now (Podman busy, an image still in use) and is worth a retry.
+func (s *Supervisor) pruneImages(ctx context.Context, appID int64) bool {
 	list, err := s.rt.Images(ctx)
 	for attempt := 0; err != nil && attempt < 5; attempt++ {
 		// Listing fails as a whole when an image goes away meanwhile
@@ -24,7 +25,7 @@ func (s *Supervisor) pruneImages(ctx context.Context, appID int64) {
 	}
 	if err != nil {
 		s.cfg.Logger.Warn("supervisor: listing images", zap.Error(err))
-		return
+		return false
 	}
 	inUse := map[string]bool{}
 	if cs, err := s.rt.List(ctx); err == nil {
@@ -32,9 +33,9 @@ func (s *Supervisor) pruneImages(ctx context.Context, appID int64) {
 			inUse[c.Image] = true
 		}
 	} else {
-		return // without the containers nothing is known to be unused
+		return false // without the containers nothing is known to be unused
 	}
-	kept := 0
+	kept, done := 0, true
 	for _, im := range list { // newest deployment first
 		if im.AppID != appID {
 			continue
@@ -49,14 +50,16 @@ func (s *Supervisor) pruneImages(ctx context.Context, appID int64) {
 		}
 		if err := s.rt.RemoveImageID(ctx, im.ID); err != nil {
 			s.cfg.Logger.Debug("supervisor: removing an old image", zap.Strings("image", im.Names), zap.Error(err))
+			done = false
 			continue
 		}
 		s.cfg.Logger.Info("supervisor: removed an old image", zap.Strings("image", im.Names), zap.Int64("deployment", im.DeploymentID))
 	}
 	if s.building.Load() > 0 {
-		return // the cache is in use; the next deploy prunes it
+		return done // the cache is in use; the next deploy prunes it
 	}
 	if n, err := s.rt.PruneBuildCache(ctx, int64(s.cfg.BuildCacheMB)<<20); err != nil {
 		s.cfg.Logger.Warn("supervisor: pruning the build cache", zap.Int64("bytes", n), zap.Error(err))
 	}
+	return done
 }

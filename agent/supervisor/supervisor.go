@@ -197,6 +197,10 @@ type Supervisor struct {
 	acked       map[int64]time.Time  // app → when its last deploy result was acknowledged
 	redirects   map[int]redirect     // old host port → new (local zone routing)
 	following   map[string]context.CancelFunc
+	removing    map[string]bool // containers being retired
+	pruneApps   map[int64]bool  // apps whose images wait for pruning
+	pruneTries  map[int64]int   // failed prunes in a row, per app
+	pruneKick   chan struct{}
 	kick        chan struct{}
 	resend      chan struct{}
 	building    atomic.Int32 // builds in progress
@@ -223,6 +227,7 @@ func New(cfg Config) (*Supervisor, error) {
 		desired: map[unit]wsproto.DesiredApp{}, busy: map[int64]int64{}, jobs: map[int64]*jobRun{},
 		apps: map[unit]*appRun{}, retiring: map[string]time.Time{}, redirects: map[int]redirect{},
 		following: map[string]context.CancelFunc{}, kick: make(chan struct{}, 1),
+		removing: map[string]bool{}, pruneApps: map[int64]bool{}, pruneTries: map[int64]int{}, pruneKick: make(chan struct{}, 1),
 		appSlots: map[int64]chan struct{}{}, resend: make(chan struct{}, 1), acked: map[int64]time.Time{}}
 	s.logs = newShipper(cfg.Send, spoolConfig{Dir: cfg.LogSpoolDir, MemoryLines: cfg.LogMemoryLines,
 		DiskBytes: cfg.LogSpoolBytes, AckTimeout: cfg.LogAckTimeout}, cfg.Logger)
@@ -250,8 +255,9 @@ func New(cfg Config) (*Supervisor, error) {
 // keep running when it returns.
 func (s *Supervisor) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	go func() { defer wg.Done(); s.logs.run(ctx) }()
+	go func() { defer wg.Done(); s.pruneLoop(ctx) }()
 	go func() { defer wg.Done(); s.resultLoop(ctx) }()
 	go func() { defer wg.Done(); s.statsLoop(ctx) }()
 	go func() {
@@ -586,7 +592,7 @@ func (s *Supervisor) runJob(ctx context.Context, cancel context.CancelFunc, slot
 	s.mu.Unlock()
 	s.wake()
 	if err == nil && (j.Kind == wsproto.JobDeploy || j.Kind == wsproto.JobRollback) {
-		s.pruneImages(context.Background(), j.AppID)
+		s.prune(j.AppID)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -119,6 +120,25 @@ func run() error {
 	}
 	defer logger.Sync()
 	cfg.Logger = logger
+
+	// Temporary files (pulls, Containerfiles, git's home) go to a
+	// directory of this agent, emptied at every start: a killed agent
+	// leaves nothing behind for long.
+	workDir := cfg.WorkDir
+	if workDir == "" {
+		workDir = os.TempDir()
+	}
+	tmp := filepath.Join(workDir, "wisehosting-tmp")
+	if cfg.Instance != "" {
+		tmp += "-" + cfg.Instance
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("cleaning %s: %w", tmp, err)
+	}
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return err
+	}
+	os.Setenv("TMPDIR", tmp)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
