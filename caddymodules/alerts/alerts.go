@@ -6,7 +6,6 @@ package alerts
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -38,8 +37,7 @@ type App struct {
 	wh     *core.App
 	logger *zap.Logger
 	eval   *alerts.Evaluator
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	bg     core.Background
 }
 
 // CaddyModule returns the Caddy module information.
@@ -64,13 +62,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 // Start runs the evaluation loop.
 func (a *App) Start() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
+	a.bg.Go(func(ctx context.Context) {
 		store.Every(ctx, time.Duration(a.Interval), false, func(ctx context.Context) { a.RunOnce(ctx, time.Now()) })
-	}()
+	})
 	return nil
 }
 
@@ -95,10 +89,7 @@ func (a *App) RunOnce(ctx context.Context, now time.Time) {
 
 // Stop ends the loop.
 func (a *App) Stop() error {
-	if a.cancel != nil {
-		a.cancel()
-		a.wg.Wait()
-	}
+	a.bg.Stop()
 	return nil
 }
 

@@ -13,7 +13,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -47,8 +46,7 @@ type App struct {
 	renewCache *certmagic.Cache
 	wh         *core.App
 	logger     *zap.Logger
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
+	bg         core.Background
 }
 
 // CaddyModule returns the Caddy module information.
@@ -84,26 +82,19 @@ func (a *App) Validate() error {
 
 // Start runs the watcher.
 func (a *App) Start() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
+	a.bg.Go(func(ctx context.Context) {
 		store.Every(ctx, time.Duration(a.Interval), true, func(ctx context.Context) {
 			if err := a.RunOnce(ctx); err != nil && ctx.Err() == nil {
 				a.logger.Error("certs: checking certificates", zap.Error(err))
 			}
 		})
-	}()
+	})
 	return nil
 }
 
 // Stop ends the watcher.
 func (a *App) Stop() error {
-	if a.cancel != nil {
-		a.cancel()
-		a.wg.Wait()
-	}
+	a.bg.Stop()
 	if a.renewCache != nil {
 		a.renewCache.Stop()
 	}

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -50,8 +49,7 @@ type App struct {
 	deliveries *logbus.Deliveries
 	dropped    *prometheus.CounterVec
 	stop       func()
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
+	bg         core.Background
 }
 
 // CaddyModule returns the Caddy module information.
@@ -101,11 +99,8 @@ func (a *App) Bus() *logbus.Bus { return a.bus }
 // Start subscribes to workers' log messages and runs the writer and sweeper.
 func (a *App) Start() error {
 	a.stop = a.wh.Workers().Handle(wsproto.TypeLogs, a.onLogs)
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	a.wg.Add(2)
-	go func() { defer a.wg.Done(); a.bus.Run(ctx) }()
-	go func() { defer a.wg.Done(); a.sweepLoop(ctx) }()
+	a.bg.Go(a.bus.Run)
+	a.bg.Go(a.sweepLoop)
 	return nil
 }
 
@@ -114,10 +109,7 @@ func (a *App) Stop() error {
 	if a.stop != nil {
 		a.stop()
 	}
-	if a.cancel != nil {
-		a.cancel()
-		a.wg.Wait()
-	}
+	a.bg.Stop()
 	return nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -42,8 +41,7 @@ type App struct {
 	logger *zap.Logger
 	meter  *usage.Meter
 	unsub  func()
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	bg     core.Background
 }
 
 // CaddyModule returns the Caddy module information.
@@ -78,11 +76,7 @@ func (a *App) Meter() *usage.Meter { return a.meter }
 // Start subscribes to stats and runs the sampler and the pruner.
 func (a *App) Start() error {
 	a.unsub = a.wh.Workers().Handle(wsproto.TypeStats, a.onStats)
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
+	a.bg.Go(func(ctx context.Context) {
 		sample := time.NewTicker(time.Duration(a.SampleInterval))
 		defer sample.Stop()
 		prune := time.NewTicker(time.Duration(a.PruneInterval))
@@ -100,7 +94,7 @@ func (a *App) Start() error {
 				a.pruneOnce(ctx)
 			}
 		}
-	}()
+	})
 	return nil
 }
 
@@ -159,10 +153,7 @@ func (a *App) Stop() error {
 	if a.unsub != nil {
 		a.unsub()
 	}
-	if a.cancel != nil {
-		a.cancel()
-		a.wg.Wait()
-	}
+	a.bg.Stop()
 	return nil
 }
 

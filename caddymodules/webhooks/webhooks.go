@@ -5,10 +5,8 @@
 package webhooks
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -41,8 +39,7 @@ type App struct {
 	wh     *core.App
 	logger *zap.Logger
 	disp   *webhooks.Dispatcher
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	bg     core.Background
 }
 
 // CaddyModule returns the Caddy module information.
@@ -81,22 +78,13 @@ func (a *App) Dispatcher() *webhooks.Dispatcher { return a.disp }
 
 // Start delivers.
 func (a *App) Start() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		a.disp.Run(ctx)
-	}()
+	a.bg.Go(a.disp.Run)
 	return nil
 }
 
 // Stop stops claiming and waits for deliveries in flight.
 func (a *App) Stop() error {
-	if a.cancel != nil {
-		a.cancel()
-	}
-	a.wg.Wait()
+	a.bg.Stop()
 	return nil
 }
 
