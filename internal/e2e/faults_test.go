@@ -1,0 +1,808 @@
+//go:build faults
+
+// The fault test is not part of `make test` yet: in its last runs a few
+// runtime-log lines (about 1 in 800) were not stored. Run it with
+//
+//	go test -tags "$GOTAGS faults" -run TestFaults -v ./internal/e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/wisehosting/wisehosting/agent/runtime/podmantest"
+)
+
+// faultApp is the program of every app of the fault test: it serves its
+// container's host name and prints a numbered line four times a second
+// (and a last one when it is stopped), so the test can tell which
+// container answers and count the lines it produced.
+const faultApp = `#!/bin/sh
+h=$(hostname)
+echo "faults $h" > /www/index.html
+httpd -p "$PORT" -h /www
+i=0
+trap 'echo "wh-line $h end $i"; exit 0' TERM INT
+while :; do
+	i=$((i+1))
+	echo "wh-line $h $i"
+	sleep 0.25
+done
+`
+
+const faultContainerfile = `FROM ` + podmantest.BaseImage + `
+COPY run.sh /run.sh
+COPY --chown=65534:65534 www /www
+USER 65534
+CMD ["sh", "/run.sh"]
+`
+
+// faultSystem is the system under faults and what the test records.
+type faultSystem struct {
+	t                              *testing.T
+	work, cpFile, cpAddr, zoneAddr string
+	pxAddr, key, agentTmp, agentWd string
+	svc                            *podmantest.Service
+	pg                             *postgres
+	pool                           *pgxpool.Pool
+	cp, agent                      *proc
+}
+
+func (f *faultSystem) startCP() {
+	f.t.Helper()
+	f.cp = startProc(f.t, "cp", f.work, nil, bins.cp, "run", "--config", f.cpFile, "--adapter", "caddyfile")
+	waitListen(f.t, f.cp, f.cpAddr)
+}
+
+// startAgent starts the agent without waiting for the control plane
+// (it may be away).
+func (f *faultSystem) startAgent() {
+	f.t.Helper()
+	f.agent = startProc(f.t, "agent", f.work, []string{"WISEHOSTING_WORKER_KEY=" + f.key, "TMPDIR=" + f.agentTmp}, bins.agent,
+		"-cp", "http://"+f.cpAddr, "-mesh-ip", "127.0.0.1", "-zone", "z.test", "-zone-listen", f.zoneAddr,
+		"-podman", f.svc.URL, "-allow-local-git", "-work-dir", f.agentWd)
+}
+
+func kill9(p *proc) {
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// connects returns the times the agent's log says it connected to the
+// control plane.
+func (f *faultSystem) connects() []time.Time {
+	b, _ := os.ReadFile(filepath.Join(f.work, "agent.log"))
+	var out []time.Time
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.Contains(l, "transport: connected to control plane") {
+			continue
+		}
+		var e struct {
+			TS float64 `json:"ts"`
+		}
+		if json.Unmarshal([]byte(l), &e) == nil && e.TS > 0 {
+			out = append(out, time.Unix(0, int64(e.TS*1e9)))
+		}
+	}
+	return out
+}
+
+// reconnectAfter waits for the agent's first connection after t0.
+func (f *faultSystem) reconnectAfter(t0 time.Time) time.Time {
+	f.t.Helper()
+	var at time.Time
+	waitFor(f.t, "the agent to reconnect", 3*time.Minute, func() bool {
+		for _, c := range f.connects() {
+			if c.After(t0) {
+				at = c
+				return true
+			}
+		}
+		return false
+	})
+	return at
+}
+
+// openJobs lists the jobs assigned to or running on the worker.
+func (f *faultSystem) openJobs() []int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rows, err := f.pool.Query(ctx, "SELECT id FROM jobs WHERE state IN ('assigned', 'running')")
+	if err != nil {
+		f.t.Fatalf("listing open jobs: %v", err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// podmanJSON runs a podman command with --format json and decodes it.
+func (f *faultSystem) podmanJSON(out any, args ...string) {
+	f.t.Helper()
+	s, err := f.svc.Podman(context.Background(), append(args, "--format", "json")...)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(s), out); err != nil {
+		f.t.Fatalf("podman %v: %v: %s", args, err, s)
+	}
+}
+
+type psEntry struct {
+	ID     string            `json:"Id"`
+	State  string            `json:"State"`
+	Labels map[string]string `json:"Labels"`
+	Ports  []struct {
+		HostPort int `json:"host_port"`
+	} `json:"Ports"`
+}
+
+// faultWindow is one fault: when it started, when it ended, and the jobs
+// the worker held when it started.
+type faultWindow struct {
+	name       string
+	start, end time.Time
+	jobs       []int64
+	reconnect  time.Time
+}
+
+// TestFaults deploys 100 times over 10 apps while the agent is killed
+// (kill -9) twice, the control plane is killed twice, Postgres stops for
+// 20 s and the control plane is held away (stopped, its connections
+// hanging) for 90 s, with requests to every app through the proxy the
+// whole time. Afterwards every job is terminal and was resolved within
+// 30 s of its worker's reconnect, every app serves its newest successful
+// deployment and the routing table matches the containers, no request
+// failed, every log line the apps printed is stored, and no image or
+// checkout is left beyond the retention rule.
+func TestFaults(t *testing.T) {
+	began := time.Now()
+	ctx := context.Background()
+	f := &faultSystem{t: t, work: t.TempDir()}
+	f.agentTmp, f.agentWd = filepath.Join(f.work, "agent-tmp"), filepath.Join(f.work, "agent")
+	os.MkdirAll(f.agentTmp, 0o700)
+	os.MkdirAll(f.agentWd, 0o700)
+	regAddr := startRegistry(t, f.work, "ci-bot", "registry-pass-1")
+	regConf := filepath.Join(f.work, "registries.conf")
+	os.WriteFile(regConf, []byte(fmt.Sprintf("[[registry]]\nlocation = %q\ninsecure = true\n", regAddr)), 0o644)
+	f.svc = podmantest.Start(t, "CONTAINERS_REGISTRIES_CONF="+regConf)
+	if keep := os.Getenv("WH_TEST_KEEP_LOGS"); keep != "" {
+		// The processes' logs of a failed run, kept for reading.
+		defer func() {
+			if t.Failed() {
+				os.MkdirAll(keep, 0o755)
+				exec.Command("sh", "-c", "cp "+f.work+"/*.log "+keep).Run()
+			}
+		}()
+	}
+	var dbURL string
+	f.pg, dbURL = startPostgres(t)
+
+	// The image of nine apps, pushed by the team's CI; the tenth app is
+	// built from a git repository with the same program.
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "run.sh"), []byte(faultApp), 0o755)
+	os.WriteFile(filepath.Join(src, "Containerfile"), []byte(faultContainerfile), 0o644)
+	os.MkdirAll(filepath.Join(src, "www"), 0o755)
+	os.WriteFile(filepath.Join(src, "www", "index.html"), []byte("starting\n"), 0o644)
+	ref := regAddr + "/acme/faults:prod"
+	if out, err := f.svc.Podman(ctx, "build", "-q", "-t", ref, src); err != nil {
+		t.Fatalf("build: %v %s", err, out)
+	}
+	if out, err := f.svc.Podman(ctx, "push", "--creds", "ci-bot:registry-pass-1", ref); err != nil {
+		t.Fatalf("push: %v %s", err, out)
+	}
+	f.svc.Podman(ctx, "rmi", ref)
+	repo := t.TempDir()
+	git(t, repo, "init", "-q", "-b", "main")
+	os.WriteFile(filepath.Join(repo, "run.sh"), []byte(faultApp), 0o755)
+	os.WriteFile(filepath.Join(repo, "Dockerfile"), []byte(faultContainerfile), 0o644)
+	os.MkdirAll(filepath.Join(repo, "www"), 0o755)
+	os.WriteFile(filepath.Join(repo, "www", "index.html"), []byte("starting\n"), 0o644)
+	git(t, repo, "add", "-A")
+	git(t, repo, "commit", "-q", "-m", "app")
+
+	f.cpAddr, f.zoneAddr, f.pxAddr = freeAddr(t), freeAddr(t), freeAddr(t)
+	f.cpFile = filepath.Join(f.work, "cp.Caddyfile")
+	os.WriteFile(f.cpFile, []byte(fmt.Sprintf(`{
+	admin off
+	wisehosting_scheduler {
+		poll_interval 200ms
+	}
+	wisehosting_logs
+	wisehosting {
+		database_url %s
+		secret %s
+		proxy_token %s
+		subdomain_base apps.test
+		admin_email owner@acme.test
+		allow_local_git on
+		public_url http://%s
+	}
+}
+http://%s {
+	route {
+		wisehosting_hub
+		wisehosting_api
+		wisehosting_dashboard {
+			insecure_cookie
+		}
+	}
+}
+`, dbURL, secret, proxyToken, f.cpAddr, f.cpAddr)), 0o600)
+	f.startCP()
+	var err error
+	if f.pool, err = pgxpool.New(ctx, dbURL); err != nil {
+		t.Fatal(err)
+	}
+	defer f.pool.Close()
+	out, err := exec.Command(bins.cp, "worker", "add", "w1", "--zone", "z.test", "--wg-ip", "127.0.0.1", "--config", f.cpFile, "--adapter", "caddyfile").CombinedOutput()
+	if err != nil {
+		t.Fatalf("worker add: %v\n%s", err, out)
+	}
+	f.key = regexp.MustCompile(`whk_[A-Za-z0-9_-]+`).FindString(string(out))
+	f.startAgent()
+	waitListen(t, f.agent, f.zoneAddr)
+
+	// The proxy mode, on plain HTTP: what users reach the apps through.
+	pxDir := filepath.Join(f.work, "proxy")
+	os.MkdirAll(pxDir, 0o700)
+	pxFile := filepath.Join(pxDir, "proxy.Caddyfile")
+	os.WriteFile(pxFile, []byte(fmt.Sprintf(`{
+	admin off
+	wisehosting_proxy {
+		control_plane http://%s
+		token %s
+		cache_file %s/routes.json
+		poll_interval 1s
+	}
+}
+http://:%s {
+	bind 127.0.0.1
+	wisehosting_route {
+		forward
+	}
+	reverse_proxy {
+		dynamic wisehosting
+	}
+}
+`, f.cpAddr, proxyToken, pxDir, portOf(f.pxAddr))), 0o600)
+	px := startProc(t, "proxy", f.work, []string{"HOME=" + pxDir, "XDG_DATA_HOME=" + pxDir, "XDG_CONFIG_HOME=" + pxDir},
+		bins.cp, "run", "--config", pxFile, "--adapter", "caddyfile")
+	waitListen(t, px, f.pxAddr)
+
+	// The owner signs in and creates the ten apps through the API.
+	raw, _ := os.ReadFile(f.cp.log)
+	m := regexp.MustCompile(`"password":"([^"]+)"`).FindSubmatch(raw)
+	if m == nil {
+		t.Fatalf("no one-time password in the control plane's log")
+	}
+	api := newAPIClient(t, "http://"+f.cpAddr)
+	api.login("owner@acme.test", string(m[1]))
+	api.call("POST", "/api/password", map[string]any{"current_password": string(m[1]), "new_password": "a long new passphrase"}, 200)
+	team := int64(api.call("GET", "/api/me", nil, 200)["teams"].([]any)[0].(map[string]any)["id"].(float64))
+	const nApps = 10
+	type app struct {
+		id   int64
+		slug string
+	}
+	apps := make([]app, nApps)
+	t.Cleanup(func() { f.svc.Podman(context.Background(), "rm", "-af", "-t", "0") })
+	for i := range apps {
+		body := map[string]any{"name": fmt.Sprintf("Fault %d", i+1), "slug": fmt.Sprintf("fault%d", i+1), "cpu_millis": 100, "memory_mb": 32}
+		if i == nApps-1 {
+			body["git_repo"], body["git_branch"] = repo, "main"
+		} else {
+			body["image"], body["registry_username"], body["registry_password"] = ref, "ci-bot", "registry-pass-1"
+		}
+		a := api.call("POST", fmt.Sprintf("/api/teams/%d/apps", team), body, 201)
+		apps[i] = app{int64(a["id"].(float64)), body["slug"].(string)}
+	}
+
+	// Sessions outside the test goroutine: no t.Fatal there.
+	hc := &http.Client{Timeout: 5 * time.Second}
+	apiDo := func(method, path string) (int, map[string]any, error) {
+		req, _ := http.NewRequest(method, api.base+path, strings.NewReader("{}"))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-CSRF-Token", api.csrf)
+		req.AddCookie(api.cookie)
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out, nil
+	}
+	deploy := func(a app) (int64, error) {
+		code, out, err := apiDo("POST", fmt.Sprintf("/api/apps/%d/deployments", a.id))
+		if err != nil {
+			return 0, err
+		}
+		if code != 202 {
+			return 0, fmt.Errorf("%d %v", code, out)
+		}
+		return int64(out["deployment_id"].(float64)), nil
+	}
+	get := func(a app) (int, string, error) { return getHost(hc, "http://"+f.pxAddr, a.slug+".apps.test", "/") }
+
+	// Every app's first deployment.
+	for _, a := range apps {
+		if _, err := deploy(a); err != nil {
+			t.Fatalf("deploying %s: %v", a.slug, err)
+		}
+	}
+	for _, a := range apps {
+		waitFor(t, a.slug+" to serve through the proxy", 4*time.Minute, func() bool {
+			c, b, err := get(a)
+			return err == nil && c == 200 && strings.HasPrefix(b, "faults ")
+		})
+	}
+	setup := time.Since(began)
+	t.Logf("setup: %s", setup.Round(time.Second))
+
+	// Every container the test sees, by host name (the first 12
+	// characters of its id), to count the lines each one printed.
+	var seenMu sync.Mutex
+	seen := map[string]bool{}
+	watch := func() {
+		s, err := f.svc.Podman(context.Background(), "ps", "-a", "--format", "{{.ID}}")
+		if err != nil {
+			return
+		}
+		seenMu.Lock()
+		for _, id := range strings.Fields(s) {
+			seen[id[:12]] = true
+		}
+		seenMu.Unlock()
+	}
+	stopAll := make(chan struct{})
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		for {
+			watch()
+			select {
+			case <-stopAll:
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+
+	// Requests to every app through the proxy, the whole time.
+	var reqOK, reqFailed atomic.Int64
+	var failMu sync.Mutex
+	var failures []string
+	for _, a := range apps {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			for {
+				select {
+				case <-stopAll:
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+				c, b, err := get(a)
+				if err == nil && c == 200 && strings.HasPrefix(b, "faults ") {
+					reqOK.Add(1)
+					continue
+				}
+				reqFailed.Add(1)
+				failMu.Lock()
+				failures = append(failures, fmt.Sprintf("%s %s: %d %q %v", time.Now().Format("15:04:05.000"), a.slug, c, b, err))
+				failMu.Unlock()
+			}
+		}()
+	}
+
+	// The deploy stream: 100 deploys round the apps, one every 0.8 s,
+	// each retried until the control plane accepts it.
+	const nDeploys = 100
+	var streamMu sync.Mutex
+	var accepted []int64
+	var refusals int
+	streamDone := make(chan struct{})
+	go func() {
+		defer close(streamDone)
+		for i := 0; i < nDeploys; i++ {
+			a := apps[i%nApps]
+			for {
+				id, err := deploy(a)
+				if err == nil {
+					streamMu.Lock()
+					accepted = append(accepted, id)
+					streamMu.Unlock()
+					break
+				}
+				streamMu.Lock()
+				refusals++
+				streamMu.Unlock()
+				time.Sleep(time.Second)
+			}
+			time.Sleep(800 * time.Millisecond)
+		}
+	}()
+
+	// The faults, while the stream runs.
+	var faults []*faultWindow
+	begin := func(name string) *faultWindow {
+		w := &faultWindow{name: name, start: time.Now(), jobs: f.openJobs()}
+		faults = append(faults, w)
+		return w
+	}
+	faultsBegan := time.Now()
+	time.Sleep(10 * time.Second)
+
+	w := begin("agent kill -9 (1)")
+	kill9(f.agent)
+	f.startAgent()
+	w.end = time.Now()
+
+	time.Sleep(12 * time.Second)
+	w = begin("control plane kill -9 (1)")
+	kill9(f.cp)
+	f.startCP()
+	w.end = time.Now()
+
+	time.Sleep(10 * time.Second)
+	pgStart := time.Now()
+	f.pg.stop(t)
+	time.Sleep(20 * time.Second)
+	f.pg.start(t)
+	pgDown := time.Since(pgStart)
+
+	time.Sleep(10 * time.Second)
+	w = begin("control plane away 90 s")
+	syscall.Kill(f.cp.cmd.Process.Pid, syscall.SIGSTOP)
+	cpPid := f.cp.cmd.Process.Pid
+	t.Cleanup(func() { syscall.Kill(cpPid, syscall.SIGCONT) })
+	time.Sleep(40 * time.Second)
+	// The agent dies while the control plane is away, too.
+	w2 := &faultWindow{name: "agent kill -9 (2), control plane away", start: time.Now()}
+	kill9(f.agent)
+	f.startAgent()
+	time.Sleep(50 * time.Second)
+	syscall.Kill(f.cp.cmd.Process.Pid, syscall.SIGCONT)
+	w.end, w2.end = time.Now(), time.Now()
+	w2.jobs = w.jobs
+	faults = append(faults, w2)
+
+	time.Sleep(15 * time.Second)
+	w = begin("control plane kill -9 (2)")
+	kill9(f.cp)
+	f.startCP()
+	w.end = time.Now()
+
+	faultTime := time.Since(faultsBegan)
+	select {
+	case <-streamDone:
+	case <-time.After(4 * time.Minute):
+		t.Fatalf("the deploy stream did not finish: %d accepted", len(accepted))
+	}
+
+	// Every deployment ends.
+	terminal := "('succeeded', 'failed', 'cancelled', 'superseded')"
+	waitFor(t, "every deployment to end", 4*time.Minute, func() bool {
+		var n int
+		f.pool.QueryRow(ctx, "SELECT count(*) FROM deployments WHERE status NOT IN "+terminal).Scan(&n)
+		return n == 0
+	})
+	var openJobs int
+	f.pool.QueryRow(ctx, "SELECT count(*) FROM jobs WHERE state NOT IN ('succeeded', 'failed', 'cancelled')").Scan(&openJobs)
+	if openJobs != 0 {
+		t.Errorf("%d jobs are not terminal", openJobs)
+	}
+	settled := time.Now()
+
+	// Jobs the worker held when a fault began were resolved within 30 s
+	// of its reconnect.
+	var maxWait time.Duration
+	for _, w := range faults {
+		w.reconnect = f.reconnectAfter(w.end.Add(-2 * time.Second))
+		for _, id := range w.jobs {
+			var fin time.Time
+			var state string
+			f.pool.QueryRow(ctx, "SELECT state, coalesce(finished_at, now()) FROM jobs WHERE id = $1", id).Scan(&state, &fin)
+			wait := fin.Sub(w.reconnect)
+			maxWait = max(maxWait, wait)
+			if wait > 30*time.Second {
+				t.Errorf("%s: job %d (%s) resolved %s after the worker reconnected", w.name, id, state, wait.Round(time.Millisecond))
+			}
+		}
+		t.Logf("%s: %d jobs held, reconnect %s after the fault ended", w.name, len(w.jobs), w.reconnect.Sub(w.end).Round(time.Millisecond))
+	}
+
+	// Every app serves its newest successful deployment, through the
+	// proxy, from the one container the routing table points at.
+	var table struct {
+		Hosts map[string]struct {
+			Paths []struct {
+				Upstreams []struct {
+					Dial string `json:"dial"`
+				} `json:"upstreams"`
+			} `json:"paths"`
+		} `json:"hosts"`
+	}
+	newest := map[int64]int64{}
+	for _, a := range apps {
+		var d int64
+		f.pool.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM deployments WHERE app_id = $1 AND status = 'succeeded'", a.id).Scan(&d)
+		newest[a.id] = d
+	}
+	var ps []psEntry
+	var why []string
+	served := func() bool {
+		why = why[:0]
+		req, _ := http.NewRequest("GET", "http://"+f.cpAddr+"/v1/proxy/routes", nil)
+		req.Header.Set("Authorization", "Bearer "+proxyToken)
+		resp, err := hc.Do(req)
+		if err != nil {
+			return false
+		}
+		json.NewDecoder(resp.Body).Decode(&table)
+		resp.Body.Close()
+		ps = nil
+		f.podmanJSON(&ps, "ps", "-a")
+		for _, a := range apps {
+			var mine []psEntry
+			for _, c := range ps {
+				if c.Labels["io.wisehosting.app"] == strconv.FormatInt(a.id, 10) {
+					mine = append(mine, c)
+				}
+			}
+			var desc []string
+			for _, c := range mine {
+				desc = append(desc, fmt.Sprintf("%s deployment %s %s ports %v", c.ID[:12], c.Labels["io.wisehosting.deployment"], c.State, c.Ports))
+			}
+			if len(mine) != 1 || mine[0].State != "running" || mine[0].Labels["io.wisehosting.deployment"] != strconv.FormatInt(newest[a.id], 10) || len(mine[0].Ports) == 0 {
+				why = append(why, fmt.Sprintf("%s: newest successful deployment %d, containers %v", a.slug, newest[a.id], desc))
+				continue
+			}
+			h := table.Hosts[a.slug+".apps.test"]
+			if len(h.Paths) != 1 || len(h.Paths[0].Upstreams) != 1 || h.Paths[0].Upstreams[0].Dial != fmt.Sprintf("127.0.0.1:%d", mine[0].Ports[0].HostPort) {
+				why = append(why, fmt.Sprintf("%s: routing %+v, containers %v", a.slug, h, desc))
+				continue
+			}
+			c, b, err := get(a)
+			if err != nil || c != 200 || b != "faults "+mine[0].ID[:12]+"\n" {
+				why = append(why, fmt.Sprintf("%s: serves %d %q %v, containers %v", a.slug, c, b, err, desc))
+			}
+		}
+		return len(why) == 0
+	}
+	for deadline := time.Now().Add(90 * time.Second); !served(); time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("after 90 s, apps do not serve their newest successful deployment from the container the routing table names:\n%s", strings.Join(why, "\n"))
+			break
+		}
+	}
+	if len(ps) != nApps {
+		t.Errorf("%d containers, want one per app", len(ps))
+	}
+	close(stopAll)
+	bg.Wait()
+	watch()
+
+	// Every line the apps printed is stored: each container's numbered
+	// lines without a gap, up to its last (a stopped container's "end"
+	// line; a running one's last line in podman's log).
+	live := map[string]int{}
+	for _, c := range ps {
+		h := c.ID[:12]
+		s, _ := f.svc.Podman(ctx, "logs", c.ID)
+		for _, l := range strings.Split(s, "\n") {
+			var n int
+			if _, err := fmt.Sscanf(l, "wh-line "+h+" %d", &n); err == nil {
+				live[h] = max(live[h], n)
+			}
+		}
+	}
+	type logs struct {
+		nums     map[int]int
+		end      int
+		produced int
+	}
+	var stored map[string]*logs
+	var lines, dups, missing int
+	var problems []string
+	lineRE := regexp.MustCompile(`^wh-line ([0-9a-f]{12}) (end )?(\d+)$`)
+	check := func() bool {
+		stored = map[string]*logs{}
+		lines, dups, missing = 0, 0, 0
+		problems = problems[:0]
+		rows, err := f.pool.Query(ctx, "SELECT line FROM runtime_logs")
+		if err != nil {
+			return false
+		}
+		var other []string
+		for rows.Next() {
+			var l string
+			rows.Scan(&l)
+			m := lineRE.FindStringSubmatch(l)
+			if m == nil {
+				// The apps print nothing else: a piece of a line.
+				other = append(other, l)
+				continue
+			}
+			lg := stored[m[1]]
+			if lg == nil {
+				lg = &logs{nums: map[int]int{}, end: -1}
+				stored[m[1]] = lg
+			}
+			n, _ := strconv.Atoi(m[3])
+			if m[2] != "" {
+				lg.end = n
+				continue
+			}
+			lines++
+			lg.nums[n]++
+			if lg.nums[n] > 1 {
+				dups++
+			}
+		}
+		rows.Close()
+		if len(other) > 0 {
+			problems = append(problems, fmt.Sprintf("%d stored lines are not lines the apps printed, e.g. %q", len(other), other[:min(len(other), 5)]))
+		}
+		seenMu.Lock()
+		defer seenMu.Unlock()
+		for h := range seen {
+			lg := stored[h]
+			if lg == nil {
+				lg = &logs{nums: map[int]int{}, end: -1}
+			}
+			last, ok := live[h]
+			if !ok {
+				last = lg.end
+			}
+			if last < 0 {
+				// Removed without its last line stored: at least
+				// what is stored must have no gap.
+				for n := range lg.nums {
+					last = max(last, n)
+				}
+				problems = append(problems, fmt.Sprintf("container %s: no end line stored", h))
+			}
+			lg.produced = last
+			var gaps []string
+			for n := 1; n <= last; n++ {
+				if lg.nums[n] != 0 {
+					continue
+				}
+				missing++
+				if len(gaps) > 0 && strings.HasSuffix(gaps[len(gaps)-1], fmt.Sprintf("-%d", n-1)) {
+					gaps[len(gaps)-1] = gaps[len(gaps)-1][:strings.LastIndex(gaps[len(gaps)-1], "-")] + fmt.Sprintf("-%d", n)
+				} else {
+					gaps = append(gaps, fmt.Sprintf("%d-%d", n, n))
+				}
+			}
+			if len(gaps) > 0 {
+				problems = append(problems, fmt.Sprintf("container %s (last line %d): lines %s missing", h, last, strings.Join(gaps, ",")))
+			}
+		}
+		return missing == 0 && len(problems) == 0
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !check() && time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+	}
+	produced := 0
+	for h := range seen {
+		if lg := stored[h]; lg != nil {
+			produced += max(lg.produced, 0)
+		}
+	}
+	if missing > 0 || len(problems) > 0 {
+		sort.Strings(problems)
+		t.Errorf("runtime logs: %d of %d lines missing; %v", missing, produced, problems)
+	}
+
+	// Images: at most the retention (3) per app beyond the one running;
+	// no checkout or temporary directory left.
+	// Pruning follows the last removals and retries while Podman is busy
+	// (under load it takes minutes).
+	perApp := map[string]int{}
+	maxImages := 0
+	pruneBegan := time.Now()
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(2 * time.Second) {
+		var imgs []struct {
+			Labels map[string]string `json:"Labels"`
+		}
+		s, err := f.svc.Podman(ctx, "images", "--filter", "label=io.wisehosting.app", "--format", "json")
+		if err != nil || json.Unmarshal([]byte(s), &imgs) != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("listing images: %v %s", err, s)
+			}
+			continue
+		}
+		clear(perApp)
+		over := false
+		for _, im := range imgs {
+			a := im.Labels["io.wisehosting.app"]
+			perApp[a]++
+			over = over || perApp[a] > 3
+		}
+		if !over || time.Now().After(deadline) {
+			break
+		}
+	}
+	for a, n := range perApp {
+		maxImages = max(maxImages, n)
+		if n > 3 {
+			t.Errorf("app %s keeps %d images, retention is 3", a, n)
+		}
+	}
+	var left []string
+	for _, dir := range []string{f.agentTmp, filepath.Join(f.agentWd, "wisehosting-tmp"), filepath.Join(f.agentWd, "wisehosting-clones")} {
+		es, _ := os.ReadDir(dir)
+		for _, e := range es {
+			left = append(left, filepath.Join(dir, e.Name()))
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("left on the worker: %v", left)
+	}
+
+	// The figures.
+	byStatus := map[string]int{}
+	rows, _ := f.pool.Query(ctx, "SELECT status, count(*) FROM deployments GROUP BY status")
+	for rows.Next() {
+		var s string
+		var n int
+		rows.Scan(&s, &n)
+		byStatus[s] = n
+	}
+	rows.Close()
+	var failedMsgs []string
+	rows, _ = f.pool.Query(ctx, "SELECT id, error FROM deployments WHERE status = 'failed' ORDER BY id")
+	for rows.Next() {
+		var id int64
+		var e string
+		rows.Scan(&id, &e)
+		failedMsgs = append(failedMsgs, fmt.Sprintf("%d: %s", id, e))
+	}
+	rows.Close()
+	t.Logf("deploys: %d accepted (%d refusals while the control plane or database was away), deployments %v", len(accepted), refusals, byStatus)
+	if len(failedMsgs) > 0 {
+		t.Logf("failed deployments: %v", failedMsgs)
+	}
+	t.Logf("faults: %s from the first to the last; Postgres down %s; settled %s after the last fault", faultTime.Round(time.Second), pgDown.Round(time.Second), settled.Sub(faults[len(faults)-1].end).Round(time.Second))
+	t.Logf("jobs: slowest resolution %s after its worker's reconnect", maxWait.Round(time.Millisecond))
+	t.Logf("requests: %d ok, %d failed", reqOK.Load(), reqFailed.Load())
+	t.Logf("runtime logs: %d containers, %d lines produced, %d stored (%d duplicates), %d missing", len(seen), produced, lines, dups, missing)
+	t.Logf("images: at most %d per app, %s after the checks began; wall time %s (setup %s)", maxImages, time.Since(pruneBegan).Round(time.Second), time.Since(began).Round(time.Second), setup.Round(time.Second))
+	if n := reqFailed.Load(); n > 0 {
+		failMu.Lock()
+		if len(failures) > 20 {
+			failures = append(failures[:10], failures[len(failures)-10:]...)
+		}
+		t.Errorf("%d requests failed: %s", n, strings.Join(failures, "\n"))
+		failMu.Unlock()
+	}
+}
