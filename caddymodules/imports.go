@@ -6,6 +6,7 @@ package caddymodules
 import (
 	_ "github.com/wisehosting/wisehosting/caddymodules/alerts"
 	_ "github.com/wisehosting/wisehosting/caddymodules/api"
+	_ "github.com/wisehosting/wisehosting/caddymodules/backups"
 	_ "github.com/wisehosting/wisehosting/caddymodules/certs"
 	_ "github.com/wisehosting/wisehosting/caddymodules/core"
 	_ "github.com/wisehosting/wisehosting/caddymodules/dashboard"

@@ -97,7 +97,8 @@ func Create(ctx context.Context, db Target, kr *secrets.Keyring, dir string, now
 
 // Info describes one backup file.
 type Info struct {
-	Path string
+	Path string // file path, or s3://bucket/key
+	Name string // wisehosting-<UTC time>.whbackup
 	Size int64
 	Time time.Time
 }
@@ -111,18 +112,15 @@ func List(dir string) ([]Info, error) {
 	var out []Info
 	for _, e := range ents {
 		name := e.Name()
-		if e.IsDir() || !strings.HasPrefix(name, "wisehosting-") || !strings.HasSuffix(name, Ext) {
-			continue
-		}
-		ts, err := time.Parse("20060102T150405Z", strings.TrimSuffix(strings.TrimPrefix(name, "wisehosting-"), Ext))
-		if err != nil {
+		ts, ok := parseName(name)
+		if e.IsDir() || !ok {
 			continue
 		}
 		fi, err := e.Info()
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Info{Path: filepath.Join(dir, name), Size: fi.Size(), Time: ts})
+		out = append(out, Info{Path: filepath.Join(dir, name), Name: name, Size: fi.Size(), Time: ts})
 	}
 	slices.SortFunc(out, func(a, b Info) int { return b.Time.Compare(a.Time) })
 	return out, nil

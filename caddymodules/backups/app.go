@@ -1,0 +1,280 @@
+// Package backups is the `wisehosting_backup` Caddy app (scheduled,
+// encrypted database backups on one replica, copied to S3-compatible
+// storage, with retention) and the `wisehosting backup` command.
+package backups
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/backup"
+	"github.com/wisehosting/wisehosting/internal/credentials"
+	"github.com/wisehosting/wisehosting/internal/store"
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+	httpcaddyfile.RegisterGlobalOption(AppName, parseGlobalOption)
+}
+
+// AppName is the app's module ID (and the key the command reads).
+const AppName = "wisehosting_backup"
+
+// SecretCredential names the systemd credential of the S3 secret key.
+const SecretCredential = "s3_secret_access_key"
+
+// App takes backups on a schedule.
+type App struct {
+	// Every is the schedule; 0 (default) takes none (the command still
+	// reads the other settings).
+	Every caddy.Duration `json:"every,omitempty"`
+	// Dir receives the backup files. Default: /var/lib/wisehosting/backups.
+	Dir string `json:"dir,omitempty"`
+	// Keep is how many backups to keep (0: no count limit).
+	Keep int `json:"keep,omitempty"`
+	// MaxAge removes backups older than this (0: no age limit). The newest
+	// is always kept.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+	// S3 receives a copy of every backup.
+	S3 *backup.S3 `json:"s3,omitempty"`
+
+	wh     *core.App
+	logger *zap.Logger
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: AppName, New: func() caddy.Module { return new(App) }}
+}
+
+// Resolve applies defaults, placeholders and credentials (also for the
+// command).
+func (a *App) Resolve() error {
+	if a.Dir == "" {
+		a.Dir = "/var/lib/wisehosting/backups"
+	}
+	repl := caddy.NewReplacer()
+	a.Dir = repl.ReplaceKnown(a.Dir, "")
+	if a.S3 != nil {
+		for _, s := range []*string{&a.S3.Endpoint, &a.S3.Bucket, &a.S3.Prefix, &a.S3.Region, &a.S3.AccessKeyID, &a.S3.SecretAccessKey} {
+			*s = repl.ReplaceKnown(*s, "")
+		}
+		if err := credentials.Apply(SecretCredential, &a.S3.SecretAccessKey); err != nil {
+			return err
+		}
+		if err := a.S3.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", AppName, err)
+		}
+	}
+	if a.Keep < 0 || a.MaxAge < 0 || a.Every < 0 {
+		return fmt.Errorf("%s: keep, max_age and every must not be negative", AppName)
+	}
+	return nil
+}
+
+// Retention is the app's retention.
+func (a *App) Retention() backup.Retention {
+	return backup.Retention{Keep: a.Keep, MaxAge: time.Duration(a.MaxAge)}
+}
+
+// Provision finds the core app.
+func (a *App) Provision(ctx caddy.Context) error {
+	wh, err := core.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	a.wh, a.logger = wh, ctx.Logger()
+	if a.Every > 0 {
+		wh.NeedConns("backup", 1) // the lock's transaction
+	}
+	return a.Resolve()
+}
+
+// Start schedules backups.
+func (a *App) Start() error {
+	if a.Every <= 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		store.Periodic{Name: "wisehosting.backup", Interval: time.Duration(a.Every),
+			Run:     func(ctx context.Context, _ pgx.Tx) error { _, err := a.RunOnce(ctx, time.Now()); return err },
+			OnError: func(err error) { a.logger.Error("backup: scheduled backup failed", zap.Error(err)) },
+		}.Loop(ctx, a.wh.Pool())
+	}()
+	return nil
+}
+
+// Stop ends the schedule (a backup in progress is cancelled).
+func (a *App) Stop() error {
+	if a.cancel != nil {
+		a.cancel()
+		a.wg.Wait()
+	}
+	return nil
+}
+
+// RunOnce takes one backup, copies it to S3 and applies retention. It
+// skips when the newest backup in S3 (shared by the replicas) is younger
+// than most of a period, so replicas on several hosts take one per period.
+func (a *App) RunOnce(ctx context.Context, now time.Time) (string, error) {
+	if a.S3.Configured() && a.Every > 0 {
+		if list, err := a.S3.List(ctx); err == nil && len(list) > 0 && now.Sub(list[0].Time) < time.Duration(a.Every)*9/10 {
+			return "", nil
+		}
+	}
+	return Take(ctx, a.wh, a, now, a.logger)
+}
+
+// Take makes a backup with settings s: the file, its copy in S3,
+// retention.
+func Take(ctx context.Context, wh *core.App, s *App, now time.Time, logger *zap.Logger) (string, error) {
+	kr := wh.Keyring()
+	if kr == nil {
+		var err error
+		if kr, err = wh.OpenKeyring(); err != nil {
+			return "", err
+		}
+	}
+	p, err := backup.Create(ctx, backup.Target{URL: wh.DatabaseURL, Password: wh.DatabasePassword}, kr, s.Dir, now)
+	if err != nil {
+		return "", err
+	}
+	if s.S3.Configured() {
+		if err := s.S3.Upload(ctx, p); err != nil {
+			return p, err
+		}
+	}
+	removed, err := backup.Prune(ctx, s.Dir, s.S3, s.Retention(), now)
+	for _, r := range removed {
+		logger.Info("backup: removed by retention", zap.String("backup", r))
+	}
+	if err != nil {
+		return p, fmt.Errorf("applying retention: %w", err)
+	}
+	logger.Info("backup: taken", zap.String("file", p), zap.Bool("s3", s.S3.Configured()))
+	return p, nil
+}
+
+// parseGlobalOption reads:
+//
+//	wisehosting_backup {
+//		every   24h
+//		dir     /var/lib/wisehosting/backups
+//		keep    14
+//		max_age 30d
+//		s3 {
+//			endpoint          s3.eu-central-1.amazonaws.com
+//			bucket            wisehosting-backups
+//			prefix            cp1/
+//			region            eu-central-1
+//			access_key_id     AKIA…
+//			secret_access_key {file./run/credentials/…}   # or credential s3_secret_access_key
+//			insecure                                      # plain HTTP
+//		}
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	a := new(App)
+	d.Next()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		key := d.Val()
+		if key == "s3" {
+			a.S3 = new(backup.S3)
+			for n := d.Nesting(); d.NextBlock(n); {
+				k := d.Val()
+				if k == "insecure" {
+					a.S3.Insecure = true
+					continue
+				}
+				var v string
+				if !d.AllArgs(&v) {
+					return nil, d.ArgErr()
+				}
+				switch k {
+				case "endpoint":
+					a.S3.Endpoint = v
+				case "bucket":
+					a.S3.Bucket = v
+				case "prefix":
+					a.S3.Prefix = v
+				case "region":
+					a.S3.Region = v
+				case "access_key_id":
+					a.S3.AccessKeyID = v
+				case "secret_access_key":
+					a.S3.SecretAccessKey = v
+				default:
+					return nil, d.Errf("unrecognized s3 option %q", k)
+				}
+			}
+			continue
+		}
+		var val string
+		if !d.AllArgs(&val) {
+			return nil, d.ArgErr()
+		}
+		switch key {
+		case "every", "max_age":
+			dur, err := caddy.ParseDuration(val)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("%s: invalid duration %q", key, val)
+			}
+			if key == "every" {
+				a.Every = caddy.Duration(dur)
+			} else {
+				a.MaxAge = caddy.Duration(dur)
+			}
+		case "dir":
+			a.Dir = val
+		case "keep":
+			var n int
+			if _, err := fmt.Sscan(val, &n); err != nil || n < 1 {
+				return nil, d.Errf("keep: want a positive number, got %q", val)
+			}
+			a.Keep = n
+		default:
+			return nil, d.Errf("unrecognized %s option %q", AppName, key)
+		}
+	}
+	return httpcaddyfile.App{Name: AppName, Value: caddyconfig.JSON(a, nil)}, nil
+}
+
+// fromConfig reads the app's settings from a config's apps (absent: the
+// defaults).
+func fromConfig(apps map[string]json.RawMessage) (*App, error) {
+	a := new(App)
+	if raw, ok := apps[AppName]; ok {
+		if err := json.Unmarshal(raw, a); err != nil {
+			return nil, fmt.Errorf("decoding the %s app: %w", AppName, err)
+		}
+	}
+	return a, nil
+}
+
+var errNoS3 = errors.New("no S3 storage is configured (wisehosting_backup { s3 { … } } or WISEHOSTING_BACKUP_S3_*)")
+
+// Interface guards.
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+)
