@@ -40,7 +40,56 @@ func nullID(id int64) any {
 
 // Enqueue inserts a pending job and notifies schedulers (the notification
 // is delivered when q's transaction commits).
+//
+// A restart or delete job of an app reaches every worker concerned: the
+// job goes to the worker of the app's first instance, and Enqueue adds a
+// copy for each other worker (payload worker_id, placed only there) that
+// runs an instance (restart) or ran one, its image included (delete:
+// instances and succeeded deploy and rollback jobs). It returns the first
+// job's id.
 func Enqueue(ctx context.Context, q Querier, j New) (int64, error) {
+	id, err := enqueueOne(ctx, q, j)
+	if err != nil || j.AppID == 0 || (j.Kind != "restart" && j.Kind != "delete") {
+		return id, err
+	}
+	var fields map[string]any
+	raw, _ := json.Marshal(j.Payload)
+	if json.Unmarshal(raw, &fields) != nil || fields == nil {
+		fields = map[string]any{}
+	}
+	if _, ok := fields["worker_id"]; ok {
+		return id, nil // already a copy for one worker
+	}
+	var workers []int64
+	if err := q.QueryRow(ctx, `SELECT COALESCE(array_agg(w ORDER BY w), '{}') FROM (
+			SELECT i.worker_id FROM app_instances i WHERE i.app_id = $1 AND i.worker_id IS NOT NULL
+			UNION SELECT worker_id FROM jobs WHERE $2 AND app_id = $1 AND kind IN ('deploy', 'rollback') AND state = 'succeeded'
+				AND worker_id IS NOT NULL
+			EXCEPT SELECT worker_id FROM apps WHERE id = $1 AND worker_id IS NOT NULL) x(w)`,
+		j.AppID, j.Kind == "delete").Scan(&workers); err != nil {
+		return 0, fmt.Errorf("listing the app's workers: %w", err)
+	}
+	for _, w := range workers {
+		fields["worker_id"] = w
+		c := j
+		c.Payload = fields
+		if _, err := enqueueOne(ctx, q, c); err != nil {
+			return 0, err
+		}
+	}
+	return id, nil
+}
+
+// pinnedWorker is the worker_id a job's payload names (0 when none).
+func pinnedWorker(payload json.RawMessage) int64 {
+	var p struct {
+		WorkerID int64 `json:"worker_id"`
+	}
+	json.Unmarshal(payload, &p)
+	return max(p.WorkerID, 0)
+}
+
+func enqueueOne(ctx context.Context, q Querier, j New) (int64, error) {
 	payload := []byte("{}")
 	if j.Payload != nil {
 		var err error

@@ -566,8 +566,12 @@ func applyResult(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsprot
 		if _, err := tx.Exec(ctx, "SELECT 1 FROM apps WHERE id = $1 FOR UPDATE", root); err != nil {
 			return err
 		}
+		// The app's delete jobs for its other workers (see Enqueue) end
+		// before its row goes.
 		if _, err := tx.Exec(ctx, `DELETE FROM apps a WHERE id = $1 AND (preview_of IS NOT NULL OR deleting_at IS NOT NULL)
-			AND NOT EXISTS (SELECT 1 FROM apps p WHERE p.preview_of = a.id)`, j.AppID); err != nil || parent == 0 {
+			AND NOT EXISTS (SELECT 1 FROM apps p WHERE p.preview_of = a.id)
+			AND NOT EXISTS (SELECT 1 FROM jobs WHERE app_id = a.id AND kind = 'delete' AND state IN ('pending', 'assigned', 'running'))`,
+			j.AppID); err != nil || parent == 0 {
 			return err
 		}
 		_, err = tx.Exec(ctx, `DELETE FROM apps a WHERE id = $1 AND deleting_at IS NOT NULL

@@ -240,6 +240,8 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 		rows, err := tx.Query(ctx, `SELECT j.id, j.kind, COALESCE(j.app_id, 0), COALESCE(j.deployment_id, 0), j.cpu_millis, j.memory_mb,
 				j.payload, CASE WHEN COALESCE((j.payload->>'slot')::int, 0) > 0 AND j.kind IN ('deploy', 'rollback')
 					THEN COALESCE((SELECT worker_id FROM app_instances WHERE app_id = j.app_id AND slot = (j.payload->>'slot')::int), 0)
+					WHEN j.kind IN ('restart', 'delete') AND j.payload->>'worker_id' ~ '^[1-9][0-9]{0,17}$'
+					THEN (j.payload->>'worker_id')::bigint
 					ELSE COALESCE(a.worker_id, 0) END, COALESCE(t.plan, ''),
 				COALESCE(a.cpu_millis, 0), COALESCE(a.memory_mb, 0), COALESCE(a.disk_mb, 0), COALESCE(a.bandwidth_kbit, 0)
 			FROM jobs j LEFT JOIN apps a ON a.id = j.app_id LEFT JOIN teams t ON t.id = a.team_id
@@ -313,6 +315,16 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 					continue
 				}
 				if w := load[j.appWorker]; w != nil {
+					w.running++
+					jobIDs, workerIDs = append(jobIDs, j.ID), append(workerIDs, w.id)
+					busyOn[[2]int64{j.AppID, w.id}], busyOn[[2]int64{j.AppID, 0}] = true, true
+				}
+				continue
+			}
+			// A restart job's copy for another worker that runs instances
+			// of the app (see Enqueue) waits for that worker.
+			if j.Kind == "restart" && pinnedWorker(j.Payload) != 0 {
+				if w := load[j.appWorker]; w != nil && w.fits(&j.Job) {
 					w.running++
 					jobIDs, workerIDs = append(jobIDs, j.ID), append(workerIDs, w.id)
 					busyOn[[2]int64{j.AppID, w.id}], busyOn[[2]int64{j.AppID, 0}] = true, true

@@ -37,4 +37,11 @@
 // instances on online workers, so the app stays reachable through them.
 // When the worker comes back its containers of moved slots are no longer
 // desired and go after the drain delay.
+//
+// # Restart and delete
+//
+// A restart or delete job of an app gets a copy for every other worker
+// that runs an instance (restart) or ran one (delete, which also removes
+// the images there): jobs.Enqueue adds them, pinned by their payload's
+// worker_id, and the app's row goes when the last delete job succeeds.
 package replicas

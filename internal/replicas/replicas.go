@@ -261,8 +261,9 @@ func advance(ctx context.Context, q Querier, appID, dep int64, a appRoll) (bool,
 // reported.
 func OnResult(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int64, ok bool, errMsg string, hostPort int) error {
 	if j.AppID != 0 && ok && (j.Kind == wsproto.JobStop || j.Kind == wsproto.JobDelete) {
-		// The job ran on the first instance's worker; the others drop the
-		// app's instances from their desired state.
+		// A stop job runs on the first instance's worker (a delete job on
+		// every worker that ran an instance): the others drop the app's
+		// instances from their desired state.
 		rows, err := tx.Query(ctx, `SELECT DISTINCT worker_id FROM app_instances WHERE app_id = $1 AND worker_id IS NOT NULL
 			UNION SELECT id FROM workers WHERE $2 AND status = 'online'`, j.AppID, j.Kind == wsproto.JobDelete)
 		if err != nil {

@@ -34,6 +34,7 @@ type fleet struct {
 }
 
 type run struct {
+	kind               string
 	worker, deployment int64
 	p                  wsproto.DeployPayload
 }
@@ -61,7 +62,7 @@ func (f *fleet) Send(workerID int64, typ string, raw json.RawMessage) error {
 		return nil
 	}
 	f.seen[ja.JobID] = true
-	f.runs = append(f.runs, run{workerID, ja.DeploymentID, p})
+	f.runs = append(f.runs, run{ja.Kind, workerID, ja.DeploymentID, p})
 	fail := f.fail != nil && f.fail(workerID, p, ja.DeploymentID)
 	f.mu.Unlock()
 	go func() {
@@ -345,4 +346,52 @@ func TestSettingsCheck(t *testing.T) {
 			t.Errorf("%+v: field %q, want %q", c.s, f, c.field)
 		}
 	}
+}
+
+// workersRan is the set of workers a job of kind ran on.
+func (b *bundle) workersRan(kind string) map[int64]bool {
+	b.fleet.mu.Lock()
+	defer b.fleet.mu.Unlock()
+	out := map[int64]bool{}
+	for _, r := range b.fleet.runs {
+		if r.kind == kind {
+			out[r.worker] = true
+		}
+	}
+	return out
+}
+
+// A restart of an app whose instances run on two workers restarts them on
+// both; deleting it removes its containers and images on both, and its row
+// goes only once both workers are done.
+func TestRestartAndDeleteReachEveryWorker(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	d1 := b.deploy(t)
+	ins := b.allAt(t, 3, d1)
+	if got := perWorker(ins); len(got) != 2 {
+		t.Fatalf("instances on %d workers, want 2: %+v", len(got), ins)
+	}
+	if _, err := jobs.Enqueue(ctx, b.pool, jobs.New{Kind: wsproto.JobRestart, AppID: b.app.ID}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a restart job on each worker", func() bool { return len(b.workersRan(wsproto.JobRestart)) == 2 })
+	eventually(t, "the restart jobs to succeed", func() bool {
+		var n int
+		b.pool.QueryRow(ctx, "SELECT count(*) FROM jobs WHERE kind = 'restart' AND state = 'succeeded'").Scan(&n)
+		return n == 2
+	})
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		_, err := deploys.Delete(ctx, tx, b.app, "deleted")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a delete job on each worker", func() bool { return len(b.workersRan(wsproto.JobDelete)) == 2 })
+	eventually(t, "the app's row to go", func() bool {
+		var n int
+		b.pool.QueryRow(ctx, "SELECT count(*) FROM apps WHERE id = $1", b.app.ID).Scan(&n)
+		return n == 0
+	})
 }
