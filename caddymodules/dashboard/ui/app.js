@@ -1,17 +1,27 @@
-"use strict";
+// @ts-check
 // The dashboard shell: API calls, the router (every page and tab has its
 // own URL), the sidebar, toasts and form validation. Pages live in
 // apppage.js (an app), ops.js (team, workers, logs, metrics, alerts),
 // auth.js (sign-in steps, Security) and git.js (providers, new app).
-// No framework and no build step: plain scripts sharing these helpers.
+// No framework and no build step: ES modules loaded by the browser.
+import { authForcePassword, authOnUnauthorized, security } from "./auth.js";
+import { openApp } from "./apppage.js";
+import { frameworkNames, gitAfterCreate, gitAppPayload, gitNewAppInit } from "./git.js";
+import { openTeam, openWorkers } from "./ops.js";
 
-/** @param {string} sel */
-const $ = (sel) => document.querySelector(sel);
-let csrf = "";
+/** $ finds one element of the page (any: callers know its kind). @type {(sel: string) => any} */
+export const $ = (sel) => document.querySelector(sel);
+export let csrf = "";
 /** @type {any} */
-let me = null;
+export let me = null;
 /** @type {number|null} */
-let team = null;
+export let team = null;
+/** @param {string} v */
+export function setCsrf(v) { csrf = v; }
+/** @param {any} v */
+export function setMe(v) { me = v; }
+/** @param {number|null} v */
+export function setTeam(v) { team = v; }
 
 /**
  * call sends a JSON request to the API; a non-2xx answer throws an Error
@@ -19,7 +29,7 @@ let team = null;
  * the input at fault).
  * @param {string} method @param {string} path @param {any} [body]
  */
-async function call(method, path, body) {
+export async function call(method, path, body) {
   /** @type {RequestInit & {headers: Record<string,string>}} */
   const opts = { method, headers: {}, credentials: "same-origin" };
   if (body !== undefined) {
@@ -27,7 +37,16 @@ async function call(method, path, body) {
     opts.body = JSON.stringify(body);
   }
   if (method !== "GET" && csrf) opts.headers["X-CSRF-Token"] = csrf;
-  const resp = await fetch(path, opts);
+  let resp;
+  try {
+    resp = await fetch(path, opts);
+  } catch (err) {
+    // A dropped keep-alive connection fails a request at once: a read is
+    // asked again once; a change is not (it may have been applied).
+    if (method !== "GET") throw new Error("The control plane did not answer: check your connection and try again.");
+    await new Promise((r) => setTimeout(r, 300));
+    try { resp = await fetch(path, opts); } catch (_) { throw new Error("The control plane did not answer: check your connection and try again."); }
+  }
   const data = await resp.json().catch(() => ({}));
   if (!resp.ok) {
     const err = /** @type {Error & {status?: number, data?: any}} */ (new Error(data.error || resp.statusText));
@@ -40,9 +59,10 @@ async function call(method, path, body) {
 
 /**
  * el makes an element: properties are assigned, attributes under `attrs`.
- * @param {string} tag @param {any} [props] @param {...(Node|string)} children
+ * @param {string} tag @param {any} [props] @param {...(Node|string|null|undefined)} children
+ * @returns {any} the element (any: its kind follows tag)
  */
-function el(tag, props, ...children) {
+export function el(tag, props, ...children) {
   const e = document.createElement(tag);
   const { attrs, ...rest } = props || {};
   Object.assign(e, rest);
@@ -58,7 +78,7 @@ function el(tag, props, ...children) {
  * errors stay until closed.
  * @param {string} text @param {"ok"|"error"} [kind]
  */
-function toast(text, kind = "ok") {
+export function toast(text, kind = "ok") {
   const close = el("button", { type: "button", textContent: "×", attrs: { "aria-label": "Dismiss" } });
   const t = el("div", { className: `toast ${kind}`, attrs: { role: kind === "error" ? "alert" : "status" } }, el("span", { textContent: text }), close);
   close.addEventListener("click", () => t.remove());
@@ -69,7 +89,7 @@ function toast(text, kind = "ok") {
 }
 
 /** showError reports an error in a toast (null clears nothing: toasts are dismissed by hand). @param {any} err */
-function showError(err) {
+export function showError(err) {
   if (!err) return;
   if (err.status === 401 && me) { toast("Your session ended: sign in again.", "error"); me = null; show("login"); return; }
   toast(err.message || String(err), "error");
@@ -78,7 +98,7 @@ function showError(err) {
 // ---- forms ----------------------------------------------------------------
 
 /** @param {HTMLFormElement} form */
-function formData(form) {
+export function formData(form) {
   /** @type {Record<string, any>} */
   const out = {};
   for (const [k, v] of new FormData(form)) out[k] = v;
@@ -86,13 +106,13 @@ function formData(form) {
 }
 
 /** @param {HTMLFormElement} form */
-function clearFieldErrors(form) {
+export function clearFieldErrors(form) {
   for (const old of form.querySelectorAll(".field-error")) old.remove();
   for (const i of form.querySelectorAll("[aria-invalid]")) { i.removeAttribute("aria-invalid"); unlinkError(i); }
 }
 
 /** @param {Element} input */
-function unlinkError(input) {
+export function unlinkError(input) {
   const ids = (input.getAttribute("aria-describedby") || "").split(" ").filter((x) => x && !x.endsWith("-err"));
   if (ids.length) input.setAttribute("aria-describedby", ids.join(" ")); else input.removeAttribute("aria-describedby");
 }
@@ -102,7 +122,7 @@ let errSeq = 0;
  * markField shows msg under the input and links it for screen readers.
  * @param {HTMLElement} input @param {string} msg
  */
-function markField(input, msg) {
+export function markField(input, msg) {
   const id = `f${++errSeq}-err`;
   const note = el("p", { className: "field-error", id, textContent: msg });
   const holder = input.closest(".field") || input.closest("label") || input;
@@ -112,7 +132,7 @@ function markField(input, msg) {
 }
 
 /** Human words for the browser's own checks. @param {HTMLInputElement} i */
-function validityText(i) {
+export function validityText(i) {
   const v = i.validity;
   const label = (i.labels && i.labels[0] ? i.labels[0].textContent : i.name || "This field").replace(/\s*\(.*\)\s*$/, "").trim();
   if (v.valueMissing) return `${label} is required.`;
@@ -130,7 +150,7 @@ function validityText(i) {
  * each problem under its field and focuses the first. True when valid.
  * @param {HTMLFormElement} form
  */
-function validate(form) {
+export function validate(form) {
   clearFieldErrors(form);
   let first = null;
   for (const i of /** @type {NodeListOf<HTMLInputElement>} */ (form.querySelectorAll("input, select, textarea"))) {
@@ -146,7 +166,7 @@ function validate(form) {
  * `field`), else under the form; focus moves there.
  * @param {HTMLFormElement} form @param {any} err
  */
-function fieldError(form, err) {
+export function fieldError(form, err) {
   clearFieldErrors(form);
   const name = err && err.data && err.data.field;
   /** @type {HTMLElement|null} */
@@ -168,7 +188,7 @@ function fieldError(form, err) {
  * fields, success text in a toast. The submit button is disabled meanwhile.
  * @param {HTMLFormElement} form @param {(d: Record<string, any>, f: HTMLFormElement) => Promise<string|void>} fn
  */
-function onSubmit(form, fn) {
+export function onSubmit(form, fn) {
   form.noValidate = true;
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -184,7 +204,7 @@ function onSubmit(form, fn) {
 }
 
 /** slugify derives a slug from a name ("My Site!" → "my-site"). @param {string} s */
-function slugify(s) {
+export function slugify(s) {
   return s.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 63).replace(/-+$/, "");
 }
 
@@ -192,7 +212,7 @@ function slugify(s) {
  * linkSlug fills the slug from the name until the person edits the slug.
  * @param {HTMLInputElement} name @param {HTMLInputElement} slug @param {(s: string) => void} [preview]
  */
-function linkSlug(name, slug, preview) {
+export function linkSlug(name, slug, preview) {
   name.addEventListener("input", () => {
     if (slug.dataset.edited !== "1") slug.value = slugify(name.value);
     if (preview) preview(slug.value);
@@ -203,7 +223,7 @@ function linkSlug(name, slug, preview) {
 // ---- time and sizes -------------------------------------------------------
 
 /** ago says how long ago ts was ("3 min ago"). @param {string|number|Date|null|undefined} ts */
-function ago(ts) {
+export function ago(ts) {
   if (!ts) return "never";
   const s = Math.round((Date.now() - new Date(ts).getTime()) / 1000);
   if (s < 45) return "just now";
@@ -214,14 +234,14 @@ function ago(ts) {
 }
 
 /** A <time> with the relative text and the exact moment on hover. @param {string} ts */
-function timeEl(ts) {
+export function timeEl(ts) {
   return el("time", { dateTime: ts, title: new Date(ts).toLocaleString(), textContent: ago(ts) });
 }
 
 // ---- router and layout ----------------------------------------------------
 
 /** show displays one page (a section of <main>). @param {string} id */
-function show(id) {
+export function show(id) {
   for (const s of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("main > section"))) s.hidden = s.id !== id;
   const signedOut = ["login", "auth-totp", "auth-password"].includes(id) || (id === "invite" && !me);
   document.body.classList.toggle("signed-out", signedOut);
@@ -238,11 +258,11 @@ function show(id) {
 }
 
 /** Hooks run when the page changes (pages stop their timers and sockets). */
-const leaveHooks = [];
+export const leaveHooks = [];
 /** @param {string} id */
-function pageLeave(id) { for (const h of leaveHooks) h(id); }
+export function pageLeave(id) { for (const h of leaveHooks) h(id); }
 
-async function boot() {
+export async function boot() {
   try {
     me = await call("GET", "/api/me");
   } catch (err) {
@@ -268,7 +288,7 @@ async function boot() {
   route();
 }
 
-function invitePath() {
+export function invitePath() {
   const m = location.pathname.match(/^\/invite\/([A-Za-z0-9_-]+)$/);
   return m && m[1];
 }
@@ -276,7 +296,7 @@ function invitePath() {
 // openInvite shows what an invitation link is for: join (signed in as the
 // invited address), sign in first, or create the account.
 /** @param {string} token */
-async function openInvite(token) {
+export async function openInvite(token) {
   show("invite");
   for (const id of ["#invite-accept", "#invite-signin", "#invite-signup"]) $(id).hidden = true;
   let inv;
@@ -307,7 +327,7 @@ async function openInvite(token) {
 let inviteToken = "";
 
 /** route shows the page of the current URL. */
-function route() {
+export function route() {
   const p = location.pathname;
   const inv = invitePath();
   if (inv) { openInvite(inv); return; }
@@ -324,7 +344,7 @@ function route() {
 }
 
 /** go navigates inside the dashboard (history entry, then the page). @param {string} path */
-function go(path) {
+export function go(path) {
   if (path !== location.pathname + location.search) history.pushState({}, "", path);
   route();
   window.scrollTo(0, 0);
@@ -332,7 +352,7 @@ function go(path) {
 
 // showWorkerStatus tells, on the apps page and next to Deploy, when no
 // worker is online: deployments would wait in the queue.
-async function showWorkerStatus() {
+export async function showWorkerStatus() {
   try {
     const { online, message } = await call("GET", "/api/workers/online");
     for (const p of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll(".no-worker"))) {
@@ -344,7 +364,7 @@ async function showWorkerStatus() {
 }
 
 /** @param {string} url */
-function appLink(url) {
+export function appLink(url) {
   return el("a", { href: url, textContent: url.replace(/^https?:\/\//, ""), target: "_blank", rel: "noopener" });
 }
 
@@ -374,13 +394,13 @@ function appCard(a) {
 }
 
 /** @param {any} a */
-function frameworkLabel(a) {
+export function frameworkLabel(a) {
   if (a.image) return "prebuilt image";
   if (a.framework === "auto") return "framework auto-detected";
-  return (typeof frameworkNames !== "undefined" && frameworkNames[a.framework]) || a.framework;
+  return frameworkNames[a.framework] || a.framework;
 }
 
-async function listApps() {
+export async function listApps() {
   show("apps");
   document.title = "Apps · WiseHosting";
   const list = $("#app-list");
@@ -410,7 +430,7 @@ async function listApps() {
   } catch (err) { showError(err); }
 }
 
-function openNewApp() {
+export function openNewApp() {
   show("new-app");
   if (!team) { go("/"); return; }
   const f = /** @type {HTMLFormElement} */ ($("#app-form"));
@@ -421,7 +441,7 @@ function openNewApp() {
 }
 
 /** @param {string} slug */
-function slugPreview(slug) {
+export function slugPreview(slug) {
   const base = me && me.subdomain_base;
   $("#slug-preview").textContent = base ? `${slug || "<slug>"}.${base}` : (slug || "<slug>");
 }
@@ -456,7 +476,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const order = ["system", "light", "dark"];
     const next = order[(order.indexOf(document.documentElement.dataset.themeChoice || "system") + 1) % 3];
     try { localStorage.setItem("theme", next); } catch (_) { /* storage off */ }
-    window.themeApply();
+    /** @type {any} */ (window).themeApply();
   });
   document.addEventListener("themechange", themeLabel);
   themeLabel();

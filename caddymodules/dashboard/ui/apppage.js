@@ -1,25 +1,31 @@
-"use strict";
+// @ts-check
 // An app's page: header, tabs (each its own URL: /apps/<id>/<tab>),
 // overview, deployments with the build log, domains, environment and the
 // danger zone. Logs, metrics and alerts tabs are drawn by ops.js; settings
-// by git.js. Uses the helpers of app.js.
+// by git.js.
+import { $, ago, appLink, call, el, frameworkLabel, go, leaveHooks, onSubmit, show, showError, showWorkerStatus, timeEl, toast } from "./app.js";
+import { gitOpenApp } from "./git.js";
+import { liveClose, liveConnect, loadAlerts, openMetrics, renderWebhooks } from "./ops.js";
+import { routesOpenApp } from "./routes.js";
 
 /** @type {any} */
-let current = null;
+export let current = null;
+/** @param {any} v */
+export function setCurrent(v) { current = v; }
 /** @type {any[]} */
 let deployments = [];
 const appTabs = ["overview", "deployments", "logs", "metrics", "alerts", "domains", "environment", "settings", "danger"];
 const tabTitles = { overview: "Overview", deployments: "Deployments", logs: "Logs", metrics: "Metrics", alerts: "Alerts", domains: "Domains", environment: "Environment", settings: "Settings", danger: "Danger zone" };
-let currentTab = "";
+export let currentTab = "";
 
 /** @param {string} status */
-function badge(status, cls) { return el("span", { className: `badge ${cls || status}`, textContent: status }); }
+export function badge(status, cls) { return el("span", { className: `badge ${cls || status}`, textContent: status }); }
 
 /**
  * openApp shows app id at tab; the app is read again on every visit.
  * @param {number} id @param {string} tab
  */
-async function openApp(id, tab) {
+export async function openApp(id, tab) {
   if (!appTabs.includes(tab)) tab = "overview";
   const same = current && current.id === id && !$("#app").hidden;
   show("app");
@@ -61,9 +67,8 @@ function tabLeave(prev, next) {
   if (prev === "deployments" && next !== "deployments") stopFollow();
 }
 
-leaveHooks.push((id) => { if (id !== "app") { tabLeave(currentTab, ""); currentTab = ""; } });
 
-function renderAppHeader() {
+export function renderAppHeader() {
   const a = current;
   $("#app-name").textContent = a.name;
   $("#crumb-app").textContent = a.name;
@@ -74,7 +79,7 @@ function renderAppHeader() {
 }
 
 /** setAppStatus updates the app's badge (the header) from one source. @param {string} s */
-function setAppStatus(s) {
+export function setAppStatus(s) {
   if (current) current.status = s;
   const b = $("#app-status");
   b.textContent = s;
@@ -82,7 +87,7 @@ function setAppStatus(s) {
 }
 
 /** refreshApp reads the app again and redraws what shows its state. */
-async function refreshApp() {
+export async function refreshApp() {
   current = await call("GET", `/api/apps/${current.id}`);
   renderAppHeader();
 }
@@ -103,7 +108,9 @@ async function loadOverview() {
   $("#overview-stats").replaceChildren(
     stat("Status", badge(a.status), a.status === "running" ? "serving traffic" : statusHint(a.status)),
     stat("URL", url ? appLink(url) : "none yet", a.urls && a.urls.length > 1 ? `+ ${a.urls.length - 1} custom domain(s)` : ""),
-    stat("Worker", a.worker || "not placed", a.zone ? `zone ${a.zone}` : ""),
+    a.replicas > 1 ? stat("Instances", `${(a.instances || []).filter((i) => i.status === "running").length} of ${a.replicas} running`,
+      [...new Set((a.instances || []).map((i) => i.worker).filter(Boolean))].join(", ") || "not placed")
+      : stat("Worker", a.worker || "not placed", a.zone ? `zone ${a.zone}` : ""),
     stat("Resources", `${a.cpu_millis}m CPU · ${a.memory_mb} MB`, `${frameworkLabel(a)}${a.port ? " · port " + a.port : ""}`));
   $("#overview-live").replaceChildren(live ? badge("live") : "");
   $("#overview-current").replaceChildren(live ? deploymentSummary(live)
@@ -266,7 +273,7 @@ function setProgress(pct, status) {
 }
 
 /** deploy starts a deployment (or a rollback to rollbackOf) and follows it. @param {number} [rollbackOf] */
-async function deploy(rollbackOf) {
+export async function deploy(rollbackOf) {
   const btn = $("#deploy");
   btn.disabled = true;
   try {
@@ -321,7 +328,7 @@ function parseDotenv(text) {
 // ---- domains ----------------------------------------------------------------
 
 /** @param {string} text @param {string} what */
-function copyButton(text, what) {
+export function copyButton(text, what) {
   const b = el("button", { type: "button", className: "small", textContent: "Copy" });
   b.setAttribute("aria-label", `Copy ${what}`);
   b.addEventListener("click", async () => {
@@ -384,6 +391,7 @@ async function loadDomains() {
 // ---- wiring -----------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
+  leaveHooks.push((id) => { if (id !== "app") { tabLeave(currentTab, ""); currentTab = ""; } });
   $("#deploy").addEventListener("click", () => deploy());
   $("#log-wrap").addEventListener("change", (e) => $("#log").classList.toggle("wrap", /** @type {HTMLInputElement} */ (e.target).checked));
   $("#log-jump").addEventListener("click", () => { const pre = $("#log"); pre.scrollTop = pre.scrollHeight; $("#log-follow").hidden = true; });

@@ -1,8 +1,10 @@
-"use strict";
+// @ts-check
 // Sign-in beyond passwords (OAuth providers, two-factor codes, the forced
 // password change) and the Security page: password, two-factor setup with
 // a QR code drawn by the server, sessions and API tokens.
-// Uses the helpers of app.js.
+import { $, ago, boot, call, csrf, el, me, onSubmit, setCsrf, setMe, show, showError, team, timeEl } from "./app.js";
+import { copyButton } from "./apppage.js";
+import { action, td } from "./ops.js";
 
 /** @param {string} id @param {...Node} children */
 function authSection(id, ...children) {
@@ -56,7 +58,7 @@ function totpStep() {
     form("", [field("Code", "code", "text", { autocomplete: "one-time-code", maxLength: 40 }),
       el("div", { className: "form-actions" }, el("button", { type: "submit", className: "primary", textContent: "Continue" }), cancelButton())], async (d, f) => {
       const r = await call("POST", "/api/login/totp", codeBody(d.code));
-      csrf = r.csrf_token;
+      setCsrf(r.csrf_token);
       f.reset();
       await boot();
     }));
@@ -67,7 +69,7 @@ function cancelButton() {
   const b = el("button", { className: "link", type: "button", textContent: "Cancel and sign out" });
   b.addEventListener("click", async () => {
     try { await call("POST", "/api/logout"); } catch (_) { /* signed out anyway */ }
-    csrf = ""; me = null; show("login");
+    setCsrf(""); setMe(null); show("login");
   });
   return b;
 }
@@ -98,16 +100,16 @@ function passwordScreen() {
 
 // Called by app.js when /api/me answers 401: true when a code is needed.
 /** @param {any} err */
-function authOnUnauthorized(err) {
+export function authOnUnauthorized(err) {
   if (!err.data || !err.data.mfa_required) return false;
-  csrf = err.data.csrf_token || csrf;
+  setCsrf(err.data.csrf_token || csrf);
   show("auth-totp");
   /** @type {HTMLInputElement} */ ($("#auth-totp input")).focus();
   return true;
 }
 
 // Called by app.js when the signed-in user must replace the password.
-function authForcePassword() { show("auth-password"); }
+export function authForcePassword() { show("auth-password"); }
 
 /** @param {string[]} codes */
 function codesList(codes) {
@@ -120,7 +122,7 @@ function card(title, ...children) {
   return el("div", { className: "card" }, el("h2", { textContent: title }), ...children);
 }
 
-async function security() {
+export async function security() {
   show("auth-security");
   const box = $("#security-body");
   box.replaceChildren(el("p", { className: "muted loading", textContent: "Loading" }));
@@ -186,7 +188,7 @@ async function security() {
   const rows = sessions.map((s) => {
     const revoke = action(s.current ? "Sign out" : "Revoke", async () => {
       await call("DELETE", `/api/sessions/${s.id}`);
-      if (s.current) { csrf = ""; me = null; show("login"); return; }
+      if (s.current) { setCsrf(""); setMe(null); show("login"); return; }
       security();
       return "Session revoked.";
     }, "link danger", `${s.current ? "Sign out" : "Revoke"} the session of ${s.device} from ${s.ip}`);

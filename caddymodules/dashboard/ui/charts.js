@@ -1,9 +1,12 @@
-"use strict";
+// @ts-check
 // Time-series charts drawn with uPlot (vendor/uplot, MIT, v1.6.32): a
 // canvas with real time axes over the chosen span, readable axis text,
 // units picked from the data, a hover legend with values, and a dashed
 // limit line. uPlot styles elements through the CSSOM only, which the
-// page's strict CSP allows.
+// page's strict CSP allows. uPlot itself is a classic script (a global).
+import { el } from "./app.js";
+/** @returns {any} uPlot's constructor (vendor/uplot, a global). */
+const uPlotClass = () => /** @type {any} */ (window).uPlot;
 
 /** Colours of the current theme, read from the CSS tokens. */
 function chartColors() {
@@ -13,14 +16,14 @@ function chartColors() {
 }
 
 /** @param {number} n */
-function fmtBytes(n) {
+export function fmtBytes(n) {
   const units = ["B", "KB", "MB", "GB", "TB"];
   let i = 0;
   while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
   return `${n >= 100 || i === 0 || Number.isInteger(n) ? Math.round(n) : n.toFixed(1)} ${units[i]}`;
 }
 /** @param {number} n */
-const fmtPct = (n) => `${n >= 10 || Number.isInteger(n) ? Math.round(n) : n.toFixed(1)}%`;
+export const fmtPct = (n) => `${n >= 10 || Number.isInteger(n) ? Math.round(n) : n.toFixed(1)}%`;
 
 /**
  * byteTicks picks byte-sized ticks (powers of 1024 times 1, 2, 5) so no
@@ -46,7 +49,7 @@ const liveCharts = new Set();
  * the units; limit draws a dashed line at that value.
  * @param {{title: string, sub?: string, from: number, to: number, times: number[], series: {name: string, values: number[]}[], kind: "bytes"|"pct", limit?: {value: number, label: string}|null}} o
  */
-function timeChart(o) {
+export function timeChart(o) {
   const box = el("div", { className: "chart", attrs: { role: "img", "aria-label": `${o.title} chart` } });
   const fig = el("figure", { className: "chart-box" }, el("figcaption", {}, el("span", { textContent: o.title }), o.sub ? el("span", { className: "muted", textContent: o.sub }) : ""), box);
   const fmt = o.kind === "bytes" ? fmtBytes : fmtPct;
@@ -82,7 +85,7 @@ function timeChart(o) {
       },
     };
     box.replaceChildren();
-    return new uPlot(opts, data, box);
+    return new (uPlotClass())(opts, data, box);
   };
   const entry = { box, build, plot: null };
   // Drawn once in the page (its width is known then).
@@ -91,7 +94,7 @@ function timeChart(o) {
 }
 
 /** dropCharts forgets charts no longer in the page. */
-function dropCharts() {
+export function dropCharts() {
   for (const c of liveCharts) if (!c.box.isConnected) { if (c.plot) c.plot.destroy(); liveCharts.delete(c); }
 }
 
@@ -100,7 +103,7 @@ function redrawCharts() {
   for (const c of liveCharts) { if (c.plot) c.plot.destroy(); c.plot = c.build(); }
 }
 
-document.addEventListener("themechange", () => { if (typeof uPlot !== "undefined") redrawCharts(); });
+document.addEventListener("themechange", () => { if (uPlotClass()) redrawCharts(); });
 let resizeTimer = 0;
 window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = window.setTimeout(redrawCharts, 150); });
 
@@ -108,7 +111,7 @@ window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer
  * barList draws one horizontal bar per row (team usage by app).
  * @param {string} title @param {{name: string, value: number}[]} rows @param {(n: number) => string} fmt
  */
-function barList(title, rows, fmt) {
+export function barList(title, rows, fmt) {
   const max = Math.max(1e-9, ...rows.map((r) => r.value));
   return el("figure", { className: "chart-box" }, el("figcaption", { textContent: title }),
     el("div", { className: "bars", attrs: { role: "list" } }, ...rows.map((r) => {

@@ -1,13 +1,16 @@
-"use strict";
+// @ts-check
 // Git providers: connections on the team page, the repository picker of
 // the new-app form, and an app's webhook, deploy token and settings.
+import { $, call, clearFieldErrors, el, fieldError, onSubmit, showError, slugify, slugPreview, team, toast } from "./app.js";
+import { current, renderAppHeader, setCurrent } from "./apppage.js";
+import { canAdmin } from "./ops.js";
 
-const providerNames = { github: "GitHub", gitlab: "GitLab", bitbucket: "Bitbucket", codeberg: "Codeberg / Gitea / Forgejo" };
-const frameworkNames = { nextjs: "Next.js", vite: "Vite", node: "Node.js", go: "Go", python: "Python", static: "a static site", dockerfile: "a Dockerfile" };
+export const providerNames = { github: "GitHub", gitlab: "GitLab", bitbucket: "Bitbucket", codeberg: "Codeberg / Gitea / Forgejo" };
+export const frameworkNames = { nextjs: "Next.js", vite: "Vite", node: "Node.js", go: "Go", python: "Python", static: "a static site", dockerfile: "a Dockerfile" };
 
 // ---- team page: connections --------------------------------------------
 
-async function loadGitConnections() {
+export async function loadGitConnections() {
   const box = $("#git-connections");
   const { connections } = await call("GET", `/api/teams/${team}/git/connections`);
   box.replaceChildren(...connections.map((c) => {
@@ -43,7 +46,7 @@ async function loadGitConnections() {
 
 const picker = { conn: 0, page: 1, repo: null };
 
-async function gitNewAppInit() {
+export async function gitNewAppInit() {
   const sel = $("#app-conn");
   try {
     const { connections } = await call("GET", `/api/teams/${team}/git/connections`);
@@ -117,7 +120,7 @@ async function gitDetect() {
 }
 
 // gitAppPayload turns the new-app form into the create request.
-function gitAppPayload(d) {
+export function gitAppPayload(d) {
   delete d.repo_branch;
   const kind = d.source_kind;
   delete d.source_kind;
@@ -141,7 +144,7 @@ function gitAppPayload(d) {
 // A webhook secret shown once, kept until the app page shows it.
 let shownOnce = null;
 
-function gitAfterCreate(app) { shownOnce = app.hook && app.hook.secret ? app.hook : null; }
+export function gitAfterCreate(app) { shownOnce = app.hook && app.hook.secret ? app.hook : null; }
 
 // ---- app page: webhook, deploy token, settings ----------------------------
 
@@ -156,7 +159,7 @@ function renderHook(h) {
   if (h.steps && !h.installed) box.append(el("ol", {}, ...h.steps.map((s) => el("li", { textContent: s }))));
 }
 
-async function gitOpenApp() {
+export async function gitOpenApp() {
   const a = current;
   const s = $("#settings-form");
   clearFieldErrors(s);
@@ -173,6 +176,7 @@ async function gitOpenApp() {
   s.elements.fork_previews.checked = a.fork_previews;
   s.elements.cpu_millis.value = a.cpu_millis;
   s.elements.memory_mb.value = a.memory_mb;
+  s.elements.replicas.value = a.replicas || 1;
   s.elements.git_repo.value = a.git_repo;
   $("#set-repo-field").hidden = !!a.image || !!a.git_connection_id;
   s.elements.git_branch.closest(".field").hidden = !!a.image;
@@ -228,26 +232,28 @@ document.addEventListener("DOMContentLoaded", () => {
       body.registry_username = d.registry_username;
       body.registry_password = d.registry_password;
     }
-    current = await call("PATCH", `/api/apps/${current.id}`, body);
+    setCurrent(await call("PATCH", `/api/apps/${current.id}`, body));
     renderAppHeader(); gitOpenApp();
     return "Image saved: deploy to use it.";
   });
   onSubmit($("#token-form"), async (d, f) => {
     await call("PUT", `/api/apps/${current.id}/git-token`, d);
-    f.reset(); current = await call("GET", `/api/apps/${current.id}`); gitOpenApp();
+    f.reset(); setCurrent(await call("GET", `/api/apps/${current.id}`)); gitOpenApp();
     return "Deploy token saved.";
   });
   onSubmit($("#settings-form"), async (_d, f) => {
-    const e = f.elements;
+    const e = /** @type {any} */ (f.elements);
+    /** @type {Record<string, any>} */
     const body = { git_branch: e.git_branch.value, framework: e.framework.value, port: Number(e.port.value),
       health_path: e.health_path.value, root_dir: e.root_dir.value, dockerfile: e.dockerfile.value,
       build_command: e.build_command.value, start_command: e.start_command.value, auto_deploy: e.auto_deploy.checked, previews: e.previews.checked,
       fork_previews: e.fork_previews.checked, cpu_millis: Number(e.cpu_millis.value), memory_mb: Number(e.memory_mb.value) };
     if (current.image) delete body.git_branch; // an image has no branch
+    if (Number(e.replicas.value) !== (current.replicas || 1)) body.replicas = Number(e.replicas.value);
     if (!current.image && !current.git_connection_id && e.git_repo.value !== current.git_repo) body.git_repo = e.git_repo.value;
     const v = await call("PATCH", `/api/apps/${current.id}`, body);
     if (v.hook) shownOnce = v.hook;
-    current = await call("GET", `/api/apps/${current.id}`);
+    setCurrent(await call("GET", `/api/apps/${current.id}`));
     renderAppHeader(); gitOpenApp();
     $("#settings-saved").hidden = false;
     return "Settings saved. They apply from the next deployment.";

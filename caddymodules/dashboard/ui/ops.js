@@ -1,13 +1,16 @@
-"use strict";
+// @ts-check
 // Operations views: an app's runtime logs, metrics, alerts and webhooks
-// tabs; the Team and Workers pages. Uses the helpers of app.js and
-// charts.js, and `current` of apppage.js.
+// tabs; the Team and Workers pages.
+import { $, ago, call, el, formData, linkSlug, me, onSubmit, setTeam, show, showError, team, timeEl, toast } from "./app.js";
+import { copyButton, current, currentTab } from "./apppage.js";
+import { barList, dropCharts, fmtBytes, fmtPct, timeChart } from "./charts.js";
+import { loadGitConnections } from "./git.js";
 
 function myRole() {
   const t = me && me.teams.find((x) => x.id === Number(team));
   return t ? t.role : "";
 }
-const canAdmin = () => ["owner", "admin"].includes(myRole());
+export const canAdmin = () => ["owner", "admin"].includes(myRole());
 
 /** @param {HTMLElement} box @param {string} [text] */
 function loading(box, text) {
@@ -18,7 +21,7 @@ function loading(box, text) {
  * action is a button that is disabled while fn runs; done is toasted.
  * @param {string} label @param {() => Promise<string|void>} fn @param {string} [className] @param {string} [ariaLabel]
  */
-function action(label, fn, className, ariaLabel) {
+export function action(label, fn, className, ariaLabel) {
   const b = el("button", { className: className || "link", textContent: label, type: "button" });
   if (ariaLabel) b.setAttribute("aria-label", ariaLabel);
   b.addEventListener("click", async () => {
@@ -29,8 +32,8 @@ function action(label, fn, className, ariaLabel) {
   return b;
 }
 
-/** @param {string} label @param {Node|string} content */
-function td(label, ...content) { return el("td", { attrs: { "data-label": label } }, ...content); }
+/** @param {string} label @param {...(Node|string)} content */
+export function td(label, ...content) { return el("td", { attrs: { "data-label": label } }, ...content); }
 
 // ---- metrics ----------------------------------------------------------------
 
@@ -78,7 +81,7 @@ function rangePicker(box, onPick, initial) {
 
 let usageRange = "24h";
 
-function openMetrics() {
+export function openMetrics() {
   rangePicker($("#usage-ranges"), (r) => { usageRange = r; loadAppUsage(); }, usageRange);
   loadAppUsage();
 }
@@ -126,12 +129,12 @@ function appendLive(lines) {
   if (atBottom) pre.scrollTop = pre.scrollHeight;
 }
 
-function liveClose() {
+export function liveClose() {
   liveWanted = false;
   if (liveWS) { const ws = liveWS; liveWS = null; ws.close(1000); }
 }
 
-function liveConnect() {
+export function liveConnect() {
   liveClose();
   liveWanted = true;
   $("#logs-older").hidden = true;
@@ -225,7 +228,9 @@ function parseDuration(s) {
 function fmtDuration(s) {
   if (!s) return "0s";
   const parts = [];
-  for (const [n, u] of [[86400, "d"], [3600, "h"], [60, "m"], [1, "s"]]) {
+  /** @type {[number, string][]} */
+  const units = [[86400, "d"], [3600, "h"], [60, "m"], [1, "s"]];
+  for (const [n, u] of units) {
     if (s >= n) { parts.push(`${Math.floor(s / n)}${u}`); s %= n; }
   }
   return parts.join(" ");
@@ -238,7 +243,7 @@ function alertItem(a, withApp) {
     el("div", { className: "muted small", textContent: `fired ${ago(a.fired_at)}` + (a.resolved_at ? `, resolved ${ago(a.resolved_at)}` : "") })));
 }
 
-async function loadAlerts() {
+export async function loadAlerts() {
   const [{ alerts }, { rules }] = await Promise.all([
     call("GET", `/api/apps/${current.id}/alerts`), call("GET", `/api/apps/${current.id}/alert-rules`)]);
   const list = $("#alert-list");
@@ -268,7 +273,7 @@ function ruleKindChanged() {
   const k = alertKinds[/** @type {HTMLSelectElement} */ (f.elements.namedItem("kind")).value];
   const th = /** @type {HTMLInputElement} */ (f.elements.namedItem("threshold"));
   th.disabled = !k.unit;
-  th.closest(".field").hidden = !k.unit;
+  /** @type {HTMLElement} */ (th.closest(".field")).hidden = !k.unit;
   th.required = !!k.unit;
   $("#rule-threshold-label").textContent = k.unit ? `Threshold (${k.unit})` : "Threshold";
   $("#rule-hint").textContent = `Alerts when ${k.hint} for at least the time given (e.g. 90s, 2m, 1h).`;
@@ -287,7 +292,7 @@ const eventName = (e) => eventNames[e] || e;
 
 let hookSeq = 0;
 /** @param {HTMLElement} box @param {number} appId */
-async function renderWebhooks(box, appId) {
+export async function renderWebhooks(box, appId) {
   if (!canAdmin()) {
     box.replaceChildren(el("p", { className: "muted", textContent: "Owners and admins of the team manage webhooks." }));
     return;
@@ -336,7 +341,7 @@ async function renderWebhooks(box, appId) {
   group.addEventListener("change", (ev) => {
     const t = /** @type {HTMLInputElement} */ (ev.target);
     const all = group.querySelector('input[value="*"]');
-    if (t.value === "*" && t.checked) for (const c of group.querySelectorAll("input")) { if (c !== t) c.checked = false; }
+    if (t.value === "*" && t.checked) for (const c of group.querySelectorAll("input")) { if (c !== t) /** @type {HTMLInputElement} */ (c).checked = false; }
     else if (t.checked && all) all.checked = false;
   });
   const form = el("form", { className: "hook-form" },
@@ -368,7 +373,7 @@ function showSecret(box, secret, text) {
 
 // ---- team page ------------------------------------------------------------------
 
-async function openTeam() {
+export async function openTeam() {
   show("team-page");
   const t = me.teams.find((x) => x.id === Number(team));
   $("#team-title").textContent = t ? `${t.name}` : "No team yet";
@@ -473,7 +478,7 @@ function drainButton(w) {
   }, "link", `${draining ? "Resume" : "Drain"} ${w.name}`);
 }
 
-async function openWorkers() {
+export async function openWorkers() {
   show("workers-page");
   const body = $("#worker-list tbody");
   if (!me.user.is_admin) {
@@ -506,7 +511,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#logs-download").addEventListener("click", downloadLogs);
   $("#logs-wrap").addEventListener("change", (e) => $("#runtime-log").classList.toggle("wrap", /** @type {HTMLInputElement} */ (e.target).checked));
   const rf = /** @type {HTMLFormElement} */ ($("#rule-form"));
-  rf.elements.namedItem("kind").addEventListener("change", ruleKindChanged);
+  /** @type {HTMLSelectElement} */ (rf.elements.namedItem("kind")).addEventListener("change", ruleKindChanged);
   ruleKindChanged();
   onSubmit(rf, async (d, f) => {
     const sustain = parseDuration(d.sustain || "");
@@ -543,7 +548,7 @@ document.addEventListener("DOMContentLoaded", () => {
     me.teams.push(t);
     $("#team").append(el("option", { value: t.id, textContent: t.name }));
     /** @type {HTMLSelectElement} */ ($("#team")).value = String(t.id);
-    team = t.id;
+    setTeam(t.id);
     try { localStorage.setItem("team", String(team)); } catch (_) { /* storage off */ }
     await openTeam();
     return `Team ${t.name} created.`;

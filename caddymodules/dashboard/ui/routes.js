@@ -1,7 +1,8 @@
-"use strict";
+// @ts-check
 // An app's routes: path prefixes with port, protocol, weight (traffic split
-// within a prefix) and strip_prefix. Uses call, el, $, showError and
-// current from app.js.
+// within a prefix) and strip_prefix.
+import { $, call, el, onSubmit, showError, toast } from "./app.js";
+import { current } from "./apppage.js";
 
 async function loadRoutes() {
   const { routes } = await call("GET", `/api/apps/${current.id}/routes`);
@@ -29,7 +30,7 @@ async function loadRoutes() {
   }));
 }
 
-function routesOpenApp() {
+export function routesOpenApp() {
   $("#route-form input[name=port]").value = current.port || "";
   loadRoutes().catch(showError);
 }

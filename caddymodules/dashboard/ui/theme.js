@@ -1,8 +1,9 @@
-"use strict";
+// @ts-check
 // Colour theme, applied before the page paints: the person's choice
 // (localStorage "theme": light or dark) or else the system's setting,
-// followed live. app.js wires the toggle (themeCycle).
+// followed live. app.js wires the toggle.
 (function () {
+  "use strict";
   const media = window.matchMedia("(prefers-color-scheme: dark)");
   function apply() {
     let choice = "system";
@@ -13,6 +14,6 @@
     document.dispatchEvent(new CustomEvent("themechange"));
   }
   media.addEventListener("change", apply);
-  window.themeApply = apply;
+  /** @type {any} */ (window).themeApply = apply;
   apply();
 })();
