@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -49,6 +50,10 @@ type App struct {
 	MaxAge caddy.Duration `json:"max_age,omitempty"`
 	// S3 receives a copy of every backup.
 	S3 *backup.S3 `json:"s3,omitempty"`
+	// AgeRecipient (age1…), when set, encrypts backups to this age
+	// recipient instead of the master secret's key: restoring then needs
+	// its identity (backup restore --age-identity), kept offline.
+	AgeRecipient string `json:"age_recipient,omitempty"`
 
 	wh     *core.App
 	logger *zap.Logger
@@ -78,6 +83,11 @@ func (a *App) Resolve() error {
 		}
 		if err := a.S3.Validate(); err != nil {
 			return fmt.Errorf("%s: %w", AppName, err)
+		}
+	}
+	if a.AgeRecipient != "" {
+		if _, err := age.ParseX25519Recipient(a.AgeRecipient); err != nil {
+			return fmt.Errorf("%s: age_recipient: %w", AppName, err)
 		}
 	}
 	if a.Keep < 0 || a.MaxAge < 0 || a.Every < 0 {
@@ -153,7 +163,7 @@ func Take(ctx context.Context, wh *core.App, s *App, now time.Time, logger *zap.
 			return "", err
 		}
 	}
-	p, err := backup.Create(ctx, backup.Target{URL: wh.DatabaseURL, Password: wh.DatabasePassword}, kr, s.Dir, now)
+	p, err := backup.CreateFor(ctx, backup.Target{URL: wh.DatabaseURL, Password: wh.DatabasePassword}, kr, s.AgeRecipient, s.Dir, now)
 	if err != nil {
 		return "", err
 	}
@@ -180,6 +190,7 @@ func Take(ctx context.Context, wh *core.App, s *App, now time.Time, logger *zap.
 //		dir     /var/lib/wisehosting/backups
 //		keep    14
 //		max_age 30d
+//		age_recipient age1…   # instead of the master secret's key
 //		s3 {
 //			endpoint          s3.eu-central-1.amazonaws.com
 //			bucket            wisehosting-backups
@@ -246,6 +257,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 			}
 		case "dir":
 			a.Dir = val
+		case "age_recipient":
+			a.AgeRecipient = val
 		case "keep":
 			var n int
 			if _, err := fmt.Sscan(val, &n); err != nil || n < 1 {

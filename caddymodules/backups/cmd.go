@@ -30,7 +30,8 @@ encrypts it with a key derived from the master secret into
 configured it uploads a copy, then removes what the retention (keep,
 max_age) no longer keeps, locally and in S3. "list" shows the backups in
 dir and in S3, newest first. "restore <file or name>" decrypts a backup
-(a file, or a name from "list", fetched from S3 when it is not in dir)
+(a file, or a name from "list", fetched from S3 when it is not in dir;
+one encrypted to the app's age_recipient needs --age-identity FILE)
 and restores it into the configured database, which must be empty; then
 start the control plane on it with the same master secret.
 
@@ -43,6 +44,7 @@ credential s3_secret_access_key wins).`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().StringP("config", "c", "", "Caddyfile or JSON config holding the wisehosting app")
 			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter (default: caddyfile for files named *Caddyfile*)")
+			cmd.Flags().String("age-identity", "", "restore: file with the age identity of the backups' age_recipient")
 			cmd.Flags().String("dir", "", "where backups are written and listed (default: the app's dir, /var/lib/wisehosting/backups)")
 			cmd.Args = cobra.RangeArgs(1, 2)
 			cmd.RunE = core.RunCode("backup", cmdBackup)
@@ -149,7 +151,7 @@ func cmdBackup(fl caddycmd.Flags) (int, error) {
 				return caddy.ExitCodeFailedStartup, err
 			}
 		}
-		if err := backup.Restore(ctx, p, backup.Target{URL: wh.DatabaseURL, Password: wh.DatabasePassword}, kr); err != nil {
+		if err := backup.RestoreWith(ctx, p, backup.Target{URL: wh.DatabaseURL, Password: wh.DatabasePassword}, kr, fl.String("age-identity")); err != nil {
 			return caddy.ExitCodeFailedStartup, err
 		}
 		fmt.Println("restored", args[1])

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/wisehosting/wisehosting/internal/secrets"
@@ -60,9 +62,26 @@ func (t Target) pgArgs() (string, []string, error) {
 	return u.String(), env, nil
 }
 
+// ageHeader opens backups encrypted to an age recipient.
+const ageHeader = "WISEHOSTING-BACKUP-AGE 1\n"
+
 // Create dumps the database into dir as wisehosting-<UTC time>.whbackup
 // (mode 0600) and returns its path.
 func Create(ctx context.Context, db Target, kr *secrets.Keyring, dir string, now time.Time) (string, error) {
+	return CreateFor(ctx, db, kr, "", dir, now)
+}
+
+// CreateFor is Create that, with an age recipient (age1…), encrypts to
+// that recipient instead of the master secret's key: restoring then needs
+// the recipient's identity, not the secret.
+func CreateFor(ctx context.Context, db Target, kr *secrets.Keyring, recipient, dir string, now time.Time) (string, error) {
+	var rcpt age.Recipient
+	if recipient != "" {
+		var err error
+		if rcpt, err = age.ParseX25519Recipient(recipient); err != nil {
+			return "", fmt.Errorf("age recipient: %w", err)
+		}
+	}
 	dsn, env, err := db.pgArgs()
 	if err != nil {
 		return "", err
@@ -75,9 +94,25 @@ func Create(ctx context.Context, db Target, kr *secrets.Keyring, dir string, now
 	if err != nil {
 		return "", fmt.Errorf("pg_dump: %v: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	sealed, err := kr.Encrypt(purpose, dump, []byte(header))
-	if err != nil {
-		return "", err
+	var content []byte
+	if rcpt != nil {
+		var buf bytes.Buffer
+		buf.WriteString(ageHeader)
+		w, err := age.Encrypt(&buf, rcpt)
+		if err != nil {
+			return "", err
+		}
+		w.Write(dump)
+		if err := w.Close(); err != nil {
+			return "", err
+		}
+		content = buf.Bytes()
+	} else {
+		sealed, err := kr.Encrypt(purpose, dump, []byte(header))
+		if err != nil {
+			return "", err
+		}
+		content = []byte(header + sealed + "\n")
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
@@ -87,7 +122,7 @@ func Create(ctx context.Context, db Target, kr *secrets.Keyring, dir string, now
 	if err != nil {
 		return "", err
 	}
-	if _, err := f.WriteString(header + sealed + "\n"); err != nil {
+	if _, err := f.Write(content); err != nil {
 		f.Close()
 		os.Remove(path)
 		return "", err
@@ -130,17 +165,46 @@ func List(dir string) ([]Info, error) {
 // be empty (no table in the public schema): a restore never mixes with
 // live data.
 func Restore(ctx context.Context, path string, db Target, kr *secrets.Keyring) error {
+	return RestoreWith(ctx, path, db, kr, "")
+}
+
+// RestoreWith is Restore that opens backups encrypted to an age recipient
+// with the identities (AGE-SECRET-KEY-1…) in the file identityFile.
+func RestoreWith(ctx context.Context, path string, db Target, kr *secrets.Keyring, identityFile string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	body, ok := strings.CutPrefix(string(b), header)
-	if !ok {
-		return fmt.Errorf("%s is not a WiseHosting backup", path)
-	}
-	dump, err := kr.Decrypt(purpose, strings.TrimSpace(body), []byte(header))
-	if err != nil {
-		return fmt.Errorf("decrypting %s (is this the master secret it was made with?): %w", path, err)
+	var dump []byte
+	if body, ok := bytes.CutPrefix(b, []byte(ageHeader)); ok {
+		if identityFile == "" {
+			return fmt.Errorf("%s is encrypted to an age recipient: give its identity file (--age-identity)", path)
+		}
+		idf, err := os.Open(identityFile)
+		if err != nil {
+			return err
+		}
+		ids, err := age.ParseIdentities(idf)
+		idf.Close()
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", identityFile, err)
+		}
+		r, err := age.Decrypt(bytes.NewReader(body), ids...)
+		if err != nil {
+			return fmt.Errorf("decrypting %s (is this the identity of its recipient?): %w", path, err)
+		}
+		if dump, err = io.ReadAll(r); err != nil {
+			return fmt.Errorf("decrypting %s: %w", path, err)
+		}
+	} else {
+		body, ok := strings.CutPrefix(string(b), header)
+		if !ok {
+			return fmt.Errorf("%s is not a WiseHosting backup", path)
+		}
+		dump, err = kr.Decrypt(purpose, strings.TrimSpace(body), []byte(header))
+		if err != nil {
+			return fmt.Errorf("decrypting %s (is this the master secret it was made with?): %w", path, err)
+		}
 	}
 	dsn, env, err := db.pgArgs()
 	if err != nil {
