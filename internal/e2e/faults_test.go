@@ -1,7 +1,8 @@
 //go:build faults
 
 // The fault test is not part of `make test` yet: in its last runs a few
-// runtime-log lines (about 1 in 800) were not stored. Run it with
+// runtime-log lines (about 1 in 300–800) were not stored, and apps kept
+// more images than the retention for minutes. Run it with
 //
 //	go test -tags "$GOTAGS faults" -run TestFaults -v ./internal/e2e
 
