@@ -126,6 +126,20 @@ func memStats(b *testing.B, admin string) (mallocs, bytes float64) {
 	return v.Memstats.Mallocs, v.Memstats.TotalAlloc
 }
 
+// cpuTime is a process's user and system CPU time so far, in seconds
+// (/proc/<pid>/stat, clock ticks of 1/100 s).
+func cpuTime(b *testing.B, pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // fields from the 3rd on
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100
+}
+
 func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
@@ -165,19 +179,26 @@ func compare(b *testing.B, proxy, traefik, admin string) {
 	if n, err := strconv.Atoi(os.Getenv("WH_BENCH_ROUNDS")); err == nil && n > 0 {
 		rounds = n
 	}
-	var crps, cp99, trps, tp99, ratio, allocs, bytes []float64
+	var crps, cp99, trps, tp99, ratio, allocs, bytes, ccpu, tcpu, cpuRatio []float64
+	cpid, tpid := proxyPID, traefikPID
 	b.ResetTimer()
 	for i := 0; i < rounds; i++ {
 		m0, b0 := memStats(b, admin)
+		cc0 := cpuTime(b, cpid)
 		c := wrk(b, proxy+"/", "site.apps.test", 5*time.Second)
+		cc1 := cpuTime(b, cpid)
 		m1, b1 := memStats(b, admin)
+		tc0 := cpuTime(b, tpid)
 		t := wrk(b, traefik+"/", "site.apps.test", 5*time.Second)
+		tc1 := cpuTime(b, tpid)
 		crps, cp99 = append(crps, c.rps), append(cp99, c.p99ms)
 		trps, tp99 = append(trps, t.rps), append(tp99, t.p99ms)
 		ratio = append(ratio, c.rps/t.rps)
 		allocs, bytes = append(allocs, (m1-m0)/c.n), append(bytes, (b1-b0)/c.n)
-		fmt.Fprintf(os.Stderr, "round %d: proxy mode %.0f req/s p99 %.2f ms %.0f allocs/req; traefik %.0f req/s p99 %.2f ms; ratio %.3f\n",
-			i+1, c.rps, c.p99ms, (m1-m0)/c.n, t.rps, t.p99ms, c.rps/t.rps)
+		cu, tu := (cc1-cc0)/c.n*1e6, (tc1-tc0)/t.n*1e6
+		ccpu, tcpu, cpuRatio = append(ccpu, cu), append(tcpu, tu), append(cpuRatio, tu/cu)
+		fmt.Fprintf(os.Stderr, "round %d: proxy mode %.0f req/s p99 %.2f ms %.0f allocs/req %.1f cpu-us/req; traefik %.0f req/s p99 %.2f ms %.1f cpu-us/req; ratio %.3f, cpu ratio %.3f\n",
+			i+1, c.rps, c.p99ms, (m1-m0)/c.n, cu, t.rps, t.p99ms, tu, c.rps/t.rps, tu/cu)
 	}
 	b.StopTimer()
 	if dir := os.Getenv("WH_PROXY_PPROF"); dir != "" {
@@ -206,6 +227,9 @@ func compare(b *testing.B, proxy, traefik, admin string) {
 	b.ReportMetric(median(tp99), "traefik-p99-ms")
 	b.ReportMetric(median(cp99)/median(tp99), "p99-ratio")
 	b.ReportMetric(median(allocs), "caddy-allocs/req")
+	b.ReportMetric(median(ccpu), "caddy-cpu-us/req")
+	b.ReportMetric(median(tcpu), "traefik-cpu-us/req")
+	b.ReportMetric(median(cpuRatio), "cpu-efficiency-ratio")
 	b.ReportMetric(median(bytes), "caddy-B/req")
 }
 

@@ -98,6 +98,10 @@ http://:%[5]s {
 // is the proxy mode's admin address (for pprof).
 var pinCPU, proxyAdmin string
 
+// proxyPID and traefikPID are the last started proxies' processes (for
+// their CPU time in benchmarks).
+var proxyPID, traefikPID int
+
 // pinned wraps cmd in taskset when pinCPU is set.
 func pinned(cmd *exec.Cmd) *exec.Cmd {
 	if pinCPU == "" {
@@ -124,6 +128,7 @@ func runProxy(t testing.TB, dir, cfg, addr string) (string, func()) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	proxyPID = cmd.Process.Pid
 	stop := func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() }
 	t.Cleanup(stop)
 	deadline := time.Now().Add(20 * time.Second)

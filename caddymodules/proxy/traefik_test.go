@@ -50,6 +50,7 @@ func runTraefik(t testing.TB, cmd *exec.Cmd, dir string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	traefikPID = cmd.Process.Pid
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
