@@ -141,7 +141,7 @@ func parseHead(s, method string, h http.Header) (head, error) {
 	}
 	switch {
 	case method == http.MethodHead || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified:
-		hd.noBody = true
+		hd.noBody, hd.chunked = true, false // no body whatever the framing says
 	case !hd.chunked && hd.length < 0:
 		hd.close = true // delimited by the end of the connection
 	}
