@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"go.uber.org/zap"
@@ -96,29 +95,8 @@ func (a *App) Stop() error {
 // parseGlobalOption reads `wisehosting_alerts { interval <d>; clear_for <d>; min_duration <d> }`.
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	a := new(App)
-	d.Next()
-	for d.NextBlock(0) {
-		key := d.Val()
-		var val string
-		if !d.AllArgs(&val) {
-			return nil, d.ArgErr()
-		}
-		dur, err := caddy.ParseDuration(val)
-		if err != nil || dur <= 0 {
-			return nil, d.Errf("%s: invalid duration %q", key, val)
-		}
-		switch key {
-		case "interval":
-			a.Interval = caddy.Duration(dur)
-		case "clear_for":
-			a.ClearFor = caddy.Duration(dur)
-		case "min_duration":
-			a.MinDuration = caddy.Duration(dur)
-		default:
-			return nil, d.Errf("unrecognized wisehosting_alerts option %q", key)
-		}
-	}
-	return httpcaddyfile.App{Name: "wisehosting_alerts", Value: caddyconfig.JSON(a, nil)}, nil
+	return core.Options{App: "wisehosting_alerts", Durations: map[string]*caddy.Duration{
+		"interval": &a.Interval, "clear_for": &a.ClearFor, "min_duration": &a.MinDuration}}.Parse(d, a)
 }
 
 // Interface guards.

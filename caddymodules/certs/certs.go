@@ -132,35 +132,15 @@ func (a *App) RunOnce(ctx context.Context) error {
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	a := new(App)
-	d.Next()
-	for d.NextBlock(0) {
-		key := d.Val()
-		if key == "renew" {
-			r, err := parseRenew(d)
-			if err != nil {
-				return nil, err
+	return core.Options{App: "wisehosting_certs", Durations: map[string]*caddy.Duration{"interval": &a.Interval, "warn": &a.Warn},
+		Block: func(d *caddyfile.Dispenser, key string) (bool, error) {
+			if key != "renew" {
+				return false, nil
 			}
+			r, err := parseRenew(d)
 			a.Renew = r
-			continue
-		}
-		var val string
-		if !d.AllArgs(&val) {
-			return nil, d.ArgErr()
-		}
-		dur, err := caddy.ParseDuration(val)
-		if err != nil || dur <= 0 {
-			return nil, d.Errf("%s: invalid duration %q", key, val)
-		}
-		switch key {
-		case "interval":
-			a.Interval = caddy.Duration(dur)
-		case "warn":
-			a.Warn = caddy.Duration(dur)
-		default:
-			return nil, d.Errf("unrecognized wisehosting_certs option %q", key)
-		}
-	}
-	return httpcaddyfile.App{Name: "wisehosting_certs", Value: caddyconfig.JSON(a, nil)}, nil
+			return true, err
+		}}.Parse(d, a)
 }
 
 func parseRenew(d *caddyfile.Dispenser) (*RenewConfig, error) {

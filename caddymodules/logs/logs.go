@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/jackc/pgx/v5"
@@ -247,33 +246,8 @@ func (a *App) sweepLoop(ctx context.Context) {
 // parseGlobalOption reads `wisehosting_logs { ring_size <n>; retention <d>; sweep_interval <d> }`.
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	a := new(App)
-	d.Next()
-	for d.NextBlock(0) {
-		key := d.Val()
-		var val string
-		if !d.AllArgs(&val) {
-			return nil, d.ArgErr()
-		}
-		switch key {
-		case "ring_size":
-			if _, err := fmt.Sscan(val, &a.RingSize); err != nil || a.RingSize <= 0 {
-				return nil, d.Errf("ring_size: invalid number %q", val)
-			}
-		case "retention", "sweep_interval":
-			dur, err := caddy.ParseDuration(val)
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("%s: invalid duration %q", key, val)
-			}
-			if key == "retention" {
-				a.Retention = caddy.Duration(dur)
-			} else {
-				a.SweepInterval = caddy.Duration(dur)
-			}
-		default:
-			return nil, d.Errf("unrecognized wisehosting_logs option %q", key)
-		}
-	}
-	return httpcaddyfile.App{Name: "wisehosting_logs", Value: caddyconfig.JSON(a, nil)}, nil
+	return core.Options{App: "wisehosting_logs", Ints: map[string]*int{"ring_size": &a.RingSize},
+		Durations: map[string]*caddy.Duration{"retention": &a.Retention, "sweep_interval": &a.SweepInterval}}.Parse(d, a)
 }
 
 // Interface guards.

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/jackc/pgx/v5"
@@ -268,44 +267,9 @@ func (a *App) Stop() error {
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	a := new(App)
-	d.Next()
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		key := d.Val()
-		var val string
-		if !d.AllArgs(&val) {
-			return nil, d.ArgErr()
-		}
-		if key == "batch" {
-			var n int
-			if _, err := fmt.Sscan(val, &n); err != nil || n <= 0 {
-				return nil, d.Errf("batch: invalid number %q", val)
-			}
-			a.Batch = n
-			continue
-		}
-		dur, err := caddy.ParseDuration(val)
-		if err != nil || dur <= 0 {
-			return nil, d.Errf("%s: invalid duration %q", key, val)
-		}
-		switch key {
-		case "poll_interval":
-			a.PollInterval = caddy.Duration(dur)
-		case "heartbeat_timeout":
-			a.HeartbeatTimeout = caddy.Duration(dur)
-		case "ack_timeout":
-			a.AckTimeout = caddy.Duration(dur)
-		case "resend_interval":
-			a.ResendInterval = caddy.Duration(dur)
-		case "recover_interval":
-			a.RecoverInterval = caddy.Duration(dur)
-		default:
-			return nil, d.Errf("unrecognized wisehosting_scheduler option %q", key)
-		}
-	}
-	return httpcaddyfile.App{Name: "wisehosting_scheduler", Value: caddyconfig.JSON(a, nil)}, nil
+	return core.Options{App: "wisehosting_scheduler", Ints: map[string]*int{"batch": &a.Batch},
+		Durations: map[string]*caddy.Duration{"poll_interval": &a.PollInterval, "heartbeat_timeout": &a.HeartbeatTimeout,
+			"ack_timeout": &a.AckTimeout, "resend_interval": &a.ResendInterval, "recover_interval": &a.RecoverInterval}}.Parse(d, a)
 }
 
 // Interface guards.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/jackc/pgx/v5"
@@ -160,29 +159,8 @@ func (a *App) Stop() error {
 // parseGlobalOption reads `wisehosting_usage { sample_interval <d>; retention <d>; prune_interval <d> }`.
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	a := new(App)
-	d.Next()
-	for d.NextBlock(0) {
-		key := d.Val()
-		var val string
-		if !d.AllArgs(&val) {
-			return nil, d.ArgErr()
-		}
-		dur, err := caddy.ParseDuration(val)
-		if err != nil || dur <= 0 {
-			return nil, d.Errf("%s: invalid duration %q", key, val)
-		}
-		switch key {
-		case "sample_interval":
-			a.SampleInterval = caddy.Duration(dur)
-		case "retention":
-			a.Retention = caddy.Duration(dur)
-		case "prune_interval":
-			a.PruneInterval = caddy.Duration(dur)
-		default:
-			return nil, d.Errf("unrecognized wisehosting_usage option %q", key)
-		}
-	}
-	return httpcaddyfile.App{Name: "wisehosting_usage", Value: caddyconfig.JSON(a, nil)}, nil
+	return core.Options{App: "wisehosting_usage", Durations: map[string]*caddy.Duration{
+		"sample_interval": &a.SampleInterval, "retention": &a.Retention, "prune_interval": &a.PruneInterval}}.Parse(d, a)
 }
 
 // Interface guards.
