@@ -62,7 +62,9 @@ func TestPushToRunningAppThroughHubAndScheduler(t *testing.T) {
 		var dp wsproto.DeployPayload
 		json.Unmarshal(ja.Payload, &dp)
 		agent.Send(ctx, wsproto.TypeJobAck, wsproto.JobAck{JobID: ja.JobID})
+		agent.Send(ctx, wsproto.TypeJobProgress, wsproto.JobProgress{JobID: ja.JobID, Stage: "clone", Message: "cloning"})
 		agent.Send(ctx, wsproto.TypeJobProgress, wsproto.JobProgress{JobID: ja.JobID, Stage: "build", Message: "building " + dp.Commit})
+		agent.Send(ctx, wsproto.TypeJobProgress, wsproto.JobProgress{JobID: ja.JobID, Stage: "start", Message: "starting"})
 		agent.Send(ctx, wsproto.TypeJobResult, wsproto.JobResult{JobID: ja.JobID, OK: true, Output: json.RawMessage(`{"image":"localhost/wh/site:1","host_port":31000}`)})
 		got <- dp
 		return nil
@@ -113,6 +115,12 @@ func TestPushToRunningAppThroughHubAndScheduler(t *testing.T) {
 	db.Pool.QueryRow(ctx, "SELECT count(*) FROM deployment_logs l JOIN deployments d ON d.id = l.deployment_id WHERE d.app_id = $1 AND l.line LIKE '[build] building %'", appID).Scan(&logs)
 	if depStatus != "succeeded" || image != "localhost/wh/site:1" || logs != 1 {
 		t.Fatalf("deployment %s image %q build log lines %d", depStatus, image, logs)
+	}
+	// Three progress lines, one deployment.started event.
+	var started int
+	db.Pool.QueryRow(ctx, "SELECT count(*) FROM event_outbox WHERE app_id = $1 AND kind = 'deployment.started'", appID).Scan(&started)
+	if started != 1 {
+		t.Fatalf("%d deployment.started events for one deployment, want 1", started)
 	}
 	// The job row never held the secret.
 	var stored string

@@ -342,13 +342,17 @@ func (s *Scheduler) onProgress(ctx context.Context, workerID int64, p json.RawMe
 	line := "[" + pr.Stage + "] " + pr.Message
 	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
 		var depID, appID int64
+		var first bool
+		// prev reads the deployment as it was before this statement's
+		// update: deployment.started is emitted once, at its first progress.
 		err := tx.QueryRow(ctx, `WITH j AS (SELECT deployment_id, app_id FROM jobs WHERE id = $1 AND worker_id = $2 AND state IN ('assigned', 'running')),
+			prev AS (SELECT started_at IS NULL AS first FROM deployments WHERE id = (SELECT deployment_id FROM j)),
 			d AS (UPDATE deployments SET status = CASE WHEN $3 IN ('clone', 'build') THEN 'building' ELSE 'deploying' END,
 				started_at = COALESCE(started_at, now()), worker_id = $2
 				WHERE id = (SELECT deployment_id FROM j) AND status IN ('queued', 'building', 'deploying') RETURNING id),
 			l AS (INSERT INTO deployment_logs (deployment_id, stream, line) SELECT deployment_id, 'build', $4 FROM j WHERE deployment_id IS NOT NULL)
-		SELECT COALESCE(deployment_id, 0), COALESCE(app_id, 0) FROM j`, pr.JobID, workerID, pr.Stage, truncate(line, 8000)).Scan(&depID, &appID)
-		if err != nil || depID == 0 {
+		SELECT COALESCE(deployment_id, 0), COALESCE(app_id, 0), COALESCE((SELECT first FROM prev), false) FROM j`, pr.JobID, workerID, pr.Stage, truncate(line, 8000)).Scan(&depID, &appID, &first)
+		if err != nil || depID == 0 || !first {
 			return err
 		}
 		return events.Emit(ctx, tx, events.Event{Kind: events.DeploymentStarted, AppID: appID,
