@@ -216,11 +216,16 @@ func (a *Agent) afterHello(ctx context.Context) {
 }
 
 // retry sends again, after a pause, what the control plane could not
-// record (its database failed).
+// record (its database failed). Results wait for the supervisor's
+// backoff, which grows while the control plane keeps refusing them.
 func (a *Agent) retry(ctx context.Context, p json.RawMessage) error {
 	var r wsproto.Retry
 	if err := json.Unmarshal(p, &r); err != nil {
 		return fmt.Errorf("decoding retry: %w", err)
+	}
+	if r.Type == wsproto.TypeJobResult {
+		a.Sup.RetryResults()
+		return nil
 	}
 	go func() {
 		select {
@@ -233,11 +238,10 @@ func (a *Agent) retry(ctx context.Context, p json.RawMessage) error {
 			if err := a.Client.Send(ctx, wsproto.TypeHello, a.helloMessage()); err != nil {
 				a.cfg.Logger.Warn("agent: hello", zap.Error(err))
 			}
-			a.afterHello(ctx)
+			a.Sup.ResendStates()
+			a.Sup.RetryResults()
 		case wsproto.TypeAppState:
 			a.Sup.ResendStates()
-		case wsproto.TypeJobResult:
-			a.Sup.ResendResults()
 		}
 	}()
 	return nil

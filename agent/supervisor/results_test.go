@@ -157,3 +157,84 @@ func TestImageRetentionAndCleanCheckouts(t *testing.T) {
 		t.Fatalf("image disk use %d %v", n, err)
 	}
 }
+
+// While the control plane answers every result with a retry (its database
+// is down), the results are sent again at a bounded, slowing rate, not as
+// fast as the answers come; once it records them again they are delivered
+// within about ResultRetryMax.
+func TestResultRetryBacksOff(t *testing.T) {
+	svc := podmantest.Start(t)
+	rt, err := runtime.New(context.Background(), runtime.Config{Socket: svc.URL, Instance: fmt.Sprintf("b%d", time.Now().UnixNano()%1e9)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const results = 10
+	const retryMax = 400 * time.Millisecond
+	var down atomic.Bool
+	down.Store(true)
+	var sends, delivered atomic.Int64
+	var s *Supervisor
+	recovered := make(chan time.Time, 1)
+	// The control plane: a refused result is answered with a retry, a
+	// recorded one with an ack, each from its own goroutine as the
+	// connection's read loop would.
+	send := func(ctx context.Context, typ string, p any) error {
+		if typ != wsproto.TypeJobResult {
+			return nil
+		}
+		sends.Add(1)
+		res := p.(wsproto.JobResult)
+		if down.Load() {
+			go s.RetryResults()
+			return nil
+		}
+		ack, _ := json.Marshal(wsproto.JobResultAck{JobID: res.JobID})
+		go func() {
+			s.HandleResultAck(context.Background(), ack)
+			if delivered.Add(1) == results {
+				recovered <- time.Now()
+			}
+		}()
+		return nil
+	}
+	s, err = New(Config{Runtime: rt, Send: send, WorkDir: t.TempDir(), ResultResend: time.Hour,
+		ResultRetryMin: 10 * time.Millisecond, ResultRetryMax: retryMax})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := int64(1); id <= results; id++ {
+		if err := s.results.put(storedResult{Result: wsproto.JobResult{JobID: id, OK: true}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.resultLoop(ctx)
+	start := time.Now()
+	s.ResendResults() // the reconnect
+	const outage = 3 * time.Second
+	time.Sleep(outage)
+	elapsed := time.Since(start)
+	n := sends.Load()
+	// Pauses of at least half of 10, 20, 40, 80, 160, 320ms, then of at
+	// least half of 400ms: at most 1 + 6 + elapsed/200ms rounds.
+	maxRounds := 1 + 6 + int64(elapsed/(retryMax/2))
+	t.Logf("%d result sends in %s while refused (%.1f/s), bound %d", n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), maxRounds*results)
+	if n > maxRounds*results {
+		t.Fatalf("%d result sends in %s while the control plane refused them, want at most %d", n, elapsed, maxRounds*results)
+	}
+	if n < 2*results {
+		t.Fatalf("%d result sends in %s: refused results were not sent again", n, elapsed)
+	}
+	down.Store(false)
+	back := time.Now()
+	select {
+	case at := <-recovered:
+		t.Logf("all results recorded %s after the control plane recovered", at.Sub(back).Round(time.Millisecond))
+	case <-time.After(retryMax + 10*time.Second):
+		t.Fatalf("%d of %d results recorded %s after the control plane recovered", delivered.Load(), results, time.Since(back))
+	}
+	if _, res := s.Accounted(); len(res) != 0 {
+		t.Fatalf("acknowledged results kept: %v", res)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -96,6 +97,12 @@ type Config struct {
 	// ResultResend is how often unacknowledged results are sent again
 	// while connected. Default: 5s.
 	ResultResend time.Duration
+	// ResultRetryMin and ResultRetryMax bound the pause before results
+	// are sent again when the control plane could not record them (its
+	// database failed): the pause starts at the minimum, doubles with
+	// every further refusal up to the maximum, is jittered, and starts
+	// over after an acknowledgement or a reconnect. Defaults: 100ms, 5s.
+	ResultRetryMin, ResultRetryMax time.Duration
 	// ImageRetention is how many of an app's newest deployment images are
 	// kept (rollback targets); older ones are removed after a deploy.
 	// Default: 3.
@@ -136,6 +143,15 @@ func (c *Config) defaults() {
 	}
 	if c.ResultResend == 0 {
 		c.ResultResend = 5 * time.Second
+	}
+	if c.ResultRetryMin == 0 {
+		c.ResultRetryMin = 100 * time.Millisecond
+	}
+	if c.ResultRetryMax == 0 {
+		c.ResultRetryMax = 5 * time.Second
+	}
+	if c.ResultRetryMax < c.ResultRetryMin {
+		c.ResultRetryMax = c.ResultRetryMin
 	}
 	if c.ImageRetention == 0 {
 		c.ImageRetention = 3
@@ -203,7 +219,9 @@ type Supervisor struct {
 	pruneKick   chan struct{}
 	kick        chan struct{}
 	resend      chan struct{}
-	building    atomic.Int32 // builds in progress
+	retryDelay  time.Duration // next pause before results go again after a refusal
+	retryTimer  *time.Timer   // a resend after a refusal is scheduled
+	building    atomic.Int32  // builds in progress
 }
 
 type jobRun struct {
@@ -491,12 +509,57 @@ func (s *Supervisor) HandleResultAck(ctx context.Context, p json.RawMessage) err
 		s.mu.Unlock()
 	}
 	s.results.ack(a.JobID)
+	s.resetRetry()
 	return nil
 }
 
-// ResendResults sends every unacknowledged result now (after a reconnect,
-// or when the control plane asked for a retry).
+// ResendResults sends every unacknowledged result now (after a
+// reconnect); the pause after a refusal starts over.
 func (s *Supervisor) ResendResults() {
+	s.resetRetry()
+	s.kickResend()
+}
+
+// RetryResults sends the unacknowledged results again after a pause: the
+// control plane could not record one (its database failed). Refusals that
+// arrive while a resend is scheduled join it; each resend after a refusal
+// doubles the pause, up to ResultRetryMax, so a control plane that keeps
+// refusing gets a bounded rate of resends, and one that recovers gets the
+// results within ResultRetryMax (an acknowledgement starts over).
+func (s *Supervisor) RetryResults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.retryTimer != nil {
+		return
+	}
+	d := s.retryDelay
+	if d < s.cfg.ResultRetryMin {
+		d = s.cfg.ResultRetryMin
+	}
+	s.retryDelay = min(2*d, s.cfg.ResultRetryMax)
+	// Equal jitter: between half the pause and the whole of it, so agents
+	// refused together do not come back together.
+	d = d/2 + rand.N(d/2+1)
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		s.mu.Lock()
+		if s.retryTimer == t {
+			s.retryTimer = nil
+		}
+		s.mu.Unlock()
+		s.kickResend()
+	})
+	s.retryTimer = t
+}
+
+// resetRetry makes the next refusal pause for ResultRetryMin again.
+func (s *Supervisor) resetRetry() {
+	s.mu.Lock()
+	s.retryDelay = 0
+	s.mu.Unlock()
+}
+
+func (s *Supervisor) kickResend() {
 	select {
 	case s.resend <- struct{}{}:
 	default:
