@@ -176,6 +176,7 @@ func ApplyAppState(ctx context.Context, q Pool, workerID int64, st wsproto.AppSt
 
 // applyInstanceState records a worker's report on an instance beyond the
 // app's first: its status and host port, and a newer deployment it runs.
+// A report about an older deployment than the instance's changes nothing.
 func applyInstanceState(ctx context.Context, q Pool, workerID int64, st wsproto.AppState, status string) (AppStateResult, error) {
 	var res AppStateResult
 	if st.State == "unhealthy" {
@@ -191,6 +192,15 @@ func applyInstanceState(ctx context.Context, q Pool, workerID int64, st wsproto.
 	}
 	if err != nil {
 		return res, err
+	}
+	if st.DeploymentID != 0 && st.DeploymentID < dep {
+		// About a deployment older than the one the instance runs: the
+		// container the worker keeps while it retires, or a report sent
+		// before the slot's newer result was recorded. The instance's port
+		// and status are the newer deployment's. (Not the app's newest
+		// success: during a roll a slot still runs the older deployment
+		// legitimately until its own job moves it.)
+		return res, nil
 	}
 	newPort := oldPort
 	if st.HostPort > 0 {

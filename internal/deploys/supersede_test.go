@@ -171,3 +171,61 @@ func TestAppStateAdoptsNewerDeployment(t *testing.T) {
 		t.Fatalf("app after an older deployment's reports: %s on %d, want running on 21002", status, port)
 	}
 }
+
+// An instance beyond the app's first follows the same rule: a report about
+// a deployment older than the one the slot runs (its retiring container)
+// moves neither the instance's port nor its status, so routing stays on
+// the newer container; reports about the slot's deployment still apply.
+func TestInstanceStateIgnoresOlderDeployment(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	app := seedApp(t, db, "inst")
+	var worker, d1, d2 int64
+	db.Pool.QueryRow(ctx, `INSERT INTO workers (name, api_key_hash, status) VALUES ('w', '\x03', 'online') RETURNING id`).Scan(&worker)
+	db.Pool.QueryRow(ctx, `INSERT INTO deployments (app_id, status, image, worker_id) VALUES ($1, 'succeeded', 'img:1', $2) RETURNING id`, app.ID, worker).Scan(&d1)
+	db.Pool.QueryRow(ctx, `INSERT INTO deployments (app_id, status, image, worker_id) VALUES ($1, 'succeeded', 'img:2', $2) RETURNING id`, app.ID, worker).Scan(&d2)
+	db.Pool.Exec(ctx, "UPDATE apps SET status = 'running', worker_id = $2, host_port = 21000, replicas = 2 WHERE id = $1", app.ID, worker)
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO app_instances (app_id, slot, worker_id, deployment_id, host_port, status)
+		VALUES ($1, 1, $2, $3, 22002, 'running')`, app.ID, worker, d2); err != nil {
+		t.Fatal(err)
+	}
+	apply := func(st wsproto.AppState) AppStateResult {
+		t.Helper()
+		var res AppStateResult
+		err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+			var err error
+			res, err = ApplyAppState(ctx, tx, worker, st)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	// The slot's previous container, retiring, still reports.
+	if res := apply(wsproto.AppState{AppID: app.ID, Slot: 1, DeploymentID: d1, State: "running", HostPort: 22005, Image: "img:1"}); res.PortChanged || res.StatusChanged {
+		t.Fatalf("older deployment's report applied to the instance: %+v", res)
+	}
+	if res := apply(wsproto.AppState{AppID: app.ID, Slot: 1, DeploymentID: d1, State: "crashed", HostPort: 22005}); res.PortChanged || res.StatusChanged {
+		t.Fatalf("older deployment's crash applied to the instance: %+v", res)
+	}
+	var status string
+	var port int
+	var dep int64
+	db.Pool.QueryRow(ctx, "SELECT status, host_port, deployment_id FROM app_instances WHERE app_id = $1 AND slot = 1", app.ID).Scan(&status, &port, &dep)
+	if status != "running" || port != 22002 || dep != d2 {
+		t.Fatalf("instance after an older deployment's reports: %s on %d at %d, want running on 22002 at %d", status, port, dep, d2)
+	}
+	ds, err := Desired(ctx, db.Pool, nil, worker)
+	if err != nil || len(ds.Apps) != 2 || ds.Apps[1].Slot != 1 || ds.Apps[1].DeploymentID != d2 || ds.Apps[1].HostPort != 22002 {
+		t.Fatalf("desired after an older deployment's reports: %+v %v", ds, err)
+	}
+	// The slot's own deployment still moves it.
+	if res := apply(wsproto.AppState{AppID: app.ID, Slot: 1, DeploymentID: d2, State: "running", HostPort: 22003, Image: "img:2"}); !res.PortChanged || res.StatusChanged {
+		t.Fatalf("the slot's deployment's new port: %+v", res)
+	}
+	if res := apply(wsproto.AppState{AppID: app.ID, Slot: 1, DeploymentID: d2, State: "crashed", HostPort: 22003}); !res.StatusChanged {
+		t.Fatalf("the slot's deployment's crash: %+v", res)
+	}
+}
