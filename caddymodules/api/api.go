@@ -112,7 +112,11 @@ func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	body := healthBody{Status: "ok", Database: "ok", Version: Version, Uptime: time.Since(h.start).Round(time.Second).String()}
 	code := http.StatusOK
-	if err := h.wh.Pool().Ping(ctx); err != nil {
+	if ok, why := h.wh.Ready(); !ok {
+		// Started before the database: not ready until it is reachable
+		// and migrated.
+		body.Status, body.Database, code = "starting", why, http.StatusServiceUnavailable
+	} else if err := h.wh.Pool().Ping(ctx); err != nil {
 		body.Status, body.Database, code = "degraded", "unreachable", http.StatusServiceUnavailable
 		h.logger.Warn("health: database unreachable", zap.Error(err))
 	}

@@ -113,6 +113,7 @@ type App struct {
 	DefaultPlan string `json:"default_plan,omitempty"`
 
 	pool    *pgxpool.Pool
+	db      *dbState
 	notify  *store.Listener
 	plans   *plans.Registry
 	poolKey string
@@ -120,6 +121,9 @@ type App struct {
 	bus     *events.Bus
 	logger  *zap.Logger
 	ctx     caddy.Context
+
+	startCancel context.CancelFunc // the start work waiting for the database
+	startWG     sync.WaitGroup
 
 	needMu sync.Mutex
 	needs  map[string]int // NeedConns
@@ -150,6 +154,7 @@ var pools = caddy.NewUsagePool()
 type sharedPool struct {
 	*pgxpool.Pool
 	listener *store.Listener
+	db       *dbState
 	stop     context.CancelFunc
 	done     chan struct{}
 }
@@ -288,38 +293,46 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.poolKey = a.DatabaseURL + "\x00" + a.DatabasePassword + "\x00" + strconv.Itoa(int(a.MaxConns))
 	val, loaded, err := pools.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
-		octx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		p, err := store.Open(octx, a.DatabaseURL, store.Options{MaxConns: a.MaxConns, Password: a.DatabasePassword})
+		p, err := store.NewPool(a.DatabaseURL, store.Options{MaxConns: a.MaxConns, Password: a.DatabasePassword})
 		if err != nil {
 			return nil, err
 		}
-		if err := migrate(p, a.logger); err != nil {
+		// The database is tried once now: one that answers but cannot be
+		// migrated stops the start. One that does not answer is retried in
+		// the background while the server starts (health: 503).
+		st := newDBState()
+		octx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		err = bringUp(octx, p, kr, a.logger)
+		cancel()
+		var ue *unreachableError
+		switch {
+		case err == nil:
+			close(st.ready)
+		case errors.As(err, &ue):
+			st.setReason("database unreachable")
+			a.logger.Warn("database unreachable at start; serving health 503 and retrying", zap.Error(err))
+		default:
 			p.Close()
 			return nil, err
-		}
-		n, err := workerkeys.SealKeys(octx, p, kr)
-		if err != nil {
-			p.Close()
-			return nil, err
-		}
-		if n > 0 {
-			a.logger.Info("sealed worker keys (added before key sealing, or under a previous secret)", zap.Int("workers", n))
 		}
 		l := store.NewListener(p.Config().ConnConfig, a.logger)
 		lctx, stop := context.WithCancel(context.Background())
 		done := make(chan struct{})
+		logger := a.logger
 		go func() {
 			defer close(done)
+			if !st.isReady() && !retryBringUp(lctx, st, p, kr, logger) {
+				return
+			}
 			l.Run(lctx)
 		}()
-		return sharedPool{Pool: p, listener: l, stop: stop, done: done}, nil
+		return sharedPool{Pool: p, listener: l, db: st, stop: stop, done: done}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("wisehosting: %w", err)
 	}
 	sp := val.(sharedPool)
-	a.pool, a.notify = sp.Pool, sp.listener
+	a.pool, a.notify, a.db = sp.Pool, sp.listener, sp.db
 	a.relay = &events.Relay{Pool: a.pool, Notify: a.notify, Bus: a.bus, Logger: a.logger,
 		Sinks: []events.Sink{webhooks.Fanout}}
 	a.NeedConns("events", 1)
@@ -361,6 +374,25 @@ func (a *App) Start() error {
 	if err := a.checkPoolSize(); err != nil {
 		return fmt.Errorf("wisehosting: %w", err)
 	}
+	if ok, _ := a.Ready(); ok {
+		return a.startChecks()
+	}
+	// The database is down: the checks run when it is up, and their
+	// failure is logged (the server is already serving).
+	ctx, cancel := context.WithCancel(context.Background())
+	a.startCancel = cancel
+	a.whenReady(ctx, func() {
+		if err := a.startChecks(); err != nil {
+			a.logger.Error("checks after the database became ready", zap.Error(err))
+		}
+	})
+	return nil
+}
+
+// startChecks checks that every team is on a configured plan, creates the
+// first admin account if the database has no users, and starts the event
+// relay.
+func (a *App) startChecks() error {
 	ctx, cancel := context.WithTimeout(a.ctx, 15*time.Second)
 	defer cancel()
 	if err := a.plans.CheckTeams(ctx, a.pool); err != nil {
@@ -378,10 +410,15 @@ func (a *App) Start() error {
 	return nil
 }
 
-// Stop stops the event relay (what it has not dispatched stays in the
-// outbox for the next one). The pool lives until Cleanup so other apps can
-// still use it while they stop.
+// Stop ends the start work still waiting for the database and stops the
+// event relay (what it has not dispatched stays in the outbox for the next
+// one). The pool lives until Cleanup so other apps can still use it while
+// they stop.
 func (a *App) Stop() error {
+	if a.startCancel != nil {
+		a.startCancel()
+		a.startWG.Wait()
+	}
 	if a.relayStop != nil {
 		a.relayStop()
 		<-a.relayDone

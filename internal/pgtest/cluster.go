@@ -88,6 +88,14 @@ func (c *Cluster) Stop() {
 	exec.Command(argv[0], argv[1:]...).Run()
 }
 
+// Start starts the server again after Stop.
+func (c *Cluster) Start(t testing.TB) {
+	t.Helper()
+	c.run(t, "pg_ctl", "-D", c.dir+"/data", "-l", c.dir+"/log", "-w", "-o",
+		"-p "+c.port+" -k "+c.dir+" -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+	c.stopped = false
+}
+
 // netListen returns a free loopback port.
 func netListen() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

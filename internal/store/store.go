@@ -29,6 +29,31 @@ type Options struct {
 // Open parses dsn, connects, and pings once so a bad DSN fails at start
 // with a clear message rather than on the first request.
 func Open(ctx context.Context, dsn string, opt Options) (*pgxpool.Pool, error) {
+	pool, err := NewPool(dsn, opt)
+	if err != nil {
+		return nil, err
+	}
+	if err := Ping(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}
+
+// Ping checks that the pool's database answers, within 10 seconds.
+func Ping(ctx context.Context, pool *pgxpool.Pool) error {
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		c := pool.Config().ConnConfig
+		return fmt.Errorf("connecting to database %s@%s:%d/%s: %w", c.User, c.Host, c.Port, c.Database, err)
+	}
+	return nil
+}
+
+// NewPool parses dsn and makes its pool without connecting: connections
+// are opened on first use, so a pool can exist while the database is down.
+func NewPool(dsn string, opt Options) (*pgxpool.Pool, error) {
 	if dsn == "" {
 		return nil, errors.New("no database URL configured")
 	}
@@ -50,16 +75,9 @@ func Open(ctx context.Context, dsn string, opt Options) (*pgxpool.Pool, error) {
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = opt.AppName
 	cfg.HealthCheckPeriod = 15 * time.Second
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating database pool: %w", err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connecting to database %s@%s:%d/%s: %w",
-			cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
 	}
 	return pool, nil
 }
