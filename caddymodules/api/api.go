@@ -77,19 +77,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if len(h.WorkerEntryPoints) == 0 {
 		h.WorkerEntryPoints = []string{"web"}
 	}
-	for _, r := range extraRoutes {
-		r(h.mux, h)
-	}
+	h.workerRoutes(h.mux)
+	h.traefikRoutes(h.mux)
+	h.gitHookRoutes(h.mux)
+	h.certStorageRoutes(h.mux)
 	return nil
 }
-
-// RouteRegistrar adds endpoints to the API handler's mux. Feature files in
-// this package register one with addRoutes in their init.
-type RouteRegistrar func(mux *http.ServeMux, h *Handler)
-
-var extraRoutes []RouteRegistrar
-
-func addRoutes(r RouteRegistrar) { extraRoutes = append(extraRoutes, r) }
 
 // ServeHTTP serves the API's paths and passes others to next.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {

@@ -27,17 +27,16 @@ const (
 	maxLockTTL = 10 * time.Minute
 )
 
-func init() {
-	addRoutes(func(mux *http.ServeMux, h *Handler) {
-		cs := &certStorage{rt: &routing{wh: h.wh, logger: h.logger}}
-		mux.HandleFunc("GET "+certstore.PathValue, cs.auth(cs.get))
-		mux.HandleFunc("PUT "+certstore.PathValue, cs.auth(cs.put))
-		mux.HandleFunc("DELETE "+certstore.PathValue, cs.auth(cs.delete))
-		mux.HandleFunc("GET "+certstore.PathStat, cs.auth(cs.stat))
-		mux.HandleFunc("GET "+certstore.PathList, cs.auth(cs.list))
-		mux.HandleFunc("POST "+certstore.PathLock, cs.auth(cs.lock))
-		mux.HandleFunc("POST "+certstore.PathUnlock, cs.auth(cs.unlock))
-	})
+// certStorageRoutes serves the certificate storage of proxies in proxy mode.
+func (h *Handler) certStorageRoutes(mux *http.ServeMux) {
+	cs := &certStorage{rt: &routing{wh: h.wh, logger: h.logger}}
+	mux.HandleFunc("GET "+certstore.PathValue, cs.auth(cs.get))
+	mux.HandleFunc("PUT "+certstore.PathValue, cs.auth(cs.put))
+	mux.HandleFunc("DELETE "+certstore.PathValue, cs.auth(cs.delete))
+	mux.HandleFunc("GET "+certstore.PathStat, cs.auth(cs.stat))
+	mux.HandleFunc("GET "+certstore.PathList, cs.auth(cs.list))
+	mux.HandleFunc("POST "+certstore.PathLock, cs.auth(cs.lock))
+	mux.HandleFunc("POST "+certstore.PathUnlock, cs.auth(cs.unlock))
 }
 
 func (cs *certStorage) auth(next func(context.Context, http.ResponseWriter, *http.Request)) http.HandlerFunc {

@@ -29,12 +29,11 @@ var gitHookLimiter = ratelimit.New(60, time.Minute)
 // PlanPolicy is deploys.PlanPolicy (kept for the handlers that call it).
 func PlanPolicy(reg *plans.Registry) deploys.Policy { return deploys.PlanPolicy(reg) }
 
-func init() {
-	addRoutes(func(mux *http.ServeMux, h *Handler) {
-		wh, logger := h.wh, h.logger
-		mux.HandleFunc("POST /v1/hooks/{provider}/{app}", func(w http.ResponseWriter, r *http.Request) {
-			serveGitHook(w, r, wh, logger)
-		})
+// gitHookRoutes serves the git providers' push and pull-request webhooks.
+func (h *Handler) gitHookRoutes(mux *http.ServeMux) {
+	wh, logger := h.wh, h.logger
+	mux.HandleFunc("POST /v1/hooks/{provider}/{app}", func(w http.ResponseWriter, r *http.Request) {
+		serveGitHook(w, r, wh, logger)
 	})
 }
 

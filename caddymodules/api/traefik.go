@@ -23,22 +23,21 @@ type routing struct {
 	worker   network.Traefik
 }
 
-func init() {
-	addRoutes(func(mux *http.ServeMux, h *Handler) {
-		resolver := h.CertResolver
-		if resolver == "off" {
-			resolver = ""
-		}
-		rt := &routing{wh: h.wh, logger: h.logger,
-			provider: h.wh.Routing(),
-			proxy:    network.Traefik{EntryPoints: h.ProxyEntryPoints, CertResolver: resolver},
-			worker:   network.Traefik{EntryPoints: h.WorkerEntryPoints, ZoneHosts: true},
-		}
-		h.wh.PushZoneTables(rt.worker)
-		mux.HandleFunc("GET /v1/traefik/config", rt.workerConfig)
-		mux.HandleFunc("GET /v1/traefik/proxy-config", rt.proxyConfig)
-		mux.HandleFunc("GET /v1/proxy/routes", rt.proxyTable)
-	})
+// traefikRoutes serves the routing documents of proxies and workers, and has the control plane push zone tables to workers.
+func (h *Handler) traefikRoutes(mux *http.ServeMux) {
+	resolver := h.CertResolver
+	if resolver == "off" {
+		resolver = ""
+	}
+	rt := &routing{wh: h.wh, logger: h.logger,
+		provider: h.wh.Routing(),
+		proxy:    network.Traefik{EntryPoints: h.ProxyEntryPoints, CertResolver: resolver},
+		worker:   network.Traefik{EntryPoints: h.WorkerEntryPoints, ZoneHosts: true},
+	}
+	h.wh.PushZoneTables(rt.worker)
+	mux.HandleFunc("GET /v1/traefik/config", rt.workerConfig)
+	mux.HandleFunc("GET /v1/traefik/proxy-config", rt.proxyConfig)
+	mux.HandleFunc("GET /v1/proxy/routes", rt.proxyTable)
 }
 
 // authorized checks the proxy token in constant time.

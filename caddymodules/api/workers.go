@@ -19,13 +19,12 @@ import (
 // registerFailures limits failed worker registrations: 10 a minute per IP.
 var registerFailures = ratelimit.New(10, time.Minute)
 
-func init() {
-	addRoutes(func(mux *http.ServeMux, h *Handler) {
-		wh, logger := h.wh, h.logger
-		w := &workerEndpoints{wh: wh, logger: logger}
-		mux.HandleFunc("POST /v1/workers/register", w.register)
-		mux.HandleFunc("POST /v1/workers/refresh-token", w.refresh)
-	})
+// workerRoutes serves worker registration and token refresh.
+func (h *Handler) workerRoutes(mux *http.ServeMux) {
+	wh, logger := h.wh, h.logger
+	w := &workerEndpoints{wh: wh, logger: logger}
+	mux.HandleFunc("POST /v1/workers/register", w.register)
+	mux.HandleFunc("POST /v1/workers/refresh-token", w.refresh)
 }
 
 type workerEndpoints struct {

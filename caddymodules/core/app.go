@@ -131,6 +131,9 @@ type App struct {
 	routingOnce sync.Once
 	routing     *network.Provider
 	zoneOnce    sync.Once
+	zoneRender  *network.Traefik // PushZoneTables
+	zoneStop    context.CancelFunc
+	zoneDone    chan struct{}
 
 	relay     *events.Relay
 	relayStop context.CancelFunc
@@ -374,6 +377,7 @@ func (a *App) Start() error {
 	if err := a.checkPoolSize(); err != nil {
 		return fmt.Errorf("wisehosting: %w", err)
 	}
+	a.startZonePush()
 	if ok, _ := a.Ready(); ok {
 		return a.startChecks()
 	}
@@ -423,6 +427,10 @@ func (a *App) Stop() error {
 		a.relayStop()
 		<-a.relayDone
 	}
+	if a.zoneStop != nil {
+		a.zoneStop()
+		<-a.zoneDone
+	}
 	return nil
 }
 
@@ -455,25 +463,37 @@ func (a *App) Routing() *network.Provider {
 	return a.routing
 }
 
-// PushZoneTables sends connected workers their zone routing document
-// (rendered by t) over their WebSocket, after each hello and on every
-// change, until the config is unloaded. Only the first call of a config
-// starts it, however many sites serve the API.
+// PushZoneTables has the control plane send connected workers their zone
+// routing document (rendered by t) over their WebSocket, after each hello
+// and on every change, from Start until Stop. Handlers call it while they
+// are provisioned; the first call of a config wins, however many sites
+// serve the API.
 func (a *App) PushZoneTables(t network.Traefik) {
-	a.zoneOnce.Do(func() {
-		z := &network.ZonePush{Provider: a.Routing(), Workers: workers, Render: t, Logger: a.logger,
-			WorkerIDs: func(ctx context.Context) ([]int64, error) {
-				ws, err := workerkeys.List(ctx, a.pool)
-				ids := make([]int64, 0, len(ws))
-				for _, w := range ws {
-					if !w.Revoked() {
-						ids = append(ids, w.ID)
-					}
+	a.zoneOnce.Do(func() { a.zoneRender = &t })
+}
+
+// startZonePush starts what PushZoneTables asked for.
+func (a *App) startZonePush() {
+	if a.zoneRender == nil {
+		return
+	}
+	ctx, stop := context.WithCancel(a.ctx)
+	a.zoneStop, a.zoneDone = stop, make(chan struct{})
+	z := &network.ZonePush{Provider: a.Routing(), Workers: workers, Render: *a.zoneRender, Logger: a.logger,
+		WorkerIDs: func(ctx context.Context) ([]int64, error) {
+			ws, err := workerkeys.List(ctx, a.pool)
+			ids := make([]int64, 0, len(ws))
+			for _, w := range ws {
+				if !w.Revoked() {
+					ids = append(ids, w.ID)
 				}
-				return ids, err
-			}}
-		go z.Run(a.ctx)
-	})
+			}
+			return ids, err
+		}}
+	go func() {
+		defer close(a.zoneDone)
+		z.Run(ctx)
+	}()
 }
 
 // Keyring encrypts and decrypts secrets at rest.

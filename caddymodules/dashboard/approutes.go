@@ -15,7 +15,6 @@ import (
 // their port, protocol, weight (traffic split within a prefix) and
 // strip_prefix. Changes reach every proxy at once (route.changed).
 func (h *Handler) appRoutes(handle func(string, http.HandlerFunc)) {
-	h.routes = &network.Routes{Pool: h.wh.Pool()}
 	handle("GET /api/apps/{app}/routes", h.authed(h.listRoutes))
 	handle("POST /api/apps/{app}/routes", h.authed(h.addRoute))
 	handle("PATCH /api/apps/{app}/routes/{route}", h.authed(h.updateRoute))

@@ -63,9 +63,6 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("wisehosting_dashboard", httpcaddyfile.Before, "respond")
 }
 
-// Routes lists the API's patterns (documented in openapi.json).
-var Routes []string
-
 // CookieName is the session cookie.
 const CookieName = "wh_session"
 
@@ -138,13 +135,28 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.ui = http.FileServerFS(sub)
+	h.provisionAuth()
+	h.provisionGit()
+	h.provisionOps()
+	h.routes = &network.Routes{Pool: wh.Pool()}
 	m := http.NewServeMux()
-	handle := func(pattern string, fn http.HandlerFunc) {
-		m.HandleFunc(pattern, fn)
-		if !slices.Contains(Routes, pattern) {
-			Routes = append(Routes, pattern)
-		}
-	}
+	h.endpoints(func(pattern string, fn http.HandlerFunc) { m.HandleFunc(pattern, fn) })
+	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		api.WriteError(w, http.StatusNotFound, "no such endpoint")
+	})
+	h.mux = m
+	return nil
+}
+
+// Patterns lists the API's patterns (documented in openapi.json).
+func Patterns() []string {
+	var out []string
+	new(Handler).endpoints(func(pattern string, _ http.HandlerFunc) { out = append(out, pattern) })
+	return out
+}
+
+// endpoints gives every endpoint of the API to handle.
+func (h *Handler) endpoints(handle func(string, http.HandlerFunc)) {
 	handle("POST /api/login", h.login)
 	handle("POST /api/logout", h.authed(h.logout))
 	handle("GET /api/me", h.authed(h.me))
@@ -176,11 +188,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.opsRoutes(handle)
 	h.appRoutes(handle)
 	h.invitationRoutes(handle)
-	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		api.WriteError(w, http.StatusNotFound, "no such endpoint")
-	})
-	h.mux = m
-	return nil
 }
 
 // ServeHTTP serves /api/ and the UI.

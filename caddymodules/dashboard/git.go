@@ -22,9 +22,11 @@ import (
 	"github.com/wisehosting/wisehosting/internal/oauthlogin"
 )
 
-// gitRoutes: a team's git connections (token or OAuth), their
-// repositories, branches and framework detection, and an app's webhook.
-func (h *Handler) gitRoutes(handle func(string, http.HandlerFunc)) {
+// provisionGit builds the git connection service (after provisionAuth:
+// it uses the OAuth providers) and reports deployment statuses to the
+// providers (until Cleanup).
+func (h *Handler) provisionGit() {
+	h.statusStop = h.wh.Events().Subscribe(h.reportStatus)
 	h.git = &gitconn.Service{Pool: h.wh.Pool(), Keyring: h.wh.Keyring(), APIURL: map[string]string{}, OAuth: map[string]gitconn.OAuthApp{}}
 	for id, s := range h.OAuth {
 		if !gitproviders.Known(id) || s.BaseURL == "" {
@@ -37,6 +39,11 @@ func (h *Handler) gitRoutes(handle func(string, http.HandlerFunc)) {
 			h.git.OAuth[id] = gitconn.OAuthApp{Config: p.Config(), WebURL: strings.TrimRight(h.OAuth[id].BaseURL, "/"), APIURL: h.git.APIURL[id]}
 		}
 	}
+}
+
+// gitRoutes: a team's git connections (token or OAuth), their
+// repositories, branches and framework detection, and an app's webhook.
+func (h *Handler) gitRoutes(handle func(string, http.HandlerFunc)) {
 	handle("GET /api/teams/{team}/git/connections", h.authed(h.listConnections))
 	handle("POST /api/teams/{team}/git/connections", h.authed(h.createConnection))
 	handle("DELETE /api/teams/{team}/git/connections/{conn}", h.authed(h.deleteConnection))
@@ -49,7 +56,6 @@ func (h *Handler) gitRoutes(handle func(string, http.HandlerFunc)) {
 	handle("POST /api/apps/{app}/hook", h.authed(h.installHook))
 	handle("PUT /api/apps/{app}/git-token", h.authed(h.setGitToken))
 	handle("DELETE /api/apps/{app}/git-token", h.authed(h.deleteGitToken))
-	h.statusStop = h.wh.Events().Subscribe(h.reportStatus)
 }
 
 // apiRootOf is the REST root of a self-hosted provider at base (the

@@ -69,9 +69,8 @@ func (h *Handler) oauthCredentials() error {
 	return nil
 }
 
-// authRoutes adds the sign-in routes beyond password login: OAuth
-// providers, TOTP and recovery codes, password change.
-func (h *Handler) authRoutes(handle func(string, http.HandlerFunc)) {
+// provisionAuth builds the sign-in providers.
+func (h *Handler) provisionAuth() {
 	h.acc.Keyring = h.wh.Keyring()
 	h.oauthRate = ratelimit.New(60, 5*time.Minute)
 	h.providers = map[string]*oauthlogin.Provider{}
@@ -84,7 +83,11 @@ func (h *Handler) authRoutes(handle func(string, http.HandlerFunc)) {
 			h.providers[id] = p
 		} // else Validate reports it
 	}
+}
 
+// authRoutes adds the sign-in routes beyond password login: OAuth
+// providers, TOTP and recovery codes, password change.
+func (h *Handler) authRoutes(handle func(string, http.HandlerFunc)) {
 	handle("GET /api/auth/providers", h.oauthProviders)
 	handle("GET /oauth/{provider}/start", h.oauthStart)
 	handle("GET /oauth/{provider}/callback", h.oauthCallback)

@@ -5,7 +5,6 @@ import "net/http"
 // opsRoutes adds the operations routes: runtime logs, usage, webhooks,
 // alert rules and alerts, workers and team members.
 func (h *Handler) opsRoutes(handle func(string, http.HandlerFunc)) {
-	h.provisionOps()
 	handle("GET /api/apps/{app}/logs", h.authed(h.runtimeLogs))
 	handle("GET /api/apps/{app}/logs/live", h.authed(h.liveLogs))
 	handle("GET /api/apps/{app}/usage", h.authed(h.appUsage))
