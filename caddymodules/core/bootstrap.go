@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/internal/auth"
+	"github.com/wisehosting/wisehosting/internal/teams"
 )
 
 // BootstrapAdmin creates the first admin account, its team and owner
@@ -36,18 +37,16 @@ func BootstrapAdmin(ctx context.Context, pool *pgxpool.Pool, email, plan string)
 		if err != nil {
 			return err
 		}
-		var uid, tid int64
+		var uid int64
 		if err := tx.QueryRow(ctx, `INSERT INTO users (email, name, password_hash, is_admin, must_change_password)
 			VALUES ($1, 'Administrator', $2, true, true) RETURNING id`, email, hash).Scan(&uid); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(ctx, `INSERT INTO teams (name, slug, plan) VALUES ('Default', 'default', $1) RETURNING id`, plan).Scan(&tid); err != nil {
+		t, err := teams.Create(ctx, tx, "Default", "default", plan, uid)
+		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO memberships (team_id, user_id, role) VALUES ($1, $2, 'owner')`, tid, uid); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO audit_events (team_id, user_id, action, target) VALUES ($1, $2, 'user.bootstrap_admin', $3)`, tid, uid, email); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO audit_events (team_id, user_id, action, target) VALUES ($1, $2, 'user.bootstrap_admin', $3)`, t.ID, uid, email); err != nil {
 			return err
 		}
 		password = pw

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/wisehosting/wisehosting/internal/accounts"
+	"github.com/wisehosting/wisehosting/internal/teams"
 )
 
 // personalTeam gives a new account a team it owns, on the plan registry's
@@ -27,15 +28,11 @@ func (h *Handler) personalTeam(ctx context.Context, userID int64, email, name, i
 	slug := teamSlug(email) + "-" + hex.EncodeToString(suffix)
 	plan := h.wh.PlanRegistry().Default()
 	return pgx.BeginFunc(ctx, h.wh.Pool(), func(tx pgx.Tx) error {
-		var team int64
-		if err := tx.QueryRow(ctx, "INSERT INTO teams (name, slug, plan) VALUES ($1, $2, $3) RETURNING id",
-			label+"'s team", slug, plan).Scan(&team); err != nil {
+		t, err := teams.Create(ctx, tx, label+"'s team", slug, plan, userID)
+		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO memberships (team_id, user_id, role) VALUES ($1, $2, 'owner')", team, userID); err != nil {
-			return err
-		}
-		return accounts.Audit(ctx, tx, team, userID, "team.create", slug, ip, map[string]any{"plan": plan, "reason": "sign-up"})
+		return accounts.Audit(ctx, tx, t.ID, userID, "team.create", slug, ip, map[string]any{"plan": plan, "reason": "sign-up"})
 	})
 }
 

@@ -43,7 +43,7 @@ var (
 	ErrMember   = errs.New(errs.Conflict, "already a member of this team")
 )
 
-// Service keeps invitations in Postgres.
+// Service keeps memberships and invitations in Postgres.
 type Service struct {
 	Pool *pgxpool.Pool
 	Now  func() time.Time // tests; default time.Now
