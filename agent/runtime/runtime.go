@@ -318,8 +318,11 @@ type RunSpec struct {
 	// Command, when set, replaces the image's entrypoint and command.
 	Command []string
 	// DiskQuota enables the storage size limit (only where the storage
-	// filesystem supports it; see ProbeDiskQuota).
+	// filesystem supports it; see ProbeDiskQuota), of volumes too.
 	DiskQuota bool
+	// Volumes are named volumes to mount (created when missing, kept when
+	// the container goes).
+	Volumes []Volume
 }
 
 // Container is an app container as the runtime sees it.
@@ -449,6 +452,10 @@ func (r *Runtime) run(ctx context.Context, s RunSpec, hp int) (Container, error)
 	g.ResourceLimits = res
 	if s.DiskQuota && s.DiskMB > 0 {
 		g.StorageOpts = map[string]string{"size": strconv.Itoa(s.DiskMB) + "M"}
+	}
+	var err error
+	if g.Volumes, err = r.mountVolumes(ctx, s.Volumes, s.DiskQuota); err != nil {
+		return Container{}, err
 	}
 	// A leftover container of the same deployment (an earlier attempt of
 	// the same job) is replaced.

@@ -223,7 +223,8 @@ func (s *Supervisor) recreate(ctx context.Context, d wsproto.DesiredApp) error {
 		return nil
 	}
 	spec := runtime.RunSpec{AppID: d.AppID, TeamID: d.TeamID, DeploymentID: d.DeploymentID, Slot: d.Slot, Slug: d.Slug, Image: d.Image, Port: d.Port,
-		HostPort: d.HostPort, CPUMillis: d.CPUMillis, MemoryMB: d.MemoryMB, Env: d.Env}
+		HostPort: d.HostPort, CPUMillis: d.CPUMillis, MemoryMB: d.MemoryMB, Env: d.Env, Volumes: runtimeVolumes(d.Volumes),
+		DiskQuota: s.cfg.DiskQuota.Enforced()}
 	if d.StartCommand != "" {
 		if err := frameworks.CheckCommand(d.StartCommand); err != nil {
 			s.report(ctx, d, "stopped", 0, "", "start command: "+err.Error())
@@ -571,9 +572,14 @@ func (s *Supervisor) SendStats(ctx context.Context, withDisk bool) error {
 	msg := wsproto.Stats{TS: time.Now().Unix()}
 	if withDisk {
 		msg.ImagesBytes, _ = s.rt.ImagesBytes(ctx)
+		if used, err := s.rt.VolumeUsage(ctx); err == nil {
+			for name, n := range used {
+				msg.Volumes = append(msg.Volumes, wsproto.VolumeUsage{Name: name, Bytes: n})
+			}
+		}
 	}
 	if len(ids) == 0 {
-		if msg.ImagesBytes == 0 {
+		if msg.ImagesBytes == 0 && len(msg.Volumes) == 0 {
 			return nil
 		}
 		return s.cfg.Send(ctx, wsproto.TypeStats, msg)

@@ -272,6 +272,11 @@ func New(cfg Config) (*Supervisor, error) {
 // Run runs the reconcile, stats and log loops until ctx ends. Containers
 // keep running when it returns.
 func (s *Supervisor) Run(ctx context.Context) error {
+	// Scheduled runs left by an earlier agent process have lost their
+	// results with it (the control plane fails them at their deadline).
+	if err := s.rt.RemoveTasks(ctx); err != nil {
+		s.cfg.Logger.Warn("supervisor: removing containers of interrupted scheduled runs", zap.Error(err))
+	}
 	var wg sync.WaitGroup
 	wg.Add(5)
 	go func() { defer wg.Done(); s.logs.run(ctx) }()
@@ -447,7 +452,9 @@ func (s *Supervisor) HandleJob(ctx context.Context, p json.RawMessage) error {
 		}
 		jctx, cancel = context.WithTimeout(context.Background(), timeout)
 		s.jobs[j.JobID] = &jobRun{cancel: cancel, at: time.Now()}
-		if j.AppID != 0 {
+		// Scheduled runs and volume removals run beside the app's jobs:
+		// they neither hold the app's slot nor wait for it.
+		if j.AppID != 0 && j.Kind != wsproto.JobCron && j.Kind != wsproto.JobVolumeRemove {
 			s.busy[j.AppID] = j.JobID
 			if slot = s.appSlots[j.AppID]; slot == nil {
 				slot = make(chan struct{}, 1)
@@ -611,6 +618,7 @@ func (s *Supervisor) progress(ctx context.Context, j wsproto.JobAssign, stage, m
 func (s *Supervisor) runJob(ctx context.Context, cancel context.CancelFunc, slot chan struct{}, j wsproto.JobAssign) {
 	defer cancel()
 	var out any
+	var cronOut *wsproto.CronOutput // a run's outcome, sent even when it failed
 	var err error
 	if slot != nil {
 		select {
@@ -630,6 +638,14 @@ func (s *Supervisor) runJob(ctx context.Context, cancel context.CancelFunc, slot
 			err = s.stopApp(ctx, j.AppID, true)
 		case wsproto.JobRestart:
 			err = s.restartApp(ctx, j.AppID)
+		case wsproto.JobCron:
+			var co *wsproto.CronOutput
+			co, err = s.cronRun(ctx, j)
+			if co != nil {
+				cronOut = co
+			}
+		case wsproto.JobVolumeRemove:
+			err = s.removeVolumes(ctx, j)
 		default:
 			err = fmt.Errorf("unknown job kind %q", j.Kind)
 		}
@@ -642,6 +658,9 @@ func (s *Supervisor) runJob(ctx context.Context, cancel context.CancelFunc, slot
 		}
 	} else if out != nil {
 		res.Output, _ = json.Marshal(out)
+	}
+	if cronOut != nil {
+		res.Output, _ = json.Marshal(cronOut)
 	}
 	s.logs.flush(context.Background())
 	s.finish(storedResult{Result: res, AppID: j.AppID, DeploymentID: j.DeploymentID})
@@ -740,7 +759,8 @@ func (s *Supervisor) deploy(ctx context.Context, j wsproto.JobAssign) (_ *wsprot
 		}
 	}
 	spec := runtime.RunSpec{AppID: j.AppID, TeamID: p.TeamID, DeploymentID: j.DeploymentID, Slot: p.Slot, Slug: p.Slug, Image: img, Port: port,
-		CPUMillis: p.CPUMillis, MemoryMB: p.MemoryMB, DiskMB: p.DiskMB, Env: p.Env, DiskQuota: s.cfg.DiskQuota.Enforced()}
+		CPUMillis: p.CPUMillis, MemoryMB: p.MemoryMB, DiskMB: p.DiskMB, Env: p.Env, DiskQuota: s.cfg.DiskQuota.Enforced(),
+		Volumes: runtimeVolumes(p.Volumes)}
 	msg := "starting container"
 	if p.StartCommand != "" {
 		if err := frameworks.CheckCommand(p.StartCommand); err != nil {
@@ -788,7 +808,7 @@ func (s *Supervisor) switchTo(ctx context.Context, j wsproto.JobAssign, p wsprot
 	prev, hadPrev := s.desired[u]
 	s.desired[u] = wsproto.DesiredApp{AppID: j.AppID, Slot: p.Slot, Slug: p.Slug, TeamID: p.TeamID, DeploymentID: j.DeploymentID, Image: img, Port: port,
 		HostPort: c.HostPort, CPUMillis: p.CPUMillis, MemoryMB: p.MemoryMB, Env: p.Env, StartCommand: p.StartCommand,
-		HealthPath: p.HealthPath}
+		HealthPath: p.HealthPath, Volumes: p.Volumes}
 	now := time.Now()
 	if hadPrev && prev.HostPort != 0 && prev.HostPort != c.HostPort {
 		s.redirects[prev.HostPort] = redirect{to: c.HostPort, until: now.Add(10 * time.Minute)}

@@ -104,6 +104,11 @@ type App struct {
 	// repository is an https:// URL.
 	AllowLocalGit bool `json:"allow_local_git,omitempty"`
 
+	// How long a released volume (its app or the volume itself was
+	// deleted) keeps its data before the worker removes it. The API shows
+	// each released volume's removal time. Default: 168h (7 days).
+	VolumeGrace caddy.Duration `json:"volume_grace,omitempty"`
+
 	// Plans by name: per-app CPU, memory, disk and bandwidth limits, the
 	// number of apps, and whether custom domains and previews are
 	// included. Default: the built-in free and pro plans.
@@ -528,3 +533,14 @@ var (
 	_ caddy.Validator    = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 )
+
+// DefaultVolumeGrace is VolumeGrace's default.
+const DefaultVolumeGrace = 7 * 24 * time.Hour
+
+// VolumeGracePeriod is how long released volumes keep their data.
+func (a *App) VolumeGracePeriod() time.Duration {
+	if a.VolumeGrace > 0 {
+		return time.Duration(a.VolumeGrace)
+	}
+	return DefaultVolumeGrace
+}

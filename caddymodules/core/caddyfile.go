@@ -33,6 +33,7 @@ func init() {
 //		admin_email       <email>|off
 //		worker_token_ttl  <duration>
 //		allow_local_git   on|off
+//		volume_grace      <duration>
 //		default_plan      <name>
 //		plan <name> {
 //			cpu_millis     <n>
@@ -120,6 +121,15 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			app.AllowLocalGit = val == "on"
 		case "default_plan":
 			app.DefaultPlan = val
+		case "volume_grace":
+			g, err := caddy.ParseDuration(val)
+			if err != nil || g < 0 {
+				return nil, d.Errf("volume_grace: %q must be a duration (0s removes released volumes at once)", val)
+			}
+			app.VolumeGrace = caddy.Duration(g)
+			if g == 0 {
+				app.VolumeGrace = caddy.Duration(time.Nanosecond)
+			}
 		case "worker_token_ttl":
 			ttl, err := caddy.ParseDuration(val)
 			if err != nil || ttl < 3*time.Minute {

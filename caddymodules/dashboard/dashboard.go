@@ -187,6 +187,7 @@ func (h *Handler) endpoints(handle func(string, http.HandlerFunc)) {
 	h.gitRoutes(handle)
 	h.opsRoutes(handle)
 	h.appRoutes(handle)
+	h.stateRoutes(handle)
 	h.invitationRoutes(handle)
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/accounts"
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/domains"
+	"github.com/wisehosting/wisehosting/internal/volumes"
 )
 
 // listTokens lists the caller's API tokens (names and prefixes only). A
@@ -77,6 +78,10 @@ func (h *Handler) deleteApp(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		var err error
+		// Its volumes keep their data for the grace period.
+		if err = volumes.ReleaseApp(r.Context(), tx, app.ID, h.wh.VolumeGracePeriod()); err != nil {
+			return err
+		}
 		if d, err = deploys.Delete(r.Context(), tx, app, "the app was deleted by "+principal(r).Email); err != nil {
 			return err
 		}

@@ -24,12 +24,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/cron"
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/replicas"
 	"github.com/wisehosting/wisehosting/internal/store"
+	"github.com/wisehosting/wisehosting/internal/volumes"
 	"github.com/wisehosting/wisehosting/internal/workers"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
@@ -55,6 +57,9 @@ type App struct {
 	RecoverInterval caddy.Duration `json:"recover_interval,omitempty"`
 	// Jobs claimed per placement transaction. Default: 200.
 	Batch int `json:"batch,omitempty"`
+	// How often this replica looks for due scheduled jobs (every replica
+	// does; a due job is claimed by one). Default: 1s.
+	CronInterval caddy.Duration `json:"cron_interval,omitempty"`
 
 	ctx    caddy.Context
 	wh     *core.App
@@ -76,7 +81,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.ctx, a.wh, a.logger = ctx, wh, ctx.Logger()
-	wh.NeedConns("scheduler", 3) // placement, delivery and recovery loops
+	wh.NeedConns("scheduler", 4) // placement, delivery, recovery and cron loops
 	a.sched = jobs.NewScheduler(jobs.Config{
 		Pool: wh.Pool(), Notify: wh.Notifications(), Workers: wh.Workers(), Logger: a.logger,
 		PollInterval: time.Duration(a.PollInterval), Heartbeat: time.Duration(a.HeartbeatTimeout),
@@ -88,7 +93,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 			if len(r.Output) > 0 {
 				json.Unmarshal(r.Output, &out)
 			}
-			return replicas.OnResult(ctx, tx, j, workerID, r.OK, r.Error, out.HostPort)
+			if err := replicas.OnResult(ctx, tx, j, workerID, r.OK, r.Error, out.HostPort); err != nil {
+				return err
+			}
+			return a.complete(ctx, tx, j, workerID, r)
 		},
 		AfterRecover: func(ctx context.Context, tx pgx.Tx) error {
 			n, err := replicas.Replace(ctx, tx)
@@ -117,6 +125,18 @@ func (a *App) Validate() error {
 // to a deploy job's payload just before it is sent over the authenticated
 // channel.
 func (a *App) prepare(ctx context.Context, j jobs.Job) (json.RawMessage, error) {
+	if j.Kind == wsproto.JobCron && j.AppID != 0 {
+		var p wsproto.CronPayload
+		if err := json.Unmarshal(j.Payload, &p); err != nil {
+			return nil, fmt.Errorf("decoding payload: %w", err)
+		}
+		env, err := deploys.LoadEnv(ctx, a.wh.Pool(), a.wh.Keyring(), j.AppID)
+		if err != nil {
+			return nil, err
+		}
+		p.Env = env
+		return json.Marshal(p)
+	}
 	if j.Kind != wsproto.JobDeploy && j.Kind != wsproto.JobRollback || j.AppID == 0 {
 		return j.Payload, nil
 	}
@@ -141,6 +161,67 @@ func (a *App) prepare(ctx context.Context, j jobs.Job) (json.RawMessage, error) 
 		}
 	}
 	return json.Marshal(p)
+}
+
+// complete records the domain's side of a job's result in the
+// transaction that ends the job: a deploy binds the app's volumes to its
+// worker, a scheduled run records its exit code, duration and log tail,
+// and a failed run emits cron.failed.
+func (a *App) complete(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int64, r wsproto.JobResult) error {
+	switch j.Kind {
+	case wsproto.JobDeploy, wsproto.JobRollback:
+		if r.OK && j.AppID != 0 {
+			return volumes.Bind(ctx, tx, j.AppID, workerID)
+		}
+	case wsproto.JobCron:
+		f, ok, err := cron.Finish(ctx, tx, j, r)
+		if err != nil || !ok || f.OK {
+			return err
+		}
+		return events.Emit(ctx, tx, events.Event{Kind: events.CronFailed, AppID: f.AppID, Data: map[string]any{
+			"cron_job_id": f.CronJobID, "name": f.Name, "run_id": f.RunID, "exit_code": f.ExitCode, "error": f.Error}})
+	}
+	return nil
+}
+
+// cronLoop starts the runs of due scheduled jobs (see internal/cron) and,
+// every minute, removes released volumes whose grace period is over.
+func (a *App) cronLoop(ctx context.Context) {
+	every := time.Duration(a.CronInterval)
+	if every <= 0 {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var lastSweep time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := cron.Tick(ctx, a.wh.Pool()); err != nil {
+			if ctx.Err() == nil {
+				a.logger.Warn("scheduler: starting scheduled jobs", zap.Error(err))
+			}
+		} else if n > 0 {
+			a.logger.Info("scheduler: started scheduled runs", zap.Int("runs", n))
+		}
+		if time.Since(lastSweep) >= time.Minute {
+			lastSweep = time.Now()
+			var n int
+			err := pgx.BeginFunc(ctx, a.wh.Pool(), func(tx pgx.Tx) error {
+				var err error
+				n, err = volumes.Sweep(ctx, tx)
+				return err
+			})
+			if err != nil && ctx.Err() == nil {
+				a.logger.Warn("scheduler: removing released volumes", zap.Error(err))
+			} else if n > 0 {
+				a.logger.Info("scheduler: removing released volumes past their grace period", zap.Int("volumes", n))
+			}
+		}
+	}
 }
 
 // sendDesired answers a worker's hello with the full desired state: every
@@ -208,6 +289,11 @@ func (a *App) onStats(ctx context.Context, workerID int64, p json.RawMessage) er
 	if err := json.Unmarshal(p, &st); err != nil {
 		return fmt.Errorf("decoding stats: %w", err)
 	}
+	if len(st.Volumes) > 0 {
+		if err := volumes.RecordUsage(ctx, a.wh.Pool(), workerID, st.Volumes); err != nil {
+			return err
+		}
+	}
 	if st.ImagesBytes <= 0 {
 		return nil
 	}
@@ -237,10 +323,14 @@ func (a *App) Start() error {
 		}()
 	})
 	a.cancel = func() { unHello(); unState(); unStats(); unDesired(); cancel() }
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
 		a.sched.Run(ctx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.cronLoop(ctx)
 	}()
 	a.logger.Info("scheduler started")
 	return nil
@@ -264,12 +354,14 @@ func (a *App) Stop() error {
 //		resend_interval   <duration>
 //		recover_interval  <duration>
 //		batch             <n>
+//		cron_interval     <duration>
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	a := new(App)
 	return core.Options{App: "wisehosting_scheduler", Ints: map[string]*int{"batch": &a.Batch},
 		Durations: map[string]*caddy.Duration{"poll_interval": &a.PollInterval, "heartbeat_timeout": &a.HeartbeatTimeout,
-			"ack_timeout": &a.AckTimeout, "resend_interval": &a.ResendInterval, "recover_interval": &a.RecoverInterval}}.Parse(d, a)
+			"ack_timeout": &a.AckTimeout, "resend_interval": &a.ResendInterval, "recover_interval": &a.RecoverInterval,
+			"cron_interval": &a.CronInterval}}.Parse(d, a)
 }
 
 // Interface guards.

@@ -98,6 +98,7 @@ func (e *Evaluator) Evaluate(ctx context.Context, now time.Time) ([]Change, erro
 						OR (w.status = 'draining' AND COALESCE(w.last_seen, '-infinity') < $1::timestamptz - interval '2 minutes')) THEN 1 ELSE 0 END
 					WHEN 'crashloop' THEN CASE WHEN a.status = 'crashed' THEN 1 ELSE 0 END
 					WHEN 'deployment_failed' THEN CASE WHEN d.status = 'failed' THEN 1 ELSE 0 END
+					WHEN 'cron_failed' THEN CASE WHEN cr.state = 'failed' THEN 1 ELSE 0 END
 				END
 			FROM alert_rules r
 			JOIN apps a ON a.id = r.app_id
@@ -106,6 +107,8 @@ func (e *Evaluator) Evaluate(ctx context.Context, now time.Time) ([]Change, erro
 			LEFT JOIN LATERAL (SELECT * FROM usage_samples s WHERE s.app_id = r.app_id AND s.bucket > $1::timestamptz - interval '10 minutes'
 				ORDER BY s.bucket DESC LIMIT 1) u ON true
 			LEFT JOIN LATERAL (SELECT status FROM deployments x WHERE x.app_id = r.app_id ORDER BY x.id DESC LIMIT 1) d ON true
+			LEFT JOIN LATERAL (SELECT state FROM cron_runs x WHERE x.app_id = r.app_id AND r.kind = 'cron_failed'
+				AND x.state IN ('succeeded', 'failed') ORDER BY x.id DESC LIMIT 1) cr ON true
 			WHERE r.enabled
 			FOR UPDATE OF r`, now)
 		if err != nil {
@@ -168,6 +171,8 @@ func (e *Evaluator) step(ctx context.Context, tx pgx.Tx, r *ruleState, now time.
 			msg = "the app keeps crashing"
 		case "deployment_failed":
 			msg = "the latest deployment failed"
+		case "cron_failed":
+			msg = "the latest run of a scheduled job failed"
 		}
 		var id int64
 		if err := tx.QueryRow(ctx, `INSERT INTO alerts (rule_id, app_id, kind, value, message, fired_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,

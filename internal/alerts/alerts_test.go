@@ -111,6 +111,8 @@ func TestStateRules(t *testing.T) {
 		"offline":           "UPDATE workers SET status = 'offline'",
 		"crashloop":         "UPDATE apps SET status = 'crashed'",
 		"deployment_failed": "INSERT INTO deployments (app_id, status) SELECT id, 'failed' FROM apps",
+		"cron_failed": `WITH j AS (INSERT INTO cron_jobs (app_id, name, schedule, command, next_run_at) SELECT id, 'x', '* * * * *', '{true}', now() FROM apps RETURNING id, app_id)
+			INSERT INTO cron_runs (cron_job_id, app_id, scheduled_at, state) SELECT id, app_id, now(), 'failed' FROM j`,
 	} {
 		f := setup(t, kind, 0, 0)
 		if ch := f.eval(t, t0); len(ch) != 0 {

@@ -26,6 +26,7 @@ var Kinds = []KindInfo{
 	{Name: "offline"},
 	{Name: "crashloop"},
 	{Name: "deployment_failed"},
+	{Name: "cron_failed"},
 }
 
 // Kind returns the kind called name.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/volumes"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -171,12 +172,23 @@ func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 	if s.Trigger == "" {
 		s.Trigger = "manual"
 	}
+	// The app's volumes are mounted on every deploy and rollback; their
+	// data lives on one worker, where the deploy must then run.
+	mounts, err := volumes.Mounts(ctx, tx, app.ID)
+	if err != nil {
+		return c, err
+	}
+	payload.Volumes = mounts
+	pin, err := volumes.PinnedWorker(ctx, tx, app.ID)
+	if err != nil {
+		return c, err
+	}
 	// Triggers of one app take turns, so a newer deploy always sees and
 	// supersedes the older queued ones.
 	if _, err := tx.Exec(ctx, "SELECT 1 FROM apps WHERE id = $1 FOR UPDATE", app.ID); err != nil {
 		return c, err
 	}
-	err := tx.QueryRow(ctx, `INSERT INTO deployments (app_id, commit_sha, commit_message, trigger, rollback_of, created_by, image)
+	err = tx.QueryRow(ctx, `INSERT INTO deployments (app_id, commit_sha, commit_message, trigger, rollback_of, created_by, image)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
 		app.ID, s.Commit, truncate(s.Message, 500), s.Trigger, nullable(s.RollbackOf), nullable(s.UserID), payload.Image).Scan(&c.DeploymentID)
 	if err != nil {
@@ -189,7 +201,7 @@ func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 	}
 	c.JobID, err = jobs.Enqueue(ctx, tx, jobs.New{
 		Kind: kind, AppID: app.ID, DeploymentID: c.DeploymentID, Payload: payload,
-		CPUMillis: app.CPUMillis, MemoryMB: app.MemoryMB,
+		CPUMillis: app.CPUMillis, MemoryMB: app.MemoryMB, PinWorker: pin,
 	})
 	if err != nil {
 		return c, err

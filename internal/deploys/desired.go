@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/wisehosting/wisehosting/internal/secrets"
+	"github.com/wisehosting/wisehosting/internal/volumes"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -64,6 +65,9 @@ func Desired(ctx context.Context, q Pool, kr *secrets.Keyring, workerID int64) (
 			envs[ds.Apps[i].AppID] = env
 		}
 		ds.Apps[i].Env = env
+		if ds.Apps[i].Volumes, err = volumes.Mounts(ctx, q, ds.Apps[i].AppID); err != nil {
+			return ds, err
+		}
 	}
 	return ds, nil
 }

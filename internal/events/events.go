@@ -31,6 +31,7 @@ const (
 	WorkerOffline      = "worker.offline"
 	AlertFired         = "alert.fired"
 	AlertResolved      = "alert.resolved"
+	CronFailed         = "cron.failed"
 )
 
 // TeamEvents are the kinds a team may subscribe to with a webhook or a
@@ -39,7 +40,7 @@ const (
 var TeamEvents = []string{
 	DeploymentStarted, DeploymentFinished, DeploymentFailed, AppStatusChanged,
 	DomainAdded, DomainVerified, DomainRemoved, CertProvisioned, CertExpiring,
-	RouteChanged, AlertFired, AlertResolved,
+	RouteChanged, AlertFired, AlertResolved, CronFailed,
 }
 
 // AllTeamEvents is the subscription that matches every kind of TeamEvents.

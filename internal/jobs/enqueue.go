@@ -29,6 +29,10 @@ type New struct {
 	MemoryMB     int
 	TimeoutS     int // 0: 900
 	MaxAttempts  int // 0: 3
+	// PinWorker, when set, is the only worker the job may run on (it
+	// waits while that worker is away); such a job reserves no capacity
+	// check beyond the worker's job slots.
+	PinWorker int64
 }
 
 func nullID(id int64) any {
@@ -104,9 +108,9 @@ func enqueueOne(ctx context.Context, q Querier, j New) (int64, error) {
 		j.MaxAttempts = 3
 	}
 	var id int64
-	err := q.QueryRow(ctx, `INSERT INTO jobs (kind, app_id, deployment_id, payload, priority, cpu_millis, memory_mb, timeout_s, max_attempts)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`,
-		j.Kind, nullID(j.AppID), nullID(j.DeploymentID), payload, j.Priority, j.CPUMillis, j.MemoryMB, j.TimeoutS, j.MaxAttempts).Scan(&id)
+	err := q.QueryRow(ctx, `INSERT INTO jobs (kind, app_id, deployment_id, payload, priority, cpu_millis, memory_mb, timeout_s, max_attempts, pin_worker_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+		j.Kind, nullID(j.AppID), nullID(j.DeploymentID), payload, j.Priority, j.CPUMillis, j.MemoryMB, j.TimeoutS, j.MaxAttempts, nullID(j.PinWorker)).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("enqueuing %s job: %w", j.Kind, err)
 	}

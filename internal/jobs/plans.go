@@ -16,6 +16,7 @@ import (
 type pending struct {
 	Job
 	appWorker int64
+	pinWorker int64        // jobs.pin_worker_id
 	plan      string       // the app's team's plan
 	app       plans.Limits // the app's row
 }

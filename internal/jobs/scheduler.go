@@ -273,6 +273,9 @@ func (s *Scheduler) failJob(ctx context.Context, j Job, reason string) {
 				return err
 			}
 		}
+		if j.Kind == wsproto.JobCron || j.Kind == wsproto.JobVolumeRemove {
+			return nil // not a deployment; the run shows the reason
+		}
 		return events.Emit(ctx, tx, events.Event{Kind: events.DeploymentFailed, AppID: j.AppID,
 			Data: map[string]any{"job_id": j.ID, "deployment_id": j.DeploymentID, "error": reason}})
 	})
@@ -456,6 +459,12 @@ func (s *Scheduler) onResult(ctx context.Context, workerID int64, p json.RawMess
 		return nil
 	}
 	signal(s.place)
+	if j.Kind == wsproto.JobCron || j.Kind == wsproto.JobVolumeRemove {
+		// Not a change of the app: AfterResult records them.
+		s.cfg.Logger.Info("scheduler: job ended", zap.Int64("job", j.ID), zap.String("kind", j.Kind), zap.Bool("ok", r.OK),
+			zap.Int64("worker", workerID), zap.String("error", r.Error))
+		return nil
+	}
 	if r.OK {
 		s.cfg.Logger.Info("scheduler: job succeeded", zap.Int64("job", j.ID), zap.String("kind", j.Kind), zap.Int64("worker", workerID))
 	} else if j.State == "cancelled" {
@@ -469,6 +478,9 @@ func (s *Scheduler) onResult(ctx context.Context, workerID int64, p json.RawMess
 // emitResult records the events of a job's outcome in the transaction that
 // applies it.
 func emitResult(ctx context.Context, tx pgx.Tx, j Job, r wsproto.JobResult) error {
+	if j.Kind == wsproto.JobCron || j.Kind == wsproto.JobVolumeRemove {
+		return nil // no change of the app; a failed run is cron.failed (AfterResult)
+	}
 	var evs []events.Event
 	switch {
 	case r.OK:
@@ -502,7 +514,7 @@ func PayloadSlot(payload json.RawMessage) int {
 }
 
 func applyResult(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsproto.JobResult) error {
-	if r.OK && j.Kind != wsproto.JobRestart {
+	if r.OK && j.Kind != wsproto.JobRestart && j.Kind != wsproto.JobCron && j.Kind != wsproto.JobVolumeRemove {
 		// Routing follows the result on every replica (a new host port, a
 		// stopped or deleted app).
 		if err := network.NotifyChanged(ctx, tx); err != nil {

@@ -242,7 +242,7 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 					THEN COALESCE((SELECT worker_id FROM app_instances WHERE app_id = j.app_id AND slot = (j.payload->>'slot')::int), 0)
 					WHEN j.kind IN ('restart', 'delete') AND j.payload->>'worker_id' ~ '^[1-9][0-9]{0,17}$'
 					THEN (j.payload->>'worker_id')::bigint
-					ELSE COALESCE(a.worker_id, 0) END, COALESCE(t.plan, ''),
+					ELSE COALESCE(a.worker_id, 0) END, COALESCE(j.pin_worker_id, 0), COALESCE(t.plan, ''),
 				COALESCE(a.cpu_millis, 0), COALESCE(a.memory_mb, 0), COALESCE(a.disk_mb, 0), COALESCE(a.bandwidth_kbit, 0)
 			FROM jobs j LEFT JOIN apps a ON a.id = j.app_id LEFT JOIN teams t ON t.id = a.team_id
 			WHERE j.state = 'pending' AND j.run_after <= now()
@@ -253,7 +253,7 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 		var batch []pending
 		for rows.Next() {
 			var p pending
-			if err := rows.Scan(&p.ID, &p.Kind, &p.AppID, &p.DeploymentID, &p.CPUMillis, &p.MemoryMB, &p.Payload, &p.appWorker, &p.plan,
+			if err := rows.Scan(&p.ID, &p.Kind, &p.AppID, &p.DeploymentID, &p.CPUMillis, &p.MemoryMB, &p.Payload, &p.appWorker, &p.pinWorker, &p.plan,
 				&p.app.CPUMillis, &p.app.MemoryMB, &p.app.DiskMB, &p.app.BandwidthKbit); err != nil {
 				rows.Close()
 				return err
@@ -278,8 +278,10 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 		// waits, whatever the job, and is not moved elsewhere meanwhile;
 		// the job's end wakes placement. The worker rows locked above make
 		// concurrent placements take turns.
+		// Scheduled runs (kind cron) run beside the app's other jobs and
+		// neither wait for them nor hold them up.
 		rows, err = tx.Query(ctx, `SELECT DISTINCT app_id, worker_id FROM jobs
-			WHERE state IN ('assigned', 'running') AND app_id IS NOT NULL AND worker_id IS NOT NULL`)
+			WHERE state IN ('assigned', 'running') AND app_id IS NOT NULL AND worker_id IS NOT NULL AND kind <> 'cron'`)
 		if err != nil {
 			return err
 		}
@@ -302,6 +304,25 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 		placedFor := map[int64][]int64{} // app → workers chosen in this batch
 		for i := range batch {
 			j := &batch[i]
+			// A pinned job (a volume's removal) goes to its worker only.
+			if j.pinWorker != 0 && j.AppID == 0 {
+				if w := load[j.pinWorker]; w != nil && w.running < w.maxJobs {
+					w.running++
+					jobIDs, workerIDs = append(jobIDs, j.ID), append(workerIDs, w.id)
+				}
+				continue
+			}
+			// A scheduled run needs the app's image, which is on the
+			// worker that runs the app: it goes there when it has room.
+			if j.Kind == "cron" {
+				if w := load[j.appWorker]; w != nil && w.fits(&j.Job) {
+					w.usedCPU += j.CPUMillis
+					w.usedMem += j.MemoryMB
+					w.running++
+					jobIDs, workerIDs = append(jobIDs, j.ID), append(workerIDs, w.id)
+				}
+				continue
+			}
 			// An app with no worker yet (first deploy) waits for any job of
 			// its own.
 			if j.AppID != 0 && busyOn[[2]int64{j.AppID, j.appWorker}] {
@@ -332,7 +353,12 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 				continue
 			}
 			var best *workerLoad
-			if w := load[j.appWorker]; w != nil && w.fits(&j.Job) {
+			if j.pinWorker != 0 {
+				// The app's volumes live on that worker: only there.
+				if w := load[j.pinWorker]; w != nil && w.fits(&j.Job) {
+					best = w
+				}
+			} else if w := load[j.appWorker]; w != nil && w.fits(&j.Job) {
 				best = w
 			} else {
 				spread, err := spreadOf(ctx, tx, j.AppID, PayloadSlot(j.Payload), placedFor[j.AppID])

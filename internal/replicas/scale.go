@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/wisehosting/wisehosting/internal/network"
+	"github.com/wisehosting/wisehosting/internal/volumes"
 )
 
 // Settings are an app's instance count and rolling-deploy bounds.
@@ -40,6 +41,10 @@ func (s Settings) Check() (field string, err error) {
 func Scale(ctx context.Context, tx pgx.Tx, appID int64, s Settings) (int, error) {
 	a, err := lockApp(ctx, tx, appID)
 	if err != nil {
+		return 0, err
+	}
+	// A volume's data lives on one worker: such an app runs one instance.
+	if err := volumes.CheckReplicas(ctx, tx, appID, s.Replicas); err != nil {
 		return 0, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE apps SET replicas = $2, max_surge = $3, max_unavailable = $4, updated_at = now() WHERE id = $1`,

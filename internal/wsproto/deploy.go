@@ -56,4 +56,7 @@ type DeployPayload struct {
 	// like any deploy.
 	Restore bool `json:"restore,omitempty"`
 	Replace bool `json:"replace,omitempty"`
+	// Volumes are mounted into the container (the same volumes on every
+	// deploy and rollback of the app).
+	Volumes []VolumeMount `json:"volumes,omitempty"`
 }

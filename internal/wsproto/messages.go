@@ -134,6 +134,9 @@ type Stats struct {
 	// ImagesBytes is the disk used by the worker's app images (sent with
 	// the disk sample; 0: not measured in this report).
 	ImagesBytes int64 `json:"images_bytes,omitempty"`
+	// Volumes is the disk each volume on the worker uses (sent with the
+	// disk sample).
+	Volumes []VolumeUsage `json:"volumes,omitempty"`
 }
 
 // LogLine is one line of an app's output or of a build.
@@ -202,6 +205,9 @@ type DesiredApp struct {
 	// Env holds decrypted variables; the channel is authenticated and
 	// encrypted (WSS), and the worker never writes them to disk.
 	Env map[string]string `json:"env,omitempty"`
+	// Volumes are the app's persistent volumes, mounted again when the
+	// container is recreated.
+	Volumes []VolumeMount `json:"volumes,omitempty"`
 }
 
 // DesiredState is the full set of app instances a worker should run. Workers

@@ -7,6 +7,7 @@ import { $, ago, appLink, call, el, frameworkLabel, go, leaveHooks, onSubmit, sh
 import { gitOpenApp } from "./git.js";
 import { liveClose, liveConnect, loadAlerts, openMetrics, renderWebhooks } from "./ops.js";
 import { routesOpenApp } from "./routes.js";
+import { cronOpenApp, loadVolumes } from "./state.js";
 
 /** @type {any} */
 export let current = null;
@@ -14,8 +15,8 @@ export let current = null;
 export function setCurrent(v) { current = v; }
 /** @type {any[]} */
 let deployments = [];
-const appTabs = ["overview", "deployments", "logs", "metrics", "alerts", "domains", "environment", "settings", "danger"];
-const tabTitles = { overview: "Overview", deployments: "Deployments", logs: "Logs", metrics: "Metrics", alerts: "Alerts", domains: "Domains", environment: "Environment", settings: "Settings", danger: "Danger zone" };
+const appTabs = ["overview", "deployments", "logs", "metrics", "alerts", "domains", "environment", "volumes", "cron", "settings", "danger"];
+const tabTitles = { overview: "Overview", deployments: "Deployments", logs: "Logs", metrics: "Metrics", alerts: "Alerts", domains: "Domains", environment: "Environment", volumes: "Volumes", cron: "Scheduled jobs", settings: "Settings", danger: "Danger zone" };
 export let currentTab = "";
 
 /** @param {string} status */
@@ -55,6 +56,8 @@ export async function openApp(id, tab) {
       case "alerts": await Promise.all([loadAlerts(), renderWebhooks($("#app-hooks"), current.id)]); break;
       case "domains": await loadDomains(); routesOpenApp(); break;
       case "environment": await loadEnv(); break;
+      case "volumes": await loadVolumes(); break;
+      case "cron": await cronOpenApp(); break;
       case "settings": gitOpenApp(); break;
       case "danger": $("#delete-slug").textContent = current.slug; break;
     }

@@ -210,6 +210,7 @@ const alertKinds = {
   offline: { name: "Worker offline", hint: "the app's worker stops answering" },
   crashloop: { name: "Crash loop", hint: "the app keeps crashing" },
   deployment_failed: { name: "Failed deployment", hint: "the latest deployment fails" },
+  cron_failed: { name: "Failed scheduled run", hint: "the latest run of a scheduled job fails" },
 };
 
 /**
