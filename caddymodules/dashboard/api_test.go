@@ -223,6 +223,21 @@ func TestAPIAndTeamIsolation(t *testing.T) {
 	writer.want(202, "POST", fmt.Sprintf("/api/apps/%d/deployments", appID), map[string]any{})
 	writer.want(403, "POST", "/api/tokens", map[string]any{"team_id": teamA, "name": "more"})
 	alice.want(404, "POST", "/api/tokens", map[string]any{"team_id": teamB, "name": "steal"})
+	// Bad input answers a sentence about the field at fault.
+	for _, bad := range []struct {
+		body  map[string]any
+		field string
+	}{
+		{map[string]any{"team_id": teamA, "name": ""}, "name"},
+		{map[string]any{"team_id": teamA, "name": "x", "scopes": []string{"admin"}}, "scopes"},
+		{map[string]any{"team_id": teamA, "name": "x", "expires_in_days": -1}, "expires_in_days"},
+		{map[string]any{"team_id": teamA, "name": "x", "expires_in_days": 1 << 40}, "expires_in_days"},
+	} {
+		out := alice.want(422, "POST", "/api/tokens", bad.body)
+		if out["field"] != bad.field || !strings.HasSuffix(out["error"].(string), ".") {
+			t.Fatalf("token %v: %v, want a sentence about %s", bad.body, out, bad.field)
+		}
+	}
 	var hashOnly int
 	f.db.Pool.QueryRow(ctx, "SELECT count(*) FROM api_tokens WHERE token_hash = sha256(convert_to($1, 'UTF8'))", tok["token"]).Scan(&hashOnly)
 	if hashOnly != 1 {

@@ -429,13 +429,17 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) {
 	if in.ExpiresInDays == 0 {
 		in.ExpiresInDays = 90
 	}
+	if in.ExpiresInDays < 1 || in.ExpiresInDays > 366 {
+		h.fail(w, "creating a token", errs.Field("expires_in_days", "A token expires after 1 to 366 days."))
+		return
+	}
 	raw, id, err := h.acc.CreateToken(r.Context(), p.UserID, in.TeamID, in.Name, in.Scopes, time.Duration(in.ExpiresInDays)*24*time.Hour)
 	if errors.Is(err, accounts.ErrForbidden) {
 		api.WriteError(w, http.StatusNotFound, "not found")
 		return
 	}
 	if err != nil {
-		api.WriteError(w, http.StatusBadRequest, err.Error())
+		h.fail(w, "creating a token", err)
 		return
 	}
 	h.audit1(r.Context(), h.wh.Pool(), r, in.TeamID, "token.create", in.Name, map[string]any{"token_id": id, "scopes": in.Scopes})

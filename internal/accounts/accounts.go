@@ -299,18 +299,18 @@ const TokenPrefix = "wht_"
 // token is returned once.
 func (s *Service) CreateToken(ctx context.Context, userID, teamID int64, name string, scopes []string, ttl time.Duration) (string, int64, error) {
 	if name == "" || len(name) > 100 {
-		return "", 0, errors.New("token name must have 1 to 100 characters")
+		return "", 0, errs.Field("name", "A token's name has 1 to 100 characters.")
 	}
 	for _, sc := range scopes {
 		if sc != "read" && sc != "write" {
-			return "", 0, fmt.Errorf("unknown scope %q (read, write)", sc)
+			return "", 0, errs.Field("scopes", fmt.Sprintf("%q is not a scope: a token can read, or read and write.", sc))
 		}
 	}
 	if len(scopes) == 0 {
 		scopes = []string{"read"}
 	}
-	if ttl <= 0 || ttl > 366*24*time.Hour {
-		return "", 0, errors.New("expiry must be between 1 hour and 1 year")
+	if ttl < time.Hour || ttl > 366*24*time.Hour {
+		return "", 0, errs.Field("expires_in_days", "A token expires after 1 hour to 1 year.")
 	}
 	raw := TokenPrefix + auth.RandomToken(32)
 	var id int64
