@@ -53,6 +53,12 @@ type App struct {
 	AckTimeout caddy.Duration `json:"ack_timeout,omitempty"`
 	// Unacknowledged jobs are sent again after this long. Default: 5s.
 	ResendInterval caddy.Duration `json:"resend_interval,omitempty"`
+	// How long a worker stays offline (silent past heartbeat_timeout)
+	// before its app instances start on other workers and the stop,
+	// delete and restart jobs waiting for it are given up; a revoked
+	// worker's go at once. An agent back within it moves nothing.
+	// Default: 1m.
+	OfflineGrace caddy.Duration `json:"offline_grace,omitempty"`
 	// How often recovery and worker health checks run. Default: 5s.
 	RecoverInterval caddy.Duration `json:"recover_interval,omitempty"`
 	// Jobs claimed per placement transaction. Default: 200.
@@ -99,14 +105,28 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return a.complete(ctx, tx, j, workerID, r)
 		},
 		AfterRecover: func(ctx context.Context, tx pgx.Tx) error {
-			n, err := replicas.Replace(ctx, tx)
-			if n > 0 {
-				a.logger.Warn("scheduler: starting instances of offline workers elsewhere", zap.Int("instances", n))
+			l, err := replicas.Recover(ctx, tx, a.goneAfter())
+			if l.Replaced > 0 || l.Forgotten > 0 {
+				a.logger.Warn("scheduler: workers gone: starting their instances elsewhere, giving up their jobs",
+					zap.Int("instances", l.Replaced), zap.Int("jobs", l.Forgotten))
 			}
 			return err
 		},
 	})
 	return nil
+}
+
+// goneAfter is how long a worker is silent before its work moves: the
+// heartbeat timeout, then the grace period.
+func (a *App) goneAfter() time.Duration {
+	hb, grace := time.Duration(a.HeartbeatTimeout), time.Duration(a.OfflineGrace)
+	if hb <= 0 {
+		hb = jobs.DefaultHeartbeat
+	}
+	if grace <= 0 {
+		grace = replicas.DefaultGrace
+	}
+	return hb + grace
 }
 
 // Validate checks the configuration.
@@ -353,6 +373,7 @@ func (a *App) Stop() error {
 //		ack_timeout       <duration>
 //		resend_interval   <duration>
 //		recover_interval  <duration>
+//		offline_grace     <duration>
 //		batch             <n>
 //		cron_interval     <duration>
 //	}
@@ -361,7 +382,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	return core.Options{App: "wisehosting_scheduler", Ints: map[string]*int{"batch": &a.Batch},
 		Durations: map[string]*caddy.Duration{"poll_interval": &a.PollInterval, "heartbeat_timeout": &a.HeartbeatTimeout,
 			"ack_timeout": &a.AckTimeout, "resend_interval": &a.ResendInterval, "recover_interval": &a.RecoverInterval,
-			"cron_interval": &a.CronInterval}}.Parse(d, a)
+			"offline_grace": &a.OfflineGrace, "cron_interval": &a.CronInterval}}.Parse(d, a)
 }
 
 // Interface guards.

@@ -52,13 +52,14 @@ func TestReplicas(t *testing.T) {
 	}
 
 	// The control plane: a worker silent for 20 s is offline (the health
-	// window of this test).
+	// window of this test), and gone 5 s later.
 	cpFile := filepath.Join(work, "cp.Caddyfile")
 	os.WriteFile(cpFile, []byte(fmt.Sprintf(`{
 	admin off
 	wisehosting_scheduler {
 		poll_interval 200ms
 		heartbeat_timeout 20s
+		offline_grace 5s
 		recover_interval 1s
 	}
 	wisehosting {

@@ -45,15 +45,15 @@ func nullID(id int64) any {
 // Enqueue inserts a pending job and notifies schedulers (the notification
 // is delivered when q's transaction commits).
 //
-// A restart or delete job of an app reaches every worker concerned: the
-// job goes to the worker of the app's first instance, and Enqueue adds a
-// copy for each other worker (payload worker_id, placed only there) that
-// runs an instance (restart) or ran one, its image included (delete:
+// A restart, stop or delete job of an app reaches every worker concerned:
+// the job goes to the worker of the app's first instance, and Enqueue adds
+// a copy for each other worker (payload worker_id, placed only there) that
+// runs an instance (restart, stop) or ran one, its image included (delete:
 // instances and succeeded deploy and rollback jobs). It returns the first
 // job's id.
 func Enqueue(ctx context.Context, q Querier, j New) (int64, error) {
 	id, err := enqueueOne(ctx, q, j)
-	if err != nil || j.AppID == 0 || (j.Kind != "restart" && j.Kind != "delete") {
+	if err != nil || j.AppID == 0 || (j.Kind != "restart" && j.Kind != "stop" && j.Kind != "delete") {
 		return id, err
 	}
 	var fields map[string]any

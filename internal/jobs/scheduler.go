@@ -60,6 +60,9 @@ type Config struct {
 	AfterRecover func(ctx context.Context, tx pgx.Tx) error
 }
 
+// DefaultHeartbeat is Config.Heartbeat's default.
+const DefaultHeartbeat = time.Minute
+
 func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -68,7 +71,7 @@ func (c *Config) defaults() {
 		c.PollInterval = 2 * time.Second
 	}
 	if c.Heartbeat <= 0 {
-		c.Heartbeat = time.Minute
+		c.Heartbeat = DefaultHeartbeat
 	}
 	if c.AckTimeout <= 0 {
 		c.AckTimeout = 30 * time.Second
@@ -561,39 +564,7 @@ func applyResult(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsprot
 		_, err := tx.Exec(ctx, "UPDATE apps SET status = 'stopped', updated_at = now() WHERE id = $1", j.AppID)
 		return err
 	case wsproto.JobDelete:
-		// Preview apps and apps being deleted go once their containers are
-		// gone, but not while previews of theirs still wait for their own
-		// delete job (the row's cascade would drop that job); a preview's
-		// removal lets a parent being deleted go. The results of an app's
-		// and its previews' delete jobs are applied one at a time, under
-		// the lock of the app's row, so the last one always sees the others.
-		var parent int64
-		err := tx.QueryRow(ctx, "SELECT COALESCE(preview_of, 0) FROM apps WHERE id = $1", j.AppID).Scan(&parent)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		root := j.AppID
-		if parent != 0 {
-			root = parent
-		}
-		if _, err := tx.Exec(ctx, "SELECT 1 FROM apps WHERE id = $1 FOR UPDATE", root); err != nil {
-			return err
-		}
-		// The app's delete jobs for its other workers (see Enqueue) end
-		// before its row goes.
-		if _, err := tx.Exec(ctx, `DELETE FROM apps a WHERE id = $1 AND (preview_of IS NOT NULL OR deleting_at IS NOT NULL)
-			AND NOT EXISTS (SELECT 1 FROM apps p WHERE p.preview_of = a.id)
-			AND NOT EXISTS (SELECT 1 FROM jobs WHERE app_id = a.id AND kind = 'delete' AND state IN ('pending', 'assigned', 'running'))`,
-			j.AppID); err != nil || parent == 0 {
-			return err
-		}
-		_, err = tx.Exec(ctx, `DELETE FROM apps a WHERE id = $1 AND deleting_at IS NOT NULL
-			AND NOT EXISTS (SELECT 1 FROM apps p WHERE p.preview_of = a.id)
-			AND NOT EXISTS (SELECT 1 FROM jobs WHERE app_id = a.id AND kind = 'delete' AND state IN ('pending', 'assigned', 'running'))`, parent)
-		return err
+		return RemoveDeleted(ctx, tx, j.AppID)
 	}
 	return nil
 }

@@ -240,7 +240,7 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 		rows, err := tx.Query(ctx, `SELECT j.id, j.kind, COALESCE(j.app_id, 0), COALESCE(j.deployment_id, 0), j.cpu_millis, j.memory_mb,
 				j.payload, CASE WHEN COALESCE((j.payload->>'slot')::int, 0) > 0 AND j.kind IN ('deploy', 'rollback')
 					THEN COALESCE((SELECT worker_id FROM app_instances WHERE app_id = j.app_id AND slot = (j.payload->>'slot')::int), 0)
-					WHEN j.kind IN ('restart', 'delete') AND j.payload->>'worker_id' ~ '^[1-9][0-9]{0,17}$'
+					WHEN j.kind IN ('restart', 'stop', 'delete') AND j.payload->>'worker_id' ~ '^[1-9][0-9]{0,17}$'
 					THEN (j.payload->>'worker_id')::bigint
 					ELSE COALESCE(a.worker_id, 0) END, COALESCE(j.pin_worker_id, 0), COALESCE(t.plan, ''),
 				COALESCE(a.cpu_millis, 0), COALESCE(a.memory_mb, 0), COALESCE(a.disk_mb, 0), COALESCE(a.bandwidth_kbit, 0)
@@ -300,7 +300,7 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 			return err
 		}
 		var jobIDs, workerIDs []int64
-		var noWorker []int64
+		var noWorker, noWorkerDeleted []int64
 		placedFor := map[int64][]int64{} // app → workers chosen in this batch
 		for i := range batch {
 			j := &batch[i]
@@ -333,6 +333,9 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 			if j.Kind == "stop" || j.Kind == "delete" {
 				if j.appWorker == 0 {
 					noWorker = append(noWorker, j.ID)
+					if j.Kind == "delete" {
+						noWorkerDeleted = append(noWorkerDeleted, j.AppID)
+					}
 					continue
 				}
 				if w := load[j.appWorker]; w != nil {
@@ -343,9 +346,10 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 				continue
 			}
 			// A restart job's copy for another worker that runs instances
-			// of the app (see Enqueue) waits for that worker.
+			// of the app (see Enqueue), or an instance's restart, waits for
+			// that worker (also a draining one: it adds no load).
 			if j.Kind == "restart" && pinnedWorker(j.Payload) != 0 {
-				if w := load[j.appWorker]; w != nil && w.fits(&j.Job) {
+				if w := load[j.appWorker]; w != nil && w.running < w.maxJobs {
 					w.running++
 					jobIDs, workerIDs = append(jobIDs, j.ID), append(workerIDs, w.id)
 					busyOn[[2]int64{j.AppID, w.id}], busyOn[[2]int64{j.AppID, 0}] = true, true
@@ -395,6 +399,12 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 			if _, err := tx.Exec(ctx, `UPDATE jobs SET state = 'succeeded', finished_at = now(), error = 'no worker runs this app'
 				WHERE id = ANY($1)`, noWorker); err != nil {
 				return err
+			}
+			// An app being deleted that runs nowhere goes now.
+			for _, app := range noWorkerDeleted {
+				if err := RemoveDeleted(ctx, tx, app); err != nil {
+					return err
+				}
 			}
 		}
 		if len(jobIDs) == 0 {

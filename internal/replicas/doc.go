@@ -30,18 +30,21 @@
 //
 // # Worker loss
 //
-// When a worker goes offline (missed heartbeats), the instances of
-// multi-instance apps on it are started again elsewhere (Replace, run by
-// the scheduler's recovery): their slot's job goes to another worker with
-// room, and stays queued until one has. Routing meanwhile lists only the
-// instances on online workers, so the app stays reachable through them.
-// When the worker comes back its containers of moved slots are no longer
-// desired and go after the drain delay.
+// When a worker goes offline (missed heartbeats) its instances leave
+// routing while the app has a healthy one elsewhere. Once it is gone (still
+// offline after the grace period, or revoked), Recover, run by the
+// scheduler's recovery under its lock, starts each of its instances again
+// elsewhere (Replace: the slot's job at its deployment, placed on another
+// worker with room, queued until one has; single-instance apps too, apps
+// with a volume never) and gives up the stop, delete and restart jobs that
+// wait for it (Forget), so a deletion completes without it. When the worker
+// comes back its containers of moved slots are no longer desired and go
+// after the drain delay.
 //
 // # Restart and delete
 //
-// A restart or delete job of an app gets a copy for every other worker
-// that runs an instance (restart) or ran one (delete, which also removes
-// the images there): jobs.Enqueue adds them, pinned by their payload's
+// A stop or delete job of an app gets a copy for every other worker that
+// runs an instance (stop) or ran one (delete, which also removes the
+// images there): jobs.Enqueue adds them, pinned by their payload's
 // worker_id, and the app's row goes when the last delete job succeeds.
 package replicas

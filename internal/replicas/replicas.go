@@ -93,6 +93,8 @@ type slotPayload struct {
 	Restore   bool `json:"restore"`
 	Replace   bool `json:"replace"`
 	StopFirst bool `json:"stop_first"`
+	// FromWorker: the gone worker a replaced instance ran on.
+	FromWorker int64 `json:"from_worker"`
 }
 
 // SlotOf returns the slot a deploy or rollback payload names (0 when
@@ -139,7 +141,7 @@ func slotJob(ctx context.Context, q Querier, appID, dep int64, a appRoll, slot i
 	if err := json.Unmarshal(raw, &payload); err != nil {
 		return fmt.Errorf("decoding deployment %d's job: %w", dep, err)
 	}
-	for _, k := range []string{"restore", "replace", "stop_first"} {
+	for _, k := range []string{"restore", "replace", "stop_first", "from_worker"} {
 		delete(payload, k)
 	}
 	payload["slot"] = slot
@@ -295,6 +297,20 @@ func OnResult(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int64, ok boo
 			return nil // nothing moved yet: the job's failure is the deployment's
 		}
 		return stopRoll(ctx, tx, j.AppID, j.DeploymentID, a, fmt.Sprintf("instance %d failed: %s", p.Slot+1, errMsg))
+	}
+	if p.Replace && p.FromWorker != 0 && p.FromWorker != workerID {
+		// The instance runs elsewhere now: should its former worker be
+		// back, its container there is no longer desired.
+		if err := NotifyDesired(ctx, tx, p.FromWorker); err != nil {
+			return err
+		}
+		if p.Slot == 0 {
+			var name string
+			tx.QueryRow(ctx, "SELECT name FROM workers WHERE id = $1", workerID).Scan(&name)
+			if err := logLine(ctx, tx, j.DeploymentID, fmt.Sprintf("instance 1 of %d runs on worker %s now (port %d)", a.replicas, name, hostPort)); err != nil {
+				return err
+			}
+		}
 	}
 	if p.Slot > 0 {
 		if p.Slot >= a.replicas {

@@ -123,7 +123,10 @@ func setup(t *testing.T) *bundle {
 			json.Unmarshal(r.Output, &out)
 			return replicas.OnResult(ctx, tx, j, workerID, r.OK, r.Error, out.HostPort)
 		},
-		AfterRecover: func(ctx context.Context, tx pgx.Tx) error { _, err := replicas.Replace(ctx, tx); return err },
+		AfterRecover: func(ctx context.Context, tx pgx.Tx) error {
+			_, err := replicas.Recover(ctx, tx, time.Minute)
+			return err
+		},
 	})
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -394,4 +397,129 @@ func TestRestartAndDeleteReachEveryWorker(t *testing.T) {
 		b.pool.QueryRow(ctx, "SELECT count(*) FROM apps WHERE id = $1", b.app.ID).Scan(&n)
 		return n == 0
 	})
+}
+
+// replaceNow runs one re-placement pass and returns how many instances it
+// queued.
+func (b *bundle) replaceNow(t *testing.T, after time.Duration) int {
+	t.Helper()
+	var n int
+	err := pgx.BeginFunc(context.Background(), b.pool, func(tx pgx.Tx) error {
+		var err error
+		n, err = replicas.Replace(context.Background(), tx, after)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A single-instance app whose worker goes offline stays there during the
+// grace period (an agent that restarts quickly moves nothing), then starts
+// on the other worker from the same image; the former worker's desired
+// state no longer names it. An app with a volume stays on its worker.
+func TestSingleInstanceReplaced(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	if _, err := b.pool.Exec(ctx, "UPDATE apps SET replicas = 1 WHERE id = $1", b.app.ID); err != nil {
+		t.Fatal(err)
+	}
+	d1 := b.deploy(t)
+	ins := b.allAt(t, 1, d1)
+	lost := ins[0].WorkerID
+	other := b.workers[0]
+	if other == lost {
+		other = b.workers[1]
+	}
+	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'offline', last_seen = now() - interval '30 seconds' WHERE id = $1", lost); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.replaceNow(t, time.Minute); n != 0 {
+		t.Fatalf("%d instances re-placed within the grace period", n)
+	}
+	if _, err := b.pool.Exec(ctx, "UPDATE workers SET last_seen = now() - interval '2 minutes' WHERE id = $1", lost); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the instance to run on the other worker", func() bool {
+		ins, _ := replicas.List(ctx, b.pool, b.app.ID)
+		return len(ins) == 1 && ins[0].WorkerID == other && ins[0].DeploymentID == d1 && ins[0].Status == "running"
+	})
+	b.fleet.mu.Lock()
+	last := b.fleet.runs[len(b.fleet.runs)-1]
+	b.fleet.mu.Unlock()
+	if last.worker != other || last.p.Image == "" || last.deployment != d1 {
+		t.Fatalf("the re-placement ran %+v: want deployment %d's image on worker %d", last, d1, other)
+	}
+	for w, want := range map[int64]int{lost: 0, other: 1} {
+		ds, err := deploys.Desired(ctx, b.pool, nil, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds.Apps) != want {
+			t.Fatalf("worker %d's desired state has %d apps, want %d: %+v", w, len(ds.Apps), want, ds.Apps)
+		}
+	}
+	snap, _ := network.Load(ctx, b.pool, "apps.test")
+	if len(snap.Apps) != 1 || snap.Apps[0].WorkerID != other {
+		t.Fatalf("routing: %+v", snap.Apps)
+	}
+
+	// With a volume bound to its worker, the app waits for that worker.
+	if _, err := b.pool.Exec(ctx, `INSERT INTO volumes (team_id, app_id, app_slug, name, mount_path, size_mb, worker_id)
+		VALUES ($1, $2, 'app', 'data', '/data', 10, $3)`, b.app.TeamID, b.app.ID, other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'offline', last_seen = now() - interval '2 minutes' WHERE id = $1", other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'online', last_seen = now() + interval '1 hour' WHERE id = $1", lost); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.replaceNow(t, time.Minute); n != 0 {
+		t.Fatalf("an app with a volume was re-placed (%d instances)", n)
+	}
+}
+
+// A stop job reaches every worker that runs an instance. Deleting an app
+// one of whose workers is gone for good (revoked) completes: the
+// instances there are forgotten.
+func TestStopEveryWorkerAndDeleteWithGoneWorker(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	d1 := b.deploy(t)
+	ins := b.allAt(t, 3, d1)
+	if got := perWorker(ins); len(got) != 2 {
+		t.Fatalf("instances on %d workers, want 2: %+v", len(got), ins)
+	}
+	if _, err := jobs.Enqueue(ctx, b.pool, jobs.New{Kind: wsproto.JobStop, AppID: b.app.ID}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a stop job on each worker", func() bool { return len(b.workersRan(wsproto.JobStop)) == 2 })
+
+	// Worker 1 is revoked while the app is deleted: its delete job is
+	// given up, worker 0's runs, and the row goes.
+	gone := b.workers[1]
+	b.fleet.mu.Lock()
+	b.fleet.ids = b.workers[:1]
+	b.fleet.mu.Unlock()
+	b.fleet.bus.NotifyConnection(gone, false)
+	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'revoked', revoked_at = now() WHERE id = $1", gone); err != nil {
+		t.Fatal(err)
+	}
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		_, err := deploys.Delete(ctx, tx, b.app, "deleted")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the app's row to go", func() bool {
+		var n int
+		b.pool.QueryRow(ctx, "SELECT count(*) FROM apps WHERE id = $1", b.app.ID).Scan(&n)
+		return n == 0
+	})
+	if ran := b.workersRan(wsproto.JobDelete); ran[gone] || !ran[b.workers[0]] {
+		t.Fatalf("delete jobs ran on %v: want worker %d only", ran, b.workers[0])
+	}
 }
