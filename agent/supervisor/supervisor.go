@@ -637,7 +637,7 @@ func (s *Supervisor) runJob(ctx context.Context, cancel context.CancelFunc, slot
 		case wsproto.JobDelete:
 			err = s.stopApp(ctx, j.AppID, true)
 		case wsproto.JobRestart:
-			err = s.restartApp(ctx, j.AppID)
+			err = s.restartApp(ctx, j)
 		case wsproto.JobCron:
 			var co *wsproto.CronOutput
 			co, err = s.cronRun(ctx, j)
@@ -1087,18 +1087,40 @@ func (s *Supervisor) stopApp(ctx context.Context, appID int64, removeImages bool
 	return nil
 }
 
-// restartApp restarts every instance of the app on this worker.
-func (s *Supervisor) restartApp(ctx context.Context, appID int64) error {
+// restartApp restarts every instance of the app on this worker, or the
+// one the payload names; that one is then waited for until it answers its
+// health check again.
+func (s *Supervisor) restartApp(ctx context.Context, j wsproto.JobAssign) error {
+	var p wsproto.RestartPayload
+	if len(j.Payload) > 0 {
+		if err := json.Unmarshal(j.Payload, &p); err != nil {
+			return fmt.Errorf("decoding restart payload: %w", err)
+		}
+	}
+	appID := j.AppID
 	s.mu.Lock()
 	var mine []wsproto.DesiredApp
 	for u, d := range s.desired {
-		if u.app == appID {
+		if u.app == appID && (p.Slot == nil || u.slot == *p.Slot) {
 			mine = append(mine, d)
 		}
 	}
 	s.mu.Unlock()
 	if len(mine) == 0 {
+		if p.Slot != nil {
+			return fmt.Errorf("instance %d of the app does not run on this worker", *p.Slot+1)
+		}
 		return errors.New("the app does not run on this worker")
+	}
+	if p.Drain {
+		// The control plane took the instance out of routing; the proxies
+		// poll, so it stops after a third of the drain delay.
+		s.progress(ctx, j, "restart", "the instance left routing; stopping it shortly", 10)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(s.cfg.DrainDelay / 3):
+		}
 	}
 	list, err := s.rt.List(ctx)
 	if err != nil {
@@ -1117,6 +1139,11 @@ func (s *Supervisor) restartApp(ctx context.Context, appID int64) error {
 				s.mu.Unlock()
 				if err := s.rt.Start(ctx, c.ID); err != nil {
 					return err
+				}
+				if p.Slot != nil {
+					if err := s.waitHealthy(ctx, c, d.HealthPath); err != nil {
+						return fmt.Errorf("after the restart: %w", err)
+					}
 				}
 				found = true
 				break

@@ -175,6 +175,7 @@ func (h *Handler) endpoints(handle func(string, http.HandlerFunc)) {
 	handle("GET /api/apps/{app}/deployments", h.authed(h.listDeployments))
 	handle("GET /api/apps/{app}/deployments/{dep}/logs", h.authed(h.deploymentLogs))
 	handle("POST /api/apps/{app}/deployments/{dep}/cancel", h.authed(h.cancelDeployment))
+	handle("POST /api/apps/{app}/restart", h.authed(h.restartApp))
 	handle("GET /api/apps/{app}/env", h.authed(h.listEnv))
 	handle("PUT /api/apps/{app}/env/{key}", h.authed(h.setEnv))
 	handle("DELETE /api/apps/{app}/env/{key}", h.authed(h.deleteEnv))

@@ -9,6 +9,7 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
 	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/replicas"
 )
 
 // cancelDeployment stops a deployment in progress: a queued one ends at
@@ -48,4 +49,26 @@ func (h *Handler) cancelDeployment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	api.WriteJSON(w, http.StatusAccepted, map[string]any{"deployment_id": dep, "status": "cancel requested"})
+}
+
+// restartApp restarts the app's instances one at a time (202): each
+// leaves routing while it restarts when another one serves.
+func (h *Handler) restartApp(w http.ResponseWriter, r *http.Request) {
+	app, ok := h.appAccess(w, r, accounts.RoleMember)
+	if !ok {
+		return
+	}
+	var n int
+	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
+		var err error
+		if n, err = replicas.Restart(r.Context(), tx, app.ID); err != nil {
+			return err
+		}
+		return h.audit1(r.Context(), tx, r, app.TeamID, "app.restart", app.Slug, map[string]any{"app_id": app.ID, "instances": n})
+	})
+	if err != nil {
+		h.fail(w, "restarting the app", err)
+		return
+	}
+	api.WriteJSON(w, http.StatusAccepted, map[string]any{"status": "restarting", "instances": n})
 }

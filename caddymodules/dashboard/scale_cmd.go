@@ -17,14 +17,17 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "app",
-		Usage: "scale <slug> <replicas> [--max-surge N] [--max-unavailable N]  [--config <path>]",
-		Short: "Scales an app's instances",
+		Usage: "scale <slug> <replicas> [--max-surge N] [--max-unavailable N] | restart <slug>  [--config <path>]",
+		Short: "Scales or restarts an app's instances",
 		Long: `
 "app scale SLUG N" runs N instances of the app, within its team's plan:
 new instances start at once from the app's current image (no rebuild),
 removed ones leave routing at once and stop after the drain delay.
 --max-surge and --max-unavailable set how the app's rolling deploys
-move its instances (see the README, "Replicas and rolling deploys").`,
+move its instances (see the README, "Replicas and rolling deploys").
+"app restart SLUG" restarts the app's instances one at a time, each
+answering its health check before the next; with more than one instance,
+each leaves routing while it restarts, so the app keeps serving.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().StringP("config", "c", "", "Caddyfile or JSON config holding the wisehosting app")
 			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter")
@@ -37,8 +40,11 @@ move its instances (see the README, "Replicas and rolling deploys").`,
 
 func cmdApp(fl caddycmd.Flags) error {
 	args := fl.Args()
+	if len(args) == 2 && args[0] == "restart" {
+		return cmdAppRestart(fl, args[1])
+	}
 	if len(args) != 3 || args[0] != "scale" {
-		return core.Usagef("expected scale SLUG REPLICAS")
+		return core.Usagef("expected scale SLUG REPLICAS or restart SLUG")
 	}
 	n, err := strconv.Atoi(args[2])
 	if err != nil {
@@ -95,5 +101,41 @@ func cmdApp(fl caddycmd.Flags) error {
 		noun = "instance"
 	}
 	fmt.Printf("app %s runs %d %s (max surge %d, max unavailable %d); %d starting now.\n", args[1], s.Replicas, noun, s.MaxSurge, s.MaxUnavailable, started)
+	return nil
+}
+
+func cmdAppRestart(fl caddycmd.Flags, slug string) error {
+	a, err := core.LoadConfig(fl)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := core.CommandContext()
+	defer cancel()
+	pool, err := a.OpenPool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	var n int
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var id int64
+		err := tx.QueryRow(ctx, `SELECT id FROM apps WHERE slug = $1 AND deleting_at IS NULL`, slug).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("no app %q", slug)
+		}
+		if err != nil {
+			return err
+		}
+		n, err = replicas.Restart(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	noun := "instances restart"
+	if n == 1 {
+		noun = "instance restarts"
+	}
+	fmt.Printf("app %s: %d %s, one at a time (its deployment log tells each step).\n", slug, n, noun)
 	return nil
 }

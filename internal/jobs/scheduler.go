@@ -492,7 +492,8 @@ func emitResult(ctx context.Context, tx pgx.Tx, j Job, r wsproto.JobResult) erro
 				Data: map[string]any{"deployment_id": j.DeploymentID, "job_id": j.ID}})
 		}
 		evs = append(evs, events.Event{Kind: events.AppStatusChanged, AppID: j.AppID})
-	case j.State == "cancelled":
+	case j.State == "cancelled" || j.DeploymentID == 0:
+		// A restart, stop or delete that failed is no deployment's failure.
 		evs = append(evs, events.Event{Kind: events.AppStatusChanged, AppID: j.AppID})
 	default:
 		evs = append(evs, events.Event{Kind: events.DeploymentFailed, AppID: j.AppID,

@@ -41,8 +41,12 @@
 // comes back its containers of moved slots are no longer desired and go
 // after the drain delay.
 //
-// # Restart and delete
+// # Restart, stop and delete
 //
+// Restart restarts an app's instances one at a time: each instance's
+// restart job (wsproto.RestartPayload, pinned to its worker) takes it out
+// of routing when another instance serves, restarts it in place and waits
+// for its health check; its success queues the next instance (OnResult).
 // A stop or delete job of an app gets a copy for every other worker that
 // runs an instance (stop) or ran one (delete, which also removes the
 // images there): jobs.Enqueue adds them, pinned by their payload's

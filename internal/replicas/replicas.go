@@ -277,6 +277,9 @@ func OnResult(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int64, ok boo
 		}
 		return NotifyDesired(ctx, tx, ids...)
 	}
+	if j.Kind == wsproto.JobRestart {
+		return onRestart(ctx, tx, j, ok, errMsg)
+	}
 	if j.AppID == 0 || (j.Kind != wsproto.JobDeploy && j.Kind != wsproto.JobRollback) {
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/wisehosting/wisehosting/internal/deploys"
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
@@ -521,5 +523,73 @@ func TestStopEveryWorkerAndDeleteWithGoneWorker(t *testing.T) {
 	})
 	if ran := b.workersRan(wsproto.JobDelete); ran[gone] || !ran[b.workers[0]] {
 		t.Fatalf("delete jobs ran on %v: want worker %d only", ran, b.workers[0])
+	}
+}
+
+// A restart goes one instance at a time, in slot order, each on its own
+// worker and out of routing meanwhile; every instance is routed again at
+// the end. A stopped app does not restart.
+func TestRestartOneAtATime(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	d1 := b.deploy(t)
+	ins := b.allAt(t, 3, d1)
+	b.fleet.mu.Lock()
+	from := len(b.fleet.runs)
+	b.fleet.mu.Unlock()
+	var n int
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		var err error
+		n, err = replicas.Restart(ctx, tx, b.app.ID)
+		return err
+	})
+	if err != nil || n != 3 {
+		t.Fatalf("restart: %d instances, %v", n, err)
+	}
+	// Out of routing from the moment its restart is queued.
+	snap, _ := network.Load(ctx, b.pool, "apps.test")
+	if len(snap.Apps) != 1 || len(snap.Apps[0].Instances) > 2 {
+		t.Fatalf("the restarting instance is still routed: %+v", snap.Apps)
+	}
+	eventually(t, "three restarts", func() bool {
+		var done int
+		b.pool.QueryRow(ctx, "SELECT count(*) FROM jobs WHERE kind = 'restart' AND state = 'succeeded'").Scan(&done)
+		return done == 3
+	})
+	b.fleet.mu.Lock()
+	var restarts []run
+	for _, r := range b.fleet.runs[from:] {
+		if r.kind == wsproto.JobRestart {
+			restarts = append(restarts, r)
+		}
+	}
+	b.fleet.mu.Unlock()
+	if len(restarts) != 3 {
+		t.Fatalf("%d restart jobs, want 3", len(restarts))
+	}
+	for i, r := range restarts {
+		if r.p.Slot != i || r.worker != ins[i].WorkerID {
+			t.Fatalf("restart %d: slot %d on worker %d, want slot %d on worker %d", i, r.p.Slot, r.worker, i, ins[i].WorkerID)
+		}
+	}
+	snap, _ = network.Load(ctx, b.pool, "apps.test")
+	if len(snap.Apps) != 1 || len(snap.Apps[0].Instances) != 3 {
+		t.Fatalf("after the restart, routing lists %+v, want 3 instances", snap.Apps)
+	}
+	var logs string
+	b.pool.QueryRow(ctx, "SELECT string_agg(line, '\n' ORDER BY id) FROM deployment_logs WHERE deployment_id = $1", d1).Scan(&logs)
+	if !regexp.MustCompile(`every instance has restarted`).MatchString(logs) {
+		t.Fatalf("the deployment's log does not tell the restart:\n%s", logs)
+	}
+
+	if _, err := b.pool.Exec(ctx, "UPDATE apps SET status = 'stopped' WHERE id = $1", b.app.ID); err != nil {
+		t.Fatal(err)
+	}
+	err = pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		_, err := replicas.Restart(ctx, tx, b.app.ID)
+		return err
+	})
+	if !errs.Is(err, errs.Conflict) {
+		t.Fatalf("restarting a stopped app: %v, want a conflict", err)
 	}
 }

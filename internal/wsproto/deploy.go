@@ -60,3 +60,18 @@ type DeployPayload struct {
 	// deploy and rollback of the app).
 	Volumes []VolumeMount `json:"volumes,omitempty"`
 }
+
+// RestartPayload is a restart job's payload. A job naming Slot restarts
+// that instance only and succeeds once it answers its health check again
+// (the control plane restarts an app's instances one at a time); without
+// Slot, every instance of the app on the worker restarts at once.
+type RestartPayload struct {
+	// WorkerID is the worker the job is for (the control plane places it
+	// there only).
+	WorkerID int64 `json:"worker_id,omitempty"`
+	Slot     *int  `json:"slot,omitempty"`
+	// Drain: the instance left routing as the job was queued; the worker
+	// waits a third of its drain delay before stopping it, so the proxies
+	// stop sending it requests first.
+	Drain bool `json:"drain,omitempty"`
+}

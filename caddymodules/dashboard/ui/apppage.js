@@ -79,6 +79,7 @@ export function renderAppHeader() {
   const source = a.image ? a.image : `${a.repo || a.git_repo || "no repository"}${a.git_branch ? " · " + a.git_branch : ""}`;
   $("#app-meta").textContent = `${frameworkLabel(a)} · ${source}`;
   $("#app-links").replaceChildren(...(a.urls || []).map(appLink));
+  $("#restart").hidden = !(a.status === "running" || a.status === "crashed");
 }
 
 /** setAppStatus updates the app's badge (the header) from one source. @param {string} s */
@@ -289,6 +290,18 @@ export async function deploy(rollbackOf) {
   btn.disabled = false;
 }
 
+/** restart restarts the app's instances one at a time (the server keeps the others serving). */
+async function restart() {
+  const btn = /** @type {HTMLButtonElement} */ ($("#restart"));
+  if (!confirm(`Restart ${current.name}? Its instances restart one at a time; a single instance is briefly unavailable.`)) return;
+  btn.disabled = true;
+  try {
+    const { instances } = await call("POST", `/api/apps/${current.id}/restart`, {});
+    toast(`Restarting ${instances} instance${instances === 1 ? "" : "s"}, one at a time.`);
+  } catch (err) { showError(err); }
+  btn.disabled = false;
+}
+
 // ---- environment ------------------------------------------------------------
 
 async function loadEnv() {
@@ -396,6 +409,7 @@ async function loadDomains() {
 document.addEventListener("DOMContentLoaded", () => {
   leaveHooks.push((id) => { if (id !== "app") { tabLeave(currentTab, ""); currentTab = ""; } });
   $("#deploy").addEventListener("click", () => deploy());
+  $("#restart").addEventListener("click", () => restart());
   $("#log-wrap").addEventListener("change", (e) => $("#log").classList.toggle("wrap", /** @type {HTMLInputElement} */ (e.target).checked));
   $("#log-jump").addEventListener("click", () => { const pre = $("#log"); pre.scrollTop = pre.scrollHeight; $("#log-follow").hidden = true; });
   $("#log").addEventListener("scroll", () => { const pre = $("#log"); if (pre.scrollHeight - pre.scrollTop - pre.clientHeight < 24) $("#log-follow").hidden = true; });
