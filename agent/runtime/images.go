@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/bindings/images"
 )
 
@@ -55,6 +56,22 @@ func (r *Runtime) ImagesBytes(ctx context.Context) (int64, error) {
 		n += im.Size
 	}
 	return n, nil
+}
+
+// ImagesInUse returns the ids of the images any container on the host
+// uses, in any state: the agent's app containers, its scheduled runs and
+// anything else (Podman refuses to remove those images anyway).
+func (r *Runtime) ImagesInUse(ctx context.Context) (map[string]bool, error) {
+	all := true
+	list, err := containers.List(r.connFor(ctx), &containers.ListOptions{All: &all})
+	if err != nil {
+		return nil, err
+	}
+	used := make(map[string]bool, len(list))
+	for _, c := range list {
+		used[c.ImageID] = true
+	}
+	return used, nil
 }
 
 // RemoveImageID deletes an image by id with all its names; an image a

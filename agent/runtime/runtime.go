@@ -334,6 +334,7 @@ type Container struct {
 	Slot         int
 	Slug         string
 	Image        string
+	ImageID      string
 	Port         int
 	HostPort     int
 	State        string // created, running, exited, …
@@ -569,7 +570,7 @@ func (r *Runtime) List(ctx context.Context) ([]Container, error) {
 	}
 	out := make([]Container, 0, len(list))
 	for _, lc := range list {
-		c := Container{ID: lc.ID, Image: lc.Image, State: lc.State, ExitCode: int(lc.ExitCode), Pid: lc.Pid,
+		c := Container{ID: lc.ID, Image: lc.Image, ImageID: lc.ImageID, State: lc.State, ExitCode: int(lc.ExitCode), Pid: lc.Pid,
 			StartedAt: time.Unix(lc.StartedAt, 0), FinishedAt: time.Unix(lc.ExitedAt, 0), Restarts: int(lc.Restarts)}
 		if len(lc.Names) > 0 {
 			c.Name = lc.Names[0]

@@ -57,6 +57,18 @@ func (s *Supervisor) Reconcile(ctx context.Context) error {
 	if have {
 		desired = s.adoptNewer(list, desired, busy)
 	}
+	// A container gone since the last pass (removed by a job, a retire, or
+	// by hand) may have held an image beyond the retention: it goes now.
+	seen := make(map[string]int64, len(list))
+	for _, c := range list {
+		seen[c.ID] = c.AppID
+	}
+	for id, app := range s.seen {
+		if _, ok := seen[id]; !ok {
+			s.prune(app)
+		}
+	}
+	s.seen = seen
 	now := time.Now()
 	// Containers nobody wants.
 	for _, c := range list {
@@ -127,6 +139,7 @@ func (s *Supervisor) Reconcile(ctx context.Context) error {
 		case c.Running() && !healthy[u]:
 			s.report(ctx, d, "unhealthy", c.HostPort, c.Image, "failing its health check")
 		case c.Running():
+			s.noteLive(d.AppID, d.DeploymentID, c.Image)
 			s.report(ctx, d, "running", c.HostPort, c.Image, "")
 		default:
 			s.crashed(ctx, d, c)
@@ -466,61 +479,6 @@ func (s *Supervisor) drainFollow(id string, d time.Duration) {
 		s.mu.Unlock()
 		if !ok {
 			return
-		}
-	}
-}
-
-// prune asks the prune loop to apply the image retention to an app.
-func (s *Supervisor) prune(appID int64) {
-	s.mu.Lock()
-	s.pruneApps[appID] = true
-	s.mu.Unlock()
-	select {
-	case s.pruneKick <- struct{}{}:
-	default:
-	}
-}
-
-// pruneLoop applies the image retention to the apps prune named, one at a
-// time, outside job slots and reconcile passes.
-func (s *Supervisor) pruneLoop(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.pruneKick:
-		}
-		s.mu.Lock()
-		apps := make([]int64, 0, len(s.pruneApps))
-		for id := range s.pruneApps {
-			apps = append(apps, id)
-		}
-		clear(s.pruneApps)
-		s.mu.Unlock()
-		retry := false
-		for _, id := range apps {
-			if ctx.Err() != nil {
-				return
-			}
-			ok := s.pruneImages(ctx, id)
-			s.mu.Lock()
-			if ok || s.pruneTries[id] >= 10 {
-				delete(s.pruneTries, id)
-			} else {
-				s.pruneTries[id]++
-				s.pruneApps[id] = true
-				retry = true
-			}
-			s.mu.Unlock()
-		}
-		if retry {
-			// Podman was busy or an image still in use: again shortly.
-			time.AfterFunc(5*time.Second, func() {
-				select {
-				case s.pruneKick <- struct{}{}:
-				default:
-				}
-			})
 		}
 	}
 }

@@ -106,9 +106,10 @@ func TestDesiredNeverGoesBack(t *testing.T) {
 	}
 }
 
-// Images of an app beyond the newest ImageRetention deployments go after a
-// deploy, except one a container uses; checkouts a crash left behind go at
-// start.
+// An agent that finds no record of live deployments (a new state
+// directory, or an agent from before the record) keeps each app's newest
+// ImageRetention images by deployment and the ones containers use;
+// checkouts a crash left behind go at start.
 func TestImageRetentionAndCleanCheckouts(t *testing.T) {
 	svc := podmantest.Start(t)
 	inst := fmt.Sprintf("i%d", time.Now().UnixNano()%1e9)
@@ -146,7 +147,7 @@ func TestImageRetentionAndCleanCheckouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Remove(context.Background(), c.ID) })
-	s.pruneImages(ctx, 77)
+	s.pruneImages(ctx, []int64{77}, false)
 	for i, tag := range tags {
 		ok, _ := rt.ImageExists(ctx, tag)
 		if want := i == 0 || i >= 3; ok != want {

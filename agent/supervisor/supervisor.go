@@ -214,9 +214,11 @@ type Supervisor struct {
 	redirects   map[int]redirect     // old host port → new (local zone routing)
 	following   map[string]context.CancelFunc
 	removing    map[string]bool // containers being retired
-	pruneApps   map[int64]bool  // apps whose images wait for pruning
-	pruneTries  map[int64]int   // failed prunes in a row, per app
+	live        *liveRecord
+	pruneApps   map[int64]bool // apps whose images wait for pruning
+	pruneEvery  bool           // every app's images wait for pruning
 	pruneKick   chan struct{}
+	seen        map[string]int64 // containers (→ app) of the last reconcile pass
 	kick        chan struct{}
 	resend      chan struct{}
 	retryDelay  time.Duration // next pause before results go again after a refusal
@@ -245,7 +247,7 @@ func New(cfg Config) (*Supervisor, error) {
 		desired: map[unit]wsproto.DesiredApp{}, busy: map[int64]int64{}, jobs: map[int64]*jobRun{},
 		apps: map[unit]*appRun{}, retiring: map[string]time.Time{}, redirects: map[int]redirect{},
 		following: map[string]context.CancelFunc{}, kick: make(chan struct{}, 1),
-		removing: map[string]bool{}, pruneApps: map[int64]bool{}, pruneTries: map[int64]int{}, pruneKick: make(chan struct{}, 1),
+		removing: map[string]bool{}, pruneApps: map[int64]bool{}, pruneKick: make(chan struct{}, 1),
 		appSlots: map[int64]chan struct{}{}, resend: make(chan struct{}, 1), acked: map[int64]time.Time{}}
 	s.logs = newShipper(cfg.Send, spoolConfig{Dir: cfg.LogSpoolDir, MemoryLines: cfg.LogMemoryLines,
 		DiskBytes: cfg.LogSpoolBytes, AckTimeout: cfg.LogAckTimeout}, cfg.Logger)
@@ -261,6 +263,9 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, err
 	}
 	s.results = res
+	if s.live, err = openLiveRecord(filepath.Join(cfg.StateDir, "live.json"), cfg.ImageRetention); err != nil {
+		return nil, err
+	}
 	// Jobs whose results wait for an acknowledgement ran: a redelivery of
 	// one is acknowledged, not run again.
 	for _, id := range res.ids() {
@@ -623,7 +628,13 @@ func (s *Supervisor) runJob(ctx context.Context, cancel context.CancelFunc, slot
 	if slot != nil {
 		select {
 		case slot <- struct{}{}:
-			defer func() { <-slot }()
+			defer func() {
+				<-slot
+				// Whatever the job did (a deploy's new image, a failed
+				// one's leftovers, a removed container), the app's images
+				// are pruned now that it no longer holds the app.
+				s.prune(j.AppID)
+			}()
 		case <-ctx.Done():
 			err = fmt.Errorf("waiting for the app's previous job: %w", ctx.Err())
 		}
@@ -673,9 +684,6 @@ func (s *Supervisor) runJob(ctx context.Context, cancel context.CancelFunc, slot
 	}
 	s.mu.Unlock()
 	s.wake()
-	if err == nil && (j.Kind == wsproto.JobDeploy || j.Kind == wsproto.JobRollback) {
-		s.prune(j.AppID)
-	}
 }
 
 var slugRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -817,6 +825,8 @@ func (s *Supervisor) switchTo(ctx context.Context, j wsproto.JobAssign, p wsprot
 	ar.crashes, ar.crashloop, ar.restarts = nil, false, 0
 	ar.reported = reportKey{state: "running", deployment: j.DeploymentID, hostPort: c.HostPort}
 	s.mu.Unlock()
+	// On disk before the result: a rollback target from now on.
+	s.noteLive(j.AppID, j.DeploymentID, img)
 	if list, err := s.rt.List(ctx); err == nil {
 		s.mu.Lock()
 		for _, o := range list {
@@ -1068,7 +1078,6 @@ func (s *Supervisor) stopApp(ctx context.Context, appID int64, removeImages bool
 	if err != nil {
 		return err
 	}
-	var images []string
 	for _, c := range list {
 		if c.AppID != appID {
 			continue
@@ -1077,11 +1086,23 @@ func (s *Supervisor) stopApp(ctx context.Context, appID int64, removeImages bool
 		if err := s.rt.Remove(ctx, c.ID); err != nil {
 			return err
 		}
-		images = append(images, c.Image)
 	}
-	if removeImages {
-		for _, img := range images {
-			s.rt.RemoveImage(ctx, img)
+	if !removeImages {
+		return nil
+	}
+	// A deleted app has no rollback targets: all its images go.
+	if err := s.live.forget(appID); err != nil {
+		return fmt.Errorf("forgetting the app's deployments: %w", err)
+	}
+	imgs, err := s.rt.Images(ctx)
+	if err != nil {
+		return err
+	}
+	for _, im := range imgs {
+		if im.AppID == appID {
+			if err := s.rt.RemoveImageID(ctx, im.ID); err != nil {
+				s.cfg.Logger.Warn("supervisor: removing an image of a deleted app", zap.Strings("image", im.Names), zap.Error(err))
+			}
 		}
 	}
 	return nil
