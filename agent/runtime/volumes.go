@@ -30,7 +30,8 @@ const LabelVolume = "io.wisehosting.volume"
 const LabelTask = "io.wisehosting.task"
 
 // Volume is a persistent volume to mount: Name is the control plane's
-// (wh-vol-<id>), Path the mount point in the container.
+// (wh-vol-<id>, or wh-vol-<id>-<n> for an instance's own copy), Path the
+// mount point in the container.
 type Volume struct {
 	Name   string
 	Path   string
@@ -46,14 +47,26 @@ func (r *Runtime) VolumeName(name string) string {
 	return name
 }
 
-// validVolumeName accepts the control plane's names only.
+// validVolumeName accepts the control plane's names only: wh-vol-<id>,
+// and wh-vol-<id>-<n> for an instance's copy of a per-instance volume.
 func validVolumeName(name string) bool {
 	s, ok := strings.CutPrefix(name, "wh-vol-")
-	if !ok || s == "" || len(s) > 19 {
+	if !ok {
 		return false
 	}
-	_, err := strconv.ParseUint(s, 10, 63)
-	return err == nil
+	id, n, copied := strings.Cut(s, "-")
+	if id == "" || len(id) > 19 || copied && (n == "" || len(n) > 9) {
+		return false
+	}
+	if _, err := strconv.ParseUint(id, 10, 63); err != nil {
+		return false
+	}
+	if copied {
+		if _, err := strconv.ParseUint(n, 10, 31); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // EnsureVolume creates a named volume unless it exists. With quota

@@ -945,6 +945,7 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		if scaling {
+			inst.VolumeGrace = h.wh.VolumeGracePeriod()
 			if _, err := replicas.Scale(r.Context(), tx, app.ID, inst); err != nil {
 				return err
 			}

@@ -77,7 +77,7 @@ func cmdApp(fl caddycmd.Flags) error {
 		if err != nil {
 			return err
 		}
-		s.Replicas = n
+		s.Replicas, s.VolumeGrace = n, a.VolumeGracePeriod()
 		if v := fl.Int("max-surge"); v != 0 {
 			s.MaxSurge = v
 		}

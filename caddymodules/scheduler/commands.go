@@ -19,7 +19,9 @@ func init() {
 		Short: "Lists the apps' persistent volumes and the worker holding each",
 		Long: `
 "volume list" shows every persistent volume not yet removed, across teams:
-its Podman name on the worker (wh-vol-<id>), team, app, mount path, size,
+its Podman name on the worker (wh-vol-<id>; each instance's copy of a
+volume declared per instance is a line of its own, wh-vol-<id>-<n>), team,
+app, mount path, size,
 the disk it used when last measured, the worker holding its data and, for
 a released volume (its app or the volume was deleted), when its data is
 removed. --worker keeps the volumes of one worker: what must be copied
@@ -67,7 +69,7 @@ func cmdVolumeList(fl caddycmd.Flags) error {
 		if v.RemoveAfter != nil {
 			after = v.RemoveAfter.Local().Format("2006-01-02 15:04")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%dMB\t%s\t%s\t%s\n", volumes.PodmanName(v.ID), v.Team, v.AppSlug, v.MountPath, v.SizeMB, used, worker, after)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%dMB\t%s\t%s\t%s\n", v.PodmanName, v.Team, v.AppSlug, v.MountPath, v.SizeMB, used, worker, after)
 	}
 	return tw.Flush()
 }

@@ -191,7 +191,7 @@ func (a *App) complete(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int6
 	switch j.Kind {
 	case wsproto.JobDeploy, wsproto.JobRollback:
 		if r.OK && j.AppID != 0 {
-			return volumes.Bind(ctx, tx, j.AppID, workerID)
+			return volumes.Bind(ctx, tx, j.AppID, replicas.SlotOf(j.Payload), workerID)
 		}
 	case wsproto.JobCron:
 		f, ok, err := cron.Finish(ctx, tx, j, r)

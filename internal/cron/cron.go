@@ -13,7 +13,8 @@
 //
 // A run is a fresh container of the app's current image on the worker
 // that runs the app (the image is there), with the app's variables and
-// volumes, killed after the job's timeout. Unless the job allows overlap,
+// shared volumes (a run is no instance, so it mounts no per-instance
+// volume), killed after the job's timeout. Unless the job allows overlap,
 // a run due while the previous one is still queued or running is
 // recorded as skipped.
 package cron
@@ -457,7 +458,7 @@ func start(ctx context.Context, tx pgx.Tx, j Job, at time.Time) (bool, error) {
 	case p.Image == "":
 		return skip("the app has no successful deployment yet, so there is no image to run")
 	}
-	if p.Volumes, err = volumes.Mounts(ctx, tx, j.AppID); err != nil {
+	if p.Volumes, err = volumes.Mounts(ctx, tx, j.AppID, -1); err != nil {
 		return false, err
 	}
 	p.RunID, p.Command, p.TimeoutS = runID, j.Command, j.TimeoutS

@@ -172,9 +172,10 @@ func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 	if s.Trigger == "" {
 		s.Trigger = "manual"
 	}
-	// The app's volumes are mounted on every deploy and rollback; their
-	// data lives on one worker, where the deploy must then run.
-	mounts, err := volumes.Mounts(ctx, tx, app.ID)
+	// The app's volumes (the first instance's copies of per-instance ones)
+	// are mounted on every deploy and rollback; their data lives on one
+	// worker, where the deploy must then run.
+	mounts, err := volumes.Mounts(ctx, tx, app.ID, 0)
 	if err != nil {
 		return c, err
 	}

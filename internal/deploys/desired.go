@@ -65,7 +65,7 @@ func Desired(ctx context.Context, q Pool, kr *secrets.Keyring, workerID int64) (
 			envs[ds.Apps[i].AppID] = env
 		}
 		ds.Apps[i].Env = env
-		if ds.Apps[i].Volumes, err = volumes.Mounts(ctx, q, ds.Apps[i].AppID); err != nil {
+		if ds.Apps[i].Volumes, err = volumes.Mounts(ctx, q, ds.Apps[i].AppID, ds.Apps[i].Slot); err != nil {
 			return ds, err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/network"
+	"github.com/wisehosting/wisehosting/internal/volumes"
 )
 
 // DefaultGrace is how long a worker stays offline, by default, before its
@@ -58,8 +59,9 @@ func Recover(ctx context.Context, tx pgx.Tx, after time.Duration) (Lost, error) 
 // instance, the app's row moves to the new worker); meanwhile the app is
 // served by its other instances, and the gone worker's instances are out
 // of routing while another one is healthy. An app with a volume is not
-// moved: its data lives on its worker, so it waits for that worker. It
-// returns how many it queued.
+// moved: its data lives on its worker, so it waits for that worker; so
+// does an instance whose copy of a per-instance volume is there (the
+// app's other instances move). It returns how many it queued.
 func Replace(ctx context.Context, tx pgx.Tx, after time.Duration) (int, error) {
 	rows, err := tx.Query(ctx, `WITH `+goneCTE+`
 		SELECT a.id, 0, COALESCE((SELECT id FROM deployments WHERE app_id = a.id AND status = 'succeeded' AND image <> '' AND worker_id = a.worker_id
@@ -103,6 +105,15 @@ func Replace(ctx context.Context, tx pgx.Tx, after time.Duration) (int, error) {
 			return n, err
 		}
 		if active[l.slot] {
+			continue
+		}
+		// A slot whose volume data (its copy of a per-instance volume) is
+		// on the gone worker waits for that worker.
+		pin, err := volumes.SlotWorker(ctx, tx, l.app, l.slot)
+		if err != nil {
+			return n, err
+		}
+		if pin != 0 {
 			continue
 		}
 		// A start elsewhere that just failed is tried again a minute later,

@@ -12,6 +12,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/network"
+	"github.com/wisehosting/wisehosting/internal/volumes"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -155,8 +156,19 @@ func slotJob(ctx context.Context, q Querier, appID, dep int64, a appRoll, slot i
 	for k, v := range extra {
 		payload[k] = v
 	}
+	// The slot's own volumes (its copies of per-instance ones), on the
+	// worker holding them once bound.
+	mounts, err := volumes.Mounts(ctx, q, appID, slot)
+	if err != nil {
+		return err
+	}
+	payload["volumes"] = mounts
+	pin, err := volumes.SlotWorker(ctx, q, appID, slot)
+	if err != nil {
+		return err
+	}
 	_, err = jobs.Enqueue(ctx, q, jobs.New{Kind: kind, AppID: appID, DeploymentID: dep, Payload: payload,
-		CPUMillis: a.cpu, MemoryMB: a.mem})
+		CPUMillis: a.cpu, MemoryMB: a.mem, PinWorker: pin})
 	return err
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
 	"github.com/wisehosting/wisehosting/internal/replicas"
+	"github.com/wisehosting/wisehosting/internal/volumes"
 	"github.com/wisehosting/wisehosting/internal/workerbus"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
@@ -123,6 +124,11 @@ func setup(t *testing.T) *bundle {
 		AfterResult: func(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int64, r wsproto.JobResult) error {
 			var out wsproto.DeployOutput
 			json.Unmarshal(r.Output, &out)
+			if r.OK && (j.Kind == wsproto.JobDeploy || j.Kind == wsproto.JobRollback) {
+				if err := volumes.Bind(ctx, tx, j.AppID, replicas.SlotOf(j.Payload), workerID); err != nil {
+					return err
+				}
+			}
 			return replicas.OnResult(ctx, tx, j, workerID, r.OK, r.Error, out.HostPort)
 		},
 		AfterRecover: func(ctx context.Context, tx pgx.Tx) error {
@@ -591,5 +597,107 @@ func TestRestartOneAtATime(t *testing.T) {
 	})
 	if !errs.Is(err, errs.Conflict) {
 		t.Fatalf("restarting a stopped app: %v, want a conflict", err)
+	}
+}
+
+// A per-instance volume follows the slots: each slot's job mounts the
+// slot's own copy; once a deploy bound the copies, the next deployment's
+// job of each slot is pinned to the worker holding its copy; scaling down
+// releases the removed slot's copy and scaling up starts the slot with a
+// fresh one, unpinned.
+func TestPerInstanceVolumesFollowSlots(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	var vol volumes.Volume
+	err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) (err error) {
+		vol, err = volumes.Create(ctx, tx, b.app.TeamID, b.app.ID, volumes.New{Name: "cache", MountPath: "/cache", SizeMB: 8, PerInstance: true})
+		return err
+	})
+	if err != nil || len(vol.Instances) != 3 {
+		t.Fatalf("%+v %v", vol, err)
+	}
+	mounted := func(p wsproto.DeployPayload) string {
+		if len(p.Volumes) != 1 || p.Volumes[0].Path != "/cache" {
+			t.Fatalf("slot %d mounts %+v", p.Slot, p.Volumes)
+		}
+		return p.Volumes[0].Name
+	}
+	d1 := b.deploy(t)
+	ins := b.allAt(t, 3, d1)
+	at := map[int]int64{}
+	for _, in := range ins {
+		at[in.Slot] = in.WorkerID
+	}
+	b.fleet.mu.Lock()
+	for _, r := range b.fleet.runs {
+		if got, want := mounted(r.p), volumes.InstancePodmanName(vol.ID, r.p.Slot); got != want {
+			t.Errorf("slot %d mounts %s, want %s", r.p.Slot, got, want)
+		}
+	}
+	b.fleet.runs = nil
+	b.fleet.mu.Unlock()
+	for slot, w := range at {
+		if got, _ := volumes.SlotWorker(ctx, b.pool, b.app.ID, slot); got != w {
+			t.Fatalf("slot %d's copy is bound to %d, its instance runs on %d", slot, got, w)
+		}
+	}
+
+	d2 := b.deploy(t)
+	b.allAt(t, 3, d2)
+	b.fleet.mu.Lock()
+	for _, r := range b.fleet.runs {
+		if r.worker != at[r.p.Slot] {
+			t.Errorf("slot %d of the redeploy ran on %d, its volume is on %d", r.p.Slot, r.worker, at[r.p.Slot])
+		}
+	}
+	b.fleet.mu.Unlock()
+	var unpinned int
+	b.pool.QueryRow(ctx, `SELECT count(*) FROM jobs WHERE deployment_id = $1 AND pin_worker_id IS NULL`, d2).Scan(&unpinned)
+	if unpinned != 0 {
+		t.Fatalf("%d jobs of the redeploy are not pinned to their slot's volume", unpinned)
+	}
+
+	scale := func(n int) {
+		t.Helper()
+		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			_, err := replicas.Scale(ctx, tx, b.app.ID, replicas.Settings{Replicas: n, MaxSurge: 1, VolumeGrace: time.Hour})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	scale(2)
+	list, _ := volumes.List(ctx, b.pool, b.app.ID)
+	var released int
+	for _, c := range list[0].Instances {
+		if c.RemoveAfter != nil {
+			released++
+			if c.Slot != 2 || time.Until(*c.RemoveAfter) < 59*time.Minute {
+				t.Fatalf("released copy %+v", c)
+			}
+		}
+	}
+	if released != 1 {
+		t.Fatalf("%d copies released by scaling to 2: %+v", released, list[0].Instances)
+	}
+	b.fleet.mu.Lock()
+	b.fleet.runs = nil
+	b.fleet.mu.Unlock()
+	scale(3)
+	b.allAt(t, 3, d2)
+	b.fleet.mu.Lock()
+	if len(b.fleet.runs) != 1 || b.fleet.runs[0].p.Slot != 2 || mounted(b.fleet.runs[0].p) != volumes.InstancePodmanName(vol.ID, 3) {
+		t.Fatalf("scaling up ran %+v, want slot 2 with a fresh copy (%s)", b.fleet.runs, volumes.InstancePodmanName(vol.ID, 3))
+	}
+	b.fleet.mu.Unlock()
+
+	// A worker that is gone for good: the instances whose copies it holds
+	// wait for it, none is started elsewhere with an empty copy.
+	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'offline', last_seen = now() - interval '1 hour' WHERE id = $1", at[1]); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.replaceNow(t, time.Minute); n != 0 {
+		t.Fatalf("%d instances pinned to their volume copies were re-placed", n)
 	}
 }

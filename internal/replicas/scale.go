@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -16,6 +17,10 @@ type Settings struct {
 	Replicas       int `json:"replicas"`
 	MaxSurge       int `json:"max_surge"`
 	MaxUnavailable int `json:"max_unavailable"`
+	// VolumeGrace is how long the copies of per-instance volumes of the
+	// slots a scale-down removes keep their data (volumes.DefaultGrace
+	// when 0).
+	VolumeGrace time.Duration `json:"-"`
 }
 
 // Check validates settings; the message is for the user. The plan's
@@ -36,15 +41,21 @@ func (s Settings) Check() (field string, err error) {
 
 // Scale sets an app's settings in tx. More instances start at once from
 // the app's current deployment (its image, no rebuild on workers that
-// have it); fewer ones leave routing at once and their containers stop
-// after the drain delay. It returns the number of instances started.
+// have it), with fresh copies of the app's per-instance volumes; fewer
+// ones leave routing at once and their containers stop after the drain
+// delay, their volume copies released (kept for s.VolumeGrace). It
+// returns the number of instances started.
 func Scale(ctx context.Context, tx pgx.Tx, appID int64, s Settings) (int, error) {
 	a, err := lockApp(ctx, tx, appID)
 	if err != nil {
 		return 0, err
 	}
-	// A volume's data lives on one worker: such an app runs one instance.
+	// A shared volume's data lives on one worker: such an app runs one
+	// instance. Per-instance volumes follow the slots.
 	if err := volumes.CheckReplicas(ctx, tx, appID, s.Replicas); err != nil {
+		return 0, err
+	}
+	if err := volumes.Scale(ctx, tx, appID, a.replicas, s.Replicas, s.VolumeGrace); err != nil {
 		return 0, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE apps SET replicas = $2, max_surge = $3, max_unavailable = $4, updated_at = now() WHERE id = $1`,

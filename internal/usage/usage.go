@@ -1,7 +1,8 @@
 // Package usage meters apps' resource use: the latest stats of each app
 // (reported by workers every few seconds) are sampled every minute into
 // 5-minute buckets of usage_samples (averages and peaks of CPU and memory,
-// network bytes, disk size), which back the usage charts and alert rules.
+// network bytes, disk size, the disk its volumes use), which back the
+// usage charts and alert rules.
 // Buckets are kept 90 days.
 package usage
 
@@ -13,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/wisehosting/wisehosting/internal/store"
+	"github.com/wisehosting/wisehosting/internal/volumes"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -87,10 +89,19 @@ func (m *Meter) Sample(ctx context.Context, now time.Time) (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	_, err := m.pool.Exec(ctx, `INSERT INTO usage_samples (app_id, bucket, samples, cpu_pct_sum, cpu_pct_max, mem_bytes_sum, mem_bytes_max, net_rx_bytes, net_tx_bytes, disk_bytes)
-		SELECT u.app_id, $1, 1, u.cpu, u.cpu, u.mem, u.mem_max, u.rx, u.tx, u.disk
-		FROM unnest($2::bigint[], $3::float8[], $4::float8[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[])
-			AS u(app_id, cpu, mem, mem_max, rx, tx, disk)
+	// The disk of the apps' volumes, as their workers last measured it.
+	used, err := volumes.UsedBytes(ctx, m.pool, ids)
+	if err != nil {
+		return 0, err
+	}
+	vol := make([]int64, len(ids))
+	for i, id := range ids {
+		vol[i] = used[id]
+	}
+	_, err = m.pool.Exec(ctx, `INSERT INTO usage_samples (app_id, bucket, samples, cpu_pct_sum, cpu_pct_max, mem_bytes_sum, mem_bytes_max, net_rx_bytes, net_tx_bytes, disk_bytes, volume_bytes)
+		SELECT u.app_id, $1, 1, u.cpu, u.cpu, u.mem, u.mem_max, u.rx, u.tx, u.disk, u.vol
+		FROM unnest($2::bigint[], $3::float8[], $4::float8[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+			AS u(app_id, cpu, mem, mem_max, rx, tx, disk, vol)
 		WHERE EXISTS (SELECT 1 FROM apps WHERE id = u.app_id)
 		ON CONFLICT (app_id, bucket) DO UPDATE SET
 			samples = usage_samples.samples + 1,
@@ -100,8 +111,9 @@ func (m *Meter) Sample(ctx context.Context, now time.Time) (int, error) {
 			mem_bytes_max = greatest(usage_samples.mem_bytes_max, EXCLUDED.mem_bytes_max),
 			net_rx_bytes = usage_samples.net_rx_bytes + EXCLUDED.net_rx_bytes,
 			net_tx_bytes = usage_samples.net_tx_bytes + EXCLUDED.net_tx_bytes,
-			disk_bytes = EXCLUDED.disk_bytes`,
-		bucket, ids, cpu, mem, memMax, rx, tx, disk)
+			disk_bytes = EXCLUDED.disk_bytes,
+			volume_bytes = EXCLUDED.volume_bytes`,
+		bucket, ids, cpu, mem, memMax, rx, tx, disk, vol)
 	if err != nil {
 		// The counters stay where they were: the next sample carries this
 		// minute's traffic too.
@@ -131,12 +143,15 @@ type Point struct {
 	NetRxBytes int64     `json:"net_rx_bytes"`
 	NetTxBytes int64     `json:"net_tx_bytes"`
 	DiskBytes  int64     `json:"disk_bytes"`
+	// VolumeBytes is the disk the app's volumes used at the bucket's last
+	// sample.
+	VolumeBytes int64 `json:"volume_bytes"`
 }
 
 // Series returns an app's buckets since since, scoped by team.
 func Series(ctx context.Context, pool *pgxpool.Pool, teamID, appID int64, since time.Time) ([]Point, error) {
 	rows, err := pool.Query(ctx, `SELECT u.bucket, u.cpu_pct_sum / u.samples, u.cpu_pct_max, u.mem_bytes_sum / u.samples, u.mem_bytes_max,
-			u.net_rx_bytes, u.net_tx_bytes, u.disk_bytes
+			u.net_rx_bytes, u.net_tx_bytes, u.disk_bytes, u.volume_bytes
 		FROM usage_samples u JOIN apps a ON a.id = u.app_id
 		WHERE a.team_id = $1 AND u.app_id = $2 AND u.bucket >= $3 ORDER BY u.bucket`, teamID, appID, since)
 	if err != nil {
@@ -146,7 +161,7 @@ func Series(ctx context.Context, pool *pgxpool.Pool, teamID, appID int64, since 
 	var out []Point
 	for rows.Next() {
 		var p Point
-		if err := rows.Scan(&p.Bucket, &p.CPUAvg, &p.CPUMax, &p.MemAvg, &p.MemMax, &p.NetRxBytes, &p.NetTxBytes, &p.DiskBytes); err != nil {
+		if err := rows.Scan(&p.Bucket, &p.CPUAvg, &p.CPUMax, &p.MemAvg, &p.MemMax, &p.NetRxBytes, &p.NetTxBytes, &p.DiskBytes, &p.VolumeBytes); err != nil {
 			return nil, err
 		}
 		out = append(out, p)

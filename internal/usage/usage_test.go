@@ -5,7 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/wisehosting/wisehosting/internal/pgtest"
+	"github.com/wisehosting/wisehosting/internal/volumes"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -82,5 +85,52 @@ func TestFailedSampleKeepsCounters(t *testing.T) {
 	pts, err := Series(ctx, db.Pool, team, app, t0.Add(-time.Hour))
 	if err != nil || len(pts) != 1 || pts[0].NetRxBytes != 1000 || pts[0].NetTxBytes != 100 {
 		t.Fatalf("%+v %v", pts, err)
+	}
+}
+
+// The disk an app's volumes use (as their workers last measured it) is
+// sampled with its other usage: a shared volume and the copies of a
+// per-instance one on two workers add up.
+func TestVolumeBytesSampled(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	var team, app, w1, w2 int64
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('a', 'a') RETURNING id").Scan(&team)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name, replicas) VALUES ($1, 'a', 'a', 2) RETURNING id", team).Scan(&app)
+	db.Pool.QueryRow(ctx, "INSERT INTO workers (name, api_key_hash) VALUES ('w1', 'k1') RETURNING id").Scan(&w1)
+	db.Pool.QueryRow(ctx, "INSERT INTO workers (name, api_key_hash) VALUES ('w2', 'k2') RETURNING id").Scan(&w2)
+	var cache volumes.Volume
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) (err error) {
+		cache, err = volumes.Create(ctx, tx, team, app, volumes.New{Name: "cache", MountPath: "/cache", SizeMB: 10, PerInstance: true})
+		if err != nil {
+			return err
+		}
+		if err := volumes.Bind(ctx, tx, app, 0, w1); err != nil {
+			return err
+		}
+		return volumes.Bind(ctx, tx, app, 1, w2)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	volumes.RecordUsage(ctx, db.Pool, w1, []wsproto.VolumeUsage{{Name: volumes.InstancePodmanName(cache.ID, 0), Bytes: 3000}})
+	volumes.RecordUsage(ctx, db.Pool, w2, []wsproto.VolumeUsage{{Name: volumes.InstancePodmanName(cache.ID, 1), Bytes: 4000}})
+	m := New(db.Pool)
+	t0 := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	m.Observe([]wsproto.AppStats{{AppID: app, CPUPercent: 1, DiskBytes: 5}})
+	if _, err := m.Sample(ctx, t0); err != nil {
+		t.Fatal(err)
+	}
+	volumes.RecordUsage(ctx, db.Pool, w2, []wsproto.VolumeUsage{{Name: volumes.InstancePodmanName(cache.ID, 1), Bytes: 6000}})
+	if _, err := m.Sample(ctx, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	pts, err := Series(ctx, db.Pool, team, app, t0.Add(-time.Hour))
+	if err != nil || len(pts) != 1 {
+		t.Fatalf("%+v %v", pts, err)
+	}
+	if pts[0].VolumeBytes != 9000 || pts[0].DiskBytes != 5 {
+		t.Fatalf("bucket %+v: want the volumes' 9000 bytes of the last sample", pts[0])
 	}
 }
