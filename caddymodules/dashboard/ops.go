@@ -185,6 +185,9 @@ type usagePoint struct {
 	NetRxBytes int64     `json:"net_rx_bytes"`
 	NetTxBytes int64     `json:"net_tx_bytes"`
 	DiskBytes  int64     `json:"disk_bytes"`
+	// VolumeBytes is the disk the app's volumes use (the largest in the
+	// point's buckets).
+	VolumeBytes int64 `json:"volume_bytes"`
 }
 
 // usageWindow reads ?range= (default 24h) and returns the span's start,
@@ -204,26 +207,26 @@ func usageWindow(w http.ResponseWriter, r *http.Request) (string, time.Time, tim
 
 // usageSeries folds an app's (or, with app 0, all the team's apps') 5-minute
 // buckets into points of step: CPU and memory averages weighted by samples,
-// peaks, network bytes summed, the largest disk size. For a team, the
-// apps' values add up per point.
+// peaks, network bytes summed, the largest disk and volume sizes. For a
+// team, the apps' values add up per point.
 func (h *Handler) usageSeries(r *http.Request, team, app int64, since time.Time, step time.Duration) ([]usagePoint, error) {
 	rows, err := h.wh.Pool().Query(r.Context(), `WITH per_app AS (
 			SELECT date_bin(make_interval(secs => $4), u.bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS at, u.app_id,
 				sum(u.cpu_pct_sum) / NULLIF(sum(u.samples), 0) AS cpu_avg, max(u.cpu_pct_max) AS cpu_max,
 				sum(u.mem_bytes_sum) / NULLIF(sum(u.samples), 0) AS mem_avg, max(u.mem_bytes_max) AS mem_max,
-				sum(u.net_rx_bytes) AS rx, sum(u.net_tx_bytes) AS tx, max(u.disk_bytes) AS disk
+				sum(u.net_rx_bytes) AS rx, sum(u.net_tx_bytes) AS tx, max(u.disk_bytes) AS disk, max(u.volume_bytes) AS vol
 			FROM usage_samples u JOIN apps a ON a.id = u.app_id
 			WHERE a.team_id = $1 AND ($2 = 0 OR u.app_id = $2) AND u.bucket >= $3
 			GROUP BY 1, 2)
 		SELECT at, COALESCE(sum(cpu_avg), 0), COALESCE(sum(cpu_max), 0), COALESCE(sum(mem_avg), 0), COALESCE(sum(mem_max), 0)::bigint,
-			sum(rx)::bigint, sum(tx)::bigint, sum(disk)::bigint
+			sum(rx)::bigint, sum(tx)::bigint, sum(disk)::bigint, sum(vol)::bigint
 		FROM per_app GROUP BY at ORDER BY at`, team, app, since, step.Seconds())
 	if err != nil {
 		return nil, err
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (usagePoint, error) {
 		var p usagePoint
-		err := row.Scan(&p.At, &p.CPUAvg, &p.CPUMax, &p.MemAvg, &p.MemMax, &p.NetRxBytes, &p.NetTxBytes, &p.DiskBytes)
+		err := row.Scan(&p.At, &p.CPUAvg, &p.CPUMax, &p.MemAvg, &p.MemMax, &p.NetRxBytes, &p.NetTxBytes, &p.DiskBytes, &p.VolumeBytes)
 		return p, err
 	})
 	if out == nil {

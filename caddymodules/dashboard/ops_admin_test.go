@@ -34,6 +34,8 @@ func TestUsageSeriesAndTeamSummary(t *testing.T) {
 	ins(f.appA, p15.Add(5*time.Minute), 5, 150, 60, 5*200e6, 250e6, 3000, 20, 6e6) // cpu avg 30
 	ins(f.appA, now.Add(-3*24*time.Hour), 1, 99, 99, 1, 1, 1, 1, 1)
 	ins(f.appB, p15, 1, 77, 77, 1, 1, 1, 1, 1)
+	// The app's volumes: the point shows the largest of its buckets.
+	f.db.Pool.Exec(ctx, "UPDATE usage_samples SET volume_bytes = CASE WHEN bucket = $2 THEN 7e6 ELSE 8e6 END WHERE app_id = $1 AND bucket >= $2", f.appA, p15)
 
 	out := f.alice.want(200, "GET", fmt.Sprintf("/api/apps/%d/usage?range=24h", f.appA), nil)
 	pts := out["points"].([]any)
@@ -42,7 +44,8 @@ func TestUsageSeriesAndTeamSummary(t *testing.T) {
 	}
 	pt := pts[0].(map[string]any)
 	if pt["cpu_pct_avg"].(float64) != 20 || pt["cpu_pct_max"].(float64) != 60 || pt["mem_bytes_avg"].(float64) != 150e6 ||
-		pt["mem_bytes_max"].(float64) != 250e6 || pt["net_rx_bytes"].(float64) != 4000 || pt["net_tx_bytes"].(float64) != 30 || pt["disk_bytes"].(float64) != 6e6 {
+		pt["mem_bytes_max"].(float64) != 250e6 || pt["net_rx_bytes"].(float64) != 4000 || pt["net_tx_bytes"].(float64) != 30 || pt["disk_bytes"].(float64) != 6e6 ||
+		pt["volume_bytes"] != 8e6 {
 		t.Fatalf("folded point %v", pt)
 	}
 	if out["limits"].(map[string]any)["memory_mb"].(float64) != 256 {

@@ -5,6 +5,7 @@ import { $, ago, call, el, formData, linkSlug, me, onSubmit, setTeam, show, show
 import { copyButton, current, currentTab } from "./apppage.js";
 import { barList, dropCharts, fmtBytes, fmtPct, timeChart } from "./charts.js";
 import { loadGitConnections } from "./git.js";
+import { loadTeamVolumes } from "./state.js";
 
 function myRole() {
   const t = me && me.teams.find((x) => x.id === Number(team));
@@ -60,7 +61,8 @@ function usageCharts(box, data, memLimit) {
       series: [{ name: "average", values: pts.map((p) => p.mem_bytes_avg) }, { name: "peak", values: pts.map((p) => p.mem_bytes_max) }] }),
     timeChart({ title: "Network", sub: `per ${step}`, from, to, times, kind: "bytes", series: [
       { name: "received", values: pts.map((p) => p.net_rx_bytes) }, { name: "sent", values: pts.map((p) => p.net_tx_bytes) }] }),
-    timeChart({ title: "Disk", from, to, times, kind: "bytes", series: [{ name: "used", values: pts.map((p) => p.disk_bytes) }] }));
+    timeChart({ title: "Disk", from, to, times, kind: "bytes", series: [{ name: "used", values: pts.map((p) => p.disk_bytes) },
+      { name: "volumes", values: pts.map((p) => p.volume_bytes || 0) }] }));
 }
 
 const rangeNames = { "1h": "1 hour", "24h": "24 hours", "7d": "7 days", "30d": "30 days" };
@@ -386,7 +388,7 @@ export async function openTeam() {
   $("#invite-link").hidden = true;
   $("#team-audit-box").hidden = !canAdmin();
   rangePicker($("#team-ranges"), (r) => { teamRange = r; loadTeamUsage().catch(showError); }, teamRange);
-  const tasks = [loadMembers(), loadTeamUsage(), loadTeamAlerts(), renderWebhooks($("#team-hooks"), 0), loadGitConnections()];
+  const tasks = [loadMembers(), loadTeamUsage(), loadTeamAlerts(), renderWebhooks($("#team-hooks"), 0), loadGitConnections(), loadTeamVolumes()];
   if (canAdmin()) tasks.push(loadAudit(), loadInvites());
   for (const r of await Promise.allSettled(tasks)) if (r.status === "rejected") showError(r.reason);
 }

@@ -1,17 +1,34 @@
 // @ts-check
 // An app's persistent volumes and scheduled jobs (its Volumes and
 // Scheduled jobs tabs).
-import { $, call, el, showError } from "./app.js";
+import { $, call, el, showError, team } from "./app.js";
 import { current } from "./apppage.js";
 
 const when = (t) => (t ? new Date(t).toLocaleString() : "—");
 
 function mb(bytes) { return (bytes / (1 << 20)).toFixed(1) + " MB"; }
 
+// used is a volume's (or a copy's) measured use.
+function used(v, size) { return v.used_at ? `${mb(v.used_bytes)} of ${size} MB used` : `${size} MB`; }
+
+// removal says when released data goes.
+function removal(v) { return `released · data removed after ${when(v.remove_after)}`; }
+
+// copies lists a per-instance volume's copies: one per instance, and the
+// released ones until their data is removed.
+function copies(v) {
+  return el("ul", { className: "list" }, ...(v.instances || []).map((c) => el("li", { className: "volume-copy" },
+    el("code", { textContent: c.podman_name }), ` instance ${c.slot + 1} · ${used(c, v.size_mb)}`,
+    c.released_at ? ` · ${removal(c)}` : c.worker_id ? ` · on worker ${c.worker_id}` : " · created with the instance's next deploy")));
+}
+
 export async function loadVolumes() {
   const { volumes, grace_seconds: grace } = await call("GET", `/api/apps/${current.id}/volumes`);
-  $("#volume-grace").textContent = `A volume removed here, or the app's when the app is deleted, keeps its data for ${Math.round(grace / 3600)} hours.`;
+  $("#volume-grace").textContent = `A volume removed here, a copy of a scaled-down instance, or the app's volumes when the app is deleted, keep their data for ${Math.round(grace / 3600)} hours.`;
   $("#volume-list").replaceChildren(...volumes.map((v) => {
+    if (v.released_at) {
+      return el("li", { className: "volume-released" }, el("code", { textContent: v.mount_path }), ` ${v.name} · ${used(v, v.size_mb)} · ${removal(v)}`);
+    }
     const rm = el("button", { className: "link", textContent: "remove" });
     rm.addEventListener("click", async () => {
       if (!confirm(`Detach the volume ${v.name}? Its data is removed after the grace period.`)) return;
@@ -22,10 +39,25 @@ export async function loadVolumes() {
       } catch (err) { showError(err); }
       await loadVolumes();
     });
-    const used = v.used_at ? `${mb(v.used_bytes)} of ${v.size_mb} MB used` : `${v.size_mb} MB`;
-    return el("li", {}, el("code", { textContent: v.mount_path }), ` ${v.name} · ${used}`,
+    if (v.per_instance) {
+      return el("li", {}, el("code", { textContent: v.mount_path }), ` ${v.name} · one per instance, ${v.size_mb} MB each · ${mb(v.used_bytes)} used in all `, rm, copies(v));
+    }
+    return el("li", {}, el("code", { textContent: v.mount_path }), ` ${v.name} · ${used(v, v.size_mb)}`,
       v.worker_id ? ` · on worker ${v.worker_id} ` : " · mounted from the next deploy ", rm);
   }));
+}
+
+/** loadTeamVolumes lists the team's released volumes (deleted apps' too) and when their data goes. */
+export async function loadTeamVolumes() {
+  const { volumes } = await call("GET", `/api/teams/${team}/volumes`);
+  const released = [];
+  for (const v of volumes) {
+    if (v.released_at) released.push(el("li", {}, el("code", { textContent: v.mount_path }), ` ${v.name} of ${v.app_slug} · ${used(v, v.size_mb)} · ${removal(v)}`));
+    else for (const c of v.instances || []) {
+      if (c.released_at) released.push(el("li", {}, el("code", { textContent: c.podman_name }), ` ${v.name} of ${v.app_slug}, instance ${c.slot + 1} · ${used(c, v.size_mb)} · ${removal(c)}`));
+    }
+  }
+  $("#team-volumes").replaceChildren(...(released.length ? released : [el("li", { className: "muted", textContent: "No released volume is waiting for removal." })]));
 }
 
 function runRow(r) {
@@ -91,7 +123,8 @@ document.addEventListener("DOMContentLoaded", () => {
     e.preventDefault();
     const f = new FormData(e.target);
     try {
-      await call("POST", `/api/apps/${current.id}/volumes`, { name: f.get("name"), mount_path: f.get("mount_path"), size_mb: Number(f.get("size_mb")) });
+      await call("POST", `/api/apps/${current.id}/volumes`, { name: f.get("name"), mount_path: f.get("mount_path"), size_mb: Number(f.get("size_mb")),
+        per_instance: f.get("per_instance") === "on" });
       e.target.reset(); showError(null);
       await loadVolumes();
     } catch (err) { showError(err); }
