@@ -105,7 +105,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return a.complete(ctx, tx, j, workerID, r)
 		},
 		AfterRecover: func(ctx context.Context, tx pgx.Tx) error {
-			l, err := replicas.Recover(ctx, tx, a.goneAfter())
+			l, err := replicas.Recover(ctx, tx, a.heartbeat(), a.grace())
 			if l.Replaced > 0 || l.Forgotten > 0 {
 				a.logger.Warn("scheduler: workers gone: starting their instances elsewhere, giving up their jobs",
 					zap.Int("instances", l.Replaced), zap.Int("jobs", l.Forgotten))
@@ -116,17 +116,20 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// goneAfter is how long a worker is silent before its work moves: the
-// heartbeat timeout, then the grace period.
-func (a *App) goneAfter() time.Duration {
-	hb, grace := time.Duration(a.HeartbeatTimeout), time.Duration(a.OfflineGrace)
-	if hb <= 0 {
-		hb = jobs.DefaultHeartbeat
+// heartbeat is the silence after which a worker is offline.
+func (a *App) heartbeat() time.Duration {
+	if a.HeartbeatTimeout > 0 {
+		return time.Duration(a.HeartbeatTimeout)
 	}
-	if grace <= 0 {
-		grace = replicas.DefaultGrace
+	return jobs.DefaultHeartbeat
+}
+
+// grace is how long a worker stays offline before its work moves.
+func (a *App) grace() time.Duration {
+	if a.OfflineGrace > 0 {
+		return time.Duration(a.OfflineGrace)
 	}
-	return hb + grace
+	return replicas.DefaultGrace
 }
 
 // Validate checks the configuration.

@@ -19,10 +19,27 @@ const DefaultGrace = time.Minute
 // goneCTE defines gone(id, name): the workers whose work is taken
 // elsewhere or forgotten. A revoked worker is gone at once (the operator
 // said so); an offline one, or a draining one that stopped sending
-// heartbeats, once it has been silent for $1 (the heartbeat timeout plus
-// the grace period), so an agent that restarts quickly moves nothing.
+// heartbeats, once it has been offline for $1 (the grace period, counted
+// from when recovery found it silent: see markOffline) and has not been
+// heard from meanwhile. An agent that restarts quickly moves nothing, and
+// neither does an outage of the control plane itself.
 const goneCTE = `gone AS (SELECT id, name FROM workers WHERE status = 'revoked'
-	OR (status IN ('offline', 'draining') AND COALESCE(last_seen, '-infinity') < now() - $1::interval))`
+	OR (status IN ('offline', 'draining') AND offline_at < now() - $1::interval
+		AND COALESCE(last_seen, '-infinity') < now() - $1::interval))`
+
+// markOffline records when each worker was found offline (the scheduler
+// marks silent workers offline in the same transaction just before; a
+// draining worker keeps its status, so its silence is read here), and
+// forgets it for the workers heard from again.
+func markOffline(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) error {
+	_, err := tx.Exec(ctx, `UPDATE workers SET offline_at = CASE WHEN status = 'online'
+			OR (status = 'draining' AND last_seen >= now() - $1::interval) THEN NULL ELSE now() END
+		WHERE (offline_at IS NULL AND (status = 'offline'
+				OR (status = 'draining' AND COALESCE(last_seen, '-infinity') < now() - $1::interval)))
+			OR (offline_at IS NOT NULL AND (status = 'online' OR (status = 'draining' AND last_seen >= now() - $1::interval)))`,
+		heartbeat.String())
+	return err
+}
 
 // Lost is what Recover did in one pass.
 type Lost struct {
@@ -33,18 +50,23 @@ type Lost struct {
 	Forgotten int
 }
 
-// Recover deals with the workers that are gone (see goneCTE; after is the
-// silence that makes an offline worker gone): their instances start on
-// other workers (Replace) and the jobs waiting for them are given up
-// (Forget). It runs in the scheduler's recovery transaction, under its
-// lock, so one control-plane replica at a time does it.
-func Recover(ctx context.Context, tx pgx.Tx, after time.Duration) (Lost, error) {
+// Recover deals with the workers that are gone (see goneCTE; heartbeat
+// is the silence after which a worker is offline, grace how long it then
+// stays offline before it is gone): their instances start on other
+// workers (Replace) and the jobs waiting for them are given up (Forget). It
+// runs in the scheduler's recovery transaction, under its lock, after
+// silent workers were marked offline, so one control-plane replica at a
+// time does it.
+func Recover(ctx context.Context, tx pgx.Tx, heartbeat, grace time.Duration) (Lost, error) {
 	var l Lost
+	if err := markOffline(ctx, tx, heartbeat); err != nil {
+		return l, fmt.Errorf("recording offline workers: %w", err)
+	}
 	var err error
-	if l.Replaced, err = Replace(ctx, tx, after); err != nil {
+	if l.Replaced, err = Replace(ctx, tx, grace); err != nil {
 		return l, fmt.Errorf("re-placing instances: %w", err)
 	}
-	if l.Forgotten, err = Forget(ctx, tx, after); err != nil {
+	if l.Forgotten, err = Forget(ctx, tx, grace); err != nil {
 		return l, fmt.Errorf("giving up jobs of gone workers: %w", err)
 	}
 	return l, nil
@@ -62,7 +84,7 @@ func Recover(ctx context.Context, tx pgx.Tx, after time.Duration) (Lost, error) 
 // moved: its data lives on its worker, so it waits for that worker; so
 // does an instance whose copy of a per-instance volume is there (the
 // app's other instances move). It returns how many it queued.
-func Replace(ctx context.Context, tx pgx.Tx, after time.Duration) (int, error) {
+func Replace(ctx context.Context, tx pgx.Tx, grace time.Duration) (int, error) {
 	rows, err := tx.Query(ctx, `WITH `+goneCTE+`
 		SELECT a.id, 0, COALESCE((SELECT id FROM deployments WHERE app_id = a.id AND status = 'succeeded' AND image <> '' AND worker_id = a.worker_id
 			ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1), 0), a.worker_id
@@ -71,7 +93,7 @@ func Replace(ctx context.Context, tx pgx.Tx, after time.Duration) (int, error) {
 		UNION ALL
 		SELECT i.app_id, i.slot, COALESCE(i.deployment_id, 0), COALESCE(i.worker_id, 0) FROM app_instances i JOIN apps a ON a.id = i.app_id
 		WHERE (i.worker_id IS NULL OR i.worker_id IN (SELECT id FROM gone)) AND a.status NOT IN ('stopped') AND a.deleting_at IS NULL
-			AND i.slot < a.replicas`, after.String())
+			AND i.slot < a.replicas`, grace.String())
 	if err != nil {
 		return 0, err
 	}
@@ -152,7 +174,7 @@ func Replace(ctx context.Context, tx pgx.Tx, after time.Duration) (int, error) {
 // its desired state). A stop or delete job counts as done, so the app is
 // stopped, or its deletion completes once its other workers are done; a
 // restart job is cancelled. It returns how many jobs it gave up.
-func Forget(ctx context.Context, tx pgx.Tx, after time.Duration) (int, error) {
+func Forget(ctx context.Context, tx pgx.Tx, grace time.Duration) (int, error) {
 	rows, err := tx.Query(ctx, `WITH `+goneCTE+`, waiting AS (
 			SELECT j.id, g.name FROM jobs j JOIN apps a ON a.id = j.app_id
 			JOIN gone g ON g.id = CASE WHEN j.payload->>'worker_id' ~ '^[1-9][0-9]{0,17}$' THEN (j.payload->>'worker_id')::bigint ELSE a.worker_id END
@@ -163,7 +185,7 @@ func Forget(ctx context.Context, tx pgx.Tx, after time.Duration) (int, error) {
 			error = 'worker ' || w.name || ' is gone: ' || CASE WHEN j.kind = 'restart' THEN 'its instances were not restarted'
 				ELSE 'what ran there is forgotten (its containers are left on that host)' END
 		FROM waiting w WHERE j.id = w.id
-		RETURNING j.app_id, j.kind`, after.String())
+		RETURNING j.app_id, j.kind`, grace.String())
 	if err != nil {
 		return 0, err
 	}

@@ -132,7 +132,7 @@ func setup(t *testing.T) *bundle {
 			return replicas.OnResult(ctx, tx, j, workerID, r.OK, r.Error, out.HostPort)
 		},
 		AfterRecover: func(ctx context.Context, tx pgx.Tx) error {
-			_, err := replicas.Recover(ctx, tx, time.Minute)
+			_, err := replicas.Recover(ctx, tx, 30*time.Second, time.Minute)
 			return err
 		},
 	})
@@ -283,7 +283,7 @@ func TestRollSpreadFailAndReplace(t *testing.T) {
 	// Worker 1 goes offline: routing keeps worker 0's instances only and
 	// its instances start again on worker 0.
 	lost := b.workers[1]
-	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'offline', last_seen = now() - interval '1 hour' WHERE id = $1", lost); err != nil {
+	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'offline', last_seen = now() - interval '1 hour', offline_at = now() - interval '1 hour' WHERE id = $1", lost); err != nil {
 		t.Fatal(err)
 	}
 	snap, _ = network.Load(ctx, b.pool, "apps.test")
@@ -407,26 +407,27 @@ func TestRestartAndDeleteReachEveryWorker(t *testing.T) {
 	})
 }
 
-// replaceNow runs one re-placement pass and returns how many instances it
-// queued.
-func (b *bundle) replaceNow(t *testing.T, after time.Duration) int {
+// recoverNow runs one pass of Recover (heartbeat 30 s, grace 1 min).
+func (b *bundle) recoverNow(t *testing.T) replicas.Lost {
 	t.Helper()
-	var n int
+	var l replicas.Lost
 	err := pgx.BeginFunc(context.Background(), b.pool, func(tx pgx.Tx) error {
 		var err error
-		n, err = replicas.Replace(context.Background(), tx, after)
+		l, err = replicas.Recover(context.Background(), tx, 30*time.Second, time.Minute)
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return l
 }
 
 // A single-instance app whose worker goes offline stays there during the
-// grace period (an agent that restarts quickly moves nothing), then starts
-// on the other worker from the same image; the former worker's desired
-// state no longer names it. An app with a volume stays on its worker.
+// grace period, counted from when the worker was found offline (an agent
+// that restarts quickly moves nothing, and neither do the stale heartbeats
+// a control plane finds after its own outage), then starts on the other
+// worker from the same image; the former worker's desired state no longer
+// names it. An app with a volume stays on its worker.
 func TestSingleInstanceReplaced(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
@@ -440,13 +441,20 @@ func TestSingleInstanceReplaced(t *testing.T) {
 	if other == lost {
 		other = b.workers[1]
 	}
-	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'offline', last_seen = now() - interval '30 seconds' WHERE id = $1", lost); err != nil {
+	// Silent for an hour, as a control plane back from its own outage
+	// finds it: offline from now on, not gone.
+	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'offline', last_seen = now() - interval '1 hour' WHERE id = $1", lost); err != nil {
 		t.Fatal(err)
 	}
-	if n := b.replaceNow(t, time.Minute); n != 0 {
-		t.Fatalf("%d instances re-placed within the grace period", n)
+	if l := b.recoverNow(t); l.Replaced != 0 {
+		t.Fatalf("%d instances re-placed within the grace period", l.Replaced)
 	}
-	if _, err := b.pool.Exec(ctx, "UPDATE workers SET last_seen = now() - interval '2 minutes' WHERE id = $1", lost); err != nil {
+	var found bool
+	b.pool.QueryRow(ctx, "SELECT offline_at > now() - interval '10 seconds' FROM workers WHERE id = $1", lost).Scan(&found)
+	if !found {
+		t.Fatal("the worker's offline time was not recorded")
+	}
+	if _, err := b.pool.Exec(ctx, "UPDATE workers SET offline_at = now() - interval '2 minutes' WHERE id = $1", lost); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the instance to run on the other worker", func() bool {
@@ -478,14 +486,14 @@ func TestSingleInstanceReplaced(t *testing.T) {
 		VALUES ($1, $2, 'app', 'data', '/data', 10, $3)`, b.app.TeamID, b.app.ID, other); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'offline', last_seen = now() - interval '2 minutes' WHERE id = $1", other); err != nil {
+	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'offline', last_seen = now() - interval '2 minutes', offline_at = now() - interval '2 minutes' WHERE id = $1", other); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'online', last_seen = now() + interval '1 hour' WHERE id = $1", lost); err != nil {
 		t.Fatal(err)
 	}
-	if n := b.replaceNow(t, time.Minute); n != 0 {
-		t.Fatalf("an app with a volume was re-placed (%d instances)", n)
+	if l := b.recoverNow(t); l.Replaced != 0 {
+		t.Fatalf("an app with a volume was re-placed (%d instances)", l.Replaced)
 	}
 }
 
@@ -694,10 +702,10 @@ func TestPerInstanceVolumesFollowSlots(t *testing.T) {
 
 	// A worker that is gone for good: the instances whose copies it holds
 	// wait for it, none is started elsewhere with an empty copy.
-	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'offline', last_seen = now() - interval '1 hour' WHERE id = $1", at[1]); err != nil {
+	if _, err := b.pool.Exec(ctx, "UPDATE workers SET status = 'offline', last_seen = now() - interval '1 hour', offline_at = now() - interval '1 hour' WHERE id = $1", at[1]); err != nil {
 		t.Fatal(err)
 	}
-	if n := b.replaceNow(t, time.Minute); n != 0 {
-		t.Fatalf("%d instances pinned to their volume copies were re-placed", n)
+	if l := b.recoverNow(t); l.Replaced != 0 {
+		t.Fatalf("%d instances pinned to their volume copies were re-placed", l.Replaced)
 	}
 }

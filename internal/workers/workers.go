@@ -313,12 +313,12 @@ func Revoke(ctx context.Context, q jobs.Querier, name string) (Worker, error) {
 func Connected(ctx context.Context, q jobs.Querier, id int64, h *wsproto.Hello) error {
 	if h == nil {
 		// A drained worker stays draining across reconnects.
-		_, err := q.Exec(ctx, `UPDATE workers SET status = CASE WHEN status = 'draining' THEN status ELSE 'online' END, last_seen = now()
-			WHERE id = $1 AND status <> 'revoked'`, id)
+		_, err := q.Exec(ctx, `UPDATE workers SET status = CASE WHEN status = 'draining' THEN status ELSE 'online' END, last_seen = now(),
+			offline_at = NULL WHERE id = $1 AND status <> 'revoked'`, id)
 		return err
 	}
 	_, err := q.Exec(ctx, `UPDATE workers SET status = CASE WHEN status = 'draining' THEN status ELSE 'online' END,
-		last_seen = now(), cpu_millis = $2, memory_mb = $3, disk_mb = $4, disk_quota = $5,
+		last_seen = now(), offline_at = NULL, cpu_millis = $2, memory_mb = $3, disk_mb = $4, disk_quota = $5,
 		max_jobs = CASE WHEN $6 > 0 THEN $6 ELSE max_jobs END, agent_version = $7
 		WHERE id = $1 AND status <> 'revoked'`,
 		id, max(h.CPUMillis, 0), max(h.MemoryMB, 0), max(h.DiskMB, 0), h.DiskQuota, h.MaxJobs, h.Version)
