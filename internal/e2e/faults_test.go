@@ -1,8 +1,7 @@
 //go:build faults
 
 // The fault test is not part of `make test` yet: in its last runs a few
-// runtime-log lines (about 1 in 300–800) were not stored, and apps kept
-// more images than the retention for minutes. Run it with
+// runtime-log lines (about 1 in 300–800) were not stored. Run it with
 //
 //	go test -tags "$GOTAGS faults" -run TestFaults -v ./internal/e2e
 
@@ -17,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -422,8 +422,9 @@ http://:%s {
 		}()
 	}
 
-	// The deploy stream: 100 deploys round the apps, one every 0.8 s,
-	// each retried until the control plane accepts it.
+	// The deploy stream: 100 deploys round the apps, one started every
+	// 0.8 s (the request's own time included), each retried until the
+	// control plane accepts it.
 	const nDeploys = 100
 	var streamMu sync.Mutex
 	var accepted []int64
@@ -433,6 +434,7 @@ http://:%s {
 		defer close(streamDone)
 		for i := 0; i < nDeploys; i++ {
 			a := apps[i%nApps]
+			next := time.Now().Add(800 * time.Millisecond)
 			for {
 				id, err := deploy(a)
 				if err == nil {
@@ -446,39 +448,55 @@ http://:%s {
 				streamMu.Unlock()
 				time.Sleep(time.Second)
 			}
-			time.Sleep(800 * time.Millisecond)
+			time.Sleep(time.Until(next))
 		}
 	}()
 
-	// The faults, while the stream runs.
+	// The faults, while the stream runs: each one as soon as the stream
+	// has reached its share of the deploys (so the faults spread over the
+	// whole stream and the last one comes near its end) and the worker
+	// holds a job to lose.
 	var faults []*faultWindow
 	begin := func(name string) *faultWindow {
 		w := &faultWindow{name: name, start: time.Now(), jobs: f.openJobs()}
 		faults = append(faults, w)
 		return w
 	}
+	streamAt := func(n int) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("%d deploys to be accepted", n), 4*time.Minute, func() bool {
+			streamMu.Lock()
+			defer streamMu.Unlock()
+			return len(accepted) >= n
+		})
+		for deadline := time.Now().Add(15 * time.Second); len(f.openJobs()) == 0 && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	faultsBegan := time.Now()
-	time.Sleep(10 * time.Second)
+	streamAt(10)
 
 	w := begin("agent kill -9 (1)")
 	kill9(f.agent)
 	f.startAgent()
 	w.end = time.Now()
 
-	time.Sleep(12 * time.Second)
+	f.reconnectAfter(w.end)
+	streamAt(22)
 	w = begin("control plane kill -9 (1)")
 	kill9(f.cp)
 	f.startCP()
 	w.end = time.Now()
 
-	time.Sleep(10 * time.Second)
+	f.reconnectAfter(w.end)
+	streamAt(34)
 	pgStart := time.Now()
 	f.pg.stop(t)
 	time.Sleep(20 * time.Second)
 	f.pg.start(t)
 	pgDown := time.Since(pgStart)
 
-	time.Sleep(10 * time.Second)
+	streamAt(46)
 	w = begin("control plane away 90 s")
 	syscall.Kill(f.cp.cmd.Process.Pid, syscall.SIGSTOP)
 	cpPid := f.cp.cmd.Process.Pid
@@ -494,7 +512,8 @@ http://:%s {
 	w2.jobs = w.jobs
 	faults = append(faults, w2)
 
-	time.Sleep(15 * time.Second)
+	f.reconnectAfter(w.end)
+	streamAt(nDeploys - 15)
 	w = begin("control plane kill -9 (2)")
 	kill9(f.cp)
 	f.startCP()
@@ -506,6 +525,7 @@ http://:%s {
 	case <-time.After(4 * time.Minute):
 		t.Fatalf("the deploy stream did not finish: %d accepted", len(accepted))
 	}
+	streamEnded := time.Now()
 
 	// Every deployment ends.
 	terminal := "('succeeded', 'failed', 'cancelled', 'superseded')"
@@ -603,6 +623,7 @@ http://:%s {
 			break
 		}
 	}
+	servedAt := time.Now()
 	if len(ps) != nApps {
 		t.Errorf("%d containers, want one per app", len(ps))
 	}
@@ -724,39 +745,60 @@ http://:%s {
 		t.Errorf("runtime logs: %d of %d lines missing; %v", missing, produced, problems)
 	}
 
-	// Images: at most the retention (3) per app beyond the one running;
-	// no checkout or temporary directory left.
-	// Pruning follows the last removals and retries while Podman is busy
-	// (under load it takes minutes).
-	perApp := map[string]int{}
+	// Images: exactly those of each app's last 3 successful deployments
+	// (its rollback targets), nothing more, within seconds: the agent
+	// prunes as soon as a container goes, and the last ones went before
+	// the routing check passed.
+	wantImages := map[string][]string{}
+	for _, a := range apps {
+		rows, err := f.pool.Query(ctx, `SELECT DISTINCT image FROM (SELECT image FROM deployments
+			WHERE app_id = $1 AND status = 'succeeded' AND image <> '' ORDER BY id DESC LIMIT 3) d`, a.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for rows.Next() {
+			var im string
+			rows.Scan(&im)
+			want = append(want, im)
+		}
+		rows.Close()
+		sort.Strings(want)
+		wantImages[strconv.FormatInt(a.id, 10)] = want
+	}
+	perApp := map[string][]string{}
 	maxImages := 0
 	pruneBegan := time.Now()
-	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(2 * time.Second) {
+	exact := func() bool {
 		var imgs []struct {
+			Names  []string          `json:"Names"`
 			Labels map[string]string `json:"Labels"`
 		}
 		s, err := f.svc.Podman(ctx, "images", "--filter", "label=io.wisehosting.app", "--format", "json")
 		if err != nil || json.Unmarshal([]byte(s), &imgs) != nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("listing images: %v %s", err, s)
-			}
-			continue
+			return false
 		}
 		clear(perApp)
-		over := false
 		for _, im := range imgs {
 			a := im.Labels["io.wisehosting.app"]
-			perApp[a]++
-			over = over || perApp[a] > 3
+			perApp[a] = append(perApp[a], im.Names...)
 		}
-		if !over || time.Now().After(deadline) {
-			break
+		ok := true
+		for a, want := range wantImages {
+			sort.Strings(perApp[a])
+			ok = ok && slices.Equal(perApp[a], want)
 		}
+		return ok && len(perApp) <= len(wantImages)
 	}
-	for a, n := range perApp {
-		maxImages = max(maxImages, n)
-		if n > 3 {
-			t.Errorf("app %s keeps %d images, retention is 3", a, n)
+	polls := 1
+	for deadline := time.Now().Add(30 * time.Second); !exact() && time.Now().Before(deadline); polls++ {
+		time.Sleep(250 * time.Millisecond)
+	}
+	imagesAt := time.Now()
+	for a, have := range perApp {
+		maxImages = max(maxImages, len(have))
+		if want := wantImages[a]; !slices.Equal(have, want) {
+			t.Errorf("app %s keeps the images %v, want those of its last 3 successful deployments %v", a, have, want)
 		}
 	}
 	var left []string
@@ -793,11 +835,15 @@ http://:%s {
 	if len(failedMsgs) > 0 {
 		t.Logf("failed deployments: %v", failedMsgs)
 	}
-	t.Logf("faults: %s from the first to the last; Postgres down %s; settled %s after the last fault", faultTime.Round(time.Second), pgDown.Round(time.Second), settled.Sub(faults[len(faults)-1].end).Round(time.Second))
+	t.Logf("faults: %s from the first to the last; Postgres down %s; the stream ended %s after the last fault; every deployment ended %s later, apps served their newest %s after that",
+		faultTime.Round(time.Second), pgDown.Round(time.Second), streamEnded.Sub(faults[len(faults)-1].end).Round(time.Second),
+		settled.Sub(streamEnded).Round(time.Second), servedAt.Sub(settled).Round(time.Second))
 	t.Logf("jobs: slowest resolution %s after its worker's reconnect", maxWait.Round(time.Millisecond))
 	t.Logf("requests: %d ok, %d failed", reqOK.Load(), reqFailed.Load())
 	t.Logf("runtime logs: %d containers, %d lines produced, %d stored (%d duplicates), %d missing", len(seen), produced, lines, dups, missing)
-	t.Logf("images: at most %d per app, %s after the checks began; wall time %s (setup %s)", maxImages, time.Since(pruneBegan).Round(time.Second), time.Since(began).Round(time.Second), setup.Round(time.Second))
+	t.Logf("runtime-log check took %s; images: at most %d per app, checked in %s (%d listings); wall time %s (setup %s)",
+		pruneBegan.Sub(servedAt).Round(time.Second), maxImages, imagesAt.Sub(pruneBegan).Round(100*time.Millisecond), polls,
+		time.Since(began).Round(time.Second), setup.Round(time.Second))
 	if n := reqFailed.Load(); n > 0 {
 		failMu.Lock()
 		if len(failures) > 20 {
