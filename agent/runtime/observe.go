@@ -4,10 +4,15 @@ package runtime
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 )
 
@@ -73,45 +78,69 @@ func (r *Runtime) DiskUsage(ctx context.Context) (map[string]int64, error) {
 }
 
 // Follow streams a container's output lines to fn, with the time Podman
-// recorded for each, until ctx ends or the container stops. Lines since
-// the given time are included.
+// recorded for each, until ctx ends or the container stops (then it
+// returns nil). Lines after the given time are included. fn sees the
+// lines of both streams in the order of the container's log, so a reader
+// that follows again from a time can count its way back to a line.
+//
+// Podman may report whole seconds (Podman 4 does), so several lines can
+// share a time. A line still open when the stream breaks (not when the
+// container stops) is not given to fn: following again from before it
+// reads it whole.
 func (r *Runtime) Follow(ctx context.Context, id string, since time.Time, fn func(stream, line string, at time.Time)) error {
 	yes := true
 	s := since.UTC().Format(time.RFC3339Nano)
-	stdout, stderr := make(chan string, 256), make(chan string, 256)
-	done := make(chan error, 1)
-	go func() {
-		done <- containers.Logs(r.connFor(ctx), id, &containers.LogOptions{Follow: &yes, Stdout: &yes, Stderr: &yes, Since: &s, Timestamps: &yes}, stdout, stderr)
-	}()
-	var lines partialLines
-	emit := func(stream, frame string) {
-		if at, line, ok := lines.feed(stream, frame); ok {
-			fn(stream, line, at)
-		}
+	ctx = r.connFor(ctx)
+	conn, err := bindings.GetClient(ctx)
+	if err != nil {
+		return err
 	}
-	defer func() {
-		for stream, p := range lines.open {
-			fn(stream, p.text, p.at)
-		}
-	}()
+	params, err := (&containers.LogOptions{Follow: &yes, Stdout: &yes, Stderr: &yes, Since: &s, Timestamps: &yes}).ToParams()
+	if err != nil {
+		return err
+	}
+	resp, err := conn.DoRequest(ctx, nil, http.MethodGet, "/containers/%s/logs", params, nil, id)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if !resp.IsSuccess() {
+		return resp.Process(nil)
+	}
+	// One reader for both streams: the bindings' Logs hands stdout and
+	// stderr to two channels, which loses their order.
+	var lines partialLines
+	buf := make([]byte, 1024)
 	for {
-		select {
-		case l := <-stdout:
-			emit("stdout", l)
-		case l := <-stderr:
-			emit("stderr", l)
-		case err := <-done:
-			// Drain what arrived before the end.
-			for {
-				select {
-				case l := <-stdout:
-					emit("stdout", l)
-				case l := <-stderr:
-					emit("stderr", l)
-				default:
-					return err
+		fd, n, err := containers.DemuxHeader(resp.Body, buf)
+		var frame []byte
+		if err == nil {
+			frame, err = containers.DemuxFrame(resp.Body, buf, n)
+		}
+		if errors.Is(err, io.EOF) && ctx.Err() == nil {
+			// The container stopped: what it left unterminated is a line.
+			for _, stream := range []string{"stdout", "stderr"} {
+				if p, ok := lines.open[stream]; ok {
+					fn(stream, p.text, p.at)
 				}
 			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		stream := "stdout"
+		switch fd {
+		case 0, 1:
+		case 2:
+			stream = "stderr"
+		case 3:
+			return errors.New("podman log stream: " + string(frame))
+		default:
+			return fmt.Errorf("podman log stream: unknown stream %d", fd)
+		}
+		if at, line, ok := lines.feed(stream, string(frame)); ok {
+			fn(stream, line, at)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -101,10 +102,61 @@ type shipper struct {
 	seq       uint64
 	dropped   int
 	kick      chan struct{}
-	// cursors is, per container, the time of the last line added; it is
+	// cursors is, per container, where the lines added end; it is
 	// written next to the spool whenever a batch is, so a new process
 	// follows each container from where the spool ends.
-	cursors map[string]int64
+	cursors map[string]logCursor
+}
+
+// logCursor is where a container's shipped output ends: every line
+// before TS (Unix nanoseconds) and the first N lines at TS, in the order
+// of the container's log. Podman may report whole seconds, so many lines
+// share a time and a time alone does not say where to resume.
+type logCursor struct {
+	TS int64 `json:"ts"`
+	N  int   `json:"n"`
+}
+
+// UnmarshalJSON also reads the earlier form, the time of the last line
+// alone (every line at that time shipped).
+func (c *logCursor) UnmarshalJSON(b []byte) error {
+	var ts int64
+	if json.Unmarshal(b, &ts) == nil {
+		*c = logCursor{TS: ts, N: math.MaxInt32}
+		return nil
+	}
+	type plain logCursor
+	return json.Unmarshal(b, (*plain)(c))
+}
+
+// advance moves the cursor past a line at ts that follows it in the log.
+// A line timed before the cursor (the clock went back) leaves it.
+func (c *logCursor) advance(ts int64) {
+	switch {
+	case ts > c.TS:
+		*c = logCursor{TS: ts, N: 1}
+	case ts == c.TS:
+		c.N++
+	}
+}
+
+// resume tells, for the lines of a log read again from just before the
+// cursor's time, which ones the cursor says were shipped.
+type resume struct {
+	at   logCursor
+	seen int
+}
+
+// shipped reports whether the next line, at ts, was shipped already.
+func (r *resume) shipped(ts int64) bool {
+	switch {
+	case ts < r.at.TS:
+		return true
+	case ts == r.at.TS:
+		r.seen++
+		return r.seen <= r.at.N
+	}
+	return false
 }
 
 // cursorFile holds the cursors in the spool directory.
@@ -115,7 +167,7 @@ func newShipper(send SendFunc, cfg spoolConfig, logger *zap.Logger) *shipper {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	sh := &shipper{cfg: cfg, send: send, logger: logger, kick: make(chan struct{}, 1), cursors: map[string]int64{}}
+	sh := &shipper{cfg: cfg, send: send, logger: logger, kick: make(chan struct{}, 1), cursors: map[string]logCursor{}}
 	if cfg.Dir != "" {
 		if err := sh.load(); err != nil {
 			logger.Warn("supervisor: log spool unusable; unconfirmed log lines are kept in memory only", zap.String("dir", cfg.Dir), zap.Error(err))
@@ -149,7 +201,7 @@ func (sh *shipper) load() error {
 	}
 	if body, err := os.ReadFile(filepath.Join(sh.cfg.Dir, cursorFile)); err == nil {
 		if err := json.Unmarshal(body, &sh.cursors); err != nil || sh.cursors == nil {
-			sh.cursors = map[string]int64{}
+			sh.cursors = map[string]logCursor{}
 		}
 	}
 	return nil
@@ -158,9 +210,9 @@ func (sh *shipper) load() error {
 // durable reports whether unconfirmed lines are kept on disk.
 func (sh *shipper) durable() bool { return sh.cfg.Dir != "" }
 
-// resumeAt returns the time of the last line of a container that was
-// queued (by this process, or by an earlier one and written down).
-func (sh *shipper) resumeAt(container string) (int64, bool) {
+// resumeAt returns where the lines of a container that were queued end
+// (queued by this process, or by an earlier one and written down).
+func (sh *shipper) resumeAt(container string) (logCursor, bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	ts, ok := sh.cursors[container]
@@ -217,12 +269,16 @@ func (sh *shipper) add(l wsproto.LogLine) { sh.addFrom("", l) }
 
 // addFrom queues a line a container printed and moves its cursor (with
 // the line, so a cursor written down never passes a line not in a batch).
+// A container's lines come in the order of its log, from one reader at a
+// time.
 func (sh *shipper) addFrom(container string, l wsproto.LogLine) {
 	l.Line = logline.Clean(l.Line, logline.MaxBytes)
 	l.Stream = logline.Stream(l.Stream)
 	sh.mu.Lock()
 	if container != "" {
-		sh.cursors[container] = max(sh.cursors[container], l.TS)
+		c := sh.cursors[container]
+		c.advance(l.TS)
+		sh.cursors[container] = c
 	}
 	sh.open = append(sh.open, l)
 	sh.openBytes += len(l.Line)

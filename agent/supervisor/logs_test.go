@@ -4,6 +4,7 @@ package supervisor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -165,8 +166,8 @@ func TestShipperBatchesSurviveAKill(t *testing.T) {
 	if sh2.pending() != 30 {
 		t.Fatalf("after a kill the new shipper holds %d lines, want 30", sh2.pending())
 	}
-	if ts, ok := sh2.resumeAt("c1"); !ok || ts != 1029 {
-		t.Fatalf("cursor after a kill: %d %v, want 1029", ts, ok)
+	if c, ok := sh2.resumeAt("c1"); !ok || c != (logCursor{TS: 1029, N: 1}) {
+		t.Fatalf("cursor after a kill: %+v %v, want 1029 and 1 line", c, ok)
 	}
 	sh2.flush(context.Background())
 	cp.ackAll(sh2, false)
@@ -202,5 +203,37 @@ func TestShipperDropsOldestPastTheBound(t *testing.T) {
 	got := cp.lines()
 	if !got["line 399"] || got["line 000"] {
 		t.Fatalf("kept the wrong end: newest %v, oldest %v", got["line 399"], got["line 000"])
+	}
+}
+
+// Lines that share a time (Podman may report whole seconds) are told
+// apart by their count: a log read again from before the cursor's time
+// gives exactly the lines after it. A cursor of the earlier form (a time
+// alone) skips every line at its time.
+func TestCursorCountsLinesOfOneTime(t *testing.T) {
+	log := []int64{1, 1, 1, 2, 2, 2, 3}
+	for shippedN := 1; shippedN <= len(log); shippedN++ {
+		var c logCursor
+		for _, ts := range log[:shippedN] {
+			c.advance(ts)
+		}
+		r := resume{at: c}
+		var again []int
+		for i, ts := range log {
+			if ts >= c.TS && !r.shipped(ts) { // read again from the cursor's time
+				again = append(again, i)
+			}
+		}
+		if len(again) != len(log)-shippedN || (len(again) > 0 && again[0] != shippedN) {
+			t.Fatalf("after %d lines shipped (cursor %+v) read again: %v", shippedN, c, again)
+		}
+	}
+	var old map[string]logCursor
+	if err := json.Unmarshal([]byte(`{"c1": 1029}`), &old); err != nil || old["c1"].TS != 1029 {
+		t.Fatalf("earlier cursor form: %+v %v", old, err)
+	}
+	r := resume{at: old["c1"]}
+	if !r.shipped(1029) || !r.shipped(1029) || r.shipped(1030) {
+		t.Fatal("an earlier cursor does not skip its whole time")
 	}
 }

@@ -400,7 +400,9 @@ func (s *Supervisor) ResendStates() {
 	s.wake()
 }
 
-// follow ships a running container's output (once per container).
+// follow ships a running container's output (one reader per container
+// at a time: a new one starts only after the last one ended, so lines
+// reach the shipper in the order of the container's log).
 func (s *Supervisor) follow(c runtime.Container, since time.Time) {
 	s.mu.Lock()
 	if _, ok := s.following[c.ID]; ok {
@@ -411,14 +413,16 @@ func (s *Supervisor) follow(c runtime.Container, since time.Time) {
 	s.following[c.ID] = cancel
 	s.mu.Unlock()
 	// Where the lines of this container were shipped up to (also by an
-	// earlier agent process): from there on, nothing twice.
-	last, resumed := s.logs.resumeAt(c.ID)
+	// earlier agent process): the log is read again from just before
+	// that time, and the lines the cursor counts are skipped.
+	at, resumed := s.logs.resumeAt(c.ID)
+	r := resume{at: at}
 	if resumed {
-		since = time.Unix(0, last)
+		since = time.Unix(0, at.TS-1)
 	}
 	go func() {
 		err := s.rt.Follow(ctx, c.ID, since, func(stream, line string, at time.Time) {
-			if resumed && at.UnixNano() <= last {
+			if resumed && r.shipped(at.UnixNano()) {
 				return
 			}
 			s.logs.addFrom(c.ID, wsproto.LogLine{AppID: c.AppID, TS: at.UnixNano(), Stream: stream, Line: line})
@@ -483,10 +487,10 @@ func (s *Supervisor) drainFollow(id string, d time.Duration) {
 	}
 }
 
+// unfollow stops reading a container's output.
 func (s *Supervisor) unfollow(id string) {
 	s.mu.Lock()
-	cancel := s.following[id]
-	delete(s.following, id)
+	cancel := s.following[id] // its reader removes it when it has ended
 	s.mu.Unlock()
 	if cancel != nil {
 		cancel()
