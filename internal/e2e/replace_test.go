@@ -26,7 +26,9 @@ import (
 // heartbeat timeout and the grace period the app serves again from the
 // other worker, through the proxy; when the killed agent comes back with
 // its stale container running again, that container is removed and
-// exactly one instance runs.
+// exactly one instance runs. A worker the operator revokes is gone at
+// once: its instance starts elsewhere, and deleting the app completes
+// without it.
 func TestLostWorker(t *testing.T) {
 	ctx := context.Background()
 	work := t.TempDir()
@@ -345,4 +347,29 @@ http://:%s {
 		return strings.Count(logsOf(dep), "every instance has restarted") == 2
 	})
 	waitBodyFor(t, proxy, "solo serves", 30*time.Second)
+
+	// The operator revokes y, gone for good: the instance starts on x at
+	// once (no grace), and deleting the app completes without y (what ran
+	// there is forgotten; its host is the operator's to clean).
+	if out, err := exec.Command(bins.cp, "worker", "revoke", y.name, "--config", cpFile, "--adapter", "caddyfile").CombinedOutput(); err != nil {
+		t.Fatalf("worker revoke: %v\n%s", err, out)
+	}
+	revoked := time.Now()
+	waitFor(t, "the instance to run on "+x.name, 3*time.Minute, func() bool {
+		in := instances()
+		return len(in) == 1 && in[0]["worker"] == x.name && in[0]["status"] == "running"
+	})
+	t.Logf("worker revoked: the instance runs on %s %s later", x.name, time.Since(revoked).Round(100*time.Millisecond))
+	waitBodyFor(t, proxy, "solo serves", 60*time.Second)
+	if got := api.call("DELETE", appPath, nil, 202)["status"]; got != "deleting" {
+		t.Fatalf("delete: %v", got)
+	}
+	waitFor(t, "the app to be deleted", 2*time.Minute, func() bool {
+		code, _, _ := api.rawCall("GET", appPath, nil)
+		return code == 404
+	})
+	waitFor(t, x.name+"'s container to go", 60*time.Second, func() bool {
+		all, _ := x.svc.Podman(ctx, "ps", "-aq", "--filter", "label=io.wisehosting.slug=solo")
+		return strings.TrimSpace(all) == ""
+	})
 }

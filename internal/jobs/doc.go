@@ -63,7 +63,11 @@
 //     acknowledged by their deadline, to pending while attempts remain, and
 //     fails them with a visible reason otherwise;
 //   - fails running jobs past their deadline on a live worker: running them
-//     again would hide a hang.
+//     again would hide a hang;
+//   - runs Config.AfterRecover in the same transaction: the control plane
+//     starts the instances of workers gone past their grace period on
+//     other workers and gives up the jobs that wait for them
+//     (internal/replicas, Recover).
 //
 // Because all state is in Postgres, a control-plane restart loses nothing:
 // pending jobs are claimed by the next placement, assigned jobs are resent
