@@ -3,9 +3,11 @@ package scheduler
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"text/tabwriter"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
@@ -15,8 +17,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "volume",
-		Usage: "list [--worker <name>] [--config <path>]",
-		Short: "Lists the apps' persistent volumes and the worker holding each",
+		Usage: "list [--worker <name>] | add <app> <name> <mount-path> <size-mb> [--per-instance]  [--config <path>]",
+		Short: "Lists the apps' persistent volumes and the worker holding each, or declares one",
 		Long: `
 "volume list" shows every persistent volume not yet removed, across teams:
 its Podman name on the worker (wh-vol-<id>; each instance's copy of a
@@ -25,19 +27,62 @@ app, mount path, size,
 the disk it used when last measured, the worker holding its data and, for
 a released volume (its app or the volume was deleted), when its data is
 removed. --worker keeps the volumes of one worker: what must be copied
-before that host is retired (volumes do not move by themselves).`,
+before that host is retired (volumes do not move by themselves).
+
+"volume add APP NAME MOUNT_PATH SIZE_MB" declares a volume of the app (by
+slug), as POST /api/apps/{app}/volumes does: mounted from the app's next
+deploy on. With --per-instance each instance of the app gets its own copy
+(wh-vol-<id>-<n>) and the app keeps its replicas; without it the volume is
+shared, and an app with more than one replica is refused.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().StringP("config", "c", "", "Caddyfile or JSON config holding the wisehosting app")
 			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter")
 			cmd.Flags().String("worker", "", "only the volumes of this worker")
+			cmd.Flags().Bool("per-instance", false, "add: one copy of the volume per instance of the app")
 			cmd.RunE = core.RunE("volume", func(fl caddycmd.Flags) error {
-				if args := fl.Args(); len(args) != 1 || args[0] != "list" {
-					return core.Usagef("expected list")
+				switch args := fl.Args(); {
+				case len(args) == 1 && args[0] == "list":
+					return cmdVolumeList(fl)
+				case len(args) == 5 && args[0] == "add":
+					return cmdVolumeAdd(fl)
 				}
-				return cmdVolumeList(fl)
+				return core.Usagef("expected list, or add APP NAME MOUNT_PATH SIZE_MB")
 			})
 		},
 	})
+}
+
+func cmdVolumeAdd(fl caddycmd.Flags) error {
+	args := fl.Args()
+	size, err := strconv.Atoi(args[4])
+	if err != nil {
+		return core.Usagef("the size is a number of MB, not %q", args[4])
+	}
+	a, err := core.LoadConfig(fl)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := core.CommandContext()
+	defer cancel()
+	pool, err := a.OpenPool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	var v volumes.Volume
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) (err error) {
+		v, err = volumes.CreateBySlug(ctx, tx, args[1], volumes.New{Name: args[2], MountPath: args[3], SizeMB: size, PerInstance: fl.Bool("per-instance")})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if v.PerInstance {
+		fmt.Printf("app %s mounts volume %s at %s from its next deploy on, one copy of %d MB per instance (%d now).\n", args[1], v.Name, v.MountPath, v.SizeMB, len(v.Instances))
+	} else {
+		fmt.Printf("app %s mounts volume %s (%s) at %s from its next deploy on.\n", args[1], v.Name, volumes.PodmanName(v.ID), v.MountPath)
+	}
+	return nil
 }
 
 func cmdVolumeList(fl caddycmd.Flags) error {

@@ -256,4 +256,15 @@ http://%s {
 	if err != nil || !want.Match(out) || !strings.Contains(string(out), fmt.Sprintf("wh-vol-%d-0 ", vid)) {
 		t.Fatalf("volume list: %v\n%s", err, out)
 	}
+
+	// The operator declares another per-instance volume with the CLI: one
+	// copy for the one instance left.
+	out, err = exec.Command(bins.cp, "volume", "add", "shards", "logs", "/logs", "16", "--per-instance", "--config", cpFile, "--adapter", "caddyfile").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "one copy of 16 MB per instance (1 now)") {
+		t.Fatalf("volume add: %v\n%s", err, out)
+	}
+	vs := api.call("GET", ap("/volumes"), nil, 200)["volumes"].([]any)
+	if len(vs) != 2 || vs[1].(map[string]any)["name"] != "logs" || len(vs[1].(map[string]any)["instances"].([]any)) != 1 {
+		t.Fatalf("volumes after volume add: %v", vs)
+	}
 }

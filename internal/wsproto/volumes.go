@@ -4,7 +4,9 @@ package wsproto
 // the worker (created with the first container that mounts it, kept when
 // containers go) mounted at Path inside every container of the app.
 type VolumeMount struct {
-	// Name is the Podman volume's name (wh-vol-<id>), unique on a worker.
+	// Name is the Podman volume's name, unique on a worker: wh-vol-<id>,
+	// or wh-vol-<id>-<n> for an instance's own copy of a volume declared
+	// per instance.
 	Name   string `json:"name"`
 	Path   string `json:"path"`
 	SizeMB int    `json:"size_mb"`
