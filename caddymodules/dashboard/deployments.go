@@ -8,6 +8,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
+	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/replicas"
 )
@@ -31,7 +32,7 @@ func (h *Handler) cancelDeployment(w http.ResponseWriter, r *http.Request) {
 			return pgx.ErrNoRows
 		}
 		var err error
-		if c, err = jobs.CancelDeploymentJob(r.Context(), tx, dep, "cancelled by "+principal(r).Email); err != nil {
+		if c, err = deploys.Cancel(r.Context(), tx, dep, "cancelled by "+principal(r).Email); err != nil {
 			return err
 		}
 		return h.audit1(r.Context(), tx, r, app.TeamID, "deployment.cancel", app.Slug, map[string]any{"deployment_id": dep, "job_id": c.Job.ID})

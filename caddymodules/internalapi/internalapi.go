@@ -43,6 +43,7 @@ import (
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/auth"
+	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/network"
@@ -435,7 +436,7 @@ func (a *App) requeue(w http.ResponseWriter, r *http.Request) {
 	var newID int64
 	err = pgx.BeginFunc(r.Context(), a.wh.Pool(), func(tx pgx.Tx) error {
 		var err error
-		newID, err = jobs.Requeue(r.Context(), tx, id)
+		newID, err = deploys.Requeue(r.Context(), tx, id)
 		return err
 	})
 	switch {

@@ -6,15 +6,19 @@
 // fallback) and one replica at a time (advisory lock) recovers stuck jobs
 // and marks silent workers offline. The design, including delivery when the
 // assigning replica does not hold the worker's connection, is documented in
-// internal/jobs (doc.go).
+// internal/jobs (doc.go). What each kind of job means is not here: the
+// queue calls the hooks of internal/deploys (the deployment lifecycle),
+// internal/replicas (instances) and internal/cron (scheduled runs); the
+// worker's app state reports go to deploys.ReportAppState. This module
+// decodes, calls those services and logs.
 package scheduler
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -26,9 +30,7 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/cron"
 	"github.com/wisehosting/wisehosting/internal/deploys"
-	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/jobs"
-	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/replicas"
 	"github.com/wisehosting/wisehosting/internal/store"
 	"github.com/wisehosting/wisehosting/internal/volumes"
@@ -71,8 +73,8 @@ type App struct {
 	wh     *core.App
 	logger *zap.Logger
 	sched  *jobs.Scheduler
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	unsub  []func()
+	bg     core.Background
 }
 
 // CaddyModule returns the Caddy module information.
@@ -93,17 +95,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		PollInterval: time.Duration(a.PollInterval), Heartbeat: time.Duration(a.HeartbeatTimeout),
 		AckTimeout: time.Duration(a.AckTimeout), Resend: time.Duration(a.ResendInterval),
 		RecoverInterval: time.Duration(a.RecoverInterval), Batch: a.Batch,
-		Plans: wh.PlanRegistry(), Prepare: a.prepare,
-		AfterResult: func(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int64, r wsproto.JobResult) error {
-			var out wsproto.DeployOutput
-			if len(r.Output) > 0 {
-				json.Unmarshal(r.Output, &out)
-			}
-			if err := replicas.OnResult(ctx, tx, j, workerID, r.OK, r.Error, out.HostPort); err != nil {
-				return err
-			}
-			return a.complete(ctx, tx, j, workerID, r)
-		},
+		Kinds: deploys.Lifecycle{Keyring: wh.Keyring(), Plans: wh.PlanRegistry(), Instances: replicas.OnResult}.Kinds().
+			Merge(cron.Kinds(wh.Keyring())),
 		AfterRecover: func(ctx context.Context, tx pgx.Tx) error {
 			l, err := replicas.Recover(ctx, tx, a.heartbeat(), a.grace())
 			if l.Replaced > 0 || l.Forgotten > 0 {
@@ -139,70 +132,6 @@ func (a *App) Validate() error {
 	}
 	if a.HeartbeatTimeout != 0 && time.Duration(a.HeartbeatTimeout) < 5*time.Second {
 		return fmt.Errorf("heartbeat_timeout must be at least 5s")
-	}
-	return nil
-}
-
-// prepare adds what the jobs table never stores (env vars, the git token,
-// the registry login)
-// to a deploy job's payload just before it is sent over the authenticated
-// channel.
-func (a *App) prepare(ctx context.Context, j jobs.Job) (json.RawMessage, error) {
-	if j.Kind == wsproto.JobCron && j.AppID != 0 {
-		var p wsproto.CronPayload
-		if err := json.Unmarshal(j.Payload, &p); err != nil {
-			return nil, fmt.Errorf("decoding payload: %w", err)
-		}
-		env, err := deploys.LoadEnv(ctx, a.wh.Pool(), a.wh.Keyring(), j.AppID)
-		if err != nil {
-			return nil, err
-		}
-		p.Env = env
-		return json.Marshal(p)
-	}
-	if j.Kind != wsproto.JobDeploy && j.Kind != wsproto.JobRollback || j.AppID == 0 {
-		return j.Payload, nil
-	}
-	var p wsproto.DeployPayload
-	if err := json.Unmarshal(j.Payload, &p); err != nil {
-		return nil, fmt.Errorf("decoding payload: %w", err)
-	}
-	env, err := deploys.LoadEnv(ctx, a.wh.Pool(), a.wh.Keyring(), j.AppID)
-	if err != nil {
-		return nil, err
-	}
-	p.Env = env
-	if p.Pull != "" {
-		if p.RegistryUser, p.RegistryPassword, err = deploys.RegistryCredentials(ctx, a.wh.Pool(), a.wh.Keyring(), j.AppID); err != nil {
-			return nil, err
-		}
-	} else if p.GitURL != "" {
-		// Also with an image: a worker that lacks it (another instance's
-		// worker) builds the same commit.
-		if p.GitUser, p.GitToken, err = deploys.GitCredentials(ctx, a.wh.Pool(), a.wh.Keyring(), j.AppID); err != nil {
-			return nil, err
-		}
-	}
-	return json.Marshal(p)
-}
-
-// complete records the domain's side of a job's result in the
-// transaction that ends the job: a deploy binds the app's volumes to its
-// worker, a scheduled run records its exit code, duration and log tail,
-// and a failed run emits cron.failed.
-func (a *App) complete(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int64, r wsproto.JobResult) error {
-	switch j.Kind {
-	case wsproto.JobDeploy, wsproto.JobRollback:
-		if r.OK && j.AppID != 0 {
-			return volumes.Bind(ctx, tx, j.AppID, replicas.SlotOf(j.Payload), workerID)
-		}
-	case wsproto.JobCron:
-		f, ok, err := cron.Finish(ctx, tx, j, r)
-		if err != nil || !ok || f.OK {
-			return err
-		}
-		return events.Emit(ctx, tx, events.Event{Kind: events.CronFailed, AppID: f.AppID, Data: map[string]any{
-			"cron_job_id": f.CronJobID, "name": f.Name, "run_id": f.RunID, "exit_code": f.ExitCode, "error": f.Error}})
 	}
 	return nil
 }
@@ -265,26 +194,9 @@ func (a *App) onAppState(ctx context.Context, workerID int64, p json.RawMessage)
 	if err := json.Unmarshal(p, &st); err != nil {
 		return fmt.Errorf("decoding app state: %w", err)
 	}
-	var res deploys.AppStateResult
-	err := pgx.BeginFunc(ctx, a.wh.Pool(), func(tx pgx.Tx) error {
-		var err error
-		if res, err = deploys.ApplyAppState(ctx, tx, workerID, st); err != nil {
-			return err
-		}
-		if res.Adopted != 0 {
-			if err := events.Emit(ctx, tx, events.Event{Kind: events.DeploymentFinished, AppID: st.AppID,
-				Data: map[string]any{"deployment_id": res.Adopted, "adopted": true}}); err != nil {
-				return err
-			}
-		}
-		if res.StatusChanged || st.State != "running" {
-			return events.Emit(ctx, tx, events.Event{Kind: events.AppStatusChanged, AppID: st.AppID,
-				Data: map[string]any{"state": st.State, "restarts": st.Restarts, "message": st.Message, "worker_id": workerID}})
-		}
-		return nil
-	})
+	res, err := deploys.ReportAppState(ctx, a.wh.Pool(), workerID, st)
 	if err != nil {
-		if err == deploys.ErrNotOnWorker {
+		if errors.Is(err, deploys.ErrNotOnWorker) {
 			a.logger.Debug("scheduler: app state for an app not on the worker", zap.Int64("worker", workerID), zap.Int64("app", st.AppID))
 			return nil
 		}
@@ -293,10 +205,9 @@ func (a *App) onAppState(ctx context.Context, workerID int64, p json.RawMessage)
 	if res.Adopted != 0 {
 		a.logger.Warn("scheduler: adopted a deployment the worker runs", zap.Int64("app", st.AppID), zap.Int64("deployment", res.Adopted), zap.Int64("worker", workerID))
 	}
-	if res.PortChanged || res.StatusChanged || res.Adopted != 0 {
-		if err := network.NotifyChanged(ctx, a.wh.Pool()); err != nil {
-			a.logger.Warn("scheduler: notifying routing change", zap.Error(err))
-		}
+	if res.InstanceAdopted != 0 {
+		a.logger.Warn("scheduler: adopted a deployment an instance runs", zap.Int64("app", st.AppID), zap.Int("slot", st.Slot),
+			zap.Int64("deployment", res.InstanceAdopted), zap.Int64("worker", workerID))
 	}
 	if st.State != "running" {
 		a.logger.Warn("scheduler: app not running on its worker", zap.Int64("app", st.AppID), zap.Int64("worker", workerID),
@@ -326,45 +237,39 @@ func (a *App) onStats(ctx context.Context, workerID int64, p json.RawMessage) er
 // Start runs the scheduler's loops until Stop or until the config that
 // provisioned the app is unloaded.
 func (a *App) Start() error {
-	ctx, cancel := context.WithCancel(a.ctx)
-	unHello := a.wh.Workers().Handle(wsproto.TypeHello, a.sendDesired)
-	unState := a.wh.Workers().Handle(wsproto.TypeAppState, a.onAppState)
-	unStats := a.wh.Workers().Handle(wsproto.TypeStats, a.onStats)
-	// A worker whose instances changed (scaled down, moved) gets its
-	// desired state again from the replica that holds its connection.
-	unDesired := a.wh.Notifications().Subscribe(replicas.DesiredChannel, func(n store.Notification) {
-		id, _ := strconv.ParseInt(n.Payload, 10, 64)
-		if id == 0 || !a.wh.Workers().Connected(id) {
-			return
-		}
-		go func() {
-			sctx, c := context.WithTimeout(ctx, 10*time.Second)
-			defer c()
-			if err := a.sendDesired(sctx, id, nil); err != nil && sctx.Err() == nil {
-				a.logger.Warn("scheduler: sending a desired state", zap.Int64("worker", id), zap.Error(err))
+	a.unsub = []func(){
+		a.wh.Workers().Handle(wsproto.TypeHello, a.sendDesired),
+		a.wh.Workers().Handle(wsproto.TypeAppState, a.onAppState),
+		a.wh.Workers().Handle(wsproto.TypeStats, a.onStats),
+		// A worker whose instances changed (scaled down, moved) gets its
+		// desired state again from the replica that holds its connection.
+		a.wh.Notifications().Subscribe(replicas.DesiredChannel, func(n store.Notification) {
+			id, _ := strconv.ParseInt(n.Payload, 10, 64)
+			if id == 0 || !a.wh.Workers().Connected(id) {
+				return
 			}
-		}()
-	})
-	a.cancel = func() { unHello(); unState(); unStats(); unDesired(); cancel() }
-	a.wg.Add(2)
-	go func() {
-		defer a.wg.Done()
-		a.sched.Run(ctx)
-	}()
-	go func() {
-		defer a.wg.Done()
-		a.cronLoop(ctx)
-	}()
+			a.bg.Go(func(ctx context.Context) {
+				sctx, c := context.WithTimeout(ctx, 10*time.Second)
+				defer c()
+				if err := a.sendDesired(sctx, id, nil); err != nil && sctx.Err() == nil {
+					a.logger.Warn("scheduler: sending a desired state", zap.Int64("worker", id), zap.Error(err))
+				}
+			})
+		}),
+	}
+	a.bg.Go(func(ctx context.Context) { a.sched.Run(ctx) })
+	a.bg.Go(a.cronLoop)
 	a.logger.Info("scheduler started")
 	return nil
 }
 
 // Stop ends the loops and waits for them.
 func (a *App) Stop() error {
-	if a.cancel != nil {
-		a.cancel()
-		a.wg.Wait()
+	for _, u := range a.unsub {
+		u()
 	}
+	a.unsub = nil
+	a.bg.Stop()
 	return nil
 }
 

@@ -23,7 +23,8 @@ type Deleted struct {
 // cancelled. An app that never ran on a worker goes at once. Otherwise it
 // leaves routing now (status stopped, deleting_at set, so it takes no more
 // deploys) and a delete job per app (its previews included) removes the
-// containers and images; the rows go when those jobs succeed (Finished).
+// containers and images; the rows go when those jobs succeed
+// (RemoveDeleted).
 // Deleting an app that is already being deleted enqueues its delete job
 // again if none is in progress (e.g. its worker was gone for good).
 func Delete(ctx context.Context, tx pgx.Tx, app App, reason string) (Deleted, error) {
@@ -44,7 +45,7 @@ func Delete(ctx context.Context, tx pgx.Tx, app App, reason string) (Deleted, er
 			return d, err
 		}
 		for _, id := range ids {
-			if _, err := jobs.Cancel(ctx, tx, id, reason); err != nil && !errors.Is(err, jobs.ErrNotCancellable) {
+			if _, err := cancelJob(ctx, tx, id, reason); err != nil && !errors.Is(err, jobs.ErrNotCancellable) {
 				return d, err
 			}
 		}
@@ -90,4 +91,44 @@ func activeJobs(ctx context.Context, tx pgx.Tx, appID int64, kinds ...string) ([
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[int64])
+}
+
+// RemoveDeleted removes the row of an app being deleted (or of a preview)
+// once none of its delete jobs is active any more, in tx: a delete job
+// succeeded, or one was given up because its worker is gone.
+//
+// Preview apps and apps being deleted go once their containers are gone,
+// but not while previews of theirs still wait for their own delete job
+// (the row's cascade would drop that job); a preview's removal lets a
+// parent being deleted go. The results of an app's and its previews'
+// delete jobs are applied one at a time, under the lock of the app's row,
+// so the last one always sees the others.
+func RemoveDeleted(ctx context.Context, tx pgx.Tx, appID int64) error {
+	var parent int64
+	err := tx.QueryRow(ctx, "SELECT COALESCE(preview_of, 0) FROM apps WHERE id = $1", appID).Scan(&parent)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	root := appID
+	if parent != 0 {
+		root = parent
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM apps WHERE id = $1 FOR UPDATE", root); err != nil {
+		return err
+	}
+	// The app's delete jobs for its other workers (see jobs.Enqueue) end
+	// before its row goes.
+	if _, err := tx.Exec(ctx, `DELETE FROM apps a WHERE id = $1 AND (preview_of IS NOT NULL OR deleting_at IS NOT NULL)
+		AND NOT EXISTS (SELECT 1 FROM apps p WHERE p.preview_of = a.id)
+		AND NOT EXISTS (SELECT 1 FROM jobs WHERE app_id = a.id AND kind = 'delete' AND state IN ('pending', 'assigned', 'running'))`,
+		appID); err != nil || parent == 0 {
+		return err
+	}
+	_, err = tx.Exec(ctx, `DELETE FROM apps a WHERE id = $1 AND deleting_at IS NOT NULL
+		AND NOT EXISTS (SELECT 1 FROM apps p WHERE p.preview_of = a.id)
+		AND NOT EXISTS (SELECT 1 FROM jobs WHERE app_id = a.id AND kind = 'delete' AND state IN ('pending', 'assigned', 'running'))`, parent)
+	return err
 }

@@ -1,8 +1,14 @@
-// Package deploys owns deployments: it turns causes (a push, a pull
-// request, a click, a rollback) into a deployments row and the job that
-// performs it, written in one transaction so neither exists without the
-// other; it writes deployment logs (AppendLog), the desired state sent to
-// workers and what their app state reports change (ApplyAppState).
+// Package deploys owns the deployment lifecycle, read top to bottom in
+// lifecycle.go: it turns causes (a push, a pull request, a click, a
+// rollback) into a deployments row and the job that performs it, written in
+// one transaction so neither exists without the other (Trigger); and it is
+// the only writer of deployments, their logs (AppendLog) and the app's
+// status as jobs move: the job queue (internal/jobs) calls the hooks
+// Lifecycle.Kinds returns in the transactions that place, progress, end or
+// requeue a deploy, rollback, stop, restart or delete job. It also owns
+// cancellation (Cancel), superseding, the operator's Requeue, app deletion
+// (Delete), the desired state sent to workers (Desired) and what their app
+// state reports change (ReportAppState).
 package deploys
 
 import (
@@ -131,7 +137,7 @@ func nullable(id int64) any {
 
 // Trigger creates a queued deployment of app and enqueues its job, in tx.
 // A deploy supersedes the app's older deploys that are queued or still
-// building (jobs.Supersede): a burst of pushes builds the newest only.
+// building (supersede): a burst of pushes builds the newest only.
 func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 	var c Created
 	if app.Deleting {
@@ -208,7 +214,7 @@ func Trigger(ctx context.Context, tx pgx.Tx, app App, s Spec) (Created, error) {
 		return c, err
 	}
 	if kind == wsproto.JobDeploy {
-		if _, err := jobs.Supersede(ctx, tx, app.ID, c.DeploymentID, c.JobID); err != nil {
+		if _, err := supersede(ctx, tx, app.ID, c.DeploymentID, c.JobID); err != nil {
 			return c, err
 		}
 	}

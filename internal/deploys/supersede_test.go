@@ -101,7 +101,7 @@ func TestBuildingDeploySuperseded(t *testing.T) {
 		if err != nil || !ok || j.State != "cancelled" {
 			t.Fatalf("finish: %+v %v %v", j, ok, err)
 		}
-		return jobs.CancelDeployment(ctx, tx, old.DeploymentID, "stopped on the worker")
+		return Lifecycle{}.ended(ctx, tx, jobs.End{Job: j, WorkerID: worker, Result: &wsproto.JobResult{JobID: j.ID, Error: "build cancelled: context canceled"}})
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -25,13 +25,14 @@ type Cancelled struct {
 	Ended bool
 }
 
-// Cancel cancels a job in tx. A pending job ends at once, with its
-// deployment. A job a worker holds gets cancel_requested_at: the replica
-// holding the worker's connection sends job.cancel (resent until the job
-// ends), the job is no longer sent as job.assign, and the worker's failed
-// result ends it as cancelled. A success that was already on its way wins:
-// the deployment then stands. Recovery cancels rather than requeues such a
-// job when its worker is gone or never took it.
+// Cancel cancels a job in tx. A pending job ends at once (Ended). A job a
+// worker holds gets cancel_requested_at: the replica holding the worker's
+// connection sends job.cancel (resent until the job ends), the job is no
+// longer sent as job.assign, and the worker's failed result ends it as
+// cancelled. A success that was already on its way wins. Recovery cancels
+// rather than requeues such a job when its worker is gone or never took
+// it. The caller records what the cancellation means to its domain (see
+// internal/deploys), in tx.
 func Cancel(ctx context.Context, tx pgx.Tx, jobID int64, reason string) (Cancelled, error) {
 	j, err := scanJob(tx.QueryRow(ctx, "SELECT "+jobColumns+" FROM jobs WHERE id = $1 FOR UPDATE", jobID))
 	if err != nil {
@@ -44,22 +45,11 @@ func Cancel(ctx context.Context, tx pgx.Tx, jobID int64, reason string) (Cancell
 			return Cancelled{}, err
 		}
 		j.State = "cancelled"
-		if j.DeploymentID != 0 {
-			if err := CancelDeployment(ctx, tx, j.DeploymentID, reason); err != nil {
-				return Cancelled{}, err
-			}
-		}
 		return Cancelled{Job: j, Ended: true}, nil
 	case "assigned", "running":
 		if _, err := tx.Exec(ctx, `UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, now()), cancel_sent_at = NULL
 			WHERE id = $1`, j.ID); err != nil {
 			return Cancelled{}, err
-		}
-		if j.DeploymentID != 0 {
-			if _, err := tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', $2)`,
-				j.DeploymentID, "cancel requested: "+reason); err != nil {
-				return Cancelled{}, err
-			}
 		}
 		// Wake the replica that holds the worker's connection.
 		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", AssignChannel, fmt.Sprint(j.WorkerID)); err != nil {
@@ -71,43 +61,33 @@ func Cancel(ctx context.Context, tx pgx.Tx, jobID int64, reason string) (Cancell
 	}
 }
 
-// CancelDeploymentJob cancels the job in progress of a deployment (the
-// newest one not ended).
-func CancelDeploymentJob(ctx context.Context, tx pgx.Tx, deploymentID int64, reason string) (Cancelled, error) {
+// ActiveJobOf returns the id of a deployment's job in progress (the
+// newest one not ended), or ErrNoActiveJob.
+func ActiveJobOf(ctx context.Context, tx pgx.Tx, deploymentID int64) (int64, error) {
 	var id int64
 	err := tx.QueryRow(ctx, `SELECT id FROM jobs WHERE deployment_id = $1 AND state IN ('pending', 'assigned', 'running')
 		ORDER BY id DESC LIMIT 1`, deploymentID).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Cancelled{}, ErrNoActiveJob
+		return 0, ErrNoActiveJob
 	}
-	if err != nil {
-		return Cancelled{}, err
-	}
-	return Cancel(ctx, tx, id, reason)
+	return id, err
 }
 
-// CancelDeployment marks a deployment cancelled (if it has not ended), or
-// superseded when a newer deployment of its app replaced its job
-// (Supersede). The app's status is left alone: whatever served it before
-// still does.
-func CancelDeployment(ctx context.Context, tx pgx.Tx, deploymentID int64, reason string) error {
-	var status string
-	err := tx.QueryRow(ctx, `UPDATE deployments d SET error = $2, finished_at = now(),
-			status = CASE WHEN EXISTS (SELECT 1 FROM jobs WHERE deployment_id = d.id AND superseded_by IS NOT NULL)
-				THEN 'superseded' ELSE 'cancelled' END
-		WHERE id = $1 AND status IN ('queued', 'building', 'deploying') RETURNING status`, deploymentID, truncate(reason, 2000)).Scan(&status)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
+// Supersede records that ids were superseded by `by` (a newer deployment:
+// jobs.superseded_by) and cancels them (Cancel), in tx.
+func Supersede(ctx context.Context, tx pgx.Tx, ids []int64, by int64, reason string) ([]Cancelled, error) {
+	if _, err := tx.Exec(ctx, `UPDATE jobs SET superseded_by = $2 WHERE id = ANY($1)`, ids, by); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		return err
+	var out []Cancelled
+	for _, id := range ids {
+		c, err := Cancel(ctx, tx, id, reason)
+		if err != nil {
+			return nil, fmt.Errorf("superseding job %d: %w", id, err)
+		}
+		out = append(out, c)
 	}
-	line := "deployment cancelled: " + reason
-	if status == "superseded" {
-		line = "deployment " + reason
-	}
-	_, err = tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', $2)`, deploymentID, line)
-	return err
+	return out, nil
 }
 
 // PendingCancels returns the ids of a worker's jobs whose cancellation has

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
@@ -30,7 +31,7 @@ func cancelDep(t *testing.T, db *pgtest.DB, dep int64) (jobs.Cancelled, error) {
 	var c jobs.Cancelled
 	err := pgx.BeginFunc(context.Background(), db.Pool, func(tx pgx.Tx) error {
 		var err error
-		c, err = jobs.CancelDeploymentJob(context.Background(), tx, dep, "cancelled by a test")
+		c, err = deploys.Cancel(context.Background(), tx, dep, "cancelled by a test")
 		return err
 	})
 	return c, err

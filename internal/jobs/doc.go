@@ -1,6 +1,12 @@
 // Package jobs is the control plane's durable job queue in Postgres and the
-// scheduler that places, delivers and recovers its jobs. All the SQL of the
-// queue lives here.
+// scheduler that claims, places, delivers, acknowledges, retries and
+// recovers its jobs. It owns the jobs table and the workers' health (online,
+// offline); all the SQL of the queue lives here. It does not know what a
+// job means: each kind registers Hooks (Config.Kinds), which the queue
+// calls in the transaction that moves the job, in the shape of River's
+// JobCompleteTx. internal/deploys owns the deployment lifecycle (deploy,
+// rollback, stop, restart and delete jobs), internal/cron scheduled runs,
+// and internal/replicas joins in through deploys' Lifecycle.Instances.
 //
 // # Queue
 //
@@ -49,10 +55,24 @@
 // or foreign replies change nothing.
 //
 // The ack moves the job to running with deadline_at = now + timeout_s.
-// Progress is appended to deployment_logs and published; the result sets
-// the job's final state and, for deploys, the deployment and app status, in
-// one transaction. A failed job is failed at once: the control plane never
-// retries a job the worker ran and reported failed.
+// Progress goes to the kind's Progress hook; the result sets the job's
+// final state and runs the kind's Ended hook (for a deploy: the deployment,
+// the app's row, the events), in one transaction. A failed job is failed
+// at once: the control plane never retries a job the worker ran and
+// reported failed.
+//
+// # Hooks
+//
+// Per kind (Hooks): Place, in the placement transaction, may change a
+// job's reservation or refuse it; Prepare adds secrets to the payload just
+// before each delivery; Progress records a worker's progress; Ended runs
+// when the job ends, by its worker's result (End.Result) or by the control
+// plane (recovery giving up or cancelling, a failed Prepare: End.Reason);
+// Requeued runs when recovery puts it back to pending. A hook's error rolls
+// the job's move back (a result is then not acknowledged and the worker
+// sends it again). Callers that cancel (Cancel, Supersede) or requeue
+// (Requeue) a job do so in their own transaction and record what it means
+// themselves (internal/deploys).
 //
 // # Recovery and worker health
 //
@@ -68,6 +88,10 @@
 //     starts the instances of workers gone past their grace period on
 //     other workers and gives up the jobs that wait for them
 //     (internal/replicas, Recover).
+//
+// In the same transaction it runs the Requeued or Ended hooks of those
+// jobs, then Config.AfterRecover. A worker's hello resolves the active
+// jobs it no longer accounts for in the same way (ReconcileWorker).
 //
 // Because all state is in Postgres, a control-plane restart loses nothing:
 // pending jobs are claimed by the next placement, assigned jobs are resent

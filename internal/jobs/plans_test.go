@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
 	"github.com/wisehosting/wisehosting/internal/plans"
@@ -53,7 +54,7 @@ func deployJob(t *testing.T, db *pgtest.DB, plan, slug string, cpu, mem, disk, b
 
 func assign(t *testing.T, db *pgtest.DB, reg *plans.Registry) []jobs.Placement {
 	t.Helper()
-	placed, err := jobs.Assign(context.Background(), db.Pool, jobs.AssignOptions{Limit: 10, Heartbeat: time.Minute, AckTimeout: time.Minute, Plans: reg})
+	placed, err := jobs.Assign(context.Background(), db.Pool, jobs.AssignOptions{Limit: 10, Heartbeat: time.Minute, AckTimeout: time.Minute, Kinds: deploys.Lifecycle{Plans: reg}.Kinds()})
 	if err != nil {
 		t.Fatal(err)
 	}

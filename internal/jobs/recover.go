@@ -7,10 +7,12 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Recovered is a job that recovery requeued or failed.
+// Recovered is a job that recovery requeued, failed or cancelled.
 type Recovered struct {
 	JobID, DeploymentID, AppID, WorkerID int64
 	State, Reason                        string
+	// Job is the job's row after recovery.
+	Job Job
 }
 
 // MarkOfflineWorkers marks online workers silent for longer than heartbeat
@@ -34,7 +36,7 @@ func MarkOfflineWorkers(ctx context.Context, tx pgx.Tx, heartbeat time.Duration)
 //     but the job hangs, and running it again would hide the problem;
 //   - jobs whose cancellation was requested end as cancelled in either case.
 //
-// Deployments of failed jobs are marked failed in the same transaction.
+// The caller runs the kinds' hooks (Kinds) in the same transaction.
 // A requeued job keeps worker_id (its last worker), whose late result
 // Finish still accepts.
 func RecoverJobs(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) ([]Recovered, error) {
@@ -61,29 +63,14 @@ func RecoverJobs(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) ([]Rec
 		`, heartbeat.String())
 }
 
-// FailDeployment marks a deployment failed. The app is marked failed only
-// if no earlier deployment still serves it.
-func FailDeployment(ctx context.Context, tx pgx.Tx, deploymentID, appID int64, reason string) error {
-	if _, err := tx.Exec(ctx, `UPDATE deployments SET status = 'failed', error = $2, finished_at = now()
-		WHERE id = $1 AND status NOT IN ('succeeded', 'failed', 'cancelled', 'superseded')`, deploymentID, truncate(reason, 2000)); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', $2)`,
-		deploymentID, "deployment failed: "+reason); err != nil {
-		return err
-	}
-	_, err := tx.Exec(ctx, `UPDATE apps SET status = CASE WHEN status = 'running' THEN 'running' ELSE 'failed' END, updated_at = now()
-		WHERE id = $1`, appID)
-	return err
-}
-
 // ReconcileWorker resolves at once the active jobs of a worker that just
 // said hello and no longer accounts for them (accounted: the jobs it runs
 // and the ones whose results it still holds): it restarted or lost them.
 // They go back to pending while attempts remain (deploys are idempotent),
 // else fail, or end cancelled when cancellation was requested; the
 // deployment follows, as in RecoverJobs. Jobs assigned but not yet
-// acknowledged are left to delivery. It runs in tx.
+// acknowledged are left to delivery. It runs in tx; the caller runs the
+// kinds' hooks.
 func ReconcileWorker(ctx context.Context, tx pgx.Tx, workerID int64, accounted []int64) ([]Recovered, error) {
 	if accounted == nil {
 		accounted = []int64{}
@@ -98,9 +85,8 @@ func ReconcileWorker(ctx context.Context, tx pgx.Tx, workerID int64, accounted [
 }
 
 // recoverLost requeues, fails or cancels the jobs that lostCTE (a WITH
-// clause defining lost: id, reason, give_up, cancel) selects, and makes
-// their deployments follow. A requeued job keeps its last worker: a result
-// that worker still sends (it ran the job while the control plane could not
+// clause defining lost: id, reason, give_up, cancel) selects. A requeued job keeps its last worker: a
+// result that worker still sends (it ran the job while the control plane could not
 // hear it) is accepted until the job is placed again.
 func recoverLost(ctx context.Context, tx pgx.Tx, lostCTE string, args ...any) ([]Recovered, error) {
 	rows, err := tx.Query(ctx, lostCTE+`
@@ -110,39 +96,13 @@ func recoverLost(ctx context.Context, tx pgx.Tx, lostCTE string, args ...any) ([
 			finished_at = CASE WHEN l.give_up OR l.cancel THEN now() END,
 			assigned_at = NULL, acked_at = NULL, sent_at = NULL, deadline_at = NULL
 		FROM lost l WHERE j.id = l.id
-		RETURNING j.id, COALESCE(j.deployment_id, 0), COALESCE(j.app_id, 0), COALESCE(j.worker_id, 0), j.state, j.error`, args...)
+		RETURNING `+jColumns, args...)
 	if err != nil {
 		return nil, err
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Recovered, error) {
-		var rc Recovered
-		err := r.Scan(&rc.JobID, &rc.DeploymentID, &rc.AppID, &rc.WorkerID, &rc.State, &rc.Reason)
-		return rc, err
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Recovered, error) {
+		j, err := scanJob(r)
+		return Recovered{JobID: j.ID, DeploymentID: j.DeploymentID, AppID: j.AppID, WorkerID: j.WorkerID,
+			State: j.State, Reason: j.Error, Job: j}, err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, recoveredDeployments(ctx, tx, out)
-}
-
-// recoveredDeployments makes the deployments of recovered jobs follow them.
-func recoveredDeployments(ctx context.Context, tx pgx.Tx, out []Recovered) error {
-	for _, rc := range out {
-		if rc.DeploymentID == 0 {
-			continue
-		}
-		if rc.State == "cancelled" {
-			if err := CancelDeployment(ctx, tx, rc.DeploymentID, rc.Reason); err != nil {
-				return err
-			}
-		} else if rc.State == "failed" {
-			if err := FailDeployment(ctx, tx, rc.DeploymentID, rc.AppID, rc.Reason); err != nil {
-				return err
-			}
-		} else if _, err := tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', $2)`,
-			rc.DeploymentID, rc.Reason); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -14,8 +14,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/internal/events"
-	"github.com/wisehosting/wisehosting/internal/network"
-	"github.com/wisehosting/wisehosting/internal/plans"
 	"github.com/wisehosting/wisehosting/internal/store"
 	"github.com/wisehosting/wisehosting/internal/workerbus"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
@@ -43,17 +41,9 @@ type Config struct {
 	RecoverInterval time.Duration
 	// Batch is how many jobs one placement transaction claims.
 	Batch int
-	// Plans, when set, gives deploys the limits of their team's plan
-	// before they are placed (see Assign).
-	Plans *plans.Registry
-	// Prepare builds the payload sent to the worker from the stored one,
-	// adding secrets (env vars, git token) that are never stored in jobs.
-	Prepare func(ctx context.Context, j Job) (json.RawMessage, error)
-	// AfterResult, when set, runs in the transaction that records a job's
-	// result, after the job's own updates (e.g. the next step of a
-	// rolling deploy). An error rolls the result back: the worker sends
-	// it again.
-	AfterResult func(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsproto.JobResult) error
+	// Kinds are the hooks of each kind of job: what its placement,
+	// progress, end and requeue change beyond the jobs table.
+	Kinds Kinds
 	// AfterRecover, when set, runs in recovery's transaction, under its
 	// lock, after silent workers were marked offline (e.g. re-placing
 	// their instances).
@@ -168,7 +158,7 @@ func (s *Scheduler) placeLoop(ctx context.Context) {
 		}
 		for ctx.Err() == nil {
 			placed, err := Assign(ctx, s.cfg.Pool, AssignOptions{Limit: s.cfg.Batch, Heartbeat: s.cfg.Heartbeat,
-				AckTimeout: s.cfg.AckTimeout, Plans: s.cfg.Plans})
+				AckTimeout: s.cfg.AckTimeout, Kinds: s.cfg.Kinds})
 			if err != nil {
 				if ctx.Err() == nil {
 					s.cfg.Logger.Error("scheduler: placing jobs", zap.Error(err))
@@ -236,8 +226,8 @@ func (s *Scheduler) deliver(ctx context.Context, workerID int64) error {
 	}
 	for _, j := range jobs {
 		payload := j.Payload
-		if s.cfg.Prepare != nil {
-			if payload, err = s.cfg.Prepare(ctx, j); err != nil {
+		if prepare := s.cfg.Kinds[j.Kind].Prepare; prepare != nil {
+			if payload, err = prepare(ctx, s.cfg.Pool, j); err != nil {
 				s.failJob(ctx, j, "preparing the job: "+err.Error())
 				continue
 			}
@@ -266,21 +256,14 @@ func (s *Scheduler) deliver(ctx context.Context, workerID int64) error {
 	return nil
 }
 
+// failJob ends a job the control plane cannot send (its Prepare failed).
 func (s *Scheduler) failJob(ctx context.Context, j Job, reason string) {
 	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
-		if _, _, err := Finish(ctx, tx, j.WorkerID, j.ID, false, reason); err != nil {
+		ended, ok, err := Finish(ctx, tx, j.WorkerID, j.ID, false, reason)
+		if err != nil || !ok {
 			return err
 		}
-		if j.DeploymentID != 0 {
-			if err := FailDeployment(ctx, tx, j.DeploymentID, j.AppID, reason); err != nil {
-				return err
-			}
-		}
-		if j.Kind == wsproto.JobCron || j.Kind == wsproto.JobVolumeRemove {
-			return nil // not a deployment; the run shows the reason
-		}
-		return events.Emit(ctx, tx, events.Event{Kind: events.DeploymentFailed, AppID: j.AppID,
-			Data: map[string]any{"job_id": j.ID, "deployment_id": j.DeploymentID, "error": reason}})
+		return s.cfg.Kinds.ended(ctx, tx, End{Job: ended, WorkerID: j.WorkerID, Reason: reason})
 	})
 	if err != nil {
 		s.cfg.Logger.Error("scheduler: failing job", zap.Int64("job", j.ID), zap.Error(err))
@@ -313,7 +296,7 @@ func (s *Scheduler) RecoverOnce(ctx context.Context) error {
 		if recovered, err = RecoverJobs(ctx, tx, s.cfg.Heartbeat); err != nil {
 			return err
 		}
-		if err := emitRecovered(ctx, tx, recovered); err != nil {
+		if err := s.cfg.Kinds.recovered(ctx, tx, recovered); err != nil {
 			return err
 		}
 		if s.cfg.AfterRecover != nil {
@@ -345,29 +328,21 @@ func (s *Scheduler) onProgress(ctx context.Context, workerID int64, p json.RawMe
 	if err := json.Unmarshal(p, &pr); err != nil {
 		return fmt.Errorf("decoding progress: %w", err)
 	}
-	line := "[" + pr.Stage + "] " + pr.Message
-	err := pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
-		var depID, appID int64
-		var first bool
-		// prev reads the deployment as it was before this statement's
-		// update: deployment.started is emitted once, at its first progress.
-		err := tx.QueryRow(ctx, `WITH j AS (SELECT deployment_id, app_id FROM jobs WHERE id = $1 AND worker_id = $2 AND state IN ('assigned', 'running')),
-			prev AS (SELECT started_at IS NULL AS first FROM deployments WHERE id = (SELECT deployment_id FROM j)),
-			d AS (UPDATE deployments SET status = CASE WHEN $3 IN ('clone', 'build') THEN 'building' ELSE 'deploying' END,
-				started_at = COALESCE(started_at, now()), worker_id = $2
-				WHERE id = (SELECT deployment_id FROM j) AND status IN ('queued', 'building', 'deploying') RETURNING id),
-			l AS (INSERT INTO deployment_logs (deployment_id, stream, line) SELECT deployment_id, 'build', $4 FROM j WHERE deployment_id IS NOT NULL)
-		SELECT COALESCE(deployment_id, 0), COALESCE(app_id, 0), COALESCE((SELECT first FROM prev), false) FROM j`, pr.JobID, workerID, pr.Stage, truncate(line, 8000)).Scan(&depID, &appID, &first)
-		if err != nil || depID == 0 || !first {
+	return pgx.BeginFunc(ctx, s.cfg.Pool, func(tx pgx.Tx) error {
+		// Only the worker's active job reports progress.
+		j, err := scanJob(tx.QueryRow(ctx, "SELECT "+jobColumns+` FROM jobs
+			WHERE id = $1 AND worker_id = $2 AND state IN ('assigned', 'running')`, pr.JobID, workerID))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
-		return events.Emit(ctx, tx, events.Event{Kind: events.DeploymentStarted, AppID: appID,
-			Data: map[string]any{"deployment_id": depID, "stage": pr.Stage, "message": pr.Message}})
+		if progress := s.cfg.Kinds[j.Kind].Progress; progress != nil {
+			return progress(ctx, tx, j, pr)
+		}
+		return nil
 	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil // not this worker's active job
-	}
-	return err
 }
 
 // onHello resolves at once the active jobs of a (re)connected worker that
@@ -384,27 +359,12 @@ func (s *Scheduler) onHello(ctx context.Context, workerID int64, p json.RawMessa
 		if recovered, err = ReconcileWorker(ctx, tx, workerID, append(h.RunningIDs, h.ResultIDs...)); err != nil {
 			return err
 		}
-		return emitRecovered(ctx, tx, recovered)
+		return s.cfg.Kinds.recovered(ctx, tx, recovered)
 	})
 	if err != nil {
 		return fmt.Errorf("reconciling the worker's jobs: %w", err)
 	}
 	s.reportRecovered(recovered)
-	return nil
-}
-
-// emitRecovered records the deployments recovery failed, in its
-// transaction.
-func emitRecovered(ctx context.Context, tx pgx.Tx, recovered []Recovered) error {
-	for _, rc := range recovered {
-		if rc.State != "failed" {
-			continue
-		}
-		if err := events.Emit(ctx, tx, events.Event{Kind: events.DeploymentFailed, AppID: rc.AppID,
-			Data: map[string]any{"job_id": rc.JobID, "deployment_id": rc.DeploymentID, "error": rc.Reason}}); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
@@ -435,16 +395,8 @@ func (s *Scheduler) onResult(ctx context.Context, workerID int64, p json.RawMess
 		if j, ok, err = Finish(ctx, tx, workerID, r.JobID, r.OK, r.Error); err != nil || !ok {
 			return err
 		}
-		if err := applyResult(ctx, tx, j, workerID, r); err != nil {
+		if err := s.cfg.Kinds.ended(ctx, tx, End{Job: j, WorkerID: workerID, Result: &r, Reason: r.Error}); err != nil {
 			return err
-		}
-		if err := emitResult(ctx, tx, j, r); err != nil {
-			return err
-		}
-		if s.cfg.AfterResult != nil {
-			if err := s.cfg.AfterResult(ctx, tx, j, workerID, r); err != nil {
-				return err
-			}
 		}
 		// Its slot is free: every replica places the next job now.
 		_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, "finished")
@@ -462,47 +414,12 @@ func (s *Scheduler) onResult(ctx context.Context, workerID int64, p json.RawMess
 		return nil
 	}
 	signal(s.place)
-	if j.Kind == wsproto.JobCron || j.Kind == wsproto.JobVolumeRemove {
-		// Not a change of the app: AfterResult records them.
-		s.cfg.Logger.Info("scheduler: job ended", zap.Int64("job", j.ID), zap.String("kind", j.Kind), zap.Bool("ok", r.OK),
-			zap.Int64("worker", workerID), zap.String("error", r.Error))
-		return nil
-	}
 	if r.OK {
 		s.cfg.Logger.Info("scheduler: job succeeded", zap.Int64("job", j.ID), zap.String("kind", j.Kind), zap.Int64("worker", workerID))
 	} else if j.State == "cancelled" {
 		s.cfg.Logger.Info("scheduler: job cancelled", zap.Int64("job", j.ID), zap.String("kind", j.Kind), zap.Int64("worker", workerID))
 	} else {
 		s.cfg.Logger.Warn("scheduler: job failed", zap.Int64("job", j.ID), zap.String("kind", j.Kind), zap.String("error", r.Error))
-	}
-	return nil
-}
-
-// emitResult records the events of a job's outcome in the transaction that
-// applies it.
-func emitResult(ctx context.Context, tx pgx.Tx, j Job, r wsproto.JobResult) error {
-	if j.Kind == wsproto.JobCron || j.Kind == wsproto.JobVolumeRemove {
-		return nil // no change of the app; a failed run is cron.failed (AfterResult)
-	}
-	var evs []events.Event
-	switch {
-	case r.OK:
-		if j.DeploymentID != 0 {
-			evs = append(evs, events.Event{Kind: events.DeploymentFinished, AppID: j.AppID,
-				Data: map[string]any{"deployment_id": j.DeploymentID, "job_id": j.ID}})
-		}
-		evs = append(evs, events.Event{Kind: events.AppStatusChanged, AppID: j.AppID})
-	case j.State == "cancelled" || j.DeploymentID == 0:
-		// A restart, stop or delete that failed is no deployment's failure.
-		evs = append(evs, events.Event{Kind: events.AppStatusChanged, AppID: j.AppID})
-	default:
-		evs = append(evs, events.Event{Kind: events.DeploymentFailed, AppID: j.AppID,
-			Data: map[string]any{"deployment_id": j.DeploymentID, "job_id": j.ID, "error": r.Error}})
-	}
-	for _, e := range evs {
-		if err := events.Emit(ctx, tx, e); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -515,57 +432,4 @@ func PayloadSlot(payload json.RawMessage) int {
 	}
 	json.Unmarshal(payload, &p)
 	return max(p.Slot, 0)
-}
-
-func applyResult(ctx context.Context, tx pgx.Tx, j Job, workerID int64, r wsproto.JobResult) error {
-	if r.OK && j.Kind != wsproto.JobRestart && j.Kind != wsproto.JobCron && j.Kind != wsproto.JobVolumeRemove {
-		// Routing follows the result on every replica (a new host port, a
-		// stopped or deleted app).
-		if err := network.NotifyChanged(ctx, tx); err != nil {
-			return err
-		}
-	}
-	if (j.Kind == wsproto.JobDeploy || j.Kind == wsproto.JobRollback) && PayloadSlot(j.Payload) > 0 && j.State != "cancelled" {
-		// Instances beyond the first are recorded by AfterResult; the
-		// app's row and the deployment follow its first instance.
-		return nil
-	}
-	if !r.OK {
-		if j.DeploymentID == 0 {
-			return nil
-		}
-		if j.State == "cancelled" {
-			return CancelDeployment(ctx, tx, j.DeploymentID, "stopped on the worker")
-		}
-		return FailDeployment(ctx, tx, j.DeploymentID, j.AppID, r.Error)
-	}
-	switch j.Kind {
-	case wsproto.JobDeploy, wsproto.JobRollback:
-		var out wsproto.DeployOutput
-		if len(r.Output) > 0 {
-			json.Unmarshal(r.Output, &out)
-		}
-		if j.DeploymentID != 0 {
-			if _, err := tx.Exec(ctx, `UPDATE deployments SET status = 'succeeded', finished_at = now(), worker_id = $2,
-				image = CASE WHEN $3 = '' THEN image ELSE $3 END,
-				commit_sha = CASE WHEN commit_sha = '' AND $4 ~ '^[0-9a-f]{7,64}$' THEN $4 ELSE commit_sha END
-				WHERE id = $1`, j.DeploymentID, workerID, out.Image, out.Commit); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO deployment_logs (deployment_id, stream, line) VALUES ($1, 'system', 'deployment succeeded')`, j.DeploymentID); err != nil {
-				return err
-			}
-		}
-		_, err := tx.Exec(ctx, `UPDATE apps SET status = 'running', worker_id = $2,
-			host_port = CASE WHEN $3 > 0 THEN $3 ELSE host_port END,
-			port = CASE WHEN port = 0 AND $4 > 0 AND $4 <= 65535 THEN $4 ELSE port END, updated_at = now() WHERE id = $1`,
-			j.AppID, workerID, out.HostPort, out.Port)
-		return err
-	case wsproto.JobStop:
-		_, err := tx.Exec(ctx, "UPDATE apps SET status = 'stopped', updated_at = now() WHERE id = $1", j.AppID)
-		return err
-	case wsproto.JobDelete:
-		return RemoveDeleted(ctx, tx, j.AppID)
-	}
-	return nil
 }

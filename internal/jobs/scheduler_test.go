@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
 	"github.com/wisehosting/wisehosting/internal/store"
@@ -143,7 +144,7 @@ func runScheduler(t testing.TB, pool *pgxpool.Pool, f *fleet, tweak func(*jobs.C
 	// The process's one LISTEN connection, as the control plane gives it.
 	l := store.NewListener(pool.Config().ConnConfig, nil)
 	cfg := jobs.Config{Pool: pool, Notify: l, Workers: f.bus, PollInterval: 200 * time.Millisecond, Resend: 500 * time.Millisecond,
-		RecoverInterval: 200 * time.Millisecond}
+		RecoverInterval: 200 * time.Millisecond, Kinds: deploys.Lifecycle{}.Kinds()}
 	if tweak != nil {
 		tweak(&cfg)
 	}

@@ -8,8 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/wisehosting/wisehosting/internal/plans"
 )
 
 // AssignChannel is the NOTIFY channel telling replicas that jobs were
@@ -38,6 +36,10 @@ type Job struct {
 
 const jobColumns = `id, kind, COALESCE(app_id, 0), COALESCE(deployment_id, 0), COALESCE(worker_id, 0), state, payload,
 	attempt, max_attempts, timeout_s, cpu_millis, memory_mb, error, created_at, assigned_at`
+
+// jColumns are jobColumns of the table aliased j.
+const jColumns = `j.id, j.kind, COALESCE(j.app_id, 0), COALESCE(j.deployment_id, 0), COALESCE(j.worker_id, 0), j.state, j.payload,
+	j.attempt, j.max_attempts, j.timeout_s, j.cpu_millis, j.memory_mb, j.error, j.created_at, j.assigned_at`
 
 func scanJob(row pgx.Row) (Job, error) {
 	var j Job
@@ -210,7 +212,7 @@ type Placement struct {
 	JobID, WorkerID int64
 }
 
-// AssignBatch is Assign without plans.
+// AssignBatch is Assign without hooks.
 func AssignBatch(ctx context.Context, pool *pgxpool.Pool, limit int, heartbeat, ackTimeout time.Duration) ([]Placement, error) {
 	return Assign(ctx, pool, AssignOptions{Limit: limit, Heartbeat: heartbeat, AckTimeout: ackTimeout})
 }
@@ -219,9 +221,9 @@ func AssignBatch(ctx context.Context, pool *pgxpool.Pool, limit int, heartbeat, 
 type AssignOptions struct {
 	Limit                 int // jobs claimed
 	Heartbeat, AckTimeout time.Duration
-	// Plans, when set, gives each deploy the limits of its team's plan
-	// before it is placed (see clampToPlan).
-	Plans *plans.Registry
+	// Kinds' Place hooks see each claimed job before it is placed (e.g.
+	// the limits of its team's plan, see internal/deploys).
+	Kinds Kinds
 }
 
 // Assign claims up to o.Limit pending jobs (FOR UPDATE SKIP LOCKED, so
@@ -242,9 +244,8 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 					THEN COALESCE((SELECT worker_id FROM app_instances WHERE app_id = j.app_id AND slot = (j.payload->>'slot')::int), 0)
 					WHEN j.kind IN ('restart', 'stop', 'delete') AND j.payload->>'worker_id' ~ '^[1-9][0-9]{0,17}$'
 					THEN (j.payload->>'worker_id')::bigint
-					ELSE COALESCE(a.worker_id, 0) END, COALESCE(j.pin_worker_id, 0), COALESCE(t.plan, ''),
-				COALESCE(a.cpu_millis, 0), COALESCE(a.memory_mb, 0), COALESCE(a.disk_mb, 0), COALESCE(a.bandwidth_kbit, 0)
-			FROM jobs j LEFT JOIN apps a ON a.id = j.app_id LEFT JOIN teams t ON t.id = a.team_id
+					ELSE COALESCE(a.worker_id, 0) END, COALESCE(j.pin_worker_id, 0)
+			FROM jobs j LEFT JOIN apps a ON a.id = j.app_id
 			WHERE j.state = 'pending' AND j.run_after <= now()
 			ORDER BY j.priority DESC, j.id LIMIT $1 FOR UPDATE OF j SKIP LOCKED`, o.Limit)
 		if err != nil {
@@ -253,8 +254,7 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 		var batch []pending
 		for rows.Next() {
 			var p pending
-			if err := rows.Scan(&p.ID, &p.Kind, &p.AppID, &p.DeploymentID, &p.CPUMillis, &p.MemoryMB, &p.Payload, &p.appWorker, &p.pinWorker, &p.plan,
-				&p.app.CPUMillis, &p.app.MemoryMB, &p.app.DiskMB, &p.app.BandwidthKbit); err != nil {
+			if err := rows.Scan(&p.ID, &p.Kind, &p.AppID, &p.DeploymentID, &p.CPUMillis, &p.MemoryMB, &p.Payload, &p.appWorker, &p.pinWorker); err != nil {
 				rows.Close()
 				return err
 			}
@@ -264,10 +264,8 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 		if err := rows.Err(); err != nil || len(batch) == 0 {
 			return err
 		}
-		if o.Plans != nil {
-			if batch, err = clampToPlans(ctx, tx, o.Plans, batch); err != nil {
-				return fmt.Errorf("applying plan limits: %w", err)
-			}
+		if batch, err = o.Kinds.place(ctx, tx, batch); err != nil {
+			return err
 		}
 		load, err := loadWorkers(ctx, tx, o.Heartbeat)
 		if err != nil {
@@ -300,7 +298,7 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 			return err
 		}
 		var jobIDs, workerIDs []int64
-		var noWorker, noWorkerDeleted []int64
+		var noWorker []int64
 		placedFor := map[int64][]int64{} // app → workers chosen in this batch
 		for i := range batch {
 			j := &batch[i]
@@ -333,9 +331,6 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 			if j.Kind == "stop" || j.Kind == "delete" {
 				if j.appWorker == 0 {
 					noWorker = append(noWorker, j.ID)
-					if j.Kind == "delete" {
-						noWorkerDeleted = append(noWorkerDeleted, j.AppID)
-					}
 					continue
 				}
 				if w := load[j.appWorker]; w != nil {
@@ -396,13 +391,19 @@ func Assign(ctx context.Context, pool *pgxpool.Pool, o AssignOptions) ([]Placeme
 			}
 		}
 		if len(noWorker) > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE jobs SET state = 'succeeded', finished_at = now(), error = 'no worker runs this app'
-				WHERE id = ANY($1)`, noWorker); err != nil {
+			// Done: nothing runs anywhere (an app being deleted that runs
+			// nowhere goes now, see the kind's Ended hook).
+			rows, err := tx.Query(ctx, `UPDATE jobs j SET state = 'succeeded', finished_at = now(), error = 'no worker runs this app'
+				WHERE id = ANY($1) RETURNING `+jColumns, noWorker)
+			if err != nil {
 				return err
 			}
-			// An app being deleted that runs nowhere goes now.
-			for _, app := range noWorkerDeleted {
-				if err := RemoveDeleted(ctx, tx, app); err != nil {
+			done, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Job, error) { return scanJob(r) })
+			if err != nil {
+				return err
+			}
+			for _, d := range done {
+				if err := o.Kinds.ended(ctx, tx, End{Job: d, Reason: d.Error}); err != nil {
 					return err
 				}
 			}

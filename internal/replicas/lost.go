@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/wisehosting/wisehosting/internal/jobs"
+	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/volumes"
 )
@@ -208,7 +208,7 @@ func Forget(ctx context.Context, tx pgx.Tx, grace time.Duration) (int, error) {
 				return 0, err
 			}
 		case "delete":
-			if err := jobs.RemoveDeleted(ctx, tx, g.app); err != nil {
+			if err := deploys.RemoveDeleted(ctx, tx, g.app); err != nil {
 				return 0, err
 			}
 		}

@@ -121,16 +121,7 @@ func setup(t *testing.T) *bundle {
 	b.fleet.bus.SetSender(b.fleet)
 	b.sched = jobs.NewScheduler(jobs.Config{Pool: db.Pool, Workers: b.fleet.bus, PollInterval: 100 * time.Millisecond,
 		Resend: 300 * time.Millisecond, RecoverInterval: 200 * time.Millisecond, Heartbeat: 30 * time.Second,
-		AfterResult: func(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int64, r wsproto.JobResult) error {
-			var out wsproto.DeployOutput
-			json.Unmarshal(r.Output, &out)
-			if r.OK && (j.Kind == wsproto.JobDeploy || j.Kind == wsproto.JobRollback) {
-				if err := volumes.Bind(ctx, tx, j.AppID, replicas.SlotOf(j.Payload), workerID); err != nil {
-					return err
-				}
-			}
-			return replicas.OnResult(ctx, tx, j, workerID, r.OK, r.Error, out.HostPort)
-		},
+		Kinds: deploys.Lifecycle{Instances: replicas.OnResult}.Kinds(),
 		AfterRecover: func(ctx context.Context, tx pgx.Tx) error {
 			_, err := replicas.Recover(ctx, tx, 30*time.Second, time.Minute)
 			return err
