@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"filippo.io/age"
@@ -57,8 +56,7 @@ type App struct {
 
 	wh     *core.App
 	logger *zap.Logger
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	bg     core.Background
 }
 
 // CaddyModule returns the Caddy module information.
@@ -119,25 +117,18 @@ func (a *App) Start() error {
 	if a.Every <= 0 {
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
+	a.bg.Go(func(ctx context.Context) {
 		store.Periodic{Name: "wisehosting.backup", Interval: time.Duration(a.Every),
 			Run:     func(ctx context.Context, _ pgx.Tx) error { _, err := a.RunOnce(ctx, time.Now()); return err },
 			OnError: func(err error) { a.logger.Error("backup: scheduled backup failed", zap.Error(err)) },
 		}.Loop(ctx, a.wh.Pool())
-	}()
+	})
 	return nil
 }
 
 // Stop ends the schedule (a backup in progress is cancelled).
 func (a *App) Stop() error {
-	if a.cancel != nil {
-		a.cancel()
-		a.wg.Wait()
-	}
+	a.bg.Stop()
 	return nil
 }
 

@@ -27,7 +27,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +36,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"go.uber.org/zap"
 
+	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/credentials"
 	"github.com/wisehosting/wisehosting/internal/network"
 )
@@ -66,8 +66,7 @@ type App struct {
 
 	logger *zap.Logger
 	http   *http.Client
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	bg     core.Background
 }
 
 // state is process-wide so a config reload keeps serving the table it had.
@@ -121,22 +120,13 @@ func (a *App) Validate() error {
 
 // Start follows the control plane until Stop.
 func (a *App) Start() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		a.follow(ctx)
-	}()
+	a.bg.Go(a.follow)
 	return nil
 }
 
 // Stop ends the follower; the table stays for the next config.
 func (a *App) Stop() error {
-	if a.cancel != nil {
-		a.cancel()
-		a.wg.Wait()
-	}
+	a.bg.Stop()
 	return nil
 }
 

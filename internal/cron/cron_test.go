@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -243,5 +244,78 @@ func TestTickSkipsWithoutImage(t *testing.T) {
 	runs, _ := cron.Runs(ctx, f.db.Pool, f.app, f.job, 10)
 	if len(runs) != 1 || runs[0].State != "skipped" || !strings.Contains(runs[0].Error, "no successful deployment") {
 		t.Fatalf("runs: %+v", runs)
+	}
+}
+
+// A run whose worker restarted without it, on its last attempt, is given
+// up by the control plane (the hello's reconciliation): the run records
+// the failure and cron.failed is emitted, never a deployment event; a run
+// put back in the queue records nothing yet.
+func TestRunGivenUpIsACronFailure(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t, cron.Spec{Name: str("nightly"), Schedule: str("0 3 * * *"), Command: &[]string{"/bin/true"}})
+	var run cron.Run
+	err := pgx.BeginFunc(ctx, f.db.Pool, func(tx pgx.Tx) error {
+		var err error
+		run, err = cron.RunNow(ctx, tx, f.app, f.job)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobID int64
+	f.db.Pool.QueryRow(ctx, "SELECT job_id FROM cron_runs WHERE id = $1", run.ID).Scan(&jobID)
+	reconcile := func() []jobs.Recovered {
+		t.Helper()
+		f.db.Pool.Exec(ctx, "UPDATE jobs SET state = 'running', worker_id = $2, attempt = attempt + 1 WHERE id = $1", jobID, f.worker)
+		var out []jobs.Recovered
+		err := pgx.BeginFunc(ctx, f.db.Pool, func(tx pgx.Tx) error {
+			var err error
+			if out, err = jobs.ReconcileWorker(ctx, tx, f.worker, nil); err != nil {
+				return err
+			}
+			return cron.Kinds(nil).Recovered(ctx, tx, out)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	stateOf := func() (state, errMsg string) {
+		f.db.Pool.QueryRow(ctx, "SELECT state, error FROM cron_runs WHERE id = $1", run.ID).Scan(&state, &errMsg)
+		return
+	}
+	if rc := reconcile(); len(rc) != 1 || rc[0].State != "pending" {
+		t.Fatalf("first attempt: %+v", rc)
+	}
+	if state, _ := stateOf(); state != "pending" {
+		t.Fatalf("run %s after its job was requeued", state)
+	}
+	if rc := reconcile(); len(rc) != 1 || rc[0].State != "failed" {
+		t.Fatalf("last attempt: %+v", rc)
+	}
+	if state, msg := stateOf(); state != "failed" || !strings.Contains(msg, "no longer runs the job") {
+		t.Fatalf("run %s (%q) after its job was given up", state, msg)
+	}
+	rows, err := f.db.Pool.Query(ctx, "SELECT kind, payload->'data'->>'run_id' FROM event_outbox ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type ev struct{ kind, run string }
+	evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ev, error) {
+		var e ev
+		var run *string
+		err := r.Scan(&e.kind, &run)
+		if run != nil {
+			e.run = *run
+		}
+		return e, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].kind != "cron.failed" || evs[0].run != fmt.Sprint(run.ID) {
+		t.Fatalf("events %+v, want one cron.failed for run %d", evs, run.ID)
 	}
 }

@@ -229,3 +229,78 @@ func TestInstanceStateIgnoresOlderDeployment(t *testing.T) {
 		t.Fatalf("the slot's deployment's crash: %+v", res)
 	}
 }
+
+// A running report about a newer deployment on an instance beyond the
+// first is adopted whatever status the control plane recorded for it (a
+// deployment failed by a job given up on while the worker could not be
+// heard went live all the same), but not a deployment never built (no
+// image: the report cannot be about it), nor while a job of the slot is in
+// progress (it may be taking the slot back after a failed roll: its result
+// records what the slot runs).
+func TestInstanceAdoptsWhatItsWorkerRuns(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	app := seedApp(t, db, "adopt-inst")
+	var worker, d1, failed, unbuilt, later int64
+	db.Pool.QueryRow(ctx, `INSERT INTO workers (name, api_key_hash, status) VALUES ('w', '\x04', 'online') RETURNING id`).Scan(&worker)
+	db.Pool.QueryRow(ctx, `INSERT INTO deployments (app_id, status, image, worker_id) VALUES ($1, 'succeeded', 'img:1', $2) RETURNING id`, app.ID, worker).Scan(&d1)
+	db.Pool.QueryRow(ctx, `INSERT INTO deployments (app_id, status, image, worker_id) VALUES ($1, 'building', '', $2) RETURNING id`, app.ID, worker).Scan(&unbuilt)
+	db.Pool.QueryRow(ctx, `INSERT INTO deployments (app_id, status, image, worker_id, error) VALUES ($1, 'failed', 'img:3', $2, 'worker w went offline') RETURNING id`, app.ID, worker).Scan(&failed)
+	db.Pool.QueryRow(ctx, `INSERT INTO deployments (app_id, status, image, worker_id) VALUES ($1, 'succeeded', 'img:4', $2) RETURNING id`, app.ID, worker).Scan(&later)
+	db.Pool.Exec(ctx, "UPDATE apps SET status = 'running', worker_id = $2, host_port = 21000, replicas = 2 WHERE id = $1", app.ID, worker)
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO app_instances (app_id, slot, worker_id, deployment_id, host_port, status)
+		VALUES ($1, 1, $2, $3, 22002, 'running')`, app.ID, worker, d1); err != nil {
+		t.Fatal(err)
+	}
+	report := func(dep int64, port int, image string) AppStateResult {
+		t.Helper()
+		res, err := ReportAppState(ctx, db.Pool, worker, wsproto.AppState{AppID: app.ID, Slot: 1, DeploymentID: dep, State: "running", HostPort: port, Image: image})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	instanceDep := func() int64 {
+		var dep int64
+		db.Pool.QueryRow(ctx, "SELECT deployment_id FROM app_instances WHERE app_id = $1 AND slot = 1", app.ID).Scan(&dep)
+		return dep
+	}
+	// Never built: not adopted (the container on its port is still
+	// recorded: routing follows the worker).
+	if res := report(unbuilt, 22003, "img:2"); res.InstanceAdopted != 0 || instanceDep() != d1 || !res.PortChanged {
+		t.Fatalf("a deployment without an image adopted: %+v, instance at %d", res, instanceDep())
+	}
+	// Failed in the control plane's records, running on the worker:
+	// adopted, and the log says so.
+	if res := report(failed, 22004, "img:3"); res.InstanceAdopted != failed || instanceDep() != failed {
+		t.Fatalf("a failed deployment the worker runs not adopted: %+v, instance at %d", res, instanceDep())
+	}
+	var lines int
+	db.Pool.QueryRow(ctx, "SELECT count(*) FROM deployment_logs WHERE deployment_id = $1 AND line LIKE 'instance 2 runs this deployment%'", failed).Scan(&lines)
+	if lines != 1 {
+		t.Fatalf("%d adoption lines in the deployment's log", lines)
+	}
+	ds, err := Desired(ctx, db.Pool, nil, worker)
+	if err != nil || len(ds.Apps) != 2 || ds.Apps[1].DeploymentID != failed || ds.Apps[1].HostPort != 22004 {
+		t.Fatalf("desired after the adoption: %+v %v", ds, err)
+	}
+	// A job of the slot in progress decides: not adopted meanwhile.
+	if _, err := jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: wsproto.JobRollback, AppID: app.ID, DeploymentID: d1,
+		Payload: map[string]any{"slot": 1, "restore": true}}); err != nil {
+		t.Fatal(err)
+	}
+	if res := report(later, 22005, "img:4"); res.InstanceAdopted != 0 || instanceDep() != failed {
+		t.Fatalf("adopted while the slot's job is in progress: %+v, instance at %d", res, instanceDep())
+	}
+	// A job of another slot does not hold the adoption back.
+	db.Pool.Exec(ctx, "UPDATE jobs SET payload = payload || '{\"slot\": 0}'")
+	if res := report(later, 22005, "img:4"); res.InstanceAdopted != later || instanceDep() != later {
+		t.Fatalf("a succeeded deployment the worker runs not adopted: %+v, instance at %d", res, instanceDep())
+	}
+	var events int
+	db.Pool.QueryRow(ctx, "SELECT count(*) FROM event_outbox WHERE kind = 'deployment.finished'").Scan(&events)
+	if events != 0 {
+		t.Fatalf("%d deployment.finished events for instance adoptions (the deployment's status is its first instance's)", events)
+	}
+}

@@ -83,9 +83,10 @@ func (k Kinds) ended(ctx context.Context, tx pgx.Tx, e End) error {
 	return nil
 }
 
-// recovered runs the hooks of the jobs recovery moved, in its
-// transaction.
-func (k Kinds) recovered(ctx context.Context, tx pgx.Tx, list []Recovered) error {
+// Recovered runs the Requeued or Ended hooks of the jobs recovery moved
+// (RecoverJobs, ReconcileWorker), in its transaction. The scheduler does
+// so for its own recovery.
+func (k Kinds) Recovered(ctx context.Context, tx pgx.Tx, list []Recovered) error {
 	for _, rc := range list {
 		if rc.State == "pending" {
 			if h := k[rc.Job.Kind]; h.Requeued != nil {

@@ -296,7 +296,7 @@ func (s *Scheduler) RecoverOnce(ctx context.Context) error {
 		if recovered, err = RecoverJobs(ctx, tx, s.cfg.Heartbeat); err != nil {
 			return err
 		}
-		if err := s.cfg.Kinds.recovered(ctx, tx, recovered); err != nil {
+		if err := s.cfg.Kinds.Recovered(ctx, tx, recovered); err != nil {
 			return err
 		}
 		if s.cfg.AfterRecover != nil {
@@ -359,7 +359,7 @@ func (s *Scheduler) onHello(ctx context.Context, workerID int64, p json.RawMessa
 		if recovered, err = ReconcileWorker(ctx, tx, workerID, append(h.RunningIDs, h.ResultIDs...)); err != nil {
 			return err
 		}
-		return s.cfg.Kinds.recovered(ctx, tx, recovered)
+		return s.cfg.Kinds.Recovered(ctx, tx, recovered)
 	})
 	if err != nil {
 		return fmt.Errorf("reconciling the worker's jobs: %w", err)
