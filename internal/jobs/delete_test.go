@@ -100,3 +100,26 @@ func TestDeleteApp(t *testing.T) {
 		t.Fatalf("fresh app still there: %v", err)
 	}
 }
+
+// A delete job of an app that runs on no worker (its row's worker is
+// gone) ends at placement, and the app's row goes with it.
+func TestDeleteAppThatRunsNowhere(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	seedWorkers(t, db.Pool, 1, "1 hour")
+	var team, app int64
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name, status, deleting_at) VALUES ($1, 'shop', 'shop', 'stopped', now()) RETURNING id", team).Scan(&app)
+	if _, err := jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: wsproto.JobDelete, AppID: app, Payload: wsproto.DeployPayload{Slug: "shop"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jobs.AssignBatch(ctx, db.Pool, 10, time.Minute, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	db.Pool.QueryRow(ctx, "SELECT count(*) FROM apps WHERE id = $1", app).Scan(&n)
+	if n != 0 {
+		t.Fatal("the app's row stays after its delete job ended with no worker to run it")
+	}
+}

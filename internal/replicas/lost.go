@@ -2,6 +2,7 @@ package replicas
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/volumes"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
 // DefaultGrace is how long a worker stays offline, by default, before its
@@ -185,17 +187,18 @@ func Forget(ctx context.Context, tx pgx.Tx, grace time.Duration) (int, error) {
 			error = 'worker ' || w.name || ' is gone: ' || CASE WHEN j.kind = 'restart' THEN 'its instances were not restarted'
 				ELSE 'what ran there is forgotten (its containers are left on that host)' END
 		FROM waiting w WHERE j.id = w.id
-		RETURNING j.app_id, j.kind`, grace.String())
+		RETURNING j.app_id, j.kind, j.payload`, grace.String())
 	if err != nil {
 		return 0, err
 	}
 	type given struct {
-		app  int64
-		kind string
+		app     int64
+		kind    string
+		payload []byte
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (given, error) {
 		var g given
-		err := r.Scan(&g.app, &g.kind)
+		err := r.Scan(&g.app, &g.kind, &g.payload)
 		return g, err
 	})
 	if err != nil {
@@ -210,6 +213,15 @@ func Forget(ctx context.Context, tx pgx.Tx, grace time.Duration) (int, error) {
 		case "delete":
 			if err := deploys.RemoveDeleted(ctx, tx, g.app); err != nil {
 				return 0, err
+			}
+		case "restart":
+			// An instance that left routing for its restart comes back
+			// (its worker's next report, or its move, tells the truth).
+			var p wsproto.RestartPayload
+			if json.Unmarshal(g.payload, &p) == nil && p.Slot != nil && p.Drain {
+				if err := setRouted(ctx, tx, g.app, *p.Slot, true); err != nil {
+					return 0, err
+				}
 			}
 		}
 	}
