@@ -114,7 +114,8 @@ func TestDeleteAppThatRunsNowhere(t *testing.T) {
 	if _, err := jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: wsproto.JobDelete, AppID: app, Payload: wsproto.DeployPayload{Slug: "shop"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := jobs.AssignBatch(ctx, db.Pool, 10, time.Minute, time.Minute); err != nil {
+	if _, err := jobs.Assign(ctx, db.Pool, jobs.AssignOptions{Limit: 10, Heartbeat: time.Minute, AckTimeout: time.Minute,
+		Kinds: deploys.Lifecycle{}.Kinds()}); err != nil {
 		t.Fatal(err)
 	}
 	var n int
