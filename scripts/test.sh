@@ -15,7 +15,7 @@ status=0
 go build ./... || { echo "go build ./... fails without build tags: a file that imports the agent's Podman bindings needs //go:build $tags"; status=1; }
 # Short fuzzing budget on the parsers of untrusted bytes.
 bash scripts/fuzz.sh "${FUZZTIME:-5s}" || status=1
-go test -tags "$tags" -count=1 -timeout 20m -json "$@" ./... > "$out" || status=$?
+go test -tags "$tags" -count=1 -timeout 35m -json "$@" ./... > "$out" || status=$?
 # Human-readable output, then the totals.
 go run ./scripts/testsummary < "$out" || status=1
 exit "$status"

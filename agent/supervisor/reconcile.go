@@ -533,7 +533,9 @@ func (s *Supervisor) SendStats(ctx context.Context, withDisk bool) error {
 	}
 	msg := wsproto.Stats{TS: time.Now().Unix()}
 	if withDisk {
-		msg.ImagesBytes, _ = s.rt.ImagesBytes(ctx)
+		if n, err := s.rt.ImagesBytes(ctx); err == nil {
+			msg.ImagesBytes, msg.DiskMeasured = n, true
+		}
 		if used, err := s.rt.VolumeUsage(ctx); err == nil {
 			for name, n := range used {
 				msg.Volumes = append(msg.Volumes, wsproto.VolumeUsage{Name: name, Bytes: n})
@@ -541,7 +543,7 @@ func (s *Supervisor) SendStats(ctx context.Context, withDisk bool) error {
 		}
 	}
 	if len(ids) == 0 {
-		if msg.ImagesBytes == 0 && len(msg.Volumes) == 0 {
+		if !msg.DiskMeasured && len(msg.Volumes) == 0 {
 			return nil
 		}
 		return s.cfg.Send(ctx, wsproto.TypeStats, msg)

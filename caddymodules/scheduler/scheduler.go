@@ -228,10 +228,11 @@ func (a *App) onStats(ctx context.Context, workerID int64, p json.RawMessage) er
 			return err
 		}
 	}
-	if st.ImagesBytes <= 0 {
+	n, ok := st.ImagesDisk()
+	if !ok {
 		return nil
 	}
-	return workers.RecordImagesBytes(ctx, a.wh.Pool(), workerID, st.ImagesBytes)
+	return workers.RecordImagesBytes(ctx, a.wh.Pool(), workerID, n)
 }
 
 // Start runs the scheduler's loops until Stop or until the config that

@@ -127,13 +127,22 @@ type AppStats struct {
 	DiskBytes  int64   `json:"disk_bytes"`
 }
 
+// ImagesDisk is the worker's image disk use and whether this report
+// measured it (an agent that predates DiskMeasured sends only non-zero
+// figures).
+func (s Stats) ImagesDisk() (int64, bool) {
+	return s.ImagesBytes, s.DiskMeasured || s.ImagesBytes > 0
+}
+
 // Stats is a periodic report of every app on a worker.
 type Stats struct {
 	TS   int64      `json:"ts"` // unix seconds
 	Apps []AppStats `json:"apps"`
-	// ImagesBytes is the disk used by the worker's app images (sent with
-	// the disk sample; 0: not measured in this report).
-	ImagesBytes int64 `json:"images_bytes,omitempty"`
+	// ImagesBytes is the disk used by the worker's app images, measured
+	// with the disk sample (DiskMeasured says this report carries one, so
+	// that a worker whose images are all gone reports 0).
+	ImagesBytes  int64 `json:"images_bytes,omitempty"`
+	DiskMeasured bool  `json:"disk_measured,omitempty"`
 	// Volumes is the disk each volume on the worker uses (sent with the
 	// disk sample).
 	Volumes []VolumeUsage `json:"volumes,omitempty"`
