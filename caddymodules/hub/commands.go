@@ -30,7 +30,10 @@ was last seen.
 "worker drain NAME" places no new deploys on the worker (its apps keep
 running; it stays drained across reconnects); "worker resume NAME" ends
 that. "worker revoke NAME" refuses the key from now on; a connected agent is
-disconnected within one ping interval.`,
+disconnected within one ping interval. A revoked worker is gone for good:
+its app instances start on other workers at once, and the stop, delete
+and restart jobs waiting for it are given up (its containers and images
+stay on that host, for the operator to clean).`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().StringP("config", "c", "", "Caddyfile or JSON config holding the wisehosting app")
 			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter")
