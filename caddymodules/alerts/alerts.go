@@ -10,7 +10,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
@@ -19,8 +18,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(new(App))
-	httpcaddyfile.RegisterGlobalOption("wisehosting_alerts", parseGlobalOption)
+	core.RegisterApp(new(App), parseGlobalOption)
 }
 
 // App evaluates alert rules.
@@ -45,17 +43,15 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision builds the evaluator.
-func (a *App) Provision(ctx caddy.Context) error {
-	wh, err := core.FromContext(ctx)
-	if err != nil {
+func (a *App) Provision(ctx caddy.Context) (err error) {
+	if a.wh, a.logger, err = core.Use(ctx); err != nil {
 		return err
 	}
-	a.wh, a.logger = wh, ctx.Logger()
-	wh.NeedConns("alerts", 1) // the evaluator
+	a.wh.NeedConns("alerts", 1) // the evaluator
 	if a.Interval <= 0 {
 		a.Interval = caddy.Duration(30 * time.Second)
 	}
-	a.eval = &alerts.Evaluator{Pool: wh.Pool(), ClearFor: time.Duration(a.ClearFor), MinDuration: time.Duration(a.MinDuration)}
+	a.eval = &alerts.Evaluator{Pool: a.wh.Pool(), ClearFor: time.Duration(a.ClearFor), MinDuration: time.Duration(a.MinDuration)}
 	return nil
 }
 

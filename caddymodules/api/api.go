@@ -57,13 +57,10 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision wires the routes.
-func (h *Handler) Provision(ctx caddy.Context) error {
-	wh, err := core.FromContext(ctx)
-	if err != nil {
+func (h *Handler) Provision(ctx caddy.Context) (err error) {
+	if h.wh, h.logger, err = core.Use(ctx); err != nil {
 		return err
 	}
-	h.wh = wh
-	h.logger = ctx.Logger()
 	h.start = time.Now()
 	h.mux = http.NewServeMux()
 	h.mux.HandleFunc("GET /health", h.health)
@@ -165,31 +162,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // (the rest of the configuration is the wisehosting global option).
 func parseHandler(d *caddyfile.Dispenser) (*Handler, error) {
 	h := new(Handler)
-	d.Next()
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		key := d.Val()
-		args := d.RemainingArgs()
-		if len(args) == 0 {
-			return nil, d.ArgErr()
-		}
-		switch key {
-		case "proxy_entry_points":
-			h.ProxyEntryPoints = args
-		case "worker_entry_points":
-			h.WorkerEntryPoints = args
-		case "cert_resolver":
-			if len(args) != 1 {
-				return nil, d.ArgErr()
-			}
-			h.CertResolver = args[0]
-		default:
-			return nil, d.Errf("unrecognized wisehosting_api option %q (the rest is configured in the wisehosting global option)", key)
-		}
-	}
-	return h, nil
+	err := core.Options{App: "wisehosting_api", Hint: "the rest is configured in the wisehosting global option",
+		Lists:   map[string]*[]string{"proxy_entry_points": &h.ProxyEntryPoints, "worker_entry_points": &h.WorkerEntryPoints},
+		Strings: map[string]*string{"cert_resolver": &h.CertResolver}}.Read(d)
+	return h, err
 }
 
 // Interface guards.

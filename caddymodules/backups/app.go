@@ -12,9 +12,7 @@ import (
 
 	"filippo.io/age"
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
@@ -25,8 +23,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(new(App))
-	httpcaddyfile.RegisterGlobalOption(AppName, parseGlobalOption)
+	core.RegisterApp(new(App), parseGlobalOption)
 }
 
 // AppName is the app's module ID (and the key the command reads).
@@ -100,14 +97,12 @@ func (a *App) Retention() backup.Retention {
 }
 
 // Provision finds the core app.
-func (a *App) Provision(ctx caddy.Context) error {
-	wh, err := core.FromContext(ctx)
-	if err != nil {
+func (a *App) Provision(ctx caddy.Context) (err error) {
+	if a.wh, a.logger, err = core.Use(ctx); err != nil {
 		return err
 	}
-	a.wh, a.logger = wh, ctx.Logger()
 	if a.Every > 0 {
-		wh.NeedConns("backup", 1) // the lock's transaction
+		a.wh.NeedConns("backup", 1) // the lock's transaction
 	}
 	return a.Resolve()
 }
@@ -194,73 +189,34 @@ func Take(ctx context.Context, wh *core.App, s *App, now time.Time, logger *zap.
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	a := new(App)
-	d.Next()
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		key := d.Val()
-		if key == "s3" {
+	return core.Options{App: AppName,
+		Strings:   map[string]*string{"dir": &a.Dir, "age_recipient": &a.AgeRecipient},
+		Durations: map[string]*caddy.Duration{"every": &a.Every, "max_age": &a.MaxAge},
+		Ints:      map[string]*int{"keep": &a.Keep},
+		Block: func(d *caddyfile.Dispenser, key string) (bool, error) {
+			if key != "s3" {
+				return false, nil
+			}
 			a.S3 = new(backup.S3)
-			for n := d.Nesting(); d.NextBlock(n); {
-				k := d.Val()
-				if k == "insecure" {
-					a.S3.Insecure = true
-					continue
-				}
-				var v string
-				if !d.AllArgs(&v) {
-					return nil, d.ArgErr()
-				}
-				switch k {
-				case "endpoint":
-					a.S3.Endpoint = v
-				case "bucket":
-					a.S3.Bucket = v
-				case "prefix":
-					a.S3.Prefix = v
-				case "region":
-					a.S3.Region = v
-				case "access_key_id":
-					a.S3.AccessKeyID = v
-				case "secret_access_key":
-					a.S3.SecretAccessKey = v
-				default:
-					return nil, d.Errf("unrecognized s3 option %q", k)
-				}
+			return true, s3Options(a.S3).ReadBlock(d)
+		}}.Parse(d, a)
+}
+
+// s3Options reads the s3 block; insecure takes no argument.
+func s3Options(s *backup.S3) core.Options {
+	return core.Options{App: "s3",
+		Strings: map[string]*string{"endpoint": &s.Endpoint, "bucket": &s.Bucket, "prefix": &s.Prefix, "region": &s.Region,
+			"access_key_id": &s.AccessKeyID, "secret_access_key": &s.SecretAccessKey},
+		Block: func(d *caddyfile.Dispenser, key string) (bool, error) {
+			if key != "insecure" {
+				return false, nil
 			}
-			continue
-		}
-		var val string
-		if !d.AllArgs(&val) {
-			return nil, d.ArgErr()
-		}
-		switch key {
-		case "every", "max_age":
-			dur, err := caddy.ParseDuration(val)
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("%s: invalid duration %q", key, val)
+			if d.NextArg() {
+				return true, d.ArgErr()
 			}
-			if key == "every" {
-				a.Every = caddy.Duration(dur)
-			} else {
-				a.MaxAge = caddy.Duration(dur)
-			}
-		case "dir":
-			a.Dir = val
-		case "age_recipient":
-			a.AgeRecipient = val
-		case "keep":
-			var n int
-			if _, err := fmt.Sscan(val, &n); err != nil || n < 1 {
-				return nil, d.Errf("keep: want a positive number, got %q", val)
-			}
-			a.Keep = n
-		default:
-			return nil, d.Errf("unrecognized %s option %q", AppName, key)
-		}
-	}
-	return httpcaddyfile.App{Name: AppName, Value: caddyconfig.JSON(a, nil)}, nil
+			s.Insecure = true
+			return true, nil
+		}}
 }
 
 // fromConfig reads the app's settings from a config's apps (absent: the

@@ -1,7 +1,6 @@
 package backups
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -42,8 +41,7 @@ app, else from $WISEHOSTING_BACKUP_S3_ENDPOINT, _BUCKET, _PREFIX,
 _REGION, _ACCESS_KEY_ID, _SECRET_ACCESS_KEY and _INSECURE=1 (the
 credential s3_secret_access_key wins).`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.Flags().StringP("config", "c", "", "Caddyfile or JSON config holding the wisehosting app")
-			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter (default: caddyfile for files named *Caddyfile*)")
+			core.ConfigFlags(cmd)
 			cmd.Flags().String("age-identity", "", "restore: file with the age identity of the backups' age_recipient")
 			cmd.Flags().String("dir", "", "where backups are written and listed (default: the app's dir, /var/lib/wisehosting/backups)")
 			cmd.Args = cobra.RangeArgs(1, 2)
@@ -55,21 +53,13 @@ credential s3_secret_access_key wins).`,
 // settings reads the wisehosting_backup app of --config, else the
 // environment.
 func settings(fl caddycmd.Flags) (*App, error) {
-	a := new(App)
-	if path := fl.String("config"); path != "" {
-		cfgJSON, _, _, err := caddycmd.LoadConfig(path, fl.String("adapter"))
-		if err != nil {
-			return nil, err
-		}
-		var cfg struct {
-			Apps map[string]json.RawMessage `json:"apps"`
-		}
-		if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
-			return nil, fmt.Errorf("decoding %s: %w", path, err)
-		}
-		if a, err = fromConfig(cfg.Apps); err != nil {
-			return nil, err
-		}
+	apps, err := core.ConfigApps(fl)
+	if err != nil {
+		return nil, err
+	}
+	a, err := fromConfig(apps)
+	if err != nil {
+		return nil, err
 	}
 	if a.S3 == nil {
 		if ep := os.Getenv("WISEHOSTING_BACKUP_S3_ENDPOINT"); ep != "" {

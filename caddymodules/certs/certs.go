@@ -18,7 +18,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
@@ -28,8 +27,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(new(App))
-	httpcaddyfile.RegisterGlobalOption("wisehosting_certs", parseGlobalOption)
+	core.RegisterApp(new(App), parseGlobalOption)
 }
 
 // App watches certificates.
@@ -55,13 +53,11 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision applies defaults.
-func (a *App) Provision(ctx caddy.Context) error {
-	wh, err := core.FromContext(ctx)
-	if err != nil {
+func (a *App) Provision(ctx caddy.Context) (err error) {
+	if a.wh, a.logger, err = core.Use(ctx); err != nil {
 		return err
 	}
-	a.wh, a.logger = wh, ctx.Logger()
-	wh.NeedConns("certs", 1) // the sync loop
+	a.wh.NeedConns("certs", 1) // the sync loop
 	if a.Interval <= 0 {
 		a.Interval = caddy.Duration(10 * time.Minute)
 	}

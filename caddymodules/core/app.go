@@ -526,6 +526,16 @@ func FromContext(ctx caddy.Context) (*App, error) {
 	return v.(*App), nil
 }
 
+// Use is how a module's Provision starts: it returns the core app (the
+// pool, keyring and services the module calls) and the module's logger.
+func Use(ctx caddy.Context) (*App, *zap.Logger, error) {
+	wh, err := FromContext(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return wh, ctx.Logger(), nil
+}
+
 // Interface guards.
 var (
 	_ caddy.App          = (*App)(nil)

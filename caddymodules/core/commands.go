@@ -35,15 +35,40 @@ a failed migration was repaired by hand.
 The database is read from the wisehosting app of --config (a Caddyfile or
 JSON config), else from $WISEHOSTING_DATABASE_URL or $DATABASE_URL.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			addConfigFlags(cmd)
+			ConfigFlags(cmd)
 			cmd.RunE = RunE("migrate", cmdMigrate)
 		},
 	})
 }
 
-func addConfigFlags(cmd *cobra.Command) {
+// ConfigFlags adds --config and --adapter, which name the config an
+// operator command reads its settings from (ConfigApps).
+func ConfigFlags(cmd *cobra.Command) {
 	cmd.Flags().StringP("config", "c", "", "Caddyfile or JSON config holding the wisehosting app")
 	cmd.Flags().StringP("adapter", "a", "", "Name of config adapter (default: caddyfile for files named *Caddyfile*)")
+}
+
+// ConfigApps returns the apps of the config given with --config (a
+// Caddyfile or JSON, adapted as the server would), or nil without one.
+func ConfigApps(fl caddycmd.Flags) (map[string]json.RawMessage, error) {
+	path := fl.String("config")
+	if path == "" {
+		return nil, nil
+	}
+	cfgJSON, _, _, err := caddycmd.LoadConfig(path, fl.String("adapter"))
+	if err != nil {
+		return nil, err
+	}
+	var cfg struct {
+		Apps map[string]json.RawMessage `json:"apps"`
+	}
+	if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", path, err)
+	}
+	if cfg.Apps == nil {
+		cfg.Apps = map[string]json.RawMessage{}
+	}
+	return cfg.Apps, nil
 }
 
 // LoadConfig reads the wisehosting app's configuration for an operator
@@ -54,20 +79,14 @@ func LoadConfig(fl caddycmd.Flags) (*App, error) {
 		return nil, err
 	}
 	a := new(App)
-	if path := fl.String("config"); path != "" {
-		cfgJSON, _, _, err := caddycmd.LoadConfig(path, fl.String("adapter"))
-		if err != nil {
-			return nil, err
-		}
-		var cfg struct {
-			Apps map[string]json.RawMessage `json:"apps"`
-		}
-		if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
-			return nil, fmt.Errorf("decoding %s: %w", path, err)
-		}
-		raw, ok := cfg.Apps[AppName]
+	apps, err := ConfigApps(fl)
+	if err != nil {
+		return nil, err
+	}
+	if apps != nil {
+		raw, ok := apps[AppName]
 		if !ok {
-			return nil, fmt.Errorf("%s has no wisehosting app (global option block)", path)
+			return nil, fmt.Errorf("%s has no wisehosting app (global option block)", fl.String("config"))
 		}
 		if err := json.Unmarshal(raw, a); err != nil {
 			return nil, fmt.Errorf("decoding the wisehosting app: %w", err)

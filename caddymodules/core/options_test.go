@@ -45,3 +45,51 @@ func TestOptionsParse(t *testing.T) {
 		}
 	}
 }
+
+// TestOptionsRead covers strings, lists, 64-bit numbers, a nested block
+// and the hint of an unknown option, as handlers and storage modules use
+// them.
+func TestOptionsRead(t *testing.T) {
+	type inner struct{ Name string }
+	type conf struct {
+		URL   string
+		Hosts []string
+		Max   int64
+		Sub   *inner
+		Plain bool
+	}
+	read := func(src string) (conf, error) {
+		var c conf
+		err := Options{App: "wisehosting_y", Hint: "see the docs",
+			Strings: map[string]*string{"url": &c.URL},
+			Lists:   map[string]*[]string{"hosts": &c.Hosts},
+			Int64s:  map[string]*int64{"max": &c.Max},
+			Block: func(d *caddyfile.Dispenser, key string) (bool, error) {
+				switch key {
+				case "sub":
+					c.Sub = new(inner)
+					return true, Options{App: "sub", Strings: map[string]*string{"name": &c.Sub.Name}}.ReadBlock(d)
+				case "plain":
+					c.Plain = true
+					return true, nil
+				}
+				return false, nil
+			}}.Read(caddyfile.NewTestDispenser(src))
+		return c, err
+	}
+	c, err := read("wisehosting_y {\n url http://x\n hosts a b\n hosts c\n sub {\n  name n\n }\n max 5000000000\n plain\n}")
+	if err != nil || c.URL != "http://x" || strings.Join(c.Hosts, ",") != "a,b,c" || c.Max != 5000000000 || c.Sub == nil || c.Sub.Name != "n" || !c.Plain {
+		t.Fatalf("%+v %+v %v", c, c.Sub, err)
+	}
+	for src, want := range map[string]string{
+		"wisehosting_y {\n color red\n}":          `unrecognized wisehosting_y option "color" (see the docs)`,
+		"wisehosting_y {\n sub {\n  url x\n }\n}": `unrecognized sub option "url"`,
+		"wisehosting_y {\n hosts\n}":              "wrong argument count",
+		"wisehosting_y {\n url a b\n}":            "wrong argument count",
+		"wisehosting_y {\n max 5x\n}":             `max: invalid number "5x"`,
+	} {
+		if _, err := read(src); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", src, err, want)
+		}
+	}
+}

@@ -35,8 +35,7 @@ its app instances start on other workers at once, and the stop, delete
 and restart jobs waiting for it are given up (its containers and images
 stay on that host, for the operator to clean).`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.Flags().StringP("config", "c", "", "Caddyfile or JSON config holding the wisehosting app")
-			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter")
+			core.ConfigFlags(cmd)
 			cmd.Flags().String("zone", "", "DNS zone the worker serves (e.g. de.example.com)")
 			cmd.Flags().String("wg-ip", "", "the worker's mesh (WireGuard) IP")
 			cmd.RunE = core.RunE("worker", func(fl caddycmd.Flags) error {

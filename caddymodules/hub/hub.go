@@ -74,12 +74,10 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision applies defaults and installs the registry as the worker bus's
 // sender.
-func (h *Handler) Provision(ctx caddy.Context) error {
-	wh, err := core.FromContext(ctx)
-	if err != nil {
+func (h *Handler) Provision(ctx caddy.Context) (err error) {
+	if h.wh, h.logger, err = core.Use(ctx); err != nil {
 		return err
 	}
-	h.wh, h.logger = wh, ctx.Logger()
 	if h.PingInterval <= 0 {
 		h.PingInterval = caddy.Duration(20 * time.Second)
 	}
@@ -106,9 +104,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" },
 	}
 	reg.mu.Lock()
-	reg.bus = wh.Workers()
+	reg.bus = h.wh.Workers()
 	reg.mu.Unlock()
-	wh.Workers().SetSender(reg)
+	h.wh.Workers().SetSender(reg)
 	return nil
 }
 
@@ -304,45 +302,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	}
 func parseHandler(d *caddyfile.Dispenser) (*Handler, error) {
 	h := new(Handler)
-	d.Next()
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		key := d.Val()
-		var val string
-		if !d.AllArgs(&val) {
-			return nil, d.ArgErr()
-		}
-		switch key {
-		case "ping_interval", "write_timeout", "handshake_timeout":
-			dur, err := caddy.ParseDuration(val)
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("%s: invalid duration %q", key, val)
-			}
-			switch key {
-			case "ping_interval":
-				h.PingInterval = caddy.Duration(dur)
-			case "write_timeout":
-				h.WriteTimeout = caddy.Duration(dur)
-			default:
-				h.HandshakeTimeout = caddy.Duration(dur)
-			}
-		case "send_queue", "max_frame_bytes":
-			var n int64
-			if _, err := fmt.Sscan(val, &n); err != nil || n <= 0 {
-				return nil, d.Errf("%s: invalid number %q", key, val)
-			}
-			if key == "send_queue" {
-				h.SendQueue = int(n)
-			} else {
-				h.MaxFrameBytes = n
-			}
-		default:
-			return nil, d.Errf("unrecognized wisehosting_hub option %q", key)
-		}
-	}
-	return h, nil
+	err := core.Options{App: "wisehosting_hub",
+		Durations: map[string]*caddy.Duration{"ping_interval": &h.PingInterval, "write_timeout": &h.WriteTimeout, "handshake_timeout": &h.HandshakeTimeout},
+		Ints:      map[string]*int{"send_queue": &h.SendQueue},
+		Int64s:    map[string]*int64{"max_frame_bytes": &h.MaxFrameBytes}}.Read(d)
+	return h, err
 }
 
 // Interface guards.

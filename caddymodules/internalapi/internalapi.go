@@ -35,9 +35,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
@@ -51,8 +49,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(new(App))
-	httpcaddyfile.RegisterGlobalOption("wisehosting_internal", parseGlobalOption)
+	core.RegisterApp(new(App), parseGlobalOption)
 }
 
 // DefaultListen is the listener address when none is configured.
@@ -78,12 +75,11 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision finds the core app.
-func (a *App) Provision(ctx caddy.Context) error {
-	wh, err := core.FromContext(ctx)
-	if err != nil {
+func (a *App) Provision(ctx caddy.Context) (err error) {
+	if a.wh, a.logger, err = core.Use(ctx); err != nil {
 		return err
 	}
-	a.ctx, a.wh, a.logger = ctx, wh, ctx.Logger()
+	a.ctx = ctx
 	if a.Listen == "" {
 		a.Listen = DefaultListen
 	}
@@ -464,24 +460,18 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 		return nil, d.Err("wisehosting_internal may appear only once")
 	}
 	a := new(App)
-	d.Next()
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		switch d.Val() {
-		case "listen":
-			if !d.AllArgs(&a.Listen) {
-				return nil, d.ArgErr()
-			}
-			if err := CheckLoopback(a.Listen); err != nil {
-				return nil, d.Err(err.Error())
-			}
-		default:
-			return nil, d.Errf("unknown wisehosting_internal option %q", d.Val())
+	return core.Options{App: "wisehosting_internal", Block: func(d *caddyfile.Dispenser, key string) (bool, error) {
+		if key != "listen" {
+			return false, nil
 		}
-	}
-	return httpcaddyfile.App{Name: "wisehosting_internal", Value: caddyconfig.JSON(a, nil)}, nil
+		if !d.AllArgs(&a.Listen) {
+			return true, d.ArgErr()
+		}
+		if err := CheckLoopback(a.Listen); err != nil {
+			return true, d.Err(err.Error())
+		}
+		return true, nil
+	}}.Parse(d, a)
 }
 
 // Interface guards.

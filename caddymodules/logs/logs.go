@@ -15,7 +15,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -29,8 +28,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(new(App))
-	httpcaddyfile.RegisterGlobalOption("wisehosting_logs", parseGlobalOption)
+	core.RegisterApp(new(App), parseGlobalOption)
 }
 
 // App runs the log bus.
@@ -57,13 +55,11 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision creates the bus.
-func (a *App) Provision(ctx caddy.Context) error {
-	wh, err := core.FromContext(ctx)
-	if err != nil {
+func (a *App) Provision(ctx caddy.Context) (err error) {
+	if a.wh, a.logger, err = core.Use(ctx); err != nil {
 		return err
 	}
-	a.wh, a.logger = wh, ctx.Logger()
-	wh.NeedConns("logs", 2) // the batch writer and the sweeper
+	a.wh.NeedConns("logs", 2) // the batch writer and the sweeper
 	if a.SweepInterval <= 0 {
 		a.SweepInterval = caddy.Duration(time.Hour)
 	}
@@ -81,7 +77,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	}
 	a.deliveries = logbus.NewDeliveries(0)
-	a.bus = logbus.New(logbus.Config{Pool: wh.Pool(), Logger: a.logger, RingSize: a.RingSize, Retention: time.Duration(a.Retention),
+	a.bus = logbus.New(logbus.Config{Pool: a.wh.Pool(), Logger: a.logger, RingSize: a.RingSize, Retention: time.Duration(a.Retention),
 		OnDrop: a.onDrop})
 	return nil
 }

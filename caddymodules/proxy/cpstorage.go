@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/certmagic"
 
+	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/certstore"
 	"github.com/wisehosting/wisehosting/internal/credentials"
 )
@@ -111,34 +112,9 @@ func (s *CPStorage) Remote() *certstore.Remote { return s.remote }
 //		lock_ttl      <duration>
 //	}
 func (s *CPStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		key := d.Val()
-		var val string
-		if !d.AllArgs(&val) {
-			return d.ArgErr()
-		}
-		switch key {
-		case "control_plane":
-			s.ControlPlane = val
-		case "token":
-			s.Token = val
-		case "cache_dir":
-			s.CacheDir = val
-		case "lock_ttl":
-			dur, err := caddy.ParseDuration(val)
-			if err != nil {
-				return d.Errf("lock_ttl: invalid duration %q", val)
-			}
-			s.LockTTL = caddy.Duration(dur)
-		default:
-			return d.Errf("unrecognized storage wisehosting_cp option %q", key)
-		}
-	}
-	return nil
+	return core.Options{App: "storage wisehosting_cp",
+		Strings:   map[string]*string{"control_plane": &s.ControlPlane, "token": &s.Token, "cache_dir": &s.CacheDir},
+		Durations: map[string]*caddy.Duration{"lock_ttl": &s.LockTTL}}.Read(d)
 }
 
 // Interface guards.

@@ -31,9 +31,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
@@ -42,8 +40,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(new(App))
-	httpcaddyfile.RegisterGlobalOption("wisehosting_proxy", parseGlobalOption)
+	core.RegisterApp(new(App), parseGlobalOption)
 }
 
 // AppName is the proxy app's module ID.
@@ -255,34 +252,9 @@ func (a *App) fetch(ctx context.Context, wait bool) (bool, error) {
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	a := new(App)
-	d.Next()
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		key := d.Val()
-		var val string
-		if !d.AllArgs(&val) {
-			return nil, d.ArgErr()
-		}
-		switch key {
-		case "control_plane":
-			a.ControlPlane = val
-		case "token":
-			a.Token = val
-		case "cache_file":
-			a.CacheFile = val
-		case "poll_interval":
-			dur, err := caddy.ParseDuration(val)
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("poll_interval: invalid duration %q", val)
-			}
-			a.PollInterval = caddy.Duration(dur)
-		default:
-			return nil, d.Errf("unrecognized wisehosting_proxy option %q", key)
-		}
-	}
-	return httpcaddyfile.App{Name: AppName, Value: caddyconfig.JSON(a, nil)}, nil
+	return core.Options{App: AppName,
+		Strings:   map[string]*string{"control_plane": &a.ControlPlane, "token": &a.Token, "cache_file": &a.CacheFile},
+		Durations: map[string]*caddy.Duration{"poll_interval": &a.PollInterval}}.Parse(d, a)
 }
 
 // Interface guards.

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/certstore"
 	"github.com/wisehosting/wisehosting/internal/credentials"
 	"github.com/wisehosting/wisehosting/internal/store"
@@ -201,26 +202,8 @@ func (s *Storage) Unlock(ctx context.Context, name string) error {
 
 // UnmarshalCaddyfile reads `storage wisehosting [{ database_url …; database_password … }]`.
 func (s *Storage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for d.NextBlock(0) {
-		key := d.Val()
-		var val string
-		if !d.AllArgs(&val) {
-			return d.ArgErr()
-		}
-		switch key {
-		case "database_url":
-			s.DatabaseURL = val
-		case "database_password":
-			s.DatabasePassword = val
-		default:
-			return d.Errf("unrecognized storage wisehosting option %q", key)
-		}
-	}
-	return nil
+	return core.Options{App: "storage wisehosting",
+		Strings: map[string]*string{"database_url": &s.DatabaseURL, "database_password": &s.DatabasePassword}}.Read(d)
 }
 
 // Interface guards.

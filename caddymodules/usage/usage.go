@@ -12,7 +12,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
@@ -23,8 +22,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(new(App))
-	httpcaddyfile.RegisterGlobalOption("wisehosting_usage", parseGlobalOption)
+	core.RegisterApp(new(App), parseGlobalOption)
 }
 
 // App meters usage.
@@ -49,13 +47,11 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision applies defaults.
-func (a *App) Provision(ctx caddy.Context) error {
-	wh, err := core.FromContext(ctx)
-	if err != nil {
+func (a *App) Provision(ctx caddy.Context) (err error) {
+	if a.wh, a.logger, err = core.Use(ctx); err != nil {
 		return err
 	}
-	a.wh, a.logger = wh, ctx.Logger()
-	wh.NeedConns("usage", 1) // the sampler and pruner (one goroutine)
+	a.wh.NeedConns("usage", 1) // the sampler and pruner (one goroutine)
 	if a.SampleInterval <= 0 {
 		a.SampleInterval = caddy.Duration(time.Minute)
 	}
@@ -65,7 +61,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.PruneInterval <= 0 {
 		a.PruneInterval = caddy.Duration(24 * time.Hour)
 	}
-	a.meter = usage.New(wh.Pool())
+	a.meter = usage.New(a.wh.Pool())
 	return nil
 }
 

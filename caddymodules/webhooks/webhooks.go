@@ -10,9 +10,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
@@ -21,8 +19,7 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(new(App))
-	httpcaddyfile.RegisterGlobalOption("wisehosting_webhooks", parseGlobalOption)
+	core.RegisterApp(new(App), parseGlobalOption)
 }
 
 // App delivers webhooks.
@@ -48,13 +45,11 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision builds the dispatcher with the SSRF-guarded client.
-func (a *App) Provision(ctx caddy.Context) error {
-	wh, err := core.FromContext(ctx)
-	if err != nil {
+func (a *App) Provision(ctx caddy.Context) (err error) {
+	if a.wh, a.logger, err = core.Use(ctx); err != nil {
 		return err
 	}
-	a.wh, a.logger = wh, ctx.Logger()
-	wh.NeedConns("webhooks", 1) // the dispatcher
+	a.wh.NeedConns("webhooks", 1) // the dispatcher
 	guard := httpx.GuardOptions{Timeout: time.Duration(a.Timeout)}
 	for _, n := range a.AllowNetworks {
 		p, err := netip.ParsePrefix(n)
@@ -63,8 +58,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		guard.Allow = append(guard.Allow, p)
 	}
-	a.disp = &webhooks.Dispatcher{Pool: wh.Pool(), Keyring: wh.Keyring(), Client: httpx.NewWebhookClient(guard),
-		Logger: a.logger, MaxAttempts: a.MaxAttempts, Notify: wh.Notifications()}
+	a.disp = &webhooks.Dispatcher{Pool: a.wh.Pool(), Keyring: a.wh.Keyring(), Client: httpx.NewWebhookClient(guard),
+		Logger: a.logger, MaxAttempts: a.MaxAttempts, Notify: a.wh.Notifications()}
 	if a.Timeout > 0 {
 		// A delivery whose sender died is taken over once its request
 		// could not still be running.
@@ -97,34 +92,10 @@ func (a *App) Stop() error {
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	a := new(App)
-	d.Next()
-	for d.NextBlock(0) {
-		switch key := d.Val(); key {
-		case "allow_networks":
-			a.AllowNetworks = append(a.AllowNetworks, d.RemainingArgs()...)
-		case "max_attempts":
-			var v string
-			if !d.AllArgs(&v) {
-				return nil, d.ArgErr()
-			}
-			if _, err := fmt.Sscan(v, &a.MaxAttempts); err != nil || a.MaxAttempts <= 0 {
-				return nil, d.Errf("max_attempts: invalid number %q", v)
-			}
-		case "timeout":
-			var v string
-			if !d.AllArgs(&v) {
-				return nil, d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("timeout: invalid duration %q", v)
-			}
-			a.Timeout = caddy.Duration(dur)
-		default:
-			return nil, d.Errf("unrecognized wisehosting_webhooks option %q", key)
-		}
-	}
-	return httpcaddyfile.App{Name: "wisehosting_webhooks", Value: caddyconfig.JSON(a, nil)}, nil
+	return core.Options{App: "wisehosting_webhooks",
+		Lists:     map[string]*[]string{"allow_networks": &a.AllowNetworks},
+		Ints:      map[string]*int{"max_attempts": &a.MaxAttempts},
+		Durations: map[string]*caddy.Duration{"timeout": &a.Timeout}}.Parse(d, a)
 }
 
 // Interface guards.
