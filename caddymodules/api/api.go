@@ -7,6 +7,8 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"time"
 
@@ -124,6 +126,19 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 // WriteError writes {"error": msg}.
 func WriteError(w http.ResponseWriter, code int, msg string) {
 	WriteJSON(w, code, map[string]string{"error": msg})
+}
+
+// Decode reads the request's JSON body into v, refusing unknown fields (an
+// empty body leaves v as it is). A body that is not such JSON is answered
+// 400 with the decoder's sentence, and Decode returns false.
+func Decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		WriteError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return false
+	}
+	return true
 }
 
 // Fail answers err: an error for the person (internal/errs) with its

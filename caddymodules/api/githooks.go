@@ -104,8 +104,7 @@ func serveGitHook(w http.ResponseWriter, r *http.Request, wh *core.App, logger *
 	}
 	out, err := deploys.HandleEvent(ctx, wh.Pool(), app, ev, PlanPolicy(wh.PlanRegistry()))
 	if err != nil {
-		logger.Error("git webhook: handling event", zap.Int64("app", appID), zap.Error(err))
-		WriteError(w, http.StatusInternalServerError, "could not process the event")
+		Fail(w, logger.With(zap.Int64("app", appID)), "handling the git event", err)
 		return
 	}
 	logger.Info("git webhook", zap.String("provider", provider), zap.Int64("app", appID), zap.String("delivery", ev.DeliveryID),

@@ -97,8 +97,7 @@ func (rt *routing) proxyConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	d, err := rt.provider.Get(r.Context(), rt.proxy.Key("traefik-proxy"), rt.proxy, nil)
 	if err != nil {
-		rt.logger.Error("routing: building proxy config", zap.Error(err))
-		WriteError(w, http.StatusInternalServerError, "building routing config")
+		Fail(w, rt.logger, "building the proxy's routing config", err)
 		return
 	}
 	serveDoc(w, r, d)
@@ -119,8 +118,7 @@ func (rt *routing) workerConfig(w http.ResponseWriter, r *http.Request) {
 	d, err := rt.provider.Get(r.Context(), rt.worker.Key("traefik-worker-"+strconv.FormatInt(id, 10)), rt.worker,
 		func(s *network.Snapshot) *network.Snapshot { return s.ForWorker(id) })
 	if err != nil {
-		rt.logger.Error("routing: building worker config", zap.Int64("worker", id), zap.Error(err))
-		WriteError(w, http.StatusInternalServerError, "building routing config")
+		Fail(w, rt.logger.With(zap.Int64("worker", id)), "building the worker's routing config", err)
 		return
 	}
 	serveDoc(w, r, d)
@@ -138,8 +136,7 @@ func (rt *routing) proxyTable(w http.ResponseWriter, r *http.Request) {
 		changed := rt.provider.Changed()
 		d, err := rt.provider.Get(r.Context(), "caddy-proxy", network.CaddyProxy{}, nil)
 		if err != nil {
-			rt.logger.Error("routing: building proxy table", zap.Error(err))
-			WriteError(w, http.StatusInternalServerError, "building routing table")
+			Fail(w, rt.logger, "building the routing table", err)
 			return
 		}
 		inm := r.Header.Get("If-None-Match")

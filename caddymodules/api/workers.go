@@ -49,7 +49,7 @@ func (e *workerEndpoints) issue(w http.ResponseWriter, id int64) {
 	key := e.wh.Keyring().DeriveKey(workers.TokenKeyPurpose, 32)
 	tok, exp, err := workers.IssueToken(key, id, time.Duration(e.wh.WorkerTokenTTL), time.Now())
 	if err != nil {
-		WriteError(w, http.StatusInternalServerError, "issuing token")
+		Fail(w, e.logger, "issuing a worker token", err)
 		return
 	}
 	WriteJSON(w, http.StatusOK, TokenResponse{WorkerID: id, Token: tok, ExpiresAt: exp.UTC()})
@@ -83,8 +83,7 @@ func (e *workerEndpoints) register(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusUnauthorized, "unknown worker key")
 		return
 	case err != nil:
-		e.logger.Error("worker registration", zap.Error(err))
-		WriteError(w, http.StatusInternalServerError, "database error")
+		Fail(w, e.logger, "worker registration", err)
 		return
 	case wk.Revoked():
 		registerFailures.Allow(ip)
@@ -116,14 +115,18 @@ func (e *workerEndpoints) refresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wk, err := workers.Get(r.Context(), e.wh.Pool(), id)
+	if err != nil && !errors.Is(err, workers.ErrNotFound) {
+		// Not the worker's fault: a 403 would say it is revoked.
+		Fail(w, e.logger, "worker token refresh", err)
+		return
+	}
 	if err != nil || wk.Revoked() {
 		WriteError(w, http.StatusForbidden, "worker revoked or deleted")
 		return
 	}
 	wkey, err := wk.Key(e.wh.Keyring())
 	if err != nil {
-		e.logger.Error("worker token refresh", zap.Int64("worker", id), zap.Error(err))
-		WriteError(w, http.StatusInternalServerError, "worker key unusable")
+		Fail(w, e.logger.With(zap.Int64("worker", id)), "opening the worker key", err)
 		return
 	}
 	if err := wsproto.VerifyRefresh(wkey, tok, r.Header.Get(wsproto.SignatureHeader), time.Now()); err != nil {

@@ -50,6 +50,9 @@ type Options struct {
 	API map[string]any
 	// LogLevel of Caddy's default logger (default ERROR).
 	LogLevel string
+	// LogFile, when set, receives the default logger's entries (JSON
+	// lines) instead of stderr.
+	LogFile string
 }
 
 // CP is a running control plane.
@@ -95,9 +98,13 @@ func Config(db *pgtest.DB, addr string, o Options) []byte {
 	if level == "" {
 		level = "ERROR"
 	}
+	log := map[string]any{"level": level}
+	if o.LogFile != "" {
+		log["writer"] = map[string]any{"output": "file", "filename": o.LogFile}
+	}
 	cfg := map[string]any{
 		"admin":   map[string]any{"disabled": true},
-		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": level}}},
+		"logging": map[string]any{"logs": map[string]any{"default": log}},
 		"apps":    apps,
 	}
 	b, _ := json.Marshal(cfg)

@@ -22,6 +22,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
+	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/workerbus"
@@ -150,7 +151,7 @@ func (h *Handler) serveWS(w http.ResponseWriter, r *http.Request) {
 	id, exp, err := workers.ParseToken(key, bearer(r), time.Now())
 	if err != nil {
 		h.logger.Warn("hub: connection refused", zap.String("reason", err.Error()), zap.String("remote", r.RemoteAddr))
-		http.Error(w, "invalid worker token", http.StatusUnauthorized)
+		api.WriteError(w, http.StatusUnauthorized, "invalid worker token")
 		return
 	}
 	wk, err := workers.Get(r.Context(), h.wh.Pool(), id)
@@ -158,24 +159,23 @@ func (h *Handler) serveWS(w http.ResponseWriter, r *http.Request) {
 		// The database is down: a 403 would make the worker drop its
 		// token for nothing; it redials after a backoff.
 		h.logger.Warn("hub: connection refused", zap.String("reason", "database unavailable"), zap.Int64("worker", id), zap.Error(err))
-		http.Error(w, "database unavailable, retry later", http.StatusServiceUnavailable)
+		api.WriteError(w, http.StatusServiceUnavailable, "database unavailable, retry later")
 		return
 	}
 	if err != nil || wk.Revoked() {
 		h.logger.Warn("hub: connection refused", zap.String("reason", "worker revoked or deleted"), zap.Int64("worker", id))
-		http.Error(w, "worker revoked", http.StatusForbidden)
+		api.WriteError(w, http.StatusForbidden, "worker revoked")
 		return
 	}
 	clientNonce := r.Header.Get(wsproto.NonceHeader)
 	if err := wsproto.CheckNonce(clientNonce); err != nil {
 		h.logger.Warn("hub: connection refused", zap.String("reason", "no handshake nonce (agent older than the control plane?)"), zap.Int64("worker", id))
-		http.Error(w, "missing or malformed "+wsproto.NonceHeader+" header: upgrade the agent", http.StatusBadRequest)
+		api.WriteError(w, http.StatusBadRequest, "missing or malformed "+wsproto.NonceHeader+" header: upgrade the agent")
 		return
 	}
 	wkey, err := wk.Key(h.wh.Keyring())
 	if err != nil {
-		h.logger.Error("hub: worker key unusable", zap.Int64("worker", id), zap.Error(err))
-		http.Error(w, "worker key unusable", http.StatusInternalServerError)
+		api.Fail(w, h.logger.With(zap.Int64("worker", id)), "opening the worker key", err)
 		return
 	}
 	ws, err := h.upgrader.Upgrade(hijackable(w), r, nil)

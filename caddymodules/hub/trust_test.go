@@ -401,3 +401,40 @@ func TestWorkerKeysFollowSecretRotation(t *testing.T) {
 	startAgent(t, cp, key, nil)
 	waitFor(t, "connection", 5*time.Second, func() bool { return hub.Default().Connected(w.ID) })
 }
+
+// Refusals are JSON errors like every other answer, and a refresh the
+// database cannot answer is a 500 with a generic sentence, not a 403 that
+// would call the worker revoked.
+func TestRefusalsAndDatabaseFailure(t *testing.T) {
+	db := pgtest.New(t)
+	cp := cptest.Start(t, db, cptest.Options{})
+	_, key, _ := workers.Add(t.Context(), db.Pool, cptest.Keyring(t), "w1", "", "")
+	token := register(t, cp, key)
+
+	_, resp, err := websocket.DefaultDialer.Dial(strings.Replace(cp.URL, "http", "ws", 1)+hub.Path, nil)
+	if err == nil || resp == nil {
+		t.Fatalf("tokenless connection: %v", err)
+	}
+	var body map[string]string
+	json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != http.StatusUnauthorized || body["error"] != "invalid worker token" {
+		t.Fatalf("tokenless connection: %d %v", resp.StatusCode, body)
+	}
+
+	if _, err := db.Pool.Exec(t.Context(), "ALTER TABLE workers RENAME TO workers_away"); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", cp.URL+"/v1/workers/refresh-token", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set(wsproto.SignatureHeader, wsproto.SignRefresh(wsproto.KeyFromAPIKey(key), token, time.Now()))
+	resp, err = refreshClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body = nil
+	json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != http.StatusInternalServerError || body["error"] != "worker token refresh failed" {
+		t.Fatalf("refresh without a database: %d %v", resp.StatusCode, body)
+	}
+}

@@ -24,7 +24,6 @@ package internalapi
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -39,11 +38,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/deploys"
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/events"
-	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/workers"
 )
@@ -184,7 +184,7 @@ func (a *App) Handler() http.Handler {
 		tok, ok := auth.BearerToken(r.Header)
 		want := a.wh.InternalToken
 		if !ok || want == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(want)) != 1 {
-			writeError(w, http.StatusUnauthorized, "missing or invalid internal token")
+			api.WriteError(w, http.StatusUnauthorized, "missing or invalid internal token")
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
@@ -196,7 +196,7 @@ func (a *App) Handler() http.Handler {
 			if allow := sw.header.Get("Allow"); allow != "" {
 				w.Header().Set("Allow", allow)
 			}
-			writeError(w, sw.code, strings.ToLower(http.StatusText(sw.code)))
+			api.WriteError(w, sw.code, strings.ToLower(http.StatusText(sw.code)))
 			return
 		}
 		mux.ServeHTTP(w, r)
@@ -222,20 +222,11 @@ func (s *statusOnly) WriteHeader(code int) {
 	}
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
-}
-
+// fail answers err through the one mapper (api.Fail): an error of the
+// services' vocabulary with its status and sentence, anything else 500
+// "<what> failed" with the cause logged.
 func (a *App) fail(w http.ResponseWriter, what string, err error) {
-	a.logger.Error("internal API: "+what, zap.Error(err))
-	writeError(w, http.StatusInternalServerError, what+" failed")
+	api.Fail(w, a.logger, what, err)
 }
 
 func (a *App) listWorkers(w http.ResponseWriter, r *http.Request) {
@@ -247,7 +238,7 @@ func (a *App) listWorkers(w http.ResponseWriter, r *http.Request) {
 	if ws == nil {
 		ws = []workers.Worker{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"workers": ws})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"workers": ws})
 }
 
 type appRow struct {
@@ -283,7 +274,7 @@ func (a *App) listApps(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "listing apps", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"apps": out})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"apps": out})
 }
 
 type jobRow struct {
@@ -303,14 +294,14 @@ var jobStates = map[string]bool{"pending": true, "assigned": true, "running": tr
 func (a *App) listJobs(w http.ResponseWriter, r *http.Request) {
 	state := r.URL.Query().Get("state")
 	if state != "" && !jobStates[state] {
-		writeError(w, http.StatusBadRequest, "state must be one of pending, assigned, running, succeeded, failed, cancelled")
+		a.fail(w, "listing jobs", errs.Field("state", "state must be one of pending, assigned, running, succeeded, failed, cancelled"))
 		return
 	}
 	limit := 100
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "limit must be between 1 and 1000")
+			a.fail(w, "listing jobs", errs.Field("limit", "limit must be between 1 and 1000"))
 			return
 		}
 		limit = n
@@ -330,31 +321,7 @@ func (a *App) listJobs(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "listing jobs", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": out})
-}
-
-// workerError answers an error of the workers service.
-func (a *App) workerError(w http.ResponseWriter, name string, err error) {
-	switch {
-	case errors.Is(err, workers.ErrInvalid):
-		writeError(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, workers.ErrExists):
-		writeError(w, http.StatusConflict, err.Error())
-	case errors.Is(err, workers.ErrNotFound):
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no worker named %q (or it is revoked)", name))
-	default:
-		a.fail(w, "changing the worker", err)
-	}
-}
-
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
-		return false
-	}
-	return true
+	api.WriteJSON(w, http.StatusOK, map[string]any{"jobs": out})
 }
 
 // addWorker creates a worker; its zone and mesh IP are set here (or with
@@ -365,16 +332,16 @@ func (a *App) addWorker(w http.ResponseWriter, r *http.Request) {
 		Zone string `json:"zone"`
 		WGIP string `json:"wg_ip"`
 	}
-	if !decodeBody(w, r, &body) {
+	if !api.Decode(w, r, &body) {
 		return
 	}
 	wk, key, err := workers.Add(r.Context(), a.wh.Pool(), a.wh.Keyring(), body.Name, body.Zone, body.WGIP)
 	if err != nil {
-		a.workerError(w, body.Name, err)
+		a.fail(w, "adding the worker", err)
 		return
 	}
 	a.logger.Info("internal API: worker added", zap.String("worker", wk.Name), zap.String("zone", wk.Zone), zap.String("wg_ip", wk.WGIP))
-	writeJSON(w, http.StatusCreated, map[string]any{"worker": wk, "api_key": key})
+	api.WriteJSON(w, http.StatusCreated, map[string]any{"worker": wk, "api_key": key})
 }
 
 // placeWorker changes a worker's zone and/or mesh IP.
@@ -383,17 +350,17 @@ func (a *App) placeWorker(w http.ResponseWriter, r *http.Request) {
 		Zone *string `json:"zone"`
 		WGIP *string `json:"wg_ip"`
 	}
-	if !decodeBody(w, r, &body) {
+	if !api.Decode(w, r, &body) {
 		return
 	}
 	name := r.PathValue("name")
 	if body.Zone == nil && body.WGIP == nil {
-		writeError(w, http.StatusBadRequest, `give "zone" and/or "wg_ip"`)
+		a.fail(w, "changing the worker", errs.Invalidf(`give "zone" and/or "wg_ip"`))
 		return
 	}
 	wk, err := workers.SetPlacement(r.Context(), a.wh.Pool(), name, body.Zone, body.WGIP)
 	if err != nil {
-		a.workerError(w, name, err)
+		a.fail(w, "changing the worker", err)
 		return
 	}
 	if err := network.NotifyChanged(r.Context(), a.wh.Pool()); err != nil {
@@ -403,30 +370,26 @@ func (a *App) placeWorker(w http.ResponseWriter, r *http.Request) {
 		a.logger.Warn("internal API: recording the routing change", zap.Error(err))
 	}
 	a.logger.Info("internal API: worker placement changed", zap.String("worker", name), zap.String("zone", wk.Zone), zap.String("wg_ip", wk.WGIP))
-	writeJSON(w, http.StatusOK, wk)
+	api.WriteJSON(w, http.StatusOK, wk)
 }
 
 func (a *App) drain(draining bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		wk, err := workers.SetDraining(r.Context(), a.wh.Pool(), name, draining)
-		if errors.Is(err, workers.ErrNotFound) {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("no worker named %q (or it is revoked)", name))
-			return
-		}
 		if err != nil {
 			a.fail(w, "changing the worker", err)
 			return
 		}
 		a.logger.Info("internal API: worker drain changed", zap.String("worker", name), zap.Bool("draining", draining))
-		writeJSON(w, http.StatusOK, wk)
+		api.WriteJSON(w, http.StatusOK, wk)
 	}
 }
 
 func (a *App) requeue(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
-		writeError(w, http.StatusBadRequest, "job id must be a positive integer")
+		a.fail(w, "enqueueing the job", errs.Field("id", "job id must be a positive integer"))
 		return
 	}
 	var newID int64
@@ -435,19 +398,12 @@ func (a *App) requeue(w http.ResponseWriter, r *http.Request) {
 		newID, err = deploys.Requeue(r.Context(), tx, id)
 		return err
 	})
-	switch {
-	case errors.Is(err, jobs.ErrNotRequeueable):
-		writeError(w, http.StatusConflict, err.Error())
-		return
-	case errors.Is(err, jobs.ErrNotFound):
-		writeError(w, http.StatusNotFound, err.Error())
-		return
-	case err != nil:
+	if err != nil {
 		a.fail(w, "enqueueing the job", err)
 		return
 	}
 	a.logger.Info("internal API: job enqueued again", zap.Int64("job", id), zap.Int64("new_job", newID))
-	writeJSON(w, http.StatusOK, map[string]any{"job_id": newID, "requeued": id})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"job_id": newID, "requeued": id})
 }
 
 // parseGlobalOption reads:

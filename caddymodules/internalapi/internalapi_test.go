@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -80,7 +82,7 @@ func TestInternalAPI(t *testing.T) {
 		!strings.Contains(fmt.Sprint(out), "plan:free") || !strings.Contains(fmt.Sprint(out), "memory_mb:256") {
 		t.Fatalf("apps: %d %v", code, out)
 	}
-	if code, _ := call(t, "GET", base+"/v1/jobs?state=bogus", token); code != http.StatusBadRequest {
+	if code, _ := call(t, "GET", base+"/v1/jobs?state=bogus", token); code != http.StatusUnprocessableEntity {
 		t.Fatalf("bad state: %d", code)
 	}
 	// Unknown routes and wrong methods answer JSON errors too.
@@ -265,11 +267,11 @@ func TestRequeueDeploy(t *testing.T) {
 		t.Fatalf("limit: %d %v", code, out)
 	}
 	for _, q := range []string{"limit=0", "limit=5000", "limit=x"} {
-		if code, _ := call(t, "GET", base+"/v1/jobs?"+q, token); code != http.StatusBadRequest {
+		if code, _ := call(t, "GET", base+"/v1/jobs?"+q, token); code != http.StatusUnprocessableEntity {
 			t.Fatalf("%s: %d", q, code)
 		}
 	}
-	if code, _ := call(t, "POST", base+"/v1/jobs/abc/requeue", token); code != http.StatusBadRequest {
+	if code, _ := call(t, "POST", base+"/v1/jobs/abc/requeue", token); code != http.StatusUnprocessableEntity {
 		t.Fatalf("bad id: %d", code)
 	}
 }
@@ -285,10 +287,10 @@ func TestWorkerPlacementByOperatorOnly(t *testing.T) {
 	})
 	base := "http://" + addr
 	for body, want := range map[string]int{
-		"{\"name\":\"w1\",\"zone\":\"z`) || HostRegexp(`.+\"}":  http.StatusBadRequest,
-		`{"name":"w1","zone":"z.test) || Host(x"}`:              http.StatusBadRequest,
-		`{"name":"w1","zone":"z.test","wg_ip":"127.0.0.1; rm"}`: http.StatusBadRequest,
-		`{"name":"W 1"}`:             http.StatusBadRequest,
+		"{\"name\":\"w1\",\"zone\":\"z`) || HostRegexp(`.+\"}":  http.StatusUnprocessableEntity,
+		`{"name":"w1","zone":"z.test) || Host(x"}`:              http.StatusUnprocessableEntity,
+		`{"name":"w1","zone":"z.test","wg_ip":"127.0.0.1; rm"}`: http.StatusUnprocessableEntity,
+		`{"name":"W 1"}`:             http.StatusUnprocessableEntity,
 		`{"name":"w1","owner":"me"}`: http.StatusBadRequest,
 		`not json`:                   http.StatusBadRequest,
 	} {
@@ -338,9 +340,9 @@ func TestWorkerPlacementByOperatorOnly(t *testing.T) {
 
 	// The operator moves it.
 	for body, want := range map[string]int{
-		`{"zone":"a` + "`" + `b"}`: http.StatusBadRequest,
-		`{"wg_ip":"x"}`:            http.StatusBadRequest,
-		`{}`:                       http.StatusBadRequest,
+		`{"zone":"a` + "`" + `b"}`: http.StatusUnprocessableEntity,
+		`{"wg_ip":"x"}`:            http.StatusUnprocessableEntity,
+		`{}`:                       http.StatusUnprocessableEntity,
 	} {
 		if code, _ := callJSON(t, "PATCH", base+"/v1/workers/w1", token, body); code != want {
 			t.Errorf("patch %s: %d, want %d", body, code, want)
@@ -354,5 +356,78 @@ func TestWorkerPlacementByOperatorOnly(t *testing.T) {
 	}
 	if code, out := callJSON(t, "PATCH", base+"/v1/workers/w1", token, `{"wg_ip":"::1"}`); code != 200 || out["zone"] != "eu.test" || out["wg_ip"] != "::1" {
 		t.Fatalf("patch mesh IP: %d %v", code, out)
+	}
+}
+
+// TestErrorVocabulary: the services' errors reach the operator through the
+// one mapper: invalid input 422 naming the field, an unknown worker or job
+// 404, a state conflict 409, a body that is not the JSON asked for 400,
+// each with its sentence; an unexpected failure is 500 with a generic
+// sentence, its cause only in the log.
+func TestErrorVocabulary(t *testing.T) {
+	db := pgtest.New(t)
+	addr := cptest.FreeAddr(t)
+	logFile := filepath.Join(t.TempDir(), "cp.log")
+	cptest.Start(t, db, cptest.Options{
+		Core:    map[string]any{"internal_token": token},
+		Apps:    map[string]any{"wisehosting_internal": map[string]any{"listen": addr}},
+		LogFile: logFile,
+	})
+	base := "http://" + addr
+	ctx := context.Background()
+	var team, app int64
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name) VALUES ($1, 'site', 'site') RETURNING id", team).Scan(&app)
+	if code, out := callJSON(t, "POST", base+"/v1/workers", token, `{"name":"w1"}`); code != http.StatusCreated {
+		t.Fatalf("add: %d %v", code, out)
+	}
+	job, err := jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: "restart", AppID: app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		method, path, body string
+		code               int
+		error, field       string
+	}{
+		{"POST", "/v1/workers", `{"name":"W 1"}`, 422, `invalid worker settings: name "W 1": use lowercase letters, digits, dots and dashes`, "name"},
+		{"POST", "/v1/workers", `{"name":"w2","wg_ip":"x"}`, 422, `invalid worker settings: mesh IP "x" is not an IP address`, "wg_ip"},
+		{"POST", "/v1/workers", `{"name":"w1"}`, 409, "a worker named w1 already exists", "name"},
+		{"POST", "/v1/workers", `{"name":`, 400, "invalid JSON body: unexpected EOF", ""},
+		{"PATCH", "/v1/workers/w1", `{}`, 422, `give "zone" and/or "wg_ip"`, ""},
+		{"PATCH", "/v1/workers/nope", `{"zone":"eu.test"}`, 404, `no worker named "nope" (or it is revoked)`, ""},
+		{"POST", "/v1/workers/nope/drain", "", 404, `no worker named "nope" (or it is revoked)`, ""},
+		{"POST", "/v1/workers/nope/resume", "", 404, `no worker named "nope" (or it is revoked)`, ""},
+		{"GET", "/v1/jobs?state=bogus", "", 422, "state must be one of pending, assigned, running, succeeded, failed, cancelled", "state"},
+		{"GET", "/v1/jobs?limit=0", "", 422, "limit must be between 1 and 1000", "limit"},
+		{"POST", "/v1/jobs/x/requeue", "", 422, "job id must be a positive integer", "id"},
+		{"POST", "/v1/jobs/999999/requeue", "", 404, "job 999999 not found", ""},
+		{"POST", fmt.Sprintf("/v1/jobs/%d/requeue", job), "", 409, fmt.Sprintf("job %d is pending: only failed or cancelled jobs can be enqueued again", job), ""},
+	} {
+		code, out := callJSON(t, c.method, base+c.path, token, c.body)
+		field, _ := out["field"].(string)
+		if code != c.code || out["error"] != c.error || field != c.field {
+			t.Errorf("%s %s %s: %d %v, want %d %q (field %q)", c.method, c.path, c.body, code, out, c.code, c.error, c.field)
+		}
+	}
+
+	// An unexpected failure: the table the listing reads is gone.
+	if _, err := db.Pool.Exec(ctx, "ALTER TABLE jobs RENAME TO jobs_away"); err != nil {
+		t.Fatal(err)
+	}
+	code, out := call(t, "GET", base+"/v1/jobs", token)
+	if code != http.StatusInternalServerError || out["error"] != "listing jobs failed" || len(out) != 1 {
+		t.Fatalf("unexpected failure: %d %v", code, out)
+	}
+	db.Pool.Exec(ctx, "ALTER TABLE jobs_away RENAME TO jobs")
+	var logged []byte
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		logged, _ = os.ReadFile(logFile)
+		if strings.Contains(string(logged), "listing jobs") || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !strings.Contains(string(logged), `"msg":"listing jobs"`) || !strings.Contains(string(logged), `relation \"jobs\" does not exist`) {
+		t.Fatalf("the cause is not logged:\n%s", logged)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/wisehosting/wisehosting/internal/auth"
+	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/secrets"
@@ -72,22 +73,39 @@ func scan(row pgx.Row) (Worker, error) {
 	return w, err
 }
 
-// ErrNotFound means no such worker.
-var ErrNotFound = errors.New("worker not found")
+// ErrNotFound means no such worker; errors for a worker looked up by name
+// wrap it with a sentence naming the worker.
+var ErrNotFound = errs.New(errs.NotFound, "worker not found")
+
+// notFound is an ErrNotFound that names the worker.
+func notFound(name, why string) error {
+	return &errs.Error{Kind: errs.NotFound, Msg: fmt.Sprintf("no worker named %q%s", name, why), Err: ErrNotFound}
+}
+
+// byName reads the worker row of a statement that selects a worker by
+// name; why ends the sentence when it matches none.
+func byName(row pgx.Row, name, why string) (Worker, error) {
+	w, err := scan(row)
+	if errors.Is(err, ErrNotFound) {
+		return w, notFound(name, why)
+	}
+	return w, err
+}
 
 var nameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
 
-// ErrExists means a worker of that name exists.
+// ErrExists means a worker of that name exists (the Conflict error that
+// names it wraps it).
 var ErrExists = errors.New("worker exists")
 
-// nameTaken says which name is taken; errors.Is(err, ErrExists) holds.
-type nameTaken string
-
-func (n nameTaken) Error() string        { return fmt.Sprintf("a worker named %s already exists", string(n)) }
-func (n nameTaken) Is(target error) bool { return target == ErrExists }
-
-// ErrInvalid wraps a problem with operator input; its message is shown as is.
+// ErrInvalid marks a problem with operator input: the Invalid error that
+// says what is wrong wraps it.
 var ErrInvalid = errors.New("invalid worker settings")
+
+// invalid is an Invalid error about field, wrapping ErrInvalid.
+func invalid(field, format string, a ...any) error {
+	return &errs.Error{Kind: errs.Invalid, Field: field, Msg: ErrInvalid.Error() + ": " + fmt.Sprintf(format, a...), Err: ErrInvalid}
+}
 
 // LookupHash is the value registration finds a worker by: a one-way
 // derivation of the worker key that is not the key itself. Migration 0012
@@ -120,7 +138,7 @@ func CheckZone(zone string) error {
 		return nil
 	}
 	if err := network.CheckHostname(zone); err != nil {
-		return fmt.Errorf("%w: zone: %v", ErrInvalid, err)
+		return invalid("zone", "zone: %v", err)
 	}
 	return nil
 }
@@ -132,7 +150,7 @@ func parseMeshIP(wgIP string) (any, error) {
 	}
 	a, err := netip.ParseAddr(wgIP)
 	if err != nil || a.Zone() != "" {
-		return nil, fmt.Errorf("%w: mesh IP %q is not an IP address", ErrInvalid, wgIP)
+		return nil, invalid("wg_ip", "mesh IP %q is not an IP address", wgIP)
 	}
 	return a.Unmap().String(), nil
 }
@@ -142,7 +160,7 @@ func parseMeshIP(wgIP string) (any, error) {
 // cannot change them.
 func Add(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, name, zone, wgIP string) (Worker, string, error) {
 	if !nameRe.MatchString(name) {
-		return Worker{}, "", fmt.Errorf("%w: name %q: use lowercase letters, digits, dots and dashes", ErrInvalid, name)
+		return Worker{}, "", invalid("name", "name %q: use lowercase letters, digits, dots and dashes", name)
 	}
 	if err := CheckZone(zone); err != nil {
 		return Worker{}, "", err
@@ -164,8 +182,8 @@ func Add(ctx context.Context, q jobs.Querier, kr *secrets.Keyring, name, zone, w
 	}
 	w, err := scan(q.QueryRow(ctx, `INSERT INTO workers (id, name, api_key_hash, mac_key_sealed, zone, wg_ip) VALUES ($1, $2, $3, $4, $5, $6) RETURNING `+columns,
 		id, name, LookupHash(k), sealed, zone, ip))
-	if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "23505" {
-		return w, "", nameTaken(name)
+	if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.ConstraintName == "workers_name_key" {
+		return w, "", &errs.Error{Kind: errs.Conflict, Field: "name", Msg: fmt.Sprintf("a worker named %s already exists", name), Err: ErrExists}
 	}
 	if err != nil {
 		return w, "", fmt.Errorf("adding worker %s: %w", name, err)
@@ -189,8 +207,8 @@ func SetPlacement(ctx context.Context, q jobs.Querier, name string, zone, wgIP *
 			return Worker{}, err
 		}
 	}
-	return scan(q.QueryRow(ctx, `UPDATE workers SET zone = COALESCE($2, zone), wg_ip = CASE WHEN $3 THEN $4::inet ELSE wg_ip END
-		WHERE name = $1 AND status <> 'revoked' RETURNING `+columns, name, z, setIP, ip))
+	return byName(q.QueryRow(ctx, `UPDATE workers SET zone = COALESCE($2, zone), wg_ip = CASE WHEN $3 THEN $4::inet ELSE wg_ip END
+		WHERE name = $1 AND status <> 'revoked' RETURNING `+columns, name, z, setIP, ip), name, " (or it is revoked)")
 }
 
 // SealKeys seals the worker keys migration 0012 set aside for workers
@@ -293,18 +311,19 @@ func List(ctx context.Context, q interface {
 // Resuming changes only a draining worker.
 func SetDraining(ctx context.Context, q jobs.Querier, name string, draining bool) (Worker, error) {
 	if draining {
-		return scan(q.QueryRow(ctx, `UPDATE workers SET status = 'draining' WHERE name = $1 AND status IN ('online', 'offline', 'draining') RETURNING `+columns, name))
+		return byName(q.QueryRow(ctx, `UPDATE workers SET status = 'draining' WHERE name = $1 AND status IN ('online', 'offline', 'draining') RETURNING `+columns, name),
+			name, " (or it is revoked)")
 	}
 	// A worker that has not been heard from lately resumes as offline (the
 	// scheduler's heartbeat check would mark it so anyway).
-	return scan(q.QueryRow(ctx, `UPDATE workers SET status = CASE WHEN status <> 'draining' THEN status
+	return byName(q.QueryRow(ctx, `UPDATE workers SET status = CASE WHEN status <> 'draining' THEN status
 			WHEN last_seen > now() - interval '2 minutes' THEN 'online' ELSE 'offline' END
-		WHERE name = $1 AND status <> 'revoked' RETURNING `+columns, name))
+		WHERE name = $1 AND status <> 'revoked' RETURNING `+columns, name), name, " (or it is revoked)")
 }
 
 // Revoke stops a worker from registering, refreshing or connecting.
 func Revoke(ctx context.Context, q jobs.Querier, name string) (Worker, error) {
-	return scan(q.QueryRow(ctx, `UPDATE workers SET status = 'revoked', revoked_at = now() WHERE name = $1 RETURNING `+columns, name))
+	return byName(q.QueryRow(ctx, `UPDATE workers SET status = 'revoked', revoked_at = now() WHERE name = $1 RETURNING `+columns, name), name, "")
 }
 
 // Connected records a worker's connection and the capacity it reported in
