@@ -59,10 +59,11 @@ type Lifecycle struct {
 	// Plans, when set, gives each deploy and rollback the limits of its
 	// team's plan before it is placed.
 	Plans *plans.Registry
-	// Instances, when set, runs after a deploy, rollback, stop or delete
-	// job's result was recorded, in its transaction: internal/replicas
-	// records an instance beyond the first and continues or stops the
-	// deployment's roll (replicas.OnResult).
+	// Instances, when set, runs after the result of a job of an app was
+	// recorded, in its transaction: internal/replicas records an instance
+	// beyond the first, continues or stops the deployment's roll, takes
+	// a rolling restart to its next instance and sends the other workers
+	// their desired state after a stop or delete (replicas.OnResult).
 	Instances func(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int64, ok bool, errMsg string, hostPort int) error
 }
 
