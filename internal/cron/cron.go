@@ -17,6 +17,12 @@
 // volume), killed after the job's timeout. Unless the job allows overlap,
 // a run due while the previous one is still queued or running is
 // recorded as skipped.
+//
+// The queue job of a run (kind cron) is the queue's; what its end means
+// is this package's: Kinds returns the hooks the scheduler calls, which
+// add the app's variables just before delivery and record the run's end
+// (Finish) in the transaction that ends its job, with cron.failed when it
+// failed, whether the worker reported it or the control plane gave it up.
 package cron
 
 import (
