@@ -172,3 +172,71 @@ func TestLateResultOfRequeuedJob(t *testing.T) {
 		t.Fatalf("late result: %+v %v %v", j, ok, err)
 	}
 }
+
+// A worker's reconnect moves its jobs on at once, whatever the poll and
+// resend periods: a job assigned to it and sent on the connection that
+// dropped is sent again on the new one, and a job requeued while it could
+// not be heard (marked offline) is placed on it again and sent.
+func TestReconnectDeliversAndPlacesAtOnce(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	ids := seedWorkers(t, db.Pool, 1, "1 hour")
+	f := newFleet(ids...)
+	// The first sending of a job is lost with the connection; the agent
+	// takes every later one.
+	f.mode = func(_ int64, ja wsproto.JobAssign) string {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.assigned[ja.JobID] == 1 {
+			return "mute"
+		}
+		return "hang"
+	}
+	runScheduler(t, db.Pool, f, func(c *jobs.Config) {
+		c.PollInterval, c.Resend, c.RecoverInterval = time.Hour, time.Hour, time.Hour
+	})
+	sends := func(id int64) int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.assigned[id]
+	}
+	reconnect := func() time.Time {
+		if _, err := db.Pool.Exec(ctx, "UPDATE workers SET status = 'online', last_seen = now(), offline_at = NULL WHERE id = $1", ids[0]); err != nil {
+			t.Fatal(err)
+		}
+		f.bus.NotifyConnection(ids[0], true)
+		start := time.Now()
+		hello(t, f, ids[0], nil, nil)
+		return start
+	}
+
+	id, _ := jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: "deploy"})
+	eventually(t, "the job sent once", 10*time.Second, func() bool { return sends(id) == 1 })
+	start := reconnect()
+	eventually(t, "the job sent again on the new connection", 3*time.Second, func() bool {
+		j, _ := jobs.Get(ctx, db.Pool, id)
+		return sends(id) == 2 && j.State == "running"
+	})
+	t.Logf("sent again %s after the hello", time.Since(start).Round(time.Millisecond))
+
+	// The worker is not heard from and found offline: the job goes back
+	// to pending. Its hello places and sends it again.
+	if _, err := db.Pool.Exec(ctx, "UPDATE workers SET status = 'offline', offline_at = now() WHERE id = $1", ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	tx, _ := db.Pool.Begin(ctx)
+	if _, err := jobs.RecoverJobs(ctx, tx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	tx.Commit(ctx)
+	if j, _ := jobs.Get(ctx, db.Pool, id); j.State != "pending" {
+		t.Fatalf("job %s after recovery", j.State)
+	}
+	start = reconnect()
+	eventually(t, "the requeued job placed and sent again", 3*time.Second, func() bool {
+		j, _ := jobs.Get(ctx, db.Pool, id)
+		return j.Attempt == 2 && sends(id) == 3 && j.State == "running"
+	})
+	t.Logf("placed and sent %s after the hello", time.Since(start).Round(time.Millisecond))
+}

@@ -69,11 +69,17 @@ func RecoverJobs(ctx context.Context, tx pgx.Tx, heartbeat time.Duration) ([]Rec
 // They go back to pending while attempts remain (deploys are idempotent),
 // else fail, or end cancelled when cancellation was requested; the
 // deployment follows, as in RecoverJobs. Jobs assigned but not yet
-// acknowledged are left to delivery. It runs in tx; the caller runs the
+// acknowledged are left to delivery, due at once, as are requested
+// cancellations: they may have been sent on the connection that dropped. It runs in tx; the caller runs the
 // kinds' hooks.
 func ReconcileWorker(ctx context.Context, tx pgx.Tx, workerID int64, accounted []int64) ([]Recovered, error) {
 	if accounted == nil {
 		accounted = []int64{}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE jobs SET sent_at = CASE WHEN state = 'assigned' THEN NULL ELSE sent_at END,
+			cancel_sent_at = CASE WHEN cancel_requested_at IS NOT NULL THEN NULL ELSE cancel_sent_at END
+		WHERE worker_id = $1 AND state IN ('assigned', 'running') AND (sent_at IS NOT NULL OR cancel_sent_at IS NOT NULL)`, workerID); err != nil {
+		return nil, err
 	}
 	return recoverLost(ctx, tx, `WITH lost AS (
 			SELECT j.id, 'worker ' || COALESCE(w.name, '?') || ' no longer runs the job (it restarted or lost it)' AS reason,

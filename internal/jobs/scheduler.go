@@ -365,6 +365,11 @@ func (s *Scheduler) onHello(ctx context.Context, workerID int64, p json.RawMessa
 		return fmt.Errorf("reconciling the worker's jobs: %w", err)
 	}
 	s.reportRecovered(recovered)
+	// The worker is back: the jobs requeued while it could not be heard
+	// (and the ones just requeued) are placed now, and its assigned jobs
+	// are sent on this connection now, not at the next poll or resend.
+	signal(s.place)
+	signal(s.wake)
 	return nil
 }
 
