@@ -2,6 +2,7 @@ package oauthlogin
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -139,11 +140,26 @@ func parseGoogle(user []byte) (Identity, error) {
 // GitHub: GET /user {"id", "login", "name", "email"} and GET /user/emails
 // [{"email", "primary", "verified"}]: the primary verified address wins.
 func parseGitHub(user, emails []byte) (Identity, error) {
+	id, err := parseNumericUser(user)
+	if err != nil {
+		return id, err
+	}
+	if email, verified, ok := primaryEmail(emails); ok && verified {
+		id.Email, id.EmailVerified = email, true
+	}
+	return id, nil
+}
+
+// parseNumericUser reads the user document of GitHub ({"id", "login",
+// "name", "email"}) and of Gitea and Forgejo ({"id", "login", "full_name",
+// "email"}): a numeric id, and the display name, else the login, as name.
+func parseNumericUser(user []byte) (Identity, error) {
 	var u struct {
-		ID    json.Number `json:"id"`
-		Login string      `json:"login"`
-		Name  string      `json:"name"`
-		Email string      `json:"email"`
+		ID       json.Number `json:"id"`
+		Login    string      `json:"login"`
+		Name     string      `json:"name"`
+		FullName string      `json:"full_name"`
+		Email    string      `json:"email"`
 	}
 	if err := decode(user, &u); err != nil {
 		return Identity{}, err
@@ -152,14 +168,7 @@ func parseGitHub(user, emails []byte) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
-	id := Identity{Subject: sub, Email: u.Email, Name: u.Name}
-	if id.Name == "" {
-		id.Name = u.Login
-	}
-	if email, verified, ok := primaryEmail(emails); ok && verified {
-		id.Email, id.EmailVerified = email, true
-	}
-	return id, nil
+	return Identity{Subject: sub, Email: u.Email, Name: cmp.Or(u.Name, u.FullName, u.Login)}, nil
 }
 
 // GitLab: GET /api/v4/user {"id", "username", "name", "email",
@@ -225,22 +234,9 @@ func parseBitbucket(user, emails []byte) (Identity, error) {
 // "full_name", "email"} and GET /api/v1/user/emails [{"email",
 // "verified", "primary"}].
 func parseGitea(user, emails []byte) (Identity, error) {
-	var u struct {
-		ID       json.Number `json:"id"`
-		Login    string      `json:"login"`
-		FullName string      `json:"full_name"`
-		Email    string      `json:"email"`
-	}
-	if err := decode(user, &u); err != nil {
-		return Identity{}, err
-	}
-	sub, err := numericID(u.ID)
+	id, err := parseNumericUser(user)
 	if err != nil {
-		return Identity{}, err
-	}
-	id := Identity{Subject: sub, Email: u.Email, Name: u.FullName}
-	if id.Name == "" {
-		id.Name = u.Login
+		return id, err
 	}
 	if email, verified, ok := primaryEmail(emails); ok {
 		id.Email, id.EmailVerified = email, verified

@@ -42,6 +42,8 @@ func TestParseIdentity(t *testing.T) {
 		{"codeberg", `{"id":9,"login":"cb","full_name":"","email":"c@x.test"}`, `[{"email":"c@x.test","verified":true,"primary":true}]`,
 			Identity{Subject: "9", Email: "c@x.test", EmailVerified: true, Name: "cb"}, false},
 		{"codeberg", `{"id":9,"login":"cb","email":"c@x.test"}`, "", Identity{Subject: "9", Email: "c@x.test", Name: "cb"}, false},
+		{"github", `{"id":42,"login":"octo","name":"Octo Cat"}`, "", Identity{Subject: "42", Name: "Octo Cat"}, false},
+		{"codeberg", `{"id":9,"login":"cb","full_name":"C B"}`, "", Identity{Subject: "9", Name: "C B"}, false},
 		{"github", `{"id":1,"email":"not an address"}`, `[{"email":"bad\naddr@x","primary":true,"verified":true}]`, Identity{Subject: "1"}, false},
 		{"gitlab", `[`, "", Identity{}, true},
 		{"other", `{}`, "", Identity{}, true},
