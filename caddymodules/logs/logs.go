@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -24,6 +25,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/logbus"
 	"github.com/wisehosting/wisehosting/internal/logline"
 	"github.com/wisehosting/wisehosting/internal/store"
+	"github.com/wisehosting/wisehosting/internal/workers"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -201,29 +203,15 @@ func (a *App) accept(ctx context.Context, workerID int64, lines []wsproto.LogLin
 }
 
 // appsOn returns the apps of lines that run on the worker, or that it is
-// deploying (a new container prints before its job's result records the
-// app on the worker).
+// deploying.
 func (a *App) appsOn(ctx context.Context, workerID int64, lines []logbus.Line) (map[int64]bool, error) {
-	ids := map[int64]bool{}
-	var list []int64
+	var ids []int64
 	for _, l := range lines {
-		if !ids[l.AppID] {
-			ids[l.AppID] = true
-			list = append(list, l.AppID)
+		if !slices.Contains(ids, l.AppID) {
+			ids = append(ids, l.AppID)
 		}
 	}
-	rows, err := a.wh.Pool().Query(ctx, `SELECT id FROM apps WHERE id = ANY($1) AND (worker_id = $2
-		OR EXISTS (SELECT 1 FROM app_instances i WHERE i.app_id = apps.id AND i.worker_id = $2)
-		OR EXISTS (SELECT 1 FROM jobs j WHERE j.app_id = apps.id AND j.worker_id = $2 AND j.state IN ('assigned', 'running')))`, list, workerID)
-	if err != nil {
-		return nil, err
-	}
-	got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	out := map[int64]bool{}
-	for _, id := range got {
-		out[id] = true
-	}
-	return out, err
+	return workers.AppsOn(ctx, a.wh.Pool(), workerID, ids, true)
 }
 
 func (a *App) sweepLoop(ctx context.Context) {

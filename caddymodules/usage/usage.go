@@ -18,6 +18,7 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/store"
 	"github.com/wisehosting/wisehosting/internal/usage"
+	"github.com/wisehosting/wisehosting/internal/workers"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
@@ -51,7 +52,7 @@ func (a *App) Provision(ctx caddy.Context) (err error) {
 	if a.wh, a.logger, err = core.Use(ctx); err != nil {
 		return err
 	}
-	a.wh.NeedConns("usage", 1) // the sampler and pruner (one goroutine)
+	a.wh.NeedConns("usage", 2) // the sampler and the pruner
 	if a.SampleInterval <= 0 {
 		a.SampleInterval = caddy.Duration(time.Minute)
 	}
@@ -72,23 +73,23 @@ func (a *App) Meter() *usage.Meter { return a.meter }
 func (a *App) Start() error {
 	a.unsub = a.wh.Workers().Handle(wsproto.TypeStats, a.onStats)
 	a.bg.Go(func(ctx context.Context) {
-		sample := time.NewTicker(time.Duration(a.SampleInterval))
-		defer sample.Stop()
-		prune := time.NewTicker(time.Duration(a.PruneInterval))
-		defer prune.Stop()
-		a.pruneOnce(ctx)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-sample.C:
-				if _, err := a.meter.Sample(ctx, now); err != nil && ctx.Err() == nil {
-					a.logger.Warn("usage: sampling", zap.Error(err))
-				}
-			case <-prune.C:
-				a.pruneOnce(ctx)
+		store.Every(ctx, time.Duration(a.SampleInterval), false, func(ctx context.Context) {
+			if _, err := a.meter.Sample(ctx, time.Now()); err != nil && ctx.Err() == nil {
+				a.logger.Warn("usage: sampling", zap.Error(err))
 			}
-		}
+		})
+	})
+	a.bg.Go(func(ctx context.Context) {
+		store.Periodic{Name: "wisehosting.usage.prune", Interval: time.Duration(a.PruneInterval), Now: true,
+			Run: func(ctx context.Context, tx pgx.Tx) error {
+				n, err := usage.Prune(ctx, tx, time.Now(), time.Duration(a.Retention))
+				if err == nil {
+					a.logger.Info(fmt.Sprintf("usage: pruned %d samples", n))
+				}
+				return err
+			},
+			OnError: func(err error) { a.logger.Warn("usage: pruning", zap.Error(err)) },
+		}.Loop(ctx, a.wh.Pool())
 	})
 	return nil
 }
@@ -106,19 +107,9 @@ func (a *App) onStats(ctx context.Context, workerID int64, p json.RawMessage) er
 	for i, s := range st.Apps {
 		ids[i] = s.AppID
 	}
-	// The worker runs the app's first instance or another one.
-	rows, err := a.wh.Pool().Query(ctx, `SELECT id FROM apps WHERE id = ANY($1) AND (worker_id = $2
-		OR EXISTS (SELECT 1 FROM app_instances i WHERE i.app_id = apps.id AND i.worker_id = $2))`, ids, workerID)
+	ok, err := workers.AppsOn(ctx, a.wh.Pool(), workerID, ids, false)
 	if err != nil {
 		return err
-	}
-	mine, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return err
-	}
-	ok := map[int64]bool{}
-	for _, id := range mine {
-		ok[id] = true
 	}
 	kept := st.Apps[:0]
 	for _, s := range st.Apps {
@@ -128,19 +119,6 @@ func (a *App) onStats(ctx context.Context, workerID int64, p json.RawMessage) er
 	}
 	a.meter.Observe(kept)
 	return nil
-}
-
-func (a *App) pruneOnce(ctx context.Context) {
-	_, err := store.Exclusive(ctx, a.wh.Pool(), "wisehosting.usage.prune", func(tx pgx.Tx) error {
-		n, err := usage.Prune(ctx, tx, time.Now(), time.Duration(a.Retention))
-		if err == nil {
-			a.logger.Info(fmt.Sprintf("usage: pruned %d samples", n))
-		}
-		return err
-	})
-	if err != nil && ctx.Err() == nil {
-		a.logger.Warn("usage: pruning", zap.Error(err))
-	}
 }
 
 // Stop ends the loops.
