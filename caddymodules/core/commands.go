@@ -154,16 +154,21 @@ func loadDevEnv() error {
 // OpenCommandDB loads the configuration of an operator command and opens
 // its database; done closes the pool and ends the context.
 func OpenCommandDB(fl caddycmd.Flags) (ctx context.Context, pool *pgxpool.Pool, done func(), err error) {
-	a, err := LoadConfig(fl)
-	if err != nil {
-		return nil, nil, nil, err
+	_, ctx, pool, done, err = OpenCommandApp(fl)
+	return ctx, pool, done, err
+}
+
+// OpenCommandApp is OpenCommandDB that also gives the configuration.
+func OpenCommandApp(fl caddycmd.Flags) (a *App, ctx context.Context, pool *pgxpool.Pool, done func(), err error) {
+	if a, err = LoadConfig(fl); err != nil {
+		return nil, nil, nil, nil, err
 	}
 	ctx, cancel := CommandContext()
 	if pool, err = a.OpenPool(ctx); err != nil {
 		cancel()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return ctx, pool, func() { pool.Close(); cancel() }, nil
+	return a, ctx, pool, func() { pool.Close(); cancel() }, nil
 }
 
 // OpenPool connects to the configured database without migrating it.

@@ -3,8 +3,6 @@ package dashboard
 import (
 	"net/http"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
 	"github.com/wisehosting/wisehosting/internal/deploys"
@@ -38,13 +36,13 @@ func (h *Handler) listRoutes(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) addRoute(w http.ResponseWriter, r *http.Request) {
-	h.saveRoute(w, r, http.StatusCreated, "route.add", func(app deploys.App, in network.RouteInput, audit func(pgx.Tx, network.StoredRoute) error) (network.StoredRoute, error) {
+	h.saveRoute(w, r, http.StatusCreated, "route.add", func(app deploys.App, in network.RouteInput, audit accounts.Hook[network.StoredRoute]) (network.StoredRoute, error) {
 		return h.routes.Add(r.Context(), app.TeamID, app.ID, app.Port, in, audit)
 	})
 }
 
 func (h *Handler) updateRoute(w http.ResponseWriter, r *http.Request) {
-	h.saveRoute(w, r, http.StatusOK, "route.update", func(app deploys.App, in network.RouteInput, audit func(pgx.Tx, network.StoredRoute) error) (network.StoredRoute, error) {
+	h.saveRoute(w, r, http.StatusOK, "route.update", func(app deploys.App, in network.RouteInput, audit accounts.Hook[network.StoredRoute]) (network.StoredRoute, error) {
 		return h.routes.Update(r.Context(), app.TeamID, app.ID, app.Port, pathID(r, "route"), in, audit)
 	})
 }
@@ -52,18 +50,12 @@ func (h *Handler) updateRoute(w http.ResponseWriter, r *http.Request) {
 // saveRoute decodes a route, saves it with save (auditing action in its
 // transaction) and answers code with the stored route.
 func (h *Handler) saveRoute(w http.ResponseWriter, r *http.Request, code int, action string,
-	save func(deploys.App, network.RouteInput, func(pgx.Tx, network.StoredRoute) error) (network.StoredRoute, error)) {
-	app, ok := h.appAccess(w, r, accounts.RoleAdmin)
+	save func(deploys.App, network.RouteInput, accounts.Hook[network.StoredRoute]) (network.StoredRoute, error)) {
+	app, in, ok := appRequest[network.RouteInput](h, w, r, accounts.RoleAdmin)
 	if !ok {
 		return
 	}
-	var in network.RouteInput
-	if !decode(w, r, &in) {
-		return
-	}
-	rt, err := save(app, in, func(tx pgx.Tx, rt network.StoredRoute) error {
-		return h.audit1(r.Context(), tx, r, app.TeamID, action, app.Slug+rt.PathPrefix, routeDetails(rt))
-	})
+	rt, err := save(app, in, routeEntry(r, app, action))
 	if err != nil {
 		h.fail(w, "saving the route", err)
 		return
@@ -76,9 +68,7 @@ func (h *Handler) removeRoute(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := h.routes.Remove(r.Context(), app.TeamID, app.ID, pathID(r, "route"), func(tx pgx.Tx, rt network.StoredRoute) error {
-		return h.audit1(r.Context(), tx, r, app.TeamID, "route.remove", app.Slug+rt.PathPrefix, routeDetails(rt))
-	})
+	err := h.routes.Remove(r.Context(), app.TeamID, app.ID, pathID(r, "route"), routeEntry(r, app, "route.remove"))
 	if err != nil {
 		h.fail(w, "removing the route", err)
 		return
@@ -86,7 +76,10 @@ func (h *Handler) removeRoute(w http.ResponseWriter, r *http.Request) {
 	api.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
 }
 
-func routeDetails(rt network.StoredRoute) map[string]any {
-	return map[string]any{"app_id": rt.AppID, "route_id": rt.ID, "path_prefix": rt.PathPrefix, "port": rt.Port,
-		"protocol": rt.Protocol, "weight": rt.Weight, "strip_prefix": rt.StripPrefix}
+// routeEntry is the audit record of a change of an app's route.
+func routeEntry(r *http.Request, app deploys.App, action string) accounts.Hook[network.StoredRoute] {
+	return func(rt network.StoredRoute) accounts.Entry {
+		return entry(r, app.TeamID, action, app.Slug+rt.PathPrefix, map[string]any{"app_id": rt.AppID, "route_id": rt.ID,
+			"path_prefix": rt.PathPrefix, "port": rt.Port, "protocol": rt.Protocol, "weight": rt.Weight, "strip_prefix": rt.StripPrefix})
+	}
 }

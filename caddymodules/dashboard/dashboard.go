@@ -31,24 +31,27 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/caddymodules/core"
 	"github.com/wisehosting/wisehosting/internal/accounts"
+	"github.com/wisehosting/wisehosting/internal/alerts"
+	"github.com/wisehosting/wisehosting/internal/apps"
 	"github.com/wisehosting/wisehosting/internal/auth"
+	"github.com/wisehosting/wisehosting/internal/cron"
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/domains"
 	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/frameworks"
 	"github.com/wisehosting/wisehosting/internal/gitconn"
-	"github.com/wisehosting/wisehosting/internal/gitproviders"
 	"github.com/wisehosting/wisehosting/internal/gitsource"
 	"github.com/wisehosting/wisehosting/internal/imageref"
 	"github.com/wisehosting/wisehosting/internal/network"
-	"github.com/wisehosting/wisehosting/internal/plans"
 	"github.com/wisehosting/wisehosting/internal/replicas"
+	"github.com/wisehosting/wisehosting/internal/teams"
+	"github.com/wisehosting/wisehosting/internal/volumes"
+	"github.com/wisehosting/wisehosting/internal/workers"
 )
 
 //go:embed ui
@@ -85,6 +88,12 @@ type Handler struct {
 
 	wh      *core.App
 	acc     *accounts.Service
+	teams   *teams.Service
+	apps    *apps.Service
+	volumes *volumes.Service
+	cron    *cron.Service
+	alerts  *alerts.Rules
+	workers *workers.Service
 	domains *domains.Service
 	routes  *network.Routes
 	logger  *zap.Logger
@@ -120,9 +129,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.acc = accounts.New(wh.Pool())
-	reg := wh.PlanRegistry()
-	h.domains = &domains.Service{Pool: wh.Pool(), SubdomainBase: wh.SubdomainBase,
-		Allow: func(ctx context.Context, tx pgx.Tx, teamID int64) error { return reg.CheckDomain(ctx, tx, teamID) }}
+	h.teams = &teams.Service{Pool: wh.Pool(), Accounts: h.acc}
+	h.workers = &workers.Service{Pool: wh.Pool()}
+	h.volumes = &volumes.Service{Pool: wh.Pool(), Grace: wh.VolumeGracePeriod()}
+	h.cron = &cron.Service{Pool: wh.Pool()}
+	h.alerts = &alerts.Rules{Pool: wh.Pool()}
+	h.apps = &apps.Service{Pool: wh.Pool(), Keyring: wh.Keyring(), Plans: wh.PlanRegistry(), VolumeGrace: wh.VolumeGracePeriod(), URL: wh.AppURL}
+	h.domains = &domains.Service{Pool: wh.Pool(), SubdomainBase: wh.SubdomainBase, Allow: wh.PlanRegistry().CheckDomain}
 	if len(wh.DomainResolvers) > 0 {
 		resolvers, err := domains.ParseResolvers(strings.Join(wh.DomainResolvers, " "))
 		if err != nil {
@@ -268,6 +281,15 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
+// answer writes v with code, or err (see fail) when there is one.
+func (h *Handler) answer(w http.ResponseWriter, code int, what string, v any, err error) {
+	if err != nil {
+		h.fail(w, what, err)
+		return
+	}
+	api.WriteJSON(w, code, v)
+}
+
 // fail answers err (see api.Fail); what names the failed step in logs.
 func (h *Handler) fail(w http.ResponseWriter, what string, err error) {
 	api.Fail(w, h.logger, "dashboard: "+what, err)
@@ -303,12 +325,11 @@ func (h *Handler) teamRole(w http.ResponseWriter, r *http.Request, min string) (
 // appAccess loads the path's app if the caller's team role allows min.
 func (h *Handler) appAccess(w http.ResponseWriter, r *http.Request, min string) (deploys.App, bool) {
 	id := pathID(r, "app")
-	var team int64
-	err := h.wh.Pool().QueryRow(r.Context(), "SELECT team_id FROM apps WHERE id = $1", id).Scan(&team)
+	team, err := h.apps.TeamOf(r.Context(), id)
 	if err == nil {
 		var role string
 		if role, err = h.acc.Role(r.Context(), principal(r), team); err == nil && role == "" {
-			err = pgx.ErrNoRows // another team's app looks like no app
+			err = apps.ErrNotFound // another team's app looks like no app
 		} else if err == nil && !accounts.AtLeast(role, min) {
 			api.WriteError(w, http.StatusForbidden, "your role in this team ("+role+") cannot do this")
 			return deploys.App{}, false
@@ -318,7 +339,7 @@ func (h *Handler) appAccess(w http.ResponseWriter, r *http.Request, min string) 
 		h.fail(w, "loading the app", err)
 		return deploys.App{}, false
 	}
-	app, err := deploys.LoadTeamApp(r.Context(), h.wh.Pool(), team, id)
+	app, err := h.apps.Load(r.Context(), team, id)
 	if err != nil {
 		h.fail(w, "loading the app", err)
 		return deploys.App{}, false
@@ -326,8 +347,27 @@ func (h *Handler) appAccess(w http.ResponseWriter, r *http.Request, min string) 
 	return app, true
 }
 
-func (h *Handler) audit1(ctx context.Context, q accounts.Execer, r *http.Request, team int64, action, target string, details map[string]any) error {
-	return accounts.Audit(ctx, q, team, principal(r).UserID, action, target, api.ClientIP(r), details)
+// appRequest loads the path's app if the caller's team role allows min
+// and decodes the request's body into a T.
+func appRequest[T any](h *Handler, w http.ResponseWriter, r *http.Request, min string) (deploys.App, T, bool) {
+	var in T
+	app, ok := h.appAccess(w, r, min)
+	if !ok || !decode(w, r, &in) {
+		return app, in, false
+	}
+	return app, in, true
+}
+
+// entry is the audit record of the caller's change in team.
+func entry(r *http.Request, team int64, action, target string, details map[string]any) accounts.Entry {
+	return accounts.Entry{TeamID: team, UserID: principal(r).UserID, IP: api.ClientIP(r), Action: action, Target: target, Details: details}
+}
+
+// record writes the audit record of a change already made.
+func (h *Handler) record(r *http.Request, team int64, action, target string, details map[string]any) {
+	if err := h.acc.Record(r.Context(), entry(r, team, action, target, details)); err != nil {
+		h.logger.Error("dashboard: writing an audit record", zap.String("action", action), zap.Error(err))
+	}
 }
 
 func (h *Handler) setCookie(w http.ResponseWriter, value string, maxAge int) {
@@ -366,7 +406,8 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "signing in", err)
 		return
 	}
-	accounts.Audit(r.Context(), h.wh.Pool(), 0, sess.UserID, "session.login", "", ip, map[string]any{"method": "password", "mfa_pending": sess.MFARequired})
+	h.acc.Record(r.Context(), accounts.Entry{UserID: sess.UserID, IP: ip, Action: "session.login",
+		Details: map[string]any{"method": "password", "mfa_pending": sess.MFARequired}})
 	h.setCookie(w, sess.Token, int(h.acc.SessionTTL.Seconds()))
 	api.WriteJSON(w, http.StatusOK, map[string]any{"csrf_token": sess.CSRF, "mfa_required": sess.MFARequired, "must_change_password": sess.MustChangePassword})
 }
@@ -443,93 +484,20 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "creating a token", err)
 		return
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, in.TeamID, "token.create", in.Name, map[string]any{"token_id": id, "scopes": in.Scopes})
+	h.record(r, in.TeamID, "token.create", in.Name, map[string]any{"token_id": id, "scopes": in.Scopes})
 	api.WriteJSON(w, http.StatusCreated, map[string]any{"id": id, "token": raw})
 }
 
+// appView is an app with, once, the webhook made when it was created.
 type appView struct {
-	ID        int64  `json:"id"`
-	TeamID    int64  `json:"team_id"`
-	Slug      string `json:"slug"`
-	Name      string `json:"name"`
-	GitRepo   string `json:"git_repo"`
-	GitBranch string `json:"git_branch"`
-	Framework string `json:"framework"`
-	Port      int    `json:"port"`
-	CPUMillis int    `json:"cpu_millis"`
-	MemoryMB  int    `json:"memory_mb"`
-	Status    string `json:"status"`
-	// URL is https://<slug>.<subdomain_base>; URLs adds the verified
-	// custom domains.
-	URL          string     `json:"url,omitempty"`
-	URLs         []string   `json:"urls"`
-	LastDeployAt *time.Time `json:"last_deploy_at"`
-
-	GitProvider     string `json:"git_provider"`
-	GitConnectionID int64  `json:"git_connection_id,omitempty"`
-	Repo            string `json:"repo,omitempty"`
-	HealthPath      string `json:"health_path"`
-	AutoDeploy      bool   `json:"auto_deploy"`
-	Previews        bool   `json:"previews"`
-	ForkPreviews    bool   `json:"fork_previews"`
-	HookInstalled   bool   `json:"hook_installed"`
-	HasGitToken     bool   `json:"has_git_token"`
-	PreviewOf       int64  `json:"preview_of,omitempty"`
-	RootDir         string `json:"root_dir"`
-	// Image-sourced apps: the image and the registry user; the password
-	// is never returned (HasRegistryPassword says whether there is one).
-	Image               string `json:"image"`
-	RegistryUsername    string `json:"registry_username"`
-	HasRegistryPassword bool   `json:"has_registry_password"`
-	Dockerfile          string `json:"dockerfile"`
-	BuildCommand        string `json:"build_command"`
-	StartCommand        string `json:"start_command"`
-	// Replicas is how many instances the app runs; a rolling deploy
-	// starts at most MaxSurge new ones at a time and stops at most
-	// MaxUnavailable old ones before their successor runs. Instances
-	// lists where each runs.
-	Replicas       int                 `json:"replicas"`
-	MaxSurge       int                 `json:"max_surge"`
-	MaxUnavailable int                 `json:"max_unavailable"`
-	Instances      []replicas.Instance `json:"instances"`
+	apps.View
 	// Hook is set once, when the app is created with a webhook.
 	Hook *gitconn.Hook `json:"hook,omitempty"`
-	// Overview: worker, live deployment, newest deployment.
-	deploys.Overview
 }
 
 func (h *Handler) view(ctx context.Context, id int64) (appView, error) {
-	var a appView
-	var domains []string
-	err := h.wh.Pool().QueryRow(ctx, `SELECT id, team_id, slug, name, git_repo, git_branch, framework, port, cpu_millis, memory_mb,
-		CASE WHEN deleting_at IS NOT NULL THEN 'deleting' ELSE status END, git_provider, COALESCE(git_connection_id, 0), git_repo_name,
-		health_path, auto_deploy, previews, fork_previews, hook_id <> '', git_token_enc IS NOT NULL, COALESCE(preview_of, 0),
-		root_dir, dockerfile, build_command, start_command, source_image, registry_username, registry_password_enc IS NOT NULL,
-		replicas, max_surge, max_unavailable,
-		(SELECT max(created_at) FROM deployments WHERE app_id = apps.id),
-		ARRAY(SELECT hostname FROM domains WHERE app_id = apps.id AND verified_at IS NOT NULL ORDER BY hostname)
-		FROM apps WHERE id = $1`, id).Scan(&a.ID, &a.TeamID, &a.Slug, &a.Name, &a.GitRepo, &a.GitBranch, &a.Framework, &a.Port, &a.CPUMillis, &a.MemoryMB, &a.Status,
-		&a.GitProvider, &a.GitConnectionID, &a.Repo, &a.HealthPath, &a.AutoDeploy, &a.Previews, &a.ForkPreviews, &a.HookInstalled, &a.HasGitToken, &a.PreviewOf,
-		&a.RootDir, &a.Dockerfile, &a.BuildCommand, &a.StartCommand, &a.Image, &a.RegistryUsername, &a.HasRegistryPassword,
-		&a.Replicas, &a.MaxSurge, &a.MaxUnavailable, &a.LastDeployAt, &domains)
-	if err != nil {
-		return a, err
-	}
-	if a.Instances, err = replicas.List(ctx, h.wh.Pool(), id); err != nil {
-		return a, err
-	}
-	if a.Overview, err = deploys.AppOverview(ctx, h.wh.Pool(), a.ID); err != nil {
-		return a, err
-	}
-	a.URL = h.wh.AppURL(a.Slug)
-	a.URLs = []string{}
-	if a.URL != "" {
-		a.URLs = append(a.URLs, a.URL)
-	}
-	for _, d := range domains {
-		a.URLs = append(a.URLs, "https://"+d)
-	}
-	return a, nil
+	v, err := h.apps.View(ctx, id)
+	return appView{View: v}, err
 }
 
 func (h *Handler) listApps(w http.ResponseWriter, r *http.Request) {
@@ -537,24 +505,10 @@ func (h *Handler) listApps(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rows, err := h.wh.Pool().Query(r.Context(), "SELECT id FROM apps WHERE team_id = $1 ORDER BY name, id", team)
+	out, err := h.apps.List(r.Context(), team)
 	if err != nil {
 		h.fail(w, "listing apps", err)
 		return
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		h.fail(w, "listing apps", err)
-		return
-	}
-	out := []appView{}
-	for _, id := range ids {
-		v, err := h.view(r.Context(), id)
-		if err != nil {
-			h.fail(w, "listing apps", err)
-			return
-		}
-		out = append(out, v)
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"apps": out})
 }
@@ -617,100 +571,39 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 			in.GitBranch = repo.DefaultBranch
 		}
 	}
-	in.Image = strings.TrimSpace(in.Image)
-	if in.GitBranch == "" && in.Image == "" {
-		in.GitBranch = "main"
-	}
-	in.Slug = strings.ToLower(strings.TrimSpace(in.Slug))
-	// Every problem names its field; the answer's field is the first one,
-	// so a form shows the message next to it.
-	var problems, fields []string
-	problem := func(field, msg string) { problems, fields = append(problems, msg), append(fields, field) }
-	if in.Name = strings.TrimSpace(in.Name); in.Name == "" || len(in.Name) > 100 {
-		problem("name", "name must have 1 to 100 characters")
-	}
-	if !deploys.ValidSlug(in.Slug) || strings.Contains(in.Slug, "-pr-") {
-		problem("slug", "slug must be lowercase letters, digits and dashes (at most 63), not containing -pr-")
-	}
-	if in.GitRepo != "" {
-		if err := gitsource.CheckURL(in.GitRepo, h.wh.AllowLocalGit); err != nil {
-			problem("git_repo", err.Error())
+	n := apps.New{Name: in.Name, Slug: in.Slug, GitRepo: in.GitRepo, GitBranch: in.GitBranch, Framework: in.Framework, Port: in.Port,
+		CPUMillis: in.CPUMillis, MemoryMB: in.MemoryMB, ConnectionID: conn.ID, Repo: in.Repo, GitProvider: in.GitProvider,
+		AutoDeploy: in.AutoDeploy == nil || *in.AutoDeploy, Previews: in.Previews == nil || *in.Previews, ForkPreviews: in.ForkPreviews,
+		Image: in.Image, RegistryUsername: in.RegistryUsername, RegistryPassword: in.RegistryPassword, Replicas: in.Replicas}
+	c, err := h.apps.Create(r.Context(), team, n, h.wh.AllowLocalGit, func(c apps.Created) accounts.Entry {
+		ev := map[string]any{"app_id": c.ID, "git_connection_id": c.ConnectionID, "repo": c.Repo}
+		if c.Image != "" {
+			ev = map[string]any{"app_id": c.ID, "image": c.Image, "registry_username": c.RegistryUsername}
 		}
-	}
-	if in.Image != "" {
-		// A prebuilt image: no repository, so no hook, pushes or previews.
-		if in.GitRepo != "" || in.GitConnectionID != 0 || in.GitBranch != "" || in.GitProvider != "" {
-			problem("image", "an app deploys either a git repository or a prebuilt image, not both")
-		}
-		if err := imageref.Check(in.Image); err != nil {
-			problem("image", err.Error())
-		}
-		if f, err := imageref.CheckCredentials(in.RegistryUsername, in.RegistryPassword); err != nil {
-			problem(f, err.Error())
-		}
-		no := false
-		in.AutoDeploy, in.Previews, in.ForkPreviews = &no, &no, false
-	} else if in.RegistryUsername != "" || in.RegistryPassword != "" {
-		problem("registry_username", "registry credentials go with a prebuilt image")
-	} else if err := gitsource.CheckBranch(in.GitBranch); err != nil {
-		problem("git_branch", err.Error())
-	}
-	if in.Port < 0 || in.Port > 65535 || in.CPUMillis < 0 || in.MemoryMB < 0 {
-		problem("cpu_millis", "port, cpu_millis and memory_mb must be in range")
-	}
-	if in.GitProvider != "" && !gitproviders.Known(in.GitProvider) {
-		problem("git_provider", "git_provider must be one of "+strings.Join(gitproviders.Providers, ", "))
-	}
-	if in.Replicas == 0 {
-		in.Replicas = 1
-	}
-	if f, err := (replicas.Settings{Replicas: in.Replicas, MaxSurge: 1}).Check(); err != nil {
-		problem(f, err.Error())
-	}
-	if len(problems) > 0 {
-		api.WriteJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": strings.Join(problems, "; "), "field": fields[0], "fields": fields})
-		return
-	}
-	autoDeploy, previews := in.AutoDeploy == nil || *in.AutoDeploy, in.Previews == nil || *in.Previews
-	var id int64
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		if err := h.wh.PlanRegistry().CheckCreateApp(r.Context(), tx, team, plans.Limits{CPUMillis: in.CPUMillis, MemoryMB: in.MemoryMB,
-			Replicas: in.Replicas}); err != nil {
-			return err
-		}
-		if err := tx.QueryRow(r.Context(), `INSERT INTO apps (team_id, slug, name, git_repo, git_branch, framework, port, cpu_millis, memory_mb,
-			git_provider, git_connection_id, git_repo_name, auto_deploy, previews, fork_previews, source_image)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id`, team, in.Slug, in.Name, in.GitRepo, in.GitBranch, in.Framework,
-			in.Port, in.CPUMillis, in.MemoryMB, in.GitProvider, nullable(conn.ID), in.Repo, autoDeploy, previews, in.ForkPreviews, in.Image).Scan(&id); err != nil {
-			return err
-		}
-		if err := deploys.SetRegistryCredentials(r.Context(), tx, h.wh.Keyring(), id, in.RegistryUsername, in.RegistryPassword); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(r.Context(), "UPDATE apps SET replicas = $2 WHERE id = $1", id, in.Replicas); err != nil {
-			return err
-		}
-		ev := map[string]any{"app_id": id, "git_connection_id": conn.ID, "repo": in.Repo}
-		if in.Image != "" {
-			ev = map[string]any{"app_id": id, "image": in.Image, "registry_username": in.RegistryUsername}
-		}
-		return h.audit1(r.Context(), tx, r, team, "app.create", in.Slug, ev)
+		return entry(r, team, "app.create", c.Slug, ev)
 	})
-	if err != nil {
-		h.fail(w, "creating the app", errs.Constraint(err, map[string]*errs.Error{
-			"apps_slug_key": {Kind: errs.Conflict, Field: "slug", Msg: fmt.Sprintf("the slug %q is taken", in.Slug)}}))
+	var problems *apps.Problems
+	if errors.As(err, &problems) {
+		// Every problem names its field; the answer's field is the first
+		// one, so a form shows the message next to it.
+		api.WriteJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": problems.Error(), "field": problems.Fields[0], "fields": problems.Fields})
 		return
 	}
+	if err != nil {
+		h.fail(w, "creating the app", err)
+		return
+	}
+	id := c.ID
 	v, _ := h.view(r.Context(), id)
 	// The webhook: installed at the provider through the connection, or
 	// its URL and secret (shown this once) for the user to add by hand.
-	if in.GitProvider != "" && h.publicURL() != "" {
-		app, err := deploys.LoadApp(r.Context(), h.wh.Pool(), id)
+	if c.GitProvider != "" && h.publicURL() != "" {
+		app, err := h.apps.Load(r.Context(), team, id)
 		if err == nil {
 			var hk gitconn.Hook
 			if hk, err = h.git.InstallHook(r.Context(), app, h.publicURL()); err == nil {
 				v.Hook = &hk
-				h.audit1(r.Context(), h.wh.Pool(), r, team, "app.hook_install", app.Slug, map[string]any{"installed": hk.Installed, "reason": hk.Reason})
+				h.record(r, team, "app.hook_install", app.Slug, map[string]any{"installed": hk.Installed, "reason": hk.Reason})
 			}
 		}
 		if err != nil {
@@ -718,13 +611,6 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	api.WriteJSON(w, http.StatusCreated, v)
-}
-
-func nullable(id int64) any {
-	if id == 0 {
-		return nil
-	}
-	return id
 }
 
 func (h *Handler) getApp(w http.ResponseWriter, r *http.Request) {
@@ -797,8 +683,8 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 	var inst replicas.Settings
 	scaling := in.Replicas != nil || in.MaxSurge != nil || in.MaxUnavailable != nil
 	if scaling {
-		if err := h.wh.Pool().QueryRow(r.Context(), "SELECT replicas, max_surge, max_unavailable FROM apps WHERE id = $1", app.ID).Scan(
-			&inst.Replicas, &inst.MaxSurge, &inst.MaxUnavailable); err != nil {
+		var err error
+		if inst, err = h.apps.Instances(r.Context(), app.ID); err != nil {
 			h.fail(w, "updating the app", err)
 			return
 		}
@@ -939,34 +825,19 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		if err := h.wh.PlanRegistry().CheckScale(r.Context(), tx, app.TeamID, plans.Limits{CPUMillis: app.CPUMillis, MemoryMB: app.MemoryMB,
-			DiskMB: app.DiskMB, BandwidthKbit: app.BandwidthKbit, Replicas: inst.Replicas}); err != nil {
-			return err
-		}
-		if scaling {
-			inst.VolumeGrace = h.wh.VolumeGracePeriod()
-			if _, err := replicas.Scale(r.Context(), tx, app.ID, inst); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.Exec(r.Context(), `UPDATE apps SET cpu_millis = $2, memory_mb = $3, git_repo = $4, git_repo_name = $5, git_branch = $6,
-			framework = $7, port = $8, health_path = $9, auto_deploy = $10, previews = $11, fork_previews = $12, root_dir = $13, dockerfile = $14,
-			build_command = $15, start_command = $16, source_image = $17, updated_at = now() WHERE id = $1`,
-			app.ID, app.CPUMillis, app.MemoryMB, app.GitRepo, app.RepoName, app.GitBranch, app.Framework, app.Port, app.HealthPath,
-			app.AutoDeploy, app.Previews, app.ForkPreviews, app.RootDir, app.Dockerfile, app.BuildCommand, app.StartCommand, app.SourceImage); err != nil {
-			return err
-		}
-		if login {
-			if err := deploys.SetRegistryCredentials(r.Context(), tx, h.wh.Keyring(), app.ID, user, password); err != nil {
-				return err
-			}
-		}
+	change := apps.Change{App: app}
+	if scaling {
+		change.Instances = &inst
+	}
+	if login {
+		change.Login = &apps.Login{Username: user, Password: password}
+	}
+	err := h.apps.Update(r.Context(), change, func(apps.Change) accounts.Entry {
 		action := "app.update"
 		if in.CPUMillis != nil || in.MemoryMB != nil || scaling {
 			action = "app.scale"
 		}
-		return h.audit1(r.Context(), tx, r, app.TeamID, action, app.Slug, map[string]any{"cpu_millis": app.CPUMillis, "memory_mb": app.MemoryMB,
+		return entry(r, app.TeamID, action, app.Slug, map[string]any{"cpu_millis": app.CPUMillis, "memory_mb": app.MemoryMB,
 			"repo": app.RepoName, "git_repo": app.GitRepo, "git_branch": app.GitBranch, "framework": app.Framework, "port": app.Port,
 			"health_path": app.HealthPath, "auto_deploy": app.AutoDeploy, "previews": app.Previews, "fork_previews": app.ForkPreviews,
 			"root_dir": app.RootDir, "dockerfile": app.Dockerfile, "build_command": app.BuildCommand, "start_command": app.StartCommand,
@@ -1004,20 +875,14 @@ func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &in) {
 		return
 	}
-	var c deploys.Created
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		var err error
-		trigger := "manual"
-		if in.RollbackOf != 0 {
-			trigger = "rollback"
-		}
-		c, err = deploys.Trigger(r.Context(), tx, app, deploys.Spec{Trigger: trigger, UserID: principal(r).UserID, RollbackOf: in.RollbackOf,
-			Policy: api.PlanPolicy(h.wh.PlanRegistry()).Deploy})
-		if err != nil {
-			return err
-		}
-		return h.audit1(r.Context(), tx, r, app.TeamID, "deployment.create", app.Slug, map[string]any{"deployment_id": c.DeploymentID, "rollback_of": in.RollbackOf})
-	})
+	trigger := "manual"
+	if in.RollbackOf != 0 {
+		trigger = "rollback"
+	}
+	c, err := h.apps.Deploy(r.Context(), app, deploys.Spec{Trigger: trigger, UserID: principal(r).UserID, RollbackOf: in.RollbackOf},
+		func(c deploys.Created) accounts.Entry {
+			return entry(r, app.TeamID, "deployment.create", app.Slug, map[string]any{"deployment_id": c.DeploymentID, "rollback_of": in.RollbackOf})
+		})
 	if err != nil {
 		h.fail(w, "starting the deployment", err)
 		return
@@ -1025,51 +890,15 @@ func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) {
 	api.WriteJSON(w, http.StatusAccepted, map[string]any{"deployment_id": c.DeploymentID, "job_id": c.JobID})
 }
 
-type deploymentView struct {
-	ID         int64  `json:"id"`
-	Status     string `json:"status"`
-	Commit     string `json:"commit"`
-	Message    string `json:"message"`
-	Trigger    string `json:"trigger"`
-	Image      string `json:"image"`
-	Error      string `json:"error,omitempty"`
-	RollbackOf *int64 `json:"rollback_of,omitempty"`
-	By         string `json:"by"`
-	// Live marks the deployment that serves the app now.
-	Live       bool       `json:"live"`
-	CreatedAt  time.Time  `json:"created_at"`
-	FinishedAt *time.Time `json:"finished_at,omitempty"`
-}
-
 func (h *Handler) listDeployments(w http.ResponseWriter, r *http.Request) {
 	app, ok := h.appAccess(w, r, accounts.RoleMember)
 	if !ok {
 		return
 	}
-	ov, err := deploys.AppOverview(r.Context(), h.wh.Pool(), app.ID)
+	out, err := h.apps.Deployments(r.Context(), app.ID)
 	if err != nil {
 		h.fail(w, "listing deployments", err)
 		return
-	}
-	rows, err := h.wh.Pool().Query(r.Context(), `SELECT d.id, d.status, d.commit_sha, d.commit_message, d.trigger, d.image, d.error, d.rollback_of,
-			COALESCE(NULLIF(u.name, ''), u.email, ''), d.created_at, d.finished_at
-		FROM deployments d LEFT JOIN users u ON u.id = d.created_by WHERE d.app_id = $1 ORDER BY d.id DESC LIMIT 50`, app.ID)
-	if err != nil {
-		h.fail(w, "listing deployments", err)
-		return
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (deploymentView, error) {
-		var d deploymentView
-		err := row.Scan(&d.ID, &d.Status, &d.Commit, &d.Message, &d.Trigger, &d.Image, &d.Error, &d.RollbackOf, &d.By, &d.CreatedAt, &d.FinishedAt)
-		d.Live = d.ID == ov.LiveDeploymentID
-		return d, err
-	})
-	if err != nil {
-		h.fail(w, "listing deployments", err)
-		return
-	}
-	if out == nil {
-		out = []deploymentView{}
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"deployments": out})
 }
@@ -1082,34 +911,10 @@ func (h *Handler) deploymentLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
-	var status string
-	if err := h.wh.Pool().QueryRow(r.Context(), "SELECT status FROM deployments WHERE id = $1 AND app_id = $2", pathID(r, "dep"), app.ID).Scan(&status); err != nil {
-		h.fail(w, "loading the deployment", err)
-		return
-	}
-	rows, err := h.wh.Pool().Query(r.Context(), `SELECT id, stream, line, ts FROM deployment_logs WHERE deployment_id = $1 AND id > $2 ORDER BY id LIMIT 2000`,
-		pathID(r, "dep"), after)
+	status, out, err := h.apps.Log(r.Context(), app.ID, pathID(r, "dep"), after)
 	if err != nil {
 		h.fail(w, "reading logs", err)
 		return
-	}
-	type line struct {
-		ID     int64     `json:"id"`
-		Stream string    `json:"stream"`
-		Line   string    `json:"line"`
-		TS     time.Time `json:"ts"`
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (line, error) {
-		var l line
-		err := row.Scan(&l.ID, &l.Stream, &l.Line, &l.TS)
-		return l, err
-	})
-	if err != nil {
-		h.fail(w, "reading logs", err)
-		return
-	}
-	if out == nil {
-		out = []line{}
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"status": status, "lines": out})
 }
@@ -1119,26 +924,10 @@ func (h *Handler) listEnv(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rows, err := h.wh.Pool().Query(r.Context(), "SELECT key, updated_at FROM env_vars WHERE app_id = $1 ORDER BY key", app.ID)
+	out, err := h.apps.Env(r.Context(), app.ID)
 	if err != nil {
 		h.fail(w, "listing variables", err)
 		return
-	}
-	type kv struct {
-		Key       string    `json:"key"`
-		UpdatedAt time.Time `json:"updated_at"`
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (kv, error) {
-		var x kv
-		err := row.Scan(&x.Key, &x.UpdatedAt)
-		return x, err
-	})
-	if err != nil {
-		h.fail(w, "listing variables", err)
-		return
-	}
-	if out == nil {
-		out = []kv{}
 	}
 	// Values are write-only: they leave the control plane only towards the
 	// worker that runs the app.
@@ -1157,21 +946,16 @@ func (h *Handler) setEnv(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.PathValue("key")
-	if len(in.Value) > 64<<10 {
-		api.WriteError(w, http.StatusUnprocessableEntity, "a value may have at most 64 KiB")
-		return
-	}
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		if err := deploys.SetEnv(r.Context(), tx, h.wh.Keyring(), app.ID, key, in.Value); err != nil {
-			return err
-		}
-		return h.audit1(r.Context(), tx, r, app.TeamID, "env.set", app.Slug+"/"+key, nil)
-	})
-	if err != nil {
+	if err := h.apps.SetEnv(r.Context(), app.ID, key, in.Value, h.envEntry(r, app, "env.set")); err != nil {
 		h.fail(w, "saving the variable", err)
 		return
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"key": key})
+}
+
+// envEntry is the audit record of a change of an app's variable.
+func (h *Handler) envEntry(r *http.Request, app deploys.App, action string) accounts.Hook[string] {
+	return func(key string) accounts.Entry { return entry(r, app.TeamID, action, app.Slug+"/"+key, nil) }
 }
 
 func (h *Handler) deleteEnv(w http.ResponseWriter, r *http.Request) {
@@ -1179,17 +963,7 @@ func (h *Handler) deleteEnv(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		tag, err := tx.Exec(r.Context(), "DELETE FROM env_vars WHERE app_id = $1 AND key = $2", app.ID, r.PathValue("key"))
-		if err == nil && tag.RowsAffected() == 0 {
-			return pgx.ErrNoRows
-		}
-		if err != nil {
-			return err
-		}
-		return h.audit1(r.Context(), tx, r, app.TeamID, "env.delete", app.Slug+"/"+r.PathValue("key"), nil)
-	})
-	if err != nil {
+	if err := h.apps.DeleteEnv(r.Context(), app.ID, r.PathValue("key"), h.envEntry(r, app, "env.delete")); err != nil {
 		h.fail(w, "deleting the variable", err)
 		return
 	}
@@ -1262,16 +1036,12 @@ func (h *Handler) addDomain(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "adding the domain", err)
 		return
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, app.TeamID, "domain.add", d.Hostname, map[string]any{"app_id": app.ID})
+	h.record(r, app.TeamID, "domain.add", d.Hostname, map[string]any{"app_id": app.ID})
 	api.WriteJSON(w, http.StatusCreated, h.domainView(d, app.Slug, nil))
 }
 
 func (h *Handler) verifyDomain(w http.ResponseWriter, r *http.Request) {
-	app, ok := h.appAccess(w, r, accounts.RoleAdmin)
-	if !ok {
-		return
-	}
-	d, ok := h.appDomain(w, r, app)
+	app, d, ok := h.appDomain(w, r)
 	if !ok {
 		return
 	}
@@ -1280,7 +1050,7 @@ func (h *Handler) verifyDomain(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "verifying the domain", err)
 		return
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, app.TeamID, "domain.verify", d.Hostname, nil)
+	h.record(r, app.TeamID, "domain.verify", d.Hostname, nil)
 	api.WriteJSON(w, http.StatusOK, h.domainView(d, app.Slug, nil))
 }
 
@@ -1289,32 +1059,10 @@ func (h *Handler) audit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rows, err := h.wh.Pool().Query(r.Context(), `SELECT e.id, e.action, e.target, e.details, e.ip, e.created_at, COALESCE(u.email, '')
-		FROM audit_events e LEFT JOIN users u ON u.id = e.user_id WHERE e.team_id = $1 ORDER BY e.id DESC LIMIT 200`, team)
+	out, err := h.acc.AuditLog(r.Context(), team)
 	if err != nil {
 		h.fail(w, "reading the audit log", err)
 		return
-	}
-	type ev struct {
-		ID      int64          `json:"id"`
-		Action  string         `json:"action"`
-		Target  string         `json:"target"`
-		Details map[string]any `json:"details"`
-		IP      string         `json:"ip"`
-		At      time.Time      `json:"at"`
-		User    string         `json:"user"`
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ev, error) {
-		var e ev
-		err := row.Scan(&e.ID, &e.Action, &e.Target, &e.Details, &e.IP, &e.At, &e.User)
-		return e, err
-	})
-	if err != nil {
-		h.fail(w, "reading the audit log", err)
-		return
-	}
-	if out == nil {
-		out = []ev{}
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"events": out})
 }

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/api"
@@ -27,7 +26,13 @@ import (
 // providers (until Cleanup).
 func (h *Handler) provisionGit() {
 	h.statusStop = h.wh.Events().Subscribe(h.reportStatus)
-	h.git = &gitconn.Service{Pool: h.wh.Pool(), Keyring: h.wh.Keyring(), APIURL: map[string]string{}, OAuth: map[string]gitconn.OAuthApp{}}
+	h.git = &gitconn.Service{Pool: h.wh.Pool(), Keyring: h.wh.Keyring(), APIURL: map[string]string{}, OAuth: map[string]gitconn.OAuthApp{},
+		StatusURL: func(slug string) string {
+			if h.wh.SubdomainBase == "" {
+				return ""
+			}
+			return "https://" + slug + "." + h.wh.SubdomainBase
+		}}
 	for id, s := range h.OAuth {
 		if !gitproviders.Known(id) || s.BaseURL == "" {
 			continue
@@ -125,14 +130,10 @@ func (h *Handler) createConnection(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &in) {
 		return
 	}
-	var c gitconn.Connection
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		var err error
-		if c, err = h.git.Create(r.Context(), tx, team, principal(r).UserID, in.Provider, in.APIURL, "token", gitconn.Tokens{Access: in.Token}); err != nil {
-			return err
-		}
-		return h.audit1(r.Context(), tx, r, team, "git_connection.create", c.Provider+":"+c.Account, map[string]any{"connection_id": c.ID, "method": "token"})
-	})
+	c, err := h.git.Connect(r.Context(), team, principal(r).UserID, in.Provider, in.APIURL, "token", gitconn.Tokens{Access: in.Token},
+		func(c gitconn.Connection) accounts.Entry {
+			return entry(r, team, "git_connection.create", c.Provider+":"+c.Account, map[string]any{"connection_id": c.ID, "method": "token"})
+		})
 	if err != nil {
 		h.gitFail(w, "connecting the provider", err)
 		return
@@ -167,7 +168,7 @@ func (h *Handler) deleteConnection(w http.ResponseWriter, r *http.Request) {
 	if warnings == nil {
 		warnings = []string{}
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, c.TeamID, "git_connection.delete", c.Provider+":"+c.Account, map[string]any{"connection_id": c.ID, "warnings": warnings})
+	h.record(r, c.TeamID, "git_connection.delete", c.Provider+":"+c.Account, map[string]any{"connection_id": c.ID, "warnings": warnings})
 	api.WriteJSON(w, http.StatusOK, map[string]any{"ok": true, "warnings": warnings})
 }
 
@@ -266,7 +267,7 @@ func (h *Handler) installHook(w http.ResponseWriter, r *http.Request) {
 		h.gitFail(w, "installing the webhook", err)
 		return
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, app.TeamID, "app.hook_rotate", app.Slug, map[string]any{"installed": hk.Installed, "reason": hk.Reason})
+	h.record(r, app.TeamID, "app.hook_rotate", app.Slug, map[string]any{"installed": hk.Installed, "reason": hk.Reason})
 	api.WriteJSON(w, http.StatusOK, hk)
 }
 
@@ -283,15 +284,8 @@ func (h *Handler) setGitToken(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &in) {
 		return
 	}
-	if strings.TrimSpace(in.Token) == "" {
-		api.WriteJSON(w, http.StatusUnprocessableEntity, map[string]string{"field": "token", "error": "paste the deploy token"})
-		return
-	}
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		if err := deploys.SetGitToken(r.Context(), tx, h.wh.Keyring(), app.ID, strings.TrimSpace(in.Token)); err != nil {
-			return errs.Field("token", err.Error())
-		}
-		return h.audit1(r.Context(), tx, r, app.TeamID, "app.git_token_set", app.Slug, nil)
+	err := h.apps.SetGitToken(r.Context(), app.ID, in.Token, func(int64) accounts.Entry {
+		return entry(r, app.TeamID, "app.git_token_set", app.Slug, nil)
 	})
 	if err != nil {
 		h.gitFail(w, "saving the token", err)
@@ -305,17 +299,10 @@ func (h *Handler) deleteGitToken(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		if err := deploys.SetGitToken(r.Context(), tx, h.wh.Keyring(), app.ID, ""); err != nil {
-			return err
-		}
-		return h.audit1(r.Context(), tx, r, app.TeamID, "app.git_token_delete", app.Slug, nil)
+	err := h.apps.RemoveGitToken(r.Context(), app.ID, func(int64) accounts.Entry {
+		return entry(r, app.TeamID, "app.git_token_delete", app.Slug, nil)
 	})
-	if err != nil {
-		h.fail(w, "removing the token", err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
+	h.answer(w, http.StatusOK, "removing the token", map[string]any{"ok": true}, err)
 }
 
 // statusTimeout bounds one commit status call.
@@ -346,15 +333,7 @@ func (h *Handler) reportStatus(e events.Event) {
 	go func() {
 		ctx, cancel := context.WithTimeout(h.wh.Context(), statusTimeout)
 		defer cancel()
-		var slug string
-		if err := h.wh.Pool().QueryRow(ctx, "SELECT a.slug FROM deployments d JOIN apps a ON a.id = d.app_id WHERE d.id = $1", dep).Scan(&slug); err != nil {
-			return
-		}
-		url := ""
-		if h.wh.SubdomainBase != "" {
-			url = "https://" + slug + "." + h.wh.SubdomainBase
-		}
-		if err := h.git.ReportDeployment(ctx, dep, state, url); err != nil {
+		if err := h.git.ReportDeployment(ctx, dep, state); err != nil {
 			h.logger.Warn("dashboard: reporting a deployment to its git provider", zap.Int64("deployment", dep), zap.String("state", state), zap.Error(err))
 		}
 	}()
@@ -399,7 +378,7 @@ func (h *Handler) connectOAuth(w http.ResponseWriter, r *http.Request) {
 			"error": "this provider has no OAuth application configured here: paste a personal access token instead"})
 		return
 	}
-	pending, err := oauthlogin.BeginConnect(r.Context(), h.wh.Pool(), h.wh.Keyring(), p.ID, h.redirectURI(r, p.ID)+"/connect", team, principal(r).UserID)
+	pending, err := h.states.BeginConnect(r.Context(), p.ID, h.redirectURI(r, p.ID)+"/connect", team, principal(r).UserID)
 	if err != nil {
 		h.fail(w, "starting the connection", err)
 		return
@@ -414,13 +393,12 @@ func (h *Handler) connectOAuth(w http.ResponseWriter, r *http.Request) {
 // started it) is spent, the code exchanged, the grant stored encrypted.
 func (h *Handler) connectCallback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	p, pending, ok := h.oauthReturn(w, r, "connection", oauthlogin.TakeConnect)
+	p, pending, ok := h.oauthReturn(w, r, "connection", h.states.TakeConnect)
 	if !ok {
 		return
 	}
 	// The member who started it must still be an admin of the team.
-	var role string
-	h.wh.Pool().QueryRow(ctx, "SELECT role FROM memberships WHERE team_id = $1 AND user_id = $2", pending.TeamID, pending.UserID).Scan(&role)
+	role, _ := h.acc.Role(ctx, &accounts.Principal{UserID: pending.UserID}, pending.TeamID)
 	if !accounts.AtLeast(role, accounts.RoleAdmin) {
 		oauthPage(w, http.StatusForbidden, "You are no longer an admin of this team.")
 		return
@@ -431,16 +409,11 @@ func (h *Handler) connectCallback(w http.ResponseWriter, r *http.Request) {
 		oauthPage(w, http.StatusBadGateway, "The connection could not be completed with "+p.Name+"; try again.")
 		return
 	}
-	var conn gitconn.Connection
-	err = pgx.BeginFunc(ctx, h.wh.Pool(), func(tx pgx.Tx) error {
-		conn, err = h.git.Create(ctx, tx, pending.TeamID, pending.UserID, p.ID, "", "oauth",
-			gitconn.Tokens{Access: tok.AccessToken, Refresh: tok.RefreshToken, Expiry: tok.Expiry})
-		if err != nil {
-			return err
-		}
-		return accounts.Audit(ctx, tx, pending.TeamID, pending.UserID, "git_connection.create", conn.Provider+":"+conn.Account, api.ClientIP(r),
-			map[string]any{"connection_id": conn.ID, "method": "oauth"})
-	})
+	conn, err := h.git.Connect(ctx, pending.TeamID, pending.UserID, p.ID, "", "oauth",
+		gitconn.Tokens{Access: tok.AccessToken, Refresh: tok.RefreshToken, Expiry: tok.Expiry}, func(conn gitconn.Connection) accounts.Entry {
+			return accounts.Entry{TeamID: pending.TeamID, UserID: pending.UserID, IP: api.ClientIP(r), Action: "git_connection.create",
+				Target: conn.Provider + ":" + conn.Account, Details: map[string]any{"connection_id": conn.ID, "method": "oauth"}}
+		})
 	if err != nil {
 		var pe *gitproviders.Error
 		if errors.As(err, &pe) || errs.Is(err, errs.Invalid) {

@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
 	"github.com/wisehosting/wisehosting/internal/teams"
@@ -24,8 +22,6 @@ func (h *Handler) invitationRoutes(handle func(string, http.HandlerFunc)) {
 	handle("POST /api/invitations/{token}/signup", h.signupInvitation)
 }
 
-func (h *Handler) invitations() *teams.Service { return &teams.Service{Pool: h.wh.Pool()} }
-
 // inviteURL is the link of a token: on public_url, else on the host the
 // inviter used.
 func (h *Handler) inviteURL(r *http.Request, token string) string {
@@ -37,18 +33,12 @@ func (h *Handler) inviteURL(r *http.Request, token string) string {
 }
 
 func (h *Handler) createInvitation(w http.ResponseWriter, r *http.Request) {
-	team, in, ok := h.grantRequest(w, r)
+	team, myRole, in, ok := h.grantRequest(w, r)
 	if !ok {
 		return
 	}
-	var inv teams.Invitation
-	var token string
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		var err error
-		if inv, token, err = h.invitations().Create(r.Context(), tx, team, principal(r).UserID, in.Email, in.Role); err != nil {
-			return err
-		}
-		return h.audit1(r.Context(), tx, r, team, "invitation.create", inv.Email, map[string]any{"invitation_id": inv.ID, "role": inv.Role})
+	inv, token, err := h.teams.Invite(r.Context(), team, principal(r).UserID, myRole, in.Email, in.Role, func(inv teams.Invitation) accounts.Entry {
+		return entry(r, team, "invitation.create", inv.Email, map[string]any{"invitation_id": inv.ID, "role": inv.Role})
 	})
 	if h.invitationFail(w, "creating the invitation", err) {
 		return
@@ -61,13 +51,10 @@ func (h *Handler) listInvitations(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	list, err := h.invitations().Pending(r.Context(), team)
+	list, err := h.teams.Pending(r.Context(), team)
 	if err != nil {
 		h.fail(w, "listing invitations", err)
 		return
-	}
-	if list == nil {
-		list = []teams.Invitation{}
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"invitations": list})
 }
@@ -77,12 +64,8 @@ func (h *Handler) revokeInvitation(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		inv, err := h.invitations().Revoke(r.Context(), tx, team, pathID(r, "inv"))
-		if err != nil {
-			return err
-		}
-		return h.audit1(r.Context(), tx, r, team, "invitation.revoke", inv.Email, map[string]any{"invitation_id": inv.ID})
+	_, err := h.teams.Revoke(r.Context(), team, pathID(r, "inv"), func(inv teams.Invitation) accounts.Entry {
+		return entry(r, team, "invitation.revoke", inv.Email, map[string]any{"invitation_id": inv.ID})
 	})
 	if h.invitationFail(w, "revoking the invitation", err) {
 		return
@@ -93,15 +76,7 @@ func (h *Handler) revokeInvitation(w http.ResponseWriter, r *http.Request) {
 // showInvitation tells the link's holder what it is for and whether the
 // invited address has an account (sign in) or not (choose a password).
 func (h *Handler) showInvitation(w http.ResponseWriter, r *http.Request) {
-	var inv teams.Invitation
-	var hasAccount bool
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		var err error
-		if inv, err = h.invitations().Lookup(r.Context(), tx, r.PathValue("token")); err != nil {
-			return err
-		}
-		return tx.QueryRow(r.Context(), "SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = $1)", inv.Email).Scan(&hasAccount)
-	})
+	inv, hasAccount, err := h.teams.Show(r.Context(), r.PathValue("token"))
 	if h.invitationFail(w, "reading the invitation", err) {
 		return
 	}
@@ -116,13 +91,8 @@ func (h *Handler) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, http.StatusForbidden, "accept invitations signed in, not with an API token")
 		return
 	}
-	var inv teams.Invitation
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		var err error
-		if inv, err = h.invitations().Accept(r.Context(), tx, r.PathValue("token"), p.UserID, p.Email); err != nil {
-			return err
-		}
-		return accounts.Audit(r.Context(), tx, inv.TeamID, p.UserID, "invitation.accept", inv.Email, api.ClientIP(r), map[string]any{"invitation_id": inv.ID, "role": inv.Role})
+	inv, err := h.teams.Join(r.Context(), r.PathValue("token"), p.UserID, p.Email, func(inv teams.Invitation) accounts.Entry {
+		return entry(r, inv.TeamID, "invitation.accept", inv.Email, map[string]any{"invitation_id": inv.ID, "role": inv.Role})
 	})
 	if h.invitationFail(w, "accepting the invitation", err) {
 		return
@@ -145,25 +115,14 @@ func (h *Handler) signupInvitation(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &in) {
 		return
 	}
-	var inv teams.Invitation
-	var uid int64
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		var err error
-		if inv, err = h.invitations().Lookup(r.Context(), tx, r.PathValue("token")); err != nil {
-			return err
-		}
-		if uid, err = h.acc.CreateInvited(r.Context(), tx, inv.Email, in.Name, in.Password); err != nil {
-			return err
-		}
-		if inv, err = h.invitations().Accept(r.Context(), tx, r.PathValue("token"), uid, inv.Email); err != nil {
-			return err
-		}
-		return accounts.Audit(r.Context(), tx, inv.TeamID, uid, "invitation.signup", inv.Email, api.ClientIP(r), map[string]any{"invitation_id": inv.ID, "role": inv.Role})
+	inv, err := h.teams.SignUp(r.Context(), r.PathValue("token"), in.Name, in.Password, func(inv teams.Invitation) accounts.Entry {
+		return accounts.Entry{TeamID: inv.TeamID, UserID: inv.AcceptedBy, IP: api.ClientIP(r), Action: "invitation.signup", Target: inv.Email,
+			Details: map[string]any{"invitation_id": inv.ID, "role": inv.Role}}
 	})
 	if h.invitationFail(w, "creating the account", err) {
 		return
 	}
-	sess, err := h.acc.Open(r.Context(), uid, api.ClientIP(r), r.UserAgent())
+	sess, err := h.acc.Open(r.Context(), inv.AcceptedBy, api.ClientIP(r), r.UserAgent())
 	if err != nil {
 		h.fail(w, "signing in", err)
 		return

@@ -4,14 +4,13 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
+	"github.com/wisehosting/wisehosting/internal/apps"
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/domains"
-	"github.com/wisehosting/wisehosting/internal/volumes"
 )
 
 // listTokens lists the caller's API tokens (names and prefixes only). A
@@ -52,7 +51,7 @@ func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "revoking the token", err)
 		return
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, team, "token.revoke", "", map[string]any{"token_id": pathID(r, "id")})
+	h.record(r, team, "token.revoke", "", map[string]any{"token_id": pathID(r, "id")})
 	api.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
 }
 
@@ -63,29 +62,16 @@ func (h *Handler) deleteApp(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if app.PreviewOf != 0 {
-		api.WriteError(w, http.StatusConflict, "a preview goes when its pull request closes, or with its app")
+	if err := apps.Deletable(app); err != nil {
+		h.fail(w, "deleting the app", err)
 		return
 	}
 	// Its webhook goes first, while the connection's token is at hand.
 	if err := h.git.RemoveHook(r.Context(), app); err != nil {
 		h.logger.Warn("dashboard: removing the webhook of a deleted app", zap.Int64("app", app.ID), zap.Error(err))
 	}
-	var d deploys.Deleted
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		// Lock the row: one deletion at a time.
-		if _, err := tx.Exec(r.Context(), "SELECT 1 FROM apps WHERE id = $1 FOR UPDATE", app.ID); err != nil {
-			return err
-		}
-		var err error
-		// Its volumes keep their data for the grace period.
-		if err = volumes.ReleaseApp(r.Context(), tx, app.ID, h.wh.VolumeGracePeriod()); err != nil {
-			return err
-		}
-		if d, err = deploys.Delete(r.Context(), tx, app, "the app was deleted by "+principal(r).Email); err != nil {
-			return err
-		}
-		return h.audit1(r.Context(), tx, r, app.TeamID, "app.delete", app.Slug, map[string]any{"app_id": app.ID, "jobs": d.JobIDs})
+	d, err := h.apps.Delete(r.Context(), app, "the app was deleted by "+principal(r).Email, func(d deploys.Deleted) accounts.Entry {
+		return entry(r, app.TeamID, "app.delete", app.Slug, map[string]any{"app_id": app.ID, "jobs": d.JobIDs})
 	})
 	if err != nil {
 		h.fail(w, "deleting the app", err)
@@ -100,11 +86,7 @@ func (h *Handler) deleteApp(w http.ResponseWriter, r *http.Request) {
 
 // removeDomain detaches a custom domain from the app.
 func (h *Handler) removeDomain(w http.ResponseWriter, r *http.Request) {
-	app, ok := h.appAccess(w, r, accounts.RoleAdmin)
-	if !ok {
-		return
-	}
-	d, ok := h.appDomain(w, r, app)
+	app, d, ok := h.appDomain(w, r)
 	if !ok {
 		return
 	}
@@ -112,17 +94,22 @@ func (h *Handler) removeDomain(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "removing the domain", err)
 		return
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, app.TeamID, "domain.remove", d.Hostname, map[string]any{"app_id": app.ID})
+	h.record(r, app.TeamID, "domain.remove", d.Hostname, map[string]any{"app_id": app.ID})
 	api.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
 }
 
-// appDomain loads the path's domain if it belongs to app (404 otherwise,
+// appDomain loads the path's app, for a caller who is an admin of its
+// team, and the path's domain if it belongs to that app (404 otherwise,
 // another app's domain included).
-func (h *Handler) appDomain(w http.ResponseWriter, r *http.Request, app deploys.App) (domains.Domain, bool) {
+func (h *Handler) appDomain(w http.ResponseWriter, r *http.Request) (deploys.App, domains.Domain, bool) {
+	app, ok := h.appAccess(w, r, accounts.RoleAdmin)
+	if !ok {
+		return app, domains.Domain{}, false
+	}
 	d, err := h.domains.Get(r.Context(), app.TeamID, pathID(r, "domain"))
 	if err != nil || d.AppID != app.ID {
 		api.WriteError(w, http.StatusNotFound, "not found")
-		return domains.Domain{}, false
+		return app, domains.Domain{}, false
 	}
-	return d, true
+	return app, d, true
 }

@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
+	"github.com/wisehosting/wisehosting/internal/apps"
 	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/logbus"
 )
@@ -60,21 +60,6 @@ func sameOrigin(r *http.Request) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && strings.EqualFold(u.Host, r.Host)
 }
 
-// hijackable finds the writer under Caddy's wrappers that can take over
-// the connection.
-func hijackable(w http.ResponseWriter) http.ResponseWriter {
-	for {
-		if _, ok := w.(http.Hijacker); ok {
-			return w
-		}
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			return w
-		}
-		w = u.Unwrap()
-	}
-}
-
 type liveFrame struct {
 	Type    string        `json:"type"` // "lines"
 	Backlog bool          `json:"backlog,omitempty"`
@@ -111,7 +96,7 @@ func (h *Handler) liveLogs(w http.ResponseWriter, r *http.Request) {
 		unprocessable(w, "q has at most 200 characters; stream is stdout or stderr")
 		return
 	}
-	conn, err := liveUpgrader.Upgrade(hijackable(w), r, nil)
+	conn, err := liveUpgrader.Upgrade(api.Hijackable(w), r, nil)
 	if err != nil {
 		return // the upgrader answered the client
 	}
@@ -244,11 +229,11 @@ func (h *Handler) liveStillAllowed(ctx context.Context, r *http.Request, appID i
 	if err != nil {
 		return 0, "", err
 	}
-	var team int64
-	if err := h.wh.Pool().QueryRow(ctx, "SELECT team_id FROM apps WHERE id = $1", appID).Scan(&team); err != nil {
-		if errors.Is(err, pgx.ErrNoRows) {
-			return closeGone, "the app was deleted", nil
-		}
+	team, err := h.apps.TeamOf(ctx, appID)
+	if errors.Is(err, apps.ErrNotFound) {
+		return closeGone, "the app was deleted", nil
+	}
+	if err != nil {
 		return 0, "", err
 	}
 	role, err := h.acc.Role(ctx, p, team)

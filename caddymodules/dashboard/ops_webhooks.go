@@ -1,34 +1,14 @@
 package dashboard
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
-	"github.com/wisehosting/wisehosting/internal/errs"
-	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/webhooks"
 )
-
-// webhookEvents is what the webhook screens offer, "*" (all) first.
-var webhookEvents = append([]string{events.AllTeamEvents}, events.TeamEvents...)
-
-func checkEvents(evs []string) string {
-	if len(evs) > len(webhookEvents) {
-		return "too many events"
-	}
-	for _, e := range evs {
-		if !events.Subscribable(e) {
-			return "unknown event " + strconv.Quote(e) + "; known: " + strings.Join(webhookEvents, ", ")
-		}
-	}
-	return ""
-}
 
 // hostOf is what the audit log records of a webhook URL: the host only,
 // since paths and queries often hold tokens.
@@ -58,7 +38,7 @@ func (h *Handler) listWebhooks(w http.ResponseWriter, r *http.Request) {
 			out = append(out, wh)
 		}
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"webhooks": out, "events": webhookEvents})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"webhooks": out, "events": webhooks.Subscribable})
 }
 
 // createWebhook adds an endpoint (kind http, signed; the secret is in this
@@ -69,60 +49,16 @@ func (h *Handler) createWebhook(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var in struct {
-		URL    string   `json:"url"`
-		Kind   string   `json:"kind"`
-		Events []string `json:"events"`
-		AppID  int64    `json:"app_id"`
-	}
+	var in webhooks.New
 	if !decode(w, r, &in) {
 		return
 	}
-	if msg := checkEvents(in.Events); msg != "" {
-		unprocessable(w, msg)
-		return
-	}
-	if len(in.URL) > 2000 {
-		unprocessable(w, "the URL has at most 2000 characters")
-		return
-	}
-	var n int
-	if in.AppID != 0 {
-		// Another team's app looks like no app.
-		if err := h.wh.Pool().QueryRow(r.Context(), "SELECT 1 FROM apps WHERE id = $1 AND team_id = $2", in.AppID, team).Scan(&n); err != nil {
-			h.fail(w, "creating the webhook", err)
-			return
-		}
-	}
-	if err := h.wh.Pool().QueryRow(r.Context(), "SELECT count(*) FROM webhooks WHERE team_id = $1", team).Scan(&n); err != nil {
-		h.fail(w, "creating the webhook", err)
-		return
-	}
-	if n >= 50 {
-		unprocessable(w, "a team has at most 50 webhooks")
-		return
-	}
-	var created webhooks.Webhook
-	var secret string
-	var err error
-	switch in.Kind {
-	case "", "http":
-		if err = webhooks.CheckTarget(in.URL, h.ops.hookGuard); err == nil {
-			created, secret, err = h.ops.hooks.Create(r.Context(), team, in.AppID, in.URL, in.Events)
-		}
-	case "shoutrrr":
-		created, err = h.ops.hooks.CreateChannel(r.Context(), team, in.AppID, in.URL, in.Events)
-		if err != nil && !errs.Is(err, errs.Invalid) {
-			err = errs.Wrap(errs.Invalid, "not a usable notification URL: "+err.Error(), err)
-		}
-	default:
-		err = errs.Field("kind", "kind is http or shoutrrr")
-	}
+	created, secret, err := h.ops.hooks.Add(r.Context(), team, in, h.ops.hookGuard)
 	if err != nil {
 		h.fail(w, "creating the webhook", err)
 		return
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, team, "webhook.create", hostOf(created.URL), map[string]any{"webhook_id": created.ID,
+	h.record(r, team, "webhook.create", hostOf(created.URL), map[string]any{"webhook_id": created.ID,
 		"app_id": created.AppID, "kind": created.Kind, "events": created.Events})
 	api.WriteJSON(w, http.StatusCreated, struct {
 		webhooks.Webhook
@@ -142,20 +78,12 @@ func (h *Handler) updateWebhook(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &in) {
 		return
 	}
-	if msg := checkEvents(in.Events); msg != "" {
-		unprocessable(w, msg)
-		return
-	}
-	if in.Events != nil && len(in.Events) == 0 {
-		unprocessable(w, `events must name at least one event (or "*")`)
-		return
-	}
-	got, err := h.ops.hooks.Update(r.Context(), team, pathID(r, "hook"), in.Enabled, in.Events)
+	got, err := h.ops.hooks.Change(r.Context(), team, pathID(r, "hook"), in.Enabled, in.Events)
 	if err != nil {
 		h.fail(w, "updating the webhook", err)
 		return
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, team, "webhook.update", hostOf(got.URL), map[string]any{"webhook_id": got.ID,
+	h.record(r, team, "webhook.update", hostOf(got.URL), map[string]any{"webhook_id": got.ID,
 		"enabled": got.Enabled, "events": got.Events})
 	api.WriteJSON(w, http.StatusOK, got)
 }
@@ -166,15 +94,12 @@ func (h *Handler) deleteWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := pathID(r, "hook")
-	got, err := h.ops.hooks.Get(r.Context(), team, id)
-	if err == nil {
-		err = h.ops.hooks.Delete(r.Context(), team, id)
-	}
+	got, err := h.ops.hooks.Remove(r.Context(), team, id)
 	if err != nil {
 		h.fail(w, "deleting the webhook", err)
 		return
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, team, "webhook.delete", hostOf(got.URL), map[string]any{"webhook_id": id})
+	h.record(r, team, "webhook.delete", hostOf(got.URL), map[string]any{"webhook_id": id})
 	api.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
 }
 
@@ -186,19 +111,12 @@ func (h *Handler) rotateWebhookSecret(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := pathID(r, "hook")
-	got, err := h.ops.hooks.Get(r.Context(), team, id)
-	if err == nil && got.Kind != "http" {
-		err = errs.New(errs.Invalid, "only http webhooks are signed")
-	}
-	var secret string
-	if err == nil {
-		secret, err = h.ops.hooks.RotateSecret(r.Context(), team, id)
-	}
+	got, secret, err := h.ops.hooks.Rotate(r.Context(), team, id)
 	if err != nil {
 		h.fail(w, "rotating the secret", err)
 		return
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, team, "webhook.rotate_secret", hostOf(got.URL), map[string]any{"webhook_id": id})
+	h.record(r, team, "webhook.rotate_secret", hostOf(got.URL), map[string]any{"webhook_id": id})
 	api.WriteJSON(w, http.StatusOK, map[string]any{"id": id, "secret": secret})
 }
 
@@ -207,20 +125,8 @@ func (h *Handler) webhookDeliveries(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := pathID(r, "hook")
-	if _, err := h.ops.hooks.Get(r.Context(), team, id); err != nil {
-		h.fail(w, "listing deliveries", err)
-		return
-	}
-	ds, err := h.ops.hooks.Deliveries(r.Context(), team, id, 50)
-	if err != nil {
-		h.fail(w, "listing deliveries", err)
-		return
-	}
-	if ds == nil {
-		ds = []webhooks.Delivery{}
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"deliveries": ds})
+	ds, err := h.ops.hooks.History(r.Context(), team, pathID(r, "hook"), 50)
+	h.answer(w, http.StatusOK, "listing deliveries", map[string]any{"deliveries": ds}, err)
 }
 
 // testWebhook queues a webhook.test delivery and sends it at once through
@@ -232,28 +138,19 @@ func (h *Handler) testWebhook(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := pathID(r, "hook")
-	got, err := h.ops.hooks.Get(r.Context(), team, id)
+	res, err := h.ops.hooks.Test(r.Context(), h.ops.disp, team, pathID(r, "hook"), func(t webhooks.TestResult) accounts.Entry {
+		return entry(r, team, "webhook.test", hostOf(t.Webhook.URL), map[string]any{"webhook_id": t.Webhook.ID, "delivery_id": t.DeliveryID})
+	})
 	if err != nil {
 		h.fail(w, "sending a test", err)
 		return
 	}
-	did, err := webhooks.EnqueueTest(r.Context(), h.wh.Pool(), team, id)
-	if err != nil {
-		h.fail(w, "sending a test", err)
-		return
+	out := map[string]any{"delivery_id": res.DeliveryID, "ok": res.Err == nil}
+	if res.Err != nil {
+		out["error"] = res.Err.Error()
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, team, "webhook.test", hostOf(got.URL), map[string]any{"webhook_id": id, "delivery_id": did})
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	sendErr := h.ops.disp.DeliverNow(ctx, did)
-	out := map[string]any{"delivery_id": did, "ok": sendErr == nil}
-	if sendErr != nil {
-		out["error"] = sendErr.Error()
-	}
-	var status *int
-	if err := h.wh.Pool().QueryRow(r.Context(), "SELECT last_status FROM webhook_deliveries WHERE id = $1", did).Scan(&status); err == nil && status != nil {
-		out["status"] = *status
+	if res.Status != nil {
+		out["status"] = *res.Status
 	}
 	api.WriteJSON(w, http.StatusOK, out)
 }

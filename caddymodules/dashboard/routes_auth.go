@@ -14,7 +14,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/jackc/pgx/v5/pgxpool"
 	qrcode "github.com/skip2/go-qrcode"
 	"go.uber.org/zap"
 
@@ -25,7 +24,6 @@ import (
 	"github.com/wisehosting/wisehosting/internal/httpx"
 	"github.com/wisehosting/wisehosting/internal/oauthlogin"
 	"github.com/wisehosting/wisehosting/internal/ratelimit"
-	"github.com/wisehosting/wisehosting/internal/secrets"
 )
 
 // AuthConfig is the sign-in configuration of the dashboard beyond
@@ -44,6 +42,7 @@ type AuthConfig struct {
 	AllowSignup bool `json:"allow_signup,omitempty"`
 
 	providers map[string]*oauthlogin.Provider
+	states    *oauthlogin.States
 	oauthRate *ratelimit.Limiter
 }
 
@@ -72,6 +71,7 @@ func (h *Handler) oauthCredentials() error {
 // provisionAuth builds the sign-in providers.
 func (h *Handler) provisionAuth() {
 	h.acc.Keyring = h.wh.Keyring()
+	h.states = &oauthlogin.States{Pool: h.wh.Pool(), Keyring: h.wh.Keyring()}
 	h.oauthRate = ratelimit.New(60, 5*time.Minute)
 	h.providers = map[string]*oauthlogin.Provider{}
 	repl := caddy.NewReplacer()
@@ -166,7 +166,7 @@ func (h *Handler) loginTOTP(w http.ResponseWriter, r *http.Request) {
 		h.authFail(w, "checking the code", err)
 		return
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, 0, "session.mfa", "", map[string]any{"method": method})
+	h.record(r, 0, "session.mfa", "", map[string]any{"method": method})
 	h.setCookie(w, token, int(h.acc.SessionTTL.Seconds()))
 	api.WriteJSON(w, http.StatusOK, map[string]any{"csrf_token": p.CSRF, "must_change_password": p.MustChangePassword})
 }
@@ -227,7 +227,7 @@ func (h *Handler) totpConfirm(w http.ResponseWriter, r *http.Request) {
 		h.authFail(w, "turning on two-factor authentication", err)
 		return
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, 0, "user.totp_enable", principal(r).Email, nil)
+	h.record(r, 0, "user.totp_enable", principal(r).Email, nil)
 	api.WriteJSON(w, http.StatusOK, map[string]any{"recovery_codes": codes})
 }
 
@@ -240,7 +240,7 @@ func (h *Handler) totpDisable(w http.ResponseWriter, r *http.Request) {
 		h.authFail(w, "turning off two-factor authentication", err)
 		return
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, 0, "user.totp_disable", principal(r).Email, nil)
+	h.record(r, 0, "user.totp_disable", principal(r).Email, nil)
 	api.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
 }
 
@@ -254,7 +254,7 @@ func (h *Handler) recoveryCodes(w http.ResponseWriter, r *http.Request) {
 		h.authFail(w, "making recovery codes", err)
 		return
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, 0, "user.recovery_codes", principal(r).Email, nil)
+	h.record(r, 0, "user.recovery_codes", principal(r).Email, nil)
 	api.WriteJSON(w, http.StatusOK, map[string]any{"recovery_codes": codes})
 }
 
@@ -314,7 +314,7 @@ func (h *Handler) oauthStart(w http.ResponseWriter, r *http.Request) {
 		oauthPage(w, http.StatusTooManyRequests, "Too many sign-in attempts from your address; wait a few minutes.")
 		return
 	}
-	pending, err := oauthlogin.Begin(r.Context(), h.wh.Pool(), h.wh.Keyring(), p.ID, h.redirectURI(r, p.ID))
+	pending, err := h.states.Begin(r.Context(), p.ID, h.redirectURI(r, p.ID))
 	if err != nil {
 		h.logger.Error("dashboard: starting an OAuth sign-in", zap.String("provider", p.ID), zap.Error(err))
 		oauthPage(w, http.StatusInternalServerError, "The sign-in could not be started; try again.")
@@ -331,7 +331,7 @@ func (h *Handler) oauthStart(w http.ResponseWriter, r *http.Request) {
 // whichever take consumes) before anything else, so it is used up even
 // when the provider reports an error. what names the flow in messages.
 func (h *Handler) oauthReturn(w http.ResponseWriter, r *http.Request, what string,
-	take func(ctx context.Context, pool *pgxpool.Pool, kr *secrets.Keyring, provider, state string) (oauthlogin.Pending, error),
+	take func(ctx context.Context, provider, state string) (oauthlogin.Pending, error),
 ) (*oauthlogin.Provider, oauthlogin.Pending, bool) {
 	p := h.providers[r.PathValue("provider")]
 	if p == nil {
@@ -351,7 +351,7 @@ func (h *Handler) oauthReturn(w http.ResponseWriter, r *http.Request, what strin
 		oauthPage(w, http.StatusBadRequest, "This "+what+" was not started in this browser, or it was already used. Start again.")
 		return nil, oauthlogin.Pending{}, false
 	}
-	pending, err := take(r.Context(), h.wh.Pool(), h.wh.Keyring(), p.ID, state)
+	pending, err := take(r.Context(), p.ID, state)
 	if err != nil {
 		if !errors.Is(err, oauthlogin.ErrBadState) {
 			h.logger.Error("dashboard: reading OAuth state", zap.Error(err))
@@ -368,7 +368,7 @@ func (h *Handler) oauthReturn(w http.ResponseWriter, r *http.Request, what strin
 
 func (h *Handler) oauthCallback(w http.ResponseWriter, r *http.Request) {
 	ctx, ip := r.Context(), api.ClientIP(r)
-	p, pending, ok := h.oauthReturn(w, r, "sign-in", oauthlogin.Take)
+	p, pending, ok := h.oauthReturn(w, r, "sign-in", h.states.Take)
 	if !ok {
 		return
 	}
@@ -389,8 +389,8 @@ func (h *Handler) oauthCallback(w http.ResponseWriter, r *http.Request) {
 	uid, outcome, err := h.acc.ResolveExternal(ctx, accounts.ExternalIdentity{Provider: p.ID, Subject: ident.Subject, Email: ident.Email,
 		EmailVerified: ident.EmailVerified, Name: ident.Name}, h.AllowSignup, ip)
 	if errors.Is(err, accounts.ErrNoAccount) || errors.Is(err, accounts.ErrUnverifiedEmail) {
-		accounts.Audit(ctx, h.wh.Pool(), 0, 0, "session.oauth_refused", p.ID, ip,
-			map[string]any{"subject": ident.Subject, "email": ident.Email, "email_verified": ident.EmailVerified})
+		h.acc.Record(ctx, accounts.Entry{IP: ip, Action: "session.oauth_refused", Target: p.ID,
+			Details: map[string]any{"subject": ident.Subject, "email": ident.Email, "email_verified": ident.EmailVerified}})
 		oauthPage(w, http.StatusForbidden, err.Error())
 		return
 	}
@@ -401,7 +401,11 @@ func (h *Handler) oauthCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	if outcome == accounts.ExternalSignUp {
 		// A new account starts with a team of its own, on the default plan.
-		if err := h.personalTeam(ctx, uid, ident.Email, ident.Name, ip); err != nil {
+		plan := h.wh.PlanRegistry().Default()
+		if _, err := h.teams.CreatePersonal(ctx, uid, ident.Email, ident.Name, plan, func(t accounts.Team) accounts.Entry {
+			return accounts.Entry{TeamID: t.ID, UserID: uid, IP: ip, Action: "team.create", Target: t.Slug,
+				Details: map[string]any{"plan": plan, "reason": "sign-up"}}
+		}); err != nil {
 			h.logger.Error("dashboard: creating the team of a new account", zap.Int64("user", uid), zap.Error(err))
 		}
 	}
@@ -411,8 +415,8 @@ func (h *Handler) oauthCallback(w http.ResponseWriter, r *http.Request) {
 		oauthPage(w, http.StatusInternalServerError, "The sign-in failed; try again.")
 		return
 	}
-	accounts.Audit(ctx, h.wh.Pool(), 0, uid, "session.login", p.ID, ip,
-		map[string]any{"method": "oauth", "provider": p.ID, "outcome": outcome, "mfa_pending": sess.MFARequired})
+	h.acc.Record(ctx, accounts.Entry{UserID: uid, IP: ip, Action: "session.login", Target: p.ID,
+		Details: map[string]any{"method": "oauth", "provider": p.ID, "outcome": outcome, "mfa_pending": sess.MFARequired}})
 	h.setCookie(w, sess.Token, int(h.acc.SessionTTL.Seconds()))
 	w.Header().Set("Cache-Control", "no-store")
 	// The UI finds out from /api/me whether a code or a new password is

@@ -1,17 +1,15 @@
 package dashboard
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/apps"
 	"github.com/wisehosting/wisehosting/internal/plans"
-	"github.com/wisehosting/wisehosting/internal/replicas"
 )
 
 func init() {
@@ -50,49 +48,23 @@ func cmdApp(fl caddycmd.Flags) error {
 	if err != nil {
 		return core.Usagef("replicas must be a number, not %q", args[2])
 	}
-	a, err := core.LoadConfig(fl)
+	a, ctx, pool, done, err := core.OpenCommandApp(fl)
 	if err != nil {
 		return err
 	}
+	defer done()
 	reg, err := plans.NewRegistry(a.Plans, a.DefaultPlan)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := core.CommandContext()
-	defer cancel()
-	pool, err := a.OpenPool(ctx)
-	if err != nil {
-		return err
+	var surge, unavailable *int
+	if v := fl.Int("max-surge"); v != 0 {
+		surge = &v
 	}
-	defer pool.Close()
-	var started int
-	var s replicas.Settings
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		var id, team int64
-		err := tx.QueryRow(ctx, `SELECT id, team_id, max_surge, max_unavailable FROM apps WHERE slug = $1 AND deleting_at IS NULL`,
-			args[1]).Scan(&id, &team, &s.MaxSurge, &s.MaxUnavailable)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("no app %q", args[1])
-		}
-		if err != nil {
-			return err
-		}
-		s.Replicas, s.VolumeGrace = n, a.VolumeGracePeriod()
-		if v := fl.Int("max-surge"); v != 0 {
-			s.MaxSurge = v
-		}
-		if v := fl.Int("max-unavailable"); v >= 0 {
-			s.MaxUnavailable = v
-		}
-		if _, err := s.Check(); err != nil {
-			return err
-		}
-		if err := reg.CheckScale(ctx, tx, team, plans.Limits{Replicas: n}); err != nil {
-			return err
-		}
-		started, err = replicas.Scale(ctx, tx, id, s)
-		return err
-	})
+	if v := fl.Int("max-unavailable"); v >= 0 {
+		unavailable = &v
+	}
+	s, started, err := (&apps.Service{Pool: pool, Plans: reg, VolumeGrace: a.VolumeGracePeriod()}).ScaleBySlug(ctx, args[1], n, surge, unavailable)
 	if err != nil {
 		return err
 	}
@@ -105,30 +77,12 @@ func cmdApp(fl caddycmd.Flags) error {
 }
 
 func cmdAppRestart(fl caddycmd.Flags, slug string) error {
-	a, err := core.LoadConfig(fl)
+	ctx, pool, done, err := core.OpenCommandDB(fl)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := core.CommandContext()
-	defer cancel()
-	pool, err := a.OpenPool(ctx)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	var n int
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		var id int64
-		err := tx.QueryRow(ctx, `SELECT id FROM apps WHERE slug = $1 AND deleting_at IS NULL`, slug).Scan(&id)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("no app %q", slug)
-		}
-		if err != nil {
-			return err
-		}
-		n, err = replicas.Restart(ctx, tx, id)
-		return err
-	})
+	defer done()
+	n, err := (&apps.Service{Pool: pool}).RestartBySlug(ctx, slug)
 	if err != nil {
 		return err
 	}

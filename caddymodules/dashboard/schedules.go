@@ -4,11 +4,10 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
 	"github.com/wisehosting/wisehosting/internal/cron"
+	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/volumes"
 )
 
@@ -33,40 +32,24 @@ func (h *Handler) listVolumes(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	list, err := volumes.List(r.Context(), h.wh.Pool(), app.ID)
+	list, err := h.volumes.List(r.Context(), app.ID)
 	if err != nil {
 		h.fail(w, "listing volumes", err)
 		return
 	}
-	if list == nil {
-		list = []volumes.Volume{}
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"volumes": list, "grace_seconds": int64(h.wh.VolumeGracePeriod().Seconds())})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"volumes": list, "grace_seconds": int64(h.volumes.Grace.Seconds())})
 }
 
 func (h *Handler) createVolume(w http.ResponseWriter, r *http.Request) {
-	app, ok := h.appAccess(w, r, accounts.RoleAdmin)
+	app, in, ok := appRequest[volumes.New](h, w, r, accounts.RoleAdmin)
 	if !ok {
 		return
 	}
-	var in volumes.New
-	if !decode(w, r, &in) {
-		return
-	}
-	var v volumes.Volume
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		var err error
-		if v, err = volumes.Create(r.Context(), tx, app.TeamID, app.ID, in); err != nil {
-			return err
-		}
-		return h.audit1(r.Context(), tx, r, app.TeamID, "volume.create", app.Slug, map[string]any{"volume_id": v.ID,
+	v, err := h.volumes.Create(r.Context(), app.TeamID, app.ID, in, func(v volumes.Volume) accounts.Entry {
+		return entry(r, app.TeamID, "volume.create", app.Slug, map[string]any{"volume_id": v.ID,
 			"name": v.Name, "mount_path": v.MountPath, "size_mb": v.SizeMB})
 	})
-	if err != nil {
-		h.fail(w, "creating the volume", err)
-		return
-	}
-	api.WriteJSON(w, http.StatusCreated, v)
+	h.answer(w, http.StatusCreated, "creating the volume", v, err)
 }
 
 // releaseVolume detaches a volume from its app; its data is removed after
@@ -76,19 +59,10 @@ func (h *Handler) releaseVolume(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var v volumes.Volume
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		var err error
-		if v, err = volumes.Release(r.Context(), tx, app.TeamID, app.ID, pathID(r, "volume"), h.wh.VolumeGracePeriod()); err != nil {
-			return err
-		}
-		return h.audit1(r.Context(), tx, r, app.TeamID, "volume.release", app.Slug, map[string]any{"volume_id": v.ID, "name": v.Name})
+	v, err := h.volumes.Release(r.Context(), app.TeamID, app.ID, pathID(r, "volume"), func(v volumes.Volume) accounts.Entry {
+		return entry(r, app.TeamID, "volume.release", app.Slug, map[string]any{"volume_id": v.ID, "name": v.Name})
 	})
-	if err != nil {
-		h.fail(w, "releasing the volume", err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, v)
+	h.answer(w, http.StatusOK, "releasing the volume", v, err)
 }
 
 // teamVolumes lists a team's volumes, released ones with their removal
@@ -98,15 +72,8 @@ func (h *Handler) teamVolumes(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	list, err := volumes.ListTeam(r.Context(), h.wh.Pool(), team)
-	if err != nil {
-		h.fail(w, "listing volumes", err)
-		return
-	}
-	if list == nil {
-		list = []volumes.Volume{}
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"volumes": list})
+	list, err := h.volumes.ListTeam(r.Context(), team)
+	h.answer(w, http.StatusOK, "listing volumes", map[string]any{"volumes": list}, err)
 }
 
 func (h *Handler) listCron(w http.ResponseWriter, r *http.Request) {
@@ -114,40 +81,28 @@ func (h *Handler) listCron(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	list, err := cron.List(r.Context(), h.wh.Pool(), app.ID)
-	if err != nil {
-		h.fail(w, "listing scheduled jobs", err)
-		return
+	list, err := h.cron.List(r.Context(), app.ID)
+	h.answer(w, http.StatusOK, "listing scheduled jobs", map[string]any{"cron_jobs": list}, err)
+}
+
+// cronEntry is the audit record of a change of a scheduled job.
+func cronEntry(r *http.Request, app deploys.App, action string) accounts.Hook[cron.Job] {
+	return func(j cron.Job) accounts.Entry {
+		details := map[string]any{"cron_job_id": j.ID, "name": j.Name, "schedule": j.Schedule, "timezone": j.Timezone}
+		if action == "cron.update" {
+			details["enabled"] = j.Enabled
+		}
+		return entry(r, app.TeamID, action, app.Slug, details)
 	}
-	if list == nil {
-		list = []cron.Job{}
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"cron_jobs": list})
 }
 
 func (h *Handler) createCron(w http.ResponseWriter, r *http.Request) {
-	app, ok := h.appAccess(w, r, accounts.RoleAdmin)
+	app, in, ok := appRequest[cron.Spec](h, w, r, accounts.RoleAdmin)
 	if !ok {
 		return
 	}
-	var in cron.Spec
-	if !decode(w, r, &in) {
-		return
-	}
-	var j cron.Job
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		var err error
-		if j, err = cron.Create(r.Context(), tx, app.ID, in); err != nil {
-			return err
-		}
-		return h.audit1(r.Context(), tx, r, app.TeamID, "cron.create", app.Slug, map[string]any{"cron_job_id": j.ID,
-			"name": j.Name, "schedule": j.Schedule, "timezone": j.Timezone})
-	})
-	if err != nil {
-		h.fail(w, "creating the scheduled job", err)
-		return
-	}
-	api.WriteJSON(w, http.StatusCreated, j)
+	j, err := h.cron.Create(r.Context(), app.ID, in, cronEntry(r, app, "cron.create"))
+	h.answer(w, http.StatusCreated, "creating the scheduled job", j, err)
 }
 
 func (h *Handler) getCron(w http.ResponseWriter, r *http.Request) {
@@ -155,37 +110,17 @@ func (h *Handler) getCron(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	j, err := cron.Get(r.Context(), h.wh.Pool(), app.ID, pathID(r, "job"))
-	if err != nil {
-		h.fail(w, "loading the scheduled job", err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, j)
+	j, err := h.cron.Get(r.Context(), app.ID, pathID(r, "job"))
+	h.answer(w, http.StatusOK, "loading the scheduled job", j, err)
 }
 
 func (h *Handler) updateCron(w http.ResponseWriter, r *http.Request) {
-	app, ok := h.appAccess(w, r, accounts.RoleAdmin)
+	app, in, ok := appRequest[cron.Spec](h, w, r, accounts.RoleAdmin)
 	if !ok {
 		return
 	}
-	var in cron.Spec
-	if !decode(w, r, &in) {
-		return
-	}
-	var j cron.Job
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		var err error
-		if j, err = cron.Update(r.Context(), tx, app.ID, pathID(r, "job"), in); err != nil {
-			return err
-		}
-		return h.audit1(r.Context(), tx, r, app.TeamID, "cron.update", app.Slug, map[string]any{"cron_job_id": j.ID,
-			"name": j.Name, "schedule": j.Schedule, "timezone": j.Timezone, "enabled": j.Enabled})
-	})
-	if err != nil {
-		h.fail(w, "changing the scheduled job", err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, j)
+	j, err := h.cron.Update(r.Context(), app.ID, pathID(r, "job"), in, cronEntry(r, app, "cron.update"))
+	h.answer(w, http.StatusOK, "changing the scheduled job", j, err)
 }
 
 func (h *Handler) deleteCron(w http.ResponseWriter, r *http.Request) {
@@ -193,18 +128,10 @@ func (h *Handler) deleteCron(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := pathID(r, "job")
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		if err := cron.Delete(r.Context(), tx, app.ID, id); err != nil {
-			return err
-		}
-		return h.audit1(r.Context(), tx, r, app.TeamID, "cron.delete", app.Slug, map[string]any{"cron_job_id": id})
+	err := h.cron.Delete(r.Context(), app.ID, pathID(r, "job"), func(id int64) accounts.Entry {
+		return entry(r, app.TeamID, "cron.delete", app.Slug, map[string]any{"cron_job_id": id})
 	})
-	if err != nil {
-		h.fail(w, "deleting the scheduled job", err)
-		return
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"status": "deleted"})
+	h.answer(w, http.StatusOK, "deleting the scheduled job", map[string]any{"status": "deleted"}, err)
 }
 
 func (h *Handler) cronRuns(w http.ResponseWriter, r *http.Request) {
@@ -212,21 +139,9 @@ func (h *Handler) cronRuns(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := pathID(r, "job")
-	if _, err := cron.Get(r.Context(), h.wh.Pool(), app.ID, id); err != nil {
-		h.fail(w, "loading the scheduled job", err)
-		return
-	}
 	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-	runs, err := cron.Runs(r.Context(), h.wh.Pool(), app.ID, id, limit)
-	if err != nil {
-		h.fail(w, "listing runs", err)
-		return
-	}
-	if runs == nil {
-		runs = []cron.Run{}
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"runs": runs})
+	runs, err := h.cron.Runs(r.Context(), app.ID, pathID(r, "job"), limit)
+	h.answer(w, http.StatusOK, "listing runs", map[string]any{"runs": runs}, err)
 }
 
 // runCron starts a run now, outside the schedule.
@@ -235,17 +150,8 @@ func (h *Handler) runCron(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var run cron.Run
-	err := pgx.BeginFunc(r.Context(), h.wh.Pool(), func(tx pgx.Tx) error {
-		var err error
-		if run, err = cron.RunNow(r.Context(), tx, app.ID, pathID(r, "job")); err != nil {
-			return err
-		}
-		return h.audit1(r.Context(), tx, r, app.TeamID, "cron.run", app.Slug, map[string]any{"cron_job_id": run.JobID, "run_id": run.ID})
+	run, err := h.cron.RunNow(r.Context(), app.ID, pathID(r, "job"), func(run cron.Run) accounts.Entry {
+		return entry(r, app.TeamID, "cron.run", app.Slug, map[string]any{"cron_job_id": run.JobID, "run_id": run.ID})
 	})
-	if err != nil {
-		h.fail(w, "starting the run", err)
-		return
-	}
-	api.WriteJSON(w, http.StatusAccepted, run)
+	h.answer(w, http.StatusAccepted, "starting the run", run, err)
 }

@@ -1,13 +1,9 @@
 package dashboard
 
 import (
-	"errors"
 	"net/http"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/wisehosting/wisehosting/caddymodules/api"
-	"github.com/wisehosting/wisehosting/internal/workers"
 )
 
 // DefaultNoWorkerHint is what the dashboard says when no worker is online
@@ -19,7 +15,7 @@ const DefaultNoWorkerHint = "Deployments wait in the queue until a worker is onl
 // workerStatus tells any signed-in person whether deploys can run now:
 // how many workers take deploys and, when none does, what to do about it.
 func (h *Handler) workerStatus(w http.ResponseWriter, r *http.Request) {
-	n, err := workers.Online(r.Context(), h.wh.Pool())
+	n, err := h.workers.Online(r.Context())
 	if err != nil {
 		h.fail(w, "counting workers", err)
 		return
@@ -43,17 +39,7 @@ func (h *Handler) setDraining(w http.ResponseWriter, r *http.Request, draining b
 		api.WriteError(w, http.StatusForbidden, "only instance administrators, signed in, manage workers")
 		return
 	}
-	var name string
-	err := h.wh.Pool().QueryRow(r.Context(), "SELECT name FROM workers WHERE id = $1", pathID(r, "worker")).Scan(&name)
-	if err != nil {
-		h.fail(w, "loading the worker", err)
-		return
-	}
-	wk, err := workers.SetDraining(r.Context(), h.wh.Pool(), name, draining)
-	if errors.Is(err, pgx.ErrNoRows) {
-		api.WriteError(w, http.StatusConflict, "a revoked worker cannot be drained or resumed")
-		return
-	}
+	wk, err := h.workers.Drain(r.Context(), pathID(r, "worker"), draining)
 	if err != nil {
 		h.fail(w, "changing the worker", err)
 		return
@@ -62,6 +48,6 @@ func (h *Handler) setDraining(w http.ResponseWriter, r *http.Request, draining b
 	if draining {
 		action = "worker.drain"
 	}
-	h.audit1(r.Context(), h.wh.Pool(), r, 0, action, name, map[string]any{"worker_id": wk.ID})
+	h.record(r, 0, action, wk.Name, map[string]any{"worker_id": wk.ID})
 	api.WriteJSON(w, http.StatusOK, map[string]any{"id": wk.ID, "name": wk.Name, "status": wk.Status})
 }

@@ -128,19 +128,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return nil
 }
 
-func hijackable(w http.ResponseWriter) http.ResponseWriter {
-	for {
-		if _, ok := w.(http.Hijacker); ok {
-			return w
-		}
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			return w
-		}
-		w = u.Unwrap()
-	}
-}
-
 func bearer(r *http.Request) string {
 	tok, _ := auth.BearerToken(r.Header)
 	return tok
@@ -178,7 +165,7 @@ func (h *Handler) serveWS(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, h.logger.With(zap.Int64("worker", id)), "opening the worker key", err)
 		return
 	}
-	ws, err := h.upgrader.Upgrade(hijackable(w), r, nil)
+	ws, err := h.upgrader.Upgrade(api.Hijackable(w), r, nil)
 	if err != nil {
 		h.logger.Warn("hub: upgrade failed", zap.Int64("worker", id), zap.Error(err))
 		return

@@ -86,17 +86,11 @@ func cmdVolumeAdd(fl caddycmd.Flags) error {
 }
 
 func cmdVolumeList(fl caddycmd.Flags) error {
-	a, err := core.LoadConfig(fl)
+	ctx, pool, done, err := core.OpenCommandDB(fl)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := core.CommandContext()
-	defer cancel()
-	pool, err := a.OpenPool(ctx)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+	defer done()
 	list, err := volumes.ListAll(ctx, pool, fl.String("worker"))
 	if err != nil {
 		return err

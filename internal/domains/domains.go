@@ -24,6 +24,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/network"
+	"github.com/wisehosting/wisehosting/internal/plans"
 )
 
 // userErr is a problem the user can fix; its message is shown as is.
@@ -124,7 +125,7 @@ type Service struct {
 	Verifier *Verifier
 	// Allow, when set, is asked in the transaction that adds a domain
 	// (e.g. whether the team's plan includes custom domains).
-	Allow func(ctx context.Context, tx pgx.Tx, teamID int64) error
+	Allow func(ctx context.Context, tx plans.Querier, teamID int64) error
 }
 
 const cols = "d.id, d.app_id, d.hostname, d.token, d.verified_at, d.last_error, d.created_at"

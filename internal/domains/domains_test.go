@@ -358,7 +358,7 @@ func TestAddAskedPlan(t *testing.T) {
 	f := setup(t)
 	refusal := errors.New(`plan "free": custom domains (custom_domains) are not included`)
 	var asked []int64
-	f.svc.Allow = func(ctx context.Context, tx pgx.Tx, teamID int64) error {
+	f.svc.Allow = func(ctx context.Context, tx plans.Querier, teamID int64) error {
 		asked = append(asked, teamID)
 		if teamID == f.teamA {
 			return refusal
@@ -389,7 +389,7 @@ func TestAddRefusedByPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.db.Pool.Exec(ctx, "UPDATE teams SET plan = 'pro' WHERE id = $1", f.teamB)
-	f.svc.Allow = func(ctx context.Context, tx pgx.Tx, teamID int64) error { return reg.CheckDomain(ctx, tx, teamID) }
+	f.svc.Allow = reg.CheckDomain
 	_, err = f.svc.Add(ctx, f.teamA, f.appA, "shop.example.com")
 	if !errs.Is(err, errs.Forbidden) || !strings.Contains(err.Error(), `plan "free" does not include custom domains`) {
 		t.Fatalf("err = %v", err)

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/oauth2"
 
+	"github.com/wisehosting/wisehosting/internal/accounts"
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/gitproviders"
@@ -67,6 +68,9 @@ type Service struct {
 	// API root a user typed (self-hosted). Tests set both.
 	HTTP    *http.Client
 	Guarded *http.Client
+	// StatusURL is the address a commit status of an app's deployment
+	// links to ("": none).
+	StatusURL func(slug string) string
 }
 
 func (s *Service) httpClient(userURL bool) *http.Client {
@@ -148,6 +152,14 @@ type Tokens struct {
 	Access  string
 	Refresh string
 	Expiry  time.Time
+}
+
+// Connect is Create in a transaction of its own, with the audit record
+// of the new connection.
+func (s *Service) Connect(ctx context.Context, teamID, userID int64, provider, apiURL, method string, t Tokens, audit accounts.Hook[Connection]) (Connection, error) {
+	return accounts.Change(ctx, s.Pool, audit, func(tx pgx.Tx) (Connection, error) {
+		return s.Create(ctx, tx, teamID, userID, provider, apiURL, method, t)
+	})
 }
 
 // Create checks the token with the provider (it must name an account) and

@@ -219,8 +219,9 @@ func (s *Service) RemoveHook(ctx context.Context, app deploys.App) error {
 
 // ReportDeployment posts a deployment's state as a commit status on its
 // repository (for a preview: on the pull request's head commit, in the
-// parent app's repository). Apps without a connection are skipped.
-func (s *Service) ReportDeployment(ctx context.Context, deploymentID int64, state, url string) error {
+// parent app's repository), linking to StatusURL of the deployment's app.
+// Apps without a connection are skipped.
+func (s *Service) ReportDeployment(ctx context.Context, deploymentID int64, state string) error {
 	var appID int64
 	var commit string
 	if err := s.Pool.QueryRow(ctx, "SELECT app_id, commit_sha FROM deployments WHERE id = $1", deploymentID).Scan(&appID, &commit); err != nil {
@@ -252,6 +253,10 @@ func (s *Service) ReportDeployment(ctx context.Context, deploymentID int64, stat
 	cl, err := s.Client(ctx, c)
 	if err != nil {
 		return err
+	}
+	url := ""
+	if s.StatusURL != nil {
+		url = s.StatusURL(app.Slug)
 	}
 	desc := map[string]string{gitproviders.StatusPending: "Deploying " + app.Slug,
 		gitproviders.StatusSuccess: "Deployed: " + url, gitproviders.StatusFailure: "Deployment failed"}[state]

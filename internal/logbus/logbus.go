@@ -422,25 +422,6 @@ func (b *Bus) Dropped() int64 {
 	return b.dropped
 }
 
-// History returns an app's stored lines of team (newest first), optionally
-// only those containing query, before the line id before (0: latest).
-func History(ctx context.Context, pool *pgxpool.Pool, teamID, appID int64, query string, before int64, limit int) ([]Line, error) {
-	if limit <= 0 || limit > 1000 {
-		limit = 200
-	}
-	rows, err := pool.Query(ctx, `SELECT l.app_id, l.ts, l.stream, l.line FROM runtime_logs l JOIN apps a ON a.id = l.app_id
-		WHERE a.team_id = $1 AND l.app_id = $2 AND ($3 = '' OR strpos(l.line, $3) > 0) AND ($4 = 0 OR l.id < $4)
-		ORDER BY l.id DESC LIMIT $5`, teamID, appID, query, before, limit)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Line, error) {
-		var l Line
-		err := r.Scan(&l.AppID, &l.TS, &l.Stream, &l.Text)
-		return l, err
-	})
-}
-
 // Sweep deletes lines older than the retention and returns how many.
 // It runs on q: the caller's transaction holding the sweep lock.
 func (b *Bus) Sweep(ctx context.Context, q store.Execer) (int64, error) {

@@ -77,15 +77,19 @@ func TestPersistedHistoryAndScope(t *testing.T) {
 	cancel()
 	<-done // stop flushes what is pending
 
-	hist, err := History(context.Background(), db.Pool, teamA, app, "", 0, 10)
-	if err != nil || len(hist) != 10 || hist[0].Text != "panic: boom" {
+	arch := &Archive{Pool: db.Pool}
+	hist, err := arch.Search(context.Background(), Search{TeamID: teamA, AppID: app, Limit: 10})
+	if err != nil || len(hist) != 10 || hist[0].Line != "panic: boom" {
 		t.Fatalf("history %+v %v", hist, err)
 	}
-	found, _ := History(context.Background(), db.Pool, teamA, app, "panic", 0, 10)
+	found, _ := arch.Search(context.Background(), Search{TeamID: teamA, AppID: app, Query: "PANIC", Limit: 10})
 	if len(found) != 1 || found[0].Stream != "stderr" {
 		t.Fatalf("search %+v", found)
 	}
-	if leak, _ := History(context.Background(), db.Pool, teamB, app, "", 0, 10); len(leak) != 0 {
+	if page, _ := arch.Search(context.Background(), Search{TeamID: teamA, AppID: app, Stream: "stdout", Before: hist[9].ID, Limit: 5}); len(page) != 5 || page[0].ID >= hist[9].ID {
+		t.Fatalf("next page %+v", page)
+	}
+	if leak, _ := arch.Search(context.Background(), Search{TeamID: teamB, AppID: app}); len(leak) != 0 {
 		t.Fatalf("another team read the logs: %+v", leak)
 	}
 	// Retention.

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/wisehosting/wisehosting/internal/accounts"
 	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/events"
 )
@@ -102,7 +103,7 @@ func (s *Routes) List(ctx context.Context, appID int64) ([]StoredRoute, error) {
 
 // Add creates a route on app appID (listening on appPort). Missing fields
 // take defaults: prefix /, the app's port, http, weight 100.
-func (s *Routes) Add(ctx context.Context, teamID, appID int64, appPort int, in RouteInput, audit func(pgx.Tx, StoredRoute) error) (StoredRoute, error) {
+func (s *Routes) Add(ctx context.Context, teamID, appID int64, appPort int, in RouteInput, audit accounts.Hook[StoredRoute]) (StoredRoute, error) {
 	r := StoredRoute{AppID: appID, PathPrefix: "/", Port: appPort, Protocol: "http", Weight: 100}
 	apply(&r, in)
 	if err := ValidateRoute(r, appPort); err != nil {
@@ -118,7 +119,7 @@ func (s *Routes) Add(ctx context.Context, teamID, appID int64, appPort int, in R
 		if err != nil {
 			return err
 		}
-		if err := audit(tx, r); err != nil {
+		if err := audit.Write(ctx, tx, r); err != nil {
 			return err
 		}
 		return emitRoute(ctx, tx, teamID, r, "added")
@@ -130,7 +131,7 @@ func (s *Routes) Add(ctx context.Context, teamID, appID int64, appPort int, in R
 }
 
 // Update changes the set fields of route id of app appID.
-func (s *Routes) Update(ctx context.Context, teamID, appID int64, appPort int, id int64, in RouteInput, audit func(pgx.Tx, StoredRoute) error) (StoredRoute, error) {
+func (s *Routes) Update(ctx context.Context, teamID, appID int64, appPort int, id int64, in RouteInput, audit accounts.Hook[StoredRoute]) (StoredRoute, error) {
 	var r StoredRoute
 	err := s.change(ctx, appID, func(tx pgx.Tx) error {
 		var err error
@@ -163,7 +164,7 @@ func (s *Routes) Update(ctx context.Context, teamID, appID int64, appPort int, i
 			r.ID, r.PathPrefix, r.Port, r.Protocol, r.Weight, r.StripPrefix); err != nil {
 			return err
 		}
-		if err := audit(tx, r); err != nil {
+		if err := audit.Write(ctx, tx, r); err != nil {
 			return err
 		}
 		return emitRoute(ctx, tx, teamID, r, "updated")
@@ -175,7 +176,7 @@ func (s *Routes) Update(ctx context.Context, teamID, appID int64, appPort int, i
 }
 
 // Remove deletes route id of app appID.
-func (s *Routes) Remove(ctx context.Context, teamID, appID, id int64, audit func(pgx.Tx, StoredRoute) error) error {
+func (s *Routes) Remove(ctx context.Context, teamID, appID, id int64, audit accounts.Hook[StoredRoute]) error {
 	var r StoredRoute
 	err := s.change(ctx, appID, func(tx pgx.Tx) error {
 		var err error
@@ -194,7 +195,7 @@ func (s *Routes) Remove(ctx context.Context, teamID, appID, id int64, audit func
 		if others > 0 && live == 0 {
 			return routeErr("removing this route leaves the routes of %s with weight 0 only: raise another one's weight first", r.PathPrefix)
 		}
-		if err := audit(tx, r); err != nil {
+		if err := audit.Write(ctx, tx, r); err != nil {
 			return err
 		}
 		return emitRoute(ctx, tx, teamID, r, "removed")

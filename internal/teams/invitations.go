@@ -1,8 +1,9 @@
-// Package teams holds team invitations: one-time links an owner or admin
-// copies from the dashboard and sends however they like (no mail server
-// is needed). Whoever opens the link signs in (or creates the account of
-// the invited address) and joins the team with the invited role.
 package teams
+
+// Invitations: one-time links an owner or admin copies from the dashboard
+// and sends however they like (no mail server is needed). Whoever opens
+// the link signs in (or creates the account of the invited address) and
+// joins the team with the invited role.
 
 import (
 	"context"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/wisehosting/wisehosting/internal/accounts"
 	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/errs"
 )
@@ -34,6 +36,8 @@ type Invitation struct {
 	Role      string    `json:"role"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// AcceptedBy is the account that used the invitation (Join, SignUp).
+	AcceptedBy int64 `json:"-"`
 }
 
 // Errors for the person (errs kinds).
@@ -43,10 +47,12 @@ var (
 	ErrMember   = errs.New(errs.Conflict, "already a member of this team")
 )
 
-// Service keeps memberships and invitations in Postgres.
+// Service keeps teams, memberships and invitations in Postgres.
 type Service struct {
 	Pool *pgxpool.Pool
-	Now  func() time.Time // tests; default time.Now
+	// Accounts creates the account of an invited address (SignUp).
+	Accounts *accounts.Service
+	Now      func() time.Time // tests; default time.Now
 }
 
 func (s *Service) now() time.Time {
@@ -61,10 +67,29 @@ func hashToken(token string) []byte {
 	return h[:]
 }
 
-// Create makes an invitation of email into team with role and returns its
-// one-time token (shown once). Callers check that the inviter may grant
-// the role.
-func (s *Service) Create(ctx context.Context, q pgx.Tx, teamID, inviterID int64, email, role string) (Invitation, string, error) {
+// Invite makes an invitation of email into team with role and returns its
+// one-time token (shown once). A caller of callerRole must be allowed to
+// grant the role (default member).
+func (s *Service) Invite(ctx context.Context, teamID, inviterID int64, callerRole, email, role string, audit accounts.Hook[Invitation]) (Invitation, string, error) {
+	if role == "" {
+		role = accounts.RoleMember
+	}
+	if err := checkGrant(callerRole, role); err != nil {
+		return Invitation{}, "", err
+	}
+	var inv Invitation
+	var token string
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		var err error
+		if inv, token, err = s.create(ctx, tx, teamID, inviterID, email, role); err != nil {
+			return err
+		}
+		return audit.Write(ctx, tx, inv)
+	})
+	return inv, token, err
+}
+
+func (s *Service) create(ctx context.Context, q pgx.Tx, teamID, inviterID int64, email, role string) (Invitation, string, error) {
 	e := strings.ToLower(strings.TrimSpace(email))
 	if a, err := mail.ParseAddress(e); err != nil || a.Address != e || len(e) > 254 {
 		return Invitation{}, "", errs.Invalidf("invalid invitation: %q is not an e-mail address", email)
@@ -85,7 +110,7 @@ func (s *Service) Create(ctx context.Context, q pgx.Tx, teamID, inviterID int64,
 	return inv, token, err
 }
 
-// Pending lists a team's invitations that can still be used.
+// Pending lists a team's invitations that can still be used (never nil).
 func (s *Service) Pending(ctx context.Context, teamID int64) ([]Invitation, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT i.id, i.team_id, t.name, i.email, i.role, i.created_at, i.expires_at
 		FROM team_invitations i JOIN teams t ON t.id = i.team_id
@@ -93,15 +118,31 @@ func (s *Service) Pending(ctx context.Context, teamID int64) ([]Invitation, erro
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Invitation, error) {
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Invitation, error) {
 		var i Invitation
 		err := r.Scan(&i.ID, &i.TeamID, &i.TeamName, &i.Email, &i.Role, &i.CreatedAt, &i.ExpiresAt)
 		return i, err
 	})
+	if out == nil {
+		out = []Invitation{}
+	}
+	return out, err
 }
 
 // Revoke deletes a pending invitation of the team.
-func (s *Service) Revoke(ctx context.Context, q pgx.Tx, teamID, id int64) (Invitation, error) {
+func (s *Service) Revoke(ctx context.Context, teamID, id int64, audit accounts.Hook[Invitation]) (Invitation, error) {
+	var i Invitation
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		var err error
+		if i, err = s.revoke(ctx, tx, teamID, id); err != nil {
+			return err
+		}
+		return audit.Write(ctx, tx, i)
+	})
+	return i, err
+}
+
+func (s *Service) revoke(ctx context.Context, q pgx.Tx, teamID, id int64) (Invitation, error) {
 	var i Invitation
 	err := q.QueryRow(ctx, `DELETE FROM team_invitations WHERE id = $1 AND team_id = $2 AND accepted_at IS NULL
 		RETURNING id, team_id, email, role, created_at, expires_at`, id, teamID).Scan(&i.ID, &i.TeamID, &i.Email, &i.Role, &i.CreatedAt, &i.ExpiresAt)
@@ -111,9 +152,61 @@ func (s *Service) Revoke(ctx context.Context, q pgx.Tx, teamID, id int64) (Invit
 	return i, err
 }
 
-// Lookup finds the usable invitation of a token (for the page the link
-// opens), locking it when q is a transaction that will use it.
-func (s *Service) Lookup(ctx context.Context, q pgx.Tx, token string) (Invitation, error) {
+// Show finds the usable invitation of a token, for the page the link
+// opens, and whether the invited address has an account (sign in) or not
+// (choose a password).
+func (s *Service) Show(ctx context.Context, token string) (Invitation, bool, error) {
+	var inv Invitation
+	var hasAccount bool
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		var err error
+		if inv, err = s.lookup(ctx, tx, token); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = $1)", inv.Email).Scan(&hasAccount)
+	})
+	return inv, hasAccount, err
+}
+
+// Join makes userID (whose e-mail must be the invited one) a member with
+// the invited role and uses the invitation up.
+func (s *Service) Join(ctx context.Context, token string, userID int64, userEmail string, audit accounts.Hook[Invitation]) (Invitation, error) {
+	var inv Invitation
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		var err error
+		if inv, err = s.accept(ctx, tx, token, userID, userEmail); err != nil {
+			return err
+		}
+		return audit.Write(ctx, tx, inv)
+	})
+	return inv, err
+}
+
+// SignUp creates the invited address's account with name and password
+// and makes it a member, in one transaction; the new account is the
+// invitation's AcceptedBy.
+func (s *Service) SignUp(ctx context.Context, token, name, password string, audit accounts.Hook[Invitation]) (Invitation, error) {
+	var inv Invitation
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		var err error
+		if inv, err = s.lookup(ctx, tx, token); err != nil {
+			return err
+		}
+		uid, err := s.Accounts.CreateInvited(ctx, tx, inv.Email, name, password)
+		if err != nil {
+			return err
+		}
+		if inv, err = s.accept(ctx, tx, token, uid, inv.Email); err != nil {
+			return err
+		}
+		return audit.Write(ctx, tx, inv)
+	})
+	return inv, err
+}
+
+// lookup finds the usable invitation of a token, locking it for the
+// transaction that uses it.
+func (s *Service) lookup(ctx context.Context, q pgx.Tx, token string) (Invitation, error) {
 	var i Invitation
 	if !strings.HasPrefix(token, TokenPrefix) || len(token) > 100 {
 		return i, ErrNotFound
@@ -128,10 +221,8 @@ func (s *Service) Lookup(ctx context.Context, q pgx.Tx, token string) (Invitatio
 	return i, err
 }
 
-// Accept makes userID (whose e-mail must be the invited one) a member with
-// the invited role and uses the invitation up.
-func (s *Service) Accept(ctx context.Context, q pgx.Tx, token string, userID int64, userEmail string) (Invitation, error) {
-	i, err := s.Lookup(ctx, q, token)
+func (s *Service) accept(ctx context.Context, q pgx.Tx, token string, userID int64, userEmail string) (Invitation, error) {
+	i, err := s.lookup(ctx, q, token)
 	if err != nil {
 		return i, err
 	}
@@ -146,5 +237,6 @@ func (s *Service) Accept(ctx context.Context, q pgx.Tx, token string, userID int
 		return i, ErrMember
 	}
 	_, err = q.Exec(ctx, `UPDATE team_invitations SET accepted_at = $2, accepted_by = $3 WHERE id = $1`, i.ID, s.now(), userID)
+	i.AcceptedBy = userID
 	return i, err
 }

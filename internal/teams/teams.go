@@ -6,6 +6,8 @@ package teams
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -58,6 +60,73 @@ func CreateOwned(ctx context.Context, tx pgx.Tx, name, slug, plan string, ownerI
 	return Create(ctx, tx, name, slug, plan, ownerID)
 }
 
+// CreateTeam makes a team of a person's own (see CreateOwned) and writes
+// its audit record, in one transaction.
+func (s *Service) CreateTeam(ctx context.Context, name, slug, plan string, ownerID int64, admin bool, audit accounts.Hook[accounts.Team]) (accounts.Team, error) {
+	var t accounts.Team
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		var err error
+		if t, err = CreateOwned(ctx, tx, name, slug, plan, ownerID, admin); err != nil {
+			return err
+		}
+		return audit.Write(ctx, tx, t)
+	})
+	return t, err
+}
+
+// CreatePersonal gives a new account a team it owns, on plan, named after
+// the person (name, else the e-mail's local part). Its slug is made from
+// the e-mail's local part and a random suffix (slugs are unique across
+// teams).
+func (s *Service) CreatePersonal(ctx context.Context, userID int64, email, name, plan string, audit accounts.Hook[accounts.Team]) (accounts.Team, error) {
+	label := strings.TrimSpace(name)
+	if label == "" {
+		label, _, _ = strings.Cut(email, "@")
+	}
+	if len(label) > 80 {
+		label = label[:80]
+	}
+	suffix := make([]byte, 3)
+	rand.Read(suffix)
+	slug := SlugOf(email) + "-" + hex.EncodeToString(suffix)
+	var t accounts.Team
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		var err error
+		if t, err = Create(ctx, tx, label+"'s team", slug, plan, userID); err != nil {
+			return err
+		}
+		return audit.Write(ctx, tx, t)
+	})
+	return t, err
+}
+
+// SlugOf makes the start of a slug from an e-mail's local part: lower
+// case letters and digits, other runs become one dash, at most 40
+// characters, "team" when nothing is left.
+func SlugOf(email string) string {
+	local, _, _ := strings.Cut(strings.ToLower(email), "@")
+	var b strings.Builder
+	dash := false
+	for _, r := range local {
+		if b.Len() >= 40 {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+			dash = false
+		case !dash && b.Len() > 0:
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	s := strings.Trim(b.String(), "-")
+	if s == "" {
+		return "team"
+	}
+	return s
+}
+
 // Member is a person's place in a team.
 type Member struct {
 	UserID int64     `json:"user_id"`
@@ -79,9 +148,16 @@ func ValidRole(r string) bool {
 	return r == accounts.RoleOwner || r == accounts.RoleAdmin || r == accounts.RoleMember
 }
 
-// After runs in a membership change's transaction once it is made (the
-// caller's audit record).
-type After func(tx pgx.Tx, m Member) error
+// checkGrant is whether a caller of callerRole may hand out role.
+func checkGrant(callerRole, role string) error {
+	switch {
+	case !ValidRole(role):
+		return ErrBadRole
+	case !CanGrant(callerRole, role):
+		return ErrCannotGrant
+	}
+	return nil
+}
 
 // Members lists the team's members, owners first; me marks the caller.
 func (s *Service) Members(ctx context.Context, teamID, me int64) ([]Member, error) {
@@ -104,15 +180,12 @@ func (s *Service) Members(ctx context.Context, teamID, me int64) ([]Member, erro
 
 // Add makes the existing account of email a member with role, which a
 // caller of callerRole must be allowed to grant.
-func (s *Service) Add(ctx context.Context, teamID int64, callerRole, email, role string, after After) (Member, error) {
+func (s *Service) Add(ctx context.Context, teamID int64, callerRole, email, role string, audit accounts.Hook[Member]) (Member, error) {
 	if role == "" {
 		role = accounts.RoleMember
 	}
-	switch {
-	case !ValidRole(role):
-		return Member{}, ErrBadRole
-	case !CanGrant(callerRole, role):
-		return Member{}, ErrCannotGrant
+	if err := checkGrant(callerRole, role); err != nil {
+		return Member{}, err
 	}
 	email = strings.ToLower(strings.TrimSpace(email))
 	var m Member
@@ -132,14 +205,14 @@ func (s *Service) Add(ctx context.Context, teamID int64, callerRole, email, role
 		if err != nil {
 			return err
 		}
-		return runAfter(after, tx, m)
+		return audit.Write(ctx, tx, m)
 	})
 	return m, err
 }
 
 // SetRole changes userID's role to role. Admins manage admins and members;
 // only owners touch owners; the last owner stays an owner.
-func (s *Service) SetRole(ctx context.Context, teamID int64, callerRole string, userID int64, role string, after After) (Member, error) {
+func (s *Service) SetRole(ctx context.Context, teamID int64, callerRole string, userID int64, role string, audit accounts.Hook[Member]) (Member, error) {
 	if !ValidRole(role) {
 		return Member{}, ErrBadRole
 	}
@@ -152,13 +225,13 @@ func (s *Service) SetRole(ctx context.Context, teamID int64, callerRole string, 
 		}
 		_, err := tx.Exec(ctx, "UPDATE memberships SET role = $3 WHERE team_id = $1 AND user_id = $2", teamID, target.UserID, role)
 		return err
-	}, after)
+	}, audit)
 }
 
 // Remove takes userID out of the team (admins: admins and members;
 // owners: anyone); anyone may leave (userID == callerID). The last owner
 // stays. The member's API tokens of the team are revoked with it.
-func (s *Service) Remove(ctx context.Context, teamID, callerID int64, callerRole string, userID int64, after After) (Member, error) {
+func (s *Service) Remove(ctx context.Context, teamID, callerID int64, callerRole string, userID int64, audit accounts.Hook[Member]) (Member, error) {
 	return s.change(ctx, teamID, userID, func(tx pgx.Tx, target Member, owners int) error {
 		self := target.UserID == callerID
 		if !self && (!accounts.AtLeast(callerRole, accounts.RoleAdmin) || !CanGrant(callerRole, target.Role)) {
@@ -174,12 +247,12 @@ func (s *Service) Remove(ctx context.Context, teamID, callerID int64, callerRole
 		_, err := tx.Exec(ctx, "UPDATE api_tokens SET revoked_at = now() WHERE team_id = $1 AND user_id = $2 AND revoked_at IS NULL",
 			teamID, target.UserID)
 		return err
-	}, after)
+	}, audit)
 }
 
 // change applies fn to userID's membership under a lock on the team's
 // memberships, so two changes cannot both take away the last owner.
-func (s *Service) change(ctx context.Context, teamID, userID int64, fn func(tx pgx.Tx, target Member, owners int) error, after After) (Member, error) {
+func (s *Service) change(ctx context.Context, teamID, userID int64, fn func(tx pgx.Tx, target Member, owners int) error, audit accounts.Hook[Member]) (Member, error) {
 	var target Member
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT m.user_id, u.email, m.role FROM memberships m JOIN users u ON u.id = m.user_id
@@ -210,14 +283,7 @@ func (s *Service) change(ctx context.Context, teamID, userID int64, fn func(tx p
 		if err := fn(tx, target, owners); err != nil {
 			return err
 		}
-		return runAfter(after, tx, target)
+		return audit.Write(ctx, tx, target)
 	})
 	return target, err
-}
-
-func runAfter(after After, tx pgx.Tx, m Member) error {
-	if after == nil {
-		return nil
-	}
-	return after(tx, m)
 }

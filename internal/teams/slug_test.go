@@ -1,8 +1,8 @@
-package dashboard
+package teams
 
 import "testing"
 
-func TestTeamSlug(t *testing.T) {
+func TestSlugOf(t *testing.T) {
 	for in, want := range map[string]string{
 		"New.Person@Example.test": "new-person",
 		"__x__@a":                 "x",
@@ -11,8 +11,8 @@ func TestTeamSlug(t *testing.T) {
 		"a+tag@x":                 "a-tag",
 		"abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz@x": "abcdefghijklmnopqrstuvwxyzabcdefghijklmn",
 	} {
-		if got := teamSlug(in); got != want {
-			t.Errorf("teamSlug(%q) = %q, want %q", in, got, want)
+		if got := SlugOf(in); got != want {
+			t.Errorf("SlugOf(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
