@@ -3,7 +3,7 @@
 // manage an API token, turn two-factor authentication on and sign in again
 // with a code. Screenshots go to OUT.
 // Environment: BASE, EMAIL, PASSWORD, REPO, OUT, CHROMIUM.
-import { openSession } from "./session.mjs";
+import { journey, openSession } from "./session.mjs";
 import { createHmac } from "node:crypto";
 
 // totp computes the RFC 6238 code of a base32 secret for a 30-second step,
@@ -22,14 +22,15 @@ function totp(secret, step) {
 }
 
 const { BASE, EMAIL, PASSWORD, REPO, OUT } = process.env;
-const { browser, page, steps, shot } = await openSession(OUT);
+const session = await openSession(OUT);
+const { page, shot } = session;
 // Confirmation dialogs (revoking a token) are answered yes.
 page.on("dialog", (d) => d.accept());
 const tab = async (name) => {
   await page.click(`#app-tabs a[data-tab=${name}]`);
   await page.waitForSelector(`#tab-${name}:not([hidden])`);
 };
-try {
+await journey(session, OUT, async () => {
 
   await page.goto(BASE + "/");
   await page.waitForSelector("#login:not([hidden])");
@@ -186,12 +187,5 @@ try {
   await page.fill("#pw-off", PASSWORD);
   await page.click("#security-body button:text('Turn off')");
   await page.waitForFunction(() => document.querySelector("#security-body").textContent.includes("Set up"));
-  console.log(JSON.stringify({ ok: true, steps, appId, logLines: lines.length }));
-} catch (err) {
-  if (page) await page.screenshot({ path: `${OUT}/failure.png`, fullPage: true }).catch(() => {});
-  const errText = page ? await page.evaluate(() => [...document.querySelectorAll(".toast, .field-error")].map((e) => e.textContent).join(" | ")).catch(() => "") : "";
-  console.log(JSON.stringify({ ok: false, steps, error: String(err), pageError: errText }));
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+  return { appId, logLines: lines.length };
+});

@@ -4,11 +4,12 @@
 // through the provider), the app created and its webhook shown installed;
 // the settings form shows an error next to its field and saves.
 // Environment: BASE, EMAIL, PASSWORD, OUT, CHROMIUM, TOKEN.
-import { openSession } from "./session.mjs";
+import { journey, openSession } from "./session.mjs";
 
 const { BASE, EMAIL, PASSWORD, OUT, TOKEN } = process.env;
-const { browser, page, steps, shot } = await openSession(OUT, 1000);
-try {
+const session = await openSession(OUT, 1000);
+const { page, shot } = session;
+await journey(session, OUT, async () => {
 
   await page.goto(BASE + "/");
   await page.fill("#login-form input[name=email]", EMAIL);
@@ -84,12 +85,5 @@ try {
   if (await page.inputValue("#image-form input[name=registry_password]") !== "") throw new Error("the password is shown");
   if (!(await page.isHidden("#git-only"))) throw new Error("git settings shown for an image app");
   await shot("g8-image-app");
-  console.log(JSON.stringify({ ok: true, steps }));
-} catch (err) {
-  if (page) await page.screenshot({ path: `${OUT}/failure.png`, fullPage: true }).catch(() => {});
-  const errText = page ? await page.evaluate(() => [...document.querySelectorAll(".toast, .field-error")].map((e) => e.textContent).join(" | ")).catch(() => "") : "";
-  console.log(JSON.stringify({ ok: false, steps, error: String(err), pageError: errText }));
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+  return {};
+});
