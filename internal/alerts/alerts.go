@@ -4,6 +4,10 @@
 // alert fires, and must stay false for a clear window (and the alert must
 // have lasted a minimum time) before it resolves, so a value hovering at
 // the threshold does not cause a storm of fire/resolve pairs.
+//
+// It also keeps the rules as teams manage them and lists their alerts
+// (Rules, rules.go): at most MaxRules per app, each checked against its
+// kind (kinds.go).
 package alerts
 
 import (

@@ -7,6 +7,10 @@
 // endpoint so an app's events arrive in order, signs them the Standard
 // Webhooks way and retries failures with backoff. Every URL goes through
 // the SSRF-guarded client; redirects are failures.
+//
+// A team's webhooks are managed here too (team.go): the events one may
+// subscribe to (Subscribable), at most MaxPerTeam per team, bound to an
+// app of the team or team-wide, and test deliveries.
 package webhooks
 
 import (
