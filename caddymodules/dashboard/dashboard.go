@@ -233,19 +233,23 @@ func principal(r *http.Request) *accounts.Principal {
 	return r.Context().Value(ctxKey{}).(*accounts.Principal)
 }
 
+// caller resolves the request's API token or session cookie
+// (accounts.ErrUnauthorized: neither, or not valid).
+func (h *Handler) caller(ctx context.Context, r *http.Request) (*accounts.Principal, error) {
+	if tok, ok := auth.BearerToken(r.Header); ok {
+		return h.acc.FromToken(ctx, tok)
+	}
+	if c, err := r.Cookie(CookieName); err == nil {
+		return h.acc.FromSession(ctx, c.Value)
+	}
+	return nil, accounts.ErrUnauthorized
+}
+
 // authed resolves the caller (session cookie or API token), enforces CSRF
 // on a session's state-changing requests and write scope on a token's.
 func (h *Handler) authed(fn http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var p *accounts.Principal
-		var err error
-		if tok, ok := auth.BearerToken(r.Header); ok {
-			p, err = h.acc.FromToken(r.Context(), tok)
-		} else if c, cerr := r.Cookie(CookieName); cerr == nil {
-			p, err = h.acc.FromSession(r.Context(), c.Value)
-		} else {
-			err = accounts.ErrUnauthorized
-		}
+		p, err := h.caller(r.Context(), r)
 		if err != nil {
 			if !errors.Is(err, accounts.ErrUnauthorized) {
 				h.logger.Error("dashboard: resolving the caller", zap.Error(err))
@@ -513,48 +517,18 @@ func (h *Handler) listApps(w http.ResponseWriter, r *http.Request) {
 	api.WriteJSON(w, http.StatusOK, map[string]any{"apps": out})
 }
 
-type appInput struct {
-	Name      string `json:"name"`
-	Slug      string `json:"slug"`
-	GitRepo   string `json:"git_repo"`
-	GitBranch string `json:"git_branch"`
-	Framework string `json:"framework"`
-	Port      int    `json:"port"`
-	CPUMillis int    `json:"cpu_millis"`
-	MemoryMB  int    `json:"memory_mb"`
-	// GitConnectionID and Repo (owner/name at that provider) create the
-	// app from a connected repository: its clone URL, default branch and
-	// provider come from there, and its webhook is installed.
-	GitConnectionID int64  `json:"git_connection_id"`
-	Repo            string `json:"repo"`
-	// GitProvider of a repository given by URL (for its webhook).
-	GitProvider  string `json:"git_provider"`
-	AutoDeploy   *bool  `json:"auto_deploy"`
-	Previews     *bool  `json:"previews"`
-	ForkPreviews bool   `json:"fork_previews"`
-	// Image deploys a prebuilt image (registry/name:tag or @digest)
-	// instead of a repository, pulled with the optional registry login
-	// (the password is write-only).
-	Image            string `json:"image"`
-	RegistryUsername string `json:"registry_username"`
-	RegistryPassword string `json:"registry_password"`
-	// Replicas is how many instances the app runs (0: 1).
-	Replicas int `json:"replicas"`
-}
-
 func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 	team, ok := h.teamRole(w, r, accounts.RoleAdmin)
 	if !ok {
 		return
 	}
-	in := appInput{Framework: "auto", CPUMillis: 500, MemoryMB: 256}
+	in := apps.Defaults()
 	if !decode(w, r, &in) {
 		return
 	}
-	var conn gitconn.Connection
-	if in.GitConnectionID != 0 {
-		var err error
-		if conn, err = h.git.Get(r.Context(), team, in.GitConnectionID); err != nil {
+	if in.ConnectionID != 0 {
+		conn, err := h.git.Get(r.Context(), team, in.ConnectionID)
+		if err != nil {
 			if errors.Is(err, gitconn.ErrNotFound) {
 				err = errs.Field("git_connection_id", "no such git connection in this team")
 			}
@@ -571,11 +545,7 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 			in.GitBranch = repo.DefaultBranch
 		}
 	}
-	n := apps.New{Name: in.Name, Slug: in.Slug, GitRepo: in.GitRepo, GitBranch: in.GitBranch, Framework: in.Framework, Port: in.Port,
-		CPUMillis: in.CPUMillis, MemoryMB: in.MemoryMB, ConnectionID: conn.ID, Repo: in.Repo, GitProvider: in.GitProvider,
-		AutoDeploy: in.AutoDeploy == nil || *in.AutoDeploy, Previews: in.Previews == nil || *in.Previews, ForkPreviews: in.ForkPreviews,
-		Image: in.Image, RegistryUsername: in.RegistryUsername, RegistryPassword: in.RegistryPassword, Replicas: in.Replicas}
-	c, err := h.apps.Create(r.Context(), team, n, h.wh.AllowLocalGit, func(c apps.Created) accounts.Entry {
+	c, err := h.apps.Create(r.Context(), team, in, h.wh.AllowLocalGit, func(c apps.Created) accounts.Entry {
 		ev := map[string]any{"app_id": c.ID, "git_connection_id": c.ConnectionID, "repo": c.Repo}
 		if c.Image != "" {
 			ev = map[string]any{"app_id": c.ID, "image": c.Image, "registry_username": c.RegistryUsername}

@@ -15,7 +15,6 @@ import (
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/internal/accounts"
 	"github.com/wisehosting/wisehosting/internal/apps"
-	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/logbus"
 )
 
@@ -214,15 +213,7 @@ func (h *Handler) liveLogs(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) liveStillAllowed(ctx context.Context, r *http.Request, appID int64) (int, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	var p *accounts.Principal
-	var err error
-	if tok, ok := auth.BearerToken(r.Header); ok {
-		p, err = h.acc.FromToken(ctx, tok)
-	} else if c, cerr := r.Cookie(CookieName); cerr == nil {
-		p, err = h.acc.FromSession(ctx, c.Value)
-	} else {
-		err = accounts.ErrUnauthorized
-	}
+	p, err := h.caller(ctx, r)
 	if errors.Is(err, accounts.ErrUnauthorized) {
 		return closeSignedOut, "signed out", nil
 	}

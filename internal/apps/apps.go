@@ -199,28 +199,40 @@ func (s *Service) DeleteEnv(ctx context.Context, appID int64, key string, audit 
 	})
 }
 
-// New is a new app's settings.
+// New is a new app's settings, as a person gives them.
 type New struct {
-	Name      string
-	Slug      string
-	GitRepo   string
-	GitBranch string
-	Framework string
-	Port      int
-	CPUMillis int
-	MemoryMB  int
-	// ConnectionID and Repo: the app follows a connected repository.
-	ConnectionID int64
-	Repo         string
-	GitProvider  string
-	AutoDeploy   bool
-	Previews     bool
-	ForkPreviews bool
-	// Image deploys a prebuilt image with an optional registry login.
-	Image            string
-	RegistryUsername string
-	RegistryPassword string
-	Replicas         int
+	Name      string `json:"name"`
+	Slug      string `json:"slug"`
+	GitRepo   string `json:"git_repo"`
+	GitBranch string `json:"git_branch"`
+	Framework string `json:"framework"`
+	Port      int    `json:"port"`
+	CPUMillis int    `json:"cpu_millis"`
+	MemoryMB  int    `json:"memory_mb"`
+	// ConnectionID and Repo (owner/name at that provider) create the app
+	// from a connected repository: its clone URL, default branch and
+	// provider come from there, and its webhook is installed.
+	ConnectionID int64  `json:"git_connection_id"`
+	Repo         string `json:"repo"`
+	// GitProvider of a repository given by URL (for its webhook).
+	GitProvider  string `json:"git_provider"`
+	AutoDeploy   bool   `json:"auto_deploy"`
+	Previews     bool   `json:"previews"`
+	ForkPreviews bool   `json:"fork_previews"`
+	// Image deploys a prebuilt image (registry/name:tag or @digest)
+	// instead of a repository, pulled with the optional registry login
+	// (the password is write-only).
+	Image            string `json:"image"`
+	RegistryUsername string `json:"registry_username"`
+	RegistryPassword string `json:"registry_password"`
+	// Replicas is how many instances the app runs (0: 1).
+	Replicas int `json:"replicas"`
+}
+
+// Defaults are a new app's settings a person does not give: framework
+// detected, half a core, 256 MB, pushes deployed, pull requests previewed.
+func Defaults() New {
+	return New{Framework: "auto", CPUMillis: 500, MemoryMB: 256, AutoDeploy: true, Previews: true}
 }
 
 // Create checks app n (see New.Check) and makes it in team, within the

@@ -15,17 +15,8 @@ type Reports struct {
 
 // ChartPoint is one point of a usage chart.
 type ChartPoint struct {
-	At         time.Time `json:"at"`
-	CPUAvg     float64   `json:"cpu_pct_avg"`
-	CPUMax     float64   `json:"cpu_pct_max"`
-	MemAvg     float64   `json:"mem_bytes_avg"`
-	MemMax     int64     `json:"mem_bytes_max"`
-	NetRxBytes int64     `json:"net_rx_bytes"`
-	NetTxBytes int64     `json:"net_tx_bytes"`
-	DiskBytes  int64     `json:"disk_bytes"`
-	// VolumeBytes is the disk the app's volumes use (the largest in the
-	// point's buckets).
-	VolumeBytes int64 `json:"volume_bytes"`
+	At time.Time `json:"at"`
+	Figures
 }
 
 // Chart folds an app's (or, with app 0, all the team's apps') 5-minute

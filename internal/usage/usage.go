@@ -135,16 +135,22 @@ func Prune(ctx context.Context, q store.Execer, now time.Time, keep time.Duratio
 
 // Point is one bucket of an app's usage.
 type Point struct {
-	Bucket     time.Time `json:"bucket"`
-	CPUAvg     float64   `json:"cpu_pct_avg"`
-	CPUMax     float64   `json:"cpu_pct_max"`
-	MemAvg     float64   `json:"mem_bytes_avg"`
-	MemMax     int64     `json:"mem_bytes_max"`
-	NetRxBytes int64     `json:"net_rx_bytes"`
-	NetTxBytes int64     `json:"net_tx_bytes"`
-	DiskBytes  int64     `json:"disk_bytes"`
-	// VolumeBytes is the disk the app's volumes used at the bucket's last
-	// sample.
+	Bucket time.Time `json:"bucket"`
+	Figures
+}
+
+// Figures are the usage of a bucket or of a chart's point: CPU and memory
+// averages and peaks, network bytes, disk and volume sizes.
+type Figures struct {
+	CPUAvg     float64 `json:"cpu_pct_avg"`
+	CPUMax     float64 `json:"cpu_pct_max"`
+	MemAvg     float64 `json:"mem_bytes_avg"`
+	MemMax     int64   `json:"mem_bytes_max"`
+	NetRxBytes int64   `json:"net_rx_bytes"`
+	NetTxBytes int64   `json:"net_tx_bytes"`
+	DiskBytes  int64   `json:"disk_bytes"`
+	// VolumeBytes is the disk the app's volumes used (at a bucket's last
+	// sample; the largest of a point's buckets).
 	VolumeBytes int64 `json:"volume_bytes"`
 }
 
