@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/wisehosting/wisehosting/internal/dnsprov/dnstest"
@@ -34,22 +33,7 @@ type Server struct {
 	URL                 string // API base
 	DNSAddr             string // host:port of the DNS server (UDP)
 
-	mu      sync.Mutex
-	records []Record
-	next    int
-	Writes  int
-	// Requests counts API calls, including refused ones.
-	Requests int
-	failures []int
-}
-
-// FailNext makes the next len(codes) API calls fail with those statuses,
-// the way Cloudflare does when it rate-limits (429 with Retry-After) or has
-// an outage (5xx).
-func (s *Server) FailNext(codes ...int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.failures = append(s.failures, codes...)
+	dnstest.Store[Record]
 }
 
 // Start runs both servers until the test ends.
@@ -58,43 +42,16 @@ func Start(t testing.TB, zone, token string) *Server {
 	api := httptest.NewServer(s)
 	t.Cleanup(api.Close)
 	s.URL = api.URL
-	s.DNSAddr = dnstest.Serve(t, zone, func() []dnstest.Record {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		out := make([]dnstest.Record, len(s.records))
-		for i, r := range s.records {
-			out[i] = dnstest.Record{Name: r.Name, Type: r.Type, Content: r.Content}
-		}
-		return out
+	s.DNSAddr = s.Serve(t, zone, func(r Record) dnstest.Record {
+		return dnstest.Record{Name: r.Name, Type: r.Type, Content: r.Content}
 	})
 	return s
 }
 
-// Records returns a copy of the stored records.
-func (s *Server) Records() []Record {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Record(nil), s.records...)
-}
+// Add stores rec as if it had been created elsewhere, without validation.
+func (s *Server) Add(rec Record) Record { return s.Store.Add(rec, setID) }
 
-// Add stores rec as if it had been created elsewhere (the dashboard, an
-// import), without validation: what the API then answers is untrusted input
-// to the client.
-func (s *Server) Add(rec Record) Record {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.next++
-	rec.ID = fmt.Sprintf("rec%04d", s.next)
-	s.records = append(s.records, rec)
-	return rec
-}
-
-// Clear removes every record.
-func (s *Server) Clear() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.records = nil
-}
+func setID(rec *Record, id int) { rec.ID = fmt.Sprintf("rec%04d", id) }
 
 type resultInfo struct {
 	Page       int `json:"page"`
@@ -160,15 +117,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, 403, nil, "Authentication error")
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.Requests++
-	if len(s.failures) > 0 {
-		code := s.failures[0]
-		s.failures = s.failures[1:]
-		if code == http.StatusTooManyRequests {
-			w.Header().Set("Retry-After", "1")
-		}
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
+	if code := s.Begin(w); code != 0 {
 		s.reply(w, code, nil, http.StatusText(code))
 		return
 	}
@@ -184,7 +135,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.replyPage(w, 200, res, &resultInfo{Page: 1, PerPage: 20, Count: len(res), TotalCount: len(res), TotalPages: 1})
 	case r.Method == "GET" && r.URL.Path == base:
 		var res []Record
-		for _, rec := range s.records {
+		for _, rec := range s.Stored {
 			if q.Get("name") != "" && !strings.EqualFold(rec.Name, q.Get("name")) ||
 				q.Get("type") != "" && rec.Type != q.Get("type") ||
 				q.Has("content.exact") && rec.Content != q.Get("content.exact") ||
@@ -204,24 +155,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.reply(w, 400, nil, "Invalid TTL. Must be between 60 and 86400 seconds, or 1 for Automatic.")
 			return
 		}
-		s.next++
-		rec.ID = fmt.Sprintf("rec%04d", s.next)
 		rec.Name = s.absName(rec.Name)
 		if rec.TTL == 0 {
 			rec.TTL = 1
 		}
-		s.records = append(s.records, rec)
+		rec = s.Insert(rec, setID)
 		s.Writes++
 		s.reply(w, 200, rec)
 	case (r.Method == "PUT" || r.Method == "PATCH" || r.Method == "DELETE") && strings.HasPrefix(r.URL.Path, base+"/"):
 		id := strings.TrimPrefix(r.URL.Path, base+"/")
-		for i, rec := range s.records {
+		for i, rec := range s.Stored {
 			if rec.ID != id {
 				continue
 			}
 			if r.Method == "DELETE" {
 				s.Writes++
-				s.records = append(s.records[:i], s.records[i+1:]...)
+				s.Stored = append(s.Stored[:i], s.Stored[i+1:]...)
 				s.reply(w, 200, map[string]string{"id": id})
 				return
 			}
@@ -246,7 +195,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			s.Writes++
 			upd.ID, upd.Name = id, s.absName(upd.Name)
-			s.records[i] = upd
+			s.Stored[i] = upd
 			s.reply(w, 200, upd)
 			return
 		}

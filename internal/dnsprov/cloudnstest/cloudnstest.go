@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/wisehosting/wisehosting/internal/dnsprov/dnstest"
@@ -44,13 +43,7 @@ type Server struct {
 	// HideZones makes the zone list empty (answered {}, as the API does).
 	HideZones bool
 
-	mu       sync.Mutex
-	records  []Record
-	next     int
-	failures []int
-	// Writes counts successful add, mod and delete calls; Requests every
-	// call, refused ones included.
-	Writes, Requests int
+	dnstest.Store[Record]
 }
 
 // TTLs are the only TTLs the API accepts.
@@ -58,18 +51,13 @@ var TTLs = []int{60, 300, 900, 1800, 3600, 21600, 43200, 86400, 172800, 259200, 
 
 // Start runs both servers until the test ends.
 func Start(t testing.TB, zone, authID, subAuthID, password string) *Server {
-	s := &Server{Zone: zone, AuthID: authID, SubAuth: subAuthID, Password: password, next: 100000}
+	s := &Server{Zone: zone, AuthID: authID, SubAuth: subAuthID, Password: password}
+	s.Seq = 100000
 	api := httptest.NewServer(s)
 	t.Cleanup(api.Close)
 	s.URL = api.URL
-	s.DNSAddr = dnstest.Serve(t, zone, func() []dnstest.Record {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		out := make([]dnstest.Record, len(s.records))
-		for i, r := range s.records {
-			out[i] = dnstest.Record{Name: s.fqdn(r.Host), Type: r.Type, Content: r.Record}
-		}
-		return out
+	s.DNSAddr = s.Serve(t, zone, func(r Record) dnstest.Record {
+		return dnstest.Record{Name: s.fqdn(r.Host), Type: r.Type, Content: r.Record}
 	})
 	return s
 }
@@ -81,37 +69,10 @@ func (s *Server) fqdn(host string) string {
 	return strings.ToLower(host) + "." + s.Zone
 }
 
-// FailNext makes the next len(codes) calls answer those HTTP statuses.
-func (s *Server) FailNext(codes ...int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.failures = append(s.failures, codes...)
-}
+// Add stores rec as if it had been created elsewhere, without validation.
+func (s *Server) Add(rec Record) Record { return s.Store.Add(rec, setID) }
 
-// Records returns a copy of the stored records.
-func (s *Server) Records() []Record {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Record(nil), s.records...)
-}
-
-// Add stores rec without validation (records made elsewhere are untrusted
-// input to the client).
-func (s *Server) Add(rec Record) Record {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.next++
-	rec.ID = s.next
-	s.records = append(s.records, rec)
-	return rec
-}
-
-// Clear removes every record.
-func (s *Server) Clear() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.records = nil
-}
+func setID(rec *Record, id int) { rec.ID = id }
 
 func write(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -146,15 +107,9 @@ func (s *Server) authorized(q url.Values) bool {
 // ServeHTTP implements the calls the platform makes. Like the real API it
 // takes parameters from the query string of a GET or POST.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.Requests++
-	if len(s.failures) > 0 {
-		code := s.failures[0]
-		s.failures = s.failures[1:]
-		if code == http.StatusTooManyRequests {
-			w.Header().Set("Retry-After", "1")
-		}
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
+	if code := s.Begin(w); code != 0 {
 		w.WriteHeader(code)
 		return
 	}
@@ -185,12 +140,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.URL.Path {
 	case "/dns/records.json":
-		if len(s.records) == 0 {
+		if len(s.Stored) == 0 {
 			write(w, []any{})
 			return
 		}
 		out := map[string]map[string]any{}
-		for _, rec := range s.records {
+		for _, rec := range s.Stored {
 			m := map[string]any{"id": strconv.Itoa(rec.ID), "type": rec.Type, "host": rec.Host, "record": rec.Record,
 				"dynamicurl_status": 0, "failover": "0", "ttl": strconv.Itoa(rec.TTL), "status": 1}
 			if rec.Type == "MX" || rec.Type == "SRV" {
@@ -208,42 +163,40 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			failed(w, msg)
 			return
 		}
-		for _, h := range s.records {
+		for _, h := range s.Stored {
 			if h.Type == rec.Type && strings.EqualFold(h.Host, rec.Host) && h.Record == rec.Record {
 				failed(w, "The record already exists.")
 				return
 			}
 		}
-		s.next++
-		rec.ID = s.next
-		s.records = append(s.records, rec)
+		rec = s.Insert(rec, setID)
 		s.Writes++
 		success(w, "The record was added successfully.", map[string]int{"id": rec.ID})
 	case "/dns/mod-record.json":
 		id, _ := strconv.Atoi(q.Get("record-id"))
-		i := slices.IndexFunc(s.records, func(r Record) bool { return r.ID == id })
+		i := slices.IndexFunc(s.Stored, func(r Record) bool { return r.ID == id })
 		if i < 0 {
 			failed(w, "Invalid record-id param.")
 			return
 		}
-		q.Set("record-type", s.records[i].Type) // the type cannot change
+		q.Set("record-type", s.Stored[i].Type) // the type cannot change
 		rec, msg := parse(q)
 		if msg != "" {
 			failed(w, msg)
 			return
 		}
 		rec.ID = id
-		s.records[i] = rec
+		s.Stored[i] = rec
 		s.Writes++
 		success(w, "The record was modified successfully.", nil)
 	case "/dns/delete-record.json":
 		id, _ := strconv.Atoi(q.Get("record-id"))
-		i := slices.IndexFunc(s.records, func(r Record) bool { return r.ID == id })
+		i := slices.IndexFunc(s.Stored, func(r Record) bool { return r.ID == id })
 		if i < 0 {
 			failed(w, "Invalid record-id param.")
 			return
 		}
-		s.records = slices.Delete(s.records, i, i+1)
+		s.Stored = slices.Delete(s.Stored, i, i+1)
 		s.Writes++
 		success(w, "The record was deleted successfully.", nil)
 	default:
