@@ -44,6 +44,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/errs"
 	"github.com/wisehosting/wisehosting/internal/events"
+	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/workers"
 )
@@ -289,39 +290,34 @@ type jobRow struct {
 	CreatedAt    time.Time `json:"created_at"`
 }
 
-var jobStates = map[string]bool{"pending": true, "assigned": true, "running": true, "succeeded": true, "failed": true, "cancelled": true}
-
 func (a *App) listJobs(w http.ResponseWriter, r *http.Request) {
-	state := r.URL.Query().Get("state")
-	if state != "" && !jobStates[state] {
-		a.fail(w, "listing jobs", errs.Field("state", "state must be one of pending, assigned, running, succeeded, failed, cancelled"))
-		return
-	}
 	limit := 100
 	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
+		var err error
+		if limit, err = strconv.Atoi(v); err != nil {
 			a.fail(w, "listing jobs", errs.Field("limit", "limit must be between 1 and 1000"))
 			return
 		}
-		limit = n
 	}
-	rows, err := a.wh.Pool().Query(r.Context(), `SELECT id, kind, state, app_id, deployment_id, worker_id, attempt, error, created_at
-		FROM jobs WHERE ($1 = '' OR state = $1) ORDER BY id DESC LIMIT $2`, state, limit)
+	list, err := jobs.List(r.Context(), a.wh.Pool(), r.URL.Query().Get("state"), limit)
 	if err != nil {
 		a.fail(w, "listing jobs", err)
 		return
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (jobRow, error) {
-		var j jobRow
-		err := row.Scan(&j.ID, &j.Kind, &j.State, &j.AppID, &j.DeploymentID, &j.WorkerID, &j.Attempt, &j.Error, &j.CreatedAt)
-		return j, err
-	})
-	if err != nil {
-		a.fail(w, "listing jobs", err)
-		return
+	out := make([]jobRow, len(list))
+	for i, j := range list {
+		out[i] = jobRow{ID: j.ID, Kind: j.Kind, State: j.State, AppID: ref(j.AppID), DeploymentID: ref(j.DeploymentID),
+			WorkerID: ref(j.WorkerID), Attempt: j.Attempt, Error: j.Error, CreatedAt: j.CreatedAt}
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"jobs": out})
+}
+
+// ref is id's address, nil for 0 (none).
+func ref(id int64) *int64 {
+	if id == 0 {
+		return nil
+	}
+	return &id
 }
 
 // addWorker creates a worker; its zone and mesh IP are set here (or with
