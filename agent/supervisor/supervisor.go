@@ -584,6 +584,7 @@ func (s *Supervisor) finish(sr storedResult) {
 	if err := s.results.put(sr); err != nil {
 		s.cfg.Logger.Error("supervisor: storing a job result; sending it without a copy on disk", zap.Int64("job", sr.Result.JobID), zap.Error(err))
 	}
+	s.cfg.Logger.Info("supervisor: job ended", zap.Int64("job", sr.Result.JobID), zap.Bool("ok", sr.Result.OK))
 	sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
 	defer c()
 	if err := s.cfg.Send(sctx, wsproto.TypeJobResult, sr.Result); err != nil {
