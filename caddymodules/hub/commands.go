@@ -91,7 +91,7 @@ func cmdWorker(fl caddycmd.Flags) (int, error) {
 		if zone == nil && ip == nil {
 			return caddy.ExitCodeFailedStartup, core.Usagef("worker set: give --zone and/or --wg-ip")
 		}
-		w, err := workers.SetPlacement(ctx, pool, args[1], zone, ip)
+		w, err := workers.Place(ctx, pool, args[1], zone, ip)
 		if err != nil {
 			return caddy.ExitCodeFailedStartup, fmt.Errorf("setting %s: %w", args[1], err)
 		}

@@ -98,6 +98,12 @@ func TestWorkerPlacementCommands(t *testing.T) {
 	if got.WGIP != "10.50.0.8" || got.Zone != "de.example.com" {
 		t.Fatalf("after set --wg-ip: %q %q", got.WGIP, got.Zone)
 	}
+	// Like the internal API's, the change is announced in its transaction.
+	var announced int
+	db.Pool.QueryRow(ctx, `SELECT count(*) FROM event_outbox WHERE kind = 'route.changed' AND payload->'data'->>'worker' = 'w1'`).Scan(&announced)
+	if announced != 1 {
+		t.Fatalf("route.changed events after set: %d", announced)
+	}
 	if code, err := runWorker(t, db, "set", "w1", "--zone", ""); code != 0 || err != nil {
 		t.Fatalf("clearing the zone: %d %v", code, err)
 	}

@@ -40,12 +40,11 @@ import (
 
 	"github.com/wisehosting/wisehosting/caddymodules/api"
 	"github.com/wisehosting/wisehosting/caddymodules/core"
+	"github.com/wisehosting/wisehosting/internal/apps"
 	"github.com/wisehosting/wisehosting/internal/auth"
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/errs"
-	"github.com/wisehosting/wisehosting/internal/events"
 	"github.com/wisehosting/wisehosting/internal/jobs"
-	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/workers"
 )
 
@@ -242,35 +241,8 @@ func (a *App) listWorkers(w http.ResponseWriter, r *http.Request) {
 	api.WriteJSON(w, http.StatusOK, map[string]any{"workers": ws})
 }
 
-type appRow struct {
-	ID            int64  `json:"id"`
-	TeamID        int64  `json:"team_id"`
-	Plan          string `json:"plan"`
-	Slug          string `json:"slug"`
-	Status        string `json:"status"`
-	WorkerID      *int64 `json:"worker_id,omitempty"`
-	HostPort      int    `json:"host_port,omitempty"`
-	Preview       bool   `json:"preview,omitempty"`
-	CPUMillis     int    `json:"cpu_millis"`
-	MemoryMB      int    `json:"memory_mb"`
-	DiskMB        int    `json:"disk_mb"`
-	BandwidthKbit int    `json:"bandwidth_kbit"`
-}
-
 func (a *App) listApps(w http.ResponseWriter, r *http.Request) {
-	rows, err := a.wh.Pool().Query(r.Context(), `SELECT a.id, a.team_id, t.plan, a.slug, a.status, a.worker_id, a.host_port,
-			a.preview_of IS NOT NULL, a.cpu_millis, a.memory_mb, a.disk_mb, a.bandwidth_kbit
-		FROM apps a JOIN teams t ON t.id = a.team_id ORDER BY a.slug LIMIT 10000`)
-	if err != nil {
-		a.fail(w, "listing apps", err)
-		return
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (appRow, error) {
-		var x appRow
-		err := row.Scan(&x.ID, &x.TeamID, &x.Plan, &x.Slug, &x.Status, &x.WorkerID, &x.HostPort, &x.Preview,
-			&x.CPUMillis, &x.MemoryMB, &x.DiskMB, &x.BandwidthKbit)
-		return x, err
-	})
+	out, err := apps.All(r.Context(), a.wh.Pool())
 	if err != nil {
 		a.fail(w, "listing apps", err)
 		return
@@ -354,16 +326,10 @@ func (a *App) placeWorker(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "changing the worker", errs.Invalidf(`give "zone" and/or "wg_ip"`))
 		return
 	}
-	wk, err := workers.SetPlacement(r.Context(), a.wh.Pool(), name, body.Zone, body.WGIP)
+	wk, err := workers.Place(r.Context(), a.wh.Pool(), name, body.Zone, body.WGIP)
 	if err != nil {
 		a.fail(w, "changing the worker", err)
 		return
-	}
-	if err := network.NotifyChanged(r.Context(), a.wh.Pool()); err != nil {
-		a.logger.Warn("internal API: announcing the routing change", zap.Error(err))
-	}
-	if err := events.Emit(r.Context(), a.wh.Pool(), events.Event{Kind: events.RouteChanged, Data: map[string]any{"worker": name}}); err != nil {
-		a.logger.Warn("internal API: recording the routing change", zap.Error(err))
 	}
 	a.logger.Info("internal API: worker placement changed", zap.String("worker", name), zap.String("zone", wk.Zone), zap.String("wg_ip", wk.WGIP))
 	api.WriteJSON(w, http.StatusOK, wk)
