@@ -23,7 +23,6 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,12 +42,8 @@ import (
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/domains"
 	"github.com/wisehosting/wisehosting/internal/errs"
-	"github.com/wisehosting/wisehosting/internal/frameworks"
 	"github.com/wisehosting/wisehosting/internal/gitconn"
-	"github.com/wisehosting/wisehosting/internal/gitsource"
-	"github.com/wisehosting/wisehosting/internal/imageref"
 	"github.com/wisehosting/wisehosting/internal/network"
-	"github.com/wisehosting/wisehosting/internal/replicas"
 	"github.com/wisehosting/wisehosting/internal/teams"
 	"github.com/wisehosting/wisehosting/internal/volumes"
 	"github.com/wisehosting/wisehosting/internal/workers"
@@ -604,219 +599,32 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if app.Deleting {
-		api.WriteError(w, http.StatusConflict, "the app is being deleted")
-		return
-	}
-	in := struct {
-		CPUMillis    *int    `json:"cpu_millis"`
-		MemoryMB     *int    `json:"memory_mb"`
-		Repo         *string `json:"repo"`
-		GitRepo      *string `json:"git_repo"`
-		GitBranch    *string `json:"git_branch"`
-		Framework    *string `json:"framework"`
-		Port         *int    `json:"port"`
-		HealthPath   *string `json:"health_path"`
-		AutoDeploy   *bool   `json:"auto_deploy"`
-		Previews     *bool   `json:"previews"`
-		ForkPreviews *bool   `json:"fork_previews"`
-		RootDir      *string `json:"root_dir"`
-		Dockerfile   *string `json:"dockerfile"`
-		BuildCommand *string `json:"build_command"`
-		StartCommand *string `json:"start_command"`
-		// Image-sourced apps: a new image, or a new registry login (both
-		// fields; both "" remove it).
-		Image            *string `json:"image"`
-		RegistryUsername *string `json:"registry_username"`
-		RegistryPassword *string `json:"registry_password"`
-		// Instances: scaling starts or stops instances at once, from the
-		// current image.
-		Replicas       *int `json:"replicas"`
-		MaxSurge       *int `json:"max_surge"`
-		MaxUnavailable *int `json:"max_unavailable"`
-	}{}
+	var in apps.Patch
 	if !decode(w, r, &in) {
 		return
 	}
-	field := func(name, msg string) {
-		api.WriteJSON(w, http.StatusUnprocessableEntity, map[string]string{"field": name, "error": msg})
-	}
 	old := app
-	set := func(p *int, v *int) {
-		if v != nil {
-			*p = *v
-		}
-	}
-	set(&app.CPUMillis, in.CPUMillis)
-	set(&app.MemoryMB, in.MemoryMB)
-	set(&app.Port, in.Port)
-	var inst replicas.Settings
-	scaling := in.Replicas != nil || in.MaxSurge != nil || in.MaxUnavailable != nil
-	if scaling {
-		var err error
-		if inst, err = h.apps.Instances(r.Context(), app.ID); err != nil {
-			h.fail(w, "updating the app", err)
-			return
-		}
-		set(&inst.Replicas, in.Replicas)
-		set(&inst.MaxSurge, in.MaxSurge)
-		set(&inst.MaxUnavailable, in.MaxUnavailable)
-		if f, err := inst.Check(); err != nil {
-			field(f, err.Error())
-			return
-		}
-	}
-	if in.Port != nil && (app.Port < 0 || app.Port > 65535) {
-		field("port", "port must be between 0 (detect) and 65535")
-		return
-	}
-	if in.Framework != nil {
-		if *in.Framework != "auto" && !slices.Contains(frameworks.All, *in.Framework) {
-			field("framework", "framework must be auto or one of "+strings.Join(frameworks.All, ", "))
-			return
-		}
-		app.Framework = *in.Framework
-	}
-	if in.HealthPath != nil {
-		if p := *in.HealthPath; !strings.HasPrefix(p, "/") || len(p) > 200 || strings.ContainsAny(p, " \t\r\n?#") {
-			field("health_path", "the health path starts with / and has no spaces, ? or #")
-			return
-		}
-		app.HealthPath = *in.HealthPath
-	}
-	// Paths stay inside the checkout; commands are one line each.
-	for _, c := range []struct {
-		name  string
-		p     *string
-		v     *string
-		check func(string) error
-	}{{"root_dir", &app.RootDir, in.RootDir, gitsource.CheckPath}, {"dockerfile", &app.Dockerfile, in.Dockerfile, gitsource.CheckPath},
-		{"build_command", &app.BuildCommand, in.BuildCommand, frameworks.CheckCommand},
-		{"start_command", &app.StartCommand, in.StartCommand, frameworks.CheckCommand}} {
-		if c.v == nil {
-			continue
-		}
-		if err := c.check(*c.v); err != nil {
-			field(c.name, err.Error())
-			return
-		}
-		*c.p = *c.v
-	}
-	if in.GitBranch != nil {
-		if err := gitsource.CheckBranch(*in.GitBranch); err != nil {
-			field("git_branch", err.Error())
-			return
-		}
-		app.GitBranch = *in.GitBranch
-	}
-	for _, b := range []struct {
-		p *bool
-		v *bool
-	}{{&app.AutoDeploy, in.AutoDeploy}, {&app.Previews, in.Previews}, {&app.ForkPreviews, in.ForkPreviews}} {
-		if b.v != nil {
-			*b.p = *b.v
-		}
-	}
-	if (in.GitRepo != nil || in.Repo != nil) && app.SourceImage != "" {
-		field("git_repo", "this app deploys a prebuilt image: change its image instead")
-		return
-	}
-	if in.GitRepo != nil {
-		if app.ConnectionID != 0 {
-			field("git_repo", "this app follows a connected repository: change repo instead")
-			return
-		}
-		if *in.GitRepo != "" {
-			if err := gitsource.CheckURL(*in.GitRepo, h.wh.AllowLocalGit); err != nil {
-				field("git_repo", err.Error())
-				return
-			}
-		}
-		app.GitRepo = *in.GitRepo
-	}
-	if in.Repo != nil {
-		if app.ConnectionID == 0 {
-			field("repo", "this app has no git connection: change git_repo instead")
-			return
-		}
-		c, err := h.git.Get(r.Context(), app.TeamID, app.ConnectionID)
-		if err != nil {
-			field("repo", "the app's git connection is gone: connect the provider again")
-			return
-		}
-		repo, err := h.git.Repo(r.Context(), c, *in.Repo)
-		if err != nil {
-			h.gitFail(w, "looking up the repository", err)
-			return
-		}
-		// The provider's clone URL passes the same rules as a typed one.
-		if err := gitsource.CheckURL(repo.CloneURL, h.wh.AllowLocalGit); err != nil {
-			field("repo", err.Error())
-			return
-		}
-		app.RepoName, app.GitRepo = repo.FullName, repo.CloneURL
-	}
-	if in.Image != nil {
-		if app.SourceImage == "" {
-			field("image", "this app deploys a git repository; create an app to deploy a prebuilt image")
-			return
-		}
-		if err := imageref.Check(strings.TrimSpace(*in.Image)); err != nil {
-			field("image", err.Error())
-			return
-		}
-		app.SourceImage = strings.TrimSpace(*in.Image)
-	}
-	login := in.RegistryUsername != nil || in.RegistryPassword != nil
-	var user, password string
-	if login {
-		if app.SourceImage == "" {
-			field("registry_username", "registry credentials go with a prebuilt image")
-			return
-		}
-		if in.RegistryUsername != nil {
-			user = *in.RegistryUsername
-		}
-		if in.RegistryPassword != nil {
-			password = *in.RegistryPassword
-		}
-		if f, err := imageref.CheckCredentials(user, password); err != nil {
-			field(f, err.Error())
-			return
-		}
-	}
-	if app.ConnectionID != 0 && (app.RepoName != old.RepoName || app.GitBranch != old.GitBranch) {
-		c, err := h.git.Get(r.Context(), app.TeamID, app.ConnectionID)
-		if err == nil {
-			_, err = h.git.Branches(r.Context(), c, app.RepoName)
-		}
-		if err != nil {
-			h.gitFail(w, "checking the repository", err)
-			return
-		}
-	}
-	change := apps.Change{App: app}
-	if scaling {
-		change.Instances = &inst
-	}
-	if login {
-		change.Login = &apps.Login{Username: user, Password: password}
-	}
-	err := h.apps.Update(r.Context(), change, func(apps.Change) accounts.Entry {
+	c, err := h.apps.Edit(r.Context(), app, in, h.wh.AllowLocalGit, func(c apps.Change) accounts.Entry {
 		action := "app.update"
-		if in.CPUMillis != nil || in.MemoryMB != nil || scaling {
+		if in.Scaling() {
 			action = "app.scale"
+		}
+		app := c.App
+		replicas := 0
+		if c.Instances != nil {
+			replicas = c.Instances.Replicas
 		}
 		return entry(r, app.TeamID, action, app.Slug, map[string]any{"cpu_millis": app.CPUMillis, "memory_mb": app.MemoryMB,
 			"repo": app.RepoName, "git_repo": app.GitRepo, "git_branch": app.GitBranch, "framework": app.Framework, "port": app.Port,
 			"health_path": app.HealthPath, "auto_deploy": app.AutoDeploy, "previews": app.Previews, "fork_previews": app.ForkPreviews,
 			"root_dir": app.RootDir, "dockerfile": app.Dockerfile, "build_command": app.BuildCommand, "start_command": app.StartCommand,
-			"image": app.SourceImage, "registry_login_changed": login, "replicas": inst.Replicas})
+			"image": app.SourceImage, "registry_login_changed": c.Login != nil, "replicas": replicas})
 	})
 	if err != nil {
-		h.fail(w, "updating the app", err)
+		h.gitFail(w, "updating the app", err)
 		return
 	}
+	app = c.App
 	v, _ := h.view(r.Context(), app.ID)
 	if app.RepoName != old.RepoName && h.publicURL() != "" {
 		// The old repository's hook goes; the new one gets a fresh secret.

@@ -33,6 +33,7 @@ func (h *Handler) provisionGit() {
 			}
 			return "https://" + slug + "." + h.wh.SubdomainBase
 		}}
+	h.apps.Git = h.git
 	for id, s := range h.OAuth {
 		if !gitproviders.Known(id) || s.BaseURL == "" {
 			continue

@@ -23,6 +23,7 @@ import (
 	"github.com/wisehosting/wisehosting/internal/accounts"
 	"github.com/wisehosting/wisehosting/internal/deploys"
 	"github.com/wisehosting/wisehosting/internal/errs"
+	"github.com/wisehosting/wisehosting/internal/gitconn"
 	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/plans"
 	"github.com/wisehosting/wisehosting/internal/replicas"
@@ -39,6 +40,8 @@ type Service struct {
 	VolumeGrace time.Duration
 	// URL is an app's address from its slug ("": none).
 	URL func(slug string) string
+	// Git looks repositories of git connections up at their provider.
+	Git *gitconn.Service
 }
 
 // ErrNotFound: no such app for this caller.

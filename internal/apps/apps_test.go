@@ -178,3 +178,47 @@ func TestChangeEnvDeployDelete(t *testing.T) {
 		}
 	}
 }
+
+// TestEditRules: each setting is checked and the first field at fault is
+// named; a valid patch is saved with its audit record; an app being
+// deleted takes no change.
+func TestEditRules(t *testing.T) {
+	s, db, team := service(t)
+	ctx := context.Background()
+	c, err := s.Create(ctx, team, New{Name: "a", Slug: "a", GitRepo: "https://git.example.test/o/a.git", CPUMillis: 500, MemoryMB: 256}, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, _ := s.Load(ctx, team, c.ID)
+	str := func(v string) *string { return &v }
+	num := func(v int) *int { return &v }
+	for field, p := range map[string]Patch{
+		"health_path":       {HealthPath: str("no-slash")},
+		"framework":         {Framework: str("cobol")},
+		"port":              {Port: num(70000)},
+		"git_branch":        {GitBranch: str("-x")},
+		"repo":              {Repo: str("o/a")},
+		"image":             {Image: str("nginx:1")},
+		"registry_username": {RegistryUsername: str("u")},
+		"replicas":          {Replicas: num(-1)},
+	} {
+		_, err := s.Edit(ctx, app, p, false, nil)
+		if e, ok := errs.As(err); !ok || e.Kind != errs.Invalid || e.Field != field {
+			t.Errorf("%s: %v", field, err)
+		}
+	}
+	got, err := s.Edit(ctx, app, Patch{HealthPath: str("/up"), Framework: str("go"), MemoryMB: num(384)}, false, audit[Change](team, "app.scale"))
+	if err != nil || got.App.HealthPath != "/up" || got.App.Framework != "go" || got.App.MemoryMB != 384 || got.Instances != nil {
+		t.Fatalf("edit %+v %v", got, err)
+	}
+	if now, _ := s.Load(ctx, team, app.ID); now.HealthPath != "/up" || now.MemoryMB != 384 {
+		t.Fatalf("saved %+v", now)
+	}
+	if got := actions(t, db, team); len(got) != 1 || got[0] != "app.scale" {
+		t.Fatalf("audit %v", got)
+	}
+	app.Deleting = true
+	if _, err := s.Edit(ctx, app, Patch{}, false, nil); !errs.Is(err, errs.Conflict) {
+		t.Fatalf("editing an app being deleted: %v", err)
+	}
+}
