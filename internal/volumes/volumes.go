@@ -47,7 +47,7 @@ type Querier interface {
 }
 
 // ErrNotFound means no such volume in the caller's app.
-var ErrNotFound = errs.New(errs.NotFound, "not found")
+var ErrNotFound = errs.New(errs.NotFound, "the app has no such volume")
 
 // Limits on what an app may declare.
 const (
@@ -234,7 +234,7 @@ func (n New) Check() error {
 		return err
 	}
 	if n.SizeMB <= 0 || n.SizeMB > MaxSizeMB {
-		return errs.Field("size_mb", fmt.Sprintf("size_mb must be between 1 and %d", MaxSizeMB))
+		return errs.Field("size_mb", fmt.Sprintf("the size must be between 1 and %d MB", MaxSizeMB))
 	}
 	return nil
 }
@@ -266,7 +266,7 @@ func Create(ctx context.Context, tx pgx.Tx, teamID, appID int64, n New) (Volume,
 		return Volume{}, err
 	}
 	if replicas > 1 && !n.PerInstance {
-		return Volume{}, errs.Conflictf("the app runs %d replicas; a shared volume's data lives on one worker, so an app with one runs one instance: scale it to 1 first, or declare the volume per instance (\"per_instance\": true)", replicas)
+		return Volume{}, errs.Conflictf("the app runs %d replicas; a shared volume's data lives on one worker, so an app with one runs one instance: scale it to 1 first, or declare the volume per instance (each instance then gets its own copy)", replicas)
 	}
 	var count int
 	var clash string
@@ -627,9 +627,18 @@ type Listed struct {
 
 // ListAll returns every volume and copy not yet removed, across teams
 // (the operator's `wisehosting volume list`); worker, when set, keeps
-// those of that worker (by name) only. A copy carries its own worker,
+// those of that worker (by name) only, and an unknown name is NotFound. A copy carries its own worker,
 // use and release times.
 func ListAll(ctx context.Context, q Querier, worker string) ([]Listed, error) {
+	if worker != "" {
+		var known bool
+		if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM workers WHERE name = $1)", worker).Scan(&known); err != nil {
+			return nil, err
+		}
+		if !known {
+			return nil, errs.NotFoundf("no worker named %q", worker)
+		}
+	}
 	rows, err := q.Query(ctx, `SELECT * FROM (
 			SELECT v.id, -1 AS n, -1 AS slot, COALESCE(v.app_id, 0), v.app_slug, v.name, v.mount_path, v.size_mb, v.per_instance,
 				COALESCE(v.worker_id, 0), v.used_bytes, v.used_at, v.created_at, v.released_at, v.remove_after, v.removed_at, t.slug, COALESCE(w.name, '')

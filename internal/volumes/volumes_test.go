@@ -87,6 +87,11 @@ func TestLifecycle(t *testing.T) {
 	if _, err := create(team, volumes.New{Name: "data", MountPath: "/data", SizeMB: 10}); !errs.Is(err, errs.Conflict) {
 		t.Fatalf("with 2 replicas: %v", err)
 	}
+	// The sentences fit the API, the dashboard and the command line alike.
+	if e, ok := errs.As(volumes.New{Name: "data", MountPath: "/data", SizeMB: 0}.Check()); !ok || e.Field != "size_mb" ||
+		e.Msg != "the size must be between 1 and 1048576 MB" {
+		t.Fatalf("size 0: %v", e)
+	}
 	p.Exec(ctx, "UPDATE apps SET replicas = 1")
 	if _, err := create(other, volumes.New{Name: "data", MountPath: "/data", SizeMB: 10}); !errors.Is(err, volumes.ErrNotFound) {
 		t.Fatalf("another team: %v", err)
@@ -118,8 +123,12 @@ func TestLifecycle(t *testing.T) {
 	if all, err := volumes.ListAll(ctx, p, "w"); err != nil || len(all) != 1 || all[0].Team != "t" || all[0].Worker != "w" {
 		t.Fatalf("operator list: %+v %v", all, err)
 	}
-	if all, _ := volumes.ListAll(ctx, p, "elsewhere"); len(all) != 0 {
-		t.Fatalf("another worker's list: %+v", all)
+	p.Exec(ctx, "INSERT INTO workers (name, api_key_hash) VALUES ('elsewhere', 'k2')")
+	if all, err := volumes.ListAll(ctx, p, "elsewhere"); err != nil || len(all) != 0 {
+		t.Fatalf("another worker's list: %+v %v", all, err)
+	}
+	if _, err := volumes.ListAll(ctx, p, "nowhere"); !errs.Is(err, errs.NotFound) || err.Error() != `no worker named "nowhere"` {
+		t.Fatalf("an unknown worker's list: %v", err)
 	}
 	volumes.RecordUsage(ctx, p, worker, []wsproto.VolumeUsage{{Name: volumes.PodmanName(v.ID), Bytes: 4096}, {Name: "junk", Bytes: 1}})
 	var r volumes.Volume
