@@ -81,6 +81,21 @@ func TestOperatorCLI(t *testing.T) {
 		}
 	}
 
+	// A wrong option is a sentence and the usage, exit 2 (not cobra's
+	// "Error: …", exit 1); help and usage lines name this binary.
+	_, errs, code = cli(t, dir, nil, "volume", "add", "web", "data", "/data", "-5")
+	if code != 2 || errs != "wisehosting volume: -5 is not accepted: the numbers given here are never negative\n"+
+		"usage: wisehosting volume list [--worker <name>] | add <app> <name> <mount-path> <size-mb> [--per-instance]  [--config <path>]\n" {
+		t.Fatalf("negative size: %d %q", code, errs)
+	}
+	if _, errs, code = cli(t, dir, nil, "app", "scale", "web", "2", "--max-surge", "x"); code != 2 ||
+		!strings.HasPrefix(errs, "wisehosting app: --max-surge takes a whole number, not \"x\"\nusage: wisehosting app scale") {
+		t.Fatalf("bad --max-surge: %d %q", code, errs)
+	}
+	if out, _, code = cli(t, dir, nil, "help", "volume"); code != 0 || !strings.Contains(out, "\n  wisehosting volume list") || strings.Contains(out, "caddy volume") {
+		t.Fatalf("help volume: %d\n%s", code, out)
+	}
+
 	out, errs, code = cli(t, dir, nil, "user", "add", "ops@example.test", "--admin")
 	pw := regexp.MustCompile(`(?m)^  (\S{15,})$`).FindStringSubmatch(out)
 	if code != 0 || pw == nil {

@@ -25,7 +25,8 @@ import (
 var version = "dev"
 
 // ours are the WiseHosting commands, listed first by `wisehosting help`.
-var ours = map[string]bool{"migrate": true, "worker": true, "user": true, "dns": true, "infra": true}
+var ours = map[string]bool{"migrate": true, "worker": true, "user": true, "dns": true, "infra": true,
+	"app": true, "volume": true, "backup": true, "traefik-routes": true}
 
 func main() {
 	args := os.Args[1:]
@@ -37,6 +38,12 @@ func main() {
 		fmt.Println(versionText())
 		return
 	}
+	if msg, usage, bad := flagError(args); bad {
+		fmt.Fprintf(os.Stderr, "wisehosting %s: %s\nusage: wisehosting %s %s\n", args[0], msg, args[0], usage)
+		os.Exit(2)
+	}
+	// Caddy's help and usage lines name the binary: `wisehosting volume …`.
+	caddy.CustomBinaryName = "wisehosting"
 	caddycmd.Main()
 }
 
