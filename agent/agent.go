@@ -58,11 +58,13 @@ type Config struct {
 	// emptied at start). Default: the system temp dir.
 	WorkDir string
 	// StateDir holds what survives a crash of the agent: job results until
-	// the control plane acknowledges them. Default:
+	// the control plane acknowledges them, the deployments put live (which
+	// decide the images kept) and, by default, the log spool. Default:
 	// WorkDir/wisehosting-state[-Instance].
 	StateDir string
-	// ImageRetention is how many of an app's newest deployment images are
-	// kept for rollbacks; older ones are removed (default 3).
+	// ImageRetention is how many of each app's last successful deployments
+	// keep their images (rollback targets); the app's other images are
+	// removed (default 3).
 	ImageRetention int
 	// BuildCacheMB bounds the build layer cache (default 2048).
 	BuildCacheMB int

@@ -103,9 +103,10 @@ type Config struct {
 	// every further refusal up to the maximum, is jittered, and starts
 	// over after an acknowledgement or a reconnect. Defaults: 100ms, 5s.
 	ResultRetryMin, ResultRetryMax time.Duration
-	// ImageRetention is how many of an app's newest deployment images are
-	// kept (rollback targets); older ones are removed after a deploy.
-	// Default: 3.
+	// ImageRetention is how many of an app's last successful deployments
+	// keep their images (rollback targets); the app's other images are
+	// removed after each of its jobs, at start and when one of its
+	// containers goes (see retention.go). Default: 3.
 	ImageRetention int
 	// BuildCacheMB bounds the build cache (untagged layers); beyond it
 	// the cache is pruned after a build. Default: 2048.

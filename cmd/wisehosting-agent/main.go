@@ -47,11 +47,11 @@ func run() error {
 	fs.StringVar(&cfg.Zone, "zone", "", "this worker's zone, e.g. de.example.com")
 	fs.StringVar(&cfg.ZoneListen, "zone-listen", ":8080", `zone router address ("off" when a local Traefik serves the zone)`)
 	fs.StringVar(&cfg.Podman, "podman", "unix:///run/podman/podman.sock", "Podman API socket")
-	fs.StringVar(&cfg.WorkDir, "work-dir", "", "directory for temporary checkouts (default: the system temp dir)")
-	fs.StringVar(&cfg.StateDir, "state-dir", "", "persistent directory for job results the control plane has not acknowledged (default: <work-dir>/wisehosting-state)")
+	fs.StringVar(&cfg.WorkDir, "work-dir", "", "directory for temporary checkouts and files, emptied at start (default: the system temp dir)")
+	fs.StringVar(&cfg.StateDir, "state-dir", "", "persistent directory for job results the control plane has not acknowledged, the deployments put live (which decide the images kept) and the log spool (default: <work-dir>/wisehosting-state)")
 	fs.IntVar(&cfg.MaxJobs, "max-jobs", 2, "jobs run at once")
 	fs.StringVar(&portRange, "port-range", "20000-29999", "host ports given to apps (must be outside net.ipv4.ip_local_port_range)")
-	fs.IntVar(&cfg.ImageRetention, "image-retention", 3, "images of an app's newest deployments kept for rollbacks")
+	fs.IntVar(&cfg.ImageRetention, "image-retention", 3, "images kept per app: those of its last N successful deployments on this worker (rollback targets)")
 	fs.IntVar(&cfg.BuildCacheMB, "build-cache-mb", 2048, "build layer cache size above which it is pruned")
 	var egressAllow string
 	var egressOff bool
