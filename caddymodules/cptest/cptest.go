@@ -8,13 +8,13 @@ package cptest
 import (
 	"encoding/json"
 	"maps"
-	"net"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	_ "github.com/wisehosting/wisehosting/caddymodules"
+	"github.com/wisehosting/wisehosting/internal/peers"
 	"github.com/wisehosting/wisehosting/internal/pgtest"
 	"github.com/wisehosting/wisehosting/internal/secrets"
 )
@@ -65,12 +65,7 @@ type CP struct {
 // FreeAddr returns a loopback address with a free port.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return peers.FreeAddr(t)
 }
 
 // Config returns the JSON config Start loads.

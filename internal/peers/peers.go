@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -84,14 +85,10 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func freeAddr(t testing.TB) string {
+// FreeAddr returns a loopback address with a free port.
+func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 }
 
 // StartPebble runs Pebble on loopback until the test ends. With dnsServer
@@ -102,7 +99,7 @@ func StartPebble(t testing.TB, dnsServer string) *Pebble {
 	bin := script(t, "WH_PEBBLE_BIN", "ci-pebble.sh")
 	modcache, _ := exec.Command("go", "env", "GOMODCACHE").Output()
 	certs := filepath.Join(strings.TrimSpace(string(modcache)), "github.com/letsencrypt/pebble/v2@"+PebbleVersion, "test/certs")
-	addr, mgmt := freeAddr(t), freeAddr(t)
+	addr, mgmt := FreeAddr(t), FreeAddr(t)
 	httpPort, tlsPort := FreePort(t), FreePort(t)
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress": addr, "managementListenAddress": mgmt,
