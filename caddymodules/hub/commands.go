@@ -31,9 +31,10 @@ was last seen.
 running; it stays drained across reconnects); "worker resume NAME" ends
 that. "worker revoke NAME" refuses the key from now on; a connected agent is
 disconnected within one ping interval. A revoked worker is gone for good:
-its app instances start on other workers at once, and the stop, delete
-and restart jobs waiting for it are given up (its containers and images
-stay on that host, for the operator to clean).`,
+its app instances start on other workers at once (except those whose
+volume data is on it: "wisehosting volume list --worker NAME" shows which),
+and the stop, delete and restart jobs waiting for it are given up (its
+containers and images stay on that host, for the operator to clean).`,
 		CobraFunc: func(cmd *cobra.Command) {
 			core.ConfigFlags(cmd)
 			cmd.Flags().String("zone", "", "DNS zone the worker serves (e.g. de.example.com)")
