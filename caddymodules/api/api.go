@@ -130,12 +130,18 @@ func WriteError(w http.ResponseWriter, code int, msg string) {
 
 // Decode reads the request's JSON body into v, refusing unknown fields (an
 // empty body leaves v as it is). A body that is not such JSON is answered
-// 400 with the decoder's sentence, and Decode returns false.
+// 400 with a sentence saying what is wrong (DecodeError; "field" names the
+// field at fault), and Decode returns false.
 func Decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		WriteError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		msg, field := DecodeError(err)
+		body := map[string]string{"error": "invalid JSON body: " + msg}
+		if field != "" {
+			body["field"] = field
+		}
+		WriteJSON(w, http.StatusBadRequest, body)
 		return false
 	}
 	return true
