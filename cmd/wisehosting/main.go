@@ -62,8 +62,8 @@ Usage: wisehosting <command> [arguments]
 Start the control plane:
   wisehosting run --config /etc/wisehosting/Caddyfile
 
-Operator commands (they read the database from --config, else from
-$WISEHOSTING_DATABASE_URL, else in a dev checkout from .data/dev.env):
+Operator commands (those using the database read it from --config, else
+from $WISEHOSTING_DATABASE_URL, else in a dev checkout from .data/dev.env):
 `, versionText())
 	var mine, theirs []caddycmd.Command
 	for name, c := range caddycmd.Commands() {
