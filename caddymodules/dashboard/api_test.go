@@ -405,3 +405,24 @@ func TestAppSourceValidatedLikeTheAgent(t *testing.T) {
 		t.Fatalf("%d apps stored, want only the valid one", n)
 	}
 }
+
+func TestWronglyTypedFieldAnsweredWithASentence(t *testing.T) {
+	f := start(t, nil)
+	team := f.team("acme", "free")
+	f.user("alice@acme.test", "alice-password-1", map[int64]string{team: "owner"})
+	alice := f.login("alice@acme.test", "alice-password-1")
+	out := alice.want(400, "POST", fmt.Sprintf("/api/teams/%d/apps", team), map[string]any{"name": "App", "slug": "app", "port": "eighty"})
+	if out["error"] != "invalid JSON body: port must be a whole number, not a string" || out["field"] != "port" {
+		t.Fatalf("create with a wrongly typed port: %v", out)
+	}
+	app := alice.want(201, "POST", fmt.Sprintf("/api/teams/%d/apps", team), map[string]any{"name": "App", "slug": "app"})
+	path := fmt.Sprintf("/api/apps/%d", int64(app["id"].(float64)))
+	out = alice.want(400, "PATCH", path, map[string]any{"auto_deploy": "yes"})
+	if out["error"] != "invalid JSON body: auto_deploy must be true or false, not a string" || out["field"] != "auto_deploy" {
+		t.Fatalf("update with a wrongly typed auto_deploy: %v", out)
+	}
+	out = alice.want(400, "PATCH", path, map[string]any{"colour": "red"})
+	if out["error"] != `invalid JSON body: there is no field "colour" here` || out["field"] != "colour" {
+		t.Fatalf("update with an unknown field: %v", out)
+	}
+}

@@ -17,10 +17,8 @@ package dashboard
 import (
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"strconv"
@@ -270,16 +268,6 @@ func (h *Handler) authed(fn http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		api.WriteError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
-		return false
-	}
-	return true
-}
-
 // answer writes v with code, or err (see fail) when there is one.
 func (h *Handler) answer(w http.ResponseWriter, code int, what string, v any, err error) {
 	if err != nil {
@@ -351,7 +339,7 @@ func (h *Handler) appAccess(w http.ResponseWriter, r *http.Request, min string) 
 func appRequest[T any](h *Handler, w http.ResponseWriter, r *http.Request, min string) (deploys.App, T, bool) {
 	var in T
 	app, ok := h.appAccess(w, r, min)
-	if !ok || !decode(w, r, &in) {
+	if !ok || !api.Decode(w, r, &in) {
 		return app, in, false
 	}
 	return app, in, true
@@ -384,7 +372,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		Email    string `json:"email"`
 		Password string `json:"password"`
 	}
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	ip := api.ClientIP(r)
@@ -459,7 +447,7 @@ func (h *Handler) createToken(w http.ResponseWriter, r *http.Request) {
 		Scopes        []string `json:"scopes"`
 		ExpiresInDays int      `json:"expires_in_days"`
 	}
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	p := principal(r)
@@ -518,7 +506,7 @@ func (h *Handler) createApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in := apps.Defaults()
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	if in.ConnectionID != 0 {
@@ -600,7 +588,7 @@ func (h *Handler) updateApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in apps.Patch
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	old := app
@@ -650,7 +638,7 @@ func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		RollbackOf int64 `json:"rollback_of"`
 	}
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	trigger := "manual"
@@ -720,7 +708,7 @@ func (h *Handler) setEnv(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Value string `json:"value"`
 	}
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	key := r.PathValue("key")
@@ -806,7 +794,7 @@ func (h *Handler) addDomain(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Hostname string `json:"hostname"`
 	}
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	d, err := h.domains.Add(r.Context(), app.TeamID, app.ID, in.Hostname)

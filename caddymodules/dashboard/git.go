@@ -128,7 +128,7 @@ func (h *Handler) createConnection(w http.ResponseWriter, r *http.Request) {
 		Token    string `json:"token"`
 		APIURL   string `json:"api_url"`
 	}
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	c, err := h.git.Connect(r.Context(), team, principal(r).UserID, in.Provider, in.APIURL, "token", gitconn.Tokens{Access: in.Token},
@@ -282,7 +282,7 @@ func (h *Handler) setGitToken(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Token string `json:"token"`
 	}
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	err := h.apps.SetGitToken(r.Context(), app.ID, in.Token, func(int64) accounts.Entry {

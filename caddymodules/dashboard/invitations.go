@@ -112,7 +112,7 @@ func (h *Handler) signupInvitation(w http.ResponseWriter, r *http.Request) {
 		Name     string `json:"name"`
 		Password string `json:"password"`
 	}
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	inv, err := h.teams.SignUp(r.Context(), r.PathValue("token"), in.Name, in.Password, func(inv teams.Invitation) accounts.Entry {

@@ -3,6 +3,8 @@ package dashboard
 import (
 	"net/http"
 
+	"github.com/wisehosting/wisehosting/caddymodules/api"
+
 	"github.com/wisehosting/wisehosting/internal/accounts"
 	"github.com/wisehosting/wisehosting/internal/alerts"
 	"github.com/wisehosting/wisehosting/internal/deploys"
@@ -41,7 +43,7 @@ func (h *Handler) createAlertRule(w http.ResponseWriter, r *http.Request) {
 		SustainS  *int    `json:"sustain_s"`
 		Enabled   *bool   `json:"enabled"`
 	}{}
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	rule, err := h.alerts.Create(r.Context(), app.TeamID, app.ID, alerts.RuleSpec{Kind: in.Kind, Threshold: &in.Threshold,
@@ -59,7 +61,7 @@ func (h *Handler) updateAlertRule(w http.ResponseWriter, r *http.Request) {
 		SustainS  *int     `json:"sustain_s"`
 		Enabled   *bool    `json:"enabled"`
 	}{}
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	rule, err := h.alerts.Update(r.Context(), app.TeamID, app.ID, pathID(r, "rule"), alerts.RuleSpec{Threshold: in.Threshold,

@@ -39,7 +39,7 @@ func (h *Handler) createTeam(w http.ResponseWriter, r *http.Request) {
 		Name string `json:"name"`
 		Slug string `json:"slug"`
 	}
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	in.Name, in.Slug = strings.TrimSpace(in.Name), strings.ToLower(strings.TrimSpace(in.Slug))
@@ -100,7 +100,7 @@ func (h *Handler) addMember(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) grantRequest(w http.ResponseWriter, r *http.Request) (int64, string, grantInput, bool) {
 	var in grantInput
 	team, ok := h.teamRole(w, r, accounts.RoleAdmin)
-	if !ok || !decode(w, r, &in) {
+	if !ok || !api.Decode(w, r, &in) {
 		return 0, "", in, false
 	}
 	myRole, _ := h.acc.Role(r.Context(), principal(r), team)
@@ -121,7 +121,7 @@ func (h *Handler) updateMember(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Role string `json:"role"`
 	}
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	myRole, _ := h.acc.Role(r.Context(), principal(r), team)

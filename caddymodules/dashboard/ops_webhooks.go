@@ -50,7 +50,7 @@ func (h *Handler) createWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in webhooks.New
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	created, secret, err := h.ops.hooks.Add(r.Context(), team, in, h.ops.hookGuard)
@@ -75,7 +75,7 @@ func (h *Handler) updateWebhook(w http.ResponseWriter, r *http.Request) {
 		Enabled *bool    `json:"enabled"`
 		Events  []string `json:"events"`
 	}
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	got, err := h.ops.hooks.Change(r.Context(), team, pathID(r, "hook"), in.Enabled, in.Events)

@@ -153,7 +153,7 @@ type codeInput struct {
 
 func (h *Handler) loginTOTP(w http.ResponseWriter, r *http.Request) {
 	var in codeInput
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	p := principal(r)
@@ -176,7 +176,7 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request) {
 		Current string `json:"current_password"`
 		New     string `json:"new_password"`
 	}
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	n, err := h.acc.ChangePassword(r.Context(), principal(r), in.Current, in.New, api.ClientIP(r))
@@ -198,7 +198,7 @@ func (h *Handler) security(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) totpBegin(w http.ResponseWriter, r *http.Request) {
 	var in codeInput
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	setup, err := h.acc.BeginTOTP(r.Context(), principal(r), in.Password)
@@ -219,7 +219,7 @@ func (h *Handler) totpBegin(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) totpConfirm(w http.ResponseWriter, r *http.Request) {
 	var in codeInput
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	codes, err := h.acc.ConfirmTOTP(r.Context(), principal(r), in.Code)
@@ -233,7 +233,7 @@ func (h *Handler) totpConfirm(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) totpDisable(w http.ResponseWriter, r *http.Request) {
 	var in codeInput
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	if err := h.acc.DisableTOTP(r.Context(), principal(r), in.Password, in.Code); err != nil {
@@ -246,7 +246,7 @@ func (h *Handler) totpDisable(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) recoveryCodes(w http.ResponseWriter, r *http.Request) {
 	var in codeInput
-	if !decode(w, r, &in) {
+	if !api.Decode(w, r, &in) {
 		return
 	}
 	codes, err := h.acc.RegenerateRecoveryCodes(r.Context(), principal(r), in.Password, in.Code)
