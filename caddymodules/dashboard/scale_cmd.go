@@ -27,10 +27,9 @@ move its instances (see the README, "Replicas and rolling deploys").
 answering its health check before the next; with more than one instance,
 each leaves routing while it restarts, so the app keeps serving.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.Flags().StringP("config", "c", "", "Caddyfile or JSON config holding the wisehosting app")
-			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter")
+			core.ConfigFlags(cmd)
 			cmd.Flags().Int("max-surge", 0, "instances a rolling deploy moves at once (default: unchanged)")
-			cmd.Flags().Int("max-unavailable", -1, "instances that may stop before their successor runs (default: unchanged)")
+			cmd.Flags().Int("max-unavailable", 0, "instances that may stop before their successor runs (default: unchanged)")
 			cmd.RunE = core.RunE("app", cmdApp)
 		},
 	})
@@ -58,10 +57,12 @@ func cmdApp(fl caddycmd.Flags) error {
 		return err
 	}
 	var surge, unavailable *int
-	if v := fl.Int("max-surge"); v != 0 {
+	if fl.Changed("max-surge") {
+		v := fl.Int("max-surge")
 		surge = &v
 	}
-	if v := fl.Int("max-unavailable"); v >= 0 {
+	if fl.Changed("max-unavailable") {
+		v := fl.Int("max-unavailable")
 		unavailable = &v
 	}
 	s, started, err := (&apps.Service{Pool: pool, Plans: reg, VolumeGrace: a.VolumeGracePeriod()}).ScaleBySlug(ctx, args[1], n, surge, unavailable)

@@ -7,7 +7,6 @@ import (
 	"text/tabwriter"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
-	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"github.com/wisehosting/wisehosting/caddymodules/core"
@@ -35,8 +34,7 @@ deploy on. With --per-instance each instance of the app gets its own copy
 (wh-vol-<id>-<n>) and the app keeps its replicas; without it the volume is
 shared, and an app with more than one replica is refused.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.Flags().StringP("config", "c", "", "Caddyfile or JSON config holding the wisehosting app")
-			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter")
+			core.ConfigFlags(cmd)
 			cmd.Flags().String("worker", "", "only the volumes of this worker")
 			cmd.Flags().Bool("per-instance", false, "add: one copy of the volume per instance of the app")
 			cmd.RunE = core.RunE("volume", func(fl caddycmd.Flags) error {
@@ -58,22 +56,12 @@ func cmdVolumeAdd(fl caddycmd.Flags) error {
 	if err != nil {
 		return core.Usagef("the size is a number of MB, not %q", args[4])
 	}
-	a, err := core.LoadConfig(fl)
+	ctx, pool, done, err := core.OpenCommandDB(fl)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := core.CommandContext()
-	defer cancel()
-	pool, err := a.OpenPool(ctx)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	var v volumes.Volume
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) (err error) {
-		v, err = volumes.CreateBySlug(ctx, tx, args[1], volumes.New{Name: args[2], MountPath: args[3], SizeMB: size, PerInstance: fl.Bool("per-instance")})
-		return err
-	})
+	defer done()
+	v, err := (&volumes.Service{Pool: pool}).CreateBySlug(ctx, args[1], volumes.New{Name: args[2], MountPath: args[3], SizeMB: size, PerInstance: fl.Bool("per-instance")})
 	if err != nil {
 		return err
 	}

@@ -96,6 +96,26 @@ func TestOperatorCLI(t *testing.T) {
 		t.Fatalf("help volume: %d\n%s", code, out)
 	}
 
+	if out, _, code = cli(t, dir, nil, "help", "app"); code != 0 || strings.Count(out, "(default: unchanged)") != 2 || strings.Contains(out, "(default -1)") {
+		t.Fatalf("help app: %d\n%s", code, out)
+	}
+
+	// `volume add` is audited as the API's volume.create is, by the
+	// operator's command.
+	var team int64
+	db.Pool.QueryRow(t.Context(), "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
+	db.Pool.Exec(t.Context(), "INSERT INTO apps (team_id, slug, name) VALUES ($1, 'web', 'Web')", team)
+	if out, errs, code := cli(t, dir, nil, "volume", "add", "web", "data", "/data", "10"); code != 0 || !strings.Contains(out, "app web mounts volume data") {
+		t.Fatalf("volume add: %d %s %s", code, out, errs)
+	}
+	var by string
+	if err := db.Pool.QueryRow(t.Context(), "SELECT details->>'by' FROM audit_events WHERE team_id = $1 AND action = 'volume.create' AND target = 'web' AND user_id IS NULL", team).Scan(&by); err != nil || by != "operator command" {
+		t.Fatalf("volume add audit record: %q %v", by, err)
+	}
+	if _, errs, code = cli(t, dir, nil, "app", "restart", "web"); code != 1 || !strings.Contains(errs, "only a running app restarts") {
+		t.Fatalf("restart of a new app: %d %q", code, errs)
+	}
+
 	out, errs, code = cli(t, dir, nil, "user", "add", "ops@example.test", "--admin")
 	pw := regexp.MustCompile(`(?m)^  (\S{15,})$`).FindStringSubmatch(out)
 	if code != 0 || pw == nil {

@@ -336,7 +336,8 @@ func (s *Service) Update(ctx context.Context, c Change, audit accounts.Hook[Chan
 // ScaleBySlug runs n instances of the app with slug (an operator's
 // command), within its team's plan; surge and unavailable, when not nil,
 // change how its rolling deploys move. It returns the settings and how
-// many instances start now.
+// many instances start now; the change is audited as app.scale by the
+// operator.
 func (s *Service) ScaleBySlug(ctx context.Context, slug string, n int, surge, unavailable *int) (replicas.Settings, int, error) {
 	var started int
 	set := replicas.Settings{Replicas: n, VolumeGrace: s.VolumeGrace}
@@ -358,8 +359,11 @@ func (s *Service) ScaleBySlug(ctx context.Context, slug string, n int, surge, un
 			return err
 		}
 		var err error
-		started, err = replicas.Scale(ctx, tx, id, set)
-		return err
+		if started, err = replicas.Scale(ctx, tx, id, set); err != nil {
+			return err
+		}
+		return operatorEntry(team, "app.scale", slug, map[string]any{"app_id": id, "replicas": set.Replicas,
+			"max_surge": set.MaxSurge, "max_unavailable": set.MaxUnavailable}).Write(ctx, tx)
 	})
 	return set, started, err
 }
@@ -370,7 +374,8 @@ func (s *Service) Restart(ctx context.Context, app deploys.App, audit accounts.H
 	return accounts.Change(ctx, s.Pool, audit, func(tx pgx.Tx) (int, error) { return replicas.Restart(ctx, tx, app.ID) })
 }
 
-// RestartBySlug is Restart for the app with slug (an operator's command).
+// RestartBySlug is Restart for the app with slug (an operator's command),
+// audited as app.restart by the operator.
 func (s *Service) RestartBySlug(ctx context.Context, slug string) (int, error) {
 	var n int
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
@@ -380,10 +385,19 @@ func (s *Service) RestartBySlug(ctx context.Context, slug string) (int, error) {
 			return noApp(slug, err)
 		}
 		var err error
-		n, err = replicas.Restart(ctx, tx, id)
-		return err
+		if n, err = replicas.Restart(ctx, tx, id); err != nil {
+			return err
+		}
+		return operatorEntry(team, "app.restart", slug, map[string]any{"app_id": id, "instances": n}).Write(ctx, tx)
 	})
 	return n, err
+}
+
+// operatorEntry is the audit record of a change an operator's command
+// made: no person, "by": "operator command".
+func operatorEntry(team int64, action, slug string, details map[string]any) accounts.Entry {
+	details["by"] = "operator command"
+	return accounts.Entry{TeamID: team, Action: action, Target: slug, Details: details}
 }
 
 // bySlug reads the id, team and rolling settings of the app with slug

@@ -3,6 +3,7 @@ package apps
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/wisehosting/wisehosting/internal/accounts"
@@ -220,5 +221,56 @@ func TestEditRules(t *testing.T) {
 	app.Deleting = true
 	if _, err := s.Edit(ctx, app, Patch{}, false, nil); !errs.Is(err, errs.Conflict) {
 		t.Fatalf("editing an app being deleted: %v", err)
+	}
+}
+
+// TestOperatorChangesAudited: `wisehosting app scale` and `app restart`
+// write the same audit records as the API, by no person but the
+// operator's command.
+func TestOperatorChangesAudited(t *testing.T) {
+	s, db, team := service(t)
+	ctx := context.Background()
+	var worker, app int64
+	if err := db.Pool.QueryRow(ctx, "INSERT INTO workers (name, api_key_hash, status) VALUES ('w', 'k', 'online') RETURNING id").Scan(&worker); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name, worker_id, status) VALUES ($1, 'web', 'Web', $2, 'running') RETURNING id", team, worker).Scan(&app); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(ctx, "INSERT INTO deployments (app_id, status, image, worker_id, finished_at) VALUES ($1, 'succeeded', 'img', $2, now())", app, worker); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.RestartBySlug(ctx, "web"); err != nil || n != 1 {
+		t.Fatalf("restart: %d %v", n, err)
+	}
+	if _, err := s.RestartBySlug(ctx, "nope"); err == nil {
+		t.Fatal("restart of an unknown app")
+	}
+	surge := 2
+	if _, _, err := s.ScaleBySlug(ctx, "web", 1, &surge, nil); err != nil {
+		t.Fatalf("scale: %v", err)
+	}
+	if _, _, err := s.ScaleBySlug(ctx, "web", 9, nil, nil); err == nil {
+		t.Fatal("scale beyond the plan")
+	}
+	rows, err := db.Pool.Query(ctx, "SELECT action, target, user_id IS NULL, details->>'by', (details->>'app_id')::bigint FROM audit_events WHERE team_id = $1 ORDER BY id", team)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var action, target, by string
+		var noUser bool
+		var id int64
+		if err := rows.Scan(&action, &target, &noUser, &by, &id); err != nil {
+			t.Fatal(err)
+		}
+		if target != "web" || !noUser || by != "operator command" || id != app {
+			t.Errorf("%s: target %q, no user %v, by %q, app %d", action, target, noUser, by, id)
+		}
+		got = append(got, action)
+	}
+	if strings.Join(got, " ") != "app.restart app.scale" {
+		t.Fatalf("audited %v, want app.restart then app.scale", got)
 	}
 }

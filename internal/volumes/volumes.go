@@ -298,20 +298,6 @@ func Create(ctx context.Context, tx pgx.Tx, teamID, appID int64, n New) (Volume,
 	return list[0], nil
 }
 
-// CreateBySlug is Create for the app of that slug (the operator's
-// `wisehosting volume add`, which names apps by slug across teams).
-func CreateBySlug(ctx context.Context, tx pgx.Tx, slug string, n New) (Volume, error) {
-	var app, team int64
-	err := tx.QueryRow(ctx, "SELECT id, team_id FROM apps WHERE slug = $1 AND deleting_at IS NULL", slug).Scan(&app, &team)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Volume{}, errs.Invalidf("no app %q", slug)
-	}
-	if err != nil {
-		return Volume{}, err
-	}
-	return Create(ctx, tx, team, app, n)
-}
-
 // addCopies gives slots from..to-1 of an app a copy of its per-instance
 // volumes (of volume id only, when not 0) where they have none: copy n is
 // the slot unless that number was used before, else the volume's next.

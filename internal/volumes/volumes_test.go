@@ -395,3 +395,32 @@ func TestReleaseAppCopies(t *testing.T) {
 		}
 	}
 }
+
+// `wisehosting volume add` declares a volume by the app's slug and writes
+// the API's audit record, by the operator's command.
+func TestCreateBySlugAudited(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	var team, app int64
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
+	db.Pool.QueryRow(ctx, "INSERT INTO apps (team_id, slug, name) VALUES ($1, 'web', 'Web') RETURNING id", team).Scan(&app)
+	s := &volumes.Service{Pool: db.Pool}
+	if _, err := s.CreateBySlug(ctx, "nope", volumes.New{Name: "data", MountPath: "/data", SizeMB: 10}); err == nil || err.Error() != `no app "nope"` {
+		t.Fatalf("unknown app: %v", err)
+	}
+	v, err := s.CreateBySlug(ctx, "web", volumes.New{Name: "data", MountPath: "/data", SizeMB: 10})
+	if err != nil || v.AppID != app {
+		t.Fatalf("create: %+v %v", v, err)
+	}
+	var action, target, by string
+	var noUser bool
+	var id int64
+	if err := db.Pool.QueryRow(ctx, `SELECT action, target, user_id IS NULL, details->>'by', (details->>'volume_id')::bigint
+		FROM audit_events WHERE team_id = $1`, team).Scan(&action, &target, &noUser, &by, &id); err != nil {
+		t.Fatal(err)
+	}
+	if action != "volume.create" || target != "web" || !noUser || by != "operator command" || id != v.ID {
+		t.Fatalf("audit record: %s %s no user %v by %q volume %d", action, target, noUser, by, id)
+	}
+}
