@@ -32,6 +32,13 @@ package deploys
 //  8. ReportAppState (appstate.go): what the worker reports it runs is the
 //     truth about containers; a deployment it runs whose result was lost
 //     is adopted.
+//  9. Instances beyond the first (internal/replicas, which owns the
+//     app_instances table and the roll's order) change the deployment and
+//     the app only through this package: an instance that runs makes a
+//     crashed or failed app running again (InstanceRunning), an instance
+//     that fails stops the roll (FailRoll: the deployment fails and its
+//     queued jobs are cancelled), and a stop given up because its worker
+//     is gone leaves the app stopped (Stopped).
 
 import (
 	"context"
@@ -301,8 +308,7 @@ func applyResult(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int64, ok 
 			j.AppID, workerID, out.HostPort, out.Port)
 		return err
 	case wsproto.JobStop:
-		_, err := tx.Exec(ctx, "UPDATE apps SET status = 'stopped', updated_at = now() WHERE id = $1", j.AppID)
-		return err
+		return Stopped(ctx, tx, j.AppID)
 	case wsproto.JobDelete:
 		return RemoveDeleted(ctx, tx, j.AppID)
 	}
@@ -452,4 +458,38 @@ func Requeue(ctx context.Context, tx pgx.Tx, jobID int64) (int64, error) {
 		return 0, err
 	}
 	return id, AppendLog(ctx, tx, old.DeploymentID, StreamSystem, fmt.Sprintf("enqueued again by an operator (job %d → %d)", jobID, id))
+}
+
+// Stopped records that an app is stopped: its stop job succeeded, or was
+// given up because the worker that ran the app is gone (replicas.Forget:
+// what ran there is forgotten).
+func Stopped(ctx context.Context, tx pgx.Tx, appID int64) error {
+	_, err := tx.Exec(ctx, "UPDATE apps SET status = 'stopped', updated_at = now() WHERE id = $1", appID)
+	return err
+}
+
+// InstanceRunning records that an instance of the app beyond the first
+// runs (replicas.OnResult): an app that was crashed, failed or in the
+// middle of a deployment is running; a stopped one stays stopped.
+func InstanceRunning(ctx context.Context, tx pgx.Tx, appID int64) error {
+	_, err := tx.Exec(ctx, `UPDATE apps SET status = 'running', updated_at = now() WHERE id = $1 AND status IN ('crashed', 'failed', 'building', 'deploying')`, appID)
+	return err
+}
+
+// FailRoll stops the roll of deployment dep across the app's instances
+// because one of them failed (replicas.OnResult): the deployment fails
+// with reason, its log says the roll stops, and its slot jobs still queued
+// are cancelled (jobs.CancelQueued). The app's status is left alone (its
+// first instance runs dep), and so are the events: the failed job's
+// result already emitted deployment.failed. The caller puts the slots dep
+// reached back on the previous deployment.
+func FailRoll(ctx context.Context, tx pgx.Tx, dep int64, reason string) error {
+	if _, err := tx.Exec(ctx, `UPDATE deployments SET status = 'failed', error = $2, finished_at = now() WHERE id = $1`, dep, reason); err != nil {
+		return err
+	}
+	if err := AppendLog(ctx, tx, dep, StreamSystem, "deployment failed, the roll stops: "+reason); err != nil {
+		return err
+	}
+	_, err := jobs.CancelQueued(ctx, tx, dep, "the roll stopped")
+	return err
 }

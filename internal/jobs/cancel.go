@@ -103,3 +103,42 @@ func PendingCancels(ctx context.Context, pool *pgxpool.Pool, workerID int64, res
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[int64])
 }
+
+// CancelQueued cancels, in tx, a deployment's jobs still pending (none of
+// them reached a worker), with reason as their error; no hook runs: the
+// caller records what it means (see deploys.FailRoll). It returns how many
+// it cancelled.
+func CancelQueued(ctx context.Context, tx pgx.Tx, deploymentID int64, reason string) (int64, error) {
+	tag, err := tx.Exec(ctx, `UPDATE jobs SET state = 'cancelled', error = $2, finished_at = now()
+		WHERE deployment_id = $1 AND state = 'pending'`, deploymentID, reason)
+	return tag.RowsAffected(), err
+}
+
+// GiveUp ends, in tx, a pending job the control plane will not run, as
+// state (succeeded: what it asked for counts as done; cancelled or
+// failed), with reason as its error. No hook runs: the caller records what
+// it means (see replicas.Forget). A job no longer pending is left alone
+// (ok false).
+func GiveUp(ctx context.Context, tx pgx.Tx, jobID int64, state, reason string) (Job, bool, error) {
+	switch state {
+	case "succeeded", "cancelled", "failed":
+	default:
+		return Job{}, false, fmt.Errorf("a job cannot end as %q", state)
+	}
+	j, err := scanJob(tx.QueryRow(ctx, `UPDATE jobs SET state = $2, error = $3, finished_at = now()
+		WHERE id = $1 AND state = 'pending' RETURNING `+jobColumns, jobID, state, reason))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Job{}, false, nil
+	}
+	return j, err == nil, err
+}
+
+// CancelQueuedSlots cancels, in tx, an app's pending jobs of the given
+// kinds whose payload's slot (PayloadSlot) is fromSlot or above, with
+// reason as their error; no hook runs. It returns how many it cancelled.
+func CancelQueuedSlots(ctx context.Context, tx pgx.Tx, appID int64, kinds []string, fromSlot int, reason string) (int64, error) {
+	tag, err := tx.Exec(ctx, `UPDATE jobs SET state = 'cancelled', error = $4, finished_at = now()
+		WHERE app_id = $1 AND state = 'pending' AND kind = ANY($2) AND COALESCE((payload->>'slot')::int, 0) >= $3`,
+		appID, kinds, fromSlot, reason)
+	return tag.RowsAffected(), err
+}

@@ -142,3 +142,71 @@ func TestCancelOfAGoneWorkerIsNotRequeued(t *testing.T) {
 		t.Fatalf("job sent %d times: a cancelled job was requeued", sent)
 	}
 }
+
+// CancelQueued, CancelQueuedSlots and GiveUp end pending jobs only (a
+// job a worker holds is left to its result), with the given error.
+func TestCancelQueuedAndGiveUp(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	app, dep := appWithDeployment(t, db, "running")
+	enqueue := func(kind string, dep int64, slot int) int64 {
+		id, err := jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: kind, AppID: app, DeploymentID: dep, Payload: map[string]any{"slot": slot}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	held, slot1, slot2 := enqueue(wsproto.JobDeploy, dep, 0), enqueue(wsproto.JobDeploy, dep, 1), enqueue(wsproto.JobDeploy, dep, 2)
+	stop, restart := enqueue(wsproto.JobStop, 0, 0), enqueue(wsproto.JobRestart, 0, 2)
+	if _, err := db.Pool.Exec(ctx, "UPDATE jobs SET state = 'running' WHERE id = $1", held); err != nil {
+		t.Fatal(err)
+	}
+	var slots, queued int64
+	var given jobs.Job
+	var gaveUp, again bool
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		var err error
+		if slots, err = jobs.CancelQueuedSlots(ctx, tx, app, []string{wsproto.JobDeploy, wsproto.JobRollback}, 2, "scaled down"); err != nil {
+			return err
+		}
+		if queued, err = jobs.CancelQueued(ctx, tx, dep, "the roll stopped"); err != nil {
+			return err
+		}
+		if given, gaveUp, err = jobs.GiveUp(ctx, tx, stop, "succeeded", "its worker is gone"); err != nil {
+			return err
+		}
+		if _, again, err = jobs.GiveUp(ctx, tx, stop, "succeeded", "its worker is gone"); err != nil {
+			return err
+		}
+		if _, _, err := jobs.GiveUp(ctx, tx, restart, "pending", "no"); err == nil {
+			t.Error("GiveUp accepted ending a job as pending")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slots != 1 || queued != 1 || !gaveUp || again || given.ID != stop || given.Kind != wsproto.JobStop || given.AppID != app {
+		t.Fatalf("cancelled %d slot jobs and %d queued, gave up %v (%+v), again %v; want 1, 1, true (the stop job), false",
+			slots, queued, gaveUp, given, again)
+	}
+	for _, c := range []struct {
+		id           int64
+		state, error string
+	}{
+		{held, "running", ""},
+		{slot1, "cancelled", "the roll stopped"},
+		{slot2, "cancelled", "scaled down"},
+		{stop, "succeeded", "its worker is gone"},
+		{restart, "pending", ""},
+	} {
+		j, err := jobs.Get(ctx, db.Pool, c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.State != c.state || j.Error != c.error {
+			t.Errorf("job %d (%s, slot %d): %s %q, want %s %q", j.ID, j.Kind, jobs.PayloadSlot(j.Payload), j.State, j.Error, c.state, c.error)
+		}
+	}
+}

@@ -1,6 +1,13 @@
 // Package replicas runs an app as several instances spread over workers:
 // the instance list, scaling, rolling deploys and the re-placement of the
-// instances of a worker that went offline. All its SQL is here.
+// instances of a worker that went offline. It owns the app_instances
+// table, the app's instance settings (replicas, max_surge,
+// max_unavailable), slot 0's routing flag (unhealthy_since, for a
+// restart) and when a worker went offline (workers.offline_at); a
+// deployment's status and log and the app's status change only
+// through internal/deploys (FailRoll, InstanceRunning, Stopped,
+// RemoveDeleted, AppendLog), and the state of jobs only through
+// internal/jobs (Enqueue, CancelQueuedSlots, GiveUp).
 //
 // # Instances
 //

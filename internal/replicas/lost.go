@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/wisehosting/wisehosting/internal/deploys"
+	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/volumes"
 	"github.com/wisehosting/wisehosting/internal/wsproto"
@@ -177,49 +178,56 @@ func Replace(ctx context.Context, tx pgx.Tx, grace time.Duration) (int, error) {
 // stopped, or its deletion completes once its other workers are done; a
 // restart job is cancelled. It returns how many jobs it gave up.
 func Forget(ctx context.Context, tx pgx.Tx, grace time.Duration) (int, error) {
-	rows, err := tx.Query(ctx, `WITH `+goneCTE+`, waiting AS (
-			SELECT j.id, g.name FROM jobs j JOIN apps a ON a.id = j.app_id
-			JOIN gone g ON g.id = CASE WHEN j.payload->>'worker_id' ~ '^[1-9][0-9]{0,17}$' THEN (j.payload->>'worker_id')::bigint ELSE a.worker_id END
-			WHERE j.state = 'pending' AND j.kind IN ('stop', 'delete', 'restart')
-			FOR UPDATE OF j SKIP LOCKED
-		)
-		UPDATE jobs j SET state = CASE WHEN j.kind = 'restart' THEN 'cancelled' ELSE 'succeeded' END, finished_at = now(),
-			error = 'worker ' || w.name || ' is gone: ' || CASE WHEN j.kind = 'restart' THEN 'its instances were not restarted'
-				ELSE 'what ran there is forgotten (its containers are left on that host)' END
-		FROM waiting w WHERE j.id = w.id
-		RETURNING j.app_id, j.kind, j.payload`, grace.String())
+	rows, err := tx.Query(ctx, `WITH `+goneCTE+`
+		SELECT j.id, j.kind, g.name FROM jobs j JOIN apps a ON a.id = j.app_id
+		JOIN gone g ON g.id = CASE WHEN j.payload->>'worker_id' ~ '^[1-9][0-9]{0,17}$' THEN (j.payload->>'worker_id')::bigint ELSE a.worker_id END
+		WHERE j.state = 'pending' AND j.kind IN ('stop', 'delete', 'restart')
+		ORDER BY j.id FOR UPDATE OF j SKIP LOCKED`, grace.String())
 	if err != nil {
 		return 0, err
 	}
-	type given struct {
-		app     int64
-		kind    string
-		payload []byte
+	type waiting struct {
+		id           int64
+		kind, worker string
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (given, error) {
-		var g given
-		err := r.Scan(&g.app, &g.kind, &g.payload)
-		return g, err
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (waiting, error) {
+		var w waiting
+		err := r.Scan(&w.id, &w.kind, &w.worker)
+		return w, err
 	})
 	if err != nil {
 		return 0, err
 	}
+	var out []jobs.Job
+	for _, w := range list {
+		state, reason := "succeeded", "what ran there is forgotten (its containers are left on that host)"
+		if w.kind == wsproto.JobRestart {
+			state, reason = "cancelled", "its instances were not restarted"
+		}
+		j, ok, err := jobs.GiveUp(ctx, tx, w.id, state, "worker "+w.worker+" is gone: "+reason)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			out = append(out, j)
+		}
+	}
 	for _, g := range out {
-		switch g.kind {
-		case "stop":
-			if _, err := tx.Exec(ctx, "UPDATE apps SET status = 'stopped', updated_at = now() WHERE id = $1", g.app); err != nil {
+		switch g.Kind {
+		case wsproto.JobStop:
+			if err := deploys.Stopped(ctx, tx, g.AppID); err != nil {
 				return 0, err
 			}
-		case "delete":
-			if err := deploys.RemoveDeleted(ctx, tx, g.app); err != nil {
+		case wsproto.JobDelete:
+			if err := deploys.RemoveDeleted(ctx, tx, g.AppID); err != nil {
 				return 0, err
 			}
-		case "restart":
+		case wsproto.JobRestart:
 			// An instance that left routing for its restart comes back
 			// (its worker's next report, or its move, tells the truth).
 			var p wsproto.RestartPayload
-			if json.Unmarshal(g.payload, &p) == nil && p.Slot != nil && p.Drain {
-				if err := setRouted(ctx, tx, g.app, *p.Slot, true); err != nil {
+			if json.Unmarshal(g.Payload, &p) == nil && p.Slot != nil && p.Drain {
+				if err := setRouted(ctx, tx, g.AppID, *p.Slot, true); err != nil {
 					return 0, err
 				}
 			}

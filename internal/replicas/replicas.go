@@ -340,7 +340,7 @@ func OnResult(ctx context.Context, tx pgx.Tx, j jobs.Job, workerID int64, ok boo
 			j.AppID, p.Slot, workerID, j.DeploymentID, hostPort); err != nil {
 			return fmt.Errorf("recording instance %d: %w", p.Slot, err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE apps SET status = 'running', updated_at = now() WHERE id = $1 AND status IN ('crashed', 'failed', 'building', 'deploying')`, j.AppID); err != nil {
+		if err := deploys.InstanceRunning(ctx, tx, j.AppID); err != nil {
 			return err
 		}
 		if old != nil && *old != workerID {
@@ -389,17 +389,11 @@ func previous(ctx context.Context, q Querier, appID, dep int64) (int64, error) {
 	return prev, err
 }
 
-// stopRoll fails deployment dep, cancels its queued slot jobs and starts
-// the previous deployment again on the slots dep reached.
+// stopRoll fails deployment dep and cancels its queued slot jobs
+// (deploys.FailRoll), then starts the previous deployment again on the
+// slots dep reached.
 func stopRoll(ctx context.Context, tx pgx.Tx, appID, dep int64, a appRoll, reason string) error {
-	if _, err := tx.Exec(ctx, `UPDATE deployments SET status = 'failed', error = $2, finished_at = now() WHERE id = $1`, dep, reason); err != nil {
-		return err
-	}
-	if err := logLine(ctx, tx, dep, "deployment failed, the roll stops: "+reason); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `UPDATE jobs SET state = 'cancelled', error = 'the roll stopped', finished_at = now()
-		WHERE deployment_id = $1 AND state = 'pending'`, dep); err != nil {
+	if err := deploys.FailRoll(ctx, tx, dep, reason); err != nil {
 		return err
 	}
 	// Slot 0 moves first, so it runs dep whenever a later slot failed.

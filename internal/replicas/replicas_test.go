@@ -258,6 +258,14 @@ func TestRollSpreadFailAndReplace(t *testing.T) {
 		b.pool.QueryRow(ctx, "SELECT status FROM deployments WHERE id = $1", d2).Scan(&st)
 		return st == "failed"
 	})
+	var derr string
+	var stopLines int
+	b.pool.QueryRow(ctx, `SELECT d.error, (SELECT count(*) FROM deployment_logs l WHERE l.deployment_id = d.id
+			AND l.line = 'deployment failed, the roll stops: instance 3 failed: health check failed')
+		FROM deployments d WHERE d.id = $1`, d2).Scan(&derr, &stopLines)
+	if derr != "instance 3 failed: health check failed" || stopLines != 1 {
+		t.Fatalf("deployment %d: error %q, %d log lines saying the roll stops; want the failed instance's, 1", d2, derr, stopLines)
+	}
 	// Slot 0 counts as back as soon as d2 failed (its current deployment
 	// is the newest succeeded one); its container follows with its job.
 	eventually(t, "the two slots the roll moved to go back", func() bool {
@@ -698,5 +706,74 @@ func TestPerInstanceVolumesFollowSlots(t *testing.T) {
 	}
 	if l := b.recoverNow(t); l.Replaced != 0 {
 		t.Fatalf("%d instances pinned to their volume copies were re-placed", l.Replaced)
+	}
+}
+
+// Forget gives up the stop and restart jobs waiting for a gone worker
+// (the stop counts as done: the app is stopped; the restart is
+// cancelled) and leaves alone those of a worker that is still there.
+func TestForgetJobsOfGoneWorker(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	var workers [2]int64
+	for i, status := range []string{"revoked", "online"} {
+		if err := db.Pool.QueryRow(ctx, `INSERT INTO workers (name, api_key_hash, status, wg_ip, cpu_millis, memory_mb, max_jobs, last_seen)
+			VALUES ($1, sha256(convert_to($1, 'UTF8')), $2, $3, 4000, 4096, 8, now()) RETURNING id`,
+			fmt.Sprintf("w%d", i), status, fmt.Sprintf("127.0.0.%d", i+1)).Scan(&workers[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var team int64
+	db.Pool.QueryRow(ctx, "INSERT INTO teams (name, slug) VALUES ('t', 't') RETURNING id").Scan(&team)
+	var apps [2]int64
+	for i := range apps {
+		if err := db.Pool.QueryRow(ctx, `INSERT INTO apps (team_id, slug, name, git_repo, port, cpu_millis, memory_mb, worker_id, status)
+			VALUES ($1, $2, $2, 'https://git.example/app.git', 8080, 100, 64, $3, 'running') RETURNING id`,
+			team, fmt.Sprintf("app%d", i), workers[i]).Scan(&apps[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enqueue := func(kind string, app int64) int64 {
+		id, err := jobs.Enqueue(ctx, db.Pool, jobs.New{Kind: kind, AppID: app})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	stop, restart, kept := enqueue(wsproto.JobStop, apps[0]), enqueue(wsproto.JobRestart, apps[0]), enqueue(wsproto.JobStop, apps[1])
+	var n int
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		var err error
+		n, err = replicas.Forget(ctx, tx, time.Minute)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("Forget gave up %d jobs, want 2", n)
+	}
+	for _, c := range []struct {
+		id           int64
+		state, error string
+	}{
+		{stop, "succeeded", "worker w0 is gone: what ran there is forgotten (its containers are left on that host)"},
+		{restart, "cancelled", "worker w0 is gone: its instances were not restarted"},
+		{kept, "pending", ""},
+	} {
+		j, err := jobs.Get(ctx, db.Pool, c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.State != c.state || j.Error != c.error {
+			t.Errorf("job %d (%s): %s %q, want %s %q", j.ID, j.Kind, j.State, j.Error, c.state, c.error)
+		}
+	}
+	for i, want := range []string{"stopped", "running"} {
+		var st string
+		db.Pool.QueryRow(ctx, "SELECT status FROM apps WHERE id = $1", apps[i]).Scan(&st)
+		if st != want {
+			t.Errorf("app %d is %s, want %s", i, st, want)
+		}
 	}
 }

@@ -8,8 +8,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/wisehosting/wisehosting/internal/jobs"
 	"github.com/wisehosting/wisehosting/internal/network"
 	"github.com/wisehosting/wisehosting/internal/volumes"
+	"github.com/wisehosting/wisehosting/internal/wsproto"
 )
 
 // Settings are an app's instance count and rolling-deploy bounds.
@@ -73,9 +75,8 @@ func Scale(ctx context.Context, tx pgx.Tx, appID int64, s Settings) (int, error)
 		if err != nil {
 			return 0, err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE jobs SET state = 'cancelled', error = 'the app was scaled down', finished_at = now()
-			WHERE app_id = $1 AND state = 'pending' AND kind IN ('deploy', 'rollback') AND COALESCE((payload->>'slot')::int, 0) >= $2`,
-			appID, s.Replicas); err != nil {
+		if _, err := jobs.CancelQueuedSlots(ctx, tx, appID, []string{wsproto.JobDeploy, wsproto.JobRollback}, s.Replicas,
+			"the app was scaled down"); err != nil {
 			return 0, err
 		}
 		if err := NotifyDesired(ctx, tx, gone...); err != nil {
