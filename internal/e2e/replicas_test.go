@@ -315,7 +315,12 @@ http://:%s {
 	}
 	window := time.Since(died)
 	l = startLoop(proxy, regexp.MustCompile(`rep version two`))
-	ins = instancesAt(3, second, 3*time.Minute)
+	// wb's instance still reads running at the second deployment until
+	// the one started on wa replaces it (once wb is gone): wait for that.
+	waitFor(t, "wb's instance to start again on wa", 3*time.Minute, func() bool {
+		ins = instancesAt(3, second, 3*time.Minute)
+		return perWorker(ins)["wa"] == 3
+	})
 	time.Sleep(5 * time.Second)
 	ok, failed, last = l.end()
 	t.Logf("worker lost: health window %s; then %d requests, %d failed; instances %v", window.Round(100*time.Millisecond), ok, failed, perWorker(ins))
