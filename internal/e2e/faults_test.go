@@ -293,42 +293,10 @@ http://%s {
 	waitListen(t, f.agent, f.zoneAddr)
 
 	// The proxy mode, on plain HTTP: what users reach the apps through.
-	pxDir := filepath.Join(f.work, "proxy")
-	os.MkdirAll(pxDir, 0o700)
-	pxFile := filepath.Join(pxDir, "proxy.Caddyfile")
-	os.WriteFile(pxFile, []byte(fmt.Sprintf(`{
-	admin off
-	wisehosting_proxy {
-		control_plane http://%s
-		token %s
-		cache_file %s/routes.json
-		poll_interval 1s
-	}
-}
-http://:%s {
-	bind 127.0.0.1
-	wisehosting_route {
-		forward
-	}
-	reverse_proxy {
-		dynamic wisehosting
-	}
-}
-`, f.cpAddr, proxyToken, pxDir, portOf(f.pxAddr))), 0o600)
-	px := startProc(t, "proxy", f.work, []string{"HOME=" + pxDir, "XDG_DATA_HOME=" + pxDir, "XDG_CONFIG_HOME=" + pxDir},
-		bins.cp, "run", "--config", pxFile, "--adapter", "caddyfile")
-	waitListen(t, px, f.pxAddr)
+	startPlainProxy(t, f.work, f.cpAddr, f.pxAddr)
 
 	// The owner signs in and creates the ten apps through the API.
-	raw, _ := os.ReadFile(f.cp.log)
-	m := regexp.MustCompile(`"password":"([^"]+)"`).FindSubmatch(raw)
-	if m == nil {
-		t.Fatalf("no one-time password in the control plane's log")
-	}
-	api := newAPIClient(t, "http://"+f.cpAddr)
-	api.login("owner@acme.test", string(m[1]))
-	api.call("POST", "/api/password", map[string]any{"current_password": string(m[1]), "new_password": "a long new passphrase"}, 200)
-	team := int64(api.call("GET", "/api/me", nil, 200)["teams"].([]any)[0].(map[string]any)["id"].(float64))
+	api, team := signInOwner(t, f.cp.log, f.cpAddr)
 	const nApps = 10
 	type app struct {
 		id   int64

@@ -64,14 +64,6 @@ http://%s {
 		"-podman", svc.URL, "-work-dir", work}, agentArgs...)...)
 	waitListen(t, agent, j.zoneAddr)
 
-	raw, _ := os.ReadFile(cp.log)
-	m := regexp.MustCompile(`"password":"([^"]+)"`).FindSubmatch(raw)
-	if m == nil {
-		t.Fatalf("no one-time password in the control plane's log")
-	}
-	j.api = newAPIClient(t, "http://"+j.cpAddr)
-	j.api.login("owner@acme.test", string(m[1]))
-	j.api.call("POST", "/api/password", map[string]any{"current_password": string(m[1]), "new_password": "a long new passphrase"}, 200)
-	j.team = int64(j.api.call("GET", "/api/me", nil, 200)["teams"].([]any)[0].(map[string]any)["id"].(float64))
+	j.api, j.team = signInOwner(t, cp.log, j.cpAddr)
 	return j
 }

@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -125,17 +124,7 @@ http://%s {
 	}
 	cp := startCP()
 
-	var m [][]byte
-	waitFor(t, "the one-time password in the control plane's log", 30*time.Second, func() bool {
-		raw, _ := os.ReadFile(cp.log)
-		m = regexp.MustCompile(`"password":"([^"]+)"`).FindSubmatch(raw)
-		return m != nil
-	})
-	api := newAPIClient(t, "http://"+addr)
-	api.login("owner@acme.test", string(m[1]))
-	api.call("POST", "/api/password", map[string]any{"current_password": string(m[1]), "new_password": "a long new passphrase"}, 200)
-	me := api.call("GET", "/api/me", nil, 200)
-	team := int64(me["teams"].([]any)[0].(map[string]any)["id"].(float64))
+	api, team := signInOwner(t, cp.log, addr)
 	repo := t.TempDir()
 	git(t, repo, "init", "-q", "-b", "main")
 	commit(t, repo, "<h1>one</h1>\n")

@@ -85,15 +85,7 @@ http://%s {
 			"-podman", w.svc.URL, "-allow-local-git", "-work-dir", dir, "-instance", w.name)
 		waitListen(t, w.agent, w.zoneAddr)
 	}
-	raw, _ := os.ReadFile(cp.log)
-	m := regexp.MustCompile(`"password":"([^"]+)"`).FindSubmatch(raw)
-	if m == nil {
-		t.Fatalf("no one-time password in the control plane's log")
-	}
-	api := newAPIClient(t, "http://"+cpAddr)
-	api.login("owner@acme.test", string(m[1]))
-	api.call("POST", "/api/password", map[string]any{"current_password": string(m[1]), "new_password": "a long new passphrase"}, 200)
-	team := int64(api.call("GET", "/api/me", nil, 200)["teams"].([]any)[0].(map[string]any)["id"].(float64))
+	api, team := signInOwner(t, cp.log, cpAddr)
 	waitFor(t, "both workers online", 60*time.Second, func() bool {
 		ws, _ := api.call("GET", "/api/workers", nil, 200)["workers"].([]any)
 		n := 0

@@ -104,33 +104,7 @@ http://%s {
 	}
 
 	// The proxy mode, on plain HTTP.
-	pxDir := filepath.Join(work, "proxy")
-	os.MkdirAll(pxDir, 0o700)
-	pxFile := filepath.Join(pxDir, "proxy.Caddyfile")
-	os.WriteFile(pxFile, []byte(fmt.Sprintf(`{
-	admin off
-	auto_https off
-	http_port %d
-	storage file_system %s/data
-	wisehosting_proxy {
-		control_plane http://%s
-		token %s
-		poll_interval 1s
-	}
-}
-http://:%s {
-	bind 127.0.0.1
-	wisehosting_route {
-		forward
-	}
-	reverse_proxy {
-		dynamic wisehosting
-	}
-}
-`, peers.FreePort(t), pxDir, cpAddr, proxyToken, portOf(pxAddr))), 0o600)
-	px := startProc(t, "proxy", work, []string{"HOME=" + pxDir, "XDG_DATA_HOME=" + pxDir, "XDG_CONFIG_HOME=" + pxDir},
-		bins.cp, "run", "--config", pxFile, "--adapter", "caddyfile")
-	waitListen(t, px, pxAddr)
+	startPlainProxy(t, work, cpAddr, pxAddr)
 
 	// Traefik on plain HTTP, from the same routing document.
 	tf := startProc(t, "traefik", work, nil, peers.TraefikBin(t),
@@ -141,15 +115,7 @@ http://:%s {
 		"--global.checkNewVersion=false", "--global.sendAnonymousUsage=false", "--log.level=INFO")
 	waitListen(t, tf, tfAddr)
 
-	raw, _ := os.ReadFile(cp.log)
-	m := regexp.MustCompile(`"password":"([^"]+)"`).FindSubmatch(raw)
-	if m == nil {
-		t.Fatalf("no one-time password in the control plane's log")
-	}
-	api := newAPIClient(t, "http://"+cpAddr)
-	api.login("owner@acme.test", string(m[1]))
-	api.call("POST", "/api/password", map[string]any{"current_password": string(m[1]), "new_password": "a long new passphrase"}, 200)
-	team := int64(api.call("GET", "/api/me", nil, 200)["teams"].([]any)[0].(map[string]any)["id"].(float64))
+	api, team := signInOwner(t, cp.log, cpAddr)
 	waitFor(t, "both workers online", 60*time.Second, func() bool {
 		ws, _ := api.call("GET", "/api/workers", nil, 200)["workers"].([]any)
 		n := 0

@@ -135,15 +135,7 @@ http://%s {
 		"-cp", "http://"+c.fwd.addr, "-mesh-ip", "127.0.0.1", "-zone", "z.test", "-zone-listen", c.zone,
 		"-podman", svc.URL, "-allow-local-git", "-work-dir", c.work)
 	waitListen(t, agent, c.zone)
-	raw, _ := os.ReadFile(c.cps[0].log)
-	m := regexp.MustCompile(`"password":"([^"]+)"`).FindSubmatch(raw)
-	if m == nil {
-		t.Fatalf("no one-time password in the first replica's log")
-	}
-	c.api = newAPIClient(t, "http://"+c.fwd.addr)
-	c.api.login("owner@acme.test", string(m[1]))
-	c.api.call("POST", "/api/password", map[string]any{"current_password": string(m[1]), "new_password": "a long new passphrase"}, 200)
-	c.team = int64(c.api.call("GET", "/api/me", nil, 200)["teams"].([]any)[0].(map[string]any)["id"].(float64))
+	c.api, c.team = signInOwner(t, c.cps[0].log, c.fwd.addr)
 	return c
 }
 
