@@ -121,6 +121,12 @@ type claimed struct {
 }
 
 func (d *Dispatcher) claim(ctx context.Context, where string, args ...any) ([]claimed, error) {
+	// A claim cancelled after its UPDATE committed would leave the rows
+	// held for a whole lease with nobody sending them: once asked, the
+	// claim completes, and what it took is sent (sends finish during
+	// shutdown too).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	rows, err := d.Pool.Query(ctx, `UPDATE webhook_deliveries d SET state = 'delivering', attempts = attempts + 1,
 			locked_until = now() + `+strconv.FormatInt(d.Lease.Milliseconds(), 10)+` * interval '1 millisecond'
 		WHERE d.id IN (SELECT id FROM webhook_deliveries w WHERE `+where+` FOR UPDATE SKIP LOCKED)

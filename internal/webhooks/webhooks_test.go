@@ -166,7 +166,19 @@ func TestRestartMidRetryLosesNothing(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { first.Run(rctx); close(done) }()
-	waitState(t, f, "pending") // failed once, waiting to retry
+	// Failed once, waiting to retry (the delivery is "pending" from the
+	// start, so the attempt is what is waited for).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if st, a, _ := state(t, f); st == "pending" && a == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			st, a, s := state(t, f)
+			t.Fatalf("delivery %s after %d attempts (last status %d), want pending after 1", st, a, s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	cancel()
 	<-done
 	second := f.dispatcher(loopbackOnly)
