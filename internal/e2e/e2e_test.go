@@ -307,14 +307,7 @@ http://%s {
 	defer s.pool.Close()
 
 	// A worker, added with the operator command, and its agent.
-	out, err := exec.Command(bins.cp, "worker", "add", "w1", "--zone", "z.test", "--wg-ip", "127.0.0.1", "--config", s.cpFile, "--adapter", "caddyfile").CombinedOutput()
-	if err != nil {
-		t.Fatalf("worker add: %v\n%s", err, out)
-	}
-	s.key = regexp.MustCompile(`whk_[A-Za-z0-9_-]+`).FindString(string(out))
-	if s.key == "" {
-		t.Fatalf("no key in %s", out)
-	}
+	s.key = addWorker(t, s.cpFile, "w1", "z.test", "127.0.0.1")
 	s.startAgent()
 	waitFor(t, "the worker to come online", 30*time.Second, func() bool {
 		var st string

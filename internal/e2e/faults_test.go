@@ -284,11 +284,7 @@ http://%s {
 		t.Fatal(err)
 	}
 	defer f.pool.Close()
-	out, err := exec.Command(bins.cp, "worker", "add", "w1", "--zone", "z.test", "--wg-ip", "127.0.0.1", "--config", f.cpFile, "--adapter", "caddyfile").CombinedOutput()
-	if err != nil {
-		t.Fatalf("worker add: %v\n%s", err, out)
-	}
-	f.key = regexp.MustCompile(`whk_[A-Za-z0-9_-]+`).FindString(string(out))
+	f.key = addWorker(t, f.cpFile, "w1", "z.test", "127.0.0.1")
 	f.startAgent()
 	waitListen(t, f.agent, f.zoneAddr)
 

@@ -3,9 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"testing"
 
 	"github.com/wisehosting/wisehosting/agent/runtime/podmantest"
@@ -54,11 +52,7 @@ http://%s {
 `, dbURL, secret, proxyToken, j.cpAddr, j.cpAddr, dashboard)), 0o600)
 	cp := startProc(t, "cp", work, nil, bins.cp, "run", "--config", cpFile, "--adapter", "caddyfile")
 	waitListen(t, cp, j.cpAddr)
-	out, err := exec.Command(bins.cp, "worker", "add", "w1", "--zone", "z.test", "--wg-ip", "127.0.0.1", "--config", cpFile, "--adapter", "caddyfile").CombinedOutput()
-	if err != nil {
-		t.Fatalf("worker add: %v\n%s", err, out)
-	}
-	key := regexp.MustCompile(`whk_[A-Za-z0-9_-]+`).FindString(string(out))
+	key := addWorker(t, cpFile, "w1", "z.test", "127.0.0.1")
 	agent := startProc(t, "agent", work, []string{"WISEHOSTING_WORKER_KEY=" + key}, append([]string{bins.agent,
 		"-cp", "http://" + j.cpAddr, "-mesh-ip", "127.0.0.1", "-zone", "z.test", "-zone-listen", j.zoneAddr,
 		"-podman", svc.URL, "-work-dir", work}, agentArgs...)...)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"testing"
@@ -67,4 +68,20 @@ http://:%s {
 		bins.cp, "run", "--config", pxFile, "--adapter", "caddyfile")
 	waitListen(t, px, pxAddr)
 	return px
+}
+
+// addWorker is what the operator does for each worker: `wisehosting
+// worker add` against the control plane's config; it returns the worker's
+// key, printed once.
+func addWorker(t testing.TB, cpFile, name, zone, ip string) string {
+	t.Helper()
+	out, err := exec.Command(bins.cp, "worker", "add", name, "--zone", zone, "--wg-ip", ip, "--config", cpFile, "--adapter", "caddyfile").CombinedOutput()
+	if err != nil {
+		t.Fatalf("worker add: %v\n%s", err, out)
+	}
+	key := regexp.MustCompile(`whk_[A-Za-z0-9_-]+`).FindString(string(out))
+	if key == "" {
+		t.Fatalf("worker add printed no key:\n%s", out)
+	}
+	return key
 }

@@ -94,11 +94,7 @@ http://%s {
 		waitListen(t, w.agent, w.zoneAddr)
 	}
 	for _, w := range workers {
-		out, err := exec.Command(bins.cp, "worker", "add", w.name, "--zone", w.zone, "--wg-ip", w.ip, "--config", cpFile, "--adapter", "caddyfile").CombinedOutput()
-		if err != nil {
-			t.Fatalf("worker add: %v\n%s", err, out)
-		}
-		keys[w.name] = regexp.MustCompile(`whk_[A-Za-z0-9_-]+`).FindString(string(out))
+		keys[w.name] = addWorker(t, cpFile, w.name, w.zone, w.ip)
 		startAgent(w, 1)
 	}
 

@@ -90,11 +90,7 @@ http://%s {
 	cp := startProc(t, "cp", work, nil, bins.cp, "run", "--config", cpFile, "--adapter", "caddyfile")
 	waitListen(t, cp, cpAddr)
 	for _, w := range workers {
-		out, err := exec.Command(bins.cp, "worker", "add", w.name, "--zone", w.zone, "--wg-ip", w.ip, "--config", cpFile, "--adapter", "caddyfile").CombinedOutput()
-		if err != nil {
-			t.Fatalf("worker add: %v\n%s", err, out)
-		}
-		key := regexp.MustCompile(`whk_[A-Za-z0-9_-]+`).FindString(string(out))
+		key := addWorker(t, cpFile, w.name, w.zone, w.ip)
 		dir := filepath.Join(work, w.name)
 		os.MkdirAll(dir, 0o700)
 		w.agent = startProc(t, "agent-"+w.name, work, []string{"WISEHOSTING_WORKER_KEY=" + key}, bins.agent,

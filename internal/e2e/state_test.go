@@ -126,11 +126,7 @@ http://%s {
 	// The first replica creates the first account; then the second starts.
 	c.startCP(0)
 	c.startCP(1)
-	out, err := exec.Command(bins.cp, "worker", "add", "w1", "--zone", "z.test", "--wg-ip", "127.0.0.1", "--config", c.cpFiles[0], "--adapter", "caddyfile").CombinedOutput()
-	if err != nil {
-		t.Fatalf("worker add: %v\n%s", err, out)
-	}
-	key := regexp.MustCompile(`whk_[A-Za-z0-9_-]+`).FindString(string(out))
+	key := addWorker(t, c.cpFiles[0], "w1", "z.test", "127.0.0.1")
 	agent := startProc(t, "agent", c.work, []string{"WISEHOSTING_WORKER_KEY=" + key}, bins.agent,
 		"-cp", "http://"+c.fwd.addr, "-mesh-ip", "127.0.0.1", "-zone", "z.test", "-zone-listen", c.zone,
 		"-podman", svc.URL, "-allow-local-git", "-work-dir", c.work)
